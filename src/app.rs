@@ -1,0 +1,254 @@
+//! [`App`]: what a node offers its clients, in domain terms. The gRPC layer calls it.
+//!
+//! Writes become [`Command`]s stamped with this node's clock and go through the Raft log;
+//! the node must be the leader. Reads come from the applied state, linearizable (confirmed
+//! with a quorum first) or stale (local, immediate).
+
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use openraft::RaftMetrics;
+use openraft::ReadPolicy;
+use openraft::ServerState;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::ClientWriteError;
+use openraft::error::ForwardToLeader;
+use openraft::error::LinearizableReadError;
+use openraft::error::RaftError;
+
+use crate::raft_types::NodeId;
+use crate::raft_types::Raft;
+use crate::raft_types::TypeConfig;
+use crate::state::Command;
+use crate::state::CommandResponse;
+use crate::state::ListFilter;
+use crate::state::StateError;
+use crate::state::Task;
+use crate::state::TaskId;
+use crate::state::TaskSpec;
+use crate::state::limits;
+use crate::store::SharedState;
+
+/// Largest page a listing returns.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// How a read is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Linearizable,
+    Stale,
+}
+
+/// Why a call failed. The gRPC layer maps each variant to one status code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Rejected(#[from] StateError),
+    #[error("{}", not_leader_message(.leader_id, .leader_addr))]
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
+    /// The write may or may not have been committed; retrying with the same client request id
+    /// is safe.
+    #[error(
+        "leadership changed while the write was in flight; its outcome is unknown: retry it with the same client request id"
+    )]
+    OutcomeUnknown,
+    #[error("no quorum: {0}; the cluster needs a majority of its members up")]
+    NoQuorum(String),
+    #[error("this node is shutting down or its Raft stopped: {0}")]
+    Stopped(String),
+    #[error("unexpected response from the state machine: {0}")]
+    Internal(String),
+}
+
+fn not_leader_message(leader_id: &Option<NodeId>, leader_addr: &Option<String>) -> String {
+    match (leader_id, leader_addr) {
+        (Some(id), Some(addr)) => format!("this node is not the leader; the leader is node {id} at {addr}"),
+        _ => "this node is not the leader and no leader is known yet (election in progress?); retry shortly".into(),
+    }
+}
+
+impl From<&ForwardToLeader<TypeConfig>> for AppError {
+    fn from(forward: &ForwardToLeader<TypeConfig>) -> AppError {
+        AppError::NotLeader {
+            leader_id: forward.leader_id,
+            leader_addr: forward.leader_node.as_ref().map(|node| node.addr.clone()),
+        }
+    }
+}
+
+/// One member's view of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub node_id: NodeId,
+    pub address: String,
+    pub role: String,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    pub last_log_index: u64,
+    pub last_applied_index: u64,
+}
+
+/// A node's client-facing operations. Cheap to clone; every clone shares the same Raft and
+/// state.
+#[derive(Clone)]
+pub struct App {
+    raft: Raft,
+    /// Read side of the state machine; written only by openraft's apply task.
+    state: SharedState,
+}
+
+impl App {
+    pub fn new(raft: Raft, state: SharedState) -> App {
+        App { raft, state }
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Validates and submits specs as one log entry. Returns, per spec, the task and whether
+    /// it was created (false: an earlier submission with the same request id), or why apply
+    /// refused it.
+    pub async fn submit(&self, specs: Vec<TaskSpec>) -> Result<Vec<Result<(Task, bool), StateError>>, AppError> {
+        limits::validate_batch_len(specs.len())?;
+        for spec in &specs {
+            limits::validate_spec(spec)?;
+        }
+        let command = Command::SubmitTasks {
+            now_ms: now_ms(),
+            specs,
+        };
+        let CommandResponse::Submitted(outcomes) = self.write(command).await? else {
+            return Err(AppError::Internal("submit answered with another response".into()));
+        };
+        let state = self.state.read();
+        outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(outcome) => {
+                    let task = state.scheduler.get(outcome.task_id).cloned();
+                    let task = task.ok_or_else(|| AppError::Internal(format!("task {} vanished", outcome.task_id)))?;
+                    Ok(Ok((task, outcome.created)))
+                }
+                Err(rejected) => Ok(Err(rejected)),
+            })
+            .collect()
+    }
+
+    pub async fn cancel(&self, task_id: TaskId, reason: String) -> Result<Task, AppError> {
+        limits::validate_reason(&reason)?;
+        let command = Command::CancelTask {
+            now_ms: now_ms(),
+            task_id,
+            reason,
+        };
+        let CommandResponse::Cancelled(result) = self.write(command).await? else {
+            return Err(AppError::Internal("cancel answered with another response".into()));
+        };
+        let task_id = result?;
+        self.read_task(task_id)
+    }
+
+    pub async fn get(&self, task_id: TaskId, consistency: Consistency) -> Result<Task, AppError> {
+        self.ensure_consistency(consistency).await?;
+        self.read_task(task_id)
+    }
+
+    /// A page of tasks matching `filter` with ids above `after`, and where the next page
+    /// starts.
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        after: TaskId,
+        page_size: usize,
+        consistency: Consistency,
+    ) -> Result<(Vec<Task>, Option<TaskId>), AppError> {
+        self.ensure_consistency(consistency).await?;
+        let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
+        Ok(self.state.read().scheduler.list(filter, after, page_size))
+    }
+
+    /// This node's own view, from its Raft metrics.
+    pub fn member_view(&self) -> MemberView {
+        let metrics = self.metrics();
+        let node_id = metrics.id;
+        let address = metrics
+            .membership_config
+            .membership()
+            .get_node(&node_id)
+            .map(|node| node.addr.clone())
+            .unwrap_or_default();
+        let role = match metrics.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        MemberView {
+            node_id,
+            address,
+            role: role.to_string(),
+            term: metrics.current_term,
+            leader_id: metrics.current_leader,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            last_applied_index: metrics.last_applied.map_or(0, |log_id| log_id.index),
+        }
+    }
+
+    /// Every voter and learner in the current membership, with its address.
+    pub fn members(&self) -> Vec<(NodeId, String)> {
+        let metrics = self.metrics();
+        metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect()
+    }
+
+    /// The latest Raft metrics of this node.
+    pub fn metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    fn read_task(&self, task_id: TaskId) -> Result<Task, AppError> {
+        let state = self.state.read();
+        let task = state.scheduler.get(task_id).cloned();
+        task.ok_or(AppError::Rejected(StateError::TaskNotFound(task_id)))
+    }
+
+    async fn write(&self, command: Command) -> Result<CommandResponse, AppError> {
+        match self.raft.client_write(command).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => Err(AppError::from(&forward)),
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(AppError::OutcomeUnknown),
+            Err(RaftError::APIError(other)) => Err(AppError::Internal(other.to_string())),
+            Err(RaftError::Fatal(fatal)) => Err(AppError::Stopped(fatal.to_string())),
+        }
+    }
+
+    async fn ensure_consistency(&self, consistency: Consistency) -> Result<(), AppError> {
+        if consistency == Consistency::Stale {
+            return Ok(());
+        }
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => Err(AppError::from(&forward)),
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => {
+                Err(AppError::NoQuorum(e.to_string()))
+            }
+            Err(RaftError::Fatal(fatal)) => Err(AppError::Stopped(fatal.to_string())),
+        }
+    }
+}
+
+/// The leader's clock, read once per proposed command. Replicas never read it.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,239 @@
+//! [`SchedulerService`]: the client API of proto/raftsched.proto.
+
+use std::time::Duration;
+
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use crate::app::App;
+use crate::app::Consistency;
+use crate::app::MemberView;
+use crate::grpc::api;
+use crate::grpc::api::scheduler_client::SchedulerClient;
+use crate::grpc::api::scheduler_server::Scheduler;
+use crate::grpc::convert::spec_from_proto;
+use crate::grpc::convert::status_from_proto;
+use crate::grpc::convert::task_to_proto;
+use crate::grpc::status::app_error_to_status;
+use crate::grpc::status::invalid;
+use crate::network::peer_endpoint;
+use crate::state::ListFilter;
+use crate::state::TaskSpec;
+
+/// How long ClusterStatus waits for each peer's own view.
+const PEER_STATUS_DEADLINE: Duration = Duration::from_millis(1000);
+const DEFAULT_PAGE_SIZE: usize = 100;
+
+pub struct SchedulerService {
+    app: App,
+}
+
+impl SchedulerService {
+    pub fn new(app: App) -> SchedulerService {
+        SchedulerService { app }
+    }
+}
+
+fn consistency_from_proto(value: i32) -> Result<Consistency, Status> {
+    match api::Consistency::try_from(value) {
+        Ok(api::Consistency::Linearizable) => Ok(Consistency::Linearizable),
+        Ok(api::Consistency::Stale) => Ok(Consistency::Stale),
+        Err(_) => Err(invalid(format!("invalid consistency: unknown value {value}"))),
+    }
+}
+
+fn member_to_proto(view: MemberView) -> api::MemberStatus {
+    api::MemberStatus {
+        node_id: view.node_id,
+        address: view.address,
+        role: view.role,
+        term: view.term,
+        leader_id: view.leader_id.unwrap_or(0),
+        last_log_index: view.last_log_index,
+        last_applied_index: view.last_applied_index,
+        error: String::new(),
+    }
+}
+
+/// Asks one peer for its own view; an unreachable peer is reported, not an error.
+async fn peer_status(node_id: u64, address: String) -> api::MemberStatus {
+    let unreachable = |error: String| api::MemberStatus {
+        node_id,
+        address: address.clone(),
+        role: "unreachable".into(),
+        error,
+        ..api::MemberStatus::default()
+    };
+    let endpoint = match peer_endpoint(&address) {
+        Ok(endpoint) => endpoint,
+        Err(e) => return unreachable(e),
+    };
+    let call = async {
+        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+        let mut request = Request::new(api::NodeStatusRequest {});
+        request.set_timeout(PEER_STATUS_DEADLINE);
+        let response = SchedulerClient::new(channel)
+            .node_status(request)
+            .await
+            .map_err(|e| e.message().to_string())?;
+        response.into_inner().status.ok_or_else(|| "empty status".to_string())
+    };
+    match tokio::time::timeout(PEER_STATUS_DEADLINE, call).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => unreachable(e),
+        Err(_) => unreachable(format!("no answer within {PEER_STATUS_DEADLINE:?}")),
+    }
+}
+
+#[tonic::async_trait]
+impl Scheduler for SchedulerService {
+    async fn submit_task(
+        &self,
+        request: Request<api::SubmitTaskRequest>,
+    ) -> Result<Response<api::SubmitTaskResponse>, Status> {
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| invalid("invalid spec: missing"))?;
+        let mut outcomes = self
+            .app
+            .submit(vec![spec_from_proto(spec)?])
+            .await
+            .map_err(app_error_to_status)?;
+        let outcome = outcomes
+            .pop()
+            .ok_or_else(|| Status::internal("submit returned no outcome"))?;
+        let (task, created) = outcome.map_err(|e| app_error_to_status(e.into()))?;
+        Ok(Response::new(api::SubmitTaskResponse {
+            task: Some(task_to_proto(&task)),
+            created,
+        }))
+    }
+
+    async fn submit_tasks(
+        &self,
+        request: Request<api::SubmitTasksRequest>,
+    ) -> Result<Response<api::SubmitTasksResponse>, Status> {
+        let specs: Vec<TaskSpec> = request
+            .into_inner()
+            .specs
+            .into_iter()
+            .map(spec_from_proto)
+            .collect::<Result<_, _>>()?;
+        let outcomes = self.app.submit(specs).await.map_err(app_error_to_status)?;
+        let results = outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok((task, created)) => api::SubmitResult {
+                    task_id: task.id,
+                    created,
+                    error: String::new(),
+                },
+                Err(rejected) => api::SubmitResult {
+                    error: rejected.to_string(),
+                    ..api::SubmitResult::default()
+                },
+            })
+            .collect();
+        Ok(Response::new(api::SubmitTasksResponse { results }))
+    }
+
+    async fn get_task(&self, request: Request<api::GetTaskRequest>) -> Result<Response<api::GetTaskResponse>, Status> {
+        let request = request.into_inner();
+        let consistency = consistency_from_proto(request.consistency)?;
+        let task = self
+            .app
+            .get(request.task_id, consistency)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::GetTaskResponse {
+            task: Some(task_to_proto(&task)),
+        }))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<api::ListTasksRequest>,
+    ) -> Result<Response<api::ListTasksResponse>, Status> {
+        let request = request.into_inner();
+        let filter = ListFilter {
+            status: status_from_proto(request.state)?,
+            queue: if request.queue.is_empty() {
+                None
+            } else {
+                Some(request.queue)
+            },
+        };
+        let after = if request.page_token.is_empty() {
+            0
+        } else {
+            request
+                .page_token
+                .parse()
+                .map_err(|_| invalid("invalid page_token: pass the next_page_token of the previous response"))?
+        };
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n as usize,
+        };
+        let consistency = consistency_from_proto(request.consistency)?;
+        let (tasks, next) = self
+            .app
+            .list(&filter, after, page_size, consistency)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::ListTasksResponse {
+            tasks: tasks.iter().map(task_to_proto).collect(),
+            next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<api::CancelTaskRequest>,
+    ) -> Result<Response<api::CancelTaskResponse>, Status> {
+        let request = request.into_inner();
+        let reason = if request.reason.is_empty() {
+            "cancelled by request".to_string()
+        } else {
+            request.reason
+        };
+        let task = self
+            .app
+            .cancel(request.task_id, reason)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::CancelTaskResponse {
+            task: Some(task_to_proto(&task)),
+        }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<api::ClusterStatusRequest>,
+    ) -> Result<Response<api::ClusterStatusResponse>, Status> {
+        let own = self.app.member_view();
+        let lookups = self.app.members().into_iter().map(|(node_id, address)| {
+            let own = own.clone();
+            async move {
+                if node_id == own.node_id {
+                    member_to_proto(own)
+                } else {
+                    peer_status(node_id, address).await
+                }
+            }
+        });
+        let members = futures::future::join_all(lookups).await;
+        Ok(Response::new(api::ClusterStatusResponse { members }))
+    }
+
+    async fn node_status(
+        &self,
+        _request: Request<api::NodeStatusRequest>,
+    ) -> Result<Response<api::NodeStatusResponse>, Status> {
+        Ok(Response::new(api::NodeStatusResponse {
+            status: Some(member_to_proto(self.app.member_view())),
+        }))
+    }
+}

@@ -1,0 +1,45 @@
+//! The one place where domain errors become gRPC status codes.
+
+use tonic::Code;
+use tonic::Status;
+use tonic::metadata::MetadataValue;
+
+use crate::app::AppError;
+use crate::state::StateError;
+
+/// Response header naming the leader's address on an UNAVAILABLE answer from a follower.
+pub const LEADER_HEADER: &str = "raftsched-leader";
+
+pub fn app_error_to_status(error: AppError) -> Status {
+    let message = error.to_string();
+    match error {
+        AppError::Rejected(rejected) => Status::new(state_error_code(&rejected), message),
+        AppError::NotLeader {
+            leader_addr: Some(addr),
+            ..
+        } => {
+            let mut status = Status::unavailable(message);
+            if let Ok(value) = MetadataValue::try_from(addr.as_str()) {
+                status.metadata_mut().insert(LEADER_HEADER, value);
+            }
+            status
+        }
+        AppError::NotLeader { leader_addr: None, .. }
+        | AppError::OutcomeUnknown
+        | AppError::NoQuorum(_)
+        | AppError::Stopped(_) => Status::unavailable(message),
+        AppError::Internal(_) => Status::internal(message),
+    }
+}
+
+pub fn state_error_code(error: &StateError) -> Code {
+    match error {
+        StateError::InvalidArgument { .. } => Code::InvalidArgument,
+        StateError::TaskNotFound(_) => Code::NotFound,
+        StateError::AlreadyFinished { .. } | StateError::RequestIdConflict { .. } => Code::FailedPrecondition,
+    }
+}
+
+pub fn invalid(message: impl Into<String>) -> Status {
+    Status::invalid_argument(message.into())
+}

@@ -1,0 +1,8 @@
+//! raftsched: a highly available distributed task scheduler replicated with Raft.
+pub mod app;
+pub mod grpc;
+pub mod network;
+pub mod node;
+pub mod raft_types;
+pub mod state;
+pub mod store;

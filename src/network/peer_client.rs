@@ -1,0 +1,216 @@
+//! [`PeerClient`]: openraft's RPCs to one peer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::RaftNetworkV2;
+use openraft::error::NetworkError;
+use openraft::error::RPCError;
+use openraft::error::ReplicationClosed;
+use openraft::error::StreamingError;
+use openraft::error::Unreachable;
+use openraft::network::RPCOption;
+use openraft::raft::AppendEntriesRequest;
+use openraft::raft::AppendEntriesResponse;
+use openraft::raft::SnapshotResponse;
+use openraft::raft::TransferLeaderRequest;
+use openraft::raft::TransferLeaderResponse;
+use openraft::raft::VoteRequest;
+use openraft::raft::VoteResponse;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::Channel;
+
+use crate::grpc::raft_proto::RaftMessage;
+use crate::grpc::raft_proto::SnapshotChunk;
+use crate::grpc::raft_proto::raft_service_client::RaftServiceClient;
+use crate::network::CLUSTER_HEADER;
+use crate::network::MAX_RAFT_MESSAGE_BYTES;
+use crate::raft_types::NodeId;
+use crate::raft_types::Snapshot;
+use crate::raft_types::SnapshotData;
+use crate::raft_types::TypeConfig;
+use crate::raft_types::Vote;
+
+/// Snapshot data travels in chunks of this size, each one gRPC message.
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Why a call failed, before it is cast into the error type openraft wants for that RPC.
+enum CallError {
+    /// Peer down, connection refused or reset, deadline passed: back off and retry later.
+    Unreachable(String),
+    /// The peer answered with an error.
+    Remote(String),
+}
+
+pub struct PeerClient {
+    target: NodeId,
+    /// None when the peer's address could not be parsed; every call then fails fast.
+    client: Result<RaftServiceClient<Channel>, String>,
+    cluster_id: Arc<str>,
+}
+
+impl PeerClient {
+    pub(super) fn new(target: NodeId, channel: Result<Channel, String>, cluster_id: Arc<str>) -> PeerClient {
+        let client = channel.map(|channel| {
+            RaftServiceClient::new(channel)
+                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+        });
+        PeerClient {
+            target,
+            client,
+            cluster_id,
+        }
+    }
+
+    fn request<T>(&self, message: T, deadline: Duration) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(deadline);
+        if let Ok(value) = self.cluster_id.parse() {
+            request.metadata_mut().insert(CLUSTER_HEADER, value);
+        }
+        request
+    }
+
+    /// Sends one unary RPC with `payload` encoded, bounded by `deadline`, and decodes the reply.
+    async fn unary<Req, Resp, F, Fut>(&mut self, payload: &Req, deadline: Duration, send: F) -> Result<Resp, CallError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        F: FnOnce(RaftServiceClient<Channel>, tonic::Request<RaftMessage>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
+    {
+        let client = self.client.clone().map_err(CallError::Unreachable)?;
+        let data = postcard::to_allocvec(payload).map_err(|e| CallError::Remote(format!("encode: {e}")))?;
+        let request = self.request(RaftMessage { data }, deadline);
+        let reply = tokio::time::timeout(deadline, send(client, request))
+            .await
+            .map_err(|_| CallError::Unreachable(format!("no answer from node {} within {deadline:?}", self.target)))?
+            .map_err(status_to_call_error)?;
+        postcard::from_bytes(&reply.into_inner().data).map_err(|e| CallError::Remote(format!("decode reply: {e}")))
+    }
+}
+
+fn status_to_call_error(status: tonic::Status) -> CallError {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Unknown => {
+            CallError::Unreachable(status.to_string())
+        }
+        _ => CallError::Remote(status.to_string()),
+    }
+}
+
+fn to_rpc_error(error: CallError) -> RPCError<TypeConfig> {
+    match error {
+        CallError::Unreachable(message) => RPCError::Unreachable(Unreachable::from_string(message)),
+        CallError::Remote(message) => RPCError::Network(NetworkError::from_string(message)),
+    }
+}
+
+fn to_streaming_error(error: CallError) -> StreamingError<TypeConfig> {
+    match error {
+        CallError::Unreachable(message) => StreamingError::Unreachable(Unreachable::from_string(message)),
+        CallError::Remote(message) => StreamingError::Network(NetworkError::from_string(message)),
+    }
+}
+
+/// Splits a snapshot into the chunks of one InstallSnapshot stream.
+fn snapshot_chunks(vote: &Vote, snapshot: &Snapshot) -> Vec<SnapshotChunk> {
+    let header = postcard::to_allocvec(&(vote, &snapshot.meta)).expect("serialising into memory cannot fail");
+    let mut chunks = vec![SnapshotChunk {
+        header,
+        data: Vec::new(),
+    }];
+    chunks.extend(
+        snapshot
+            .snapshot
+            .chunks(SNAPSHOT_CHUNK_BYTES)
+            .map(|data| SnapshotChunk {
+                header: Vec::new(),
+                data: data.to_vec(),
+            }),
+    );
+    chunks
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(
+            &rpc,
+            option.hard_ttl(),
+            |mut c, r| async move { c.append_entries(r).await },
+        )
+        .await
+        .map_err(to_rpc_error)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(&rpc, option.hard_ttl(), |mut c, r| async move { c.vote(r).await })
+            .await
+            .map_err(to_rpc_error)
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(&rpc, option.hard_ttl(), |mut c, r| async move { c.pre_vote(r).await })
+            .await
+            .map_err(to_rpc_error)
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(
+            &req,
+            option.hard_ttl(),
+            |mut c, r| async move { c.transfer_leader(r).await },
+        )
+        .await
+        .map_err(to_rpc_error)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut client = self
+            .client
+            .clone()
+            .map_err(|e| to_streaming_error(CallError::Unreachable(e)))?;
+        let deadline = option.hard_ttl();
+        let request = self.request(tokio_stream::iter(snapshot_chunks(&vote, &snapshot)), deadline);
+        let send = tokio::time::timeout(deadline, client.install_snapshot(request));
+        let reply = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            reply = send => reply,
+        };
+        let reply = reply
+            .map_err(|_| {
+                CallError::Unreachable(format!("snapshot to node {} not done within {deadline:?}", self.target))
+            })
+            .and_then(|r| r.map_err(status_to_call_error))
+            .map_err(to_streaming_error)?;
+        postcard::from_bytes(&reply.into_inner().data)
+            .map_err(|e| to_streaming_error(CallError::Remote(format!("decode snapshot reply: {e}"))))
+    }
+}

@@ -1,0 +1,206 @@
+//! [`RunningNode`]: one cluster member — storage, Raft, and the gRPC server — started and
+//! stopped as a unit.
+
+mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::ConfigError;
+pub use config::NodeConfig;
+pub use config::RaftTuning;
+pub use config::parse_members;
+use openraft::BasicNode;
+use openraft::SnapshotPolicy;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::app::App;
+use crate::grpc;
+use crate::grpc::RaftGrpcService;
+use crate::grpc::SchedulerService;
+use crate::grpc::api::scheduler_server::SchedulerServer;
+use crate::grpc::raft_proto::raft_service_server::RaftServiceServer;
+use crate::network::MAX_RAFT_MESSAGE_BYTES;
+use crate::network::NetworkFactory;
+use crate::raft_types::NodeId;
+use crate::raft_types::Raft;
+use crate::store::Store;
+use crate::store::StoreError;
+
+/// The server-side cap on any one RPC, whatever deadline the caller set.
+const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Concurrent requests per client connection (HTTP/2 streams).
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// Entries per append-entries RPC. With client requests of at most 4 MiB this bounds one
+/// Raft message under [`MAX_RAFT_MESSAGE_BYTES`].
+const MAX_ENTRIES_PER_APPEND: u64 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("refusing to start: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A started node. Dropping it does not stop it; call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    node_id: NodeId,
+    app: App,
+    local_addr: SocketAddr,
+    /// Cancelled once, by shutdown; the gRPC server watches it.
+    shutdown: CancellationToken,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningNode {
+    /// Binds `config.listen_addr` and starts.
+    pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+        let listener = TcpListener::bind(&config.listen_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.listen_addr.clone(),
+                source,
+            })?;
+        RunningNode::start_on(config, listener).await
+    }
+
+    /// Starts on an already bound listener (tests bind port 0 first to learn the address).
+    pub async fn start_on(config: NodeConfig, listener: TcpListener) -> Result<RunningNode, NodeError> {
+        config.validate()?;
+        let local_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.listen_addr.clone(),
+            source,
+        })?;
+        let store = Store::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+        let shared_state = store.state_machine.shared();
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config(&config)?),
+            NetworkFactory::new(&config.cluster_id),
+            store.log_store,
+            store.state_machine,
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let app = App::new(raft.clone(), shared_state);
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, raft.clone(), app.clone(), &config, shutdown.clone())?);
+        initialize_if_founder(&raft, &config).await?;
+        tracing::info!(node_id = config.node_id, %local_addr, "node started");
+        Ok(RunningNode {
+            node_id: config.node_id,
+            app,
+            local_addr,
+            shutdown,
+            server,
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    pub fn raft(&self) -> &Raft {
+        self.app.raft()
+    }
+
+    /// Stops serving, stops Raft, and waits for both. Storage is closed when the last
+    /// handle drops, so the data dir can be reopened right after.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        if let Err(e) = self.app.raft().shutdown().await {
+            tracing::warn!(node_id = self.node_id, "raft shutdown: {e}");
+        }
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(node_id = self.node_id, "gRPC server stopped with: {e}"),
+            Err(e) => tracing::warn!(node_id = self.node_id, "gRPC server task failed: {e}"),
+        }
+        tracing::info!(node_id = self.node_id, "node stopped");
+    }
+}
+
+fn raft_config(config: &NodeConfig) -> Result<openraft::Config, NodeError> {
+    let tuning = &config.raft;
+    openraft::Config {
+        cluster_name: config.cluster_id.clone(),
+        heartbeat_interval: tuning.heartbeat_interval_ms,
+        election_timeout_min: tuning.election_timeout_min_ms,
+        election_timeout_max: tuning.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_after_entries),
+        max_in_snapshot_log_to_keep: tuning.entries_kept_after_snapshot,
+        max_payload_entries: MAX_ENTRIES_PER_APPEND,
+        enable_pre_vote: Some(true),
+        ..openraft::Config::default()
+    }
+    .validate()
+    .map_err(|e| NodeError::Config(ConfigError::Invalid(e.to_string())))
+}
+
+/// Builds the gRPC server future: Raft service, client API and reflection on one port.
+fn serve(
+    listener: TcpListener,
+    raft: Raft,
+    app: App,
+    config: &NodeConfig,
+    shutdown: CancellationToken,
+) -> Result<impl Future<Output = Result<(), tonic::transport::Error>> + use<>, NodeError> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(grpc::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Raft(format!("reflection: {e}")))?;
+    let raft_service = RaftServiceServer::new(RaftGrpcService::new(raft, &config.cluster_id))
+        .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+    let scheduler_service = SchedulerServer::new(SchedulerService::new(app))
+        .max_decoding_message_size(grpc::MAX_API_MESSAGE_BYTES)
+        .max_encoding_message_size(grpc::MAX_API_MESSAGE_BYTES);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    Ok(Server::builder()
+        .timeout(SERVER_REQUEST_TIMEOUT)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .add_service(raft_service)
+        .add_service(scheduler_service)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()))
+}
+
+/// The founding member with the lowest id initialises the cluster, once: a node whose
+/// storage already holds a vote or log (a restart) is never initialised again.
+async fn initialize_if_founder(raft: &Raft, config: &NodeConfig) -> Result<(), NodeError> {
+    let founder = config.initial_members.keys().next() == Some(&config.node_id);
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    if !founder || initialized {
+        return Ok(());
+    }
+    let members: std::collections::BTreeMap<NodeId, BasicNode> = config
+        .initial_members
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+        .collect();
+    tracing::info!(node_id = config.node_id, ?members, "initialising a new cluster");
+    raft.initialize(members)
+        .await
+        .map_err(|e| NodeError::Raft(format!("initialise: {e}")))
+}

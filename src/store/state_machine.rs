@@ -1,0 +1,218 @@
+//! [`StateMachineStore`]: the in-memory scheduler state, applied from the log, with its
+//! last snapshot persisted in sled.
+//!
+//! Recovery: open loads the last snapshot; openraft then re-applies the log entries after
+//! it up to the saved commit point. The state itself is never written piecemeal, so a
+//! crash can never leave it half-applied.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::RwLockReadGuard;
+
+use futures::Stream;
+use futures::StreamExt;
+use openraft::EntryPayload;
+use openraft::OptionalSend;
+use openraft::storage::EntryResponder;
+use openraft::storage::RaftSnapshotBuilder;
+use openraft::storage::RaftStateMachine;
+
+use crate::raft_types::LogId;
+use crate::raft_types::Snapshot;
+use crate::raft_types::SnapshotData;
+use crate::raft_types::SnapshotMeta;
+use crate::raft_types::StoredMembership;
+use crate::raft_types::TypeConfig;
+use crate::state::CommandResponse;
+use crate::state::SchedulerState;
+use crate::store::codec::decode;
+use crate::store::codec::encode;
+use crate::store::codec::sled_err;
+
+const SNAPSHOT_META_KEY: &[u8] = b"meta";
+const SNAPSHOT_DATA_KEY: &[u8] = b"data";
+
+/// What has been applied, and up to where. One lock covers all three fields so a snapshot
+/// always pairs a state with the log id it reflects.
+#[derive(Debug)]
+pub struct AppliedState {
+    pub scheduler: SchedulerState,
+    pub last_applied: Option<LogId>,
+    pub last_membership: StoredMembership,
+}
+
+/// Handle shared between the state machine (the only writer, from openraft's apply task)
+/// and the API layer (readers). Locks are held only for synchronous work, never across an
+/// await.
+#[derive(Clone, Debug)]
+pub struct SharedState(Arc<RwLock<AppliedState>>);
+
+impl SharedState {
+    pub fn read(&self) -> RwLockReadGuard<'_, AppliedState> {
+        self.0
+            .read()
+            .expect("a panic while applying left the scheduler state unusable")
+    }
+
+    fn replace(&self, applied: AppliedState) {
+        *self
+            .0
+            .write()
+            .expect("a panic while applying left the scheduler state unusable") = applied;
+    }
+}
+
+/// The openraft state machine. Owned by openraft; the API layer reads through
+/// [`StateMachineStore::shared`].
+pub struct StateMachineStore {
+    shared: SharedState,
+    snapshot_slot: SnapshotSlot,
+}
+
+/// Where the last snapshot lives: meta and data under two keys of one tree, written in one
+/// batch so they always match.
+#[derive(Clone)]
+struct SnapshotSlot {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl SnapshotSlot {
+    async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(SNAPSHOT_META_KEY, encode(meta));
+        batch.insert(SNAPSHOT_DATA_KEY, data);
+        self.tree.apply_batch(batch).map_err(sled_err)?;
+        self.db.flush_async().await.map_err(sled_err)?;
+        Ok(())
+    }
+
+    fn load(&self) -> io::Result<Option<(SnapshotMeta, SnapshotData)>> {
+        let meta = self.tree.get(SNAPSHOT_META_KEY).map_err(sled_err)?;
+        let data = self.tree.get(SNAPSHOT_DATA_KEY).map_err(sled_err)?;
+        match (meta, data) {
+            (Some(meta), Some(data)) => Ok(Some((decode(&meta, "snapshot meta")?, data.to_vec()))),
+            (None, None) => Ok(None),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot meta without data")),
+        }
+    }
+}
+
+impl StateMachineStore {
+    pub(super) fn open(db: &sled::Db) -> io::Result<StateMachineStore> {
+        let snapshot_slot = SnapshotSlot {
+            db: db.clone(),
+            tree: db.open_tree("snapshot").map_err(sled_err)?,
+        };
+        let applied = match snapshot_slot.load()? {
+            Some((meta, data)) => restore(&meta, &data)?,
+            None => AppliedState {
+                scheduler: SchedulerState::new(),
+                last_applied: None,
+                last_membership: StoredMembership::default(),
+            },
+        };
+        Ok(StateMachineStore {
+            shared: SharedState(Arc::new(RwLock::new(applied))),
+            snapshot_slot,
+        })
+    }
+
+    pub fn shared(&self) -> SharedState {
+        self.shared.clone()
+    }
+}
+
+fn restore(meta: &SnapshotMeta, data: &[u8]) -> io::Result<AppliedState> {
+    let scheduler =
+        SchedulerState::from_snapshot_bytes(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(AppliedState {
+        scheduler,
+        last_applied: meta.last_log_id.clone(),
+        last_membership: meta.last_membership.clone(),
+    })
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        let applied = self.shared.read();
+        Ok((applied.last_applied.clone(), applied.last_membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let response = {
+                let mut applied = self
+                    .shared
+                    .0
+                    .write()
+                    .expect("a panic while applying left the state unusable");
+                applied.last_applied = Some(entry.log_id.clone());
+                match entry.payload {
+                    EntryPayload::Blank => CommandResponse::Empty,
+                    EntryPayload::Normal(command) => applied.scheduler.apply(command),
+                    EntryPayload::Membership(membership) => {
+                        applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                        CommandResponse::Empty
+                    }
+                }
+            };
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+            snapshot_slot: self.snapshot_slot.clone(),
+        }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
+        let applied = restore(meta, &snapshot)?;
+        self.snapshot_slot.save(meta, &snapshot).await?;
+        self.shared.replace(applied);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
+        Ok(self
+            .snapshot_slot
+            .load()?
+            .map(|(meta, snapshot)| Snapshot { meta, snapshot }))
+    }
+}
+
+/// Builds a snapshot of the state as applied at the moment it takes the read lock.
+pub struct SnapshotBuilder {
+    shared: SharedState,
+    snapshot_slot: SnapshotSlot,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
+        let (meta, data) = {
+            let applied = self.shared.read();
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied.clone(),
+                last_membership: applied.last_membership.clone(),
+            };
+            (meta, applied.scheduler.to_snapshot_bytes())
+        };
+        self.snapshot_slot.save(&meta, &data).await?;
+        Ok(Snapshot { meta, snapshot: data })
+    }
+}
