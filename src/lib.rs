@@ -1,5 +1,6 @@
 //! raftsched: a highly available distributed task scheduler replicated with Raft.
 pub mod app;
+pub mod client;
 pub mod grpc;
 pub mod network;
 pub mod node;

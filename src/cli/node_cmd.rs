@@ -1,0 +1,118 @@
+//! `raftsched node`: run one cluster member.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use raftsched::node::NodeConfig;
+use raftsched::node::RunningNode;
+use raftsched::node::parse_members;
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// TOML file with the node's settings; flags given here override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This member's stable id (1, 2, 3, ...).
+    #[arg(long)]
+    id: Option<u64>,
+    /// Address to bind, e.g. 127.0.0.1:50051.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address peers and clients use to reach this node (default: --listen).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Where the log, snapshots and identity file live.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Shared by all members; a node refuses data and peers of another cluster.
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// Founding members, ID=HOST:PORT,... The lowest id initialises the cluster on first start.
+    #[arg(long)]
+    initial_members: Option<String>,
+    #[arg(long)]
+    heartbeat_ms: Option<u64>,
+    #[arg(long)]
+    election_min_ms: Option<u64>,
+    #[arg(long)]
+    election_max_ms: Option<u64>,
+    /// Take a snapshot (and purge the log behind it) after this many entries.
+    #[arg(long)]
+    snapshot_after: Option<u64>,
+}
+
+impl NodeArgs {
+    /// The config file (if any) with every given flag laid over it.
+    fn into_config(self) -> anyhow::Result<NodeConfig> {
+        let mut config = match &self.config {
+            Some(path) => NodeConfig::from_toml_file(path)?,
+            None => NodeConfig {
+                node_id: self.id.context("--id is required (or node_id in --config)")?,
+                listen_addr: self
+                    .listen
+                    .clone()
+                    .context("--listen is required (or listen_addr in --config)")?,
+                advertise_addr: None,
+                data_dir: self
+                    .data_dir
+                    .clone()
+                    .context("--data-dir is required (or data_dir in --config)")?,
+                cluster_id: "raftsched".into(),
+                initial_members: Default::default(),
+                raft: Default::default(),
+            },
+        };
+        if let Some(id) = self.id {
+            config.node_id = id;
+        }
+        if let Some(listen) = self.listen {
+            config.listen_addr = listen;
+        }
+        if let Some(advertise) = self.advertise {
+            config.advertise_addr = Some(advertise);
+        }
+        if let Some(data_dir) = self.data_dir {
+            config.data_dir = data_dir;
+        }
+        if let Some(cluster_id) = self.cluster_id {
+            config.cluster_id = cluster_id;
+        }
+        if let Some(members) = &self.initial_members {
+            config.initial_members = parse_members(members)?;
+        }
+        let raft = &mut config.raft;
+        let overrides = [
+            (self.heartbeat_ms, &mut raft.heartbeat_interval_ms),
+            (self.election_min_ms, &mut raft.election_timeout_min_ms),
+            (self.election_max_ms, &mut raft.election_timeout_max_ms),
+            (self.snapshot_after, &mut raft.snapshot_after_entries),
+        ];
+        for (flag, field) in overrides {
+            if let Some(value) = flag {
+                *field = value;
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let node = RunningNode::start(config).await?;
+    wait_for_stop_signal().await?;
+    tracing::info!("stop signal received, shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::SignalKind;
+    use tokio::signal::unix::signal;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT"),
+        _ = terminate.recv() => Ok(()),
+    }
+}

@@ -1,0 +1,126 @@
+//! Human tables and JSON for what the CLI prints.
+
+use raftsched::grpc::api;
+use serde_json::Value;
+use serde_json::json;
+
+/// Prints rows under a header, each column as wide as its widest cell.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+pub fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values always serialise")
+    );
+}
+
+/// `2026-11-27T16:48:09.123Z`, or `-` for 0.
+pub fn format_time_ms(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+pub fn state_name(state: i32) -> &'static str {
+    match api::TaskState::try_from(state) {
+        Ok(api::TaskState::Pending) => "pending",
+        Ok(api::TaskState::Running) => "running",
+        Ok(api::TaskState::Succeeded) => "succeeded",
+        Ok(api::TaskState::Failed) => "failed",
+        Ok(api::TaskState::Cancelled) => "cancelled",
+        _ => "unknown",
+    }
+}
+
+fn payload_summary(spec: &api::TaskSpec) -> String {
+    match &spec.payload {
+        Some(api::task_spec::Payload::Command(command)) => command.command_line.clone(),
+        Some(api::task_spec::Payload::Opaque(opaque)) => format!("<{} bytes of {}>", opaque.data.len(), opaque.kind),
+        None => String::new(),
+    }
+}
+
+pub fn task_json(task: &api::Task) -> Value {
+    let spec = task.spec.clone().unwrap_or_default();
+    let payload = match &spec.payload {
+        Some(api::task_spec::Payload::Command(command)) => {
+            json!({"command": command.command_line, "env": command.env})
+        }
+        Some(api::task_spec::Payload::Opaque(opaque)) => json!({"kind": opaque.kind, "data_len": opaque.data.len()}),
+        None => Value::Null,
+    };
+    json!({
+        "id": task.id,
+        "state": state_name(task.state),
+        "name": spec.name,
+        "queue": spec.queue,
+        "priority": spec.priority,
+        "labels": spec.labels,
+        "payload": payload,
+        "max_attempts": spec.max_attempts,
+        "attempt_timeout_ms": spec.attempt_timeout_ms,
+        "client_request_id": spec.client_request_id,
+        "created_at_ms": task.created_at_ms,
+        "updated_at_ms": task.updated_at_ms,
+        "reason": task.reason,
+    })
+}
+
+pub fn task_row(task: &api::Task) -> Vec<String> {
+    let spec = task.spec.clone().unwrap_or_default();
+    vec![
+        task.id.to_string(),
+        state_name(task.state).to_string(),
+        spec.queue,
+        spec.priority.to_string(),
+        spec.name,
+        format_time_ms(task.created_at_ms),
+    ]
+}
+
+pub const TASK_HEADER: [&str; 6] = ["ID", "STATE", "QUEUE", "PRIO", "NAME", "CREATED"];
+
+/// One task, field by field.
+pub fn print_task_details(task: &api::Task) {
+    let spec = task.spec.clone().unwrap_or_default();
+    let labels: Vec<String> = spec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let rows = [
+        ("id", task.id.to_string()),
+        ("state", state_name(task.state).to_string()),
+        ("name", spec.name.clone()),
+        ("queue", spec.queue.clone()),
+        ("priority", spec.priority.to_string()),
+        ("payload", payload_summary(&spec)),
+        ("labels", labels.join(",")),
+        ("max attempts", spec.max_attempts.to_string()),
+        ("attempt timeout", format!("{} ms", spec.attempt_timeout_ms)),
+        ("request id", spec.client_request_id.clone()),
+        ("created", format_time_ms(task.created_at_ms)),
+        ("updated", format_time_ms(task.updated_at_ms)),
+        ("reason", task.reason.clone()),
+    ];
+    for (field, value) in rows {
+        println!("{field:<16} {value}");
+    }
+}

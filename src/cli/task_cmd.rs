@@ -1,0 +1,222 @@
+//! `raftsched task ...`: submit, get, list and cancel tasks.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use anyhow::bail;
+use clap::Args;
+use clap::Subcommand;
+use raftsched::client::ClusterClient;
+use raftsched::grpc::api;
+use serde_json::json;
+
+use crate::cli::output;
+
+#[derive(Subcommand, Debug)]
+pub enum TaskCommand {
+    /// Submit a task: a command line after `--`, or opaque data with --kind.
+    Submit(SubmitArgs),
+    /// Show one task.
+    Get {
+        id: u64,
+        /// Read this node's state without confirming with a quorum (fast, maybe behind).
+        #[arg(long)]
+        stale: bool,
+    },
+    /// List tasks, oldest first.
+    List {
+        /// pending, running, succeeded, failed or cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        queue: Option<String>,
+        /// At most this many tasks.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Cancel a task that has not finished.
+    Cancel {
+        id: u64,
+        #[arg(long, default_value = "cancelled from the CLI")]
+        reason: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// Task name (default: the command line, or the kind).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value = "default")]
+    queue: String,
+    /// Higher runs first.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    priority: i32,
+    /// KEY=VALUE, repeatable.
+    #[arg(long = "label", value_parser = parse_pair)]
+    labels: Vec<(String, String)>,
+    /// Environment for the command, KEY=VALUE, repeatable.
+    #[arg(long = "env", value_parser = parse_pair)]
+    env: Vec<(String, String)>,
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    /// Per-attempt timeout in milliseconds.
+    #[arg(long, default_value_t = 3_600_000)]
+    timeout_ms: u64,
+    /// Idempotency key: resubmitting with the same id returns the same task (default: random).
+    #[arg(long)]
+    request_id: Option<String>,
+    /// Handler kind for an opaque payload (instead of a command line).
+    #[arg(long, conflicts_with = "command")]
+    kind: Option<String>,
+    /// Opaque payload as text (with --kind).
+    #[arg(long, requires = "kind", conflicts_with = "data_file")]
+    data: Option<String>,
+    /// Opaque payload from a file (with --kind).
+    #[arg(long, requires = "kind")]
+    data_file: Option<PathBuf>,
+    /// The command line to run, after `--`.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?}: expected KEY=VALUE"))
+}
+
+impl SubmitArgs {
+    fn into_spec(self) -> anyhow::Result<api::TaskSpec> {
+        let (payload, default_name) = match (&self.kind, self.command.is_empty()) {
+            (Some(kind), _) => {
+                let data = match (&self.data, &self.data_file) {
+                    (_, Some(path)) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+                    (Some(text), None) => text.clone().into_bytes(),
+                    (None, None) => Vec::new(),
+                };
+                let opaque = api::OpaquePayload {
+                    kind: kind.clone(),
+                    data,
+                };
+                (api::task_spec::Payload::Opaque(opaque), kind.clone())
+            }
+            (None, false) => {
+                let command_line = self.command.join(" ");
+                let env: HashMap<String, String> = self.env.iter().cloned().collect();
+                let name = command_line.chars().take(64).collect();
+                (
+                    api::task_spec::Payload::Command(api::CommandPayload { command_line, env }),
+                    name,
+                )
+            }
+            (None, true) => bail!("nothing to run: give a command after `--`, or --kind with --data"),
+        };
+        Ok(api::TaskSpec {
+            name: self.name.unwrap_or(default_name),
+            queue: self.queue,
+            priority: self.priority,
+            payload: Some(payload),
+            labels: self.labels.into_iter().collect(),
+            max_attempts: self.max_attempts,
+            attempt_timeout_ms: self.timeout_ms,
+            client_request_id: self.request_id.unwrap_or_default(),
+        })
+    }
+}
+
+fn consistency(stale: bool) -> api::Consistency {
+    if stale {
+        api::Consistency::Stale
+    } else {
+        api::Consistency::Linearizable
+    }
+}
+
+pub async fn run(command: TaskCommand, client: &ClusterClient, json: bool) -> anyhow::Result<()> {
+    match command {
+        TaskCommand::Submit(args) => submit(args, client, json).await,
+        TaskCommand::Get { id, stale } => {
+            let task = client.get_task(id, consistency(stale)).await?;
+            if json {
+                output::print_json(&output::task_json(&task));
+            } else {
+                output::print_task_details(&task);
+            }
+            Ok(())
+        }
+        TaskCommand::List {
+            state,
+            queue,
+            limit,
+            stale,
+        } => list(client, state, queue, limit, stale, json).await,
+        TaskCommand::Cancel { id, reason } => {
+            let task = client.cancel_task(id, &reason).await?;
+            if json {
+                output::print_json(&output::task_json(&task));
+            } else {
+                println!("task {} {}", task.id, output::state_name(task.state));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn submit(args: SubmitArgs, client: &ClusterClient, json: bool) -> anyhow::Result<()> {
+    let response = client.submit_task(args.into_spec()?).await?;
+    let task = response.task.context("the cluster answered without a task")?;
+    if json {
+        let mut value = output::task_json(&task);
+        value["created"] = json!(response.created);
+        output::print_json(&value);
+    } else if response.created {
+        println!("submitted task {}", task.id);
+    } else {
+        println!("task {} already exists for this request id", task.id);
+    }
+    Ok(())
+}
+
+async fn list(
+    client: &ClusterClient,
+    state: Option<String>,
+    queue: Option<String>,
+    limit: usize,
+    stale: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let state = match state.as_deref() {
+        None => api::TaskState::Unspecified,
+        Some(name) => api::TaskState::from_str_name(&format!("TASK_STATE_{}", name.to_uppercase()))
+            .filter(|s| *s != api::TaskState::Unspecified)
+            .with_context(|| format!("unknown state {name:?}: use pending, running, succeeded, failed or cancelled"))?,
+    };
+    let mut tasks = Vec::new();
+    let mut page_token = String::new();
+    while tasks.len() < limit {
+        let request = api::ListTasksRequest {
+            state: state as i32,
+            queue: queue.clone().unwrap_or_default(),
+            page_size: (limit - tasks.len()).min(1000) as u32,
+            page_token: page_token.clone(),
+            consistency: consistency(stale) as i32,
+        };
+        let response = client.list_tasks(request).await?;
+        tasks.extend(response.tasks);
+        if response.next_page_token.is_empty() {
+            break;
+        }
+        page_token = response.next_page_token;
+    }
+    if json {
+        output::print_json(&json!(tasks.iter().map(output::task_json).collect::<Vec<_>>()));
+    } else {
+        let rows: Vec<Vec<String>> = tasks.iter().map(output::task_row).collect();
+        output::print_table(&output::TASK_HEADER, &rows);
+    }
+    Ok(())
+}

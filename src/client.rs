@@ -1,0 +1,274 @@
+//! [`ClusterClient`]: a client of the whole cluster that finds and follows the leader.
+//!
+//! It tries the node it last succeeded with, follows the `raftsched-leader` hint of a
+//! follower's UNAVAILABLE answer, and otherwise moves on to the next node with a bounded,
+//! jittered backoff — until the call's overall deadline. Submissions get a client request id
+//! when they have none, so a retry after a lost answer cannot create a second task.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+use tonic::Code;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::grpc::LEADER_HEADER;
+use crate::grpc::MAX_API_MESSAGE_BYTES;
+use crate::grpc::api;
+use crate::grpc::api::scheduler_client::SchedulerClient;
+use crate::network::peer_endpoint;
+
+/// The three addresses `scripts/cluster.sh` uses by default.
+pub const DEFAULT_CLUSTER: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
+
+/// Deadline of one RPC to one node.
+const PER_CALL_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a call may keep retrying across nodes (an election takes well under a second).
+const DEFAULT_OVERALL_DEADLINE: Duration = Duration::from_secs(15);
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no cluster address given: pass --cluster host:port,... or set RAFTSCHED_CLUSTER")]
+    NoEndpoints,
+    #[error("bad cluster address: {0}")]
+    BadAddress(String),
+    /// The cluster answered, and the answer is an error (invalid input, not found, ...).
+    #[error("{}", .0.message())]
+    Rejected(Status),
+    #[error("no node could serve the request within {deadline:?}; last error: {last_error}")]
+    Unavailable { deadline: Duration, last_error: String },
+}
+
+impl ClientError {
+    /// The gRPC code of a rejection, if the cluster answered.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Rejected(status) => Some(status.code()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ClusterClient {
+    endpoints: Arc<[String]>,
+    /// Index into `endpoints` (or a leader address learnt from a hint) of the node to try
+    /// first; shared by clones so one learns for all.
+    preferred: Arc<Mutex<String>>,
+    /// One lazily connected channel per address, reused by every call and clone.
+    channels: Arc<Mutex<BTreeMap<String, Channel>>>,
+    overall_deadline: Duration,
+}
+
+impl ClusterClient {
+    /// `addresses` is a comma-separated list of `host:port`.
+    pub fn new(addresses: &str) -> Result<ClusterClient, ClientError> {
+        let endpoints: Vec<String> = addresses
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect();
+        let first = endpoints.first().cloned().ok_or(ClientError::NoEndpoints)?;
+        for address in &endpoints {
+            peer_endpoint(address).map_err(ClientError::BadAddress)?;
+        }
+        Ok(ClusterClient {
+            endpoints: endpoints.into(),
+            preferred: Arc::new(Mutex::new(first)),
+            channels: Arc::default(),
+            overall_deadline: DEFAULT_OVERALL_DEADLINE,
+        })
+    }
+
+    pub fn with_overall_deadline(mut self, deadline: Duration) -> ClusterClient {
+        self.overall_deadline = deadline;
+        self
+    }
+
+    /// Sends a request to one specific node, without following leaders or retrying.
+    pub async fn call_node<T, F, Fut>(&self, address: &str, call: F) -> Result<T, ClientError>
+    where
+        F: FnOnce(SchedulerClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let client = self.client_for(address).map_err(ClientError::BadAddress)?;
+        match tokio::time::timeout(PER_CALL_DEADLINE, call(client)).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(ClientError::Rejected(status)),
+            Err(_) => Err(ClientError::Unavailable {
+                deadline: PER_CALL_DEADLINE,
+                last_error: format!("{address} did not answer"),
+            }),
+        }
+    }
+
+    /// Runs `call` against the leader, following hints and retrying unavailable nodes until
+    /// the overall deadline. `call` builds a fresh request each time (requests are consumed).
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(SchedulerClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let started = Instant::now();
+        let mut backoff = BACKOFF_MIN;
+        let mut target = self.preferred.lock().expect("client lock poisoned").clone();
+        loop {
+            let outcome = match self.client_for(&target) {
+                Ok(client) => match tokio::time::timeout(PER_CALL_DEADLINE, call(client)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Status::deadline_exceeded(format!("{target} did not answer"))),
+                },
+                Err(e) => Err(Status::unavailable(e)),
+            };
+            let status = match outcome {
+                Ok(response) => {
+                    *self.preferred.lock().expect("client lock poisoned") = target;
+                    return Ok(response.into_inner());
+                }
+                Err(status) if !is_retryable(&status) => return Err(ClientError::Rejected(status)),
+                Err(status) => status,
+            };
+            if started.elapsed() + backoff >= self.overall_deadline {
+                return Err(ClientError::Unavailable {
+                    deadline: self.overall_deadline,
+                    last_error: format!("{target}: {}", status.message()),
+                });
+            }
+            match leader_hint(&status).filter(|hint| *hint != target) {
+                // A fresh hint is worth following at once.
+                Some(leader) => target = leader,
+                None => {
+                    tokio::time::sleep(jittered(backoff)).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    target = self.next_endpoint(&target);
+                }
+            }
+        }
+    }
+
+    fn client_for(&self, address: &str) -> Result<SchedulerClient<Channel>, String> {
+        let mut channels = self.channels.lock().expect("client lock poisoned");
+        let channel = match channels.get(address) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = peer_endpoint(address)?.connect_lazy();
+                channels.insert(address.to_string(), channel.clone());
+                channel
+            }
+        };
+        Ok(SchedulerClient::new(channel)
+            .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_API_MESSAGE_BYTES))
+    }
+
+    fn next_endpoint(&self, current: &str) -> String {
+        let position = self.endpoints.iter().position(|e| e == current);
+        let next = position.map_or(0, |i| (i + 1) % self.endpoints.len());
+        self.endpoints[next].clone()
+    }
+
+    /// Submits one task; fills in a client request id when the spec has none.
+    pub async fn submit_task(&self, mut spec: api::TaskSpec) -> Result<api::SubmitTaskResponse, ClientError> {
+        if spec.client_request_id.is_empty() {
+            spec.client_request_id = new_request_id();
+        }
+        self.call(|mut client| {
+            let request = api::SubmitTaskRequest {
+                spec: Some(spec.clone()),
+            };
+            async move { client.submit_task(request).await }
+        })
+        .await
+    }
+
+    /// Submits many tasks in one log entry; fills in request ids like [`Self::submit_task`].
+    pub async fn submit_tasks(&self, mut specs: Vec<api::TaskSpec>) -> Result<api::SubmitTasksResponse, ClientError> {
+        for spec in &mut specs {
+            if spec.client_request_id.is_empty() {
+                spec.client_request_id = new_request_id();
+            }
+        }
+        self.call(|mut client| {
+            let request = api::SubmitTasksRequest { specs: specs.clone() };
+            async move { client.submit_tasks(request).await }
+        })
+        .await
+    }
+
+    pub async fn get_task(&self, task_id: u64, consistency: api::Consistency) -> Result<api::Task, ClientError> {
+        let response = self
+            .call(|mut client| async move {
+                client
+                    .get_task(api::GetTaskRequest {
+                        task_id,
+                        consistency: consistency as i32,
+                    })
+                    .await
+            })
+            .await?;
+        response
+            .task
+            .ok_or_else(|| ClientError::Rejected(Status::internal("empty task in response")))
+    }
+
+    pub async fn list_tasks(&self, request: api::ListTasksRequest) -> Result<api::ListTasksResponse, ClientError> {
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.list_tasks(request).await }
+        })
+        .await
+    }
+
+    pub async fn cancel_task(&self, task_id: u64, reason: &str) -> Result<api::Task, ClientError> {
+        let response = self
+            .call(|mut client| {
+                let request = api::CancelTaskRequest {
+                    task_id,
+                    reason: reason.to_string(),
+                };
+                async move { client.cancel_task(request).await }
+            })
+            .await?;
+        response
+            .task
+            .ok_or_else(|| ClientError::Rejected(Status::internal("empty task in response")))
+    }
+
+    /// Asks any reachable node for every member's view.
+    pub async fn cluster_status(&self) -> Result<api::ClusterStatusResponse, ClientError> {
+        self.call(|mut client| async move { client.cluster_status(api::ClusterStatusRequest {}).await })
+            .await
+    }
+}
+
+/// Worth trying again, on the same node later or on another one.
+fn is_retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+    )
+}
+
+fn leader_hint(status: &Status) -> Option<String> {
+    let value = status.metadata().get(LEADER_HEADER)?;
+    value.to_str().ok().map(String::from)
+}
+
+/// Between half and all of `backoff`, so many clients do not retry in lockstep.
+fn jittered(backoff: Duration) -> Duration {
+    let millis = backoff.as_millis() as u64;
+    Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+}
+
+/// A random request id (128 bits, hex).
+pub fn new_request_id() -> String {
+    format!("{:032x}", rand::rng().random::<u128>())
+}
