@@ -5,5 +5,7 @@ pub mod grpc;
 pub mod network;
 pub mod node;
 pub mod raft_types;
+pub mod scheduling;
 pub mod state;
 pub mod store;
+pub mod worker;

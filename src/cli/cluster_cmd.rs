@@ -16,6 +16,12 @@ pub async fn run(command: ClusterCommand, client: &ClusterClient, json: bool) ->
     match command {
         ClusterCommand::Status => {
             let status = client.cluster_status().await?;
+            if status.members.is_empty() {
+                anyhow::bail!(
+                    "the node answering knows no members yet: it has not joined a cluster \
+                     (only the lowest founding id initialises one; is that node up?)"
+                );
+            }
             if json {
                 let members: Vec<_> = status
                     .members

@@ -213,7 +213,7 @@ async fn list(
         page_token = response.next_page_token;
     }
     if json {
-        output::print_json(&json!(tasks.iter().map(output::task_json).collect::<Vec<_>>()));
+        output::print_json(&json!({ "tasks": tasks.iter().map(output::task_json).collect::<Vec<_>>() }));
     } else {
         let rows: Vec<Vec<String>> = tasks.iter().map(output::task_row).collect();
         output::print_table(&output::TASK_HEADER, &rows);

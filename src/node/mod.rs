@@ -63,25 +63,32 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
-    /// Binds `config.listen_addr` and starts.
+    /// Opens the data dir, binds `config.listen_addr` and starts. The data dir is checked
+    /// first, so a wrong one is reported as such even when the port is also taken.
     pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+        config.validate()?;
+        let store = Store::open(&config.data_dir, &config.cluster_id, config.node_id)?;
         let listener = TcpListener::bind(&config.listen_addr)
             .await
             .map_err(|source| NodeError::Bind {
                 addr: config.listen_addr.clone(),
                 source,
             })?;
-        RunningNode::start_on(config, listener).await
+        RunningNode::launch(config, store, listener).await
     }
 
     /// Starts on an already bound listener (tests bind port 0 first to learn the address).
     pub async fn start_on(config: NodeConfig, listener: TcpListener) -> Result<RunningNode, NodeError> {
         config.validate()?;
+        let store = Store::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+        RunningNode::launch(config, store, listener).await
+    }
+
+    async fn launch(config: NodeConfig, store: Store, listener: TcpListener) -> Result<RunningNode, NodeError> {
         let local_addr = listener.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen_addr.clone(),
             source,
         })?;
-        let store = Store::open(&config.data_dir, &config.cluster_id, config.node_id)?;
         let shared_state = store.state_machine.shared();
         let raft = Raft::new(
             config.node_id,

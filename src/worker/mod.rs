@@ -1,0 +1,3 @@
+//! The worker side: runs the tasks the leader assigns.
+
+pub mod executor;

@@ -1,0 +1,219 @@
+//! An in-process cluster over real tonic on ephemeral ports, for integration tests.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raftsched::client::ClusterClient;
+use raftsched::node::NodeConfig;
+use raftsched::node::RaftTuning;
+use raftsched::node::RunningNode;
+use raftsched::raft_types::NodeId;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+/// Long enough for a debug build on a loaded 2-core machine; conditions usually hold in
+/// milliseconds.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub const CLUSTER_ID: &str = "test-cluster";
+
+pub struct TestCluster {
+    /// Holds every node's data dir; removed when the cluster is dropped.
+    _root: tempfile::TempDir,
+    configs: BTreeMap<NodeId, NodeConfig>,
+    /// None while a node is stopped.
+    nodes: BTreeMap<NodeId, Option<RunningNode>>,
+}
+
+/// Timing for tests: elections a little slower than production defaults, so a busy CI
+/// machine does not keep electing, but still well under a second.
+pub fn test_tuning() -> RaftTuning {
+    RaftTuning {
+        heartbeat_interval_ms: 50,
+        election_timeout_min_ms: 300,
+        election_timeout_max_ms: 600,
+        ..RaftTuning::default()
+    }
+}
+
+impl TestCluster {
+    /// Starts `size` nodes (ids 1..=size) and waits for a leader.
+    pub async fn start(size: u64, tuning: RaftTuning) -> TestCluster {
+        init_tracing();
+        let root = tempfile::tempdir().expect("temp dir");
+        let mut listeners = BTreeMap::new();
+        for id in 1..=size {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+            listeners.insert(id, listener);
+        }
+        let members: BTreeMap<NodeId, String> = listeners
+            .iter()
+            .map(|(id, l)| (*id, l.local_addr().expect("local addr").to_string()))
+            .collect();
+        let configs: BTreeMap<NodeId, NodeConfig> = members
+            .iter()
+            .map(|(id, addr)| {
+                let config = NodeConfig {
+                    node_id: *id,
+                    listen_addr: addr.clone(),
+                    advertise_addr: None,
+                    data_dir: root.path().join(format!("node{id}")),
+                    cluster_id: CLUSTER_ID.into(),
+                    initial_members: members.clone(),
+                    raft: tuning.clone(),
+                };
+                (*id, config)
+            })
+            .collect();
+        let mut nodes = BTreeMap::new();
+        for (id, listener) in listeners {
+            let node = RunningNode::start_on(configs[&id].clone(), listener)
+                .await
+                .expect("node starts");
+            nodes.insert(id, Some(node));
+        }
+        let cluster = TestCluster {
+            _root: root,
+            configs,
+            nodes,
+        };
+        cluster.wait_for_leader().await;
+        cluster
+    }
+
+    pub fn addr(&self, id: NodeId) -> String {
+        self.configs[&id].listen_addr.clone()
+    }
+
+    pub fn data_dir(&self, id: NodeId) -> PathBuf {
+        self.configs[&id].data_dir.clone()
+    }
+
+    pub fn config(&self, id: NodeId) -> NodeConfig {
+        self.configs[&id].clone()
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.configs.keys().copied().collect()
+    }
+
+    pub fn node(&self, id: NodeId) -> &RunningNode {
+        self.nodes[&id].as_ref().expect("node is running")
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &RunningNode> {
+        self.nodes.values().flatten()
+    }
+
+    /// A client that knows every member's address.
+    pub fn client(&self) -> ClusterClient {
+        let all: Vec<String> = self.configs.values().map(|c| c.listen_addr.clone()).collect();
+        ClusterClient::new(&all.join(",")).expect("client")
+    }
+
+    /// A client that knows only one node; it must follow leader hints from there.
+    pub fn client_of(&self, id: NodeId) -> ClusterClient {
+        ClusterClient::new(&self.addr(id)).expect("client")
+    }
+
+    /// Waits until every running node names the same leader, itself running, and returns it.
+    pub async fn wait_for_leader(&self) -> NodeId {
+        wait_until("a leader known to every running node", || async {
+            let leaders: Vec<Option<NodeId>> = self.running().map(|n| n.app().metrics().current_leader).collect();
+            let leader = leaders.first().copied().flatten()?;
+            let agreed = leaders.iter().all(|l| *l == Some(leader));
+            let running = self.nodes.get(&leader).is_some_and(Option::is_some);
+            let is_leader = running && self.node(leader).raft().is_leader();
+            (agreed && is_leader).then_some(leader)
+        })
+        .await
+    }
+
+    /// Waits until every running node has applied at least the leader's last log index.
+    pub async fn wait_for_replication(&self) {
+        let leader = self.wait_for_leader().await;
+        let target = self.node(leader).app().metrics().last_log_index.unwrap_or(0);
+        wait_until("every running node applied the leader's log", || async {
+            self.running()
+                .all(|n| n.app().metrics().last_applied.is_some_and(|l| l.index >= target))
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// Gracefully stops a node; its data dir stays.
+    pub async fn stop_node(&mut self, id: NodeId) {
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .and_then(Option::take)
+            .expect("node was running");
+        node.shutdown().await;
+    }
+
+    /// Starts a stopped node again on the same address and data dir.
+    pub async fn restart_node(&mut self, id: NodeId) {
+        assert!(self.nodes[&id].is_none(), "node {id} is still running");
+        let config = self.configs[&id].clone();
+        let node = wait_until("the node's port to be free again", || async {
+            let listener = TcpListener::bind(&config.listen_addr).await.ok()?;
+            Some(listener)
+        })
+        .await;
+        let node = RunningNode::start_on(config, node).await.expect("node restarts");
+        self.nodes.insert(id, Some(node));
+    }
+
+    pub async fn shutdown(mut self) {
+        for id in self.ids() {
+            if let Some(node) = self.nodes.get_mut(&id).and_then(Option::take) {
+                node.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Polls `probe` every 20 ms until it returns Some, or panics after [`DEADLINE`].
+pub async fn wait_until<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// A command task spec with a given name and request id ("" for none).
+pub fn command_spec(name: &str, request_id: &str) -> raftsched::grpc::api::TaskSpec {
+    use raftsched::grpc::api;
+    api::TaskSpec {
+        name: name.into(),
+        payload: Some(api::task_spec::Payload::Command(api::CommandPayload {
+            command_line: format!("echo {name}"),
+            env: Default::default(),
+        })),
+        client_request_id: request_id.into(),
+        ..api::TaskSpec::default()
+    }
+}
