@@ -107,7 +107,13 @@ impl SchedulerState {
             });
         }
         let task_id = self.next_task_id;
-        self.next_task_id += 1;
+        let Some(next_task_id) = task_id.checked_add(1) else {
+            return Err(StateError::InvalidArgument {
+                field: "tasks".to_string(),
+                problem: "the task id space is exhausted".to_string(),
+            });
+        };
+        self.next_task_id = next_task_id;
         let task = Task {
             id: task_id,
             spec,
@@ -157,6 +163,11 @@ impl SchedulerState {
     fn unindex_status(&mut self, task_id: TaskId, status: TaskStatus, queue: &str, priority: i32) {
         if let Some(ids) = self.by_status.get_mut(&status) {
             ids.remove(&task_id);
+            // Like `ready`, keep no empty sets: a state must not depend on its history, so a
+            // state restored from a snapshot equals the state it was taken from.
+            if ids.is_empty() {
+                self.by_status.remove(&status);
+            }
         }
         if status == TaskStatus::Pending
             && let Some(keys) = self.ready.get_mut(queue)
@@ -205,7 +216,9 @@ impl SchedulerState {
     /// Up to `limit` tasks matching `filter` with ids above `after`, in id order, and the
     /// id to pass as `after` for the next page (None when this page is the last).
     pub fn list(&self, filter: &ListFilter, after: TaskId, limit: usize) -> (Vec<Task>, Option<TaskId>) {
-        let start = after.saturating_add(1);
+        let Some(start) = after.checked_add(1) else {
+            return (Vec::new(), None);
+        };
         let candidates: Box<dyn Iterator<Item = &Task>> = match filter.status {
             Some(status) => Box::new(
                 self.by_status
@@ -244,7 +257,13 @@ impl SchedulerState {
     }
 
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<SchedulerState, SnapshotDecodeError> {
-        let image: SnapshotImage = postcard::from_bytes(bytes)?;
+        let (image, rest): (SnapshotImage, &[u8]) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            return Err(SnapshotDecodeError::Inconsistent(format!(
+                "{} bytes after the end of the snapshot",
+                rest.len()
+            )));
+        }
         if image.format_version != SNAPSHOT_FORMAT_VERSION {
             return Err(SnapshotDecodeError::UnsupportedVersion {
                 found: image.format_version,
@@ -255,6 +274,12 @@ impl SchedulerState {
             ..SchedulerState::default()
         };
         for task in image.tasks {
+            if state.tasks.contains_key(&task.id) {
+                return Err(SnapshotDecodeError::Inconsistent(format!(
+                    "task {} appears twice",
+                    task.id
+                )));
+            }
             state.index(&task);
             state.tasks.insert(task.id, task);
         }
@@ -267,6 +292,9 @@ impl SchedulerState {
     pub fn check_invariants(&self) -> Result<(), String> {
         if self.next_task_id == 0 {
             return Err("next_task_id is 0; ids start at 1".into());
+        }
+        if self.tasks.contains_key(&0) {
+            return Err("a task has id 0; ids start at 1".into());
         }
         if let Some((&last_id, _)) = self.tasks.last_key_value()
             && last_id >= self.next_task_id
@@ -295,6 +323,9 @@ impl SchedulerState {
         }
         if self.ready.values().any(BTreeSet::is_empty) {
             return Err("an empty queue is left in the ready index".into());
+        }
+        if self.by_status.values().any(BTreeSet::is_empty) {
+            return Err("an empty status is left in the status index".into());
         }
         for (request_id, task_id) in &self.by_request_id {
             let owner = self.tasks.get(task_id).and_then(|t| t.spec.client_request_id.as_ref());
@@ -354,4 +385,123 @@ struct SnapshotImageRef<'a> {
     format_version: u32,
     next_task_id: TaskId,
     tasks: Vec<&'a Task>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::state::Payload;
+
+    fn spec(name: &str) -> TaskSpec {
+        TaskSpec {
+            name: name.to_string(),
+            queue: "q".to_string(),
+            priority: 0,
+            payload: Payload::Command {
+                command_line: "true".to_string(),
+                env: BTreeMap::new(),
+            },
+            labels: BTreeMap::new(),
+            max_attempts: 1,
+            attempt_timeout_ms: 1000,
+            client_request_id: None,
+        }
+    }
+
+    fn submit(state: &mut SchedulerState, name: &str) -> Result<SubmitOutcome, StateError> {
+        let CommandResponse::Submitted(mut outcomes) = state.apply(Command::SubmitTasks {
+            now_ms: 1,
+            specs: vec![spec(name)],
+        }) else {
+            panic!("submit answered with another response");
+        };
+        outcomes.pop().expect("one outcome per spec")
+    }
+
+    fn encode(image: &SnapshotImage) -> Vec<u8> {
+        postcard::to_allocvec(image).expect("in-memory encoding")
+    }
+
+    fn task(id: TaskId, name: &str) -> Task {
+        Task {
+            id,
+            spec: spec(name),
+            status: TaskStatus::Pending,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            reason: None,
+        }
+    }
+
+    /// The state is a function of its tasks alone: emptying a status leaves no trace, so a
+    /// state equals the state restored from its snapshot.
+    #[test]
+    fn emptied_status_leaves_no_index_entry() {
+        let mut state = SchedulerState::new();
+        let task_id = submit(&mut state, "a").unwrap().task_id;
+        state.apply(Command::CancelTask {
+            now_ms: 2,
+            task_id,
+            reason: String::new(),
+        });
+        assert!(!state.by_status.contains_key(&TaskStatus::Pending));
+        state.check_invariants().unwrap();
+        let restored = SchedulerState::from_snapshot_bytes(&state.to_snapshot_bytes()).unwrap();
+        assert_eq!(restored, state);
+    }
+
+    #[test]
+    fn exhausted_id_space_is_refused_not_wrapped() {
+        let mut state = SchedulerState::new();
+        state.next_task_id = u64::MAX;
+        let before = state.clone();
+        let err = submit(&mut state, "a").unwrap_err();
+        assert!(matches!(err, StateError::InvalidArgument { ref field, .. } if field == "tasks"));
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn snapshot_with_a_duplicate_task_id_is_refused() {
+        let image = SnapshotImage {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            next_task_id: 2,
+            tasks: vec![task(1, "a"), task(1, "b")],
+        };
+        let err = SchedulerState::from_snapshot_bytes(&encode(&image)).unwrap_err();
+        assert!(err.to_string().contains("task 1 appears twice"), "{err}");
+    }
+
+    #[test]
+    fn snapshot_with_task_id_zero_is_refused() {
+        let image = SnapshotImage {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            next_task_id: 2,
+            tasks: vec![task(0, "a"), task(1, "b")],
+        };
+        let err = SchedulerState::from_snapshot_bytes(&encode(&image)).unwrap_err();
+        assert!(err.to_string().contains("id 0"), "{err}");
+    }
+
+    #[test]
+    fn snapshot_with_a_shared_request_id_is_refused() {
+        let mut first = task(1, "a");
+        let mut second = task(2, "b");
+        first.spec.client_request_id = Some("r".to_string());
+        second.spec.client_request_id = Some("r".to_string());
+        let image = SnapshotImage {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            next_task_id: 3,
+            tasks: vec![first, second],
+        };
+        assert!(SchedulerState::from_snapshot_bytes(&encode(&image)).is_err());
+    }
+
+    #[test]
+    fn list_after_the_largest_id_is_empty() {
+        let mut state = SchedulerState::new();
+        submit(&mut state, "a").unwrap();
+        assert_eq!(state.list(&ListFilter::default(), u64::MAX, 10), (Vec::new(), None));
+    }
 }

@@ -4,6 +4,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::Bound;
 use std::ops::RangeBounds;
+use std::sync::Arc;
 
 use openraft::OptionalSend;
 use openraft::storage::IOFlushed;
@@ -19,6 +20,7 @@ use crate::store::codec::decode;
 use crate::store::codec::encode;
 use crate::store::codec::index_key;
 use crate::store::codec::sled_err;
+use crate::store::flush::Flusher;
 
 const VOTE_KEY: &[u8] = b"vote";
 const COMMITTED_KEY: &[u8] = b"committed";
@@ -28,7 +30,7 @@ const LAST_PURGED_KEY: &[u8] = b"last_purged";
 /// log reader handed to replication tasks is a clone.
 #[derive(Clone)]
 pub struct LogStore {
-    db: sled::Db,
+    flusher: Arc<Flusher>,
     /// Entries keyed by big-endian index.
     log: sled::Tree,
     /// Vote, committed log id and last purged log id.
@@ -38,15 +40,20 @@ pub struct LogStore {
 impl LogStore {
     /// Opens the trees and decodes what recovery will need, so a corrupt store is found
     /// at start-up rather than in the middle of an election.
-    pub(super) fn open(db: &sled::Db) -> io::Result<LogStore> {
+    pub(super) fn open(db: &sled::Db, flusher: Arc<Flusher>) -> io::Result<LogStore> {
         let store = LogStore {
-            db: db.clone(),
+            flusher,
             log: db.open_tree("log").map_err(sled_err)?,
             meta: db.open_tree("meta").map_err(sled_err)?,
         };
         store.read_meta::<Vote>(VOTE_KEY)?;
         store.read_meta::<LogId>(COMMITTED_KEY)?;
-        store.read_meta::<LogId>(LAST_PURGED_KEY)?;
+        // A crash between recording a purge and removing its entries leaves entries at or
+        // below the purge point; finish that purge, so the log is exactly what
+        // get_log_state describes.
+        if let Some(last_purged) = store.read_meta::<LogId>(LAST_PURGED_KEY)? {
+            store.remove_range(..=index_key(last_purged.index))?;
+        }
         store.last_entry_log_id()?;
         Ok(store)
     }
@@ -71,8 +78,7 @@ impl LogStore {
     }
 
     async fn flush(&self) -> io::Result<()> {
-        self.db.flush_async().await.map_err(sled_err)?;
-        Ok(())
+        self.flusher.flush().await
     }
 
     /// Removes every entry in `range` of keys.
@@ -120,7 +126,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let last_purged_log_id: Option<LogId> = self.read_meta(LAST_PURGED_KEY)?;
-        let last_log_id = self.last_entry_log_id()?.or_else(|| last_purged_log_id.clone());
+        // An entry at or below the purge point (a purge past the last entry, or one whose
+        // removal was interrupted) is not the end of the log: the purge point is.
+        let last_log_id = match (self.last_entry_log_id()?, last_purged_log_id) {
+            (Some(entry), Some(purged)) if entry.index <= purged.index => Some(purged),
+            (Some(entry), _) => Some(entry),
+            (None, purged) => purged,
+        };
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -162,15 +174,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Report durability only once the entries are on disk, but do not make the next
         // append wait for this fsync: appends pipeline, and one fsync covers every write
         // made before it, so concurrent flushes coalesce.
-        let store = self.clone();
+        let flusher = Arc::clone(&self.flusher);
         tokio::spawn(async move {
-            callback.io_completed(store.flush().await);
+            let flushed = flusher.flush().await;
+            // Release the database before reporting, so that once every callback has run no
+            // task holds it open (sled locks the data dir until the last handle is gone).
+            drop(flusher);
+            callback.io_completed(flushed);
         });
         Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
-        let first_removed = last_log_id.map_or(0, |log_id| log_id.index + 1);
+        let first_removed = match last_log_id {
+            None => 0,
+            Some(log_id) => match log_id.index.checked_add(1) {
+                Some(index) => index,
+                None => return Ok(()),
+            },
+        };
         self.remove_range(index_key(first_removed)..)?;
         self.flush().await
     }
@@ -181,5 +203,66 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_meta(LAST_PURGED_KEY, &log_id)?;
         self.flush().await?;
         self.remove_range(..=index_key(log_id.index))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::EntryPayload;
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::vote::RaftLeaderIdExt;
+
+    use super::*;
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        LogId::new(
+            <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(term, 1),
+            index,
+        )
+    }
+
+    fn open(db: &sled::Db) -> LogStore {
+        LogStore::open(db, Arc::new(Flusher::new(db.clone()))).unwrap()
+    }
+
+    /// A crash between recording a purge and removing its entries: the purge point is the
+    /// end of the log, not the stale entries below it, and reopening finishes the purge.
+    #[tokio::test]
+    async fn an_interrupted_purge_is_finished_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut store = open(&db);
+        let entries = (1..=3).map(|index| Entry {
+            log_id: log_id(1, index),
+            payload: EntryPayload::Blank,
+        });
+        store.blocking_append(entries).await.unwrap();
+        // What purge(log_id(2, 5)) writes first, without the removal that follows it.
+        store.write_meta(LAST_PURGED_KEY, &log_id(2, 5)).unwrap();
+
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(2, 5)));
+        assert_eq!(state.last_log_id, Some(log_id(2, 5)));
+
+        let mut reopened = open(&db);
+        assert!(reopened.try_get_log_entries(..).await.unwrap().is_empty());
+        let state = reopened.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(log_id(2, 5)));
+    }
+
+    #[tokio::test]
+    async fn truncate_after_the_largest_index_removes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut store = open(&db);
+        store
+            .blocking_append([Entry {
+                log_id: log_id(1, 1),
+                payload: EntryPayload::Blank,
+            }])
+            .await
+            .unwrap();
+        store.truncate_after(Some(log_id(1, u64::MAX))).await.unwrap();
+        assert_eq!(store.try_get_log_entries(..).await.unwrap().len(), 1);
     }
 }

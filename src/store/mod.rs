@@ -5,17 +5,20 @@
 //! engine means rewriting this module and nothing else.
 //!
 //! Layout of a data dir:
-//! - `IDENTITY`: `raftsched-data-dir v1 cluster=<id> node=<id>`, written once; a node refuses
-//!   a data dir of another cluster or node, and a non-empty dir without this file.
+//! - `IDENTITY`: `raftsched-data-dir v1 cluster=<id> node=<id>`, written once (through
+//!   `IDENTITY.tmp` and a rename); a node refuses a data dir of another cluster or node, and
+//!   a non-empty dir without this file.
 //! - `db/`: one sled database with the trees `log` (index → entry), `meta` (vote, committed,
 //!   last purged) and `snapshot` (meta and data of the last snapshot).
 
 mod codec;
+mod flush;
 mod log_store;
 mod state_machine;
 
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use log_store::LogStore;
 pub use state_machine::SharedState;
@@ -24,6 +27,9 @@ pub use state_machine::StateMachineStore;
 use crate::raft_types::NodeId;
 
 const IDENTITY_FILE: &str = "IDENTITY";
+/// Where the identity is written before it is renamed into place, so a crash can never leave
+/// a half-written `IDENTITY`.
+const IDENTITY_TMP_FILE: &str = "IDENTITY.tmp";
 const IDENTITY_PREFIX: &str = "raftsched-data-dir v1";
 
 /// Why a data dir cannot be opened. Every variant tells the operator what to do.
@@ -47,6 +53,11 @@ pub enum StoreError {
     },
     #[error("{path}: data dir is corrupt: {detail}; restore it from a replica or remove it and re-add the node")]
     Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{path} is in use by another process (its database is locked); stop the other raftsched \
+         node using it, or point --data-dir elsewhere"
+    )]
+    InUse { path: PathBuf },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -69,13 +80,30 @@ impl Store {
             // the periodic background flush is only a backstop.
             .flush_every_ms(Some(1000))
             .open()
-            .map_err(|e| corrupt(&db_path, format!("sled cannot open it: {e}")))?;
-        let log_store = LogStore::open(&db).map_err(|e| corrupt(&db_path, e.to_string()))?;
-        let state_machine = StateMachineStore::open(&db).map_err(|e| corrupt(&db_path, e.to_string()))?;
+            .map_err(|e| open_error(&db_path, e))?;
+        let flusher = Arc::new(flush::Flusher::new(db.clone()));
+        let log_store = LogStore::open(&db, Arc::clone(&flusher)).map_err(|e| corrupt(&db_path, e.to_string()))?;
+        let state_machine = StateMachineStore::open(&db, flusher).map_err(|e| corrupt(&db_path, e.to_string()))?;
         Ok(Store {
             log_store,
             state_machine,
         })
+    }
+}
+
+/// Why sled could not open the database: another process holding it and an I/O failure
+/// are not corruption, and removing the dir would be the wrong advice for them.
+fn open_error(db_path: &Path, e: sled::Error) -> StoreError {
+    match e {
+        // sled reports a failed `flock` as a plain I/O error; the text is all that tells it apart.
+        sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => StoreError::InUse {
+            path: db_path.to_path_buf(),
+        },
+        sled::Error::Io(source) => StoreError::Io {
+            path: db_path.to_path_buf(),
+            source,
+        },
+        e => corrupt(db_path, format!("sled cannot open it: {e}")),
     }
 }
 
@@ -93,47 +121,67 @@ fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<
     };
     std::fs::create_dir_all(data_dir).map_err(io_err)?;
     let identity_path = data_dir.join(IDENTITY_FILE);
-    let expected = format!("{IDENTITY_PREFIX} cluster={cluster_id} node={node_id}\n");
     match std::fs::read_to_string(&identity_path) {
-        Ok(found) if found == expected => Ok(()),
-        Ok(found) => Err(mismatch(data_dir, &found, cluster_id, node_id)),
+        Ok(found) => {
+            let Some((found_cluster, found_node)) = parse_identity(&found) else {
+                return Err(corrupt(
+                    &identity_path,
+                    format!("unreadable {IDENTITY_FILE} file: {found:?}"),
+                ));
+            };
+            if found_cluster == cluster_id && found_node == node_id {
+                return Ok(());
+            }
+            Err(StoreError::IdentityMismatch {
+                path: data_dir.to_path_buf(),
+                found_cluster,
+                found_node,
+                cluster: cluster_id.to_string(),
+                node: node_id,
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(corrupt(&identity_path, format!("{IDENTITY_FILE} is not text: {e}")))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let is_empty = std::fs::read_dir(data_dir).map_err(io_err)?.next().is_none();
-            if !is_empty {
+            // A leftover temp file is ours: a crash before its rename into place.
+            let mut entries = std::fs::read_dir(data_dir).map_err(io_err)?;
+            let foreign = entries.try_fold(false, |foreign, entry| {
+                Ok::<_, std::io::Error>(foreign || entry?.file_name() != IDENTITY_TMP_FILE)
+            });
+            if foreign.map_err(io_err)? {
                 return Err(StoreError::ForeignDir {
                     path: data_dir.to_path_buf(),
                 });
             }
-            write_durably(&identity_path, expected.as_bytes()).map_err(io_err)
+            let identity = format!("{IDENTITY_PREFIX} cluster={cluster_id} node={node_id}\n");
+            write_durably(data_dir, identity.as_bytes()).map_err(io_err)
         }
         Err(e) => Err(io_err(e)),
     }
 }
 
-fn mismatch(data_dir: &Path, found: &str, cluster_id: &str, node_id: NodeId) -> StoreError {
-    let parsed = found
-        .strip_prefix(IDENTITY_PREFIX)
-        .and_then(|rest| rest.trim().split_once(' '))
-        .and_then(|(cluster, node)| {
-            let cluster = cluster.strip_prefix("cluster=")?;
-            let node = node.strip_prefix("node=")?.parse().ok()?;
-            Some((cluster.to_string(), node))
-        });
-    match parsed {
-        Some((found_cluster, found_node)) => StoreError::IdentityMismatch {
-            path: data_dir.to_path_buf(),
-            found_cluster,
-            found_node,
-            cluster: cluster_id.to_string(),
-            node: node_id,
-        },
-        None => corrupt(data_dir, format!("unreadable {IDENTITY_FILE} file: {found:?}")),
+/// `raftsched-data-dir v1 cluster=<id> node=<id>` → (cluster, node).
+fn parse_identity(text: &str) -> Option<(String, NodeId)> {
+    let rest = text
+        .strip_suffix('\n')?
+        .strip_prefix(IDENTITY_PREFIX)?
+        .strip_prefix(" cluster=")?;
+    let (cluster, node) = rest.rsplit_once(" node=")?;
+    if cluster.is_empty() || cluster.contains(char::is_whitespace) {
+        return None;
     }
+    Some((cluster.to_string(), node.parse().ok()?))
 }
 
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `IDENTITY` atomically and durably: a temp file, fsynced, renamed into place, and
+/// the directory fsynced so the rename itself survives a crash.
+fn write_durably(data_dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut file = std::fs::File::create(path)?;
+    let tmp_path = data_dir.join(IDENTITY_TMP_FILE);
+    let mut file = std::fs::File::create(&tmp_path)?;
     file.write_all(bytes)?;
-    file.sync_all()
+    file.sync_all()?;
+    std::fs::rename(&tmp_path, data_dir.join(IDENTITY_FILE))?;
+    std::fs::File::open(data_dir)?.sync_all()
 }

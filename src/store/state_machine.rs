@@ -7,6 +7,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::RwLock;
 use std::sync::RwLockReadGuard;
 
@@ -29,6 +30,7 @@ use crate::state::SchedulerState;
 use crate::store::codec::decode;
 use crate::store::codec::encode;
 use crate::store::codec::sled_err;
+use crate::store::flush::Flusher;
 
 const SNAPSHOT_META_KEY: &[u8] = b"meta";
 const SNAPSHOT_DATA_KEY: &[u8] = b"data";
@@ -74,18 +76,37 @@ pub struct StateMachineStore {
 /// batch so they always match.
 #[derive(Clone)]
 struct SnapshotSlot {
-    db: sled::Db,
+    flusher: Arc<Flusher>,
     tree: sled::Tree,
+    /// Serialises the compare-and-write of [`SnapshotSlot::save`]. openraft builds snapshots
+    /// on a task of their own, so a build that read the state before an install may finish
+    /// after it.
+    write_lock: Arc<Mutex<()>>,
 }
 
 impl SnapshotSlot {
+    /// Stores the snapshot unless the slot already holds one at least as recent: a slow
+    /// build must not replace a newer installed snapshot, or after a restart the state
+    /// would start below log entries that were purged because of the newer one. Returns
+    /// once the slot's content is durable, either way.
     async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(SNAPSHOT_META_KEY, encode(meta));
-        batch.insert(SNAPSHOT_DATA_KEY, data);
-        self.tree.apply_batch(batch).map_err(sled_err)?;
-        self.db.flush_async().await.map_err(sled_err)?;
-        Ok(())
+        {
+            let _guard = self
+                .write_lock
+                .lock()
+                .map_err(|_| io::Error::other("a panic while saving a snapshot left the slot locked"))?;
+            let stored = match self.tree.get(SNAPSHOT_META_KEY).map_err(sled_err)? {
+                Some(stored) => Some(decode::<SnapshotMeta>(&stored, "snapshot meta")?),
+                None => None,
+            };
+            if stored.is_none_or(|stored| stored.last_log_id < meta.last_log_id) {
+                let mut batch = sled::Batch::default();
+                batch.insert(SNAPSHOT_META_KEY, encode(meta));
+                batch.insert(SNAPSHOT_DATA_KEY, data);
+                self.tree.apply_batch(batch).map_err(sled_err)?;
+            }
+        }
+        self.flusher.flush().await
     }
 
     fn load(&self) -> io::Result<Option<(SnapshotMeta, SnapshotData)>> {
@@ -100,10 +121,11 @@ impl SnapshotSlot {
 }
 
 impl StateMachineStore {
-    pub(super) fn open(db: &sled::Db) -> io::Result<StateMachineStore> {
+    pub(super) fn open(db: &sled::Db, flusher: Arc<Flusher>) -> io::Result<StateMachineStore> {
         let snapshot_slot = SnapshotSlot {
-            db: db.clone(),
+            flusher,
             tree: db.open_tree("snapshot").map_err(sled_err)?,
+            write_lock: Arc::new(Mutex::new(())),
         };
         let applied = match snapshot_slot.load()? {
             Some((meta, data)) => restore(&meta, &data)?,
@@ -129,7 +151,7 @@ fn restore(meta: &SnapshotMeta, data: &[u8]) -> io::Result<AppliedState> {
         SchedulerState::from_snapshot_bytes(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok(AppliedState {
         scheduler,
-        last_applied: meta.last_log_id.clone(),
+        last_applied: meta.last_log_id,
         last_membership: meta.last_membership.clone(),
     })
 }
@@ -140,7 +162,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
         let applied = self.shared.read();
-        Ok((applied.last_applied.clone(), applied.last_membership.clone()))
+        Ok((applied.last_applied, applied.last_membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
@@ -155,7 +177,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     .0
                     .write()
                     .expect("a panic while applying left the state unusable");
-                applied.last_applied = Some(entry.log_id.clone());
+                applied.last_applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => CommandResponse::Empty,
                     EntryPayload::Normal(command) => applied.scheduler.apply(command),
@@ -207,12 +229,56 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let (meta, data) = {
             let applied = self.shared.read();
             let meta = SnapshotMeta {
-                last_log_id: applied.last_applied.clone(),
+                last_log_id: applied.last_applied,
                 last_membership: applied.last_membership.clone(),
             };
             (meta, applied.scheduler.to_snapshot_bytes())
         };
         self.snapshot_slot.save(&meta, &data).await?;
         Ok(Snapshot { meta, snapshot: data })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        use openraft::vote::RaftLeaderIdExt;
+        LogId::new(
+            <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(term, 1),
+            index,
+        )
+    }
+
+    fn meta(log: Option<LogId>) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: log,
+            last_membership: StoredMembership::default(),
+        }
+    }
+
+    /// A snapshot build that read the state before an install, and finishes after it, must
+    /// not replace the installed snapshot with its older one.
+    #[tokio::test]
+    async fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let slot = SnapshotSlot {
+            flusher: Arc::new(Flusher::new(db.clone())),
+            tree: db.open_tree("snapshot").unwrap(),
+            write_lock: Arc::new(Mutex::new(())),
+        };
+        slot.save(&meta(Some(log_id(2, 10))), b"newer").await.unwrap();
+        slot.save(&meta(Some(log_id(1, 5))), b"older").await.unwrap();
+        slot.save(&meta(None), b"none").await.unwrap();
+        let (stored, data) = slot.load().unwrap().unwrap();
+        assert_eq!(stored.last_log_id, Some(log_id(2, 10)));
+        assert_eq!(data, b"newer");
+
+        slot.save(&meta(Some(log_id(2, 11))), b"newest").await.unwrap();
+        let (stored, data) = slot.load().unwrap().unwrap();
+        assert_eq!(stored.last_log_id, Some(log_id(2, 11)));
+        assert_eq!(data, b"newest");
     }
 }

@@ -1,0 +1,455 @@
+//! The data dir across restarts: a node refuses a dir that is not its own, and everything
+//! openraft was told is durable (vote, log, snapshot) comes back after the store is closed
+//! and opened again. Writes go through the openraft storage traits, as openraft makes them.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use openraft::EntryPayload;
+use openraft::Membership;
+use openraft::RaftTypeConfig;
+use openraft::storage::IOFlushed;
+use openraft::storage::RaftLogReader;
+use openraft::storage::RaftLogStorage;
+use openraft::storage::RaftLogStorageExt;
+use openraft::storage::RaftSnapshotBuilder;
+use openraft::storage::RaftStateMachine;
+use openraft::type_config::TypeConfigExt;
+use openraft::vote::RaftLeaderIdExt;
+use raftsched::raft_types::Entry;
+use raftsched::raft_types::LogId;
+use raftsched::raft_types::SnapshotMeta;
+use raftsched::raft_types::StoredMembership;
+use raftsched::raft_types::TypeConfig;
+use raftsched::raft_types::Vote;
+use raftsched::state::Command;
+use raftsched::state::Payload;
+use raftsched::state::SchedulerState;
+use raftsched::state::TaskSpec;
+use raftsched::store::Store;
+use raftsched::store::StoreError;
+
+const CLUSTER: &str = "test-cluster";
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, CLUSTER, 1).unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
+}
+
+fn open_err(dir: &Path, cluster: &str, node: u64) -> StoreError {
+    match Store::open(dir, cluster, node) {
+        Ok(_) => panic!("{} opened as cluster {cluster:?} node {node}", dir.display()),
+        Err(e) => e,
+    }
+}
+
+fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new(<TypeConfig as RaftTypeConfig>::LeaderId::new_committed(term, 1), index)
+}
+
+fn blank(term: u64, index: u64) -> Entry {
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Blank,
+    }
+}
+
+fn membership(term: u64, index: u64, voters: &[u64]) -> Entry {
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Membership(membership_of(voters)),
+    }
+}
+
+fn membership_of(voters: &[u64]) -> Membership<u64, openraft::BasicNode> {
+    Membership::new_with_defaults(vec![voters.iter().copied().collect::<BTreeSet<_>>()], [])
+}
+
+fn submit(term: u64, index: u64, name: &str) -> Entry {
+    let spec = TaskSpec {
+        name: name.to_string(),
+        queue: "q".to_string(),
+        priority: 0,
+        payload: Payload::Command {
+            command_line: "true".to_string(),
+            env: BTreeMap::new(),
+        },
+        labels: BTreeMap::new(),
+        max_attempts: 1,
+        attempt_timeout_ms: 1000,
+        client_request_id: Some(format!("req-{name}")),
+    };
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Normal(Command::SubmitTasks {
+            now_ms: index,
+            specs: vec![spec],
+        }),
+    }
+}
+
+async fn apply(store: &mut Store, entries: Vec<Entry>) {
+    let items = entries.into_iter().map(|entry| Ok((entry, None)));
+    store
+        .state_machine
+        .apply(futures::stream::iter(items))
+        .await
+        .expect("apply");
+}
+
+async fn log_ids(store: &mut Store) -> Vec<LogId> {
+    let entries = store.log_store.try_get_log_entries(..).await.expect("read log");
+    entries.into_iter().map(|entry| entry.log_id).collect()
+}
+
+fn scheduler(store: &Store) -> SchedulerState {
+    store.state_machine.shared().read().scheduler.clone()
+}
+
+// --- (a) data-dir identity -------------------------------------------------------------
+
+#[test]
+fn a_dir_of_another_cluster_or_node_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+
+    for (cluster, node) in [("other-cluster", 1), (CLUSTER, 2), ("other-cluster", 2)] {
+        let err = open_err(dir.path(), cluster, node);
+        let StoreError::IdentityMismatch {
+            found_cluster,
+            found_node,
+            ..
+        } = &err
+        else {
+            panic!("expected IdentityMismatch, got {err:?}");
+        };
+        assert_eq!((found_cluster.as_str(), *found_node), (CLUSTER, 1));
+        let message = err.to_string();
+        for needle in [
+            "belongs to cluster \"test-cluster\" node 1",
+            &format!("this node is cluster {cluster:?} node {node}"),
+            "use the right --data-dir",
+        ] {
+            assert!(message.contains(needle), "{message:?} does not say {needle:?}");
+        }
+    }
+
+    // The refusals changed nothing: the rightful owner still opens it.
+    drop(open(dir.path()));
+}
+
+#[test]
+fn a_non_empty_dir_without_identity_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not raftsched").unwrap();
+    std::fs::create_dir(dir.path().join("photos")).unwrap();
+
+    let err = open_err(dir.path(), CLUSTER, 1);
+    assert!(matches!(err, StoreError::ForeignDir { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("no IDENTITY file"), "{message}");
+    assert!(
+        message.contains("point --data-dir at an empty or raftsched directory"),
+        "{message}"
+    );
+
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["notes.txt", "photos"], "the foreign dir was modified");
+}
+
+#[test]
+fn a_garbage_identity_file_is_corrupt() {
+    let garbage: [&[u8]; 5] = [
+        b"hello\n",
+        b"",
+        b"raftsched-data-dir v1 cluster=test-cluster node=one\n",
+        b"raftsched-data-dir v2 cluster=test-cluster node=1\n",
+        b"\xff\xfe\x00binary",
+    ];
+    for content in garbage {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("IDENTITY"), content).unwrap();
+        let err = open_err(dir.path(), CLUSTER, 1);
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{content:?}: {err:?}");
+        let message = err.to_string();
+        assert!(message.contains("IDENTITY"), "{message}");
+        assert!(message.contains("restore it from a replica or remove it"), "{message}");
+    }
+}
+
+#[test]
+fn a_new_or_empty_dir_is_claimed() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("does/not/exist/yet");
+    drop(open(&dir));
+    let identity = std::fs::read_to_string(dir.join("IDENTITY")).unwrap();
+    assert_eq!(identity, "raftsched-data-dir v1 cluster=test-cluster node=1\n");
+
+    // A crash before the identity was renamed into place leaves only the temp file; the dir
+    // is still ours to claim.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("IDENTITY.tmp"), "raftsched-data-dir v1 cluster=test-").unwrap();
+    drop(open(dir.path()));
+    assert!(!dir.path().join("IDENTITY.tmp").exists());
+    drop(open(dir.path()));
+}
+
+#[test]
+fn a_dir_in_use_is_refused_without_advice_to_delete_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let err = open_err(dir.path(), CLUSTER, 1);
+    assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("in use by another process"), "{message}");
+    assert!(!message.contains("remove"), "{message}");
+    drop(first);
+    drop(open(dir.path()));
+}
+
+// --- (b) recovery after close ----------------------------------------------------------
+
+#[tokio::test]
+async fn reopen_recovers_vote_log_and_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let vote = Vote::new_committed(7, 1);
+    {
+        let mut store = open(dir.path());
+        assert_eq!(store.log_store.read_vote().await.unwrap(), None);
+        store.log_store.save_vote(&Vote::new(3, 2)).await.unwrap();
+        store.log_store.save_vote(&vote).await.unwrap();
+        let entries = vec![
+            blank(1, 1),
+            membership(1, 2, &[1, 2, 3]),
+            submit(1, 3, "a"),
+            submit(1, 4, "b"),
+            submit(1, 5, "c"),
+            blank(1, 6),
+        ];
+        store.log_store.blocking_append(entries).await.unwrap();
+        // Entries 5 and 6 were never committed; a new leader replaces them.
+        store.log_store.truncate_after(Some(log_id(1, 4))).await.unwrap();
+        store
+            .log_store
+            .blocking_append([blank(2, 5), submit(2, 6, "d"), submit(2, 7, "e")])
+            .await
+            .unwrap();
+        store.log_store.purge(log_id(1, 2)).await.unwrap();
+        store.log_store.save_committed(Some(log_id(2, 6))).await.unwrap();
+    }
+
+    let mut store = open(dir.path());
+    assert_eq!(store.log_store.read_vote().await.unwrap(), Some(vote));
+    let state = store.log_store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 2)));
+    assert_eq!(state.last_log_id, Some(log_id(2, 7)));
+    assert_eq!(
+        log_ids(&mut store).await,
+        [log_id(1, 3), log_id(1, 4), log_id(2, 5), log_id(2, 6), log_id(2, 7)]
+    );
+    let entries = store.log_store.try_get_log_entries(6..7).await.unwrap();
+    assert!(
+        matches!(&entries[..], [Entry { payload: EntryPayload::Normal(Command::SubmitTasks { specs, .. }), .. }] if specs[0].name == "d"),
+        "{entries:?}"
+    );
+    assert_eq!(store.log_store.read_committed().await.unwrap(), Some(log_id(2, 6)));
+
+    // Nothing was snapshotted, so the state machine starts from scratch; openraft re-applies
+    // the committed entries after the snapshot.
+    assert_eq!(
+        store.state_machine.applied_state().await.unwrap(),
+        (None, StoredMembership::default())
+    );
+}
+
+#[tokio::test]
+async fn reopen_recovers_the_built_snapshot_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (built_meta, built_data, state_before) = {
+        let mut store = open(dir.path());
+        let entries = vec![
+            membership(1, 1, &[1, 2, 3]),
+            submit(1, 2, "a"),
+            submit(1, 3, "b"),
+            blank(2, 4),
+        ];
+        store.log_store.blocking_append(entries.clone()).await.unwrap();
+        apply(&mut store, entries).await;
+        let mut builder = store.state_machine.get_snapshot_builder().await;
+        let snapshot = builder.build_snapshot().await.unwrap();
+        // Applied after the snapshot: only the log holds this one.
+        store.log_store.blocking_append([submit(2, 5, "c")]).await.unwrap();
+        apply(&mut store, vec![submit(2, 5, "c")]).await;
+        store.log_store.purge(log_id(2, 4)).await.unwrap();
+        let state = scheduler(&store);
+        assert_eq!(state.task_count(), 3);
+        (snapshot.meta, snapshot.snapshot, state)
+    };
+    assert_eq!(built_meta.last_log_id, Some(log_id(2, 4)));
+    assert_eq!(
+        built_meta.last_membership,
+        StoredMembership::new(Some(log_id(1, 1)), membership_of(&[1, 2, 3]))
+    );
+
+    let mut store = open(dir.path());
+    let current = store
+        .state_machine
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .expect("a snapshot");
+    assert_eq!(current.meta, built_meta);
+    assert_eq!(current.snapshot, built_data);
+    // The state machine restarts at the snapshot; the log holds what came after it.
+    assert_eq!(
+        store.state_machine.applied_state().await.unwrap(),
+        (Some(log_id(2, 4)), built_meta.last_membership.clone())
+    );
+    let restored = scheduler(&store);
+    assert_eq!(restored.task_count(), 2);
+    assert_eq!(restored, SchedulerState::from_snapshot_bytes(&built_data).unwrap());
+    assert_eq!(log_ids(&mut store).await, [log_id(2, 5)]);
+
+    // Re-applying the log after the snapshot, as openraft does on start-up, gives back the
+    // state from before the restart.
+    let tail = store.log_store.try_get_log_entries(5..).await.unwrap();
+    apply(&mut store, tail).await;
+    assert_eq!(scheduler(&store), state_before);
+}
+
+#[tokio::test]
+async fn reopen_recovers_an_installed_snapshot() {
+    // Build a snapshot on a "leader" store and install it on a "follower" store.
+    let leader_dir = tempfile::tempdir().unwrap();
+    let follower_dir = tempfile::tempdir().unwrap();
+    let snapshot = {
+        let mut leader = open(leader_dir.path());
+        apply(
+            &mut leader,
+            vec![membership(1, 1, &[1, 2]), submit(1, 2, "a"), submit(3, 9, "b")],
+        )
+        .await;
+        leader
+            .state_machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap()
+    };
+    {
+        let mut follower = open(follower_dir.path());
+        apply(&mut follower, vec![blank(1, 1)]).await;
+        follower
+            .state_machine
+            .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+            .await
+            .unwrap();
+        // openraft purges the log up to the snapshot after installing it.
+        follower.log_store.purge(log_id(3, 9)).await.unwrap();
+    }
+
+    let mut follower = open(follower_dir.path());
+    let current = follower
+        .state_machine
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .expect("a snapshot");
+    assert_eq!(current.meta, snapshot.meta);
+    assert_eq!(current.snapshot, snapshot.snapshot);
+    assert_eq!(
+        follower.state_machine.applied_state().await.unwrap(),
+        (Some(log_id(3, 9)), snapshot.meta.last_membership.clone())
+    );
+    assert_eq!(scheduler(&follower).task_count(), 2);
+    let log_state = follower.log_store.get_log_state().await.unwrap();
+    assert_eq!(log_state.last_purged_log_id, Some(log_id(3, 9)));
+    assert_eq!(log_state.last_log_id, Some(log_id(3, 9)));
+}
+
+#[tokio::test]
+async fn a_snapshot_that_does_not_decode_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = open(dir.path());
+        apply(&mut store, vec![membership(1, 1, &[1]), submit(1, 2, "a")]).await;
+        let snapshot = store
+            .state_machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+
+        // By install: refused, and nothing changes.
+        let mut newer: SnapshotMeta = snapshot.meta.clone();
+        newer.last_log_id = Some(log_id(1, 3));
+        let err = store
+            .state_machine
+            .install_snapshot(&newer, vec![0xff; 8])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("snapshot is not readable"), "{err}");
+        let current = store.state_machine.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, snapshot.meta);
+        assert_eq!(scheduler(&store).task_count(), 1);
+    }
+
+    // On disk: damage the stored snapshot behind the store's back; open reports it.
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let tree = db.open_tree("snapshot").unwrap();
+        let data = tree.get("data").unwrap().expect("a stored snapshot");
+        tree.insert("data", &data[..data.len() - 1]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = open_err(dir.path(), CLUSTER, 1);
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("snapshot is not readable"), "{err}");
+}
+
+/// Many appends in flight at once: every callback fires, each after its entries are
+/// durable. sled's own `flush_async` never wakes some of its callers when several run at
+/// once (and can block the runtime's threads while at it), so the store must not use it.
+/// The work runs on a thread of its own, so a hang fails this test instead of freezing it.
+#[test]
+fn concurrent_appends_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let count = 300;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async {
+            let mut store = open(&path);
+            let mut pending = Vec::new();
+            for index in 1..=count {
+                let (tx, rx) = TypeConfig::oneshot();
+                store.log_store.append([blank(1, index)], IOFlushed::signal(tx)).await?;
+                pending.push(rx);
+            }
+            for result in futures::future::join_all(pending).await {
+                result.map_err(std::io::Error::other)??;
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        done_tx.send(result).ok();
+    });
+    match done_rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(result) => result.expect("append failed"),
+        Err(_) => panic!("append callbacks did not all fire within 120 s: a flush hung"),
+    }
+
+    let mut store = open(dir.path());
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    assert_eq!(runtime.block_on(log_ids(&mut store)).len(), count as usize);
+}
