@@ -77,7 +77,10 @@ fn random_uses_the_leaders_draw() {
 fn least_loaded_compares_load_relative_to_slots() {
     // a: 2/4 = 50 %, b: 1/1 = full, c: 2/8 = 25 %.
     let workers = [worker("a", 4, 2), worker("b", 1, 1), worker("c", 8, 2)];
-    assert_eq!(pick(Placement::LeastLoaded, &needs("k"), &workers).as_deref(), Some("c"));
+    assert_eq!(
+        pick(Placement::LeastLoaded, &needs("k"), &workers).as_deref(),
+        Some("c")
+    );
     // Equal loads: the first by id.
     let tied = [worker("a", 2, 1), worker("b", 4, 2)];
     assert_eq!(pick(Placement::LeastLoaded, &needs("k"), &tied).as_deref(), Some("a"));
@@ -85,7 +88,10 @@ fn least_loaded_compares_load_relative_to_slots() {
 
 #[test]
 fn consistent_hash_is_stable_when_other_workers_join_or_leave() {
-    let all: Vec<WorkerView> = ["w1", "w2", "w3", "w4", "w5"].iter().map(|id| worker(id, 10, 0)).collect();
+    let all: Vec<WorkerView> = ["w1", "w2", "w3", "w4", "w5"]
+        .iter()
+        .map(|id| worker(id, 10, 0))
+        .collect();
     let keys: Vec<String> = (0..200).map(|i| format!("customer-{i}")).collect();
     let owner_in = |workers: &[WorkerView], key: &str| pick(Placement::ConsistentHash, &needs(key), workers).unwrap();
     let before: Vec<String> = keys.iter().map(|k| owner_in(&all, k)).collect();
@@ -106,13 +112,20 @@ fn consistent_hash_is_stable_when_other_workers_join_or_leave() {
     with_w6.push(worker("w6", 10, 0));
     for (key, owner) in keys.iter().zip(&before) {
         let after = owner_in(&with_w6, key);
-        assert!(&after == owner || after == "w6", "key {key} moved from {owner} to {after}");
+        assert!(
+            &after == owner || after == "w6",
+            "key {key} moved from {owner} to {after}"
+        );
     }
 }
 
 #[test]
 fn bin_pack_fills_the_fullest_fitting_worker_and_spread_the_emptiest() {
-    let workers = [sized("big", 8000, 16384), sized("small", 1000, 2048), sized("tiny", 100, 128)];
+    let workers = [
+        sized("big", 8000, 16384),
+        sized("small", 1000, 2048),
+        sized("tiny", 100, 128),
+    ];
     let half_core = TaskNeeds {
         resources: Resources {
             cpu_millis: 500,
@@ -138,7 +151,10 @@ fn label_constraints_must_match_and_unplaceable_tasks_say_why() {
         pick(Placement::LeastLoaded, &wants_gpu, &[gpu.clone(), plain.clone()]).as_deref(),
         Some("gpu-box")
     );
-    assert_eq!(pick(Placement::LeastLoaded, &wants_gpu, std::slice::from_ref(&plain)), None);
+    assert_eq!(
+        pick(Placement::LeastLoaded, &wants_gpu, std::slice::from_ref(&plain)),
+        None
+    );
     assert_eq!(
         no_fit_reason(&wants_gpu, std::slice::from_ref(&plain)),
         "no worker with label gpu=true"
@@ -192,7 +208,11 @@ fn weighted_fair_share_keeps_a_busy_queue_from_starving_another() {
     let workers = vec![worker("w1", 10, 6)];
     let queues = vec![queue("a", 1, 6, 1..100), queue("b", 1, 0, 1001..1100)];
     let result = plan(queues, workers, &|_| needs("k"), 100, 7);
-    assert!(result.assignments.iter().all(|(id, _)| *id > 1000), "{:?}", result.assignments);
+    assert!(
+        result.assignments.iter().all(|(id, _)| *id > 1000),
+        "{:?}",
+        result.assignments
+    );
 }
 
 #[test]
@@ -205,10 +225,7 @@ fn plan_skips_a_task_that_fits_nowhere_without_blocking_the_rest() {
         affinity_key: "k",
     };
     let result = plan(vec![queue("q", 1, 0, 1..4)], workers, &needs_of, 10, 1);
-    assert_eq!(
-        result.assignments,
-        [(2, "w1".to_string()), (3, "w1".to_string())]
-    );
+    assert_eq!(result.assignments, [(2, "w1".to_string()), (3, "w1".to_string())]);
     assert_eq!(result.unplaced[&1], "no worker with label gpu=true");
 }
 

@@ -30,10 +30,13 @@ use crate::network::NetworkFactory;
 use crate::raft_types::NodeId;
 use crate::raft_types::Raft;
 use crate::store::Store;
+use crate::store::StoreClosed;
 use crate::store::StoreError;
 
 /// The server-side cap on any one RPC, whatever deadline the caller set.
 const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long shutdown waits for the last storage handle to be dropped.
+const STORE_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent requests per client connection (HTTP/2 streams).
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// Entries per append-entries RPC. With client requests of at most 4 MiB this bounds one
@@ -60,6 +63,8 @@ pub struct RunningNode {
     /// Cancelled once, by shutdown; the gRPC server watches it.
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Becomes closed when the last storage handle is dropped; shutdown waits for it.
+    store_closed: StoreClosed,
 }
 
 impl RunningNode {
@@ -89,6 +94,7 @@ impl RunningNode {
             addr: config.listen_addr.clone(),
             source,
         })?;
+        let store_closed = store.closed_signal();
         let shared_state = store.state_machine.shared();
         let raft = Raft::new(
             config.node_id,
@@ -110,6 +116,7 @@ impl RunningNode {
             local_addr,
             shutdown,
             server,
+            store_closed,
         })
     }
 
@@ -140,6 +147,21 @@ impl RunningNode {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(node_id = self.node_id, "gRPC server stopped with: {e}"),
             Err(e) => tracing::warn!(node_id = self.node_id, "gRPC server task failed: {e}"),
+        }
+        drop(self.app);
+        // Raft's tasks and in-flight flushes drop their storage handles as they wind down;
+        // wait for the last, so the data dir can be reopened as soon as this returns.
+        let released = tokio::time::timeout(STORE_RELEASE_TIMEOUT, async {
+            while !self.store_closed.is_closed() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        if released.is_err() {
+            tracing::warn!(
+                node_id = self.node_id,
+                "storage still in use {STORE_RELEASE_TIMEOUT:?} after shutdown"
+            );
         }
         tracing::info!(node_id = self.node_id, "node stopped");
     }

@@ -143,7 +143,8 @@ pub fn plan<'a>(
                 plan.assignments.push((task_id, worker.id.clone()));
             }
             None => {
-                plan.unplaced.insert(task_id, placement::no_fit_reason(&needs, &workers));
+                plan.unplaced
+                    .insert(task_id, placement::no_fit_reason(&needs, &workers));
             }
         }
     }

@@ -127,7 +127,10 @@ pub fn place(
             pick
         }
         Placement::Random => fitting[(draw() % fitting.len() as u64) as usize],
-        Placement::LeastLoaded => *fitting.iter().min_by_key(|&&i| load_key(&workers[i])).expect("non-empty"),
+        Placement::LeastLoaded => *fitting
+            .iter()
+            .min_by_key(|&&i| load_key(&workers[i]))
+            .expect("non-empty"),
         Placement::ConsistentHash => *fitting
             .iter()
             .max_by_key(|&&i| rendezvous_weight(needs.affinity_key, &workers[i].id))

@@ -38,6 +38,10 @@ pub struct LogStore {
 }
 
 impl LogStore {
+    pub(super) fn flusher_weak(&self) -> std::sync::Weak<Flusher> {
+        Arc::downgrade(&self.flusher)
+    }
+
     /// Opens the trees and decodes what recovery will need, so a corrupt store is found
     /// at start-up rather than in the middle of an election.
     pub(super) fn open(db: &sled::Db, flusher: Arc<Flusher>) -> io::Result<LogStore> {

@@ -19,6 +19,9 @@ mod state_machine;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Weak;
+use std::time::Duration;
+use std::time::Instant;
 
 pub use log_store::LogStore;
 pub use state_machine::SharedState;
@@ -72,15 +75,19 @@ impl Store {
     /// Opens (or creates) the data dir of `node_id` in `cluster_id`, after checking that the
     /// dir is ours and that what it holds can be read.
     pub fn open(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<Store, StoreError> {
-        check_identity(data_dir, cluster_id, node_id)?;
+        let fresh = check_identity(data_dir, cluster_id, node_id)?;
         let db_path = data_dir.join("db");
-        let db = sled::Config::new()
-            .path(&db_path)
-            // Durability comes from explicit flushes before openraft is told a write is done;
-            // the periodic background flush is only a backstop.
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| open_error(&db_path, e))?;
+        if !fresh && !db_path.exists() {
+            // Opening an empty log here would forget this node's vote, and it could vote twice
+            // in one term.
+            return Err(corrupt(
+                &db_path,
+                "the database is missing (log and vote lost); remove the whole data dir and re-add this node \
+                 as a new member"
+                    .into(),
+            ));
+        }
+        let db = open_db(&db_path)?;
         let flusher = Arc::new(flush::Flusher::new(db.clone()));
         let log_store = LogStore::open(&db, Arc::clone(&flusher)).map_err(|e| corrupt(&db_path, e.to_string()))?;
         let state_machine = StateMachineStore::open(&db, flusher).map_err(|e| corrupt(&db_path, e.to_string()))?;
@@ -88,6 +95,46 @@ impl Store {
             log_store,
             state_machine,
         })
+    }
+
+    /// Tells when every handle on this store has been dropped and the data dir can be
+    /// opened again.
+    pub fn closed_signal(&self) -> StoreClosed {
+        StoreClosed(self.log_store.flusher_weak())
+    }
+}
+
+/// Watches a store's handles: every sled handle lives next to the shared flusher, so once
+/// the flusher is gone, so is the database lock.
+pub struct StoreClosed(Weak<flush::Flusher>);
+
+impl StoreClosed {
+    pub fn is_closed(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
+/// How long open waits for a lock that the previous holder is releasing: sled's background
+/// I/O threads let go of the lock file a moment after the last handle is dropped, so an
+/// in-process restart, or a process restarted right after it exited, may find it still held.
+const LOCK_RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+fn open_db(db_path: &Path) -> Result<sled::Db, StoreError> {
+    let started = Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(db_path)
+            // Durability comes from explicit flushes before openraft is told a write is
+            // done; the periodic background flush is only a backstop.
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| open_error(db_path, e));
+        match opened {
+            Err(StoreError::InUse { .. }) if started.elapsed() < LOCK_RELEASE_WAIT => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -114,7 +161,8 @@ fn corrupt(path: &Path, detail: String) -> StoreError {
     }
 }
 
-fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<(), StoreError> {
+/// Checks (or, in an empty dir, writes) the identity file. Returns true when the dir was new.
+fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<bool, StoreError> {
     let io_err = |source| StoreError::Io {
         path: data_dir.to_path_buf(),
         source,
@@ -130,7 +178,7 @@ fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<
                 ));
             };
             if found_cluster == cluster_id && found_node == node_id {
-                return Ok(());
+                return Ok(false);
             }
             Err(StoreError::IdentityMismatch {
                 path: data_dir.to_path_buf(),
@@ -155,7 +203,8 @@ fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<
                 });
             }
             let identity = format!("{IDENTITY_PREFIX} cluster={cluster_id} node={node_id}\n");
-            write_durably(data_dir, identity.as_bytes()).map_err(io_err)
+            write_durably(data_dir, identity.as_bytes()).map_err(io_err)?;
+            Ok(true)
         }
         Err(e) => Err(io_err(e)),
     }
