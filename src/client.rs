@@ -99,7 +99,7 @@ impl ClusterClient {
         F: FnOnce(SchedulerClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let client = self.client_for(address).map_err(ClientError::BadAddress)?;
+        let client = scheduler_client(self.channel_for(address).map_err(ClientError::BadAddress)?);
         match tokio::time::timeout(PER_CALL_DEADLINE, call(client)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(ClientError::Rejected(status)),
@@ -110,18 +110,27 @@ impl ClusterClient {
         }
     }
 
-    /// Runs `call` against the leader, following hints and retrying unavailable nodes until
-    /// the overall deadline. `call` builds a fresh request each time (requests are consumed).
+    /// Runs `call` on the Scheduler service of the leader; see [`Self::call_channel`].
     pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
         F: Fn(SchedulerClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call_channel(|channel| call(scheduler_client(channel))).await
+    }
+
+    /// Runs `call` against the leader, following hints and retrying unavailable nodes until
+    /// the overall deadline. `call` builds a fresh request each time (requests are consumed).
+    pub async fn call_channel<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let started = Instant::now();
         let mut backoff = BACKOFF_MIN;
         let mut target = self.preferred.lock().expect("client lock poisoned").clone();
         loop {
-            let outcome = match self.client_for(&target) {
+            let outcome = match self.channel_for(&target) {
                 Ok(client) => match tokio::time::timeout(PER_CALL_DEADLINE, call(client)).await {
                     Ok(result) => result,
                     Err(_) => Err(Status::deadline_exceeded(format!("{target} did not answer"))),
@@ -154,19 +163,14 @@ impl ClusterClient {
         }
     }
 
-    fn client_for(&self, address: &str) -> Result<SchedulerClient<Channel>, String> {
+    fn channel_for(&self, address: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().expect("client lock poisoned");
-        let channel = match channels.get(address) {
-            Some(channel) => channel.clone(),
-            None => {
-                let channel = peer_endpoint(address)?.connect_lazy();
-                channels.insert(address.to_string(), channel.clone());
-                channel
-            }
-        };
-        Ok(SchedulerClient::new(channel)
-            .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_API_MESSAGE_BYTES))
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = peer_endpoint(address)?.connect_lazy();
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
     }
 
     fn next_endpoint(&self, current: &str) -> String {
@@ -247,6 +251,12 @@ impl ClusterClient {
         self.call(|mut client| async move { client.cluster_status(api::ClusterStatusRequest {}).await })
             .await
     }
+}
+
+fn scheduler_client(channel: Channel) -> SchedulerClient<Channel> {
+    SchedulerClient::new(channel)
+        .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_API_MESSAGE_BYTES)
 }
 
 /// Worth trying again, on the same node later or on another one.

@@ -1,6 +1,7 @@
 //! raftsched: a highly available distributed task scheduler replicated with Raft.
 pub mod app;
 pub mod client;
+pub mod dispatch;
 pub mod grpc;
 pub mod network;
 pub mod node;

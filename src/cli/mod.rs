@@ -3,7 +3,9 @@
 mod cluster_cmd;
 mod node_cmd;
 mod output;
+mod queue_cmd;
 mod task_cmd;
+mod worker_cmd;
 
 use clap::Parser;
 use clap::Subcommand;
@@ -38,14 +40,20 @@ enum Command {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(cluster_cmd::ClusterCommand),
+    /// Run a worker (`raftsched worker --slots 4 --label gpu=true`), or `worker list`.
+    Worker(worker_cmd::WorkerArgs),
+    /// Queue weights and placement strategies.
+    #[command(subcommand)]
+    Queue(queue_cmd::QueueCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let default_level = if matches!(cli.command, Command::Node(_)) {
-        "info"
-    } else {
-        "warn"
+    let long_running = match &cli.command {
+        Command::Node(_) => true,
+        Command::Worker(args) => args.is_run(),
+        _ => false,
     };
+    let default_level = if long_running { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -56,5 +64,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => node_cmd::run(args).await,
         Command::Task(command) => task_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
         Command::Cluster(command) => cluster_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
+        Command::Worker(args) => {
+            // A worker keeps retrying through elections and outages on its own.
+            let client = ClusterClient::new(&cli.cluster)?.with_overall_deadline(std::time::Duration::from_secs(3600));
+            worker_cmd::run(args, &client, cli.json).await
+        }
+        Command::Queue(command) => queue_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
+    }
+}
+
+/// `KEY=VALUE` for repeatable flags.
+pub fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?}: expected KEY=VALUE"))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tokio::signal::unix::SignalKind;
+    use tokio::signal::unix::signal;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT"),
+        _ = terminate.recv() => Ok(()),
     }
 }

@@ -101,18 +101,8 @@ impl NodeArgs {
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let node = RunningNode::start(config).await?;
-    wait_for_stop_signal().await?;
+    crate::cli::wait_for_stop_signal().await?;
     tracing::info!("stop signal received, shutting down");
     node.shutdown().await;
     Ok(())
-}
-
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::SignalKind;
-    use tokio::signal::unix::signal;
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT"),
-        _ = terminate.recv() => Ok(()),
-    }
 }

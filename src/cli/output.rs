@@ -83,8 +83,39 @@ pub fn task_json(task: &api::Task) -> Value {
         "client_request_id": spec.client_request_id,
         "created_at_ms": task.created_at_ms,
         "updated_at_ms": task.updated_at_ms,
+        "ready_at_ms": task.ready_at_ms,
         "reason": task.reason,
+        "pending_reason": task.pending_reason,
+        "attempts": task.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
     })
+}
+
+fn attempt_json(attempt: &api::Attempt) -> Value {
+    json!({
+        "number": attempt.number,
+        "token": attempt.token,
+        "worker_id": attempt.worker_id,
+        "outcome": outcome_name(attempt.outcome),
+        "started_at_ms": attempt.started_at_ms,
+        "ended_at_ms": attempt.ended_at_ms,
+        "exit_code": attempt.has_exit_code.then_some(attempt.exit_code),
+        "error": attempt.error,
+        "stdout_tail": attempt.stdout_tail,
+        "stderr_tail": attempt.stderr_tail,
+    })
+}
+
+pub fn outcome_name(outcome: i32) -> &'static str {
+    match api::AttemptOutcome::try_from(outcome) {
+        Ok(api::AttemptOutcome::Running) => "running",
+        Ok(api::AttemptOutcome::Succeeded) => "succeeded",
+        Ok(api::AttemptOutcome::Failed) => "failed",
+        Ok(api::AttemptOutcome::TimedOut) => "timed-out",
+        Ok(api::AttemptOutcome::LeaseExpired) => "lease-expired",
+        Ok(api::AttemptOutcome::Cancelled) => "cancelled",
+        Ok(api::AttemptOutcome::HandedBack) => "handed-back",
+        _ => "unknown",
+    }
 }
 
 pub fn task_row(task: &api::Task) -> Vec<String> {
@@ -118,9 +149,50 @@ pub fn print_task_details(task: &api::Task) {
         ("request id", spec.client_request_id.clone()),
         ("created", format_time_ms(task.created_at_ms)),
         ("updated", format_time_ms(task.updated_at_ms)),
+        ("ready at", format_time_ms(task.ready_at_ms)),
         ("reason", task.reason.clone()),
+        ("waiting because", task.pending_reason.clone()),
     ];
     for (field, value) in rows {
-        println!("{field:<16} {value}");
+        if !value.is_empty() {
+            println!("{field:<16} {value}");
+        }
+    }
+    if task.attempts.is_empty() {
+        return;
+    }
+    println!();
+    let attempt_rows: Vec<Vec<String>> = task
+        .attempts
+        .iter()
+        .map(|a| {
+            vec![
+                a.number.to_string(),
+                a.worker_id.clone(),
+                a.token.to_string(),
+                outcome_name(a.outcome).to_string(),
+                format_time_ms(a.started_at_ms),
+                format_time_ms(a.ended_at_ms),
+                if a.has_exit_code {
+                    a.exit_code.to_string()
+                } else {
+                    "-".into()
+                },
+                a.error.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ATTEMPT", "WORKER", "TOKEN", "OUTCOME", "STARTED", "ENDED", "EXIT", "ERROR",
+        ],
+        &attempt_rows,
+    );
+    if let Some(last) = task.attempts.last() {
+        for (name, tail) in [("stdout", &last.stdout_tail), ("stderr", &last.stderr_tail)] {
+            if !tail.is_empty() {
+                println!("\n--- {name} (last attempt) ---\n{}", tail.trim_end());
+            }
+        }
     }
 }

@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use anyhow::Context;
 use anyhow::bail;
@@ -12,6 +15,7 @@ use raftsched::grpc::api;
 use serde_json::json;
 
 use crate::cli::output;
+use crate::cli::parse_pair;
 
 #[derive(Subcommand, Debug)]
 pub enum TaskCommand {
@@ -78,15 +82,36 @@ pub struct SubmitArgs {
     /// Opaque payload from a file (with --kind).
     #[arg(long, requires = "kind")]
     data_file: Option<PathBuf>,
+    /// Worker label the task requires, KEY=VALUE, repeatable.
+    #[arg(long = "constraint", value_parser = parse_pair)]
+    constraints: Vec<(String, String)>,
+    /// CPU one attempt claims on its worker, in thousandths of a core.
+    #[arg(long, default_value_t = 0)]
+    cpu_millis: u32,
+    /// Memory one attempt claims on its worker, in MiB.
+    #[arg(long, default_value_t = 0)]
+    memory_mb: u32,
+    /// Key for consistent-hash placement (default: the name).
+    #[arg(long)]
+    affinity_key: Option<String>,
+    /// First retry delay; doubles per failed attempt, capped at 100x.
+    #[arg(long, default_value_t = 1000)]
+    retry_backoff_ms: u64,
+    /// Run no earlier than this long after the cluster accepts it.
+    #[arg(long, default_value_t = 0, conflicts_with = "run_at_ms")]
+    delay_ms: u64,
+    /// Run no earlier than this time (milliseconds since the Unix epoch).
+    #[arg(long, default_value_t = 0)]
+    run_at_ms: u64,
+    /// Wait until the task finishes, print its outcome, and exit non-zero unless it succeeded.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up waiting after this long (the task goes on).
+    #[arg(long, default_value_t = 600_000)]
+    wait_timeout_ms: u64,
     /// The command line to run, after `--`.
     #[arg(last = true)]
     command: Vec<String>,
-}
-
-fn parse_pair(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("{text:?}: expected KEY=VALUE"))
 }
 
 impl SubmitArgs {
@@ -124,6 +149,15 @@ impl SubmitArgs {
             max_attempts: self.max_attempts,
             attempt_timeout_ms: self.timeout_ms,
             client_request_id: self.request_id.unwrap_or_default(),
+            constraints: self.constraints.into_iter().collect(),
+            resources: Some(api::Resources {
+                cpu_millis: self.cpu_millis,
+                memory_mb: self.memory_mb,
+            }),
+            affinity_key: self.affinity_key.unwrap_or_default(),
+            retry_backoff_ms: self.retry_backoff_ms,
+            run_at_ms: self.run_at_ms,
+            delay_ms: self.delay_ms,
         })
     }
 }
@@ -167,8 +201,12 @@ pub async fn run(command: TaskCommand, client: &ClusterClient, json: bool) -> an
 }
 
 async fn submit(args: SubmitArgs, client: &ClusterClient, json: bool) -> anyhow::Result<()> {
+    let (wait, wait_timeout) = (args.wait, Duration::from_millis(args.wait_timeout_ms));
     let response = client.submit_task(args.into_spec()?).await?;
     let task = response.task.context("the cluster answered without a task")?;
+    if wait {
+        return wait_for_outcome(client, task.id, wait_timeout, json).await;
+    }
     if json {
         let mut value = output::task_json(&task);
         value["created"] = json!(response.created);
@@ -177,6 +215,39 @@ async fn submit(args: SubmitArgs, client: &ClusterClient, json: bool) -> anyhow:
         println!("submitted task {}", task.id);
     } else {
         println!("task {} already exists for this request id", task.id);
+    }
+    Ok(())
+}
+
+/// Polls the task until it finishes; succeeds only if the task did.
+async fn wait_for_outcome(client: &ClusterClient, task_id: u64, timeout: Duration, json: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut poll = Duration::from_millis(50);
+    let task = loop {
+        let task = client.get_task(task_id, api::Consistency::Linearizable).await?;
+        let finished = matches!(
+            api::TaskState::try_from(task.state),
+            Ok(api::TaskState::Succeeded | api::TaskState::Failed | api::TaskState::Cancelled)
+        );
+        if finished {
+            break task;
+        }
+        if started.elapsed() >= timeout {
+            bail!(
+                "task {task_id} is still {} after {timeout:?}",
+                output::state_name(task.state)
+            );
+        }
+        tokio::time::sleep(poll).await;
+        poll = (poll * 2).min(Duration::from_millis(500));
+    };
+    if json {
+        output::print_json(&output::task_json(&task));
+    } else {
+        output::print_task_details(&task);
+    }
+    if task.state != api::TaskState::Succeeded as i32 {
+        bail!("task {task_id} {}", output::state_name(task.state));
     }
     Ok(())
 }

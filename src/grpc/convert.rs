@@ -5,10 +5,17 @@ use tonic::Status;
 
 use crate::grpc::api;
 use crate::grpc::status::invalid;
+use crate::scheduling::Placement;
+use crate::scheduling::QueuePolicy;
+use crate::state::Attempt;
+use crate::state::AttemptOutcome;
+use crate::state::AttemptReport;
 use crate::state::Payload;
+use crate::state::Resources;
 use crate::state::Task;
 use crate::state::TaskSpec;
 use crate::state::TaskStatus;
+use crate::state::WorkerRegistration;
 use crate::state::limits;
 
 pub fn spec_from_proto(spec: api::TaskSpec) -> Result<TaskSpec, Status> {
@@ -40,7 +47,32 @@ pub fn spec_from_proto(spec: api::TaskSpec) -> Result<TaskSpec, Status> {
             spec.attempt_timeout_ms
         },
         client_request_id: non_empty(spec.client_request_id),
+        constraints: spec.constraints.into_iter().collect(),
+        resources: resources_from_proto(spec.resources),
+        affinity_key: non_empty(spec.affinity_key),
+        retry_backoff_ms: if spec.retry_backoff_ms == 0 {
+            limits::DEFAULT_RETRY_BACKOFF_MS
+        } else {
+            spec.retry_backoff_ms
+        },
+        not_before_ms: spec.run_at_ms,
+        delay_ms: spec.delay_ms,
     })
+}
+
+pub fn resources_from_proto(resources: Option<api::Resources>) -> Resources {
+    let resources = resources.unwrap_or_default();
+    Resources {
+        cpu_millis: resources.cpu_millis,
+        memory_mb: resources.memory_mb,
+    }
+}
+
+pub fn resources_to_proto(resources: &Resources) -> api::Resources {
+    api::Resources {
+        cpu_millis: resources.cpu_millis,
+        memory_mb: resources.memory_mb,
+    }
 }
 
 fn non_empty(text: String) -> Option<String> {
@@ -67,10 +99,17 @@ pub fn spec_to_proto(spec: &TaskSpec) -> api::TaskSpec {
         max_attempts: spec.max_attempts,
         attempt_timeout_ms: spec.attempt_timeout_ms,
         client_request_id: spec.client_request_id.clone().unwrap_or_default(),
+        constraints: spec.constraints.clone().into_iter().collect(),
+        resources: Some(resources_to_proto(&spec.resources)),
+        affinity_key: spec.affinity_key.clone().unwrap_or_default(),
+        retry_backoff_ms: spec.retry_backoff_ms,
+        run_at_ms: spec.not_before_ms,
+        delay_ms: spec.delay_ms,
     }
 }
 
-pub fn task_to_proto(task: &Task) -> api::Task {
+/// A task for the API; `pending_reason` is what the leader's dispatcher knows (not state).
+pub fn task_to_proto(task: &Task, pending_reason: Option<String>) -> api::Task {
     api::Task {
         id: task.id,
         spec: Some(spec_to_proto(&task.spec)),
@@ -78,7 +117,106 @@ pub fn task_to_proto(task: &Task) -> api::Task {
         created_at_ms: task.created_at_ms,
         updated_at_ms: task.updated_at_ms,
         reason: task.reason.clone().unwrap_or_default(),
+        attempts: task.attempts.iter().map(attempt_to_proto).collect(),
+        ready_at_ms: task.ready_at_ms,
+        pending_reason: pending_reason.unwrap_or_default(),
     }
+}
+
+fn attempt_to_proto(attempt: &Attempt) -> api::Attempt {
+    api::Attempt {
+        number: attempt.number,
+        token: attempt.token,
+        worker_id: attempt.worker_id.clone(),
+        started_at_ms: attempt.started_at_ms,
+        ended_at_ms: attempt.ended_at_ms.unwrap_or(0),
+        outcome: outcome_to_proto(attempt.outcome) as i32,
+        exit_code: attempt.exit_code.unwrap_or(0),
+        has_exit_code: attempt.exit_code.is_some(),
+        error: attempt.error.clone().unwrap_or_default(),
+        stdout_tail: attempt.stdout_tail.clone(),
+        stderr_tail: attempt.stderr_tail.clone(),
+    }
+}
+
+pub fn outcome_to_proto(outcome: AttemptOutcome) -> api::AttemptOutcome {
+    match outcome {
+        AttemptOutcome::Running => api::AttemptOutcome::Running,
+        AttemptOutcome::Succeeded => api::AttemptOutcome::Succeeded,
+        AttemptOutcome::Failed => api::AttemptOutcome::Failed,
+        AttemptOutcome::TimedOut => api::AttemptOutcome::TimedOut,
+        AttemptOutcome::LeaseExpired => api::AttemptOutcome::LeaseExpired,
+        AttemptOutcome::Cancelled => api::AttemptOutcome::Cancelled,
+        AttemptOutcome::HandedBack => api::AttemptOutcome::HandedBack,
+    }
+}
+
+/// The outcomes a worker may report.
+pub fn reported_outcome_from_proto(outcome: i32) -> Result<AttemptOutcome, Status> {
+    match api::AttemptOutcome::try_from(outcome) {
+        Ok(api::AttemptOutcome::Succeeded) => Ok(AttemptOutcome::Succeeded),
+        Ok(api::AttemptOutcome::Failed) => Ok(AttemptOutcome::Failed),
+        Ok(api::AttemptOutcome::TimedOut) => Ok(AttemptOutcome::TimedOut),
+        Ok(api::AttemptOutcome::Cancelled) => Ok(AttemptOutcome::Cancelled),
+        Ok(api::AttemptOutcome::HandedBack) => Ok(AttemptOutcome::HandedBack),
+        _ => Err(invalid(format!(
+            "invalid outcome {outcome}: report succeeded, failed, timed-out, cancelled or handed-back"
+        ))),
+    }
+}
+
+pub fn report_from_proto(report: api::ReportResultRequest) -> Result<AttemptReport, Status> {
+    let outcome = reported_outcome_from_proto(report.outcome)?;
+    Ok(AttemptReport {
+        task_id: report.task_id,
+        token: report.token,
+        outcome,
+        exit_code: report.has_exit_code.then_some(report.exit_code),
+        error: non_empty(report.error),
+        retryable: !report.non_retryable,
+        stdout_tail: report.stdout_tail,
+        stderr_tail: report.stderr_tail,
+    })
+}
+
+pub fn registration_from_proto(request: api::RegisterWorkerRequest) -> WorkerRegistration {
+    WorkerRegistration {
+        id: request.worker_id,
+        session: request.session_id,
+        slots: request.slots,
+        labels: request.labels.into_iter().collect(),
+        resources: resources_from_proto(request.resources),
+        lease_ms: if request.lease_ms == 0 {
+            limits::DEFAULT_LEASE_MS
+        } else {
+            request.lease_ms
+        },
+    }
+}
+
+pub fn policy_to_proto(queue: &str, policy: &QueuePolicy) -> api::QueuePolicy {
+    api::QueuePolicy {
+        queue: queue.to_string(),
+        weight: policy.weight,
+        placement: policy.placement.as_str().to_string(),
+    }
+}
+
+pub fn policy_from_proto(policy: api::QueuePolicy) -> Result<(String, QueuePolicy), Status> {
+    let placement = if policy.placement.is_empty() {
+        Placement::default()
+    } else {
+        Placement::parse(&policy.placement).ok_or_else(|| {
+            let known: Vec<&str> = Placement::ALL.iter().map(|p| p.as_str()).collect();
+            invalid(format!(
+                "invalid placement {:?}: use one of {}",
+                policy.placement,
+                known.join(", ")
+            ))
+        })?
+    };
+    let weight = if policy.weight == 0 { 1 } else { policy.weight };
+    Ok((policy.queue, QueuePolicy { weight, placement }))
 }
 
 pub fn status_to_proto(status: TaskStatus) -> api::TaskState {

@@ -9,10 +9,12 @@ mod convert;
 mod raft_service;
 mod scheduler_service;
 mod status;
+mod workers_service;
 
 pub use raft_service::RaftGrpcService;
 pub use scheduler_service::SchedulerService;
 pub use status::LEADER_HEADER;
+pub use workers_service::WorkersService;
 
 /// Generated code of proto/raft.proto (node to node).
 pub mod raft_proto {

@@ -12,6 +12,8 @@ use crate::app::MemberView;
 use crate::grpc::api;
 use crate::grpc::api::scheduler_client::SchedulerClient;
 use crate::grpc::api::scheduler_server::Scheduler;
+use crate::grpc::convert::policy_from_proto;
+use crate::grpc::convert::policy_to_proto;
 use crate::grpc::convert::spec_from_proto;
 use crate::grpc::convert::status_from_proto;
 use crate::grpc::convert::task_to_proto;
@@ -32,6 +34,14 @@ pub struct SchedulerService {
 impl SchedulerService {
     pub fn new(app: App) -> SchedulerService {
         SchedulerService { app }
+    }
+
+    /// A task with the leader's reason for a pending one (followers know none).
+    fn task_to_proto(&self, task: &crate::state::Task) -> api::Task {
+        let reason = (task.status == crate::state::TaskStatus::Pending)
+            .then(|| self.app.hub().pending_reason(task.id))
+            .flatten();
+        task_to_proto(task, reason)
     }
 }
 
@@ -106,7 +116,7 @@ impl Scheduler for SchedulerService {
             .ok_or_else(|| Status::internal("submit returned no outcome"))?;
         let (task, created) = outcome.map_err(|e| app_error_to_status(e.into()))?;
         Ok(Response::new(api::SubmitTaskResponse {
-            task: Some(task_to_proto(&task)),
+            task: Some(self.task_to_proto(&task)),
             created,
         }))
     }
@@ -148,7 +158,7 @@ impl Scheduler for SchedulerService {
             .await
             .map_err(app_error_to_status)?;
         Ok(Response::new(api::GetTaskResponse {
-            task: Some(task_to_proto(&task)),
+            task: Some(self.task_to_proto(&task)),
         }))
     }
 
@@ -184,7 +194,7 @@ impl Scheduler for SchedulerService {
             .await
             .map_err(app_error_to_status)?;
         Ok(Response::new(api::ListTasksResponse {
-            tasks: tasks.iter().map(task_to_proto).collect(),
+            tasks: tasks.iter().map(|t| self.task_to_proto(t)).collect(),
             next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
         }))
     }
@@ -205,7 +215,7 @@ impl Scheduler for SchedulerService {
             .await
             .map_err(app_error_to_status)?;
         Ok(Response::new(api::CancelTaskResponse {
-            task: Some(task_to_proto(&task)),
+            task: Some(self.task_to_proto(&task)),
         }))
     }
 
@@ -226,6 +236,45 @@ impl Scheduler for SchedulerService {
         });
         let members = futures::future::join_all(lookups).await;
         Ok(Response::new(api::ClusterStatusResponse { members }))
+    }
+
+    async fn set_queue_policy(
+        &self,
+        request: Request<api::SetQueuePolicyRequest>,
+    ) -> Result<Response<api::SetQueuePolicyResponse>, Status> {
+        let policy = request
+            .into_inner()
+            .policy
+            .ok_or_else(|| invalid("invalid policy: missing"))?;
+        let (queue, policy) = policy_from_proto(policy)?;
+        self.app
+            .set_queue_policy(queue.clone(), policy)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::SetQueuePolicyResponse {
+            policy: Some(policy_to_proto(&queue, &policy)),
+        }))
+    }
+
+    async fn list_queues(
+        &self,
+        _request: Request<api::ListQueuesRequest>,
+    ) -> Result<Response<api::ListQueuesResponse>, Status> {
+        self.app
+            .ensure_consistency(Consistency::Linearizable)
+            .await
+            .map_err(app_error_to_status)?;
+        let queues = self
+            .app
+            .queues()
+            .into_iter()
+            .map(|(queue, policy, pending, running)| api::QueueStatus {
+                policy: Some(policy_to_proto(&queue, &policy)),
+                pending,
+                running,
+            })
+            .collect();
+        Ok(Response::new(api::ListQueuesResponse { queues }))
     }
 
     async fn node_status(

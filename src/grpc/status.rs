@@ -35,8 +35,12 @@ pub fn app_error_to_status(error: AppError) -> Status {
 pub fn state_error_code(error: &StateError) -> Code {
     match error {
         StateError::InvalidArgument { .. } => Code::InvalidArgument,
-        StateError::TaskNotFound(_) => Code::NotFound,
-        StateError::AlreadyFinished { .. } | StateError::RequestIdConflict { .. } => Code::FailedPrecondition,
+        StateError::TaskNotFound(_) | StateError::WorkerNotFound(_) => Code::NotFound,
+        StateError::AlreadyFinished { .. }
+        | StateError::RequestIdConflict { .. }
+        | StateError::WorkerSessionMismatch { .. }
+        | StateError::StaleToken { .. }
+        | StateError::NotAssignable { .. } => Code::FailedPrecondition,
     }
 }
 

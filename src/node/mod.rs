@@ -20,10 +20,14 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::app::App;
+use crate::dispatch::Dispatcher;
+use crate::dispatch::WorkerHub;
 use crate::grpc;
 use crate::grpc::RaftGrpcService;
 use crate::grpc::SchedulerService;
+use crate::grpc::WorkersService;
 use crate::grpc::api::scheduler_server::SchedulerServer;
+use crate::grpc::api::workers_server::WorkersServer;
 use crate::grpc::raft_proto::raft_service_server::RaftServiceServer;
 use crate::network::MAX_RAFT_MESSAGE_BYTES;
 use crate::network::NetworkFactory;
@@ -63,6 +67,8 @@ pub struct RunningNode {
     /// Cancelled once, by shutdown; the gRPC server watches it.
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// The leader-only dispatch loop; stops on the same token.
+    dispatcher: JoinHandle<()>,
     /// Becomes closed when the last storage handle is dropped; shutdown waits for it.
     store_closed: StoreClosed,
 }
@@ -105,8 +111,9 @@ impl RunningNode {
         )
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let app = App::new(raft.clone(), shared_state);
+        let app = App::new(raft.clone(), shared_state, WorkerHub::default());
         let shutdown = CancellationToken::new();
+        let dispatcher = Dispatcher::spawn(app.clone(), shutdown.clone());
         let server = tokio::spawn(serve(listener, raft.clone(), app.clone(), &config, shutdown.clone())?);
         initialize_if_founder(&raft, &config).await?;
         tracing::info!(node_id = config.node_id, %local_addr, "node started");
@@ -116,6 +123,7 @@ impl RunningNode {
             local_addr,
             shutdown,
             server,
+            dispatcher,
             store_closed,
         })
     }
@@ -140,6 +148,9 @@ impl RunningNode {
     /// handle drops, so the data dir can be reopened right after.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
+        if let Err(e) = self.dispatcher.await {
+            tracing::warn!(node_id = self.node_id, "dispatcher task failed: {e}");
+        }
         if let Err(e) = self.app.raft().shutdown().await {
             tracing::warn!(node_id = self.node_id, "raft shutdown: {e}");
         }
@@ -199,6 +210,9 @@ fn serve(
     let raft_service = RaftServiceServer::new(RaftGrpcService::new(raft, &config.cluster_id))
         .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+    let workers_service = WorkersServer::new(WorkersService::new(app.clone()))
+        .max_decoding_message_size(grpc::MAX_API_MESSAGE_BYTES)
+        .max_encoding_message_size(grpc::MAX_API_MESSAGE_BYTES);
     let scheduler_service = SchedulerServer::new(SchedulerService::new(app))
         .max_decoding_message_size(grpc::MAX_API_MESSAGE_BYTES)
         .max_encoding_message_size(grpc::MAX_API_MESSAGE_BYTES);
@@ -208,6 +222,7 @@ fn serve(
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .add_service(raft_service)
         .add_service(scheduler_service)
+        .add_service(workers_service)
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()))
 }

@@ -19,46 +19,8 @@ pub use placement::Placement;
 use placement::TaskNeeds;
 use placement::WorkerView;
 
+pub use crate::state::Resources;
 use crate::state::TaskId;
-
-/// CPU in thousandths of a core and memory in MiB. Zero means "none asked" for a task and
-/// "none declared" for a worker (a worker that declares none fits only tasks that ask none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Resources {
-    pub cpu_millis: u32,
-    pub memory_mb: u32,
-}
-
-impl Resources {
-    pub fn covers(&self, need: &Resources) -> bool {
-        self.cpu_millis >= need.cpu_millis && self.memory_mb >= need.memory_mb
-    }
-
-    pub fn saturating_sub(&self, other: &Resources) -> Resources {
-        Resources {
-            cpu_millis: self.cpu_millis.saturating_sub(other.cpu_millis),
-            memory_mb: self.memory_mb.saturating_sub(other.memory_mb),
-        }
-    }
-
-    pub fn add(&self, other: &Resources) -> Resources {
-        Resources {
-            cpu_millis: self.cpu_millis.saturating_add(other.cpu_millis),
-            memory_mb: self.memory_mb.saturating_add(other.memory_mb),
-        }
-    }
-
-    /// One number to compare how much is left: a core counts like a GiB.
-    pub fn weight(&self) -> u64 {
-        u64::from(self.cpu_millis) + u64::from(self.memory_mb) * 1000 / 1024
-    }
-}
-
-impl std::fmt::Display for Resources {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cpu={}m memory={}MiB", self.cpu_millis, self.memory_mb)
-    }
-}
 
 /// A queue's scheduling policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

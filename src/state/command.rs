@@ -1,13 +1,18 @@
 //! The commands carried by the Raft log and the responses apply returns.
 //!
 //! Architecture invariant: a command holds every input apply needs — the leader's clock
-//! reading included — so that applying the same log gives the same state on every node.
+//! reading and random draws included — so that applying the same log gives the same state on
+//! every node.
 
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::scheduling::QueuePolicy;
+use crate::state::task::AttemptOutcome;
 use crate::state::task::TaskId;
 use crate::state::task::TaskSpec;
+use crate::state::task::TaskStatus;
+use crate::state::worker::WorkerRegistration;
 
 /// One entry of application data in the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +26,82 @@ pub enum Command {
         task_id: TaskId,
         reason: String,
     },
+    /// Add a worker, or re-attach one (same session) after a leader change.
+    RegisterWorker {
+        now_ms: u64,
+        registration: WorkerRegistration,
+    },
+    /// Stop assigning to a worker; it finishes or hands back what it holds.
+    DrainWorker {
+        now_ms: u64,
+        worker_id: String,
+        session: String,
+    },
+    /// The leader stopped hearing from a worker within its lease: void its attempts (each
+    /// task goes back to the queue, or fails when out of attempts) and forget it.
+    ExpireWorker {
+        now_ms: u64,
+        worker_id: String,
+        session: String,
+    },
+    /// Start attempts: each (task, worker) pair the leader planned. `seed` is the random
+    /// state the planner used, recorded so a plan can be replayed.
+    AssignTasks {
+        now_ms: u64,
+        seed: u64,
+        assignments: Vec<(TaskId, String)>,
+    },
+    /// A worker's result for an attempt. `jitter` is the leader's random draw for the retry
+    /// backoff, used if the task goes back to the queue.
+    ReportResult {
+        now_ms: u64,
+        report: AttemptReport,
+        jitter: u64,
+    },
+    /// The leader's backstop for a worker that did not enforce an attempt's timeout.
+    TimeOutAttempt {
+        now_ms: u64,
+        task_id: TaskId,
+        token: u64,
+        jitter: u64,
+    },
+    SetQueuePolicy {
+        now_ms: u64,
+        queue: String,
+        policy: QueuePolicy,
+    },
+}
+
+impl Command {
+    /// The leader time stamped into the command.
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Command::SubmitTasks { now_ms, .. }
+            | Command::CancelTask { now_ms, .. }
+            | Command::RegisterWorker { now_ms, .. }
+            | Command::DrainWorker { now_ms, .. }
+            | Command::ExpireWorker { now_ms, .. }
+            | Command::AssignTasks { now_ms, .. }
+            | Command::ReportResult { now_ms, .. }
+            | Command::TimeOutAttempt { now_ms, .. }
+            | Command::SetQueuePolicy { now_ms, .. } => *now_ms,
+        }
+    }
+}
+
+/// What a worker reports for one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptReport {
+    pub task_id: TaskId,
+    pub token: u64,
+    /// Succeeded, Failed, TimedOut, Cancelled or HandedBack.
+    pub outcome: AttemptOutcome,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    /// False for a failure a retry cannot fix.
+    pub retryable: bool,
+    pub stdout_tail: String,
+    pub stderr_tail: String,
 }
 
 /// What apply answers for one log entry.
@@ -30,7 +111,17 @@ pub enum CommandResponse {
     Empty,
     /// One outcome per submitted spec, in order.
     Submitted(Vec<Result<SubmitOutcome, StateError>>),
-    Cancelled(Result<TaskId, StateError>),
+    Cancelled(Result<CancelOutcome, StateError>),
+    /// Attempts voided because the worker registered with a new session.
+    Registered(Result<Vec<TaskId>, StateError>),
+    Drained(Result<(), StateError>),
+    /// Tasks whose attempts the expiry voided.
+    Expired(Vec<TaskId>),
+    /// One outcome per planned assignment, in order.
+    Assigned(Vec<Result<AssignOutcome, StateError>>),
+    /// The task's status after the report.
+    Reported(Result<TaskStatus, StateError>),
+    QueuePolicySet(Result<(), StateError>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +129,22 @@ pub struct SubmitOutcome {
     pub task_id: TaskId,
     /// False when the client request id matched an earlier submission.
     pub created: bool,
+}
+
+/// A cancelled task, and the attempt its worker must now stop, if one was running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelOutcome {
+    pub task_id: TaskId,
+    pub stopped: Option<(String, u64)>,
+}
+
+/// A started attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignOutcome {
+    pub task_id: TaskId,
+    pub worker_id: String,
+    pub token: u64,
+    pub attempt: u32,
 }
 
 /// Why apply (or the leader's check before proposing) refused a command.
@@ -55,14 +162,37 @@ pub enum StateError {
          use a new request id for a new task"
     )]
     RequestIdConflict { request_id: String, task_id: TaskId },
+    #[error("worker {0:?} is not registered; register it first")]
+    WorkerNotFound(String),
+    #[error(
+        "worker {worker_id:?} registered again with another session; this process's attempts are void: re-register"
+    )]
+    WorkerSessionMismatch { worker_id: String },
+    #[error("stale attempt: token {token} of task {task_id} is not its current attempt ({current}); stop this attempt")]
+    StaleToken {
+        task_id: TaskId,
+        token: u64,
+        current: String,
+    },
+    #[error("task {task_id} cannot be assigned now: {why}")]
+    NotAssignable { task_id: TaskId, why: String },
 }
 
 /// A one-line summary for openraft's logs; never the payloads.
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Command::SubmitTasks { now_ms, specs } => write!(f, "SubmitTasks(n={}, now_ms={now_ms})", specs.len()),
+            Command::SubmitTasks { specs, .. } => write!(f, "SubmitTasks(n={})", specs.len()),
             Command::CancelTask { task_id, .. } => write!(f, "CancelTask({task_id})"),
+            Command::RegisterWorker { registration, .. } => write!(f, "RegisterWorker({})", registration.id),
+            Command::DrainWorker { worker_id, .. } => write!(f, "DrainWorker({worker_id})"),
+            Command::ExpireWorker { worker_id, .. } => write!(f, "ExpireWorker({worker_id})"),
+            Command::AssignTasks { assignments, .. } => write!(f, "AssignTasks(n={})", assignments.len()),
+            Command::ReportResult { report, .. } => {
+                write!(f, "ReportResult({}, token={})", report.task_id, report.token)
+            }
+            Command::TimeOutAttempt { task_id, token, .. } => write!(f, "TimeOutAttempt({task_id}, token={token})"),
+            Command::SetQueuePolicy { queue, .. } => write!(f, "SetQueuePolicy({queue})"),
         }
     }
 }

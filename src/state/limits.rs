@@ -4,9 +4,15 @@
 //! Architecture invariant: these are constants, not configuration. Apply re-checks every
 //! spec, so two nodes with different limits would diverge on the same log.
 
+use crate::scheduling::MAX_QUEUE_WEIGHT;
+use crate::scheduling::QueuePolicy;
+use crate::state::AttemptReport;
 use crate::state::StateError;
+use crate::state::task::AttemptOutcome;
 use crate::state::task::Payload;
+use crate::state::task::Resources;
 use crate::state::task::TaskSpec;
+use crate::state::worker::WorkerRegistration;
 
 pub const MAX_NAME_BYTES: usize = 256;
 pub const MAX_QUEUE_BYTES: usize = 64;
@@ -25,10 +31,30 @@ pub const MAX_REQUEST_ID_BYTES: usize = 128;
 pub const MAX_REASON_BYTES: usize = 1024;
 /// Tasks in one submission (one log entry).
 pub const MAX_BATCH_TASKS: usize = 1000;
+pub const MAX_DELAY_MS: u64 = 366 * 24 * 3600 * 1000;
+pub const MAX_AFFINITY_KEY_BYTES: usize = 256;
+pub const MIN_RETRY_BACKOFF_MS: u64 = 10;
+pub const MAX_RETRY_BACKOFF_MS: u64 = 3600 * 1000;
+/// 1000 cores, 16 TiB: far above any machine, low enough that sums cannot overflow.
+pub const MAX_CPU_MILLIS: u32 = 1_000_000;
+pub const MAX_MEMORY_MB: u32 = 16 * 1024 * 1024;
+pub const MAX_WORKER_ID_BYTES: usize = 128;
+pub const MAX_WORKER_SLOTS: u32 = 10_000;
+pub const MIN_LEASE_MS: u64 = 500;
+pub const MAX_LEASE_MS: u64 = 300_000;
+pub const MAX_WORKERS: usize = 10_000;
+pub const MAX_QUEUE_POLICIES: usize = 10_000;
+/// Bytes of stdout and of stderr kept for an attempt.
+pub const MAX_OUTPUT_TAIL_BYTES: usize = 4096;
+pub const MAX_ERROR_BYTES: usize = 1024;
+/// Assignments in one log entry.
+pub const MAX_ASSIGNMENTS_PER_ENTRY: usize = 1000;
 
 pub const DEFAULT_QUEUE: &str = "default";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 3600 * 1000;
+pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
+pub const DEFAULT_LEASE_MS: u64 = 5000;
 
 /// Checks a spec against every limit. The error names the field and the limit.
 pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
@@ -64,6 +90,90 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
     }
     if let Some(request_id) = &spec.client_request_id {
         check_text("client_request_id", request_id, MAX_REQUEST_ID_BYTES)?;
+    }
+    if spec.delay_ms > MAX_DELAY_MS {
+        return invalid(
+            "delay_ms",
+            format!("{}, at most {MAX_DELAY_MS} (one year)", spec.delay_ms),
+        );
+    }
+    check_labels("constraints", &spec.constraints)?;
+    check_resources(&spec.resources)?;
+    if let Some(key) = &spec.affinity_key {
+        check_text("affinity_key", key, MAX_AFFINITY_KEY_BYTES)?;
+    }
+    if !(MIN_RETRY_BACKOFF_MS..=MAX_RETRY_BACKOFF_MS).contains(&spec.retry_backoff_ms) {
+        return invalid(
+            "retry_backoff_ms",
+            format!(
+                "{}, must be {MIN_RETRY_BACKOFF_MS}..={MAX_RETRY_BACKOFF_MS}",
+                spec.retry_backoff_ms
+            ),
+        );
+    }
+    Ok(())
+}
+
+pub fn validate_registration(registration: &WorkerRegistration) -> Result<(), StateError> {
+    check_identifier("worker_id", &registration.id, MAX_WORKER_ID_BYTES)?;
+    check_text("session_id", &registration.session, MAX_REQUEST_ID_BYTES)?;
+    if !(1..=MAX_WORKER_SLOTS).contains(&registration.slots) {
+        return invalid(
+            "slots",
+            format!("{}, must be 1..={MAX_WORKER_SLOTS}", registration.slots),
+        );
+    }
+    check_labels("labels", &registration.labels)?;
+    check_resources(&registration.resources)?;
+    if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&registration.lease_ms) {
+        return invalid(
+            "lease_ms",
+            format!("{}, must be {MIN_LEASE_MS}..={MAX_LEASE_MS}", registration.lease_ms),
+        );
+    }
+    Ok(())
+}
+
+pub fn validate_report(report: &AttemptReport) -> Result<(), StateError> {
+    if matches!(report.outcome, AttemptOutcome::Running | AttemptOutcome::LeaseExpired) {
+        return invalid("outcome", format!("a worker cannot report {}", report.outcome.as_str()));
+    }
+    if report.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR_BYTES) {
+        return invalid("error", format!("longer than {MAX_ERROR_BYTES} bytes"));
+    }
+    if report.stdout_tail.len() > MAX_OUTPUT_TAIL_BYTES || report.stderr_tail.len() > MAX_OUTPUT_TAIL_BYTES {
+        return invalid("output", format!("a tail is longer than {MAX_OUTPUT_TAIL_BYTES} bytes"));
+    }
+    Ok(())
+}
+
+pub fn validate_queue_policy(queue: &str, policy: &QueuePolicy) -> Result<(), StateError> {
+    check_identifier("queue", queue, MAX_QUEUE_BYTES)?;
+    if !(1..=MAX_QUEUE_WEIGHT).contains(&policy.weight) {
+        return invalid("weight", format!("{}, must be 1..={MAX_QUEUE_WEIGHT}", policy.weight));
+    }
+    Ok(())
+}
+
+fn check_labels(field: &'static str, labels: &std::collections::BTreeMap<String, String>) -> Result<(), StateError> {
+    if labels.len() > MAX_LABELS {
+        return invalid(field, format!("{} entries, at most {MAX_LABELS}", labels.len()));
+    }
+    for (key, value) in labels {
+        check_identifier(field, key, MAX_LABEL_KEY_BYTES)?;
+        if value.len() > MAX_LABEL_VALUE_BYTES {
+            return invalid(field, format!("{key}: value longer than {MAX_LABEL_VALUE_BYTES} bytes"));
+        }
+    }
+    Ok(())
+}
+
+fn check_resources(resources: &Resources) -> Result<(), StateError> {
+    if resources.cpu_millis > MAX_CPU_MILLIS || resources.memory_mb > MAX_MEMORY_MB {
+        return invalid(
+            "resources",
+            format!("{resources}, at most cpu={MAX_CPU_MILLIS}m memory={MAX_MEMORY_MB}MiB"),
+        );
     }
     Ok(())
 }

@@ -1,42 +1,71 @@
-//! [`SchedulerState`]: every task and the indexes over them, changed only by [`Command`]s.
+//! [`SchedulerState`]: every task, worker and queue policy, and the indexes over them,
+//! changed only by [`Command`]s.
+//!
+//! Every change of a task goes through [`SchedulerState::update_task`]: take the task out of
+//! every index, change it, put it back as it now is. The indexes are therefore a function of
+//! the primary data and the clock, never of the order things happened in.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
-use serde::Serialize;
-
+use crate::scheduling::QueuePolicy;
+use crate::scheduling::retry_delay_ms;
+use crate::state::AssignOutcome;
+use crate::state::AttemptReport;
+use crate::state::CancelOutcome;
 use crate::state::Command;
 use crate::state::CommandResponse;
 use crate::state::StateError;
 use crate::state::SubmitOutcome;
 use crate::state::limits;
+use crate::state::task::Attempt;
+use crate::state::task::AttemptOutcome;
+use crate::state::task::Resources;
 use crate::state::task::Task;
 use crate::state::task::TaskId;
 use crate::state::task::TaskSpec;
 use crate::state::task::TaskStatus;
+use crate::state::worker::Worker;
+use crate::state::worker::WorkerRegistration;
 
-/// Order of pending tasks within a queue: higher priority first, then older first.
+mod invariants;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+mod views;
+
+pub use snapshot::SnapshotDecodeError;
+
+/// Order of ready tasks within a queue: higher priority first, then older first.
 type ReadyKey = (Reverse<i32>, TaskId);
-
-/// Bumped when the snapshot layout changes; a node refuses a snapshot of another version.
-const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 
 /// The replicated scheduler state.
 ///
-/// Only `tasks` and `next_task_id` are primary; every other field is an index derived from
-/// them, rebuilt on snapshot restore and checked by [`SchedulerState::check_invariants`].
+/// Primary: `tasks`, `workers`, `queue_policies`, `next_task_id`, `next_token`, `clock_ms`.
+/// Every other field is an index derived from them, rebuilt on snapshot restore and checked
+/// by [`SchedulerState::check_invariants`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SchedulerState {
     /// Every task ever accepted, by id.
     tasks: BTreeMap<TaskId, Task>,
     /// The id apply gives the next accepted task.
     next_task_id: TaskId,
-    /// Task ids by status, for filtered listing and counts.
+    /// The fencing token apply gives the next attempt.
+    next_token: u64,
+    /// The latest leader time seen in any command. Leaders' clocks may disagree; the state's
+    /// time never goes back.
+    clock_ms: u64,
+    workers: BTreeMap<String, Worker>,
+    queue_policies: BTreeMap<String, QueuePolicy>,
+    /// Task ids by status, for filtered listing and counts. No empty sets.
     by_status: BTreeMap<TaskStatus, BTreeSet<TaskId>>,
-    /// Pending tasks per queue in dispatch order. Empty queues are removed.
+    /// Pending tasks whose ready time has come, per queue in dispatch order. No empty queues.
     ready: BTreeMap<String, BTreeSet<ReadyKey>>,
+    /// Pending tasks whose ready time is still ahead, by that time.
+    delayed: BTreeSet<(u64, TaskId)>,
+    /// Running tasks by the worker that runs them. No empty sets.
+    running_by_worker: BTreeMap<String, BTreeSet<TaskId>>,
     /// Client request id → the task it created.
     by_request_id: BTreeMap<String, TaskId>,
 }
@@ -48,28 +77,11 @@ pub struct ListFilter {
     pub queue: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotDecodeError {
-    #[error("snapshot is not readable: {0}")]
-    Malformed(#[from] postcard::Error),
-    #[error("snapshot format version {found} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION})")]
-    UnsupportedVersion { found: u32 },
-    #[error("snapshot violates a state invariant: {0}")]
-    Inconsistent(String),
-}
-
-/// The primary state, as stored in a snapshot.
-#[derive(Serialize, Deserialize)]
-struct SnapshotImage {
-    format_version: u32,
-    next_task_id: TaskId,
-    tasks: Vec<Task>,
-}
-
 impl SchedulerState {
     pub fn new() -> SchedulerState {
         SchedulerState {
             next_task_id: 1,
+            next_token: 1,
             ..SchedulerState::default()
         }
     }
@@ -77,16 +89,68 @@ impl SchedulerState {
     /// Applies one command. Never panics on any input: a command that cannot be carried
     /// out is answered with a [`StateError`] and changes nothing.
     pub fn apply(&mut self, command: Command) -> CommandResponse {
+        self.advance_clock(command.now_ms());
+        let now_ms = self.clock_ms;
         match command {
-            Command::SubmitTasks { now_ms, specs } => {
-                let outcomes = specs.into_iter().map(|spec| self.submit(now_ms, spec)).collect();
-                CommandResponse::Submitted(outcomes)
+            Command::SubmitTasks { specs, .. } => {
+                CommandResponse::Submitted(specs.into_iter().map(|spec| self.submit(now_ms, spec)).collect())
             }
-            Command::CancelTask {
-                now_ms,
-                task_id,
-                reason,
-            } => CommandResponse::Cancelled(self.cancel(now_ms, task_id, reason)),
+            Command::CancelTask { task_id, reason, .. } => {
+                CommandResponse::Cancelled(self.cancel(now_ms, task_id, reason))
+            }
+            Command::RegisterWorker { registration, .. } => {
+                CommandResponse::Registered(self.register_worker(now_ms, registration))
+            }
+            Command::DrainWorker { worker_id, session, .. } => {
+                CommandResponse::Drained(self.drain_worker(&worker_id, &session))
+            }
+            Command::ExpireWorker { worker_id, session, .. } => {
+                CommandResponse::Expired(self.expire_worker(now_ms, &worker_id, &session))
+            }
+            Command::AssignTasks { assignments, .. } => CommandResponse::Assigned(
+                assignments
+                    .into_iter()
+                    .map(|(task_id, worker_id)| self.assign(now_ms, task_id, worker_id))
+                    .collect(),
+            ),
+            Command::ReportResult { report, jitter, .. } => {
+                CommandResponse::Reported(self.report(now_ms, report, jitter))
+            }
+            Command::TimeOutAttempt {
+                task_id, token, jitter, ..
+            } => {
+                let report = AttemptReport {
+                    task_id,
+                    token,
+                    outcome: AttemptOutcome::TimedOut,
+                    exit_code: None,
+                    error: Some("attempt timeout passed without a result; the leader timed it out".into()),
+                    retryable: true,
+                    stdout_tail: String::new(),
+                    stderr_tail: String::new(),
+                };
+                CommandResponse::Reported(self.report(now_ms, report, jitter))
+            }
+            Command::SetQueuePolicy { queue, policy, .. } => {
+                CommandResponse::QueuePolicySet(self.set_queue_policy(queue, policy))
+            }
+        }
+    }
+
+    /// Moves the state's clock forward (never back) and makes due delayed tasks ready.
+    fn advance_clock(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        while let Some(&(ready_at_ms, task_id)) = self.delayed.first() {
+            if ready_at_ms > self.clock_ms {
+                break;
+            }
+            self.delayed.pop_first();
+            let queue = self.tasks[&task_id].spec.queue.clone();
+            let priority = self.tasks[&task_id].spec.priority;
+            self.ready
+                .entry(queue)
+                .or_default()
+                .insert((Reverse(priority), task_id));
         }
     }
 
@@ -116,17 +180,21 @@ impl SchedulerState {
         self.next_task_id = next_task_id;
         let task = Task {
             id: task_id,
+            ready_at_ms: spec.not_before_ms.max(now_ms.saturating_add(spec.delay_ms)),
             spec,
             status: TaskStatus::Pending,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             reason: None,
+            attempts: Vec::new(),
         };
-        self.insert(task);
+        self.index(&task);
+        self.tasks.insert(task_id, task);
+        self.debug_check_task(task_id);
         Ok(SubmitOutcome { task_id, created: true })
     }
 
-    fn cancel(&mut self, now_ms: u64, task_id: TaskId, reason: String) -> Result<TaskId, StateError> {
+    fn cancel(&mut self, now_ms: u64, task_id: TaskId, reason: String) -> Result<CancelOutcome, StateError> {
         limits::validate_reason(&reason)?;
         let task = self.tasks.get(&task_id).ok_or(StateError::TaskNotFound(task_id))?;
         if task.status.is_terminal() {
@@ -135,13 +203,228 @@ impl SchedulerState {
                 status: task.status.to_string(),
             });
         }
-        self.set_status(task_id, TaskStatus::Cancelled, now_ms, Some(reason));
-        Ok(task_id)
+        let stopped = task.running_attempt().map(|a| (a.worker_id.clone(), a.token));
+        self.update_task(task_id, |task| {
+            end_running_attempt(task, now_ms, AttemptOutcome::Cancelled, None);
+            finish(task, TaskStatus::Cancelled, now_ms, Some(reason));
+        });
+        Ok(CancelOutcome { task_id, stopped })
     }
 
-    /// Adds a new task to the primary map and every index.
-    fn insert(&mut self, task: Task) {
-        let task_id = task.id;
+    fn register_worker(&mut self, now_ms: u64, registration: WorkerRegistration) -> Result<Vec<TaskId>, StateError> {
+        limits::validate_registration(&registration)?;
+        let is_new_worker = !self.workers.contains_key(&registration.id);
+        if is_new_worker && self.workers.len() >= limits::MAX_WORKERS {
+            return Err(StateError::InvalidArgument {
+                field: "worker".into(),
+                problem: format!("the cluster already has {} workers", limits::MAX_WORKERS),
+            });
+        }
+        let restarted = self
+            .workers
+            .get(&registration.id)
+            .is_some_and(|w| w.session != registration.session);
+        let voided = if restarted {
+            self.void_attempts_of(now_ms, &registration.id, "the worker restarted (new session)")
+        } else {
+            Vec::new()
+        };
+        let draining = self
+            .workers
+            .get(&registration.id)
+            .is_some_and(|w| w.draining && !restarted);
+        self.workers.insert(
+            registration.id.clone(),
+            Worker {
+                id: registration.id,
+                session: registration.session,
+                slots: registration.slots,
+                labels: registration.labels,
+                resources: registration.resources,
+                lease_ms: registration.lease_ms,
+                registered_at_ms: now_ms,
+                draining,
+            },
+        );
+        Ok(voided)
+    }
+
+    fn drain_worker(&mut self, worker_id: &str, session: &str) -> Result<(), StateError> {
+        let worker = self.worker_in_session(worker_id, session)?;
+        worker.draining = true;
+        Ok(())
+    }
+
+    fn expire_worker(&mut self, now_ms: u64, worker_id: &str, session: &str) -> Vec<TaskId> {
+        if self.worker_in_session(worker_id, session).is_err() {
+            return Vec::new();
+        }
+        let voided = self.void_attempts_of(now_ms, worker_id, "the worker's lease expired (no heartbeat)");
+        self.workers.remove(worker_id);
+        voided
+    }
+
+    fn worker_in_session(&mut self, worker_id: &str, session: &str) -> Result<&mut Worker, StateError> {
+        let worker = self
+            .workers
+            .get_mut(worker_id)
+            .ok_or_else(|| StateError::WorkerNotFound(worker_id.to_string()))?;
+        if worker.session != session {
+            return Err(StateError::WorkerSessionMismatch {
+                worker_id: worker_id.to_string(),
+            });
+        }
+        Ok(worker)
+    }
+
+    /// Ends every attempt a worker runs as lease-expired; each task goes back to the queue at
+    /// once (the worker failed, not the task), or fails when it has no attempt left.
+    fn void_attempts_of(&mut self, now_ms: u64, worker_id: &str, why: &str) -> Vec<TaskId> {
+        let task_ids: Vec<TaskId> = self
+            .running_by_worker
+            .get(worker_id)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default();
+        for &task_id in &task_ids {
+            self.update_task(task_id, |task| {
+                end_running_attempt(task, now_ms, AttemptOutcome::LeaseExpired, Some(why.to_string()));
+                retry_or_fail(task, now_ms, 0, why);
+            });
+        }
+        task_ids
+    }
+
+    fn assign(&mut self, now_ms: u64, task_id: TaskId, worker_id: String) -> Result<AssignOutcome, StateError> {
+        let not_assignable = |why: String| StateError::NotAssignable { task_id, why };
+        let task = self.tasks.get(&task_id).ok_or(StateError::TaskNotFound(task_id))?;
+        if task.status != TaskStatus::Pending || task.ready_at_ms > now_ms {
+            return Err(not_assignable(format!("it is {} and not ready", task.status)));
+        }
+        let worker = self
+            .workers
+            .get(&worker_id)
+            .ok_or_else(|| StateError::WorkerNotFound(worker_id.clone()))?;
+        if worker.draining {
+            return Err(not_assignable(format!("worker {worker_id:?} is draining")));
+        }
+        let running = self.running_by_worker.get(&worker_id).map_or(0, BTreeSet::len);
+        if running >= worker.slots as usize {
+            return Err(not_assignable(format!("worker {worker_id:?} has no free slot")));
+        }
+        if !task
+            .spec
+            .constraints
+            .iter()
+            .all(|(k, v)| worker.labels.get(k) == Some(v))
+        {
+            return Err(not_assignable(format!("worker {worker_id:?} lacks a required label")));
+        }
+        let free = worker.resources.saturating_sub(&self.resources_in_use(&worker_id));
+        if !free.covers(&task.spec.resources) {
+            return Err(not_assignable(format!("worker {worker_id:?} lacks the resources")));
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        let attempt = task.attempts.len() as u32 + 1;
+        self.update_task(task_id, |task| {
+            // Only the latest attempt keeps its output, so a task's size stays bounded.
+            for earlier in &mut task.attempts {
+                earlier.stdout_tail.clear();
+                earlier.stderr_tail.clear();
+            }
+            task.attempts.push(Attempt {
+                number: attempt,
+                token,
+                worker_id: worker_id.clone(),
+                started_at_ms: now_ms,
+                ended_at_ms: None,
+                outcome: AttemptOutcome::Running,
+                exit_code: None,
+                error: None,
+                stdout_tail: String::new(),
+                stderr_tail: String::new(),
+            });
+            task.status = TaskStatus::Running;
+            task.updated_at_ms = now_ms;
+        });
+        Ok(AssignOutcome {
+            task_id,
+            worker_id,
+            token,
+            attempt,
+        })
+    }
+
+    /// Resources claimed by the tasks a worker runs.
+    fn resources_in_use(&self, worker_id: &str) -> Resources {
+        self.running_by_worker
+            .get(worker_id)
+            .into_iter()
+            .flatten()
+            .fold(Resources::default(), |sum, id| {
+                sum.saturating_add(&self.tasks[id].spec.resources)
+            })
+    }
+
+    fn report(&mut self, now_ms: u64, report: AttemptReport, jitter: u64) -> Result<TaskStatus, StateError> {
+        limits::validate_report(&report)?;
+        let task = self
+            .tasks
+            .get(&report.task_id)
+            .ok_or(StateError::TaskNotFound(report.task_id))?;
+        let current = task.running_attempt().map(|a| a.token);
+        if current != Some(report.token) {
+            return Err(StateError::StaleToken {
+                task_id: report.task_id,
+                token: report.token,
+                current: match current {
+                    Some(token) => format!("the current token is {token}"),
+                    None => format!("the task is {}", task.status),
+                },
+            });
+        }
+        let error = report.error.clone();
+        self.update_task(report.task_id, |task| {
+            let attempt = task.attempts.last_mut().expect("a running task has an attempt");
+            attempt.ended_at_ms = Some(now_ms);
+            attempt.outcome = report.outcome;
+            attempt.exit_code = report.exit_code;
+            attempt.error = report.error;
+            attempt.stdout_tail = report.stdout_tail;
+            attempt.stderr_tail = report.stderr_tail;
+            let why = error.as_deref().unwrap_or(report.outcome.as_str());
+            match report.outcome {
+                AttemptOutcome::Succeeded => finish(task, TaskStatus::Succeeded, now_ms, None),
+                AttemptOutcome::HandedBack | AttemptOutcome::Cancelled => requeue(task, now_ms, now_ms, why),
+                _ if report.retryable => {
+                    let delay_ms = retry_delay_ms(task.attempts_used(), task.spec.retry_backoff_ms, jitter);
+                    retry_or_fail(task, now_ms, delay_ms, why);
+                }
+                _ => finish(task, TaskStatus::Failed, now_ms, Some(format!("{why} (not retryable)"))),
+            }
+        });
+        Ok(self.tasks[&report.task_id].status)
+    }
+
+    fn set_queue_policy(&mut self, queue: String, policy: QueuePolicy) -> Result<(), StateError> {
+        limits::validate_queue_policy(&queue, &policy)?;
+        if !self.queue_policies.contains_key(&queue) && self.queue_policies.len() >= limits::MAX_QUEUE_POLICIES {
+            return Err(StateError::InvalidArgument {
+                field: "queue".into(),
+                problem: format!("at most {} queues can have a policy", limits::MAX_QUEUE_POLICIES),
+            });
+        }
+        self.queue_policies.insert(queue, policy);
+        Ok(())
+    }
+
+    /// Changes a task with its indexes kept in step: out of every index, changed, back in.
+    fn update_task(&mut self, task_id: TaskId, change: impl FnOnce(&mut Task)) {
+        let Some(mut task) = self.tasks.remove(&task_id) else {
+            return;
+        };
+        self.unindex(&task);
+        change(&mut task);
         self.index(&task);
         self.tasks.insert(task_id, task);
         self.debug_check_task(task_id);
@@ -150,358 +433,80 @@ impl SchedulerState {
     fn index(&mut self, task: &Task) {
         self.by_status.entry(task.status).or_default().insert(task.id);
         if task.status == TaskStatus::Pending {
-            self.ready
-                .entry(task.spec.queue.clone())
+            if task.ready_at_ms <= self.clock_ms {
+                let key = (Reverse(task.spec.priority), task.id);
+                self.ready.entry(task.spec.queue.clone()).or_default().insert(key);
+            } else {
+                self.delayed.insert((task.ready_at_ms, task.id));
+            }
+        }
+        if let Some(attempt) = task.running_attempt() {
+            self.running_by_worker
+                .entry(attempt.worker_id.clone())
                 .or_default()
-                .insert((Reverse(task.spec.priority), task.id));
+                .insert(task.id);
         }
         if let Some(request_id) = &task.spec.client_request_id {
             self.by_request_id.insert(request_id.clone(), task.id);
         }
     }
 
-    fn unindex_status(&mut self, task_id: TaskId, status: TaskStatus, queue: &str, priority: i32) {
-        if let Some(ids) = self.by_status.get_mut(&status) {
-            ids.remove(&task_id);
-            // Like `ready`, keep no empty sets: a state must not depend on its history, so a
-            // state restored from a snapshot equals the state it was taken from.
-            if ids.is_empty() {
-                self.by_status.remove(&status);
-            }
+    /// Removes a task from the indexes that depend on its status (the request id stays).
+    fn unindex(&mut self, task: &Task) {
+        remove_from(&mut self.by_status, &task.status, &task.id);
+        if task.status == TaskStatus::Pending {
+            remove_from(
+                &mut self.ready,
+                &task.spec.queue,
+                &(Reverse(task.spec.priority), task.id),
+            );
+            self.delayed.remove(&(task.ready_at_ms, task.id));
         }
-        if status == TaskStatus::Pending
-            && let Some(keys) = self.ready.get_mut(queue)
-        {
-            keys.remove(&(Reverse(priority), task_id));
-            if keys.is_empty() {
-                self.ready.remove(queue);
-            }
-        }
-    }
-
-    /// Moves an existing task to `status`, keeping the indexes in step.
-    fn set_status(&mut self, task_id: TaskId, status: TaskStatus, now_ms: u64, reason: Option<String>) {
-        let Some(task) = self.tasks.get_mut(&task_id) else {
-            return;
-        };
-        let old_status = task.status;
-        let queue = task.spec.queue.clone();
-        let priority = task.spec.priority;
-        task.status = status;
-        task.updated_at_ms = now_ms;
-        task.reason = reason;
-        self.unindex_status(task_id, old_status, &queue, priority);
-        self.by_status.entry(status).or_default().insert(task_id);
-        if status == TaskStatus::Pending {
-            self.ready
-                .entry(queue)
-                .or_default()
-                .insert((Reverse(priority), task_id));
-        }
-        self.debug_check_task(task_id);
-    }
-
-    pub fn get(&self, task_id: TaskId) -> Option<&Task> {
-        self.tasks.get(&task_id)
-    }
-
-    pub fn task_count(&self) -> usize {
-        self.tasks.len()
-    }
-
-    pub fn count_by_status(&self, status: TaskStatus) -> usize {
-        self.by_status.get(&status).map_or(0, BTreeSet::len)
-    }
-
-    /// Up to `limit` tasks matching `filter` with ids above `after`, in id order, and the
-    /// id to pass as `after` for the next page (None when this page is the last).
-    pub fn list(&self, filter: &ListFilter, after: TaskId, limit: usize) -> (Vec<Task>, Option<TaskId>) {
-        let Some(start) = after.checked_add(1) else {
-            return (Vec::new(), None);
-        };
-        let candidates: Box<dyn Iterator<Item = &Task>> = match filter.status {
-            Some(status) => Box::new(
-                self.by_status
-                    .get(&status)
-                    .into_iter()
-                    .flat_map(move |ids| ids.range(start..))
-                    .map(|id| &self.tasks[id]),
-            ),
-            None => Box::new(self.tasks.range(start..).map(|(_, task)| task)),
-        };
-        let mut matching = candidates.filter(|task| filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q));
-        let page: Vec<Task> = matching.by_ref().take(limit).cloned().collect();
-        let next = match (page.last(), matching.next()) {
-            (Some(last), Some(_)) => Some(last.id),
-            _ => None,
-        };
-        (page, next)
-    }
-
-    /// Pending task ids of `queue` in dispatch order.
-    pub fn ready_in_queue(&self, queue: &str) -> impl Iterator<Item = TaskId> + '_ {
-        self.ready
-            .get(queue)
-            .into_iter()
-            .flat_map(|keys| keys.iter().map(|(_, id)| *id))
-    }
-
-    /// Serialises the primary state. Indexes are not stored; restore rebuilds them.
-    pub fn to_snapshot_bytes(&self) -> Vec<u8> {
-        let image = SnapshotImageRef {
-            format_version: SNAPSHOT_FORMAT_VERSION,
-            next_task_id: self.next_task_id,
-            tasks: self.tasks.values().collect(),
-        };
-        postcard::to_allocvec(&image).expect("serialising plain data into memory cannot fail")
-    }
-
-    pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<SchedulerState, SnapshotDecodeError> {
-        let (image, rest): (SnapshotImage, &[u8]) = postcard::take_from_bytes(bytes)?;
-        if !rest.is_empty() {
-            return Err(SnapshotDecodeError::Inconsistent(format!(
-                "{} bytes after the end of the snapshot",
-                rest.len()
-            )));
-        }
-        if image.format_version != SNAPSHOT_FORMAT_VERSION {
-            return Err(SnapshotDecodeError::UnsupportedVersion {
-                found: image.format_version,
-            });
-        }
-        let mut state = SchedulerState {
-            next_task_id: image.next_task_id,
-            ..SchedulerState::default()
-        };
-        for task in image.tasks {
-            if state.tasks.contains_key(&task.id) {
-                return Err(SnapshotDecodeError::Inconsistent(format!(
-                    "task {} appears twice",
-                    task.id
-                )));
-            }
-            state.index(&task);
-            state.tasks.insert(task.id, task);
-        }
-        state.check_invariants().map_err(SnapshotDecodeError::Inconsistent)?;
-        Ok(state)
-    }
-
-    /// Checks every invariant that ties the indexes to the tasks. O(n): used by tests, by
-    /// snapshot restore, and per touched task in debug builds.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        if self.next_task_id == 0 {
-            return Err("next_task_id is 0; ids start at 1".into());
-        }
-        if self.tasks.contains_key(&0) {
-            return Err("a task has id 0; ids start at 1".into());
-        }
-        if let Some((&last_id, _)) = self.tasks.last_key_value()
-            && last_id >= self.next_task_id
-        {
-            return Err(format!(
-                "task {last_id} is not below next_task_id {}",
-                self.next_task_id
-            ));
-        }
-        for task_id in self.tasks.keys() {
-            self.check_task(*task_id)?;
-        }
-        let indexed_by_status: usize = self.by_status.values().map(BTreeSet::len).sum();
-        if indexed_by_status != self.tasks.len() {
-            return Err(format!(
-                "{indexed_by_status} tasks indexed by status, {} tasks exist",
-                self.tasks.len()
-            ));
-        }
-        let ready_len: usize = self.ready.values().map(BTreeSet::len).sum();
-        if ready_len != self.count_by_status(TaskStatus::Pending) {
-            return Err(format!(
-                "{ready_len} tasks ready, {} pending",
-                self.count_by_status(TaskStatus::Pending)
-            ));
-        }
-        if self.ready.values().any(BTreeSet::is_empty) {
-            return Err("an empty queue is left in the ready index".into());
-        }
-        if self.by_status.values().any(BTreeSet::is_empty) {
-            return Err("an empty status is left in the status index".into());
-        }
-        for (request_id, task_id) in &self.by_request_id {
-            let owner = self.tasks.get(task_id).and_then(|t| t.spec.client_request_id.as_ref());
-            if owner != Some(request_id) {
-                return Err(format!(
-                    "request id {request_id:?} points at task {task_id}, which does not carry it"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The invariants of one task: its id, its status index, its ready entry, its request id.
-    fn check_task(&self, task_id: TaskId) -> Result<(), String> {
-        let task = self.tasks.get(&task_id).ok_or(format!("task {task_id} missing"))?;
-        if task.id != task_id {
-            return Err(format!("task stored under {task_id} has id {}", task.id));
-        }
-        for status in TaskStatus::ALL {
-            let indexed = self.by_status.get(&status).is_some_and(|ids| ids.contains(&task_id));
-            if indexed != (status == task.status) {
-                return Err(format!(
-                    "task {task_id} is {} but indexed as {status}: {indexed}",
-                    task.status
-                ));
-            }
-        }
-        let ready = self
-            .ready
-            .get(&task.spec.queue)
-            .is_some_and(|keys| keys.contains(&(Reverse(task.spec.priority), task_id)));
-        if ready != (task.status == TaskStatus::Pending) {
-            return Err(format!("task {task_id} is {} but ready={ready}", task.status));
-        }
-        if let Some(request_id) = &task.spec.client_request_id
-            && self.by_request_id.get(request_id) != Some(&task_id)
-        {
-            return Err(format!(
-                "task {task_id}'s request id {request_id:?} is not indexed to it"
-            ));
-        }
-        Ok(())
-    }
-
-    fn debug_check_task(&self, task_id: TaskId) {
-        if cfg!(debug_assertions)
-            && let Err(violation) = self.check_task(task_id)
-        {
-            panic!("state invariant violated: {violation}");
+        if let Some(attempt) = task.running_attempt() {
+            remove_from(&mut self.running_by_worker, &attempt.worker_id, &task.id);
         }
     }
 }
 
-/// Borrowing twin of [`SnapshotImage`], so taking a snapshot does not clone every task.
-#[derive(Serialize)]
-struct SnapshotImageRef<'a> {
-    format_version: u32,
-    next_task_id: TaskId,
-    tasks: Vec<&'a Task>,
+/// Removes `item` from the set under `key`, and the set itself once empty.
+fn remove_from<K: Ord + Clone, T: Ord>(map: &mut BTreeMap<K, BTreeSet<T>>, key: &K, item: &T) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(item);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-    use crate::state::Payload;
-
-    fn spec(name: &str) -> TaskSpec {
-        TaskSpec {
-            name: name.to_string(),
-            queue: "q".to_string(),
-            priority: 0,
-            payload: Payload::Command {
-                command_line: "true".to_string(),
-                env: BTreeMap::new(),
-            },
-            labels: BTreeMap::new(),
-            max_attempts: 1,
-            attempt_timeout_ms: 1000,
-            client_request_id: None,
-        }
+fn end_running_attempt(task: &mut Task, now_ms: u64, outcome: AttemptOutcome, error: Option<String>) {
+    if task.running_attempt().is_none() {
+        return;
     }
+    let attempt = task.attempts.last_mut().expect("checked above");
+    attempt.ended_at_ms = Some(now_ms);
+    attempt.outcome = outcome;
+    attempt.error = error;
+}
 
-    fn submit(state: &mut SchedulerState, name: &str) -> Result<SubmitOutcome, StateError> {
-        let CommandResponse::Submitted(mut outcomes) = state.apply(Command::SubmitTasks {
-            now_ms: 1,
-            specs: vec![spec(name)],
-        }) else {
-            panic!("submit answered with another response");
-        };
-        outcomes.pop().expect("one outcome per spec")
-    }
+fn finish(task: &mut Task, status: TaskStatus, now_ms: u64, reason: Option<String>) {
+    task.status = status;
+    task.updated_at_ms = now_ms;
+    task.reason = reason;
+}
 
-    fn encode(image: &SnapshotImage) -> Vec<u8> {
-        postcard::to_allocvec(image).expect("in-memory encoding")
-    }
+fn requeue(task: &mut Task, now_ms: u64, ready_at_ms: u64, why: &str) {
+    task.status = TaskStatus::Pending;
+    task.updated_at_ms = now_ms;
+    task.ready_at_ms = ready_at_ms;
+    task.reason = Some(format!("retrying after: {why}"));
+}
 
-    fn task(id: TaskId, name: &str) -> Task {
-        Task {
-            id,
-            spec: spec(name),
-            status: TaskStatus::Pending,
-            created_at_ms: 1,
-            updated_at_ms: 1,
-            reason: None,
-        }
-    }
-
-    /// The state is a function of its tasks alone: emptying a status leaves no trace, so a
-    /// state equals the state restored from its snapshot.
-    #[test]
-    fn emptied_status_leaves_no_index_entry() {
-        let mut state = SchedulerState::new();
-        let task_id = submit(&mut state, "a").unwrap().task_id;
-        state.apply(Command::CancelTask {
-            now_ms: 2,
-            task_id,
-            reason: String::new(),
-        });
-        assert!(!state.by_status.contains_key(&TaskStatus::Pending));
-        state.check_invariants().unwrap();
-        let restored = SchedulerState::from_snapshot_bytes(&state.to_snapshot_bytes()).unwrap();
-        assert_eq!(restored, state);
-    }
-
-    #[test]
-    fn exhausted_id_space_is_refused_not_wrapped() {
-        let mut state = SchedulerState::new();
-        state.next_task_id = u64::MAX;
-        let before = state.clone();
-        let err = submit(&mut state, "a").unwrap_err();
-        assert!(matches!(err, StateError::InvalidArgument { ref field, .. } if field == "tasks"));
-        assert_eq!(state, before);
-    }
-
-    #[test]
-    fn snapshot_with_a_duplicate_task_id_is_refused() {
-        let image = SnapshotImage {
-            format_version: SNAPSHOT_FORMAT_VERSION,
-            next_task_id: 2,
-            tasks: vec![task(1, "a"), task(1, "b")],
-        };
-        let err = SchedulerState::from_snapshot_bytes(&encode(&image)).unwrap_err();
-        assert!(err.to_string().contains("task 1 appears twice"), "{err}");
-    }
-
-    #[test]
-    fn snapshot_with_task_id_zero_is_refused() {
-        let image = SnapshotImage {
-            format_version: SNAPSHOT_FORMAT_VERSION,
-            next_task_id: 2,
-            tasks: vec![task(0, "a"), task(1, "b")],
-        };
-        let err = SchedulerState::from_snapshot_bytes(&encode(&image)).unwrap_err();
-        assert!(err.to_string().contains("id 0"), "{err}");
-    }
-
-    #[test]
-    fn snapshot_with_a_shared_request_id_is_refused() {
-        let mut first = task(1, "a");
-        let mut second = task(2, "b");
-        first.spec.client_request_id = Some("r".to_string());
-        second.spec.client_request_id = Some("r".to_string());
-        let image = SnapshotImage {
-            format_version: SNAPSHOT_FORMAT_VERSION,
-            next_task_id: 3,
-            tasks: vec![first, second],
-        };
-        assert!(SchedulerState::from_snapshot_bytes(&encode(&image)).is_err());
-    }
-
-    #[test]
-    fn list_after_the_largest_id_is_empty() {
-        let mut state = SchedulerState::new();
-        submit(&mut state, "a").unwrap();
-        assert_eq!(state.list(&ListFilter::default(), u64::MAX, 10), (Vec::new(), None));
+/// Back to the queue after `delay_ms`, or failed for good when no attempt is left.
+fn retry_or_fail(task: &mut Task, now_ms: u64, delay_ms: u64, why: &str) {
+    if task.attempts_used() >= task.spec.max_attempts {
+        let reason = format!("{why} (after {} attempts)", task.attempts_used());
+        finish(task, TaskStatus::Failed, now_ms, Some(reason));
+    } else {
+        requeue(task, now_ms, now_ms.saturating_add(delay_ms), why);
     }
 }

@@ -37,6 +37,65 @@ pub struct TaskSpec {
     /// A client-chosen key that makes submission idempotent: a second submission with the
     /// same key returns the first task instead of creating another.
     pub client_request_id: Option<String>,
+    /// Labels a worker must carry to take this task.
+    pub constraints: BTreeMap<String, String>,
+    /// What one attempt claims on its worker.
+    pub resources: Resources,
+    /// Key for consistent-hash placement; the name when None.
+    pub affinity_key: Option<String>,
+    /// First retry delay; doubles per failed attempt, capped at 100x.
+    pub retry_backoff_ms: u64,
+    /// Leader time before which the task is not dispatched (0: at once).
+    pub not_before_ms: u64,
+    /// How long after acceptance the task becomes ready. Kept as a duration, not a time, so
+    /// a retried submission stays identical to the first.
+    pub delay_ms: u64,
+}
+
+impl TaskSpec {
+    /// The key consistent-hash placement uses.
+    pub fn affinity(&self) -> &str {
+        self.affinity_key.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// CPU in thousandths of a core and memory in MiB. Zero means "none asked" for a task and
+/// "none declared" for a worker (a worker that declares none fits only tasks that ask none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_millis: u32,
+    pub memory_mb: u32,
+}
+
+impl Resources {
+    pub fn covers(&self, need: &Resources) -> bool {
+        self.cpu_millis >= need.cpu_millis && self.memory_mb >= need.memory_mb
+    }
+
+    pub fn saturating_sub(&self, other: &Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_sub(other.cpu_millis),
+            memory_mb: self.memory_mb.saturating_sub(other.memory_mb),
+        }
+    }
+
+    pub fn saturating_add(&self, other: &Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_add(other.cpu_millis),
+            memory_mb: self.memory_mb.saturating_add(other.memory_mb),
+        }
+    }
+
+    /// One number to compare how much is left: a core counts like a GiB.
+    pub fn weight(&self) -> u64 {
+        u64::from(self.cpu_millis) + u64::from(self.memory_mb) * 1000 / 1024
+    }
+}
+
+impl std::fmt::Display for Resources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cpu={}m memory={}MiB", self.cpu_millis, self.memory_mb)
+    }
 }
 
 /// Where a task is in its life.
@@ -94,6 +153,73 @@ pub struct Task {
     pub created_at_ms: u64,
     /// Leader time of the last change of status.
     pub updated_at_ms: u64,
-    /// Why the task ended, for cancelled and failed tasks.
+    /// Why the task ended (cancelled, failed) or was last put back (a retry).
     pub reason: Option<String>,
+    /// Every attempt so far, oldest first. Only the last keeps its output tail.
+    pub attempts: Vec<Attempt>,
+    /// A pending task is not dispatched before this leader time.
+    pub ready_at_ms: u64,
+}
+
+impl Task {
+    /// The attempt running now, if the task runs.
+    pub fn running_attempt(&self) -> Option<&Attempt> {
+        self.attempts
+            .last()
+            .filter(|a| self.status == TaskStatus::Running && a.outcome == AttemptOutcome::Running)
+    }
+
+    /// Attempts that count against `max_attempts`: all but those a draining worker handed
+    /// back unfinished.
+    pub fn attempts_used(&self) -> u32 {
+        self.attempts
+            .iter()
+            .filter(|a| a.outcome != AttemptOutcome::HandedBack)
+            .count() as u32
+    }
+}
+
+/// One try at running a task, on one worker, under one fencing token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// Unique across the cluster and strictly increasing: a report must carry the token of the
+    /// task's current attempt, so a late report of a void attempt can never be recorded.
+    pub token: u64,
+    pub worker_id: String,
+    pub started_at_ms: u64,
+    pub ended_at_ms: Option<u64>,
+    pub outcome: AttemptOutcome,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub stdout_tail: String,
+    pub stderr_tail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AttemptOutcome {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    /// The worker stopped heartbeating (or restarted); the attempt is void.
+    LeaseExpired,
+    Cancelled,
+    /// A draining worker gave the task back unfinished; does not count as an attempt.
+    HandedBack,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Running => "running",
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::TimedOut => "timed-out",
+            AttemptOutcome::LeaseExpired => "lease-expired",
+            AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::HandedBack => "handed-back",
+        }
+    }
 }

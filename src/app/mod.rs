@@ -4,6 +4,10 @@
 //! the node must be the leader. Reads come from the applied state, linearizable (confirmed
 //! with a quorum first) or stale (local, immediate).
 
+mod workers;
+
+pub use workers::WorkerSummary;
+
 use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
@@ -16,6 +20,8 @@ use openraft::error::ForwardToLeader;
 use openraft::error::LinearizableReadError;
 use openraft::error::RaftError;
 
+use crate::dispatch::Instruction;
+use crate::dispatch::WorkerHub;
 use crate::raft_types::NodeId;
 use crate::raft_types::Raft;
 use crate::raft_types::TypeConfig;
@@ -98,11 +104,21 @@ pub struct App {
     raft: Raft,
     /// Read side of the state machine; written only by openraft's apply task.
     state: SharedState,
+    /// The leader's live view of workers; empty on followers.
+    hub: WorkerHub,
 }
 
 impl App {
-    pub fn new(raft: Raft, state: SharedState) -> App {
-        App { raft, state }
+    pub fn new(raft: Raft, state: SharedState, hub: WorkerHub) -> App {
+        App { raft, state, hub }
+    }
+
+    pub fn hub(&self) -> &WorkerHub {
+        &self.hub
+    }
+
+    pub fn state(&self) -> &SharedState {
+        &self.state
     }
 
     pub fn raft(&self) -> &Raft {
@@ -124,6 +140,7 @@ impl App {
         let CommandResponse::Submitted(outcomes) = self.write(command).await? else {
             return Err(AppError::Internal("submit answered with another response".into()));
         };
+        self.hub.wake_dispatcher();
         let state = self.state.read();
         outcomes
             .into_iter()
@@ -148,8 +165,14 @@ impl App {
         let CommandResponse::Cancelled(result) = self.write(command).await? else {
             return Err(AppError::Internal("cancel answered with another response".into()));
         };
-        let task_id = result?;
-        self.read_task(task_id)
+        let outcome = result?;
+        if let Some((worker_id, token)) = outcome.stopped {
+            // Committed: now the worker may hear of it. If the stream is down, its next
+            // heartbeat learns the attempt is void.
+            self.hub.send(&worker_id, Instruction::Cancel { task_id, token });
+            self.hub.wake_dispatcher();
+        }
+        self.read_task(outcome.task_id)
     }
 
     pub async fn get(&self, task_id: TaskId, consistency: Consistency) -> Result<Task, AppError> {
@@ -221,7 +244,7 @@ impl App {
         task.ok_or(AppError::Rejected(StateError::TaskNotFound(task_id)))
     }
 
-    async fn write(&self, command: Command) -> Result<CommandResponse, AppError> {
+    pub(crate) async fn write(&self, command: Command) -> Result<CommandResponse, AppError> {
         match self.raft.client_write(command).await {
             Ok(response) => Ok(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => Err(AppError::from(&forward)),
@@ -231,7 +254,7 @@ impl App {
         }
     }
 
-    async fn ensure_consistency(&self, consistency: Consistency) -> Result<(), AppError> {
+    pub(crate) async fn ensure_consistency(&self, consistency: Consistency) -> Result<(), AppError> {
         if consistency == Consistency::Stale {
             return Ok(());
         }
@@ -247,7 +270,7 @@ impl App {
 }
 
 /// The leader's clock, read once per proposed command. Replicas never read it.
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

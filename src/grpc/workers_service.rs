@@ -1,0 +1,143 @@
+//! [`WorkersService`]: the worker protocol of proto/raftsched.proto.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use futures::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use crate::app::App;
+use crate::dispatch::Instruction;
+use crate::grpc::api;
+use crate::grpc::api::workers_server::Workers;
+use crate::grpc::convert::registration_from_proto;
+use crate::grpc::convert::report_from_proto;
+use crate::grpc::convert::resources_to_proto;
+use crate::grpc::convert::status_to_proto;
+use crate::grpc::convert::task_to_proto;
+use crate::grpc::status::app_error_to_status;
+
+/// How often a worker heartbeats, as a fraction of its lease: several beats may be lost
+/// before the lease runs out.
+const HEARTBEATS_PER_LEASE: u64 = 5;
+
+pub struct WorkersService {
+    app: App,
+}
+
+impl WorkersService {
+    pub fn new(app: App) -> WorkersService {
+        WorkersService { app }
+    }
+}
+
+fn instruction_to_proto(instruction: Instruction) -> api::WorkerInstruction {
+    let instruction = match instruction {
+        Instruction::Assign { task, token, attempt } => api::worker_instruction::Instruction::Assign(api::Assignment {
+            task: Some(task_to_proto(&task, None)),
+            token,
+            attempt,
+        }),
+        Instruction::Cancel { task_id, token } => {
+            api::worker_instruction::Instruction::Cancel(api::CancelAttempt { task_id, token })
+        }
+    };
+    api::WorkerInstruction {
+        instruction: Some(instruction),
+    }
+}
+
+type InstructionStream = Pin<Box<dyn Stream<Item = Result<api::WorkerInstruction, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Workers for WorkersService {
+    async fn register_worker(
+        &self,
+        request: Request<api::RegisterWorkerRequest>,
+    ) -> Result<Response<api::RegisterWorkerResponse>, Status> {
+        let registration = registration_from_proto(request.into_inner());
+        let lease_ms = self
+            .app
+            .register_worker(registration)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::RegisterWorkerResponse {
+            lease_ms,
+            heartbeat_interval_ms: (lease_ms / HEARTBEATS_PER_LEASE).max(50),
+        }))
+    }
+
+    type AttachStream = InstructionStream;
+
+    async fn attach(&self, request: Request<api::AttachRequest>) -> Result<Response<Self::AttachStream>, Status> {
+        let request = request.into_inner();
+        let receiver = self
+            .app
+            .attach(&request.worker_id, &request.session_id, &request.running_tokens)
+            .map_err(app_error_to_status)?;
+        let stream = ReceiverStream::new(receiver).map(|instruction| Ok(instruction_to_proto(instruction)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<api::HeartbeatRequest>,
+    ) -> Result<Response<api::HeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        let void_tokens = self
+            .app
+            .heartbeat(&request.worker_id, &request.session_id, &request.running_tokens)
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::HeartbeatResponse { void_tokens }))
+    }
+
+    async fn report_result(
+        &self,
+        request: Request<api::ReportResultRequest>,
+    ) -> Result<Response<api::ReportResultResponse>, Status> {
+        let report = report_from_proto(request.into_inner())?;
+        let status = self.app.report(report).await.map_err(app_error_to_status)?;
+        Ok(Response::new(api::ReportResultResponse {
+            state: status_to_proto(status) as i32,
+        }))
+    }
+
+    async fn drain_worker(
+        &self,
+        request: Request<api::DrainWorkerRequest>,
+    ) -> Result<Response<api::DrainWorkerResponse>, Status> {
+        let request = request.into_inner();
+        self.app
+            .drain_worker(&request.worker_id, &request.session_id)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::DrainWorkerResponse {}))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<api::ListWorkersRequest>,
+    ) -> Result<Response<api::ListWorkersResponse>, Status> {
+        self.app.leader_only().map_err(app_error_to_status)?;
+        let workers = self
+            .app
+            .workers()
+            .into_iter()
+            .map(|summary| api::WorkerStatus {
+                worker_id: summary.worker.id.clone(),
+                slots: summary.worker.slots,
+                running: summary.running as u32,
+                labels: summary.worker.labels.clone().into_iter().collect(),
+                resources: Some(resources_to_proto(&summary.worker.resources)),
+                draining: summary.worker.draining,
+                connected: summary.connected,
+                last_heartbeat_age_ms: summary.silence.map_or(0, |s| s.as_millis() as u64),
+                registered_at_ms: summary.worker.registered_at_ms,
+            })
+            .collect();
+        Ok(Response::new(api::ListWorkersResponse { workers }))
+    }
+}

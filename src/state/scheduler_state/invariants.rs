@@ -1,0 +1,166 @@
+//! [`SchedulerState::check_invariants`]: what must hold between the primary data and the
+//! indexes. Used by tests, by snapshot restore, and per touched task in debug builds.
+
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+
+use super::SchedulerState;
+use crate::state::task::TaskId;
+use crate::state::task::TaskStatus;
+
+impl SchedulerState {
+    /// Checks every invariant. O(n).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_counters()?;
+        for task_id in self.tasks.keys() {
+            self.check_task(*task_id)?;
+        }
+        let indexed_by_status: usize = self.by_status.values().map(BTreeSet::len).sum();
+        if indexed_by_status != self.tasks.len() {
+            return Err(format!(
+                "{indexed_by_status} tasks indexed by status, {} tasks exist",
+                self.tasks.len()
+            ));
+        }
+        let waiting = self.ready.values().map(BTreeSet::len).sum::<usize>() + self.delayed.len();
+        if waiting != self.count_by_status(TaskStatus::Pending) {
+            return Err(format!(
+                "{waiting} tasks ready or delayed, {} pending",
+                self.count_by_status(TaskStatus::Pending)
+            ));
+        }
+        let running: usize = self.running_by_worker.values().map(BTreeSet::len).sum();
+        if running != self.count_by_status(TaskStatus::Running) {
+            return Err(format!(
+                "{running} tasks run on workers, {} are running",
+                self.count_by_status(TaskStatus::Running)
+            ));
+        }
+        if self.ready.values().any(BTreeSet::is_empty)
+            || self.by_status.values().any(BTreeSet::is_empty)
+            || self.running_by_worker.values().any(BTreeSet::is_empty)
+        {
+            return Err("an empty set is left in an index".into());
+        }
+        for (request_id, task_id) in &self.by_request_id {
+            let owner = self.tasks.get(task_id).and_then(|t| t.spec.client_request_id.as_ref());
+            if owner != Some(request_id) {
+                return Err(format!(
+                    "request id {request_id:?} points at task {task_id}, which does not carry it"
+                ));
+            }
+        }
+        for (worker_id, worker) in &self.workers {
+            if worker_id != &worker.id {
+                return Err(format!("worker stored under {worker_id:?} has id {:?}", worker.id));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_counters(&self) -> Result<(), String> {
+        if self.next_task_id == 0 || self.next_token == 0 {
+            return Err("ids and tokens start at 1".into());
+        }
+        if self.tasks.contains_key(&0) {
+            return Err("a task has id 0; ids start at 1".into());
+        }
+        if let Some((&last_id, _)) = self.tasks.last_key_value()
+            && last_id >= self.next_task_id
+        {
+            return Err(format!(
+                "task {last_id} is not below next_task_id {}",
+                self.next_task_id
+            ));
+        }
+        Ok(())
+    }
+
+    /// The invariants of one task: its indexes, its attempts, its worker.
+    pub(super) fn check_task(&self, task_id: TaskId) -> Result<(), String> {
+        let task = self.tasks.get(&task_id).ok_or(format!("task {task_id} missing"))?;
+        if task.id != task_id {
+            return Err(format!("task stored under {task_id} has id {}", task.id));
+        }
+        for status in TaskStatus::ALL {
+            let indexed = self.by_status.get(&status).is_some_and(|ids| ids.contains(&task_id));
+            if indexed != (status == task.status) {
+                return Err(format!(
+                    "task {task_id} is {} but indexed as {status}: {indexed}",
+                    task.status
+                ));
+            }
+        }
+        let pending = task.status == TaskStatus::Pending;
+        let ready = self
+            .ready
+            .get(&task.spec.queue)
+            .is_some_and(|keys| keys.contains(&(Reverse(task.spec.priority), task_id)));
+        let delayed = self.delayed.contains(&(task.ready_at_ms, task_id));
+        let due = task.ready_at_ms <= self.clock_ms;
+        if ready != (pending && due) || delayed != (pending && !due) {
+            return Err(format!(
+                "task {task_id} is {} with ready={ready} delayed={delayed}",
+                task.status
+            ));
+        }
+        self.check_attempts(task_id)?;
+        if let Some(request_id) = &task.spec.client_request_id
+            && self.by_request_id.get(request_id) != Some(&task_id)
+        {
+            return Err(format!(
+                "task {task_id}'s request id {request_id:?} is not indexed to it"
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_attempts(&self, task_id: TaskId) -> Result<(), String> {
+        let task = &self.tasks[&task_id];
+        let running_attempt = task.running_attempt();
+        if (task.status == TaskStatus::Running) != running_attempt.is_some() {
+            return Err(format!(
+                "task {task_id} is {} but has running attempt {running_attempt:?}",
+                task.status
+            ));
+        }
+        let mut previous_token = 0;
+        for (i, attempt) in task.attempts.iter().enumerate() {
+            if attempt.number as usize != i + 1 || attempt.token <= previous_token || attempt.token >= self.next_token {
+                return Err(format!(
+                    "task {task_id}: attempt {i} has number {} token {}",
+                    attempt.number, attempt.token
+                ));
+            }
+            let last = i + 1 == task.attempts.len();
+            if attempt.outcome == crate::state::AttemptOutcome::Running && !last {
+                return Err(format!("task {task_id}: an earlier attempt still runs"));
+            }
+            previous_token = attempt.token;
+        }
+        if let Some(attempt) = running_attempt {
+            if !self.workers.contains_key(&attempt.worker_id) {
+                return Err(format!("task {task_id} runs on unknown worker {:?}", attempt.worker_id));
+            }
+            let indexed = self
+                .running_by_worker
+                .get(&attempt.worker_id)
+                .is_some_and(|ids| ids.contains(&task_id));
+            if !indexed {
+                return Err(format!(
+                    "task {task_id} is not indexed under worker {:?}",
+                    attempt.worker_id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn debug_check_task(&self, task_id: TaskId) {
+        if cfg!(debug_assertions)
+            && let Err(violation) = self.check_task(task_id)
+        {
+            panic!("state invariant violated: {violation}");
+        }
+    }
+}

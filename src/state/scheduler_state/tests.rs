@@ -1,0 +1,140 @@
+//! Unit tests of the state internals; behaviour is tested from data files in tests/.
+
+use std::collections::BTreeMap;
+
+use super::snapshot::SNAPSHOT_FORMAT_VERSION;
+use super::snapshot::SnapshotImage;
+use super::*;
+use crate::state::Payload;
+use crate::state::Resources;
+
+fn spec(name: &str) -> TaskSpec {
+    TaskSpec {
+        name: name.to_string(),
+        queue: "q".to_string(),
+        priority: 0,
+        payload: Payload::Command {
+            command_line: "true".to_string(),
+            env: BTreeMap::new(),
+        },
+        labels: BTreeMap::new(),
+        max_attempts: 1,
+        attempt_timeout_ms: 1000,
+        client_request_id: None,
+        constraints: BTreeMap::new(),
+        resources: Resources::default(),
+        affinity_key: None,
+        retry_backoff_ms: 1000,
+        not_before_ms: 0,
+        delay_ms: 0,
+    }
+}
+
+fn submit(state: &mut SchedulerState, name: &str) -> Result<SubmitOutcome, StateError> {
+    let CommandResponse::Submitted(mut outcomes) = state.apply(Command::SubmitTasks {
+        now_ms: 1,
+        specs: vec![spec(name)],
+    }) else {
+        panic!("submit answered with another response");
+    };
+    outcomes.pop().expect("one outcome per spec")
+}
+
+fn encode(image: &SnapshotImage) -> Vec<u8> {
+    postcard::to_allocvec(image).expect("in-memory encoding")
+}
+
+fn task(id: TaskId, name: &str) -> Task {
+    Task {
+        id,
+        spec: spec(name),
+        status: TaskStatus::Pending,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        reason: None,
+        attempts: Vec::new(),
+        ready_at_ms: 1,
+    }
+}
+
+/// The state is a function of its tasks alone: emptying a status leaves no trace, so a
+/// state equals the state restored from its snapshot.
+#[test]
+fn emptied_status_leaves_no_index_entry() {
+    let mut state = SchedulerState::new();
+    let task_id = submit(&mut state, "a").unwrap().task_id;
+    state.apply(Command::CancelTask {
+        now_ms: 2,
+        task_id,
+        reason: String::new(),
+    });
+    assert!(!state.by_status.contains_key(&TaskStatus::Pending));
+    state.check_invariants().unwrap();
+    let restored = SchedulerState::from_snapshot_bytes(&state.to_snapshot_bytes()).unwrap();
+    assert_eq!(restored, state);
+}
+
+#[test]
+fn exhausted_id_space_is_refused_not_wrapped() {
+    let mut state = SchedulerState::new();
+    state.next_task_id = u64::MAX;
+    let before = state.clone();
+    let err = submit(&mut state, "a").unwrap_err();
+    assert!(matches!(err, StateError::InvalidArgument { ref field, .. } if field == "tasks"));
+    assert_eq!(state, before);
+}
+
+#[test]
+fn snapshot_with_a_duplicate_task_id_is_refused() {
+    let image = SnapshotImage {
+        format_version: SNAPSHOT_FORMAT_VERSION,
+        next_token: 1,
+        clock_ms: 1,
+        workers: Vec::new(),
+        queue_policies: Vec::new(),
+        next_task_id: 2,
+        tasks: vec![task(1, "a"), task(1, "b")],
+    };
+    let err = SchedulerState::from_snapshot_bytes(&encode(&image)).unwrap_err();
+    assert!(err.to_string().contains("task 1 appears twice"), "{err}");
+}
+
+#[test]
+fn snapshot_with_task_id_zero_is_refused() {
+    let image = SnapshotImage {
+        format_version: SNAPSHOT_FORMAT_VERSION,
+        next_token: 1,
+        clock_ms: 1,
+        workers: Vec::new(),
+        queue_policies: Vec::new(),
+        next_task_id: 2,
+        tasks: vec![task(0, "a"), task(1, "b")],
+    };
+    let err = SchedulerState::from_snapshot_bytes(&encode(&image)).unwrap_err();
+    assert!(err.to_string().contains("id 0"), "{err}");
+}
+
+#[test]
+fn snapshot_with_a_shared_request_id_is_refused() {
+    let mut first = task(1, "a");
+    let mut second = task(2, "b");
+    first.spec.client_request_id = Some("r".to_string());
+    second.spec.client_request_id = Some("r".to_string());
+    let image = SnapshotImage {
+        format_version: SNAPSHOT_FORMAT_VERSION,
+        next_token: 1,
+        clock_ms: 1,
+        workers: Vec::new(),
+        queue_policies: Vec::new(),
+        next_task_id: 3,
+        tasks: vec![first, second],
+    };
+    assert!(SchedulerState::from_snapshot_bytes(&encode(&image)).is_err());
+}
+
+#[test]
+fn list_after_the_largest_id_is_empty() {
+    let mut state = SchedulerState::new();
+    submit(&mut state, "a").unwrap();
+    assert_eq!(state.list(&ListFilter::default(), u64::MAX, 10), (Vec::new(), None));
+}

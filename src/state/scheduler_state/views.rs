@@ -1,0 +1,129 @@
+//! Read-only views of [`SchedulerState`] for the API and the dispatcher.
+
+use std::collections::BTreeSet;
+
+use super::ListFilter;
+use super::SchedulerState;
+use crate::scheduling::QueuePolicy;
+use crate::state::task::Resources;
+use crate::state::task::Task;
+use crate::state::task::TaskId;
+use crate::state::task::TaskStatus;
+use crate::state::worker::Worker;
+
+impl SchedulerState {
+    pub fn get(&self, task_id: TaskId) -> Option<&Task> {
+        self.tasks.get(&task_id)
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn count_by_status(&self, status: TaskStatus) -> usize {
+        self.by_status.get(&status).map_or(0, BTreeSet::len)
+    }
+
+    /// The latest leader time any applied command carried.
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// Up to `limit` tasks matching `filter` with ids above `after`, in id order, and the
+    /// id to pass as `after` for the next page (None when this page is the last).
+    pub fn list(&self, filter: &ListFilter, after: TaskId, limit: usize) -> (Vec<Task>, Option<TaskId>) {
+        let Some(start) = after.checked_add(1) else {
+            return (Vec::new(), None);
+        };
+        let candidates: Box<dyn Iterator<Item = &Task>> = match filter.status {
+            Some(status) => Box::new(
+                self.by_status
+                    .get(&status)
+                    .into_iter()
+                    .flat_map(move |ids| ids.range(start..))
+                    .map(|id| &self.tasks[id]),
+            ),
+            None => Box::new(self.tasks.range(start..).map(|(_, task)| task)),
+        };
+        let mut matching = candidates.filter(|task| filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q));
+        let page: Vec<Task> = matching.by_ref().take(limit).cloned().collect();
+        let next = match (page.last(), matching.next()) {
+            (Some(last), Some(_)) => Some(last.id),
+            _ => None,
+        };
+        (page, next)
+    }
+
+    /// Queues with pending tasks whose time has come, by name.
+    pub fn ready_queues(&self) -> impl Iterator<Item = &str> {
+        self.ready.keys().map(String::as_str)
+    }
+
+    /// Pending task ids of `queue` that are ready, in dispatch order.
+    pub fn ready_in_queue(&self, queue: &str) -> impl Iterator<Item = TaskId> + '_ {
+        self.ready
+            .get(queue)
+            .into_iter()
+            .flat_map(|keys| keys.iter().map(|(_, id)| *id))
+    }
+
+    /// Delayed tasks that are due by `now_ms` (the state makes them ready with the next
+    /// command that carries such a time), earliest first.
+    pub fn due_delayed(&self, now_ms: u64) -> impl Iterator<Item = TaskId> + '_ {
+        self.delayed.range(..=(now_ms, TaskId::MAX)).map(|(_, id)| *id)
+    }
+
+    /// The earliest time a delayed task becomes ready.
+    pub fn next_ready_at_ms(&self) -> Option<u64> {
+        self.delayed.first().map(|(at, _)| *at)
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &Worker> {
+        self.workers.values()
+    }
+
+    pub fn worker(&self, worker_id: &str) -> Option<&Worker> {
+        self.workers.get(worker_id)
+    }
+
+    /// Tasks a worker runs now.
+    pub fn running_on(&self, worker_id: &str) -> impl Iterator<Item = &Task> {
+        self.running_by_worker
+            .get(worker_id)
+            .into_iter()
+            .flatten()
+            .map(|id| &self.tasks[id])
+    }
+
+    pub fn running_count(&self, worker_id: &str) -> usize {
+        self.running_by_worker.get(worker_id).map_or(0, BTreeSet::len)
+    }
+
+    /// Resources a worker has not yet given to running tasks.
+    pub fn free_resources(&self, worker_id: &str) -> Resources {
+        let total = self.workers.get(worker_id).map(|w| w.resources).unwrap_or_default();
+        total.saturating_sub(&self.resources_in_use(worker_id))
+    }
+
+    pub fn queue_policy(&self, queue: &str) -> QueuePolicy {
+        self.queue_policies.get(queue).copied().unwrap_or_default()
+    }
+
+    pub fn queue_policies(&self) -> impl Iterator<Item = (&str, &QueuePolicy)> {
+        self.queue_policies.iter().map(|(q, p)| (q.as_str(), p))
+    }
+
+    /// How many tasks run now in each queue that has any.
+    pub fn running_per_queue(&self) -> std::collections::BTreeMap<&str, u32> {
+        let mut counts = std::collections::BTreeMap::new();
+        for task in self.running_tasks() {
+            *counts.entry(task.spec.queue.as_str()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Every running task, for the leader's timeout check.
+    pub fn running_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.running_by_worker.values().flatten().map(|id| &self.tasks[id])
+    }
+}

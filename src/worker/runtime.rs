@@ -1,0 +1,588 @@
+//! [`Worker`]: registers with the cluster, holds the assignment stream from the leader,
+//! runs each attempt (a shell command, or a handler registered for an opaque kind),
+//! heartbeats, and reports every result with its fencing token. Follows the leader across
+//! failovers on its own; drains cleanly on shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+use crate::client::ClientError;
+use crate::client::ClusterClient;
+use crate::client::new_request_id;
+use crate::grpc::api;
+use crate::grpc::api::workers_client::WorkersClient;
+use crate::worker::executor;
+use crate::worker::executor::CommandRun;
+use crate::worker::executor::ExecOutcome;
+
+/// How long a worker keeps trying to deliver one result before leaving the attempt to the
+/// leader's lease expiry.
+const REPORT_DEADLINE: Duration = Duration::from_secs(60);
+/// Pause between attempts to reach the cluster when it is unreachable.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+
+/// A worker's settings.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub worker_id: String,
+    pub slots: u32,
+    pub labels: BTreeMap<String, String>,
+    pub resources: api::Resources,
+    /// Without a heartbeat for this long, the leader voids this worker's attempts.
+    pub lease_ms: u64,
+    /// Bytes of stdout and of stderr kept per attempt and reported.
+    pub output_tail_bytes: usize,
+    /// On shutdown, how long running attempts may take to finish before they are killed and
+    /// handed back.
+    pub drain_timeout: Duration,
+}
+
+impl WorkerOptions {
+    pub fn new(worker_id: impl Into<String>, slots: u32) -> WorkerOptions {
+        WorkerOptions {
+            worker_id: worker_id.into(),
+            slots,
+            labels: BTreeMap::new(),
+            resources: api::Resources::default(),
+            lease_ms: 5000,
+            output_tail_bytes: 4096,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a handler is given for one attempt of an opaque task.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    pub task_id: u64,
+    pub attempt: u32,
+    pub token: u64,
+    pub name: String,
+    pub kind: String,
+    pub data: Vec<u8>,
+    pub labels: BTreeMap<String, String>,
+    /// Cancelled when the task is cancelled, the attempt is void, or the worker hands it back.
+    pub cancel: CancellationToken,
+}
+
+/// Why a handler failed.
+#[derive(Debug, Clone)]
+pub struct HandlerError {
+    pub message: String,
+    /// False for failures a retry cannot fix (bad input, say).
+    pub retryable: bool,
+}
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<String, HandlerError>> + Send>>;
+
+/// Runs attempts of one opaque task kind. Returns the output to record, or why it failed.
+pub trait TaskHandler: Send + Sync + 'static {
+    fn handle(&self, task: TaskContext) -> HandlerFuture;
+}
+
+impl<F, Fut> TaskHandler for F
+where
+    F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, HandlerError>> + Send + 'static,
+{
+    fn handle(&self, task: TaskContext) -> HandlerFuture {
+        Box::pin(self(task))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("invalid worker options: {0}")]
+    Invalid(String),
+    #[error("the cluster refused this worker: {0}")]
+    Refused(String),
+}
+
+/// Why a running attempt was stopped, so its report says the right thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Cancelled,
+    HandedBack,
+}
+
+struct RunningAttempt {
+    cancel: CancellationToken,
+    stop_reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+/// A worker. Build it, register handlers for opaque kinds, then [`Worker::run`].
+pub struct Worker {
+    options: WorkerOptions,
+    cluster: ClusterClient,
+    handlers: BTreeMap<String, Arc<dyn TaskHandler>>,
+}
+
+/// State shared by the worker's tasks.
+struct Shared {
+    options: WorkerOptions,
+    cluster: ClusterClient,
+    handlers: BTreeMap<String, Arc<dyn TaskHandler>>,
+    /// Chosen at start: tells the leader a restarted worker from one that re-attaches.
+    session_id: String,
+    /// Attempts running now, by token. Guarded for short, synchronous use.
+    running: Mutex<BTreeMap<u64, RunningAttempt>>,
+    /// Bounds concurrent attempts to the slots, whatever the leader sends.
+    slots: Semaphore,
+}
+
+impl Worker {
+    pub fn new(cluster: ClusterClient, options: WorkerOptions) -> Worker {
+        Worker {
+            options,
+            cluster,
+            handlers: BTreeMap::new(),
+        }
+    }
+
+    /// Runs `handler` for tasks with an opaque payload of `kind`.
+    pub fn handle(mut self, kind: impl Into<String>, handler: impl TaskHandler) -> Worker {
+        self.handlers.insert(kind.into(), Arc::new(handler));
+        self
+    }
+
+    /// Works until `shutdown` is cancelled, then drains: stops taking work, lets running
+    /// attempts finish within the drain timeout, hands back the rest, and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        if self.options.slots == 0 || self.options.worker_id.is_empty() {
+            return Err(WorkerError::Invalid(
+                "a worker needs an id and at least one slot".into(),
+            ));
+        }
+        let shared = Arc::new(Shared {
+            slots: Semaphore::new(self.options.slots as usize),
+            options: self.options,
+            cluster: self.cluster,
+            handlers: self.handlers,
+            session_id: new_request_id(),
+            running: Mutex::new(BTreeMap::new()),
+        });
+        let mut attempts = JoinSet::new();
+        while !shutdown.is_cancelled() {
+            match shared.clone().serve_one_session(&shutdown, &mut attempts).await {
+                Ok(()) => {}
+                Err(WorkerError::Refused(message)) => return Err(WorkerError::Refused(message)),
+                Err(e) => tracing::warn!("worker session ended: {e}"),
+            }
+            while attempts.try_join_next().is_some() {}
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(RECONNECT_BACKOFF) => {}
+            }
+        }
+        shared.drain(attempts).await;
+        Ok(())
+    }
+}
+
+impl Shared {
+    async fn workers_call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(WorkersClient<tonic::transport::Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.cluster
+            .call_channel(move |channel| call(WorkersClient::new(channel)))
+            .await
+    }
+
+    /// Registers, attaches, and handles instructions until the stream ends or shutdown.
+    async fn serve_one_session(
+        self: Arc<Self>,
+        shutdown: &CancellationToken,
+        attempts: &mut JoinSet<()>,
+    ) -> Result<(), WorkerError> {
+        let registered = self.register().await?;
+        let running_tokens = self.running_tokens();
+        let (worker_id, session_id) = (self.options.worker_id.clone(), self.session_id.clone());
+        let attach = self
+            .workers_call(move |mut c| {
+                let request = api::AttachRequest {
+                    worker_id: worker_id.clone(),
+                    session_id: session_id.clone(),
+                    running_tokens: running_tokens.clone(),
+                };
+                async move { c.attach(request).await }
+            })
+            .await;
+        let mut stream = attach.map_err(|e| WorkerError::Refused(format!("attach: {e}")))?;
+        tracing::info!(worker = %self.options.worker_id, "attached to the leader");
+        let session_over = shutdown.child_token();
+        let heartbeat_every = Duration::from_millis(registered.heartbeat_interval_ms.max(50));
+        tokio::spawn(self.clone().heartbeat_loop(heartbeat_every, session_over.clone()));
+        let _stop_heartbeats = session_over.clone().drop_guard();
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                message = stream.message() => message,
+            };
+            match message {
+                Ok(Some(instruction)) => self.clone().follow(instruction, attempts),
+                Ok(None) => return Ok(()),
+                Err(status) => {
+                    tracing::info!(worker = %self.options.worker_id, "assignment stream ended: {}", status.message());
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn register(&self) -> Result<api::RegisterWorkerResponse, WorkerError> {
+        let options = self.options.clone();
+        let session_id = self.session_id.clone();
+        let result = self
+            .workers_call(move |mut c| {
+                let request = api::RegisterWorkerRequest {
+                    worker_id: options.worker_id.clone(),
+                    session_id: session_id.clone(),
+                    slots: options.slots,
+                    labels: options.labels.clone().into_iter().collect(),
+                    resources: Some(options.resources),
+                    lease_ms: options.lease_ms,
+                };
+                async move { c.register_worker(request).await }
+            })
+            .await;
+        match result {
+            Ok(response) => Ok(response),
+            Err(ClientError::Rejected(status)) if status.code() == Code::InvalidArgument => {
+                Err(WorkerError::Refused(status.message().to_string()))
+            }
+            Err(e) => Err(WorkerError::Refused(format!("register: {e}"))).or_else(|e| {
+                // Unreachable clusters are retried by the caller's loop, not fatal.
+                tracing::warn!("{e}");
+                Err(WorkerError::Invalid("cluster unreachable".into()))
+            }),
+        }
+    }
+
+    fn running_tokens(&self) -> Vec<u64> {
+        self.running
+            .lock()
+            .expect("worker lock poisoned")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let request = api::HeartbeatRequest {
+                worker_id: self.options.worker_id.clone(),
+                session_id: self.session_id.clone(),
+                running_tokens: self.running_tokens(),
+            };
+            let reply = self
+                .workers_call(move |mut c| {
+                    let request = request.clone();
+                    async move { c.heartbeat(request).await }
+                })
+                .await;
+            match reply {
+                Ok(reply) => self.stop_attempts(&reply.void_tokens, StopReason::Cancelled),
+                Err(e) => tracing::debug!("heartbeat failed: {e}"),
+            }
+        }
+    }
+
+    fn stop_attempts(&self, tokens: &[u64], reason: StopReason) {
+        let running = self.running.lock().expect("worker lock poisoned");
+        for token in tokens {
+            if let Some(attempt) = running.get(token) {
+                attempt
+                    .stop_reason
+                    .lock()
+                    .expect("worker lock poisoned")
+                    .get_or_insert(reason);
+                attempt.cancel.cancel();
+            }
+        }
+    }
+
+    fn follow(self: Arc<Self>, instruction: api::WorkerInstruction, attempts: &mut JoinSet<()>) {
+        match instruction.instruction {
+            Some(api::worker_instruction::Instruction::Assign(assignment)) => {
+                let token = assignment.token;
+                let attempt = RunningAttempt {
+                    cancel: CancellationToken::new(),
+                    stop_reason: Arc::default(),
+                };
+                let (cancel, stop_reason) = (attempt.cancel.clone(), attempt.stop_reason.clone());
+                {
+                    let mut running = self.running.lock().expect("worker lock poisoned");
+                    if running.contains_key(&token) {
+                        return; // already running: a re-attach repeats what we hold
+                    }
+                    running.insert(token, attempt);
+                }
+                attempts.spawn(async move {
+                    self.execute(assignment, cancel, stop_reason).await;
+                    self.running.lock().expect("worker lock poisoned").remove(&token);
+                });
+            }
+            Some(api::worker_instruction::Instruction::Cancel(cancel)) => {
+                self.stop_attempts(&[cancel.token], StopReason::Cancelled);
+            }
+            None => {}
+        }
+    }
+
+    async fn execute(
+        &self,
+        assignment: api::Assignment,
+        cancel: CancellationToken,
+        stop_reason: Arc<Mutex<Option<StopReason>>>,
+    ) {
+        let Ok(_slot) = self.slots.acquire().await else { return };
+        let task = assignment.task.clone().unwrap_or_default();
+        let spec = task.spec.clone().unwrap_or_default();
+        let mut report = match spec.payload {
+            Some(api::task_spec::Payload::Command(command)) => {
+                self.run_command(&task, &assignment, command, cancel).await
+            }
+            Some(api::task_spec::Payload::Opaque(opaque)) => {
+                self.run_handler(&task, &assignment, opaque, spec.labels, cancel).await
+            }
+            None => failure("task has no payload", false),
+        };
+        if report.outcome == api::AttemptOutcome::Cancelled as i32
+            && *stop_reason.lock().expect("worker lock poisoned") == Some(StopReason::HandedBack)
+        {
+            report.outcome = api::AttemptOutcome::HandedBack as i32;
+        }
+        report.task_id = task.id;
+        report.token = assignment.token;
+        self.report(report).await;
+    }
+
+    async fn run_command(
+        &self,
+        task: &api::Task,
+        assignment: &api::Assignment,
+        command: api::CommandPayload,
+        cancel: CancellationToken,
+    ) -> api::ReportResultRequest {
+        let spec = task.spec.clone().unwrap_or_default();
+        let mut env: BTreeMap<String, String> = command.env.into_iter().collect();
+        env.insert("RAFTSCHED_TASK_ID".into(), task.id.to_string());
+        env.insert("RAFTSCHED_TASK_NAME".into(), spec.name.clone());
+        env.insert("RAFTSCHED_ATTEMPT".into(), assignment.attempt.to_string());
+        env.insert("RAFTSCHED_TOKEN".into(), assignment.token.to_string());
+        env.insert("RAFTSCHED_WORKER_ID".into(), self.options.worker_id.clone());
+        let outcome = executor::run_command(CommandRun {
+            command_line: &command.command_line,
+            env: &env,
+            timeout: Duration::from_millis(spec.attempt_timeout_ms.max(1)),
+            output_tail_bytes: self.options.output_tail_bytes,
+            cancel,
+        })
+        .await;
+        report_of(outcome)
+    }
+
+    async fn run_handler(
+        &self,
+        task: &api::Task,
+        assignment: &api::Assignment,
+        opaque: api::OpaquePayload,
+        labels: std::collections::HashMap<String, String>,
+        cancel: CancellationToken,
+    ) -> api::ReportResultRequest {
+        let Some(handler) = self.handlers.get(&opaque.kind).cloned() else {
+            let message = format!(
+                "worker {} has no handler for kind {:?}",
+                self.options.worker_id, opaque.kind
+            );
+            return failure(&message, false);
+        };
+        let spec = task.spec.clone().unwrap_or_default();
+        let timeout = Duration::from_millis(spec.attempt_timeout_ms.max(1));
+        let context = TaskContext {
+            task_id: task.id,
+            attempt: assignment.attempt,
+            token: assignment.token,
+            name: spec.name,
+            kind: opaque.kind,
+            data: opaque.data,
+            labels: labels.into_iter().collect(),
+            cancel: cancel.clone(),
+        };
+        let run = handler.handle(context);
+        tokio::select! {
+            result = run => match result {
+                Ok(output) => api::ReportResultRequest {
+                    outcome: api::AttemptOutcome::Succeeded as i32,
+                    stdout_tail: tail(&output, self.options.output_tail_bytes),
+                    ..Default::default()
+                },
+                Err(e) => failure(&e.message, e.retryable),
+            },
+            _ = cancel.cancelled() => api::ReportResultRequest {
+                outcome: api::AttemptOutcome::Cancelled as i32,
+                ..Default::default()
+            },
+            _ = tokio::time::sleep(timeout) => api::ReportResultRequest {
+                outcome: api::AttemptOutcome::TimedOut as i32,
+                error: format!("handler did not finish within {timeout:?}"),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Delivers a result to the leader, retrying through failovers until it is accepted, found
+    /// stale (the attempt is void: nothing more to do), or the report deadline passes.
+    async fn report(&self, report: api::ReportResultRequest) {
+        let started = Instant::now();
+        loop {
+            let request = report.clone();
+            let result = self
+                .workers_call(move |mut c| {
+                    let request = request.clone();
+                    async move { c.report_result(request).await }
+                })
+                .await;
+            match result {
+                Ok(_) => return,
+                Err(ClientError::Rejected(status)) => {
+                    tracing::info!(
+                        task = report.task_id,
+                        token = report.token,
+                        "result not recorded: {}",
+                        status.message()
+                    );
+                    return;
+                }
+                Err(e) if started.elapsed() > REPORT_DEADLINE => {
+                    tracing::warn!(task = report.task_id, "giving up reporting, the lease will expire: {e}");
+                    return;
+                }
+                Err(_) => tokio::time::sleep(RECONNECT_BACKOFF).await,
+            }
+        }
+    }
+
+    /// Stops taking work, waits for running attempts up to the drain timeout, then kills and
+    /// hands back the rest and waits for their reports.
+    async fn drain(&self, mut attempts: JoinSet<()>) {
+        let (worker_id, session_id) = (self.options.worker_id.clone(), self.session_id.clone());
+        let drain = self.workers_call(move |mut c| {
+            let request = api::DrainWorkerRequest {
+                worker_id: worker_id.clone(),
+                session_id: session_id.clone(),
+            };
+            async move { c.drain_worker(request).await }
+        });
+        if let Err(e) = tokio::time::timeout(Duration::from_secs(5), drain).await {
+            tracing::warn!("could not tell the leader this worker drains: {e}");
+        }
+        let finished = tokio::time::timeout(self.options.drain_timeout, async {
+            while attempts.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            let tokens = self.running_tokens();
+            tracing::info!(count = tokens.len(), "drain timeout: handing back unfinished attempts");
+            self.stop_attempts(&tokens, StopReason::HandedBack);
+            while attempts.join_next().await.is_some() {}
+        }
+    }
+}
+
+fn failure(message: &str, retryable: bool) -> api::ReportResultRequest {
+    api::ReportResultRequest {
+        outcome: api::AttemptOutcome::Failed as i32,
+        error: message.to_string(),
+        non_retryable: !retryable,
+        ..Default::default()
+    }
+}
+
+fn report_of(outcome: ExecOutcome) -> api::ReportResultRequest {
+    match outcome {
+        ExecOutcome::Exited {
+            exit_code,
+            stdout_tail,
+            stderr_tail,
+        } => api::ReportResultRequest {
+            outcome: if exit_code == 0 {
+                api::AttemptOutcome::Succeeded
+            } else {
+                api::AttemptOutcome::Failed
+            } as i32,
+            exit_code,
+            has_exit_code: true,
+            error: if exit_code == 0 {
+                String::new()
+            } else {
+                format!("exited with code {exit_code}")
+            },
+            stdout_tail,
+            stderr_tail,
+            ..Default::default()
+        },
+        ExecOutcome::Signalled {
+            signal,
+            stdout_tail,
+            stderr_tail,
+        } => api::ReportResultRequest {
+            outcome: api::AttemptOutcome::Failed as i32,
+            error: format!("killed by signal {signal}"),
+            stdout_tail,
+            stderr_tail,
+            ..Default::default()
+        },
+        ExecOutcome::TimedOut {
+            after,
+            stdout_tail,
+            stderr_tail,
+        } => api::ReportResultRequest {
+            outcome: api::AttemptOutcome::TimedOut as i32,
+            error: format!("timed out after {after:?}; the process group was killed"),
+            stdout_tail,
+            stderr_tail,
+            ..Default::default()
+        },
+        ExecOutcome::Cancelled {
+            stdout_tail,
+            stderr_tail,
+        } => api::ReportResultRequest {
+            outcome: api::AttemptOutcome::Cancelled as i32,
+            stdout_tail,
+            stderr_tail,
+            ..Default::default()
+        },
+        ExecOutcome::SpawnFailed(error) => failure(&format!("could not start the command: {error}"), false),
+    }
+}
+
+/// The last `max_bytes` of `text`, cut at a character boundary.
+fn tail(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_string();
+    }
+    let mut start = text.len() - max_bytes;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
+}
