@@ -108,7 +108,9 @@ impl WorkerHub {
     pub(super) fn grant_grace(&self, worker_ids: impl Iterator<Item = String>) {
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.last_heard = worker_ids.map(|id| (id, now)).collect();
+        for id in worker_ids {
+            inner.last_heard.insert(id, now);
+        }
     }
 
     /// On losing leadership: close every stream, so workers go and find the new leader.

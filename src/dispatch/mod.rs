@@ -100,7 +100,7 @@ impl Dispatcher {
             .workers()
             .map(|w| w.id.clone())
             .collect();
-        self.app.hub().disconnect_all();
+        // Streams already open were attached to this node as leader (attach checks): keep them.
         self.app.hub().grant_grace(workers.into_iter());
         tracing::info!(term = metrics.current_term, "leading: dispatch starts");
         self.leading_term = Some(metrics.current_term);

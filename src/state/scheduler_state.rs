@@ -87,7 +87,9 @@ impl SchedulerState {
     }
 
     /// Applies one command. Never panics on any input: a command that cannot be carried
-    /// out is answered with a [`StateError`] and changes nothing.
+    /// out is answered with a [`StateError`] and changes nothing but the clock (every command
+    /// carries the leader's time, and the state's clock follows it even when the command
+    /// itself is refused).
     pub fn apply(&mut self, command: Command) -> CommandResponse {
         self.advance_clock(command.now_ms());
         let now_ms = self.clock_ms;
@@ -297,8 +299,11 @@ impl SchedulerState {
     fn assign(&mut self, now_ms: u64, task_id: TaskId, worker_id: String) -> Result<AssignOutcome, StateError> {
         let not_assignable = |why: String| StateError::NotAssignable { task_id, why };
         let task = self.tasks.get(&task_id).ok_or(StateError::TaskNotFound(task_id))?;
-        if task.status != TaskStatus::Pending || task.ready_at_ms > now_ms {
-            return Err(not_assignable(format!("it is {} and not ready", task.status)));
+        if task.status != TaskStatus::Pending {
+            return Err(not_assignable(format!("it is {}, not pending", task.status)));
+        }
+        if task.ready_at_ms > now_ms {
+            return Err(not_assignable(format!("it is not ready before {}", task.ready_at_ms)));
         }
         let worker = self
             .workers
@@ -324,7 +329,13 @@ impl SchedulerState {
             return Err(not_assignable(format!("worker {worker_id:?} lacks the resources")));
         }
         let token = self.next_token;
-        self.next_token += 1;
+        let Some(next_token) = token.checked_add(1) else {
+            return Err(StateError::InvalidArgument {
+                field: "token".to_string(),
+                problem: "the fencing token space is exhausted".to_string(),
+            });
+        };
+        self.next_token = next_token;
         let attempt = task.attempts.len() as u32 + 1;
         self.update_task(task_id, |task| {
             // Only the latest attempt keeps its output, so a task's size stays bounded.
@@ -395,7 +406,11 @@ impl SchedulerState {
             let why = error.as_deref().unwrap_or(report.outcome.as_str());
             match report.outcome {
                 AttemptOutcome::Succeeded => finish(task, TaskStatus::Succeeded, now_ms, None),
-                AttemptOutcome::HandedBack | AttemptOutcome::Cancelled => requeue(task, now_ms, now_ms, why),
+                // Handed back unfinished: the attempt does not count, so no budget check.
+                AttemptOutcome::HandedBack => requeue(task, now_ms, now_ms, why),
+                // Stopped by the worker itself (a cancel by the cluster makes the token stale
+                // first): the attempt counts, so the budget is checked like for a lost worker.
+                AttemptOutcome::Cancelled => retry_or_fail(task, now_ms, 0, why),
                 _ if report.retryable => {
                     let delay_ms = retry_delay_ms(task.attempts_used(), task.spec.retry_backoff_ms, jitter);
                     retry_or_fail(task, now_ms, delay_ms, why);

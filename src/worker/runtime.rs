@@ -106,6 +106,9 @@ pub enum WorkerError {
     Invalid(String),
     #[error("the cluster refused this worker: {0}")]
     Refused(String),
+    /// Worth retrying: no leader reachable, or the leader changed mid-way.
+    #[error("lost contact with the cluster: {0}")]
+    Lost(String),
 }
 
 /// Why a running attempt was stopped, so its report says the right thing.
@@ -219,7 +222,7 @@ impl Shared {
                 async move { c.attach(request).await }
             })
             .await;
-        let mut stream = attach.map_err(|e| WorkerError::Refused(format!("attach: {e}")))?;
+        let mut stream = attach.map_err(|e| WorkerError::Lost(format!("attach: {e}")))?;
         tracing::info!(worker = %self.options.worker_id, "attached to the leader");
         let session_over = shutdown.child_token();
         let heartbeat_every = Duration::from_millis(registered.heartbeat_interval_ms.max(50));
@@ -262,11 +265,7 @@ impl Shared {
             Err(ClientError::Rejected(status)) if status.code() == Code::InvalidArgument => {
                 Err(WorkerError::Refused(status.message().to_string()))
             }
-            Err(e) => Err(WorkerError::Refused(format!("register: {e}"))).or_else(|e| {
-                // Unreachable clusters are retried by the caller's loop, not fatal.
-                tracing::warn!("{e}");
-                Err(WorkerError::Invalid("cluster unreachable".into()))
-            }),
+            Err(e) => Err(WorkerError::Lost(format!("register: {e}"))),
         }
     }
 

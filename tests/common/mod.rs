@@ -217,3 +217,52 @@ pub fn command_spec(name: &str, request_id: &str) -> raftsched::grpc::api::TaskS
         ..api::TaskSpec::default()
     }
 }
+
+/// Starts a library worker against the cluster; returns its shutdown token and task.
+pub fn start_worker(
+    cluster: &TestCluster,
+    options: raftsched::worker::WorkerOptions,
+) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
+    let client = cluster.client().with_overall_deadline(Duration::from_secs(3600));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = raftsched::worker::Worker::new(client, options);
+    let stop = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        worker.run(stop).await.expect("worker runs");
+    });
+    (shutdown, handle)
+}
+
+/// Waits until the leader knows `count` connected workers.
+pub async fn wait_for_workers(cluster: &TestCluster, count: usize) {
+    wait_until("workers to connect", || async {
+        let leader = cluster.wait_for_leader().await;
+        let connected = cluster
+            .node(leader)
+            .app()
+            .workers()
+            .iter()
+            .filter(|w| w.connected)
+            .count();
+        (connected >= count).then_some(())
+    })
+    .await;
+}
+
+/// Waits until a task reaches a terminal state and returns it.
+pub async fn wait_for_finish(cluster: &TestCluster, task_id: u64) -> raftsched::grpc::api::Task {
+    use raftsched::grpc::api;
+    let client = cluster.client();
+    wait_until(&format!("task {task_id} to finish"), || async {
+        let task = client.get_task(task_id, api::Consistency::Linearizable).await.ok()?;
+        let done = [
+            api::TaskState::Succeeded,
+            api::TaskState::Failed,
+            api::TaskState::Cancelled,
+        ]
+        .iter()
+        .any(|s| *s as i32 == task.state);
+        done.then_some(task)
+    })
+    .await
+}

@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
 use super::SchedulerState;
+use crate::state::AttemptOutcome;
 use crate::state::task::TaskId;
 use crate::state::task::TaskStatus;
 
@@ -14,6 +15,14 @@ impl SchedulerState {
         self.check_counters()?;
         for task_id in self.tasks.keys() {
             self.check_task(*task_id)?;
+        }
+        let mut tokens = BTreeSet::new();
+        for task in self.tasks.values() {
+            for attempt in &task.attempts {
+                if !tokens.insert(attempt.token) {
+                    return Err(format!("token {} is used twice (task {})", attempt.token, task.id));
+                }
+            }
         }
         let indexed_by_status: usize = self.by_status.values().map(BTreeSet::len).sum();
         if indexed_by_status != self.tasks.len() {
@@ -133,10 +142,32 @@ impl SchedulerState {
                 ));
             }
             let last = i + 1 == task.attempts.len();
-            if attempt.outcome == crate::state::AttemptOutcome::Running && !last {
-                return Err(format!("task {task_id}: an earlier attempt still runs"));
+            let runs = attempt.outcome == AttemptOutcome::Running;
+            if runs && !(last && task.status == TaskStatus::Running) {
+                return Err(format!(
+                    "task {task_id} is {}: attempt {} still runs",
+                    task.status, attempt.number
+                ));
+            }
+            if runs != attempt.ended_at_ms.is_none() {
+                return Err(format!(
+                    "task {task_id}: attempt {} is {} with end time {:?}",
+                    attempt.number,
+                    attempt.outcome.as_str(),
+                    attempt.ended_at_ms
+                ));
             }
             previous_token = attempt.token;
+        }
+        // Handed-back attempts aside, a task never uses more attempts than it may, and a
+        // pending task has one left.
+        let used = task.attempts_used();
+        let budget = task.spec.max_attempts;
+        if used > budget || (task.status == TaskStatus::Pending && used >= budget) {
+            return Err(format!(
+                "task {task_id} is {} having used {used} of {budget} attempts",
+                task.status
+            ));
         }
         if let Some(attempt) = running_attempt {
             if !self.workers.contains_key(&attempt.worker_id) {

@@ -78,10 +78,42 @@ fn emptied_status_leaves_no_index_entry() {
 fn exhausted_id_space_is_refused_not_wrapped() {
     let mut state = SchedulerState::new();
     state.next_task_id = u64::MAX;
-    let before = state.clone();
+    // A refused command changes nothing but the clock.
+    let mut before = state.clone();
+    before.advance_clock(1);
     let err = submit(&mut state, "a").unwrap_err();
     assert!(matches!(err, StateError::InvalidArgument { ref field, .. } if field == "tasks"));
     assert_eq!(state, before);
+}
+
+#[test]
+fn exhausted_token_space_is_refused_not_wrapped() {
+    let mut state = SchedulerState::new();
+    let task_id = submit(&mut state, "a").unwrap().task_id;
+    state.apply(Command::RegisterWorker {
+        now_ms: 1,
+        registration: WorkerRegistration {
+            id: "w".to_string(),
+            session: "s".to_string(),
+            slots: 1,
+            labels: BTreeMap::new(),
+            resources: Resources::default(),
+            lease_ms: 1000,
+        },
+    });
+    state.next_token = u64::MAX;
+    let before = state.clone();
+    let response = state.apply(Command::AssignTasks {
+        now_ms: 1,
+        seed: 0,
+        assignments: vec![(task_id, "w".to_string())],
+    });
+    let CommandResponse::Assigned(outcomes) = response else {
+        panic!("assign answered with another response");
+    };
+    assert!(matches!(&outcomes[..], [Err(StateError::InvalidArgument { field, .. })] if field == "token"));
+    assert_eq!(state, before);
+    state.check_invariants().unwrap();
 }
 
 #[test]

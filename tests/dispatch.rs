@@ -1,0 +1,469 @@
+//! Dispatch through a real three-node cluster and real workers: every step committed before
+//! a worker hears of it, fencing tokens, leases, retries, timeouts, cancellation, placement
+//! and a leader change while tasks run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::TestCluster;
+use common::command_spec;
+use common::start_worker;
+use common::test_tuning;
+use common::wait_for_finish;
+use common::wait_for_workers;
+use common::wait_until;
+use raftsched::client::ClientError;
+use raftsched::client::ClusterClient;
+use raftsched::grpc::api;
+use raftsched::grpc::api::workers_client::WorkersClient;
+use raftsched::worker::HandlerError;
+use raftsched::worker::TaskContext;
+use raftsched::worker::WorkerOptions;
+use tonic::Code;
+
+fn shell(name: &str, command_line: &str) -> api::TaskSpec {
+    let mut spec = command_spec(name, "");
+    spec.payload = Some(api::task_spec::Payload::Command(api::CommandPayload {
+        command_line: command_line.into(),
+        env: Default::default(),
+    }));
+    spec
+}
+
+fn state_of(task: &api::Task) -> api::TaskState {
+    api::TaskState::try_from(task.state).unwrap()
+}
+
+fn outcomes(task: &api::Task) -> Vec<api::AttemptOutcome> {
+    task.attempts
+        .iter()
+        .map(|a| api::AttemptOutcome::try_from(a.outcome).unwrap())
+        .collect()
+}
+
+/// A hand-driven worker speaking the protocol directly, to test fencing and leases.
+struct FakeWorker {
+    client: ClusterClient,
+    id: String,
+    session: String,
+}
+
+impl FakeWorker {
+    async fn register(cluster: &TestCluster, id: &str, lease_ms: u64) -> FakeWorker {
+        let worker = FakeWorker {
+            client: cluster.client(),
+            id: id.into(),
+            session: format!("{id}-session"),
+        };
+        let request = api::RegisterWorkerRequest {
+            worker_id: worker.id.clone(),
+            session_id: worker.session.clone(),
+            slots: 1,
+            lease_ms,
+            ..Default::default()
+        };
+        worker
+            .client
+            .call_channel(|c| {
+                let request = request.clone();
+                async move { WorkersClient::new(c).register_worker(request).await }
+            })
+            .await
+            .expect("register");
+        worker
+    }
+
+    async fn attach(&self) -> tonic::Streaming<api::WorkerInstruction> {
+        let request = api::AttachRequest {
+            worker_id: self.id.clone(),
+            session_id: self.session.clone(),
+            running_tokens: vec![],
+        };
+        self.client
+            .call_channel(|c| {
+                let request = request.clone();
+                async move { WorkersClient::new(c).attach(request).await }
+            })
+            .await
+            .expect("attach")
+    }
+
+    async fn report(&self, task_id: u64, token: u64, outcome: api::AttemptOutcome) -> Result<(), ClientError> {
+        let request = api::ReportResultRequest {
+            task_id,
+            token,
+            outcome: outcome as i32,
+            ..Default::default()
+        };
+        self.client
+            .call_channel(|c| {
+                let request = request.clone();
+                async move { WorkersClient::new(c).report_result(request).await }
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+async fn next_assignment(stream: &mut tonic::Streaming<api::WorkerInstruction>) -> api::Assignment {
+    let message = tokio::time::timeout(common::DEADLINE, stream.message())
+        .await
+        .expect("an instruction within the deadline")
+        .expect("stream open")
+        .expect("an instruction");
+    match message.instruction {
+        Some(api::worker_instruction::Instruction::Assign(assignment)) => assignment,
+        other => panic!("expected an assignment, got {other:?}"),
+    }
+}
+
+fn stale(result: Result<(), ClientError>) {
+    match result {
+        Err(ClientError::Rejected(status)) => {
+            assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+            assert!(status.message().contains("stale"), "{status:?}");
+        }
+        other => panic!("expected a stale-token rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_token_is_never_recorded() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let worker = FakeWorker::register(&cluster, "fake", 60_000).await;
+    let mut stream = worker.attach().await;
+    let task = cluster
+        .client()
+        .submit_task(command_spec("t", ""))
+        .await
+        .unwrap()
+        .task
+        .unwrap();
+    let assignment = next_assignment(&mut stream).await;
+    assert_eq!(assignment.task.unwrap().id, task.id);
+    let token = assignment.token;
+
+    stale(worker.report(task.id, token + 1, api::AttemptOutcome::Succeeded).await);
+    stale(worker.report(task.id, token - 1, api::AttemptOutcome::Succeeded).await);
+    worker
+        .report(task.id, token, api::AttemptOutcome::Succeeded)
+        .await
+        .unwrap();
+    // The same report again is stale: the attempt is over.
+    stale(worker.report(task.id, token, api::AttemptOutcome::Failed).await);
+
+    let done = wait_for_finish(&cluster, task.id).await;
+    assert_eq!(state_of(&done), api::TaskState::Succeeded);
+    assert_eq!(outcomes(&done), [api::AttemptOutcome::Succeeded]);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_loses_its_lease_and_its_task_completes_elsewhere_once() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let silent = FakeWorker::register(&cluster, "silent", 1000).await;
+    let mut stream = silent.attach().await;
+    let task = cluster
+        .client()
+        .submit_task(shell("t", "echo done"))
+        .await
+        .unwrap()
+        .task
+        .unwrap();
+    let assignment = next_assignment(&mut stream).await;
+
+    // The fake worker never heartbeats: after its lease the task goes back to the queue,
+    // and a real worker finishes it.
+    let (stop, handle) = start_worker(&cluster, WorkerOptions::new("real", 2));
+    let done = wait_for_finish(&cluster, task.id).await;
+    assert_eq!(state_of(&done), api::TaskState::Succeeded);
+    assert_eq!(
+        outcomes(&done),
+        [api::AttemptOutcome::LeaseExpired, api::AttemptOutcome::Succeeded]
+    );
+    assert_eq!(done.attempts[1].worker_id, "real");
+    // The silent worker's late result is refused.
+    stale(
+        silent
+            .report(task.id, assignment.token, api::AttemptOutcome::Failed)
+            .await,
+    );
+    stop.cancel();
+    handle.await.unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tasks_over_three_workers_each_complete_once() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let workers: Vec<_> = (1..=3)
+        .map(|i| start_worker(&cluster, WorkerOptions::new(format!("w{i}"), 8)))
+        .collect();
+    wait_for_workers(&cluster, 3).await;
+    let client = cluster.client();
+    let mut ids = Vec::new();
+    for batch in 0..10 {
+        let specs: Vec<api::TaskSpec> = (0..100).map(|i| shell(&format!("t{batch}-{i}"), "true")).collect();
+        let response = client.submit_tasks(specs).await.unwrap();
+        ids.extend(response.results.iter().map(|r| r.task_id));
+    }
+    assert_eq!(ids.len(), 1000);
+    wait_until("all 1000 tasks to succeed", || async {
+        let leader = cluster.wait_for_leader().await;
+        let state = cluster.node(leader).app().state().read();
+        (state.scheduler.count_by_status(raftsched::state::TaskStatus::Succeeded) == 1000).then_some(())
+    })
+    .await;
+    let mut per_worker: BTreeMap<String, usize> = BTreeMap::new();
+    let mut page_token = String::new();
+    let mut seen = 0;
+    loop {
+        let page = client
+            .list_tasks(api::ListTasksRequest {
+                page_size: 1000,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for task in &page.tasks {
+            seen += 1;
+            assert_eq!(state_of(task), api::TaskState::Succeeded, "task {}", task.id);
+            assert_eq!(
+                outcomes(task),
+                [api::AttemptOutcome::Succeeded],
+                "task {} ran once",
+                task.id
+            );
+            *per_worker.entry(task.attempts[0].worker_id.clone()).or_default() += 1;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(seen, 1000);
+    assert_eq!(per_worker.len(), 3, "every worker took work: {per_worker:?}");
+    for (stop, handle) in workers {
+        stop.cancel();
+        handle.await.unwrap();
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_retry_with_backoff_until_attempts_run_out() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let (stop, handle) = start_worker(&cluster, WorkerOptions::new("w", 2));
+    let mut spec = shell("flaky", "echo trying; exit 7");
+    spec.max_attempts = 3;
+    spec.retry_backoff_ms = 100;
+    let task = cluster.client().submit_task(spec).await.unwrap().task.unwrap();
+    let done = wait_for_finish(&cluster, task.id).await;
+    assert_eq!(state_of(&done), api::TaskState::Failed);
+    assert_eq!(outcomes(&done), [api::AttemptOutcome::Failed; 3]);
+    assert!(done.reason.contains("after 3 attempts"), "{}", done.reason);
+    let last = done.attempts.last().unwrap();
+    assert_eq!((last.has_exit_code, last.exit_code), (true, 7));
+    assert!(last.stdout_tail.contains("trying"));
+    // Equal jitter: the n-th retry waits at least half of 100 ms * 2^(n-1).
+    for (n, pair) in done.attempts.windows(2).enumerate() {
+        let gap_ms = pair[1].started_at_ms - pair[0].ended_at_ms;
+        let min_gap_ms = 100 * (1 << n) / 2;
+        assert!(gap_ms >= min_gap_ms, "retry {} came after {gap_ms} ms", n + 1);
+    }
+
+    let mut permanent = shell("bad", "exit 1");
+    permanent.payload = Some(api::task_spec::Payload::Opaque(api::OpaquePayload {
+        kind: "no-such-handler".into(),
+        data: vec![],
+    }));
+    let task = cluster.client().submit_task(permanent).await.unwrap().task.unwrap();
+    let done = wait_for_finish(&cluster, task.id).await;
+    assert_eq!(state_of(&done), api::TaskState::Failed);
+    assert_eq!(done.attempts.len(), 1, "a non-retryable failure is not retried");
+    assert!(done.reason.contains("no handler"), "{}", done.reason);
+    stop.cancel();
+    handle.await.unwrap();
+    cluster.shutdown().await;
+}
+
+/// Waits until the command's pid file exists and returns the pid it holds.
+async fn pid_from(path: &std::path::Path) -> i32 {
+    wait_until("the command to write its pid", || async {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    })
+    .await
+}
+
+async fn wait_until_gone(pid: i32) {
+    wait_until(&format!("process {pid} to be killed"), || async {
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| stat.split_whitespace().nth(2) == Some("Z"))
+            .unwrap_or(true);
+        (!alive || zombie).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_and_a_cancel_kill_the_process_group() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let (stop, handle) = start_worker(&cluster, WorkerOptions::new("w", 2));
+    let dir = tempfile::tempdir().unwrap();
+
+    let slow_pid = dir.path().join("slow.pid");
+    let mut slow = shell("slow", &format!("sleep 30 & echo $! > {}; wait", slow_pid.display()));
+    slow.attempt_timeout_ms = 500;
+    slow.max_attempts = 1;
+    let task = cluster.client().submit_task(slow).await.unwrap().task.unwrap();
+    let sleeper = pid_from(&slow_pid).await;
+    let done = wait_for_finish(&cluster, task.id).await;
+    assert_eq!(state_of(&done), api::TaskState::Failed);
+    assert_eq!(outcomes(&done), [api::AttemptOutcome::TimedOut]);
+    wait_until_gone(sleeper).await;
+
+    let cancelled_pid = dir.path().join("cancelled.pid");
+    let long = shell(
+        "long",
+        &format!("sleep 30 & echo $! > {}; wait", cancelled_pid.display()),
+    );
+    let task = cluster.client().submit_task(long).await.unwrap().task.unwrap();
+    let sleeper = pid_from(&cancelled_pid).await;
+    cluster.client().cancel_task(task.id, "test").await.unwrap();
+    wait_until_gone(sleeper).await;
+    let done = wait_for_finish(&cluster, task.id).await;
+    assert_eq!(state_of(&done), api::TaskState::Cancelled);
+    assert_eq!(outcomes(&done), [api::AttemptOutcome::Cancelled]);
+    stop.cancel();
+    handle.await.unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_honours_labels_and_says_why_a_task_waits() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let mut gpu = WorkerOptions::new("gpu-box", 1);
+    gpu.labels.insert("gpu".into(), "true".into());
+    let workers = [
+        start_worker(&cluster, gpu),
+        start_worker(&cluster, WorkerOptions::new("plain", 4)),
+    ];
+    wait_for_workers(&cluster, 2).await;
+    let mut wants_gpu = shell("train", "true");
+    wants_gpu.constraints.insert("gpu".into(), "true".into());
+    let mut wants_tpu = shell("exotic", "true");
+    wants_tpu.constraints.insert("tpu".into(), "v5".into());
+    let client = cluster.client();
+    let gpu_task = client.submit_task(wants_gpu).await.unwrap().task.unwrap();
+    let tpu_task = client.submit_task(wants_tpu).await.unwrap().task.unwrap();
+
+    let done = wait_for_finish(&cluster, gpu_task.id).await;
+    assert_eq!(done.attempts[0].worker_id, "gpu-box");
+    let waiting = wait_until("a reason for the unplaceable task", || async {
+        let task = client
+            .get_task(tpu_task.id, api::Consistency::Linearizable)
+            .await
+            .ok()?;
+        (!task.pending_reason.is_empty()).then_some(task)
+    })
+    .await;
+    assert_eq!(state_of(&waiting), api::TaskState::Pending);
+    assert_eq!(waiting.pending_reason, "no worker with label tpu=v5");
+    for (stop, handle) in workers {
+        stop.cancel();
+        handle.await.unwrap();
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_run_opaque_tasks_of_their_kind() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let client = cluster.client().with_overall_deadline(Duration::from_secs(3600));
+    let worker = raftsched::worker::Worker::new(client, WorkerOptions::new("w", 2)).handle(
+        "reverse",
+        |task: TaskContext| async move {
+            let text = String::from_utf8(task.data).map_err(|e| HandlerError {
+                message: e.to_string(),
+                retryable: false,
+            })?;
+            Ok(text.chars().rev().collect::<String>())
+        },
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await.unwrap() }
+    });
+    let mut spec = command_spec("rev", "");
+    spec.payload = Some(api::task_spec::Payload::Opaque(api::OpaquePayload {
+        kind: "reverse".into(),
+        data: b"raftsched".to_vec(),
+    }));
+    let task = cluster.client().submit_task(spec).await.unwrap().task.unwrap();
+    let done = wait_for_finish(&cluster, task.id).await;
+    assert_eq!(state_of(&done), api::TaskState::Succeeded);
+    assert_eq!(done.attempts[0].stdout_tail, "dehcstfar");
+    stop.cancel();
+    handle.await.unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_tasks_survive_a_leader_change() {
+    let mut cluster = TestCluster::start(3, test_tuning()).await;
+    let (stop, handle) = start_worker(&cluster, WorkerOptions::new("w", 8));
+    wait_for_workers(&cluster, 1).await;
+    let client = cluster.client();
+    let specs: Vec<api::TaskSpec> = (0..5)
+        .map(|i| shell(&format!("t{i}"), "sleep 1; echo survived"))
+        .collect();
+    let ids: Vec<u64> = client
+        .submit_tasks(specs)
+        .await
+        .unwrap()
+        .results
+        .iter()
+        .map(|r| r.task_id)
+        .collect();
+    wait_until("all five to run", || async {
+        let leader = cluster.wait_for_leader().await;
+        let running = cluster
+            .node(leader)
+            .app()
+            .state()
+            .read()
+            .scheduler
+            .count_by_status(raftsched::state::TaskStatus::Running);
+        (running == 5).then_some(())
+    })
+    .await;
+    let old_leader = cluster.wait_for_leader().await;
+    cluster.stop_node(old_leader).await;
+
+    for id in ids {
+        let done = wait_for_finish(&cluster, id).await;
+        assert_eq!(state_of(&done), api::TaskState::Succeeded, "task {id}");
+        assert_eq!(
+            outcomes(&done),
+            [api::AttemptOutcome::Succeeded],
+            "task {id} kept its attempt"
+        );
+        assert!(done.attempts[0].stdout_tail.contains("survived"));
+    }
+    // Dispatch goes on under the new leader.
+    let after = client.submit_task(shell("after", "true")).await.unwrap().task.unwrap();
+    assert_eq!(
+        state_of(&wait_for_finish(&cluster, after.id).await),
+        api::TaskState::Succeeded
+    );
+    stop.cancel();
+    handle.await.unwrap();
+    cluster.restart_node(old_leader).await;
+    cluster.shutdown().await;
+}
