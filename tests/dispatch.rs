@@ -467,3 +467,35 @@ async fn running_tasks_survive_a_leader_change() {
     cluster.restart_node(old_leader).await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_worker_hands_back_what_it_cannot_finish() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let mut draining = WorkerOptions::new("a", 1);
+    draining.drain_timeout = Duration::from_millis(200);
+    let (stop_a, handle_a) = start_worker(&cluster, draining);
+    wait_for_workers(&cluster, 1).await;
+    let mut spec = shell("t", r#"if [ "$RAFTSCHED_WORKER_ID" = a ]; then sleep 30; fi; echo done"#);
+    spec.max_attempts = 1;
+    let task = cluster.client().submit_task(spec).await.unwrap().task.unwrap();
+    wait_until("the task to run on a", || async {
+        let task = cluster.client().get_task(task.id, api::Consistency::Linearizable).await.ok()?;
+        (state_of(&task) == api::TaskState::Running).then_some(())
+    })
+    .await;
+    let (stop_b, handle_b) = start_worker(&cluster, WorkerOptions::new("b", 1));
+    stop_a.cancel();
+    handle_a.await.unwrap();
+
+    // Handed back, it does not use up its only attempt: b runs it to the end.
+    let done = wait_for_finish(&cluster, task.id).await;
+    assert_eq!(state_of(&done), api::TaskState::Succeeded);
+    assert_eq!(
+        outcomes(&done),
+        [api::AttemptOutcome::HandedBack, api::AttemptOutcome::Succeeded]
+    );
+    assert_eq!(done.attempts[1].worker_id, "b");
+    stop_b.cancel();
+    handle_b.await.unwrap();
+    cluster.shutdown().await;
+}
