@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
 
+mod bench_cmd;
 mod cluster_cmd;
 mod node_cmd;
 mod output;
@@ -45,6 +46,8 @@ enum Command {
     /// Queue weights and placement strategies.
     #[command(subcommand)]
     Queue(queue_cmd::QueueCommand),
+    /// Drive load against a running cluster and report throughput and latency.
+    Bench(bench_cmd::BenchArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -70,6 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             worker_cmd::run(args, &client, cli.json).await
         }
         Command::Queue(command) => queue_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
+        Command::Bench(args) => bench_cmd::run(args, &ClusterClient::new(&cli.cluster)?, cli.json).await,
     }
 }
 
