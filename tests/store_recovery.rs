@@ -78,6 +78,12 @@ fn submit(term: u64, index: u64, name: &str) -> Entry {
         max_attempts: 1,
         attempt_timeout_ms: 1000,
         client_request_id: Some(format!("req-{name}")),
+        constraints: BTreeMap::new(),
+        resources: Default::default(),
+        affinity_key: None,
+        retry_backoff_ms: 1000,
+        not_before_ms: 0,
+        delay_ms: 0,
     };
     Entry {
         log_id: log_id(term, index),
