@@ -475,11 +475,18 @@ async fn a_draining_worker_hands_back_what_it_cannot_finish() {
     draining.drain_timeout = Duration::from_millis(200);
     let (stop_a, handle_a) = start_worker(&cluster, draining);
     wait_for_workers(&cluster, 1).await;
-    let mut spec = shell("t", r#"if [ "$RAFTSCHED_WORKER_ID" = a ]; then sleep 30; fi; echo done"#);
+    let mut spec = shell(
+        "t",
+        r#"if [ "$RAFTSCHED_WORKER_ID" = a ]; then sleep 30; fi; echo done"#,
+    );
     spec.max_attempts = 1;
     let task = cluster.client().submit_task(spec).await.unwrap().task.unwrap();
     wait_until("the task to run on a", || async {
-        let task = cluster.client().get_task(task.id, api::Consistency::Linearizable).await.ok()?;
+        let task = cluster
+            .client()
+            .get_task(task.id, api::Consistency::Linearizable)
+            .await
+            .ok()?;
         (state_of(&task) == api::TaskState::Running).then_some(())
     })
     .await;
@@ -489,7 +496,7 @@ async fn a_draining_worker_hands_back_what_it_cannot_finish() {
 
     // Handed back, it does not use up its only attempt: b runs it to the end.
     let done = wait_for_finish(&cluster, task.id).await;
-    assert_eq!(state_of(&done), api::TaskState::Succeeded);
+    assert_eq!(state_of(&done), api::TaskState::Succeeded, "{done:?}");
     assert_eq!(
         outcomes(&done),
         [api::AttemptOutcome::HandedBack, api::AttemptOutcome::Succeeded]

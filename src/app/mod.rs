@@ -4,6 +4,7 @@
 //! the node must be the leader. Reads come from the applied state, linearizable (confirmed
 //! with a quorum first) or stale (local, immediate).
 
+mod membership;
 mod workers;
 
 pub use workers::WorkerSummary;
@@ -65,6 +66,8 @@ pub enum AppError {
     NoQuorum(String),
     #[error("this node is shutting down or its Raft stopped: {0}")]
     Stopped(String),
+    #[error("membership change refused: {0}")]
+    Membership(String),
     #[error("unexpected response from the state machine: {0}")]
     Internal(String),
 }

@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 use raftsched::client::ClusterClient;
+use raftsched::grpc::api;
 use serde_json::json;
 
 use crate::cli::output;
@@ -10,10 +11,50 @@ use crate::cli::output;
 pub enum ClusterCommand {
     /// Every member: role, term, leader, log and applied index.
     Status,
+    /// Hand leadership to node N (default: the most up-to-date follower), e.g. before
+    /// restarting the leader.
+    TransferLeader { node_id: Option<u64> },
+    /// Add a member: it joins as a learner, catches up, then becomes a voter. Start it first
+    /// with `raftsched node --id ID --listen ADDR --data-dir EMPTY_DIR` (no --initial-members).
+    AddNode { node_id: u64, address: String },
+    /// Remove a member (for example a dead machine) from the cluster.
+    RemoveNode { node_id: u64 },
 }
 
 pub async fn run(command: ClusterCommand, client: &ClusterClient, json: bool) -> anyhow::Result<()> {
     match command {
+        ClusterCommand::TransferLeader { node_id } => {
+            let response = client
+                .call(|mut c| async move {
+                    let request = api::TransferLeaderRequest {
+                        node_id: node_id.unwrap_or(0),
+                    };
+                    c.transfer_leader(request).await
+                })
+                .await?;
+            println!("node {} is the leader", response.leader_id);
+            Ok(())
+        }
+        ClusterCommand::AddNode { node_id, address } => {
+            let response = client
+                .call(|mut c| {
+                    let request = api::AddNodeRequest {
+                        node_id,
+                        address: address.clone(),
+                    };
+                    async move { c.add_node(request).await }
+                })
+                .await?;
+            print_members(&response.members, json);
+            Ok(())
+        }
+        ClusterCommand::RemoveNode { node_id } => {
+            let response = client
+                .call(|mut c| async move { c.remove_node(api::RemoveNodeRequest { node_id }).await })
+                .await?;
+            print_members(&response.members, json);
+            Ok(())
+        }
         ClusterCommand::Status => {
             let status = client.cluster_status().await?;
             if status.members.is_empty() {
@@ -22,53 +63,55 @@ pub async fn run(command: ClusterCommand, client: &ClusterClient, json: bool) ->
                      (only the lowest founding id initialises one; is that node up?)"
                 );
             }
-            if json {
-                let members: Vec<_> = status
-                    .members
-                    .iter()
-                    .map(|m| {
-                        json!({
-                            "node_id": m.node_id,
-                            "address": m.address,
-                            "role": m.role,
-                            "term": m.term,
-                            "leader_id": m.leader_id,
-                            "last_log_index": m.last_log_index,
-                            "last_applied_index": m.last_applied_index,
-                            "error": m.error,
-                        })
-                    })
-                    .collect();
-                output::print_json(&json!({ "members": members }));
-            } else {
-                let rows: Vec<Vec<String>> = status
-                    .members
-                    .iter()
-                    .map(|m| {
-                        vec![
-                            m.node_id.to_string(),
-                            m.address.clone(),
-                            m.role.clone(),
-                            m.term.to_string(),
-                            if m.leader_id == 0 {
-                                "-".into()
-                            } else {
-                                m.leader_id.to_string()
-                            },
-                            m.last_log_index.to_string(),
-                            m.last_applied_index.to_string(),
-                            m.error.clone(),
-                        ]
-                    })
-                    .collect();
-                output::print_table(
-                    &[
-                        "NODE", "ADDRESS", "ROLE", "TERM", "LEADER", "LAST LOG", "APPLIED", "ERROR",
-                    ],
-                    &rows,
-                );
-            }
+            print_members(&status.members, json);
             Ok(())
         }
+    }
+}
+
+fn print_members(members: &[api::MemberStatus], json: bool) {
+    if json {
+        let members: Vec<_> = members
+            .iter()
+            .map(|m| {
+                json!({
+                    "node_id": m.node_id,
+                    "address": m.address,
+                    "role": m.role,
+                    "term": m.term,
+                    "leader_id": m.leader_id,
+                    "last_log_index": m.last_log_index,
+                    "last_applied_index": m.last_applied_index,
+                    "error": m.error,
+                })
+            })
+            .collect();
+        output::print_json(&json!({ "members": members }));
+    } else {
+        let rows: Vec<Vec<String>> = members
+            .iter()
+            .map(|m| {
+                vec![
+                    m.node_id.to_string(),
+                    m.address.clone(),
+                    m.role.clone(),
+                    m.term.to_string(),
+                    if m.leader_id == 0 {
+                        "-".into()
+                    } else {
+                        m.leader_id.to_string()
+                    },
+                    m.last_log_index.to_string(),
+                    m.last_applied_index.to_string(),
+                    m.error.clone(),
+                ]
+            })
+            .collect();
+        output::print_table(
+            &[
+                "NODE", "ADDRESS", "ROLE", "TERM", "LEADER", "LAST LOG", "APPLIED", "ERROR",
+            ],
+            &rows,
+        );
     }
 }

@@ -36,6 +36,22 @@ impl SchedulerService {
         SchedulerService { app }
     }
 
+    /// Every member's own view, asked in parallel; unreachable ones say so.
+    async fn cluster_members(&self) -> Vec<api::MemberStatus> {
+        let own = self.app.member_view();
+        let lookups = self.app.members().into_iter().map(|(node_id, address)| {
+            let own = own.clone();
+            async move {
+                if node_id == own.node_id {
+                    member_to_proto(own)
+                } else {
+                    peer_status(node_id, address).await
+                }
+            }
+        });
+        futures::future::join_all(lookups).await
+    }
+
     /// A task with the leader's reason for a pending one (followers know none).
     fn task_to_proto(&self, task: &crate::state::Task) -> api::Task {
         let reason = (task.status == crate::state::TaskStatus::Pending)
@@ -223,18 +239,7 @@ impl Scheduler for SchedulerService {
         &self,
         _request: Request<api::ClusterStatusRequest>,
     ) -> Result<Response<api::ClusterStatusResponse>, Status> {
-        let own = self.app.member_view();
-        let lookups = self.app.members().into_iter().map(|(node_id, address)| {
-            let own = own.clone();
-            async move {
-                if node_id == own.node_id {
-                    member_to_proto(own)
-                } else {
-                    peer_status(node_id, address).await
-                }
-            }
-        });
-        let members = futures::future::join_all(lookups).await;
+        let members = self.cluster_members().await;
         Ok(Response::new(api::ClusterStatusResponse { members }))
     }
 
@@ -275,6 +280,40 @@ impl Scheduler for SchedulerService {
             })
             .collect();
         Ok(Response::new(api::ListQueuesResponse { queues }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<api::TransferLeaderRequest>,
+    ) -> Result<Response<api::TransferLeaderResponse>, Status> {
+        let to = match request.into_inner().node_id {
+            0 => None,
+            id => Some(id),
+        };
+        let leader_id = self.app.transfer_leader(to).await.map_err(app_error_to_status)?;
+        Ok(Response::new(api::TransferLeaderResponse { leader_id }))
+    }
+
+    async fn add_node(&self, request: Request<api::AddNodeRequest>) -> Result<Response<api::AddNodeResponse>, Status> {
+        let request = request.into_inner();
+        self.app
+            .add_node(request.node_id, request.address)
+            .await
+            .map_err(app_error_to_status)?;
+        let members = self.cluster_members().await;
+        Ok(Response::new(api::AddNodeResponse { members }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<api::RemoveNodeRequest>,
+    ) -> Result<Response<api::RemoveNodeResponse>, Status> {
+        self.app
+            .remove_node(request.into_inner().node_id)
+            .await
+            .map_err(app_error_to_status)?;
+        let members = self.cluster_members().await;
+        Ok(Response::new(api::RemoveNodeResponse { members }))
     }
 
     async fn node_status(

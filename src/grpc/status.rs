@@ -28,6 +28,7 @@ pub fn app_error_to_status(error: AppError) -> Status {
         | AppError::OutcomeUnknown
         | AppError::NoQuorum(_)
         | AppError::Stopped(_) => Status::unavailable(message),
+        AppError::Membership(_) => Status::failed_precondition(message),
         AppError::Internal(_) => Status::internal(message),
     }
 }

@@ -4,6 +4,7 @@
 //! RPC to that peer over it); [`PeerClient`] sends openraft's RPCs on it, each with the
 //! deadline openraft gives.
 
+mod fault;
 mod peer_client;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,8 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub use fault::FaultInjector;
+pub use fault::LinkFault;
 use openraft::BasicNode;
 use openraft::RaftNetworkFactory;
 pub use peer_client::PeerClient;
@@ -36,13 +39,16 @@ pub struct NetworkFactory {
     /// One channel per peer, with the address it was made for. Shared by every client
     /// openraft creates (replication, heartbeats, snapshots), guarded for short, sync use.
     channels: Arc<Mutex<BTreeMap<NodeId, (String, Channel)>>>,
+    /// Injected link faults (tests only; empty otherwise).
+    faults: FaultInjector,
 }
 
 impl NetworkFactory {
-    pub fn new(cluster_id: &str) -> NetworkFactory {
+    pub fn new(cluster_id: &str, faults: FaultInjector) -> NetworkFactory {
         NetworkFactory {
             cluster_id: cluster_id.into(),
             channels: Arc::default(),
+            faults,
         }
     }
 
@@ -76,6 +82,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        PeerClient::new(target, self.channel(target, &node.addr), self.cluster_id.clone())
+        PeerClient::new(
+            target,
+            self.channel(target, &node.addr),
+            self.cluster_id.clone(),
+            self.faults.clone(),
+        )
     }
 }

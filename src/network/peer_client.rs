@@ -26,6 +26,7 @@ use crate::grpc::raft_proto::RaftMessage;
 use crate::grpc::raft_proto::SnapshotChunk;
 use crate::grpc::raft_proto::raft_service_client::RaftServiceClient;
 use crate::network::CLUSTER_HEADER;
+use crate::network::FaultInjector;
 use crate::network::MAX_RAFT_MESSAGE_BYTES;
 use crate::raft_types::NodeId;
 use crate::raft_types::Snapshot;
@@ -49,10 +50,16 @@ pub struct PeerClient {
     /// None when the peer's address could not be parsed; every call then fails fast.
     client: Result<RaftServiceClient<Channel>, String>,
     cluster_id: Arc<str>,
+    faults: FaultInjector,
 }
 
 impl PeerClient {
-    pub(super) fn new(target: NodeId, channel: Result<Channel, String>, cluster_id: Arc<str>) -> PeerClient {
+    pub(super) fn new(
+        target: NodeId,
+        channel: Result<Channel, String>,
+        cluster_id: Arc<str>,
+        faults: FaultInjector,
+    ) -> PeerClient {
         let client = channel.map(|channel| {
             RaftServiceClient::new(channel)
                 .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
@@ -62,6 +69,7 @@ impl PeerClient {
             target,
             client,
             cluster_id,
+            faults,
         }
     }
 
@@ -82,6 +90,10 @@ impl PeerClient {
         F: FnOnce(RaftServiceClient<Channel>, tonic::Request<RaftMessage>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
     {
+        self.faults
+            .enact(self.target, deadline)
+            .await
+            .map_err(CallError::Unreachable)?;
         let client = self.client.clone().map_err(CallError::Unreachable)?;
         let data = postcard::to_allocvec(payload).map_err(|e| CallError::Remote(format!("encode: {e}")))?;
         let request = self.request(RaftMessage { data }, deadline);

@@ -29,6 +29,7 @@ use crate::grpc::WorkersService;
 use crate::grpc::api::scheduler_server::SchedulerServer;
 use crate::grpc::api::workers_server::WorkersServer;
 use crate::grpc::raft_proto::raft_service_server::RaftServiceServer;
+use crate::network::FaultInjector;
 use crate::network::MAX_RAFT_MESSAGE_BYTES;
 use crate::network::NetworkFactory;
 use crate::raft_types::NodeId;
@@ -39,6 +40,9 @@ use crate::store::StoreError;
 
 /// The server-side cap on any one RPC, whatever deadline the caller set.
 const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stopping leader waits for a follower to take over before it just stops (the
+/// others then elect a leader after their election timeout).
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the last storage handle to be dropped.
 const STORE_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent requests per client connection (HTTP/2 streams).
@@ -85,17 +89,32 @@ impl RunningNode {
                 addr: config.listen_addr.clone(),
                 source,
             })?;
-        RunningNode::launch(config, store, listener).await
+        RunningNode::launch(config, store, listener, FaultInjector::default()).await
     }
 
     /// Starts on an already bound listener (tests bind port 0 first to learn the address).
     pub async fn start_on(config: NodeConfig, listener: TcpListener) -> Result<RunningNode, NodeError> {
-        config.validate()?;
-        let store = Store::open(&config.data_dir, &config.cluster_id, config.node_id)?;
-        RunningNode::launch(config, store, listener).await
+        RunningNode::start_with_faults(config, listener, FaultInjector::default()).await
     }
 
-    async fn launch(config: NodeConfig, store: Store, listener: TcpListener) -> Result<RunningNode, NodeError> {
+    /// Like [`Self::start_on`], with a handle to inject faults on this node's outgoing Raft
+    /// links (fault tests).
+    pub async fn start_with_faults(
+        config: NodeConfig,
+        listener: TcpListener,
+        faults: FaultInjector,
+    ) -> Result<RunningNode, NodeError> {
+        config.validate()?;
+        let store = Store::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+        RunningNode::launch(config, store, listener, faults).await
+    }
+
+    async fn launch(
+        config: NodeConfig,
+        store: Store,
+        listener: TcpListener,
+        faults: FaultInjector,
+    ) -> Result<RunningNode, NodeError> {
         let local_addr = listener.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen_addr.clone(),
             source,
@@ -105,7 +124,7 @@ impl RunningNode {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config(&config)?),
-            NetworkFactory::new(&config.cluster_id),
+            NetworkFactory::new(&config.cluster_id, faults),
             store.log_store,
             store.state_machine,
         )
@@ -147,6 +166,7 @@ impl RunningNode {
     /// Stops serving, stops Raft, and waits for both. Storage is closed when the last
     /// handle drops, so the data dir can be reopened right after.
     pub async fn shutdown(self) {
+        self.hand_over_leadership().await;
         self.shutdown.cancel();
         if let Err(e) = self.dispatcher.await {
             tracing::warn!(node_id = self.node_id, "dispatcher task failed: {e}");
@@ -175,6 +195,20 @@ impl RunningNode {
             );
         }
         tracing::info!(node_id = self.node_id, "node stopped");
+    }
+}
+
+impl RunningNode {
+    /// A leader asked to stop first hands leadership to a follower, so clients see a quick,
+    /// orderly change instead of waiting out an election timeout.
+    async fn hand_over_leadership(&self) {
+        if !self.raft().is_leader() || self.app.members().len() < 2 {
+            return;
+        }
+        match self.app.transfer_leader_within(None, HAND_OVER_TIMEOUT).await {
+            Ok(leader) => tracing::info!(node_id = self.node_id, leader, "handed leadership over before stopping"),
+            Err(e) => tracing::warn!(node_id = self.node_id, "could not hand leadership over: {e}"),
+        }
     }
 }
 

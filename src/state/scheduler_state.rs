@@ -519,7 +519,8 @@ fn requeue(task: &mut Task, now_ms: u64, ready_at_ms: u64, why: &str) {
 /// Back to the queue after `delay_ms`, or failed for good when no attempt is left.
 fn retry_or_fail(task: &mut Task, now_ms: u64, delay_ms: u64, why: &str) {
     if task.attempts_used() >= task.spec.max_attempts {
-        let reason = format!("{why} (after {} attempts)", task.attempts_used());
+        let used = task.attempts_used();
+        let reason = format!("{why} (after {used} attempt{})", if used == 1 { "" } else { "s" });
         finish(task, TaskStatus::Failed, now_ms, Some(reason));
     } else {
         requeue(task, now_ms, now_ms.saturating_add(delay_ms), why);

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use raftsched::client::ClusterClient;
+use raftsched::network::FaultInjector;
+use raftsched::network::LinkFault;
 use raftsched::node::NodeConfig;
 use raftsched::node::RaftTuning;
 use raftsched::node::RunningNode;
@@ -26,6 +28,8 @@ pub struct TestCluster {
     configs: BTreeMap<NodeId, NodeConfig>,
     /// None while a node is stopped.
     nodes: BTreeMap<NodeId, Option<RunningNode>>,
+    /// Each node's outgoing-link faults; kept across restarts.
+    faults: BTreeMap<NodeId, FaultInjector>,
 }
 
 /// Timing for tests: elections a little slower than production defaults, so a busy CI
@@ -69,16 +73,20 @@ impl TestCluster {
             })
             .collect();
         let mut nodes = BTreeMap::new();
+        let mut faults = BTreeMap::new();
         for (id, listener) in listeners {
-            let node = RunningNode::start_on(configs[&id].clone(), listener)
+            let injector = FaultInjector::default();
+            let node = RunningNode::start_with_faults(configs[&id].clone(), listener, injector.clone())
                 .await
                 .expect("node starts");
             nodes.insert(id, Some(node));
+            faults.insert(id, injector);
         }
         let cluster = TestCluster {
             _root: root,
             configs,
             nodes,
+            faults,
         };
         cluster.wait_for_leader().await;
         cluster
@@ -163,16 +171,85 @@ impl TestCluster {
             Some(listener)
         })
         .await;
-        let node = RunningNode::start_on(config, node).await.expect("node restarts");
+        let faults = self.faults.entry(id).or_default().clone();
+        let node = RunningNode::start_with_faults(config, node, faults)
+            .await
+            .expect("node restarts");
         self.nodes.insert(id, Some(node));
     }
 
-    pub async fn shutdown(mut self) {
-        for id in self.ids() {
-            if let Some(node) = self.nodes.get_mut(&id).and_then(Option::take) {
-                node.shutdown().await;
-            }
+    /// Starts a brand-new node `id` (empty data dir, no founding members) that waits to be
+    /// added with `add_node`. Returns its address.
+    pub async fn start_new_node(&mut self, id: NodeId) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let config = NodeConfig {
+            node_id: id,
+            listen_addr: addr.clone(),
+            advertise_addr: None,
+            data_dir: self._root.path().join(format!("node{id}-{}", self.configs.len())),
+            cluster_id: CLUSTER_ID.into(),
+            initial_members: BTreeMap::new(),
+            raft: self.configs.values().next().expect("a node").raft.clone(),
+        };
+        self.configs.insert(id, config.clone());
+        let faults = self.faults.entry(id).or_default().clone();
+        let node = RunningNode::start_with_faults(config, listener, faults)
+            .await
+            .expect("new node starts");
+        self.nodes.insert(id, Some(node));
+        addr
+    }
+
+    /// Forgets a stopped node (its data dir stays until the cluster is dropped).
+    pub fn forget_node(&mut self, id: NodeId) {
+        assert!(self.nodes.get(&id).is_none_or(Option::is_none), "node {id} still runs");
+        self.nodes.remove(&id);
+        self.configs.remove(&id);
+        self.faults.remove(&id);
+    }
+
+    /// Cuts every link between `id` and the others, both ways.
+    pub fn isolate(&self, id: NodeId) {
+        for other in self.ids().into_iter().filter(|o| *o != id) {
+            self.faults[&id].set(other, Some(LinkFault::FailFast));
+            self.faults[&other].set(id, Some(LinkFault::FailFast));
         }
+    }
+
+    /// Sets the fault on the link from `from` to `to` only.
+    pub fn fault_link(&self, from: NodeId, to: NodeId, fault: Option<LinkFault>) {
+        self.faults[&from].set(to, fault);
+    }
+
+    pub fn heal(&self) {
+        for faults in self.faults.values() {
+            faults.clear_all();
+        }
+    }
+
+    /// Waits until every running node has applied the same index and holds byte-identical
+    /// state there.
+    pub async fn wait_for_identical_replicas(&self) {
+        wait_until("identical replicas", || async {
+            let images: Vec<(u64, Vec<u8>)> = self
+                .running()
+                .map(|n| {
+                    let applied = n.app().state().read();
+                    let index = applied.last_applied.as_ref().map_or(0, |l| l.index);
+                    (index, applied.scheduler.to_snapshot_bytes())
+                })
+                .collect();
+            let first = images.first()?;
+            images.iter().all(|image| image == first).then_some(())
+        })
+        .await;
+    }
+
+    /// Stops every node at once.
+    pub async fn shutdown(mut self) {
+        let running: Vec<RunningNode> = self.nodes.values_mut().filter_map(Option::take).collect();
+        futures::future::join_all(running.into_iter().map(RunningNode::shutdown)).await;
     }
 }
 

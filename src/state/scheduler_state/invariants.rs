@@ -68,8 +68,11 @@ impl SchedulerState {
     }
 
     fn check_counters(&self) -> Result<(), String> {
-        if self.next_task_id == 0 || self.next_token == 0 {
-            return Err("ids and tokens start at 1".into());
+        if self.next_task_id == 0 {
+            return Err("next_task_id is 0; ids start at 1".into());
+        }
+        if self.next_token == 0 {
+            return Err("next_token is 0; tokens start at 1".into());
         }
         if self.tasks.contains_key(&0) {
             return Err("a task has id 0; ids start at 1".into());

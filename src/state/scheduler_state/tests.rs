@@ -170,3 +170,59 @@ fn list_after_the_largest_id_is_empty() {
     submit(&mut state, "a").unwrap();
     assert_eq!(state.list(&ListFilter::default(), u64::MAX, 10), (Vec::new(), None));
 }
+
+fn attempt(number: u32, token: u64, outcome: AttemptOutcome) -> Attempt {
+    Attempt {
+        number,
+        token,
+        worker_id: "w".to_string(),
+        started_at_ms: 1,
+        ended_at_ms: (outcome != AttemptOutcome::Running).then_some(1),
+        outcome,
+        exit_code: None,
+        error: None,
+        stdout_tail: String::new(),
+        stderr_tail: String::new(),
+    }
+}
+
+fn image_of(tasks: Vec<Task>) -> SnapshotImage {
+    SnapshotImage {
+        format_version: SNAPSHOT_FORMAT_VERSION,
+        next_task_id: tasks.len() as TaskId + 1,
+        next_token: 10,
+        clock_ms: 1,
+        workers: Vec::new(),
+        queue_policies: Vec::new(),
+        tasks,
+    }
+}
+
+#[test]
+fn snapshot_with_a_token_used_twice_is_refused() {
+    let mut first = task(1, "a");
+    let mut second = task(2, "b");
+    first.spec.max_attempts = 3;
+    second.spec.max_attempts = 3;
+    first.attempts = vec![attempt(1, 1, AttemptOutcome::Failed)];
+    second.attempts = vec![attempt(1, 1, AttemptOutcome::Failed)];
+    let err = SchedulerState::from_snapshot_bytes(&encode(&image_of(vec![first, second]))).unwrap_err();
+    assert!(err.to_string().contains("token 1 is used twice"), "{err}");
+}
+
+#[test]
+fn snapshot_with_a_running_attempt_on_a_pending_task_is_refused() {
+    let mut pending = task(1, "a");
+    pending.spec.max_attempts = 3;
+    pending.attempts = vec![attempt(1, 1, AttemptOutcome::Running)];
+    let err = SchedulerState::from_snapshot_bytes(&encode(&image_of(vec![pending]))).unwrap_err();
+    assert!(err.to_string().contains("attempt 1 still runs"), "{err}");
+}
+
+#[test]
+fn snapshot_with_a_pending_task_out_of_attempts_is_refused() {
+    let mut pending = task(1, "a");
+    pending.attempts = vec![attempt(1, 1, AttemptOutcome::Failed)];
+    let err = SchedulerState::from_snapshot_bytes(&encode(&image_of(vec![pending]))).unwrap_err();
+    assert!(err.to_string().contains("used 1 of 1 attempts"), "{err}");
+}
