@@ -20,7 +20,7 @@ use crate::cli::parse_pair;
 #[derive(Subcommand, Debug)]
 pub enum TaskCommand {
     /// Submit a task: a command line after `--`, or opaque data with --kind.
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// Show one task.
     Get {
         id: u64,
@@ -172,7 +172,7 @@ fn consistency(stale: bool) -> api::Consistency {
 
 pub async fn run(command: TaskCommand, client: &ClusterClient, json: bool) -> anyhow::Result<()> {
     match command {
-        TaskCommand::Submit(args) => submit(args, client, json).await,
+        TaskCommand::Submit(args) => submit(*args, client, json).await,
         TaskCommand::Get { id, stale } => {
             let task = client.get_task(id, consistency(stale)).await?;
             if json {
