@@ -3,45 +3,87 @@
 //! state answers. `REWRITE=1 cargo test --test state_cases` regenerates the expected text.
 //!
 //! Every file starts from a fresh [`SchedulerState`]; after every directive the runner checks
-//! the state's invariants and panics if one is broken.
+//! the state's invariants (and that no fencing token is used twice) and panics if one is
+//! broken. Every command goes through [`apply_checked`], which checks the response against
+//! what the command must have done: a refused command changes nothing but the clock, an
+//! assignment takes fresh tokens above every earlier one, a report lands exactly as the retry
+//! rules say (the retry time is recomputed with `retry_delay_ms`), and so on.
 //!
-//! Directives:
+//! Directives (`at=<ms>` is the leader time the command carries, 0 when left out):
 //!
 //! - `submit at=<ms>` with one spec per input line (one log entry, a batch), or with the spec
 //!   as directive arguments when there is no input: `submit at=1000 name=a queue=q`;
 //!   `submit at=<ms> empty` submits a batch of no specs.
 //!   Prints one line per spec: `task <id> created`, `task <id> existing` or the error.
 //! - `cancel at=<ms> task=<id> [reason=<word>]`; an input line `reason=<value>` gives any
-//!   reason the directive line cannot spell. Prints `cancelled <id>` or the error.
-//! - `get task=<id>`: the task, or `not found`.
+//!   reason the directive line cannot spell. Prints `cancelled <id>`, with `, stop <worker>
+//!   token=<t>` when an attempt was running, or the error.
+//! - `get task=<id>`: the task, or `not found`. Pending tasks show `ready_at`; the dispatch
+//!   fields of the spec are shown when they differ from the defaults; then one line per
+//!   attempt (number, token, worker, times, outcome, exit code, error, output tails).
 //! - `list [state=<status>] [queue=<q>] [after=<id>] [limit=<n>]`: one line per task, then
 //!   `next=<id>` or `next=none`.
-//! - `ready queue=<q>` or `ready queue=(a,b)`: the pending ids of each queue, dispatch order.
+//! - `ready queue=<q>` or `ready queue=(a,b)`: the ready ids of each queue, dispatch order.
 //! - `counts`: the number of tasks in total and per status.
+//! - `clock`: the state's clock and the earliest time a delayed task becomes ready.
 //! - `snapshot`: encodes the state, decodes it, checks both are equal and that the copy
 //!   encodes to the same bytes, and carries on with the copy (so later directives run on
-//!   indexes rebuilt by restore); prints `ok tasks=<n>`.
+//!   indexes rebuilt by restore); prints `ok tasks=<n>` (and `workers=<n>` when there are any).
 //! - `corrupt-snapshot [truncate=<n>] [byte=<i> value=<v>] [append=<n>] [garbage=<n>]`:
 //!   damages the encoded state and prints the decode error (it must not decode).
+//! - `register at=<ms> worker=<id> [session=<s>] [slots=<n>] [lease=<ms>] [cpu=<m>] [mem=<MiB>]
+//!   [label.<k>=<v>] [labels=<n>]`, fields also accepted on an input line. Defaults: session
+//!   s1, one slot, lease 5000, no resources. Prints `registered <id>` and the tasks whose
+//!   attempts a new session voided, or the error.
+//! - `drain at=<ms> worker=<id> [session=<s>]`: `drained <id>` or the error.
+//! - `expire at=<ms> worker=<id> [session=<s>]`: the voided tasks and whether the worker was
+//!   removed (an unknown worker or another session is ignored).
+//! - `assign at=<ms> [seed=<n>]` with input lines `task=<id> worker=<id>` (one log entry):
+//!   one line per pair, `task <id> -> <worker> attempt=<n> token=<t>` or the error.
+//! - `report at=<ms> task=<id> token=<t> [outcome=<o>] [exit=<n>] [error=<text>]
+//!   [retryable=true|false] [jitter=<n>] [stdout=<text>] [stderr=<text>]`, fields also accepted
+//!   on an input line (for quoted text). Defaults: succeeded, retryable, jitter 0. Prints the
+//!   task's status afterwards (with `ready_at` when pending, the reason when failed) or the
+//!   error.
+//! - `timeout at=<ms> task=<id> token=<t> [jitter=<n>]`: the leader's timeout of an attempt;
+//!   prints like `report`.
+//! - `queue-policy at=<ms> queue=<q> [weight=<n>] [placement=<p>]`, fields also accepted on
+//!   an input line: `ok` or the error.
+//! - `policies`: every queue policy set.
+//! - `workers`: every worker with its running tasks, state, labels and resources.
 //!
 //! Spec fields (`key=value`, separated by spaces): `name`, `queue`, `priority`, `request`,
 //! `attempts`, `timeout`, `cmd` (command line), `env.<KEY>`, `label.<key>`, `kind` and
-//! `data` (an opaque payload instead of a command), and the generators `labels=<n>` and
-//! `envs=<n>` (that many distinct entries). A value may be double-quoted with the escapes
-//! `\n`, `\t`, `\r`, `\0`, `\u{7f}`, `\"`, `\\`, or written `(<text>*<n>)` for `<text>` repeated n times;
-//! the part of an `env.`/`label.` key after the dot may use the same forms.
+//! `data` (an opaque payload instead of a command), the dispatch fields `constraint.<k>`,
+//! `constraints=<k>:<v>,<k>:<v>` (input lines only), `cpu`, `mem`, `affinity`, `backoff`
+//! (default 1000), `delay` and `not_before`, and the generators `labels=<n>` and `envs=<n>`
+//! (that many distinct entries). A value may be double-quoted with the escapes `\n`, `\t`,
+//! `\r`, `\0`, `\u{7f}`, `\"`, `\\`, or written `(<text>*<n>)` for `<text>` repeated n times;
+//! the part of an `env.`/`label.`/`constraint.` key after the dot may use the same forms.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use datadriven::TestCase;
+use raftsched::scheduling::Placement;
+use raftsched::scheduling::QueuePolicy;
+use raftsched::scheduling::retry_delay_ms;
+use raftsched::state::AttemptOutcome;
+use raftsched::state::AttemptReport;
 use raftsched::state::Command;
 use raftsched::state::CommandResponse;
 use raftsched::state::ListFilter;
 use raftsched::state::Payload;
+use raftsched::state::Resources;
 use raftsched::state::SchedulerState;
 use raftsched::state::StateError;
+use raftsched::state::Task;
+use raftsched::state::TaskId;
 use raftsched::state::TaskSpec;
 use raftsched::state::TaskStatus;
+use raftsched::state::WorkerRegistration;
+
+const DEFAULT_BACKOFF_MS: u64 = raftsched::state::limits::DEFAULT_RETRY_BACKOFF_MS;
 
 #[test]
 fn state_cases() {
@@ -50,7 +92,7 @@ fn state_cases() {
         let filename = file.filename.clone();
         file.run(|case| -> String {
             let output = run_directive(&mut state, case);
-            if let Err(violation) = state.check_invariants() {
+            if let Err(violation) = check_state(&state) {
                 panic!(
                     "{filename}: `{}` (input {:?}) broke a state invariant: {violation}",
                     case.directive, case.input
@@ -61,6 +103,20 @@ fn state_cases() {
     });
 }
 
+/// The state's own invariants, and what the tests check independently of them.
+fn check_state(state: &SchedulerState) -> Result<(), String> {
+    state.check_invariants()?;
+    let mut tokens = BTreeSet::new();
+    for task in tasks(state) {
+        for attempt in &task.attempts {
+            if !tokens.insert(attempt.token) {
+                return Err(format!("token {} is used twice", attempt.token));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run_directive(state: &mut SchedulerState, case: &TestCase) -> String {
     let mut out = match case.directive.as_str() {
         "submit" => submit(state, case),
@@ -69,8 +125,18 @@ fn run_directive(state: &mut SchedulerState, case: &TestCase) -> String {
         "list" => list(state, case),
         "ready" => ready(state, case),
         "counts" => counts(state),
+        "clock" => clock(state),
         "snapshot" => snapshot(state),
         "corrupt-snapshot" => corrupt_snapshot(state, case),
+        "register" => register(state, case),
+        "drain" => drain(state, case),
+        "expire" => expire(state, case),
+        "assign" => assign(state, case),
+        "report" => report(state, case),
+        "timeout" => timeout(state, case),
+        "queue-policy" => queue_policy(state, case),
+        "policies" => policies(state),
+        "workers" => workers(state),
         other => panic!("unknown directive {other:?}"),
     };
     if !out.ends_with('\n') {
@@ -79,13 +145,50 @@ fn run_directive(state: &mut SchedulerState, case: &TestCase) -> String {
     out
 }
 
-/// Applies `command` and checks the response against what it must have done to the state:
-/// refused work changes nothing, and exactly the created tasks are added.
+/// Every task, in id order, without cloning. Ids are allocated densely from 1 and tasks are
+/// never removed.
+fn tasks(state: &SchedulerState) -> impl Iterator<Item = &Task> {
+    (1..=state.task_count() as TaskId).map(|id| state.get(id).expect("task ids are dense"))
+}
+
+fn max_token(state: &SchedulerState) -> u64 {
+    tasks(state)
+        .flat_map(|t| t.attempts.iter().map(|a| a.token))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Applies `command` and checks the response against what it must have done to the state.
+///
+/// The baseline is the state before, with only the clock moved to the command's time (an
+/// empty submission does exactly that): every refused command must leave the state equal to
+/// it, and an accepted one may change only the tasks and workers it names.
 fn apply_checked(state: &mut SchedulerState, command: Command) -> CommandResponse {
-    let before = state.clone();
-    let response = state.apply(command);
-    match &response {
-        CommandResponse::Submitted(outcomes) => {
+    let clock_before = state.clock_ms();
+    let mut baseline = state.clone();
+    baseline.apply(Command::SubmitTasks {
+        now_ms: command.now_ms(),
+        specs: Vec::new(),
+    });
+    assert_eq!(
+        baseline.clock_ms(),
+        clock_before.max(command.now_ms()),
+        "the clock does not follow the latest leader time"
+    );
+    // The tasks and workers before the command: the baseline's, which only the clock moved.
+    let before = &baseline;
+    let response = state.apply(command.clone());
+    let now_ms = state.clock_ms();
+    assert_eq!(
+        now_ms,
+        baseline.clock_ms(),
+        "the clock moved differently for different commands"
+    );
+    let refused = |state: &SchedulerState, what: &str| {
+        assert_eq!(*state, baseline, "a refused {what} changed the state");
+    };
+    match (&command, &response) {
+        (Command::SubmitTasks { .. }, CommandResponse::Submitted(outcomes)) => {
             let created = outcomes.iter().filter(|o| matches!(o, Ok(o) if o.created)).count();
             assert_eq!(
                 state.task_count(),
@@ -93,15 +196,276 @@ fn apply_checked(state: &mut SchedulerState, command: Command) -> CommandRespons
                 "submit created a different number of tasks than it reported"
             );
             if created == 0 {
-                assert_eq!(*state, before, "a submit that created nothing changed the state");
+                refused(state, "submit");
+            }
+            for outcome in outcomes.iter().flatten() {
+                let task = state.get(outcome.task_id).expect("a submitted task exists");
+                if outcome.created {
+                    assert_eq!(task.status, TaskStatus::Pending);
+                    assert!(task.attempts.is_empty());
+                    let ready_at = task.spec.not_before_ms.max(now_ms.saturating_add(task.spec.delay_ms));
+                    assert_eq!(task.ready_at_ms, ready_at, "task {} has the wrong ready time", task.id);
+                }
+            }
+            assert_only_changed(
+                state,
+                &baseline,
+                &outcomes.iter().flatten().map(|o| o.task_id).collect(),
+                &[],
+            );
+        }
+        (Command::CancelTask { task_id, .. }, CommandResponse::Cancelled(result)) => match result {
+            Err(_) => refused(state, "cancel"),
+            Ok(outcome) => {
+                assert_eq!(outcome.task_id, *task_id);
+                let old = before.get(*task_id).expect("a cancelled task existed");
+                let task = state.get(*task_id).expect("a cancelled task exists");
+                assert_eq!(task.status, TaskStatus::Cancelled);
+                let was_running = old.running_attempt().map(|a| (a.worker_id.clone(), a.token));
+                assert_eq!(outcome.stopped, was_running, "cancel named the wrong attempt to stop");
+                if was_running.is_some() {
+                    assert_eq!(task.attempts.last().map(|a| a.outcome), Some(AttemptOutcome::Cancelled));
+                }
+                assert_eq!(task.attempts.len(), old.attempts.len());
+                assert_only_changed(state, &baseline, &BTreeSet::from([*task_id]), &[]);
+            }
+        },
+        (Command::RegisterWorker { registration, .. }, CommandResponse::Registered(result)) => match result {
+            Err(_) => refused(state, "registration"),
+            Ok(voided) => {
+                let worker = state.worker(&registration.id).expect("a registered worker exists");
+                assert_eq!(
+                    (
+                        &worker.session,
+                        worker.slots,
+                        &worker.labels,
+                        worker.resources,
+                        worker.lease_ms
+                    ),
+                    (
+                        &registration.session,
+                        registration.slots,
+                        &registration.labels,
+                        registration.resources,
+                        registration.lease_ms
+                    )
+                );
+                let old = before.worker(&registration.id);
+                let restarted = old.is_some_and(|w| w.session != registration.session);
+                let ran: Vec<TaskId> = before.running_on(&registration.id).map(|t| t.id).collect();
+                let expected: Vec<TaskId> = if restarted { ran } else { Vec::new() };
+                assert_eq!(*voided, expected, "registration voided the wrong attempts");
+                assert_eq!(worker.draining, old.is_some_and(|w| w.draining) && !restarted);
+                check_voided(state, voided);
+                assert_only_changed(state, &baseline, &voided.iter().copied().collect(), &[&registration.id]);
+            }
+        },
+        (Command::DrainWorker { worker_id, .. }, CommandResponse::Drained(result)) => match result {
+            Err(_) => refused(state, "drain"),
+            Ok(()) => {
+                assert!(state.worker(worker_id).expect("a drained worker exists").draining);
+                assert_only_changed(state, &baseline, &BTreeSet::new(), &[worker_id]);
+            }
+        },
+        (Command::ExpireWorker { worker_id, session, .. }, CommandResponse::Expired(voided)) => {
+            if before.worker(worker_id).is_some_and(|w| &w.session == session) {
+                let ran: Vec<TaskId> = before.running_on(worker_id).map(|t| t.id).collect();
+                assert_eq!(*voided, ran, "expiry voided the wrong attempts");
+                assert!(
+                    state.worker(worker_id).is_none(),
+                    "an expired worker is still registered"
+                );
+                assert_eq!(state.running_count(worker_id), 0);
+                check_voided(state, voided);
+                assert_only_changed(state, &baseline, &voided.iter().copied().collect(), &[worker_id]);
+            } else {
+                assert!(voided.is_empty());
+                refused(state, "expiry");
             }
         }
-        CommandResponse::Cancelled(Err(_)) => {
-            assert_eq!(*state, before, "a refused cancel changed the state");
+        (Command::AssignTasks { assignments, .. }, CommandResponse::Assigned(outcomes)) => {
+            assert_eq!(outcomes.len(), assignments.len(), "one outcome per assignment");
+            if outcomes.iter().all(Result::is_err) {
+                refused(state, "assignment");
+            }
+            let mut last_token = max_token(before);
+            for ((task_id, worker_id), outcome) in assignments
+                .iter()
+                .zip(outcomes)
+                .filter_map(|(a, o)| Some((a, o.as_ref().ok()?)))
+            {
+                assert_eq!((&outcome.task_id, &outcome.worker_id), (task_id, worker_id));
+                assert!(
+                    outcome.token > last_token,
+                    "token {} is not above {last_token}",
+                    outcome.token
+                );
+                last_token = outcome.token;
+                let old = before.get(*task_id).expect("an assigned task existed");
+                assert_eq!(
+                    old.status,
+                    TaskStatus::Pending,
+                    "a task that was not pending was assigned"
+                );
+                assert!(old.ready_at_ms <= now_ms, "a task was assigned before its ready time");
+                let task = state.get(*task_id).expect("an assigned task exists");
+                let attempt = task.running_attempt().expect("an assigned task runs");
+                assert_eq!(
+                    (attempt.number, attempt.token, &attempt.worker_id, attempt.started_at_ms),
+                    (outcome.attempt, outcome.token, worker_id, now_ms)
+                );
+                assert_eq!(outcome.attempt as usize, old.attempts.len() + 1);
+                for earlier in &task.attempts[..task.attempts.len() - 1] {
+                    assert!(
+                        earlier.stdout_tail.is_empty() && earlier.stderr_tail.is_empty(),
+                        "task {task_id}: an earlier attempt kept its output"
+                    );
+                }
+                let worker = state
+                    .worker(worker_id)
+                    .expect("an assignment went to a registered worker");
+                assert!(!worker.draining, "a draining worker got an assignment");
+                assert!(
+                    state.running_count(worker_id) <= worker.slots as usize,
+                    "worker {worker_id} is over its slots"
+                );
+            }
+            let assigned: BTreeSet<TaskId> = outcomes.iter().flatten().map(|o| o.task_id).collect();
+            assert_only_changed(state, &baseline, &assigned, &[]);
         }
-        CommandResponse::Cancelled(Ok(_)) | CommandResponse::Empty => {}
+        (Command::ReportResult { report, jitter, .. }, CommandResponse::Reported(result)) => match result {
+            Err(_) => refused(state, "report"),
+            Ok(status) => check_report(before, state, report, *jitter, *status),
+        },
+        (
+            Command::TimeOutAttempt {
+                task_id, token, jitter, ..
+            },
+            CommandResponse::Reported(result),
+        ) => match result {
+            Err(_) => refused(state, "timeout"),
+            Ok(status) => {
+                let report = AttemptReport {
+                    task_id: *task_id,
+                    token: *token,
+                    outcome: AttemptOutcome::TimedOut,
+                    exit_code: None,
+                    error: None,
+                    retryable: true,
+                    stdout_tail: String::new(),
+                    stderr_tail: String::new(),
+                };
+                check_report(before, state, &report, *jitter, *status);
+            }
+        },
+        (Command::SetQueuePolicy { queue, policy, .. }, CommandResponse::QueuePolicySet(result)) => match result {
+            Err(_) => refused(state, "queue policy"),
+            Ok(()) => assert_eq!(state.queue_policy(queue), *policy),
+        },
+        (command, response) => panic!("{command} answered {response:?}"),
     }
     response
+}
+
+/// Tasks whose attempt was voided with their worker: the attempt ended as lease-expired, and
+/// the task is back in the queue at once, or failed when it has no attempt left.
+fn check_voided(state: &SchedulerState, voided: &[TaskId]) {
+    for task_id in voided {
+        let task = state.get(*task_id).expect("a voided task exists");
+        let attempt = task.attempts.last().expect("a voided task has an attempt");
+        assert_eq!(attempt.outcome, AttemptOutcome::LeaseExpired);
+        if task.attempts_used() >= task.spec.max_attempts {
+            assert_eq!(task.status, TaskStatus::Failed, "task {task_id} is out of attempts");
+        } else {
+            assert_eq!(task.status, TaskStatus::Pending);
+            assert_eq!(task.ready_at_ms, state.clock_ms(), "a voided task is ready at once");
+        }
+    }
+}
+
+/// A report landed as the retry rules say.
+fn check_report(
+    before: &SchedulerState,
+    state: &SchedulerState,
+    report: &AttemptReport,
+    jitter: u64,
+    status: TaskStatus,
+) {
+    let now_ms = state.clock_ms();
+    let old = before.get(report.task_id).expect("a reported task existed");
+    assert_eq!(
+        old.running_attempt().map(|a| a.token),
+        Some(report.token),
+        "a stale report was accepted"
+    );
+    let task = state.get(report.task_id).expect("a reported task exists");
+    assert_eq!(task.status, status);
+    assert_eq!(task.attempts.len(), old.attempts.len());
+    let attempt = task.attempts.last().expect("a reported task has an attempt");
+    assert_eq!(
+        (attempt.token, attempt.outcome, attempt.ended_at_ms),
+        (report.token, report.outcome, Some(now_ms))
+    );
+    let used = task.attempts_used();
+    let exhausted = used >= task.spec.max_attempts;
+    let reason = task.reason.as_deref().unwrap_or_default();
+    let expected_ready_at = match report.outcome {
+        AttemptOutcome::Succeeded => {
+            assert_eq!(status, TaskStatus::Succeeded);
+            None
+        }
+        AttemptOutcome::HandedBack => {
+            assert_eq!(used + 1, old.attempts_used(), "a handed-back attempt counted");
+            Some(now_ms)
+        }
+        AttemptOutcome::Cancelled if !exhausted => Some(now_ms),
+        _ if report.retryable && !exhausted => Some(now_ms + retry_delay_ms(used, task.spec.retry_backoff_ms, jitter)),
+        _ if report.retryable || report.outcome == AttemptOutcome::Cancelled => {
+            assert_eq!(status, TaskStatus::Failed);
+            assert!(
+                reason.ends_with(&format!("(after {used} attempt{})", if used == 1 { "" } else { "s" })),
+                "reason {reason:?}"
+            );
+            None
+        }
+        _ => {
+            assert_eq!(status, TaskStatus::Failed);
+            assert!(reason.ends_with("(not retryable)"), "reason {reason:?}");
+            None
+        }
+    };
+    if let Some(ready_at) = expected_ready_at {
+        assert_eq!(status, TaskStatus::Pending);
+        assert_eq!(task.ready_at_ms, ready_at, "task {} has the wrong retry time", task.id);
+    }
+    assert_only_changed(state, before, &BTreeSet::from([report.task_id]), &[]);
+}
+
+/// Everything but the named tasks and workers is as in `baseline`.
+fn assert_only_changed(
+    state: &SchedulerState,
+    baseline: &SchedulerState,
+    task_ids: &BTreeSet<TaskId>,
+    worker_ids: &[&String],
+) {
+    for task in tasks(baseline) {
+        if !task_ids.contains(&task.id) {
+            assert_eq!(state.get(task.id), Some(task), "task {} changed", task.id);
+        }
+    }
+    for worker in baseline.workers() {
+        if !worker_ids.contains(&&worker.id) {
+            assert_eq!(state.worker(&worker.id), Some(worker), "worker {} changed", worker.id);
+        }
+    }
+    let added: Vec<&str> = state
+        .workers()
+        .filter(|w| baseline.worker(&w.id).is_none() && !worker_ids.contains(&&w.id))
+        .map(|w| w.id.as_str())
+        .collect();
+    assert!(added.is_empty(), "workers {added:?} appeared");
+    let policies = |s: &SchedulerState| s.queue_policies().map(|(q, p)| (q.to_string(), *p)).collect::<Vec<_>>();
+    assert_eq!(policies(state), policies(baseline), "queue policies changed");
 }
 
 fn submit(state: &mut SchedulerState, case: &TestCase) -> String {
@@ -109,13 +473,7 @@ fn submit(state: &mut SchedulerState, case: &TestCase) -> String {
     let specs: Vec<TaskSpec> = if case.args.contains_key("empty") {
         Vec::new()
     } else if case.input.trim().is_empty() {
-        let fields = case
-            .args
-            .iter()
-            .filter(|(key, _)| key.as_str() != "at")
-            .map(|(key, values)| (key.clone(), values.join(",")))
-            .collect::<BTreeMap<_, _>>();
-        vec![parse_spec(fields.into_iter().collect())]
+        vec![parse_spec(directive_fields(case))]
     } else {
         case.input
             .lines()
@@ -153,7 +511,10 @@ fn cancel(state: &mut SchedulerState, case: &TestCase) -> String {
         reason,
     };
     match apply_checked(state, command) {
-        CommandResponse::Cancelled(Ok(id)) => format!("cancelled {id}"),
+        CommandResponse::Cancelled(Ok(outcome)) => match outcome.stopped {
+            Some((worker_id, token)) => format!("cancelled {}, stop {worker_id} token={token}", outcome.task_id),
+            None => format!("cancelled {}", outcome.task_id),
+        },
         CommandResponse::Cancelled(Err(e)) => fmt_err(&e),
         other => panic!("cancel answered {other:?}"),
     }
@@ -176,6 +537,9 @@ fn get(state: &SchedulerState, case: &TestCase) -> String {
     if let Some(reason) = &task.reason {
         out += &format!(" reason={reason:?}");
     }
+    if task.status == TaskStatus::Pending {
+        out += &format!(" ready_at={}", task.ready_at_ms);
+    }
     out.push('\n');
     match &spec.payload {
         Payload::Command { command_line, env } => {
@@ -188,6 +552,50 @@ fn get(state: &SchedulerState, case: &TestCase) -> String {
     }
     for (key, value) in &spec.labels {
         out += &format!(" label.{key}={value:?}");
+    }
+    let mut dispatch = String::new();
+    for (key, value) in &spec.constraints {
+        dispatch += &format!(" constraint.{key}={value:?}");
+    }
+    if spec.resources != Resources::default() {
+        dispatch += &format!(" cpu={} mem={}", spec.resources.cpu_millis, spec.resources.memory_mb);
+    }
+    if let Some(key) = &spec.affinity_key {
+        dispatch += &format!(" affinity={key:?}");
+    }
+    if spec.retry_backoff_ms != DEFAULT_BACKOFF_MS {
+        dispatch += &format!(" backoff={}", spec.retry_backoff_ms);
+    }
+    if spec.delay_ms != 0 {
+        dispatch += &format!(" delay={}", spec.delay_ms);
+    }
+    if spec.not_before_ms != 0 {
+        dispatch += &format!(" not_before={}", spec.not_before_ms);
+    }
+    if !dispatch.is_empty() {
+        out += &format!("\n  dispatch:{dispatch}");
+    }
+    for a in &task.attempts {
+        out += &format!(
+            "\n  attempt {} token={} worker={} started={}",
+            a.number, a.token, a.worker_id, a.started_at_ms
+        );
+        if let Some(ended) = a.ended_at_ms {
+            out += &format!(" ended={ended}");
+        }
+        out += &format!(" outcome={}", a.outcome.as_str());
+        if let Some(code) = a.exit_code {
+            out += &format!(" exit={code}");
+        }
+        if let Some(error) = &a.error {
+            out += &format!(" error={error:?}");
+        }
+        if !a.stdout_tail.is_empty() {
+            out += &format!(" stdout={:?}", a.stdout_tail);
+        }
+        if !a.stderr_tail.is_empty() {
+            out += &format!(" stderr={:?}", a.stderr_tail);
+        }
     }
     out
 }
@@ -235,6 +643,13 @@ fn counts(state: &SchedulerState) -> String {
     out
 }
 
+fn clock(state: &SchedulerState) -> String {
+    match state.next_ready_at_ms() {
+        Some(at) => format!("clock={} next_ready={at}", state.clock_ms()),
+        None => format!("clock={} next_ready=none", state.clock_ms()),
+    }
+}
+
 fn snapshot(state: &mut SchedulerState) -> String {
     let bytes = state.to_snapshot_bytes();
     let restored = match SchedulerState::from_snapshot_bytes(&bytes) {
@@ -248,7 +663,10 @@ fn snapshot(state: &mut SchedulerState) -> String {
         "the restored state encodes differently"
     );
     *state = restored;
-    format!("ok tasks={}", state.task_count())
+    match state.workers().count() {
+        0 => format!("ok tasks={}", state.task_count()),
+        workers => format!("ok tasks={} workers={workers}", state.task_count()),
+    }
 }
 
 fn corrupt_snapshot(state: &SchedulerState, case: &TestCase) -> String {
@@ -272,6 +690,275 @@ fn corrupt_snapshot(state: &SchedulerState, case: &TestCase) -> String {
     }
 }
 
+fn register(state: &mut SchedulerState, case: &TestCase) -> String {
+    let now_ms = arg_u64(case, "at").unwrap_or(0);
+    let mut registration = WorkerRegistration {
+        id: String::new(),
+        session: "s1".to_string(),
+        slots: 1,
+        labels: BTreeMap::new(),
+        resources: Resources::default(),
+        lease_ms: 5000,
+    };
+    for (key, value) in all_fields(case) {
+        let number = || -> u64 {
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("{key}={value:?} is not a number"))
+        };
+        match key.as_str() {
+            "worker" => registration.id = value.clone(),
+            "session" => registration.session = value.clone(),
+            "slots" => registration.slots = number() as u32,
+            "lease" => registration.lease_ms = number(),
+            "cpu" => registration.resources.cpu_millis = number() as u32,
+            "mem" => registration.resources.memory_mb = number() as u32,
+            "labels" => {
+                for i in 0..number() {
+                    registration.labels.insert(format!("k{i}"), "v".to_string());
+                }
+            }
+            _ => match key.strip_prefix("label.") {
+                Some(label) => {
+                    registration.labels.insert(parse_value(label), value.clone());
+                }
+                None => panic!("unknown register field {key:?}"),
+            },
+        }
+    }
+    let id = registration.id.clone();
+    match apply_checked(state, Command::RegisterWorker { now_ms, registration }) {
+        CommandResponse::Registered(Ok(voided)) if voided.is_empty() => format!("registered {id}"),
+        CommandResponse::Registered(Ok(voided)) => format!("registered {id}, voided {}", fmt_ids(&voided)),
+        CommandResponse::Registered(Err(e)) => fmt_err(&e),
+        other => panic!("register answered {other:?}"),
+    }
+}
+
+fn drain(state: &mut SchedulerState, case: &TestCase) -> String {
+    let command = Command::DrainWorker {
+        now_ms: arg_u64(case, "at").unwrap_or(0),
+        worker_id: arg(case, "worker").expect("drain needs worker=<id>"),
+        session: arg(case, "session").unwrap_or_else(|| "s1".to_string()),
+    };
+    let worker_id = arg(case, "worker").unwrap_or_default();
+    match apply_checked(state, command) {
+        CommandResponse::Drained(Ok(())) => format!("drained {worker_id}"),
+        CommandResponse::Drained(Err(e)) => fmt_err(&e),
+        other => panic!("drain answered {other:?}"),
+    }
+}
+
+fn expire(state: &mut SchedulerState, case: &TestCase) -> String {
+    let worker_id = arg(case, "worker").expect("expire needs worker=<id>");
+    let command = Command::ExpireWorker {
+        now_ms: arg_u64(case, "at").unwrap_or(0),
+        worker_id: worker_id.clone(),
+        session: arg(case, "session").unwrap_or_else(|| "s1".to_string()),
+    };
+    let known = state.worker(&worker_id).is_some();
+    let CommandResponse::Expired(voided) = apply_checked(state, command) else {
+        panic!("expire answered with another response");
+    };
+    let fate = match (known, state.worker(&worker_id).is_some()) {
+        (false, _) => "not registered",
+        (true, true) => "kept (another session)",
+        (true, false) => "removed",
+    };
+    format!("voided {}, worker {worker_id} {fate}", fmt_ids(&voided))
+}
+
+fn assign(state: &mut SchedulerState, case: &TestCase) -> String {
+    let assignments: Vec<(TaskId, String)> = case
+        .input
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let fields: BTreeMap<String, String> = tokenize(line).into_iter().collect();
+            let task_id = fields["task"].parse().expect("task=<id> is a number");
+            (task_id, fields["worker"].clone())
+        })
+        .collect();
+    let command = Command::AssignTasks {
+        now_ms: arg_u64(case, "at").unwrap_or(0),
+        seed: arg_u64(case, "seed").unwrap_or(0),
+        assignments,
+    };
+    let CommandResponse::Assigned(outcomes) = apply_checked(state, command) else {
+        panic!("assign answered with another response");
+    };
+    if outcomes.is_empty() {
+        return "no outcomes".to_string();
+    }
+    outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Ok(o) => format!(
+                "task {} -> {} attempt={} token={}\n",
+                o.task_id, o.worker_id, o.attempt, o.token
+            ),
+            Err(e) => format!("{}\n", fmt_err(e)),
+        })
+        .collect()
+}
+
+fn report(state: &mut SchedulerState, case: &TestCase) -> String {
+    let now_ms = arg_u64(case, "at").unwrap_or(0);
+    let mut report = AttemptReport {
+        task_id: 0,
+        token: 0,
+        outcome: AttemptOutcome::Succeeded,
+        exit_code: None,
+        error: None,
+        retryable: true,
+        stdout_tail: String::new(),
+        stderr_tail: String::new(),
+    };
+    let mut jitter = 0;
+    for (key, value) in all_fields(case) {
+        let number = || -> u64 {
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("{key}={value:?} is not a number"))
+        };
+        match key.as_str() {
+            "at" => {}
+            "task" => report.task_id = number(),
+            "token" => report.token = number(),
+            "jitter" => jitter = number(),
+            "outcome" => report.outcome = parse_outcome(&value),
+            "exit" => report.exit_code = Some(value.parse().expect("exit=<n> is a number")),
+            "error" => report.error = Some(value.clone()),
+            "retryable" => report.retryable = value.parse().expect("retryable=true|false"),
+            "stdout" => report.stdout_tail = value.clone(),
+            "stderr" => report.stderr_tail = value.clone(),
+            _ => panic!("unknown report field {key:?}"),
+        }
+    }
+    let task_id = report.task_id;
+    let response = apply_checked(state, Command::ReportResult { now_ms, report, jitter });
+    fmt_reported(state, task_id, response)
+}
+
+fn timeout(state: &mut SchedulerState, case: &TestCase) -> String {
+    let task_id = arg_u64(case, "task").expect("timeout needs task=<id>");
+    let command = Command::TimeOutAttempt {
+        now_ms: arg_u64(case, "at").unwrap_or(0),
+        task_id,
+        token: arg_u64(case, "token").expect("timeout needs token=<t>"),
+        jitter: arg_u64(case, "jitter").unwrap_or(0),
+    };
+    let response = apply_checked(state, command);
+    fmt_reported(state, task_id, response)
+}
+
+fn fmt_reported(state: &SchedulerState, task_id: TaskId, response: CommandResponse) -> String {
+    match response {
+        CommandResponse::Reported(Ok(status)) => {
+            let task = state.get(task_id).expect("a reported task exists");
+            match status {
+                TaskStatus::Pending => format!("status=pending ready_at={}", task.ready_at_ms),
+                TaskStatus::Failed => format!("status=failed reason={:?}", task.reason.as_deref().unwrap_or_default()),
+                other => format!("status={other}"),
+            }
+        }
+        CommandResponse::Reported(Err(e)) => fmt_err(&e),
+        other => panic!("report answered {other:?}"),
+    }
+}
+
+fn queue_policy(state: &mut SchedulerState, case: &TestCase) -> String {
+    let mut policy = QueuePolicy::default();
+    let mut queue = None;
+    for (key, value) in all_fields(case) {
+        match key.as_str() {
+            "queue" => queue = Some(value),
+            "weight" => policy.weight = value.parse().expect("weight=<n> is a number"),
+            "placement" => {
+                policy.placement = Placement::parse(&value).unwrap_or_else(|| panic!("unknown placement {value:?}"))
+            }
+            _ => panic!("unknown queue-policy field {key:?}"),
+        }
+    }
+    let command = Command::SetQueuePolicy {
+        now_ms: arg_u64(case, "at").unwrap_or(0),
+        queue: queue.expect("queue-policy needs queue=<q>"),
+        policy,
+    };
+    match apply_checked(state, command) {
+        CommandResponse::QueuePolicySet(Ok(())) => "ok".to_string(),
+        CommandResponse::QueuePolicySet(Err(e)) => fmt_err(&e),
+        other => panic!("queue-policy answered {other:?}"),
+    }
+}
+
+fn policies(state: &SchedulerState) -> String {
+    let lines: Vec<String> = state
+        .queue_policies()
+        .map(|(queue, p)| format!("{queue} weight={} placement={}", p.weight, p.placement.as_str()))
+        .collect();
+    if lines.is_empty() {
+        return "no policies".to_string();
+    }
+    lines.join("\n")
+}
+
+fn workers(state: &SchedulerState) -> String {
+    let lines: Vec<String> = state
+        .workers()
+        .map(|w| {
+            let running: Vec<TaskId> = state.running_on(&w.id).map(|t| t.id).collect();
+            let mut line = format!(
+                "{} session={} slots={} running={} lease={} registered={}",
+                w.id,
+                w.session,
+                w.slots,
+                fmt_ids(&running),
+                w.lease_ms,
+                w.registered_at_ms
+            );
+            if w.draining {
+                line += " draining";
+            }
+            for (key, value) in &w.labels {
+                line += &format!(" label.{key}={value:?}");
+            }
+            if w.resources != Resources::default() {
+                let free = state.free_resources(&w.id);
+                line += &format!(
+                    " cpu={} mem={} free: cpu={} mem={}",
+                    w.resources.cpu_millis, w.resources.memory_mb, free.cpu_millis, free.memory_mb
+                );
+            }
+            line
+        })
+        .collect();
+    if lines.is_empty() {
+        return "no workers".to_string();
+    }
+    lines.join("\n")
+}
+
+fn fmt_ids(ids: &[TaskId]) -> String {
+    let ids: Vec<String> = ids.iter().map(TaskId::to_string).collect();
+    format!("[{}]", ids.join(" "))
+}
+
+fn parse_outcome(text: &str) -> AttemptOutcome {
+    [
+        AttemptOutcome::Running,
+        AttemptOutcome::Succeeded,
+        AttemptOutcome::Failed,
+        AttemptOutcome::TimedOut,
+        AttemptOutcome::LeaseExpired,
+        AttemptOutcome::Cancelled,
+        AttemptOutcome::HandedBack,
+    ]
+    .into_iter()
+    .find(|o| o.as_str() == text)
+    .unwrap_or_else(|| panic!("unknown outcome {text:?}"))
+}
+
 /// One line per error variant, naming the field for invalid arguments.
 fn fmt_err(e: &StateError) -> String {
     match e {
@@ -281,6 +968,14 @@ fn fmt_err(e: &StateError) -> String {
         StateError::RequestIdConflict { request_id, task_id } => {
             format!("RequestIdConflict request={request_id:?} task={task_id}")
         }
+        StateError::WorkerNotFound(worker_id) => format!("WorkerNotFound {worker_id}"),
+        StateError::WorkerSessionMismatch { worker_id } => format!("WorkerSessionMismatch {worker_id}"),
+        StateError::StaleToken {
+            task_id,
+            token,
+            current,
+        } => format!("StaleToken task={task_id} token={token}: {current}"),
+        StateError::NotAssignable { task_id, why } => format!("NotAssignable task={task_id}: {why}"),
     }
 }
 
@@ -290,6 +985,24 @@ fn arg(case: &TestCase, key: &str) -> Option<String> {
 
 fn arg_u64(case: &TestCase, key: &str) -> Option<u64> {
     arg(case, key).map(|v| v.parse().unwrap_or_else(|_| panic!("{key}={v:?} is not a number")))
+}
+
+/// The directive's arguments but `at`, by key, as `key=value` fields.
+fn directive_fields(case: &TestCase) -> Vec<(String, String)> {
+    case.args
+        .iter()
+        .filter(|(key, _)| key.as_str() != "at")
+        .map(|(key, values)| (key.clone(), values.join(",")))
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .collect()
+}
+
+/// The directive's arguments, then the fields of every input line.
+fn all_fields(case: &TestCase) -> Vec<(String, String)> {
+    let mut fields = directive_fields(case);
+    fields.extend(case.input.lines().flat_map(tokenize));
+    fields
 }
 
 /// Builds a spec from `key=value` fields; fields not given take a valid default.
@@ -306,6 +1019,12 @@ fn parse_spec(fields: Vec<(String, String)>) -> TaskSpec {
         max_attempts: 3,
         attempt_timeout_ms: 60_000,
         client_request_id: None,
+        constraints: BTreeMap::new(),
+        resources: Resources::default(),
+        affinity_key: None,
+        retry_backoff_ms: DEFAULT_BACKOFF_MS,
+        not_before_ms: 0,
+        delay_ms: 0,
     };
     let mut command_line = "true".to_string();
     let mut env = BTreeMap::new();
@@ -316,16 +1035,35 @@ fn parse_spec(fields: Vec<(String, String)>) -> TaskSpec {
                 .parse()
                 .unwrap_or_else(|_| panic!("{key}={value:?} is not a number"))
         };
+        let unsigned = || -> u64 {
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("{key}={value:?} is not a number"))
+        };
         match key.as_str() {
             "name" => spec.name = value.clone(),
             "queue" => spec.queue = value.clone(),
             "priority" => spec.priority = number() as i32,
             "request" => spec.client_request_id = Some(value.clone()),
-            "attempts" => spec.max_attempts = number() as u32,
-            "timeout" => spec.attempt_timeout_ms = number() as u64,
+            "attempts" => spec.max_attempts = unsigned() as u32,
+            "timeout" => spec.attempt_timeout_ms = unsigned(),
             "cmd" => command_line = value.clone(),
             "kind" => opaque.get_or_insert_with(Default::default).0 = value.clone(),
             "data" => opaque.get_or_insert_with(Default::default).1 = value.clone().into_bytes(),
+            "cpu" => spec.resources.cpu_millis = unsigned() as u32,
+            "mem" => spec.resources.memory_mb = unsigned() as u32,
+            "affinity" => spec.affinity_key = Some(value.clone()),
+            "backoff" => spec.retry_backoff_ms = unsigned(),
+            "delay" => spec.delay_ms = unsigned(),
+            "not_before" => spec.not_before_ms = unsigned(),
+            "constraints" => {
+                for pair in value.split(',').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair
+                        .split_once(':')
+                        .unwrap_or_else(|| panic!("expected k:v, got {pair:?}"));
+                    spec.constraints.insert(k.to_string(), parse_value(v));
+                }
+            }
             "labels" => {
                 for i in 0..number() {
                     spec.labels.insert(format!("k{i}"), "v".to_string());
@@ -341,6 +1079,8 @@ fn parse_spec(fields: Vec<(String, String)>) -> TaskSpec {
                     spec.labels.insert(parse_value(label), value.clone());
                 } else if let Some(name) = key.strip_prefix("env.") {
                     env.insert(parse_value(name), value.clone());
+                } else if let Some(constraint) = key.strip_prefix("constraint.") {
+                    spec.constraints.insert(parse_value(constraint), value.clone());
                 } else {
                     panic!("unknown spec field {key:?}");
                 }
@@ -470,7 +1210,8 @@ impl Rng {
 /// A spec drawn from small pools, so request ids repeat (idempotent retries and conflicts),
 /// queues and priorities collide (ready order ties), and some specs are invalid. A spec
 /// with a request id is usually the one spec that id stands for (a retry), sometimes
-/// another (a conflict).
+/// another (a conflict). Dispatch fields are drawn too: short delays and backoffs (the clock
+/// moves 10 ms a step), resources and a label constraint some workers cannot meet.
 fn random_spec(rng: &mut Rng) -> TaskSpec {
     let request = (rng.below(2) == 0).then(|| rng.below(12));
     let mut fields_rng = match request {
@@ -490,8 +1231,15 @@ fn random_spec(rng: &mut Rng) -> TaskSpec {
         ("priority".to_string(), (r.below(5) as i64 - 2).to_string()),
         (
             "attempts".to_string(),
-            r.pick(&["1", "3", "3", "3", "100", "0"]).to_string(),
+            r.pick(&["1", "2", "3", "3", "1", "2", "3", "3", "100", "0"])
+                .to_string(),
         ),
+        (
+            "backoff".to_string(),
+            r.pick(&["10", "20", "50", "10", "20", "50", "10", "20", "50", "5"])
+                .to_string(),
+        ),
+        ("delay".to_string(), r.pick(&["0", "0", "0", "30", "120"]).to_string()),
     ];
     if let Some(request) = request {
         fields.push(("request".to_string(), format!("r{request}")));
@@ -503,28 +1251,187 @@ fn random_spec(rng: &mut Rng) -> TaskSpec {
     if r.below(4) == 0 {
         fields.push((format!("label.l{}", r.below(3)), "v".to_string()));
     }
+    if r.below(8) == 0 {
+        fields.push(("not_before".to_string(), (1000 + r.below(3000)).to_string()));
+    }
+    if r.below(4) == 0 {
+        fields.push(("cpu".to_string(), "500".to_string()));
+        fields.push(("mem".to_string(), r.pick(&["512", "2048"]).to_string()));
+    }
+    if r.below(5) == 0 {
+        fields.push(("constraint.gpu".to_string(), "true".to_string()));
+    }
     parse_spec(fields)
 }
 
-fn random_command(rng: &mut Rng, now_ms: u64, max_id: u64) -> Command {
-    if rng.below(3) == 0 {
-        Command::CancelTask {
-            now_ms,
-            task_id: rng.below(max_id + 3),
-            reason: rng.pick(&["stop", "", "operator request"]).to_string(),
+const WORKER_IDS: [&str; 3] = ["w1", "w2", "w3"];
+
+/// A command drawn at random, aimed mostly at what `state` holds (ready tasks, running
+/// attempts and their tokens, registered workers and their sessions) so that most commands
+/// are carried out, and sometimes at what it does not (stale tokens, unknown tasks and
+/// workers, other sessions, invalid values) so that refusals are exercised too.
+fn random_command(rng: &mut Rng, now_ms: u64, state: &SchedulerState) -> Command {
+    let max_id = state.task_count() as u64;
+    let running: Vec<&Task> = state.running_tasks().collect();
+    let session_of = |rng: &mut Rng, worker_id: &str| match state.worker(worker_id) {
+        Some(worker) if rng.below(4) != 0 => worker.session.clone(),
+        _ => rng.pick(&["s1", "s2", "s3"]).to_string(),
+    };
+    match rng.below(20) {
+        0..=3 => {
+            let count = 1 + rng.below(3) as usize;
+            Command::SubmitTasks {
+                now_ms,
+                specs: (0..count).map(|_| random_spec(rng)).collect(),
+            }
         }
-    } else {
-        let count = 1 + rng.below(4) as usize;
-        Command::SubmitTasks {
-            now_ms,
-            specs: (0..count).map(|_| random_spec(rng)).collect(),
+        4 | 5 => {
+            let task_id = match running.is_empty() || rng.below(2) == 0 {
+                true => rng.below(max_id + 3),
+                false => rng.pick(&running).id,
+            };
+            Command::CancelTask {
+                now_ms,
+                task_id,
+                reason: rng.pick(&["stop", "", "operator request"]).to_string(),
+            }
         }
+        6 | 7 => {
+            let worker_id = *rng.pick(&WORKER_IDS);
+            let mut labels = BTreeMap::new();
+            if rng.below(2) == 0 {
+                labels.insert("gpu".to_string(), "true".to_string());
+            }
+            let resources = match rng.below(3) {
+                0 => Resources {
+                    cpu_millis: 1000,
+                    memory_mb: 1024,
+                },
+                _ => Resources::default(),
+            };
+            Command::RegisterWorker {
+                now_ms,
+                registration: WorkerRegistration {
+                    id: worker_id.to_string(),
+                    session: session_of(rng, worker_id),
+                    slots: *rng.pick(&[1, 2, 2, 3, 3, 0]),
+                    labels,
+                    resources,
+                    lease_ms: *rng.pick(&[5000, 5000, 5000, 100]),
+                },
+            }
+        }
+        8 if rng.below(3) == 0 => {
+            let worker_id = *rng.pick(&WORKER_IDS);
+            Command::DrainWorker {
+                now_ms,
+                worker_id: worker_id.to_string(),
+                session: session_of(rng, worker_id),
+            }
+        }
+        8 | 9 => {
+            let worker_id = *rng.pick(&WORKER_IDS);
+            Command::ExpireWorker {
+                now_ms,
+                worker_id: worker_id.to_string(),
+                session: session_of(rng, worker_id),
+            }
+        }
+        10..=12 => {
+            let ready: Vec<TaskId> = ["q1", "q2", "q3"]
+                .iter()
+                .flat_map(|q| state.ready_in_queue(q))
+                .collect();
+            let registered: Vec<&str> = state.workers().map(|w| w.id.as_str()).collect();
+            let count = 1 + rng.below(4) as usize;
+            let assignments = (0..count)
+                .map(|_| {
+                    let task_id = match ready.is_empty() || rng.below(4) == 0 {
+                        true => rng.below(max_id + 2),
+                        false => *rng.pick(&ready),
+                    };
+                    let worker_id = match registered.is_empty() || rng.below(6) == 0 {
+                        true => rng.pick(&["w1", "w2", "w3", "nobody"]).to_string(),
+                        false => rng.pick(&registered).to_string(),
+                    };
+                    (task_id, worker_id)
+                })
+                .collect();
+            Command::AssignTasks {
+                now_ms,
+                seed: rng.next(),
+                assignments,
+            }
+        }
+        13..=18 => {
+            let (task_id, token) = random_target(rng, state, &running);
+            let outcome = *rng.pick(&[
+                AttemptOutcome::Succeeded,
+                AttemptOutcome::Succeeded,
+                AttemptOutcome::Failed,
+                AttemptOutcome::Failed,
+                AttemptOutcome::TimedOut,
+                AttemptOutcome::Cancelled,
+                AttemptOutcome::HandedBack,
+                AttemptOutcome::Running,
+            ]);
+            if rng.below(5) == 0 {
+                return Command::TimeOutAttempt {
+                    now_ms,
+                    task_id,
+                    token,
+                    jitter: rng.next(),
+                };
+            }
+            Command::ReportResult {
+                now_ms,
+                report: AttemptReport {
+                    task_id,
+                    token,
+                    outcome,
+                    exit_code: (outcome == AttemptOutcome::Failed).then_some(1),
+                    error: (rng.below(2) == 0).then(|| "boom".to_string()),
+                    retryable: rng.below(4) != 0,
+                    stdout_tail: "o".repeat(rng.below(3) as usize),
+                    stderr_tail: "e".repeat(rng.below(3) as usize),
+                },
+                jitter: rng.next(),
+            }
+        }
+        _ => Command::SetQueuePolicy {
+            now_ms,
+            queue: rng.pick(&["q1", "q2", "q3", "bad queue"]).to_string(),
+            policy: QueuePolicy {
+                weight: *rng.pick(&[1, 2, 3, 0]),
+                placement: *rng.pick(&Placement::ALL),
+            },
+        },
     }
 }
 
-/// The same command sequence applied to two fresh states gives the same responses and the
-/// same snapshot bytes at every step; a third state, restored from a snapshot halfway,
-/// continues identically. Seeds are fixed; `STATE_SEED=<n>` replays one.
+/// A task and a token to report for: mostly a running attempt's own token; sometimes an
+/// earlier token of the same task, another task's token, or any task and number (stale).
+fn random_target(rng: &mut Rng, state: &SchedulerState, running: &[&Task]) -> (TaskId, u64) {
+    if running.is_empty() || rng.below(6) == 0 {
+        let task_id = rng.below(state.task_count() as u64 + 2);
+        return (task_id, rng.below(max_token(state) + 2));
+    }
+    let task = *rng.pick(running);
+    let current = task.attempts.last().expect("a running task has an attempt").token;
+    match rng.below(6) {
+        0 => (task.id, rng.pick(&task.attempts).token.saturating_sub(rng.below(2))),
+        1 => (task.id, current + 1),
+        _ => (task.id, current),
+    }
+}
+
+/// The same command sequence applied to two fresh states gives the same responses and equal
+/// states (so equal snapshot bytes) at every step; a third state, restored from a snapshot
+/// halfway, continues identically. Every command is checked by [`apply_checked`] and every state by
+/// [`check_state`], so the invariants hold across many interleavings of submissions,
+/// cancels, registrations, drains, expiries, assignments, reports and timeouts. The leader
+/// time moves 10 ms a step, and sometimes goes back (a new leader with a slower clock).
+/// Seeds are fixed; `STATE_SEED=<n>` replays one.
 #[test]
 fn same_log_same_state() {
     let seeds: Vec<u64> = match std::env::var("STATE_SEED") {
@@ -541,37 +1448,47 @@ fn same_log_same_state() {
         let mut restored: Option<SchedulerState> = None;
         let steps = 300;
         for step in 0..steps {
-            let command = random_command(&mut rng, 1000 + step * 10, left.task_count() as u64);
+            let mut now_ms = 1000 + step * 10;
+            if rng.below(10) == 0 {
+                now_ms -= rng.below(200);
+            }
+            let command = random_command(&mut rng, now_ms, &left);
             let left_response = apply_checked(&mut left, command.clone());
             let right_response = apply_checked(&mut right, command.clone());
             assert_eq!(
                 left_response, right_response,
-                "seed {seed} step {step}: responses differ"
+                "seed {seed} step {step}: responses differ for {command}"
             );
             for kind in response_kinds(&left_response) {
                 *seen.entry(kind).or_default() += 1;
             }
             if let Some(restored) = restored.as_mut() {
-                let response = apply_checked(restored, command);
+                let response = apply_checked(restored, command.clone());
                 assert_eq!(
                     response, left_response,
-                    "seed {seed} step {step}: restored state answered differently"
+                    "seed {seed} step {step}: restored state answered differently to {command}"
                 );
                 assert_eq!(*restored, left, "seed {seed} step {step}: restored state diverged");
             }
-            for (which, state) in [("left", &left), ("right", &right)] {
-                if let Err(violation) = state.check_invariants() {
-                    panic!("seed {seed} step {step}: {which} state broke an invariant: {violation}");
-                }
-            }
-            let bytes = left.to_snapshot_bytes();
-            assert_eq!(
-                bytes,
-                right.to_snapshot_bytes(),
-                "seed {seed} step {step}: snapshots differ"
+            // Equal states (indexes included) encode to equal snapshots, and one check of the
+            // invariants covers both; the bytes are compared now and then all the same.
+            assert!(
+                left == right,
+                "seed {seed} step {step}: the states differ after {command}"
             );
-            if step == steps / 2 {
-                restored = Some(SchedulerState::from_snapshot_bytes(&bytes).expect("a valid snapshot decodes"));
+            if let Err(violation) = check_state(&left) {
+                panic!("seed {seed} step {step}: the state broke an invariant after {command}: {violation}");
+            }
+            if step % 50 == 0 || step == steps / 2 || step == steps - 1 {
+                let bytes = left.to_snapshot_bytes();
+                assert_eq!(
+                    bytes,
+                    right.to_snapshot_bytes(),
+                    "seed {seed} step {step}: snapshots differ"
+                );
+                if step == steps / 2 {
+                    restored = Some(SchedulerState::from_snapshot_bytes(&bytes).expect("a valid snapshot decodes"));
+                }
             }
         }
         assert!(left.task_count() > 0, "seed {seed}: the sequence created no task");
@@ -584,8 +1501,23 @@ fn same_log_same_state() {
             "InvalidArgument",
             "RequestIdConflict",
             "cancelled",
+            "cancelled-running",
             "TaskNotFound",
             "AlreadyFinished",
+            "registered",
+            "registered-voided",
+            "drained",
+            "expired",
+            "expired-voided",
+            "WorkerNotFound",
+            "WorkerSessionMismatch",
+            "assigned",
+            "NotAssignable",
+            "reported-pending",
+            "reported-succeeded",
+            "reported-failed",
+            "StaleToken",
+            "policy-set",
         ] {
             assert!(seen.contains_key(kind), "the random commands never produced {kind}");
         }
@@ -599,26 +1531,63 @@ fn response_kinds(response: &CommandResponse) -> Vec<&'static str> {
         Err(StateError::TaskNotFound(_)) => "TaskNotFound",
         Err(StateError::AlreadyFinished { .. }) => "AlreadyFinished",
         Err(StateError::RequestIdConflict { .. }) => "RequestIdConflict",
+        Err(StateError::WorkerNotFound(_)) => "WorkerNotFound",
+        Err(StateError::WorkerSessionMismatch { .. }) => "WorkerSessionMismatch",
+        Err(StateError::StaleToken { .. }) => "StaleToken",
+        Err(StateError::NotAssignable { .. }) => "NotAssignable",
     };
     match response {
         CommandResponse::Submitted(outcomes) => outcomes
             .iter()
             .map(|o| kind(o.as_ref().map(|o| if o.created { "created" } else { "existing" })))
             .collect(),
-        CommandResponse::Cancelled(result) => vec![kind(result.as_ref().map(|_| "cancelled"))],
+        CommandResponse::Cancelled(result) => vec![kind(result.as_ref().map(|o| {
+            if o.stopped.is_some() {
+                "cancelled-running"
+            } else {
+                "cancelled"
+            }
+        }))],
+        CommandResponse::Registered(result) => vec![kind(result.as_ref().map(|voided| {
+            if voided.is_empty() {
+                "registered"
+            } else {
+                "registered-voided"
+            }
+        }))],
+        CommandResponse::Drained(result) => vec![kind(result.as_ref().map(|()| "drained"))],
+        CommandResponse::Expired(voided) if voided.is_empty() => vec!["expired"],
+        CommandResponse::Expired(_) => vec!["expired-voided"],
+        CommandResponse::Assigned(outcomes) => outcomes.iter().map(|o| kind(o.as_ref().map(|_| "assigned"))).collect(),
+        CommandResponse::Reported(result) => vec![kind(result.as_ref().map(|status| match status {
+            TaskStatus::Pending => "reported-pending",
+            TaskStatus::Succeeded => "reported-succeeded",
+            TaskStatus::Failed => "reported-failed",
+            _ => "reported-other",
+        }))],
+        CommandResponse::QueuePolicySet(result) => vec![kind(result.as_ref().map(|()| "policy-set"))],
         CommandResponse::Empty => vec![],
     }
 }
 
 /// Every truncation and every single-byte change of a snapshot either decodes to a state
-/// that keeps its invariants or is refused with an error; decoding never panics.
+/// that keeps its invariants or is refused with an error; decoding never panics. The state
+/// has workers, running and finished attempts, and queue policies.
 #[test]
 fn damaged_snapshots_never_panic() {
     let mut rng = Rng::new(7);
     let mut state = SchedulerState::new();
-    for step in 0..40 {
-        let command = random_command(&mut rng, step * 10, state.task_count() as u64);
+    let has_dispatch = |state: &SchedulerState| {
+        state.running_tasks().count() > 0
+            && tasks(state).any(|t| t.attempts.len() > 1)
+            && state.queue_policies().count() > 0
+    };
+    let mut step = 0;
+    while step < 60 || !has_dispatch(&state) {
+        assert!(step < 2000, "2000 random commands left no dispatch state to damage");
+        let command = random_command(&mut rng, 1000 + step * 10, &state);
         state.apply(command);
+        step += 1;
     }
     let bytes = state.to_snapshot_bytes();
     let check = |damaged: &[u8]| {

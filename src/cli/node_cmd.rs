@@ -40,6 +40,9 @@ pub struct NodeArgs {
     /// Take a snapshot (and purge the log behind it) after this many entries.
     #[arg(long)]
     snapshot_after: Option<u64>,
+    /// Dial these peers at other addresses, ID=HOST:PORT,... (e.g. through proxies).
+    #[arg(long)]
+    peer_dial_overrides: Option<String>,
 }
 
 impl NodeArgs {
@@ -61,6 +64,7 @@ impl NodeArgs {
                 cluster_id: "raftsched".into(),
                 initial_members: Default::default(),
                 raft: Default::default(),
+                peer_dial_overrides: Default::default(),
             },
         };
         if let Some(id) = self.id {
@@ -80,6 +84,9 @@ impl NodeArgs {
         }
         if let Some(members) = &self.initial_members {
             config.initial_members = parse_members(members)?;
+        }
+        if let Some(overrides) = &self.peer_dial_overrides {
+            config.peer_dial_overrides = parse_members(overrides)?;
         }
         let raft = &mut config.raft;
         let overrides = [

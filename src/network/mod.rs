@@ -41,19 +41,24 @@ pub struct NetworkFactory {
     channels: Arc<Mutex<BTreeMap<NodeId, (String, Channel)>>>,
     /// Injected link faults (tests only; empty otherwise).
     faults: FaultInjector,
+    /// Addresses to dial instead of the membership's, by node: lets a chaos run route every
+    /// peer link through a proxy it controls. Empty normally.
+    dial_overrides: Arc<BTreeMap<NodeId, String>>,
 }
 
 impl NetworkFactory {
-    pub fn new(cluster_id: &str, faults: FaultInjector) -> NetworkFactory {
+    pub fn new(cluster_id: &str, faults: FaultInjector, dial_overrides: BTreeMap<NodeId, String>) -> NetworkFactory {
         NetworkFactory {
             cluster_id: cluster_id.into(),
             channels: Arc::default(),
             faults,
+            dial_overrides: Arc::new(dial_overrides),
         }
     }
 
     /// The channel to `target` at `addr`, made anew only when the address changed.
     fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
+        let addr = self.dial_overrides.get(&target).map_or(addr, String::as_str);
         let mut channels = self.channels.lock().expect("channel map lock poisoned");
         if let Some((known_addr, channel)) = channels.get(&target)
             && known_addr == addr

@@ -30,6 +30,10 @@ pub struct NodeConfig {
     pub initial_members: BTreeMap<NodeId, String>,
     #[serde(default)]
     pub raft: RaftTuning,
+    /// id → address to dial for that peer instead of its membership address (e.g. through a
+    /// proxy, as the chaos tool does). Normally empty.
+    #[serde(default)]
+    pub peer_dial_overrides: BTreeMap<NodeId, String>,
 }
 
 /// Raft timing and log compaction.

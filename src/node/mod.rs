@@ -124,7 +124,7 @@ impl RunningNode {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config(&config)?),
-            NetworkFactory::new(&config.cluster_id, faults),
+            NetworkFactory::new(&config.cluster_id, faults, config.peer_dial_overrides.clone()),
             store.log_store,
             store.state_machine,
         )

@@ -68,6 +68,7 @@ impl TestCluster {
                     cluster_id: CLUSTER_ID.into(),
                     initial_members: members.clone(),
                     raft: tuning.clone(),
+                    peer_dial_overrides: BTreeMap::new(),
                 };
                 (*id, config)
             })
@@ -191,6 +192,7 @@ impl TestCluster {
             cluster_id: CLUSTER_ID.into(),
             initial_members: BTreeMap::new(),
             raft: self.configs.values().next().expect("a node").raft.clone(),
+            peer_dial_overrides: BTreeMap::new(),
         };
         self.configs.insert(id, config.clone());
         let faults = self.faults.entry(id).or_default().clone();
