@@ -98,6 +98,9 @@ pub struct MemberView {
     pub leader_id: Option<NodeId>,
     pub last_log_index: u64,
     pub last_applied_index: u64,
+    /// The applied state's digest, and the index it was taken at.
+    pub state_digest: u64,
+    pub digest_applied_index: u64,
 }
 
 /// A node's client-facing operations. Cheap to clone; every clone shares the same Raft and
@@ -214,7 +217,14 @@ impl App {
             ServerState::Learner => "learner",
             ServerState::Shutdown => "shutdown",
         };
+        let (state_digest, digest_applied_index) = {
+            let applied = self.state.read();
+            let index = applied.last_applied.as_ref().map_or(0, |log_id| log_id.index);
+            (applied.scheduler.digest(), index)
+        };
         MemberView {
+            state_digest,
+            digest_applied_index,
             node_id,
             address,
             role: role.to_string(),

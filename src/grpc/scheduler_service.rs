@@ -79,6 +79,8 @@ fn member_to_proto(view: MemberView) -> api::MemberStatus {
         last_log_index: view.last_log_index,
         last_applied_index: view.last_applied_index,
         error: String::new(),
+        state_digest: view.state_digest,
+        digest_applied_index: view.digest_applied_index,
     }
 }
 

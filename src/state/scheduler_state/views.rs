@@ -126,4 +126,15 @@ impl SchedulerState {
     pub fn running_tasks(&self) -> impl Iterator<Item = &Task> {
         self.running_by_worker.values().flatten().map(|id| &self.tasks[id])
     }
+
+    /// A 64-bit fingerprint of the whole state (FNV-1a over the snapshot encoding), to check
+    /// that replicas at the same applied index hold the same state. O(n).
+    pub fn digest(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in self.to_snapshot_bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash
+    }
 }
