@@ -1,5 +1,6 @@
 //! raftsched: a highly available distributed task scheduler replicated with Raft.
 pub mod app;
+pub mod chaos;
 pub mod client;
 pub mod dispatch;
 pub mod grpc;

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
 
 mod bench_cmd;
+mod chaos_cmd;
 mod cluster_cmd;
 mod node_cmd;
 mod output;
@@ -48,6 +49,8 @@ enum Command {
     Queue(queue_cmd::QueueCommand),
     /// Drive load against a running cluster and report throughput and latency.
     Bench(bench_cmd::BenchArgs),
+    /// Run real nodes and workers under seeded faults and check the history.
+    Chaos(chaos_cmd::ChaosArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -74,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Queue(command) => queue_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
         Command::Bench(args) => bench_cmd::run(args, &ClusterClient::new(&cli.cluster)?, cli.json).await,
+        Command::Chaos(args) => chaos_cmd::run(args, cli.json).await,
     }
 }
 

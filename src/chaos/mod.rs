@@ -1,0 +1,1 @@
+//! Multi-process chaos runs against the real binaries, with a history checker.
