@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::TestCluster;
 use common::command_spec;
+use common::shell;
 use common::start_worker;
 use common::test_tuning;
 use common::wait_for_finish;
@@ -23,14 +24,6 @@ use raftsched::worker::TaskContext;
 use raftsched::worker::WorkerOptions;
 use tonic::Code;
 
-fn shell(name: &str, command_line: &str) -> api::TaskSpec {
-    let mut spec = command_spec(name, "");
-    spec.payload = Some(api::task_spec::Payload::Command(api::CommandPayload {
-        command_line: command_line.into(),
-        env: Default::default(),
-    }));
-    spec
-}
 
 fn state_of(task: &api::Task) -> api::TaskState {
     api::TaskState::try_from(task.state).unwrap()

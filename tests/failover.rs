@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::TestCluster;
 use common::command_spec;
+use common::shell;
 use common::start_worker;
 use common::test_tuning;
 use common::wait_for_finish;
@@ -18,14 +19,6 @@ use raftsched::network::LinkFault;
 use raftsched::worker::WorkerOptions;
 use tokio::time::Instant;
 
-fn shell(name: &str, command_line: &str) -> api::TaskSpec {
-    let mut spec = command_spec(name, "");
-    spec.payload = Some(api::task_spec::Payload::Command(api::CommandPayload {
-        command_line: command_line.into(),
-        env: Default::default(),
-    }));
-    spec
-}
 
 /// The leader as seen by the nodes other than `excluded`, once they agree on one.
 async fn leader_among_others(cluster: &TestCluster, excluded: u64) -> u64 {

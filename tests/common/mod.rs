@@ -345,3 +345,14 @@ pub async fn wait_for_finish(cluster: &TestCluster, task_id: u64) -> raftsched::
     })
     .await
 }
+
+/// A task spec that runs `command_line` through the shell.
+pub fn shell(name: &str, command_line: &str) -> raftsched::grpc::api::TaskSpec {
+    use raftsched::grpc::api;
+    let mut spec = command_spec(name, "");
+    spec.payload = Some(api::task_spec::Payload::Command(api::CommandPayload {
+        command_line: command_line.into(),
+        env: Default::default(),
+    }));
+    spec
+}
