@@ -1,25 +1,39 @@
 #!/usr/bin/env bash
-# Runs a local three-node raftsched cluster on 127.0.0.1, for development, demos and tests.
+# Runs a local three-node raftsched cluster on 127.0.0.1, and workers for it, for development,
+# demos and tests.
 #
 # Usage: scripts/cluster.sh COMMAND [ARGS]   (scripts/cluster.sh help for the list)
 #
 # Environment:
-#   RAFTSCHED_PORT_BASE      port of node 1; nodes 2 and 3 use the next two (default 50051)
-#   RAFTSCHED_DATA           data, logs and pid files (default: data/ in the repository)
-#   RAFTSCHED_BIN            raftsched binary to run; when set, nothing is built
-#   RAFTSCHED_BUILD_PROFILE  cargo profile to build and run: release (default) or debug
+#   RAFTSCHED_PORT_BASE        port of node 1; nodes 2 and 3 use the next two (default 50051)
+#   RAFTSCHED_DATA             data, logs and pid files (default: data/ in the repository)
+#   RAFTSCHED_BIN              raftsched binary to run; when set, nothing is built
+#   RAFTSCHED_BUILD_PROFILE    cargo profile to build and run: release (default) or debug
+#   RAFTSCHED_WORKERS          workers `start` runs (default 2; 0 for none)
+#   RAFTSCHED_WORKER_SLOTS     attempts each worker runs at once (default 4)
+#   RAFTSCHED_WORKER_LEASE_MS  a worker not heard from for this long loses its attempts (default 5000)
+#   RAFTSCHED_WORKER_DRAIN_MS  on stop, how long a worker may finish running attempts before it
+#                              hands them back (default 10000)
 #
 # Layout of $RAFTSCHED_DATA: cluster-id (generated on the first start, reused after),
-# node1/ node2/ node3/ (data dirs), node1.log ... (each node's stderr), node1.pid ...
+# node1/ node2/ node3/ (data dirs), node1.log ... (each node's stderr), node1.pid ...,
+# worker1.log worker1.pid ... (worker N runs as id workerN with label worker=N).
 set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 PORT_BASE=${RAFTSCHED_PORT_BASE:-50051}
 DATA=$(realpath -m -- "${RAFTSCHED_DATA:-$ROOT/data}")
 PROFILE=${RAFTSCHED_BUILD_PROFILE:-release}
+WORKERS=${RAFTSCHED_WORKERS:-2}
+WORKER_SLOTS=${RAFTSCHED_WORKER_SLOTS:-4}
+WORKER_LEASE_MS=${RAFTSCHED_WORKER_LEASE_MS:-5000}
+WORKER_DRAIN_MS=${RAFTSCHED_WORKER_DRAIN_MS:-10000}
 NODES=(1 2 3)
 START_TIMEOUT_S=30
 STOP_TIMEOUT_S=10
+# A stopping worker first tells the leader (up to 5 s), then drains, then reports what it
+# handed back: its drain time plus this margin before it is killed.
+WORKER_STOP_MARGIN_S=10
 # Bounds one client call in a poll loop (the client itself retries for up to 15 s; one
 # attempt on an unresponsive node may take 5 s before it moves on to the next node).
 CLIENT_TIMEOUT_S=10
@@ -28,24 +42,33 @@ usage() {
     cat <<EOF
 Usage: scripts/cluster.sh COMMAND [ARGS]
 
-A three-node raftsched cluster on 127.0.0.1, ports ${PORT_BASE}-$((PORT_BASE + 2)), data in ${DATA}.
+A three-node raftsched cluster on 127.0.0.1, ports ${PORT_BASE}-$((PORT_BASE + 2)), data in ${DATA},
+and ${WORKERS} worker(s) for it (worker N has id workerN and label worker=N).
 
 Commands:
-  start          build (unless RAFTSCHED_BIN is set), start the nodes that are not running,
-                 and wait until all three agree on a leader
-  stop           stop every node (SIGTERM, then SIGKILL after ${STOP_TIMEOUT_S} s)
-  status         which nodes run, and the cluster's status
-  logs N [-f]    the last 100 lines of node N's log (-f: follow it)
-  kill N         SIGKILL node N
-  pause N        SIGSTOP node N (it stops answering, as if partitioned)
-  resume N       SIGCONT node N
-  restart N      stop node N and start it again on the same data dir
-  leader         print the number of the current leader node
-  clean          stop, then remove the data dir
-  help           this text
+  start              build (unless RAFTSCHED_BIN is set), start the nodes that are not
+                     running, wait until all three agree on a leader, then start the workers
+                     that are not running and wait until they are connected
+  stop               stop every worker (SIGTERM: it drains; SIGKILL after the drain time
+                     + ${WORKER_STOP_MARGIN_S} s), then every node (SIGTERM, then SIGKILL after ${STOP_TIMEOUT_S} s)
+  status             which nodes and workers run, the cluster's status and its workers
+  logs N [-f]        the last 100 lines of node N's log (-f: follow it)
+  logs workerN [-f]  the same for worker N
+  kill N             SIGKILL node N
+  pause N            SIGSTOP node N (it stops answering, as if partitioned)
+  resume N           SIGCONT node N
+  restart N          stop node N and start it again on the same data dir
+  kill-worker N      SIGKILL worker N and the commands it runs (as if its machine died);
+                     the leader hands its attempts to other workers once its lease expires
+  restart-worker N   stop worker N (it drains) and start it again
+  leader             print the number of the current leader node
+  clean              stop, then remove the data dir
+  help               this text
 
 Environment: RAFTSCHED_PORT_BASE (default 50051), RAFTSCHED_DATA (default <repo>/data),
-RAFTSCHED_BIN (binary to use; no build), RAFTSCHED_BUILD_PROFILE (release or debug).
+RAFTSCHED_BIN (binary to use; no build), RAFTSCHED_BUILD_PROFILE (release or debug),
+RAFTSCHED_WORKERS (workers to start, default 2; 0 for none), RAFTSCHED_WORKER_SLOTS (default 4),
+RAFTSCHED_WORKER_LEASE_MS (default 5000), RAFTSCHED_WORKER_DRAIN_MS (default 10000).
 EOF
 }
 
@@ -61,6 +84,9 @@ addr_of() { echo "127.0.0.1:$(port_of "$1")"; }
 pid_file() { echo "$DATA/node$1.pid"; }
 log_file() { echo "$DATA/node$1.log"; }
 data_dir() { echo "$DATA/node$1"; }
+worker_id() { echo "worker$1"; }
+worker_pid_file() { echo "$DATA/worker$1.pid"; }
+worker_log_file() { echo "$DATA/worker$1.log"; }
 
 # host:port,host:port,host:port — what RAFTSCHED_CLUSTER should be.
 cluster_addrs() {
@@ -80,10 +106,21 @@ check_node_arg() {
     [[ ${1:-} =~ ^[1-3]$ ]] || die "expected a node number (1, 2 or 3), got '${1:-}'"
 }
 
-check_port_base() {
+check_worker_arg() {
+    [[ ${1:-} =~ ^[1-9][0-9]{0,2}$ ]] || die "expected a worker number (1, 2, ...), got '${1:-}'"
+}
+
+check_settings() {
     if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || ((PORT_BASE < 1 || PORT_BASE > 65533)); then
         die "RAFTSCHED_PORT_BASE must be a port number up to 65533, got '$PORT_BASE'"
     fi
+    [[ $WORKERS =~ ^[0-9]{1,3}$ ]] || die "RAFTSCHED_WORKERS must be a number of workers (0 or more), got '$WORKERS'"
+    [[ $WORKER_SLOTS =~ ^[1-9][0-9]{0,5}$ ]] \
+        || die "RAFTSCHED_WORKER_SLOTS must be a number of slots (1 or more), got '$WORKER_SLOTS'"
+    [[ $WORKER_LEASE_MS =~ ^[0-9]{1,9}$ ]] \
+        || die "RAFTSCHED_WORKER_LEASE_MS must be milliseconds, got '$WORKER_LEASE_MS'"
+    [[ $WORKER_DRAIN_MS =~ ^[0-9]{1,9}$ ]] \
+        || die "RAFTSCHED_WORKER_DRAIN_MS must be milliseconds, got '$WORKER_DRAIN_MS'"
 }
 
 # The cluster id, generated on the first start and kept in $DATA/cluster-id.
@@ -114,11 +151,10 @@ proc_state() {
     echo "${rest%% *}"
 }
 
-# The pid in node N's pid file if that process is alive. A zombie is dead: nothing may reap
-# it soon (the nodes are orphans, and PID 1 of a container may not reap).
-pid_file_alive() {
-    local file pid state
-    file=$(pid_file "$1")
+# The pid in pid file $1 if that process is alive. A zombie is dead: nothing may reap it soon
+# (the nodes and workers are orphans, and PID 1 of a container may not reap).
+live_pid_in() {
+    local file=$1 pid state
     [[ -s $file ]] || return 1
     pid=$(<"$file")
     [[ $pid =~ ^[0-9]+$ ]] || return 1
@@ -131,35 +167,102 @@ pid_file_alive() {
     echo "$pid"
 }
 
+# The pid in node N's pid file if that process is alive (see live_pid_in).
+pid_file_alive() { live_pid_in "$(pid_file "$1")"; }
+
 # The pid of node N if it runs (paused counts as running): the pid file names a live process
 # whose command line has this node's data dir (not some other process that got the pid).
 node_pid() {
     local pid
     pid=$(pid_file_alive "$1") || return 1
     if [[ -e /proc/self/cmdline ]]; then
-        tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$(data_dir "$1")" || return 1
+        tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | grep -qxF -- "$(data_dir "$1")" || return 1
     fi
     echo "$pid"
 }
 
-node_paused() {
+# The pid of worker N if it runs: the pid file names a live process whose command line has
+# this worker's id and, where its environment is readable, whose RAFTSCHED_CLUSTER is this
+# cluster's (another cluster's workerN does not count).
+worker_pid() {
     local pid
-    pid=$(node_pid "$1") || return 1
+    pid=$(live_pid_in "$(worker_pid_file "$1")") || return 1
+    if [[ -e /proc/self/cmdline ]]; then
+        tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | grep -qxF -- "$(worker_id "$1")" || return 1
+        if [[ -r /proc/$pid/environ ]]; then
+            tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" \
+                | grep -qxF -- "RAFTSCHED_CLUSTER=$(cluster_addrs)" || return 1
+        fi
+    fi
+    echo "$pid"
+}
+
+# The pid of member N of KIND (node or worker) if it runs.
+member_pid() {
+    case $1 in
+        node) node_pid "$2" ;;
+        worker) worker_pid "$2" ;;
+        *) die "unknown kind '$1'" ;;
+    esac
+}
+
+member_pid_file() {
+    case $1 in
+        node) pid_file "$2" ;;
+        worker) worker_pid_file "$2" ;;
+        *) die "unknown kind '$1'" ;;
+    esac
+}
+
+member_paused() {
+    local pid
+    pid=$(member_pid "$1" "$2") || return 1
     [[ $(proc_state "$pid") == T ]]
+}
+
+node_paused() { member_paused node "$1"; }
+
+# The process groups that the children of process $1 lead: the commands a worker runs (each
+# in its own group). Linux only; prints nothing elsewhere.
+child_groups() {
+    local parent=$1 stat line rest fields pid
+    [[ -d /proc/self ]] || return 0
+    for stat in /proc/[0-9]*/stat; do
+        { read -r line <"$stat"; } 2>/dev/null || continue
+        rest=${line##*) }
+        read -r -a fields <<<"$rest"
+        # fields: state ppid pgrp ...
+        pid=${stat#/proc/}
+        pid=${pid%/stat}
+        if [[ ${fields[1]:-} == "$parent" && ${fields[2]:-} == "$pid" ]]; then
+            echo "$pid"
+        fi
+    done
+}
+
+# SIGKILLs process $1 and the process groups its children lead.
+kill_with_commands() {
+    local pid=$1 groups group
+    groups=$(child_groups "$pid")
+    kill -KILL "$pid" 2>/dev/null || true
+    for group in $groups; do
+        kill -KILL -- "-$group" 2>/dev/null || true
+    done
 }
 
 # Sleeps 0.2 s; the one pause between polls.
 tick() { sleep 0.2; }
 
-# Waits until none of the given nodes runs, at most $1 seconds; returns 1 on timeout.
-wait_gone() {
-    local timeout=$1 n running
-    shift
+# Waits until none of the given members of KIND runs, at most TIMEOUT seconds; returns 1 on
+# timeout. Usage: wait_gone_kind KIND TIMEOUT N...
+wait_gone_kind() {
+    local kind=$1 timeout=$2 n running
+    shift 2
     local deadline=$((SECONDS + timeout))
     while :; do
         running=0
         for n in "$@"; do
-            if node_pid "$n" >/dev/null; then running=1; fi
+            if member_pid "$kind" "$n" >/dev/null; then running=1; fi
         done
         ((running)) || return 0
         ((SECONDS < deadline)) || return 1
@@ -167,33 +270,68 @@ wait_gone() {
     done
 }
 
-# Stops the given nodes: SIGTERM (and SIGCONT, so a paused node handles it), then SIGKILL
-# whatever still runs after STOP_TIMEOUT_S.
-stop_nodes() {
-    local n pid stopping=()
+# Waits until none of the given nodes runs, at most $1 seconds; returns 1 on timeout.
+wait_gone() {
+    local timeout=$1
+    shift
+    wait_gone_kind node "$timeout" "$@"
+}
+
+# Stops the given members of KIND: SIGTERM (and SIGCONT, so a paused one handles it), then
+# SIGKILL whatever still runs after TIMEOUT seconds (a worker with the commands it runs).
+# Usage: stop_members KIND TIMEOUT N...
+stop_members() {
+    local kind=$1 timeout=$2 n pid stopping=()
+    shift 2
     for n in "$@"; do
-        if pid=$(node_pid "$n"); then
+        if pid=$(member_pid "$kind" "$n"); then
             kill -TERM "$pid" 2>/dev/null || true
             kill -CONT "$pid" 2>/dev/null || true
             stopping+=("$n")
         else
-            rm -f -- "$(pid_file "$n")"
+            rm -f -- "$(member_pid_file "$kind" "$n")"
         fi
     done
     ((${#stopping[@]})) || return 0
-    if ! wait_gone "$STOP_TIMEOUT_S" "${stopping[@]}"; then
+    if ! wait_gone_kind "$kind" "$timeout" "${stopping[@]}"; then
         for n in "${stopping[@]}"; do
-            if pid=$(node_pid "$n"); then
-                echo "node $n did not stop within ${STOP_TIMEOUT_S} s; killing it (pid $pid)" >&2
-                kill -KILL "$pid" 2>/dev/null || true
+            if pid=$(member_pid "$kind" "$n"); then
+                echo "$kind $n did not stop within ${timeout} s; killing it (pid $pid)" >&2
+                if [[ $kind == worker ]]; then
+                    kill_with_commands "$pid"
+                else
+                    kill -KILL "$pid" 2>/dev/null || true
+                fi
             fi
         done
-        wait_gone 5 "${stopping[@]}" || die "nodes still running after SIGKILL: ${stopping[*]}"
+        wait_gone_kind "$kind" 5 "${stopping[@]}" || die "${kind}s still running after SIGKILL: ${stopping[*]}"
     fi
     for n in "${stopping[@]}"; do
-        rm -f -- "$(pid_file "$n")"
-        echo "node $n stopped"
+        rm -f -- "$(member_pid_file "$kind" "$n")"
+        echo "$kind $n stopped"
     done
+}
+
+stop_nodes() { stop_members node "$STOP_TIMEOUT_S" "$@"; }
+
+# A worker's drain time (rounded up to seconds) plus the margin.
+worker_stop_timeout() { echo $(((WORKER_DRAIN_MS + 999) / 1000 + WORKER_STOP_MARGIN_S)); }
+
+stop_workers() { stop_members worker "$(worker_stop_timeout)" "$@"; }
+
+# The numbers of the workers this script knows of: 1..RAFTSCHED_WORKERS, and any other with a
+# pid file (started with a larger RAFTSCHED_WORKERS, or by restart-worker), one a line.
+known_workers() {
+    local i file n
+    {
+        for ((i = 1; i <= WORKERS; i++)); do echo "$i"; done
+        for file in "$DATA"/worker*.pid; do
+            [[ -e $file ]] || continue
+            n=${file##*/worker}
+            n=${n%.pid}
+            if [[ $n =~ ^[1-9][0-9]*$ ]]; then echo "$n"; fi
+        done
+    } | sort -nu
 }
 
 # --- The binary ------------------------------------------------------------------------------
@@ -311,11 +449,28 @@ current_leader() {
     echo "$best"
 }
 
+# Prints the ids of the workers the leader lists as connected, one a line; returns 1 if the
+# cluster does not answer. The table of `worker list`: WORKER BUSY STATE HEARD LABELS, STATE
+# being connected, draining or away.
+connected_workers() {
+    local bin=$1 table
+    table=$(client "$bin" worker list 2>/dev/null) || return 1
+    awk 'NR > 1 && $3 == "connected" { print $1 }' <<<"$table"
+}
+
 print_log_tails() {
     local n
     for n in "$@"; do
         echo "--- last lines of $(log_file "$n") ---" >&2
         tail -n 30 -- "$(log_file "$n")" >&2 2>/dev/null || echo "(no log)" >&2
+    done
+}
+
+print_worker_log_tails() {
+    local n
+    for n in "$@"; do
+        echo "--- last lines of $(worker_log_file "$n") ---" >&2
+        tail -n 30 -- "$(worker_log_file "$n")" >&2 2>/dev/null || echo "(no log)" >&2
     done
 }
 
@@ -327,6 +482,17 @@ check_started_alive() {
         if ! pid_file_alive "$n" >/dev/null; then
             print_log_tails "$n"
             die "node $n exited during startup; see $(log_file "$n")"
+        fi
+    done
+}
+
+# The same for workers.
+check_started_workers_alive() {
+    local n
+    for n in "$@"; do
+        if ! live_pid_in "$(worker_pid_file "$n")" >/dev/null; then
+            print_worker_log_tails "$n"
+            die "worker $n exited during startup; see $(worker_log_file "$n")"
         fi
     done
 }
@@ -347,6 +513,60 @@ start_node() {
         echo "$!" >"$(pid_file "$n")"
     )
     echo "node $n started (pid $(<"$(pid_file "$n")"), $(addr_of "$n"), log $log)"
+}
+
+start_worker() {
+    local bin=$1 n=$2 log
+    log=$(worker_log_file "$n")
+    mkdir -p -- "$DATA"
+    echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) cluster.sh: starting worker $n ($(worker_id "$n"))" >>"$log"
+    # Its own process group, like a node. It finds the leader through RAFTSCHED_CLUSTER.
+    (
+        set -m
+        RAFTSCHED_CLUSTER=$(cluster_addrs) NO_COLOR=1 nohup "$bin" worker --id "$(worker_id "$n")" \
+            --slots "$WORKER_SLOTS" --label "worker=$n" --lease-ms "$WORKER_LEASE_MS" \
+            --drain-timeout-ms "$WORKER_DRAIN_MS" </dev/null >>"$log" 2>&1 &
+        echo "$!" >"$(worker_pid_file "$n")"
+    )
+    echo "worker $n started (pid $(<"$(worker_pid_file "$n")"), id $(worker_id "$n"), log $log)"
+}
+
+# Waits until the leader lists the given workers as connected; fails if one exits first.
+wait_workers_connected() {
+    local bin=$1 n connected
+    local -a waiting
+    shift
+    (($#)) || return 0
+    local deadline=$((SECONDS + START_TIMEOUT_S))
+    while :; do
+        check_started_workers_alive "$@"
+        connected=$(connected_workers "$bin") || connected=""
+        waiting=()
+        for n in "$@"; do
+            grep -qxF -- "$(worker_id "$n")" <<<"$connected" || waiting+=("$n")
+        done
+        ((${#waiting[@]})) || break
+        if ((SECONDS >= deadline)); then
+            print_worker_log_tails "${waiting[@]}"
+            die "workers not connected within ${START_TIMEOUT_S} s: ${waiting[*]}"
+        fi
+        tick
+    done
+    echo "workers connected: $*"
+}
+
+# Starts workers 1..RAFTSCHED_WORKERS that do not run, and waits until they are connected.
+start_workers() {
+    local bin=$1 n pid started=()
+    for ((n = 1; n <= WORKERS; n++)); do
+        if pid=$(worker_pid "$n"); then
+            echo "worker $n already running (pid $pid)"
+        else
+            start_worker "$bin" "$n"
+            started+=("$n")
+        fi
+    done
+    wait_workers_connected "$bin" "${started[@]}"
 }
 
 cmd_start() {
@@ -373,18 +593,27 @@ cmd_start() {
         tick
     done
     echo "leader: node $leader"
+    start_workers "$bin"
     echo
     client "$bin" cluster status
+    if ((WORKERS)); then
+        echo
+        client "$bin" worker list
+    fi
     echo
     echo "export RAFTSCHED_CLUSTER=$(cluster_addrs)"
 }
 
 cmd_stop() {
+    local workers
+    workers=$(known_workers)
+    # shellcheck disable=SC2086 # one number a line
+    stop_workers $workers
     stop_nodes "${NODES[@]}"
 }
 
 cmd_status() {
-    local n pid any=0
+    local n pid any=0 workers any_worker=0
     for n in "${NODES[@]}"; do
         if pid=$(node_pid "$n"); then
             if node_paused "$n"; then
@@ -397,17 +626,39 @@ cmd_status() {
             echo "node $n stopped"
         fi
     done
+    workers=$(known_workers)
+    for n in $workers; do
+        if pid=$(worker_pid "$n"); then
+            any_worker=1
+            if member_paused worker "$n"; then
+                echo "worker $n paused  (pid $pid, id $(worker_id "$n"))"
+            else
+                echo "worker $n running (pid $pid, id $(worker_id "$n"))"
+            fi
+        else
+            echo "worker $n stopped"
+        fi
+    done
     if ((any)); then
         echo
         client "$(client_bin)" cluster status || echo "(no answer from the cluster)"
+        if ((any_worker)); then
+            echo
+            client "$(client_bin)" worker list || echo "(no worker list from the cluster)"
+        fi
     fi
 }
 
 cmd_logs() {
-    check_node_arg "${1:-}"
-    local log
-    log=$(log_file "$1")
-    [[ -f $log ]] || die "no log for node $1 at $log"
+    local who=${1:-} log
+    if [[ $who =~ ^worker([1-9][0-9]*)$ ]]; then
+        log=$(worker_log_file "${BASH_REMATCH[1]}")
+        [[ -f $log ]] || die "no log for worker ${BASH_REMATCH[1]} at $log"
+    else
+        [[ $who =~ ^[1-3]$ ]] || die "logs: expected a node number (1, 2 or 3) or workerN, got '$who'"
+        log=$(log_file "$who")
+        [[ -f $log ]] || die "no log for node $who at $log"
+    fi
     case ${2:-} in
         "") tail -n 100 -- "$log" ;;
         -f) exec tail -n 100 -f -- "$log" ;;
@@ -446,6 +697,25 @@ cmd_restart() {
     echo "node $n answers on $(addr_of "$n")"
 }
 
+cmd_kill_worker() {
+    local n=${1:-} pid
+    check_worker_arg "$n"
+    pid=$(worker_pid "$n") || die "worker $n is not running"
+    kill_with_commands "$pid"
+    wait_gone_kind worker 5 "$n" || die "worker $n (pid $pid) still runs after SIGKILL"
+    rm -f -- "$(worker_pid_file "$n")"
+    echo "worker $n killed (pid $pid)"
+}
+
+cmd_restart_worker() {
+    local n=${1:-} bin
+    check_worker_arg "$n"
+    bin=$(build_bin)
+    stop_workers "$n"
+    start_worker "$bin" "$n"
+    wait_workers_connected "$bin" "$n"
+}
+
 cmd_leader() {
     local bin leader deadline
     bin=$(client_bin)
@@ -467,7 +737,7 @@ cmd_clean() {
         for entry in "$DATA"/* "$DATA"/.[!.]*; do
             [[ -e $entry ]] || continue
             name=$(basename -- "$entry")
-            [[ $name =~ ^(node[0-9]+(\.log|\.pid)?|cluster-id(\.tmp)?)$ ]] \
+            [[ $name =~ ^(node[0-9]+(\.log|\.pid)?|worker[0-9]+\.(log|pid)|cluster-id(\.tmp)?)$ ]] \
                 || die "refusing to remove $DATA: it holds $name, which cluster.sh did not create"
         done
     fi
@@ -477,7 +747,7 @@ cmd_clean() {
 }
 
 main() {
-    check_port_base
+    check_settings
     local command=${1:-}
     [[ $# -gt 0 ]] && shift
     case $command in
@@ -489,6 +759,8 @@ main() {
         pause) cmd_signal STOP paused "$@" ;;
         resume) cmd_signal CONT resumed "$@" ;;
         restart) cmd_restart "$@" ;;
+        kill-worker) cmd_kill_worker "$@" ;;
+        restart-worker) cmd_restart_worker "$@" ;;
         leader) cmd_leader ;;
         clean) cmd_clean ;;
         help | -h | --help) usage ;;

@@ -7,8 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    restore_default_sigpipe();
     let args = cli::Cli::parse();
+    if args.is_short_lived() {
+        // Only for commands that print and exit: a server must survive a peer closing a
+        // socket mid-write, which SIGPIPE would turn into a silent death.
+        restore_default_sigpipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

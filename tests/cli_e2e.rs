@@ -1,9 +1,10 @@
-//! End to end: a three-node cluster of the real `raftsched` binary, run by `scripts/cluster.sh`
-//! and driven through the CLI — submit, read, leader failover, catch-up of a restarted node, and
-//! refusal of another cluster's data dir.
+//! End to end: a three-node cluster of the real `raftsched` binary and its workers, run by
+//! `scripts/cluster.sh` and driven through the CLI — the README's quick start (tasks run on the
+//! workers, `--wait`, retries), a worker killed mid-task, leader failover with a task running,
+//! catch-up of a restarted node, and refusal of another cluster's data dir.
 //!
-//! Every wait polls a condition until a deadline; a [`LocalCluster`] guard stops the nodes even
-//! when an assertion fails.
+//! Every wait polls a condition until a deadline; a [`LocalCluster`] guard stops the workers
+//! and nodes even when an assertion fails.
 
 use std::net::Ipv4Addr;
 use std::net::SocketAddrV4;
@@ -89,18 +90,43 @@ fn free_port_base() -> u16 {
     panic!("no three consecutive free ports in {low}..{high}");
 }
 
-/// A cluster run by `scripts/cluster.sh` in a temporary data dir; dropping it stops the nodes.
+/// A cluster run by `scripts/cluster.sh` in a temporary data dir, with its workers; dropping it
+/// stops them all.
 struct LocalCluster {
     data: tempfile::TempDir,
     port_base: u16,
+    /// RAFTSCHED_WORKERS for the script.
+    workers: u8,
+    /// RAFTSCHED_WORKER_LEASE_MS for the script; None: the script's default.
+    worker_lease_ms: Option<u64>,
 }
 
+/// How long a stopping worker may finish its attempts (RAFTSCHED_WORKER_DRAIN_MS): short, so
+/// that stopping a cluster with a task still running does not hold a test up.
+const WORKER_DRAIN_MS: u64 = 2000;
+/// `--wait-timeout-ms` of every `task submit --wait`: a task that never finishes fails the
+/// test instead of hanging it.
+const WAIT_TIMEOUT_MS: &str = "20000";
+
 impl LocalCluster {
+    /// A cluster with the script's defaults: two workers, the default lease.
     fn new() -> LocalCluster {
         LocalCluster {
             data: tempfile::tempdir().expect("creating a temporary data dir"),
             port_base: free_port_base(),
+            workers: 2,
+            worker_lease_ms: None,
         }
+    }
+
+    fn with_workers(mut self, workers: u8) -> LocalCluster {
+        self.workers = workers;
+        self
+    }
+
+    fn with_worker_lease_ms(mut self, lease_ms: u64) -> LocalCluster {
+        self.worker_lease_ms = Some(lease_ms);
+        self
     }
 
     fn data_dir(&self) -> &Path {
@@ -117,16 +143,23 @@ impl LocalCluster {
     }
 
     fn script(&self, args: &[&str]) -> Output {
-        Command::new("bash")
+        let mut command = Command::new("bash");
+        command
             .arg(script_path())
             .args(args)
             .env("RAFTSCHED_BIN", BIN)
             .env("RAFTSCHED_DATA", self.data_dir())
             .env("RAFTSCHED_PORT_BASE", self.port_base.to_string())
+            .env("RAFTSCHED_WORKERS", self.workers.to_string())
+            .env("RAFTSCHED_WORKER_DRAIN_MS", WORKER_DRAIN_MS.to_string())
+            .env_remove("RAFTSCHED_WORKER_SLOTS")
+            .env_remove("RAFTSCHED_WORKER_LEASE_MS")
             .env_remove("RAFTSCHED_CLUSTER")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running scripts/cluster.sh")
+            .stdin(Stdio::null());
+        if let Some(lease_ms) = self.worker_lease_ms {
+            command.env("RAFTSCHED_WORKER_LEASE_MS", lease_ms.to_string());
+        }
+        command.output().expect("running scripts/cluster.sh")
     }
 
     /// Runs the script, asserts it succeeded, and returns its stdout.
@@ -140,9 +173,17 @@ impl LocalCluster {
         text(&output.stdout)
     }
 
-    fn pid(&self, node: u8) -> String {
-        let path = self.data_dir().join(format!("node{node}.pid"));
+    /// The pid in `<name>.pid` (`node1`, `worker2`, ...).
+    fn pid(&self, name: &str) -> String {
+        let path = self.data_dir().join(format!("{name}.pid"));
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    }
+
+    /// The names of the script's processes: node1..node3, worker1..workerN.
+    fn process_names(&self) -> Vec<String> {
+        let nodes = (1..=3).map(|n| format!("node{n}"));
+        let workers = (1..=self.workers).map(|n| format!("worker{n}"));
+        nodes.chain(workers).collect()
     }
 }
 
@@ -151,19 +192,33 @@ impl Drop for LocalCluster {
         let stop = self.script(&["stop"]);
         if std::thread::panicking() || !stop.status.success() {
             eprintln!("cluster.sh stop: {}", describe(&stop));
-            for node in 1..=3 {
-                let log = self.data_dir().join(format!("node{node}.log"));
+            for name in self.process_names() {
+                let log = self.data_dir().join(format!("{name}.log"));
                 let content = std::fs::read_to_string(&log).unwrap_or_default();
                 let lines: Vec<&str> = content.lines().collect();
                 let tail = lines[lines.len().saturating_sub(40)..].join("\n");
                 eprintln!("--- last lines of {} ---\n{tail}", log.display());
             }
         }
+        if !stop.status.success() {
+            // The script could not stop them: kill what its pid files still name, so that no
+            // node or worker outlives the test.
+            for name in self.process_names() {
+                let path = self.data_dir().join(format!("{name}.pid"));
+                if let Ok(pid) = std::fs::read_to_string(&path) {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", pid.trim()])
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
     }
 }
 
-/// Runs a client command against `cluster` with `--json`; the parsed output, or why not.
-fn cli_json(cluster: &str, args: &[&str]) -> Result<Value, String> {
+/// Runs a client command against `cluster` with `--json`; its output, and what it printed
+/// parsed, or why not (whether or not it succeeded).
+fn cli_json_output(cluster: &str, args: &[&str]) -> (Output, Result<Value, String>) {
     let output = Command::new(BIN)
         .arg("--cluster")
         .arg(cluster)
@@ -172,12 +227,19 @@ fn cli_json(cluster: &str, args: &[&str]) -> Result<Value, String> {
         .env_remove("RAFTSCHED_CLUSTER")
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {BIN}: {e}"))?;
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    let parsed = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("raftsched {args:?} printed no JSON ({e}): {}", describe(&output)));
+    (output, parsed)
+}
+
+/// Runs a client command against `cluster` with `--json`; the parsed output, or why not.
+fn cli_json(cluster: &str, args: &[&str]) -> Result<Value, String> {
+    let (output, parsed) = cli_json_output(cluster, args);
     if !output.status.success() {
         return Err(format!("raftsched {args:?} failed: {}", describe(&output)));
     }
-    serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("raftsched {args:?} printed no JSON ({e}): {}", describe(&output)))
+    parsed
 }
 
 /// One member in `cluster status --json`.
@@ -255,6 +317,243 @@ fn wait_for_new_leader(all: &str, old_leader: u64) -> u64 {
     })
 }
 
+/// The ids of the workers `worker list --json` shows as connected, sorted.
+fn connected_workers(list: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = list["workers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|w| w["connected"] == Value::Bool(true))
+        .filter_map(|w| w["worker_id"].as_str().map(String::from))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Waits until the leader lists exactly `expected` as connected workers; returns the list.
+fn wait_for_connected_workers(all: &str, expected: &[&str]) -> Value {
+    wait_for(&format!("workers {expected:?} to be connected"), WAIT, || {
+        let list = cli_json(all, &["worker", "list"])?;
+        if connected_workers(&list) == expected {
+            Ok(list)
+        } else {
+            Err(format!("worker list: {list}"))
+        }
+    })
+}
+
+fn attempts(task: &Value) -> &[Value] {
+    task["attempts"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn str_field<'a>(value: &'a Value, field: &str) -> &'a str {
+    value[field].as_str().unwrap_or_default()
+}
+
+/// Waits until task `id` is in `state` and returns it; fails at once if it finishes in another.
+fn wait_for_state(all: &str, id: u64, state: &str) -> Value {
+    wait_for(&format!("task {id} to be {state}"), WAIT, || {
+        let task = cli_json(all, &["task", "get", &id.to_string()])?;
+        let now = str_field(&task, "state");
+        if now == state {
+            return Ok(task);
+        }
+        assert!(
+            !["succeeded", "failed", "cancelled"].contains(&now),
+            "task {id} finished {now}, not {state}: {task:#}"
+        );
+        Err(format!("task {id} is {now}"))
+    })
+}
+
+/// Submits a command (with `extra` flags) through `task submit --wait --json`; returns the
+/// CLI's output and the task it printed.
+fn submit_and_wait(all: &str, extra: &[&str], command: &str) -> (Output, Value) {
+    let mut args = vec!["task", "submit", "--wait", "--wait-timeout-ms", WAIT_TIMEOUT_MS];
+    args.extend_from_slice(extra);
+    args.extend(["--", command]);
+    let (output, task) = cli_json_output(all, &args);
+    let task = task.unwrap_or_else(|e| panic!("{e}"));
+    (output, task)
+}
+
+/// Submits a command without waiting; returns the task's id.
+fn submit(all: &str, extra: &[&str], command: &str) -> u64 {
+    let mut args = vec!["task", "submit"];
+    args.extend_from_slice(extra);
+    args.extend(["--", command]);
+    let submitted = cli_json(all, &args).unwrap_or_else(|e| panic!("{e}"));
+    task_id(&submitted).unwrap()
+}
+
+/// How many live processes have `marker` in their command line.
+fn commands_running(marker: &str) -> usize {
+    let entries = std::fs::read_dir("/proc").expect("reading /proc");
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
+        .count()
+}
+
+/// Waits until exactly `count` live processes have `marker` in their command line.
+fn wait_for_commands(marker: &str, count: usize, what: &str) {
+    wait_for(what, WAIT, || match commands_running(marker) {
+        n if n == count => Ok(()),
+        n => Err(format!("{n} processes with {marker:?} in their command line")),
+    });
+}
+
+/// The lease of the workers in the test that kills one: short, so its task moves on soon.
+const KILLED_WORKER_LEASE_MS: u64 = 1500;
+
+#[test]
+fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
+    let cluster = LocalCluster::new().with_worker_lease_ms(KILLED_WORKER_LEASE_MS);
+    let all = cluster.addrs();
+    let started = cluster.script_ok(&["start"]);
+    for n in 1..=2 {
+        assert!(started.contains(&format!("worker {n} started")), "{started}");
+    }
+    assert!(started.contains("workers connected: 1 2"), "{started}");
+
+    // `worker list` shows both workers, as the script started them.
+    let list = wait_for_connected_workers(&all, &["worker1", "worker2"]);
+    for worker in list["workers"].as_array().unwrap() {
+        let id = str_field(worker, "worker_id");
+        assert_eq!(worker["slots"], 4, "{worker}");
+        assert_eq!(worker["draining"], false, "{worker}");
+        assert_eq!(worker["labels"]["worker"], &id["worker".len()..], "{worker}");
+    }
+
+    // The quick start: a shell command runs on a worker, and --wait prints its outcome.
+    let (output, hello) = submit_and_wait(
+        &all,
+        &["--name", "hello"],
+        "echo hello-$RAFTSCHED_TASK_ID from $RAFTSCHED_WORKER_ID",
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let id = task_id(&hello).unwrap();
+    assert_eq!(hello["state"], "succeeded", "{hello:#}");
+    let [attempt] = attempts(&hello) else {
+        panic!("one attempt expected: {hello:#}")
+    };
+    let worker = str_field(attempt, "worker_id");
+    assert!(["worker1", "worker2"].contains(&worker), "{hello:#}");
+    assert_eq!(attempt["outcome"], "succeeded", "{hello:#}");
+    assert_eq!(attempt["exit_code"], 0, "{hello:#}");
+    assert_eq!(
+        str_field(attempt, "stdout_tail"),
+        format!("hello-{id} from {worker}\n"),
+        "{hello:#}"
+    );
+
+    // A failing command is retried up to --max-attempts, then --wait exits non-zero.
+    let (output, failed) = submit_and_wait(
+        &all,
+        &["--max-attempts", "2", "--retry-backoff-ms", "50"],
+        "echo broken >&2; exit 3",
+    );
+    let id = task_id(&failed).unwrap();
+    assert!(!output.status.success(), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains(&format!("task {id} failed")),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    let tries = attempts(&failed);
+    assert_eq!(tries.len(), 2, "{failed:#}");
+    for (number, attempt) in (1..).zip(tries) {
+        assert_eq!(attempt["number"], number, "{failed:#}");
+        assert_eq!(attempt["outcome"], "failed", "{failed:#}");
+        assert_eq!(attempt["exit_code"], 3, "{failed:#}");
+    }
+    // Only the latest attempt keeps its output.
+    assert_eq!(str_field(&tries[1], "stderr_tail"), "broken\n", "{failed:#}");
+
+    // An attempt that outlives --timeout-ms is timed out.
+    let (output, slow) = submit_and_wait(&all, &["--timeout-ms", "500", "--max-attempts", "1"], "sleep 10");
+    assert!(!output.status.success(), "{}", describe(&output));
+    assert_eq!(slow["state"], "failed", "{slow:#}");
+    let [attempt] = attempts(&slow) else {
+        panic!("one attempt expected: {slow:#}")
+    };
+    assert_eq!(attempt["outcome"], "timed-out", "{slow:#}");
+
+    // Cancelling a running task kills its command on the worker.
+    let marker = format!("cli-e2e-cancelled-{}", cluster.port_base);
+    let id = submit(&all, &[], &format!("sleep 600; echo {marker}"));
+    wait_for_state(&all, id, "running");
+    wait_for_commands(&marker, 1, "the cancelled task's shell to run");
+    let cancelled = cli_json(&all, &["task", "cancel", &id.to_string()]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled:#}");
+    wait_for_commands(&marker, 0, "the cancelled task's command to be killed");
+
+    // Kill the worker that runs a task: once its lease expires, the task runs on the other
+    // worker. (The first attempt sleeps long; had it not been stopped, the task would not
+    // finish within the wait.) The marker in the command line finds its shell in /proc.
+    let marker = format!("cli-e2e-moving-{}", cluster.port_base);
+    let id = submit(
+        &all,
+        &["--name", "moving", "--retry-backoff-ms", "50"],
+        &format!(
+            r#"if [ "$RAFTSCHED_ATTEMPT" = 1 ]; then sleep 60; fi; echo "ran on $RAFTSCHED_WORKER_ID" # {marker}"#
+        ),
+    );
+    let running = wait_for_state(&all, id, "running");
+    let victim = str_field(&attempts(&running)[0], "worker_id").to_string();
+    let (victim_number, survivor) = match victim.as_str() {
+        "worker1" => ("1", "worker2"),
+        "worker2" => ("2", "worker1"),
+        other => panic!("task {id} runs on {other:?}: {running:#}"),
+    };
+    wait_for_commands(&marker, 1, "the first attempt's shell to run");
+    let killed = cluster.script_ok(&["kill-worker", victim_number]);
+    assert!(killed.contains(&format!("worker {victim_number} killed")), "{killed}");
+    // The worker's command died with it, as on a machine that died.
+    wait_for_commands(&marker, 0, "the killed worker's command to be gone");
+    let moved = wait_for_state(&all, id, "succeeded");
+    let [first, second] = attempts(&moved) else {
+        panic!("two attempts expected: {moved:#}")
+    };
+    assert_eq!(first["worker_id"], victim.as_str(), "{moved:#}");
+    assert_eq!(first["outcome"], "lease-expired", "{moved:#}");
+    assert_eq!(second["worker_id"], survivor, "{moved:#}");
+    assert_eq!(second["outcome"], "succeeded", "{moved:#}");
+    assert_eq!(
+        str_field(second, "stdout_tail"),
+        format!("ran on {survivor}\n"),
+        "{moved:#}"
+    );
+
+    // The killed worker comes back and takes work again (a task only it may run).
+    let restarted = cluster.script_ok(&["restart-worker", victim_number]);
+    assert!(
+        restarted.contains(&format!("workers connected: {victim_number}")),
+        "{restarted}"
+    );
+    wait_for_connected_workers(&all, &["worker1", "worker2"]);
+    let constraint = format!("worker={victim_number}");
+    let (output, back) = submit_and_wait(
+        &all,
+        &["--constraint", &constraint],
+        "echo back on $RAFTSCHED_WORKER_ID",
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let [attempt] = attempts(&back) else {
+        panic!("one attempt expected: {back:#}")
+    };
+    assert_eq!(attempt["worker_id"], victim.as_str(), "{back:#}");
+    assert_eq!(
+        str_field(attempt, "stdout_tail"),
+        format!("back on {victim}\n"),
+        "{back:#}"
+    );
+}
+
 #[test]
 fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
     let cluster = LocalCluster::new();
@@ -265,6 +564,14 @@ fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
         "start prints the RAFTSCHED_CLUSTER hint: {started}"
     );
     let first = submit_get_and_list(&all);
+    wait_for_connected_workers(&all, &["worker1", "worker2"]);
+
+    // A task runs on a worker when the leader dies.
+    let survivor = submit(&all, &["--name", "survivor"], "sleep 2; echo survived");
+    let running = wait_for_state(&all, survivor, "running");
+    let [running_attempt] = attempts(&running) else {
+        panic!("one attempt expected: {running:#}")
+    };
 
     // Kill the leader.
     let old_leader: u8 = cluster
@@ -281,7 +588,7 @@ fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
     });
     assert_eq!(refetched["name"], "first", "{refetched}");
     // A fixed request id: a retry after an answer lost in the failover cannot make a second task.
-    let submit = [
+    let second_args = [
         "task",
         "submit",
         "--name",
@@ -295,11 +602,51 @@ fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
         "second",
     ];
     let second_submitted = wait_for("a submission to succeed after the leader died", WAIT, || {
-        cli_json(&all, &submit)
+        cli_json(&all, &second_args)
     });
     let second = task_id(&second_submitted).unwrap();
     assert_ne!(second, first);
     let new_leader = wait_for_new_leader(&all, u64::from(old_leader));
+
+    // The running task kept its assignment across the leader change: its one attempt, on the
+    // same worker with the same fencing token, finished and was recorded by the new leader.
+    let finished = wait_for_state(&all, survivor, "succeeded");
+    let [attempt] = attempts(&finished) else {
+        panic!("one attempt expected: {finished:#}")
+    };
+    assert_eq!(attempt["worker_id"], running_attempt["worker_id"], "{finished:#}");
+    assert_eq!(attempt["token"], running_attempt["token"], "{finished:#}");
+    assert_eq!(attempt["outcome"], "succeeded", "{finished:#}");
+    assert!(str_field(attempt, "stdout_tail").contains("survived"), "{finished:#}");
+    // And new work runs under the new leader. A fixed request id: a retry waits for the same
+    // task.
+    let after = wait_for("a --wait task to succeed under the new leader", WAIT, || {
+        let (output, task) = cli_json_output(
+            &all,
+            &[
+                "task",
+                "submit",
+                "--request-id",
+                "cli-e2e-after-failover",
+                "--wait",
+                "--wait-timeout-ms",
+                WAIT_TIMEOUT_MS,
+                "--",
+                "echo after-failover",
+            ],
+        );
+        if output.status.success() {
+            task
+        } else {
+            Err(describe(&output))
+        }
+    });
+    assert_eq!(after["state"], "succeeded", "{after:#}");
+    assert_eq!(
+        attempts(&after).last().map(|a| str_field(a, "stdout_tail")),
+        Some("after-failover\n"),
+        "{after:#}"
+    );
 
     // Restart the killed node: it catches up with both tasks, read from it alone.
     cluster.script_ok(&["restart", &old_leader.to_string()]);
@@ -326,8 +673,16 @@ fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
     for node in 1..=3 {
         assert!(stopped.contains(&format!("node {node} stopped")), "{stopped}");
     }
+    for worker in 1..=2 {
+        assert!(stopped.contains(&format!("worker {worker} stopped")), "{stopped}");
+    }
+    // Workers stop first: they drain while the cluster can still hear them.
+    assert!(
+        stopped.find("worker 2 stopped") < stopped.find("node 1 stopped"),
+        "{stopped}"
+    );
     let status = cluster.script_ok(&["status"]);
-    assert_eq!(status.matches("stopped").count(), 3, "{status}");
+    assert_eq!(status.matches("stopped").count(), 5, "{status}");
 }
 
 #[test]
@@ -339,12 +694,21 @@ fn start_twice_is_harmless_and_another_clusters_data_dir_is_refused() {
     assert_eq!(usage.status.code(), Some(2), "{}", describe(&usage));
     assert!(text(&usage.stderr).contains("Usage:"), "{}", describe(&usage));
 
-    let cluster = LocalCluster::new();
+    // RAFTSCHED_WORKERS=1: one worker.
+    let cluster = LocalCluster::new().with_workers(1);
     cluster.script_ok(&["start"]);
-    let pids: Vec<String> = (1..=3).map(|n| cluster.pid(n)).collect();
+    let names = ["node1", "node2", "node3", "worker1"];
+    let pids: Vec<String> = names.iter().map(|name| cluster.pid(name)).collect();
+    assert!(!cluster.data_dir().join("worker2.pid").exists());
     let again = cluster.script_ok(&["start"]);
-    assert_eq!(again.matches("already running").count(), 3, "{again}");
-    assert_eq!((1..=3).map(|n| cluster.pid(n)).collect::<Vec<_>>(), pids);
+    assert_eq!(again.matches("already running").count(), 4, "{again}");
+    assert!(again.contains("worker 1 already running"), "{again}");
+    assert_eq!(names.iter().map(|name| cluster.pid(name)).collect::<Vec<_>>(), pids);
+    wait_for_connected_workers(&cluster.addrs(), &["worker1"]);
+    let status = cluster.script_ok(&["status"]);
+    assert!(status.contains("worker 1 running"), "{status}");
+    let logs = cluster.script_ok(&["logs", "worker1"]);
+    assert!(logs.contains("cluster.sh: starting worker 1"), "{logs}");
     let cluster_id = std::fs::read_to_string(cluster.data_dir().join("cluster-id")).expect("reading cluster-id");
     assert!(!cluster_id.trim().is_empty());
 

@@ -53,6 +53,17 @@ enum Command {
     Chaos(chaos_cmd::ChaosArgs),
 }
 
+impl Cli {
+    /// Commands that print a result and exit (as opposed to nodes, workers and load runs).
+    pub fn is_short_lived(&self) -> bool {
+        match &self.command {
+            Command::Node(_) | Command::Bench(_) | Command::Chaos(_) => false,
+            Command::Worker(args) => !args.is_run(),
+            _ => true,
+        }
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let long_running = match &cli.command {
         Command::Node(_) => true,

@@ -130,7 +130,13 @@ impl SubmitArgs {
                 (api::task_spec::Payload::Opaque(opaque), kind.clone())
             }
             (None, false) => {
-                let command_line = self.command.join(" ");
+                // One argument is a command line as typed; several are an argv, quoted so the
+                // worker's `sh -c` sees the same words.
+                let command_line = match self.command.as_slice() {
+                    [line] => line.clone(),
+                    argv => shlex::try_join(argv.iter().map(String::as_str))
+                        .context("a command argument contains a NUL byte")?,
+                };
                 let env: HashMap<String, String> = self.env.iter().cloned().collect();
                 let name = command_line.chars().take(64).collect();
                 (

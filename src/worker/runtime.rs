@@ -209,19 +209,25 @@ impl Shared {
         shutdown: &CancellationToken,
         attempts: &mut JoinSet<()>,
     ) -> Result<(), WorkerError> {
-        let registered = self.register().await?;
+        // Reaching the cluster may take long (it may be down); shutdown must not wait for it.
+        let registered = tokio::select! {
+            registered = self.register() => registered?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
         let running_tokens = self.running_tokens();
         let (worker_id, session_id) = (self.options.worker_id.clone(), self.session_id.clone());
-        let attach = self
-            .workers_call(move |mut c| {
-                let request = api::AttachRequest {
-                    worker_id: worker_id.clone(),
-                    session_id: session_id.clone(),
-                    running_tokens: running_tokens.clone(),
-                };
-                async move { c.attach(request).await }
-            })
-            .await;
+        let attach = self.workers_call(move |mut c| {
+            let request = api::AttachRequest {
+                worker_id: worker_id.clone(),
+                session_id: session_id.clone(),
+                running_tokens: running_tokens.clone(),
+            };
+            async move { c.attach(request).await }
+        });
+        let attach = tokio::select! {
+            attach = attach => attach,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
         let mut stream = attach.map_err(|e| WorkerError::Lost(format!("attach: {e}")))?;
         tracing::info!(worker = %self.options.worker_id, "attached to the leader");
         let session_over = shutdown.child_token();
@@ -482,7 +488,12 @@ impl Shared {
 
     /// Stops taking work, waits for running attempts up to the drain timeout, then kills and
     /// hands back the rest and waits for their reports.
-    async fn drain(&self, mut attempts: JoinSet<()>) {
+    async fn drain(self: &Arc<Self>, mut attempts: JoinSet<()>) {
+        // Keep the lease alive while attempts finish, or the leader would void them.
+        let draining = CancellationToken::new();
+        let _stop_heartbeats = draining.clone().drop_guard();
+        let heartbeat_every = Duration::from_millis((self.options.lease_ms / 5).max(50));
+        tokio::spawn(self.clone().heartbeat_loop(heartbeat_every, draining));
         let (worker_id, session_id) = (self.options.worker_id.clone(), self.session_id.clone());
         let drain = self.workers_call(move |mut c| {
             let request = api::DrainWorkerRequest {
