@@ -175,6 +175,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.insert(&index_key(entry.log_id.index), encode(&entry));
         }
         self.log.apply_batch(batch).map_err(sled_err)?;
+        // A crash after the entries are written but before they are flushed.
+        fail::fail_point!("append-before-flush", |_| Err(io::Error::other(
+            "failpoint append-before-flush"
+        )));
         // Report durability only once the entries are on disk, but do not make the next
         // append wait for this fsync: appends pipeline, and one fsync covers every write
         // made before it, so concurrent flushes coalesce.

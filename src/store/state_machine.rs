@@ -169,8 +169,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
+        let mut applied_in_batch = 0_u64;
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
+            // A crash in the middle of applying a batch: the entries before it are applied in
+            // memory only, and must come back from snapshot + log after a restart.
+            if applied_in_batch > 0 {
+                fail::fail_point!("apply-mid-batch", |_| Err(io::Error::other(
+                    "failpoint apply-mid-batch"
+                )));
+            }
+            applied_in_batch += 1;
             let response = {
                 let mut applied = self
                     .shared
@@ -204,6 +213,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
         let applied = restore(meta, &snapshot)?;
         self.snapshot_slot.save(meta, &snapshot).await?;
+        // A crash after the snapshot is durable but before the state in memory is replaced.
+        fail::fail_point!("install-snapshot-before-load", |_| Err(io::Error::other(
+            "failpoint install-snapshot-before-load"
+        )));
         self.shared.replace(applied);
         Ok(())
     }
