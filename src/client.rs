@@ -207,6 +207,76 @@ impl ClusterClient {
         .await
     }
 
+    /// A broadcast (`shards` = 0) or sharded run; fills in a request id like
+    /// [`Self::submit_task`]. Returns the parent task.
+    pub async fn submit_broadcast(
+        &self,
+        mut spec: api::TaskSpec,
+        shards: u32,
+    ) -> Result<api::SubmitTaskResponse, ClientError> {
+        if spec.client_request_id.is_empty() {
+            spec.client_request_id = new_request_id();
+        }
+        self.call(|mut client| {
+            let request = api::SubmitBroadcastRequest {
+                spec: Some(spec.clone()),
+                shards,
+            };
+            async move { client.submit_broadcast(request).await }
+        })
+        .await
+    }
+
+    /// Submits a workflow; fills in a request id when it has none, so a retry cannot create
+    /// a second one.
+    pub async fn submit_workflow(
+        &self,
+        mut request: api::SubmitWorkflowRequest,
+    ) -> Result<api::WorkflowResponse, ClientError> {
+        if request.request_id.is_empty() {
+            request.request_id = new_request_id();
+        }
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.submit_workflow(request).await }
+        })
+        .await
+    }
+
+    pub async fn get_workflow(
+        &self,
+        workflow_id: u64,
+        consistency: api::Consistency,
+    ) -> Result<api::Workflow, ClientError> {
+        let response = self
+            .call(|mut client| async move {
+                let request = api::GetWorkflowRequest {
+                    workflow_id,
+                    consistency: consistency as i32,
+                };
+                client.get_workflow(request).await
+            })
+            .await?;
+        response
+            .workflow
+            .ok_or_else(|| ClientError::Rejected(Status::internal("empty workflow in response")))
+    }
+
+    pub async fn get_schedule(&self, name: &str, consistency: api::Consistency) -> Result<api::Schedule, ClientError> {
+        let response = self
+            .call(|mut client| {
+                let request = api::GetScheduleRequest {
+                    name: name.to_string(),
+                    consistency: consistency as i32,
+                };
+                async move { client.get_schedule(request).await }
+            })
+            .await?;
+        response
+            .schedule
+            .ok_or_else(|| ClientError::Rejected(Status::internal("empty schedule in response")))
+    }
+
     pub async fn get_task(&self, task_id: u64, consistency: api::Consistency) -> Result<api::Task, ClientError> {
         let response = self
             .call(|mut client| async move {

@@ -73,16 +73,27 @@ use raftsched::state::AttemptReport;
 use raftsched::state::Command;
 use raftsched::state::CommandResponse;
 use raftsched::state::ListFilter;
+use raftsched::state::MisfirePolicy;
+use raftsched::state::Occurrence;
+use raftsched::state::OccurrenceAction;
+use raftsched::state::OverlapPolicy;
 use raftsched::state::Payload;
+use raftsched::state::Recurrence;
 use raftsched::state::Resources;
+use raftsched::state::RunOutcome;
+use raftsched::state::ScheduleSpec;
 use raftsched::state::SchedulerState;
 use raftsched::state::StateError;
 use raftsched::state::Task;
 use raftsched::state::TaskId;
+use raftsched::state::TaskOrigin;
 use raftsched::state::TaskSpec;
 use raftsched::state::TaskStatus;
 use raftsched::state::WorkerRegistration;
+use raftsched::state::WorkflowSpec;
+use raftsched::state::WorkflowTaskSpec;
 
+const PIN_LABEL: &str = raftsched::state::limits::PIN_LABEL;
 const DEFAULT_BACKOFF_MS: u64 = raftsched::state::limits::DEFAULT_RETRY_BACKOFF_MS;
 
 #[test]
@@ -137,6 +148,18 @@ fn run_directive(state: &mut SchedulerState, case: &TestCase) -> String {
         "queue-policy" => queue_policy(state, case),
         "policies" => policies(state),
         "workers" => workers(state),
+        "schedule-create" => schedule_define(state, case, true),
+        "schedule-update" => schedule_define(state, case, false),
+        "schedule-pause" => schedule_simple(state, case, "pause"),
+        "schedule-resume" => schedule_simple(state, case, "resume"),
+        "schedule-delete" => schedule_simple(state, case, "delete"),
+        "fire" => fire(state, case),
+        "trigger" => schedule_simple(state, case, "trigger"),
+        "schedule" => show_schedule(state, case),
+        "plan" => plan(state, case),
+        "workflow" => workflow(state, case),
+        "workflow-get" => workflow_get(state, case),
+        "shards" => shards(state, case),
         other => panic!("unknown directive {other:?}"),
     };
     if !out.ends_with('\n') {
@@ -277,7 +300,19 @@ fn apply_checked(state: &mut SchedulerState, command: Command) -> CommandRespons
                 );
                 assert_eq!(state.running_count(worker_id), 0);
                 check_voided(state, voided);
-                assert_only_changed(state, &baseline, &voided.iter().copied().collect(), &[worker_id]);
+                // Pending tasks pinned to the worker fail with it.
+                let pinned: BTreeSet<TaskId> = tasks(before)
+                    .filter(|t| {
+                        t.status == TaskStatus::Pending
+                            && t.spec.constraints.get(PIN_LABEL).map(String::as_str) == Some(worker_id.as_str())
+                    })
+                    .map(|t| t.id)
+                    .collect();
+                for task_id in &pinned {
+                    assert_eq!(state.get(*task_id).map(|t| t.status), Some(TaskStatus::Failed));
+                }
+                let changed = voided.iter().copied().chain(pinned).collect();
+                assert_only_changed(state, &baseline, &changed, &[worker_id]);
             } else {
                 assert!(voided.is_empty());
                 refused(state, "expiry");
@@ -361,6 +396,98 @@ fn apply_checked(state: &mut SchedulerState, command: Command) -> CommandRespons
         (Command::SetQueuePolicy { queue, policy, .. }, CommandResponse::QueuePolicySet(result)) => match result {
             Err(_) => refused(state, "queue policy"),
             Ok(()) => assert_eq!(state.queue_policy(queue), *policy),
+        },
+        (Command::CreateSchedule { name, spec, .. }, CommandResponse::ScheduleCreated(result)) => match result {
+            Err(_) | Ok(false) => refused(state, "schedule creation"),
+            Ok(true) => {
+                let schedule = state.schedule(name).expect("a created schedule exists");
+                assert_eq!(&schedule.spec, spec);
+                assert_eq!(
+                    schedule.cursor_ms, now_ms,
+                    "a new schedule fires only after its creation"
+                );
+                assert_only_changed(state, &baseline, &BTreeSet::new(), &[]);
+            }
+        },
+        (
+            Command::UpdateSchedule { .. } | Command::PauseSchedule { .. } | Command::DeleteSchedule { .. },
+            CommandResponse::ScheduleChanged(result),
+        ) => {
+            if result.is_err() {
+                refused(state, "schedule change");
+            }
+            assert_only_changed(state, &baseline, &BTreeSet::new(), &[]);
+        }
+        (
+            Command::FireSchedule { name, .. } | Command::TriggerSchedule { name, .. },
+            CommandResponse::ScheduleFired(result),
+        ) => {
+            let accepted = result
+                .as_ref()
+                .map_or(0, |o| o.results.iter().filter(|r| r.is_ok()).count());
+            if accepted == 0 && !matches!(command, Command::TriggerSchedule { .. }) {
+                refused(state, "firing");
+            }
+            if let Ok(outcome) = result {
+                let old = before.schedule(name).expect("a fired schedule existed");
+                let new = state.schedule(name).expect("a fired schedule exists");
+                assert!(new.cursor_ms >= old.cursor_ms, "a firing moved the cursor back");
+                let mut created = BTreeSet::new();
+                let mut replaced = BTreeSet::new();
+                for run in outcome.results.iter().flatten() {
+                    match run {
+                        RunOutcome::Fired { task_id, replaced: r } => {
+                            created.insert(*task_id);
+                            replaced.extend(*r);
+                        }
+                        RunOutcome::Triggered { task_id } => {
+                            created.insert(*task_id);
+                        }
+                        RunOutcome::Skipped { .. } => {}
+                    }
+                }
+                assert_eq!(
+                    state.task_count(),
+                    before.task_count() + created.len(),
+                    "a firing created a different number of tasks than it recorded"
+                );
+                for task_id in &replaced {
+                    assert_eq!(state.get(*task_id).map(|t| t.status), Some(TaskStatus::Cancelled));
+                }
+                created.extend(replaced);
+                assert_only_changed(state, &baseline, &created, &[]);
+            }
+        }
+        (Command::SubmitWorkflow { .. }, CommandResponse::WorkflowSubmitted(result)) => match result {
+            Ok(outcome) if outcome.created => {
+                let workflow = state
+                    .workflow(outcome.workflow_id)
+                    .expect("a submitted workflow exists");
+                let ids: BTreeSet<TaskId> = workflow.tasks.iter().map(|(_, id)| *id).collect();
+                assert_eq!(state.task_count(), before.task_count() + ids.len());
+                for id in &ids {
+                    let task = state.get(*id).expect("a workflow task exists");
+                    let expected = if task.links.parents.is_empty() {
+                        TaskStatus::Pending
+                    } else {
+                        TaskStatus::Waiting
+                    };
+                    assert_eq!(task.status, expected, "workflow task {id}");
+                }
+                assert_only_changed(state, &baseline, &ids, &[]);
+            }
+            _ => refused(state, "workflow"),
+        },
+        (Command::SubmitShards { pins, .. }, CommandResponse::ShardsSubmitted(result)) => match result {
+            Ok(outcome) if outcome.created => {
+                let parent = state.get(outcome.task_id).expect("a broadcast parent exists");
+                assert_eq!(parent.status, TaskStatus::Waiting);
+                assert_eq!(parent.links.shards.len(), pins.len());
+                assert_eq!(state.task_count(), before.task_count() + pins.len() + 1);
+                let ids: BTreeSet<TaskId> = parent.links.shards.iter().copied().chain([parent.id]).collect();
+                assert_only_changed(state, &baseline, &ids, &[]);
+            }
+            _ => refused(state, "broadcast"),
         },
         (command, response) => panic!("{command} answered {response:?}"),
     }
@@ -448,6 +575,28 @@ fn assert_only_changed(
     task_ids: &BTreeSet<TaskId>,
     worker_ids: &[&String],
 ) {
+    // A task that finished moves the tasks linked to it (workflow children, a shard's
+    // parent), and those move theirs.
+    let mut task_ids = task_ids.clone();
+    let mut frontier: Vec<TaskId> = task_ids.iter().copied().collect();
+    while let Some(id) = frontier.pop() {
+        let Some(task) = state.get(id) else { continue };
+        let parent = match &task.links.origin {
+            Some(TaskOrigin::Shard { parent, .. }) => Some(*parent),
+            _ => None,
+        };
+        for linked in task
+            .links
+            .children
+            .iter()
+            .chain(&task.links.shards)
+            .chain(parent.as_ref())
+        {
+            if task_ids.insert(*linked) {
+                frontier.push(*linked);
+            }
+        }
+    }
     for task in tasks(baseline) {
         if !task_ids.contains(&task.id) {
             assert_eq!(state.get(task.id), Some(task), "task {} changed", task.id);
@@ -575,6 +724,22 @@ fn get(state: &SchedulerState, case: &TestCase) -> String {
     if !dispatch.is_empty() {
         out += &format!("\n  dispatch:{dispatch}");
     }
+    let links = &task.links;
+    if links.origin.is_some() || !links.parents.is_empty() || !links.children.is_empty() || !links.shards.is_empty() {
+        out += "\n  links:";
+        if let Some(origin) = &links.origin {
+            out += &format!(" origin={}", origin.key());
+        }
+        if !links.parents.is_empty() {
+            out += &format!(" parents={}", fmt_ids(&links.parents));
+        }
+        if !links.children.is_empty() {
+            out += &format!(" children={}", fmt_ids(&links.children));
+        }
+        if !links.shards.is_empty() {
+            out += &format!(" shards={}", fmt_ids(&links.shards));
+        }
+    }
     for a in &task.attempts {
         out += &format!(
             "\n  attempt {} token={} worker={} started={}",
@@ -638,7 +803,11 @@ fn ready(state: &SchedulerState, case: &TestCase) -> String {
 fn counts(state: &SchedulerState) -> String {
     let mut out = format!("total={}", state.task_count());
     for status in TaskStatus::ALL {
-        out += &format!(" {status}={}", state.count_by_status(status));
+        let count = state.count_by_status(status);
+        // Waiting and skipped (workflows, broadcasts) only when there are any.
+        if count > 0 || !matches!(status, TaskStatus::Waiting | TaskStatus::Skipped) {
+            out += &format!(" {status}={count}");
+        }
     }
     out
 }
@@ -976,6 +1145,15 @@ fn fmt_err(e: &StateError) -> String {
             current,
         } => format!("StaleToken task={task_id} token={token}: {current}"),
         StateError::NotAssignable { task_id, why } => format!("NotAssignable task={task_id}: {why}"),
+        StateError::ScheduleNotFound(name) => format!("ScheduleNotFound {name}"),
+        StateError::ScheduleExists(name) => format!("ScheduleExists {name}"),
+        StateError::AlreadyFired {
+            schedule,
+            scheduled_ms,
+            cursor_ms,
+        } => format!("AlreadyFired {schedule} at={scheduled_ms} cursor={cursor_ms}"),
+        StateError::ScheduleNotFireable { schedule, why } => format!("ScheduleNotFireable {schedule}: {why}"),
+        StateError::WorkflowNotFound(id) => format!("WorkflowNotFound {id}"),
     }
 }
 
@@ -1271,6 +1449,9 @@ const WORKER_IDS: [&str; 3] = ["w1", "w2", "w3"];
 /// are carried out, and sometimes at what it does not (stale tokens, unknown tasks and
 /// workers, other sessions, invalid values) so that refusals are exercised too.
 fn random_command(rng: &mut Rng, now_ms: u64, state: &SchedulerState) -> Command {
+    if rng.below(6) == 0 {
+        return random_composite(rng, now_ms, state);
+    }
     let max_id = state.task_count() as u64;
     let running: Vec<&Task> = state.running_tasks().collect();
     let session_of = |rng: &mut Rng, worker_id: &str| match state.worker(worker_id) {
@@ -1409,6 +1590,104 @@ fn random_command(rng: &mut Rng, now_ms: u64, state: &SchedulerState) -> Command
     }
 }
 
+/// Schedules (create, fire with duplicates and stale revisions, trigger, pause), small
+/// workflows (some with cycles or unknown parents) and broadcasts, so that propagation
+/// (children released or skipped, parents finished by their shards) interleaves with
+/// reports, cancels and expiries.
+fn random_composite(rng: &mut Rng, now_ms: u64, state: &SchedulerState) -> Command {
+    let name = rng.pick(&["s1", "s2"]).to_string();
+    match rng.below(8) {
+        0 => Command::CreateSchedule {
+            now_ms,
+            name,
+            spec: ScheduleSpec {
+                recurrence: Recurrence::Every {
+                    interval_ms: *rng.pick(&[1000, 2000, 10]),
+                },
+                template: parse_spec(vec![("attempts".into(), "1".into())]),
+                start_ms: 0,
+                end_ms: 0,
+                misfire: MisfirePolicy::FireOnce,
+                overlap: *rng.pick(&[OverlapPolicy::Allow, OverlapPolicy::Forbid, OverlapPolicy::Replace]),
+            },
+        },
+        1 | 2 => {
+            let (revision, cursor) = state.schedule(&name).map_or((1, 0), |s| (s.revision, s.cursor_ms));
+            let count = 1 + rng.below(3);
+            let occurrences = (0..count)
+                .map(|i| {
+                    let scheduled_ms = match rng.below(5) {
+                        0 => cursor,
+                        _ => cursor + 1 + i * 7,
+                    };
+                    let action = if rng.below(4) == 0 {
+                        OccurrenceAction::Skip {
+                            first_ms: scheduled_ms,
+                            count: 1,
+                            reason: "misfired".into(),
+                        }
+                    } else {
+                        OccurrenceAction::Fire
+                    };
+                    Occurrence { scheduled_ms, action }
+                })
+                .collect();
+            Command::FireSchedule {
+                now_ms,
+                name,
+                revision: if rng.below(8) == 0 { revision + 1 } else { revision },
+                occurrences,
+            }
+        }
+        3 => Command::TriggerSchedule { now_ms, name },
+        4 => Command::PauseSchedule {
+            now_ms,
+            name,
+            paused: rng.below(2) == 0,
+        },
+        5 | 6 => {
+            let count = 1 + rng.below(4) as usize;
+            let tasks = (0..count)
+                .map(|i| {
+                    let after = (0..count)
+                        .filter(|j| *j != i && (*j < i || rng.below(10) == 0) && rng.below(2) == 0)
+                        .map(|j| format!("k{j}"))
+                        .collect();
+                    WorkflowTaskSpec {
+                        key: format!("k{i}"),
+                        spec: parse_spec(vec![
+                            ("queue".into(), rng.pick(&["q1", "q2"]).to_string()),
+                            ("attempts".into(), rng.pick(&["1", "2"]).to_string()),
+                        ]),
+                        after,
+                    }
+                })
+                .collect();
+            Command::SubmitWorkflow {
+                now_ms,
+                workflow: WorkflowSpec {
+                    name: "wf".into(),
+                    request_id: (rng.below(3) == 0).then(|| format!("w{}", rng.below(4))),
+                    tasks,
+                },
+            }
+        }
+        _ => {
+            let pins = match rng.below(2) {
+                0 => (0..1 + rng.below(3))
+                    .map(|_| Some(rng.pick(&WORKER_IDS).to_string()))
+                    .collect(),
+                _ => vec![None; 1 + rng.below(3) as usize],
+            };
+            Command::SubmitShards {
+                now_ms,
+                spec: parse_spec(vec![("queue".into(), "q3".into()), ("attempts".into(), "1".into())]),
+                pins,
+            }
+        }
+    }
+}
+
 /// A task and a token to report for: mostly a running attempt's own token; sometimes an
 /// earlier token of the same task, another task's token, or any task and number (stale).
 fn random_target(rng: &mut Rng, state: &SchedulerState, running: &[&Task]) -> (TaskId, u64) {
@@ -1518,6 +1797,15 @@ fn same_log_same_state() {
             "reported-failed",
             "StaleToken",
             "policy-set",
+            "schedule-created",
+            "fired",
+            "fired-replacing",
+            "skipped",
+            "triggered",
+            "AlreadyFired",
+            "ScheduleNotFireable",
+            "workflow",
+            "shards",
         ] {
             assert!(seen.contains_key(kind), "the random commands never produced {kind}");
         }
@@ -1535,6 +1823,11 @@ fn response_kinds(response: &CommandResponse) -> Vec<&'static str> {
         Err(StateError::WorkerSessionMismatch { .. }) => "WorkerSessionMismatch",
         Err(StateError::StaleToken { .. }) => "StaleToken",
         Err(StateError::NotAssignable { .. }) => "NotAssignable",
+        Err(StateError::ScheduleNotFound(_)) => "ScheduleNotFound",
+        Err(StateError::ScheduleExists(_)) => "ScheduleExists",
+        Err(StateError::AlreadyFired { .. }) => "AlreadyFired",
+        Err(StateError::ScheduleNotFireable { .. }) => "ScheduleNotFireable",
+        Err(StateError::WorkflowNotFound(_)) => "WorkflowNotFound",
     };
     match response {
         CommandResponse::Submitted(outcomes) => outcomes
@@ -1566,21 +1859,44 @@ fn response_kinds(response: &CommandResponse) -> Vec<&'static str> {
             _ => "reported-other",
         }))],
         CommandResponse::QueuePolicySet(result) => vec![kind(result.as_ref().map(|()| "policy-set"))],
+        CommandResponse::ScheduleCreated(result) => vec![kind(result.as_ref().map(|_| "schedule-created"))],
+        CommandResponse::ScheduleChanged(result) => vec![kind(result.as_ref().map(|()| "schedule-changed"))],
+        CommandResponse::ScheduleFired(Ok(outcome)) => outcome
+            .results
+            .iter()
+            .map(|r| {
+                kind(r.as_ref().map(|run| match run {
+                    RunOutcome::Fired { replaced: Some(_), .. } => "fired-replacing",
+                    RunOutcome::Fired { .. } => "fired",
+                    RunOutcome::Triggered { .. } => "triggered",
+                    RunOutcome::Skipped { .. } => "skipped",
+                }))
+            })
+            .collect(),
+        CommandResponse::ScheduleFired(Err(e)) => vec![kind(Err(e))],
+        CommandResponse::WorkflowSubmitted(result) => vec![kind(result.as_ref().map(|_| "workflow"))],
+        CommandResponse::ShardsSubmitted(result) => vec![kind(result.as_ref().map(|_| "shards"))],
         CommandResponse::Empty => vec![],
     }
 }
 
 /// Every truncation and every single-byte change of a snapshot either decodes to a state
 /// that keeps its invariants or is refused with an error; decoding never panics. The state
-/// has workers, running and finished attempts, and queue policies.
+/// has workers, running and finished attempts, queue policies, a schedule, a workflow and a
+/// broadcast. The seed (`DAMAGE_SEED`) is one that reaches that state in few steps: the check
+/// is quadratic in the snapshot's size.
 #[test]
 fn damaged_snapshots_never_panic() {
-    let mut rng = Rng::new(7);
+    let seed = std::env::var("DAMAGE_SEED").map_or(12, |s| s.parse().expect("DAMAGE_SEED is a number"));
+    let mut rng = Rng::new(seed);
     let mut state = SchedulerState::new();
     let has_dispatch = |state: &SchedulerState| {
         state.running_tasks().count() > 0
             && tasks(state).any(|t| t.attempts.len() > 1)
             && state.queue_policies().count() > 0
+            && state.workflow(1).is_some()
+            && state.schedules().next().is_some()
+            && tasks(state).any(|t| !t.links.shards.is_empty())
     };
     let mut step = 0;
     while step < 60 || !has_dispatch(&state) {
@@ -1606,5 +1922,335 @@ fn damaged_snapshots_never_panic() {
             damaged[index] = value;
             check(&damaged);
         }
+    }
+}
+
+// --- Schedules, workflows, broadcasts ----------------------------------------------------------
+
+/// `schedule-create|schedule-update at=<ms> name=<s> (every=<ms> | cron=<expr> [tz=<zone>])
+/// [misfire=skip|fire-once|catch-up window=<ms>] [overlap=allow|forbid|replace] [start=<ms>]
+/// [end=<ms>]`, the template's spec fields on an input line.
+fn schedule_define(state: &mut SchedulerState, case: &TestCase, create: bool) -> String {
+    let now_ms = arg_u64(case, "at").unwrap_or(0);
+    // An input line `schedule=<name>` gives a name the directive line cannot spell.
+    let input: Vec<(String, String)> = case.input.lines().flat_map(tokenize).collect();
+    let name = input
+        .iter()
+        .find(|(k, _)| k == "schedule")
+        .map(|(_, v)| v.clone())
+        .or_else(|| arg(case, "name"))
+        .expect("needs name=<schedule>");
+    let recurrence = match (arg(case, "every"), arg(case, "cron")) {
+        (Some(every), _) => Recurrence::Every {
+            interval_ms: every.parse().expect("every=<ms>"),
+        },
+        (None, Some(expression)) => Recurrence::Cron {
+            expression,
+            time_zone: arg(case, "tz").unwrap_or_else(|| "UTC".into()),
+        },
+        (None, None) => panic!("needs every=<ms> or cron=<expr>"),
+    };
+    let misfire = match arg(case, "misfire").as_deref() {
+        None | Some("fire-once") => MisfirePolicy::FireOnce,
+        Some("skip") => MisfirePolicy::Skip,
+        Some("catch-up") => MisfirePolicy::CatchUp {
+            window_ms: arg_u64(case, "window").expect("catch-up needs window=<ms>"),
+        },
+        Some(other) => panic!("unknown misfire {other:?}"),
+    };
+    let overlap = arg(case, "overlap").map_or(OverlapPolicy::Allow, |o| {
+        OverlapPolicy::parse(&o).unwrap_or_else(|| panic!("unknown overlap {o:?}"))
+    });
+    let template = parse_spec(input.into_iter().filter(|(k, _)| k != "schedule").collect());
+    let spec = ScheduleSpec {
+        recurrence,
+        template,
+        start_ms: arg_u64(case, "start").unwrap_or(0),
+        end_ms: arg_u64(case, "end").unwrap_or(0),
+        misfire,
+        overlap,
+    };
+    let command = if create {
+        Command::CreateSchedule { now_ms, name, spec }
+    } else {
+        Command::UpdateSchedule { now_ms, name, spec }
+    };
+    match apply_checked(state, command) {
+        CommandResponse::ScheduleCreated(Ok(true)) => "created".into(),
+        CommandResponse::ScheduleCreated(Ok(false)) => "exists with the same spec".into(),
+        CommandResponse::ScheduleCreated(Err(e)) | CommandResponse::ScheduleChanged(Err(e)) => fmt_err(&e),
+        CommandResponse::ScheduleChanged(Ok(())) => "ok".into(),
+        other => panic!("schedule answered {other:?}"),
+    }
+}
+
+/// `schedule-pause|schedule-resume|schedule-delete|trigger at=<ms> name=<s>`.
+fn schedule_simple(state: &mut SchedulerState, case: &TestCase, what: &str) -> String {
+    let now_ms = arg_u64(case, "at").unwrap_or(0);
+    let name = arg(case, "name").expect("needs name=<schedule>");
+    let command = match what {
+        "pause" => Command::PauseSchedule {
+            now_ms,
+            name,
+            paused: true,
+        },
+        "resume" => Command::PauseSchedule {
+            now_ms,
+            name,
+            paused: false,
+        },
+        "delete" => Command::DeleteSchedule { now_ms, name },
+        _ => Command::TriggerSchedule { now_ms, name },
+    };
+    fmt_schedule_response(apply_checked(state, command))
+}
+
+fn fmt_schedule_response(response: CommandResponse) -> String {
+    match response {
+        CommandResponse::ScheduleChanged(Ok(())) => "ok".into(),
+        CommandResponse::ScheduleChanged(Err(e)) | CommandResponse::ScheduleFired(Err(e)) => fmt_err(&e),
+        CommandResponse::ScheduleFired(Ok(outcome)) => {
+            let mut out: String = outcome
+                .results
+                .iter()
+                .map(|r| match r {
+                    Ok(run) => format!("{}\n", fmt_run(run)),
+                    Err(e) => format!("{}\n", fmt_err(e)),
+                })
+                .collect();
+            for stop in &outcome.stopped {
+                out += &format!("stop {} token={} (task {})\n", stop.worker_id, stop.token, stop.task_id);
+            }
+            out
+        }
+        other => panic!("schedule answered {other:?}"),
+    }
+}
+
+fn fmt_run(run: &RunOutcome) -> String {
+    match run {
+        RunOutcome::Fired {
+            task_id,
+            replaced: None,
+        } => format!("fired task {task_id}"),
+        RunOutcome::Fired {
+            task_id,
+            replaced: Some(old),
+        } => format!("fired task {task_id}, replaced task {old}"),
+        RunOutcome::Triggered { task_id } => format!("triggered task {task_id}"),
+        RunOutcome::Skipped {
+            first_ms,
+            count,
+            reason,
+        } => format!("skipped {count} from {first_ms}: {reason}"),
+    }
+}
+
+/// `fire at=<ms> name=<s> [revision=<n>]` with input lines `fire at=<ms>` or
+/// `skip at=<ms> first=<ms> count=<n> reason=<text>`: the leader's decisions, one log entry.
+/// The revision defaults to the schedule's current one.
+fn fire(state: &mut SchedulerState, case: &TestCase) -> String {
+    let now_ms = arg_u64(case, "at").unwrap_or(0);
+    let name = arg(case, "name").expect("fire needs name=<schedule>");
+    let revision = arg_u64(case, "revision").unwrap_or_else(|| state.schedule(&name).map_or(0, |s| s.revision));
+    let occurrences = case
+        .input
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let (word, rest) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+            let fields: BTreeMap<String, String> = tokenize(rest).into_iter().collect();
+            let number = |key: &str| -> u64 {
+                fields
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{line:?} needs {key}="))
+                    .parse()
+                    .expect("a number")
+            };
+            let action = match word {
+                "fire" => OccurrenceAction::Fire,
+                "skip" => OccurrenceAction::Skip {
+                    first_ms: number("first"),
+                    count: number("count"),
+                    reason: fields.get("reason").cloned().unwrap_or_else(|| "misfired".into()),
+                },
+                other => panic!("unknown occurrence action {other:?}"),
+            };
+            Occurrence {
+                scheduled_ms: number("at"),
+                action,
+            }
+        })
+        .collect();
+    let command = Command::FireSchedule {
+        now_ms,
+        name,
+        revision,
+        occurrences,
+    };
+    fmt_schedule_response(apply_checked(state, command))
+}
+
+/// `schedule name=<s>`: the schedule's replicated record and its runs.
+fn show_schedule(state: &SchedulerState, case: &TestCase) -> String {
+    let name = arg(case, "name").expect("schedule needs name=<s>");
+    let Some(s) = state.schedule(&name) else {
+        return "not found".into();
+    };
+    let mut out = format!(
+        "schedule {} revision={} paused={} cursor={} anchor={} last_task={} fired={} skipped={} manual={}",
+        s.name,
+        s.revision,
+        s.paused,
+        s.cursor_ms,
+        s.anchor_ms,
+        s.last_task.map_or("none".to_string(), |t| t.to_string()),
+        s.fired_count,
+        s.skipped_count,
+        s.manual_runs
+    );
+    for run in &s.runs {
+        out += &format!(
+            "\n  run scheduled={} decided={} {}",
+            run.scheduled_ms,
+            run.decided_at_ms,
+            fmt_run(&run.outcome)
+        );
+    }
+    out
+}
+
+/// `plan at=<now> name=<s> [apply=true]`: what the leader decides for the schedule's due
+/// occurrences at `now` (misfire tolerance and policy included); with apply, it proposes them.
+fn plan(state: &mut SchedulerState, case: &TestCase) -> String {
+    use raftsched::scheduling::recurrence;
+    let now_ms = arg_u64(case, "at").unwrap_or(0);
+    let name = arg(case, "name").expect("plan needs name=<s>");
+    let schedule = state.schedule(&name).expect("plan of a known schedule").clone();
+    let compiled = recurrence::compile(&schedule.spec.recurrence, schedule.anchor_ms).expect("a valid recurrence");
+    let occurrences = recurrence::plan_firing(&schedule, &compiled, now_ms);
+    if occurrences.is_empty() {
+        return "nothing due".into();
+    }
+    let mut out: String = occurrences
+        .iter()
+        .map(|o| match &o.action {
+            OccurrenceAction::Fire => format!("fire {}\n", o.scheduled_ms),
+            OccurrenceAction::Skip {
+                first_ms,
+                count,
+                reason,
+            } => format!("skip {count} from {first_ms} to {}: {reason}\n", o.scheduled_ms),
+        })
+        .collect();
+    if arg(case, "apply").is_some_and(|a| a == "true") {
+        let command = Command::FireSchedule {
+            now_ms,
+            name,
+            revision: schedule.revision,
+            occurrences,
+        };
+        out += "applied:\n";
+        out += &fmt_schedule_response(apply_checked(state, command));
+    }
+    out
+}
+
+/// `workflow at=<ms> name=<w> [request=<id>]` with one input line per task:
+/// `key=<k> [after=<k>,<k>] <spec fields>`.
+fn workflow(state: &mut SchedulerState, case: &TestCase) -> String {
+    let now_ms = arg_u64(case, "at").unwrap_or(0);
+    let tasks = case
+        .input
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let mut key = String::new();
+            let mut after = Vec::new();
+            let mut fields = Vec::new();
+            for (k, v) in tokenize(line) {
+                match k.as_str() {
+                    "key" => key = v,
+                    "after" => after = v.split(',').filter(|p| !p.is_empty()).map(String::from).collect(),
+                    _ => fields.push((k, v)),
+                }
+            }
+            if !fields.iter().any(|(k, _)| k == "name") {
+                fields.push(("name".into(), key.clone()));
+            }
+            WorkflowTaskSpec {
+                key,
+                spec: parse_spec(fields),
+                after,
+            }
+        })
+        .collect();
+    let workflow = WorkflowSpec {
+        name: arg(case, "name").unwrap_or_else(|| "wf".into()),
+        request_id: arg(case, "request"),
+        tasks,
+    };
+    match apply_checked(state, Command::SubmitWorkflow { now_ms, workflow }) {
+        CommandResponse::WorkflowSubmitted(Ok(outcome)) => {
+            let ids: Vec<TaskId> = state
+                .workflow(outcome.workflow_id)
+                .map(|w| w.tasks.iter().map(|(_, id)| *id).collect())
+                .unwrap_or_default();
+            let verb = if outcome.created { "created" } else { "existing" };
+            format!("workflow {} {verb} tasks {}", outcome.workflow_id, fmt_ids(&ids))
+        }
+        CommandResponse::WorkflowSubmitted(Err(e)) => fmt_err(&e),
+        other => panic!("workflow answered {other:?}"),
+    }
+}
+
+/// `workflow-get id=<n>`: the overall status and each task's.
+fn workflow_get(state: &SchedulerState, case: &TestCase) -> String {
+    let id = arg_u64(case, "id").expect("workflow-get needs id=<n>");
+    let Some(workflow) = state.workflow(id) else {
+        return "not found".into();
+    };
+    let mut out = format!(
+        "workflow {} {:?} status={}",
+        workflow.id,
+        workflow.name,
+        state.workflow_status(workflow).as_str()
+    );
+    for (key, task_id) in &workflow.tasks {
+        let task = state.get(*task_id).expect("a workflow task exists");
+        out += &format!("\n  {key} task={task_id} status={}", task.status);
+        if let Some(reason) = &task.reason {
+            out += &format!(" reason={reason:?}");
+        }
+    }
+    out
+}
+
+/// `shards at=<ms> (pins=<w>,<w> | count=<n>) <spec fields>`: a broadcast (pinned shards) or
+/// sharded run.
+fn shards(state: &mut SchedulerState, case: &TestCase) -> String {
+    let now_ms = arg_u64(case, "at").unwrap_or(0);
+    let pins: Vec<Option<String>> = match (arg(case, "pins"), arg_u64(case, "count")) {
+        (Some(pins), _) => pins.split(',').map(|w| Some(w.to_string())).collect(),
+        (None, Some(count)) => vec![None; count as usize],
+        (None, None) => panic!("shards needs pins=<w>,<w> or count=<n>"),
+    };
+    let fields: Vec<(String, String)> = directive_fields(case)
+        .into_iter()
+        .filter(|(k, _)| k != "pins" && k != "count")
+        .chain(case.input.lines().flat_map(tokenize))
+        .collect();
+    let spec = parse_spec(fields);
+    match apply_checked(state, Command::SubmitShards { now_ms, spec, pins }) {
+        CommandResponse::ShardsSubmitted(Ok(outcome)) => {
+            let shards = state
+                .get(outcome.task_id)
+                .map(|t| t.links.shards.clone())
+                .unwrap_or_default();
+            let verb = if outcome.created { "created" } else { "existing" };
+            format!("parent {} {verb} shards {}", outcome.task_id, fmt_ids(&shards))
+        }
+        CommandResponse::ShardsSubmitted(Err(e)) => fmt_err(&e),
+        other => panic!("shards answered {other:?}"),
     }
 }

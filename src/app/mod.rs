@@ -4,9 +4,12 @@
 //! the node must be the leader. Reads come from the applied state, linearizable (confirmed
 //! with a quorum first) or stale (local, immediate).
 
+mod composite;
 mod membership;
 mod workers;
 
+pub use composite::ScheduleView;
+pub use composite::WorkflowView;
 pub use workers::WorkerSummary;
 
 use std::time::SystemTime;
@@ -178,6 +181,7 @@ impl App {
             self.hub.send(&worker_id, Instruction::Cancel { task_id, token });
             self.hub.wake_dispatcher();
         }
+        self.stop_attempts(&outcome.shards_stopped);
         self.read_task(outcome.task_id)
     }
 

@@ -6,8 +6,10 @@ mod cluster_cmd;
 mod node_cmd;
 mod output;
 mod queue_cmd;
+mod schedule_cmd;
 mod task_cmd;
 mod worker_cmd;
+mod workflow_cmd;
 
 use clap::Parser;
 use clap::Subcommand;
@@ -47,6 +49,12 @@ enum Command {
     /// Queue weights and placement strategies.
     #[command(subcommand)]
     Queue(queue_cmd::QueueCommand),
+    /// Recurring schedules: cron (with seconds and a time zone) or a fixed interval.
+    #[command(subcommand)]
+    Schedule(schedule_cmd::ScheduleCommand),
+    /// Workflows: tasks with parent -> child edges.
+    #[command(subcommand)]
+    Workflow(workflow_cmd::WorkflowCommand),
     /// Drive load against a running cluster and report throughput and latency.
     Bench(bench_cmd::BenchArgs),
     /// Run real nodes and workers under seeded faults and check the history.
@@ -87,6 +95,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             worker_cmd::run(args, &client, cli.json).await
         }
         Command::Queue(command) => queue_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
+        Command::Schedule(command) => schedule_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
+        Command::Workflow(command) => workflow_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
         Command::Bench(args) => bench_cmd::run(args, &ClusterClient::new(&cli.cluster)?, cli.json).await,
         Command::Chaos(args) => chaos_cmd::run(args, cli.json).await,
     }

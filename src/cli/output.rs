@@ -49,6 +49,8 @@ pub fn state_name(state: i32) -> &'static str {
         Ok(api::TaskState::Succeeded) => "succeeded",
         Ok(api::TaskState::Failed) => "failed",
         Ok(api::TaskState::Cancelled) => "cancelled",
+        Ok(api::TaskState::Waiting) => "waiting",
+        Ok(api::TaskState::Skipped) => "skipped",
         _ => "unknown",
     }
 }
@@ -87,6 +89,21 @@ pub fn task_json(task: &api::Task) -> Value {
         "reason": task.reason,
         "pending_reason": task.pending_reason,
         "attempts": task.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
+        "origin": task.origin,
+        "parent_task_id": task.parent_task_id,
+        "shard_index": task.shard_index,
+        "shard_total": task.shard_total,
+        "depends_on": task.depends_on,
+        "dependents": task.dependents,
+        "workflow_id": task.workflow_id,
+        "shards": task.shards.iter().map(|s| json!({
+            "index": s.index,
+            "task_id": s.task_id,
+            "state": state_name(s.state),
+            "worker_id": s.worker_id,
+            "exit_code": s.has_exit_code.then_some(s.exit_code),
+            "reason": s.reason,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -152,11 +169,55 @@ pub fn print_task_details(task: &api::Task) {
         ("ready at", format_time_ms(task.ready_at_ms)),
         ("reason", task.reason.clone()),
         ("waiting because", task.pending_reason.clone()),
+        ("origin", task.origin.clone()),
+        (
+            "shard",
+            if task.shard_total > 0 {
+                format!(
+                    "{} of {} (parent task {})",
+                    task.shard_index, task.shard_total, task.parent_task_id
+                )
+            } else {
+                String::new()
+            },
+        ),
+        (
+            "workflow",
+            if task.workflow_id > 0 {
+                task.workflow_id.to_string()
+            } else {
+                String::new()
+            },
+        ),
+        ("runs after", join_ids(&task.depends_on)),
+        ("then runs", join_ids(&task.dependents)),
     ];
     for (field, value) in rows {
         if !value.is_empty() {
             println!("{field:<16} {value}");
         }
+    }
+    if !task.shards.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = task
+            .shards
+            .iter()
+            .map(|s| {
+                vec![
+                    s.index.to_string(),
+                    s.task_id.to_string(),
+                    state_name(s.state).to_string(),
+                    s.worker_id.clone(),
+                    if s.has_exit_code {
+                        s.exit_code.to_string()
+                    } else {
+                        "-".into()
+                    },
+                    s.reason.clone(),
+                ]
+            })
+            .collect();
+        print_table(&["SHARD", "TASK", "STATE", "WORKER", "EXIT", "REASON"], &rows);
     }
     if task.attempts.is_empty() {
         return;
@@ -195,4 +256,8 @@ pub fn print_task_details(task: &api::Task) {
             }
         }
     }
+}
+
+fn join_ids(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }

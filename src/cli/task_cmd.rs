@@ -30,7 +30,7 @@ pub enum TaskCommand {
     },
     /// List tasks, oldest first.
     List {
-        /// pending, running, succeeded, failed or cancelled.
+        /// pending, running, succeeded, failed, cancelled, waiting or skipped.
         #[arg(long)]
         state: Option<String>,
         #[arg(long)]
@@ -51,9 +51,30 @@ pub enum TaskCommand {
 
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
-    /// Task name (default: the command line, or the kind).
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// Fan out: one shard per registered worker matching the --constraint labels (all
+    /// workers without any), each pinned to its worker.
+    #[arg(long, conflicts_with = "shards")]
+    broadcast: bool,
+    /// Split into N shards placed like any task. Each shard gets RAFTSCHED_SHARD_INDEX and
+    /// RAFTSCHED_SHARD_TOTAL; the parent finishes when all shards did.
     #[arg(long)]
-    name: Option<String>,
+    shards: Option<u32>,
+    /// Wait until the task finishes, print its outcome, and exit non-zero unless it succeeded.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up waiting after this long (the task goes on).
+    #[arg(long, default_value_t = 600_000)]
+    wait_timeout_ms: u64,
+}
+
+/// What a task runs and how: shared by `task submit`, `schedule create` and `schedule update`.
+#[derive(Args, Debug)]
+pub struct TaskArgs {
+    /// Task name (default: the command line, or the kind; for a schedule, its name).
+    #[arg(long)]
+    pub name: Option<String>,
     #[arg(long, default_value = "default")]
     queue: String,
     /// Higher runs first.
@@ -103,19 +124,13 @@ pub struct SubmitArgs {
     /// Run no earlier than this time (milliseconds since the Unix epoch).
     #[arg(long, default_value_t = 0)]
     run_at_ms: u64,
-    /// Wait until the task finishes, print its outcome, and exit non-zero unless it succeeded.
-    #[arg(long)]
-    wait: bool,
-    /// With --wait: give up waiting after this long (the task goes on).
-    #[arg(long, default_value_t = 600_000)]
-    wait_timeout_ms: u64,
     /// The command line to run, after `--`.
     #[arg(last = true)]
     command: Vec<String>,
 }
 
-impl SubmitArgs {
-    fn into_spec(self) -> anyhow::Result<api::TaskSpec> {
+impl TaskArgs {
+    pub fn into_spec(self) -> anyhow::Result<api::TaskSpec> {
         let (payload, default_name) = match (&self.kind, self.command.is_empty()) {
             (Some(kind), _) => {
                 let data = match (&self.data, &self.data_file) {
@@ -168,7 +183,7 @@ impl SubmitArgs {
     }
 }
 
-fn consistency(stale: bool) -> api::Consistency {
+pub fn consistency(stale: bool) -> api::Consistency {
     if stale {
         api::Consistency::Stale
     } else {
@@ -208,7 +223,16 @@ pub async fn run(command: TaskCommand, client: &ClusterClient, json: bool) -> an
 
 async fn submit(args: SubmitArgs, client: &ClusterClient, json: bool) -> anyhow::Result<()> {
     let (wait, wait_timeout) = (args.wait, Duration::from_millis(args.wait_timeout_ms));
-    let response = client.submit_task(args.into_spec()?).await?;
+    let fan_out = match (args.broadcast, args.shards) {
+        (true, _) => Some(0),
+        (false, Some(0)) => bail!("--shards must be at least 1"),
+        (false, shards) => shards,
+    };
+    let spec = args.task.into_spec()?;
+    let response = match fan_out {
+        Some(shards) => client.submit_broadcast(spec, shards).await?,
+        None => client.submit_task(spec).await?,
+    };
     let task = response.task.context("the cluster answered without a task")?;
     if wait {
         return wait_for_outcome(client, task.id, wait_timeout, json).await;
@@ -226,14 +250,22 @@ async fn submit(args: SubmitArgs, client: &ClusterClient, json: bool) -> anyhow:
 }
 
 /// Polls the task until it finishes; succeeds only if the task did.
-async fn wait_for_outcome(client: &ClusterClient, task_id: u64, timeout: Duration, json: bool) -> anyhow::Result<()> {
+pub async fn wait_for_outcome(
+    client: &ClusterClient,
+    task_id: u64,
+    timeout: Duration,
+    json: bool,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut poll = Duration::from_millis(50);
     let task = loop {
         let task = client.get_task(task_id, api::Consistency::Linearizable).await?;
         let finished = matches!(
             api::TaskState::try_from(task.state),
-            Ok(api::TaskState::Succeeded | api::TaskState::Failed | api::TaskState::Cancelled)
+            Ok(api::TaskState::Succeeded
+                | api::TaskState::Failed
+                | api::TaskState::Cancelled
+                | api::TaskState::Skipped)
         );
         if finished {
             break task;
@@ -270,7 +302,11 @@ async fn list(
         None => api::TaskState::Unspecified,
         Some(name) => api::TaskState::from_str_name(&format!("TASK_STATE_{}", name.to_uppercase()))
             .filter(|s| *s != api::TaskState::Unspecified)
-            .with_context(|| format!("unknown state {name:?}: use pending, running, succeeded, failed or cancelled"))?,
+            .with_context(|| {
+                format!(
+                    "unknown state {name:?}: use pending, running, succeeded, failed, cancelled, waiting or skipped"
+                )
+            })?,
     };
     let mut tasks = Vec::new();
     let mut page_token = String::new();

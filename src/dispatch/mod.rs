@@ -26,6 +26,8 @@ use crate::scheduling;
 use crate::scheduling::QueueInput;
 use crate::scheduling::placement::TaskNeeds;
 use crate::scheduling::placement::WorkerView;
+use crate::scheduling::recurrence;
+use crate::scheduling::recurrence::Compiled;
 use crate::state::Command;
 use crate::state::CommandResponse;
 use crate::state::SchedulerState;
@@ -38,6 +40,17 @@ const TICK: Duration = Duration::from_millis(100);
 const SCAN_PER_QUEUE: usize = 2 * limits::MAX_ASSIGNMENTS_PER_ENTRY;
 /// Expiries and timeouts proposed per round; the rest wait for the next.
 const MAX_EXPIRIES_PER_ROUND: usize = 100;
+/// Schedule firings proposed per round; the rest wait for the next.
+const MAX_FIRINGS_PER_ROUND: usize = 100;
+
+/// The leader's cache of a schedule's next due time, valid while the schedule's revision and
+/// cursor stay the same.
+struct NextFiring {
+    revision: u64,
+    cursor_ms: u64,
+    compiled: Option<Compiled>,
+    next_ms: Option<u64>,
+}
 
 /// Runs on every node; acts only while its node leads.
 pub struct Dispatcher {
@@ -45,6 +58,8 @@ pub struct Dispatcher {
     shutdown: CancellationToken,
     /// The term this node leads in, once it has caught up and granted workers their grace.
     leading_term: Option<u64>,
+    /// Per schedule, when it is next due.
+    next_firings: BTreeMap<String, NextFiring>,
 }
 
 impl Dispatcher {
@@ -53,6 +68,7 @@ impl Dispatcher {
             app,
             shutdown,
             leading_term: None,
+            next_firings: BTreeMap::new(),
         };
         tokio::spawn(dispatcher.run())
     }
@@ -65,14 +81,26 @@ impl Dispatcher {
                 _ = hub.woken() => {}
                 _ = tokio::time::sleep(TICK) => {}
             }
-            if !self.still_leading().await {
-                continue;
-            }
-            if let Err(e) = self.round().await {
-                tracing::debug!("dispatch round stopped: {e}");
+            // A write waits for a quorum, which a node being stopped may never see again
+            // (the rest of the cluster stopping too): shutdown must not wait for it. A write
+            // abandoned here may still commit; the state then says so, and the next leader
+            // acts on it (workers learn of assignments on attach and heartbeat).
+            let shutdown = self.shutdown.clone();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.step() => {}
             }
         }
         hub.disconnect_all();
+    }
+
+    async fn step(&mut self) {
+        if !self.still_leading().await {
+            return;
+        }
+        if let Err(e) = self.round().await {
+            tracing::debug!("dispatch round stopped: {e}");
+        }
     }
 
     /// Tracks leadership. On a new term: catch up with everything committed before it, then
@@ -107,9 +135,10 @@ impl Dispatcher {
         true
     }
 
-    async fn round(&self) -> Result<(), AppError> {
+    async fn round(&mut self) -> Result<(), AppError> {
         self.expire_silent_workers().await?;
         self.time_out_overdue_attempts().await?;
+        self.fire_due_schedules().await?;
         while self.assign_ready_tasks().await? == limits::MAX_ASSIGNMENTS_PER_ENTRY {}
         Ok(())
     }
@@ -180,6 +209,82 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Commits the decisions for every schedule occurrence that is due: fire, or skip as the
+    /// misfire policy says. Apply refuses any occurrence already decided, so a retry, a
+    /// failover or a restart can never fire one twice; the cursor in the state means a new
+    /// leader resumes exactly after the last decided occurrence.
+    async fn fire_due_schedules(&mut self) -> Result<(), AppError> {
+        let now = self.now_ms();
+        let firings: Vec<Command> = {
+            let state = self.app.state().read();
+            let scheduler = &state.scheduler;
+            self.next_firings.retain(|name, _| scheduler.schedule(name).is_some());
+            let mut firings = Vec::new();
+            for schedule in scheduler.schedules().filter(|s| !s.paused) {
+                let cached = self
+                    .next_firings
+                    .entry(schedule.name.clone())
+                    .or_insert_with(|| NextFiring {
+                        revision: 0,
+                        cursor_ms: 0,
+                        compiled: None,
+                        next_ms: None,
+                    });
+                if cached.revision != schedule.revision {
+                    cached.compiled = recurrence::compile(&schedule.spec.recurrence, schedule.anchor_ms)
+                        .inspect_err(|e| tracing::warn!(schedule = %schedule.name, "cannot evaluate: {e}"))
+                        .ok();
+                    cached.revision = schedule.revision;
+                    cached.cursor_ms = schedule.cursor_ms.wrapping_add(1); // force the next-time lookup
+                }
+                if cached.cursor_ms != schedule.cursor_ms {
+                    cached.cursor_ms = schedule.cursor_ms;
+                    cached.next_ms = cached
+                        .compiled
+                        .as_ref()
+                        .and_then(|c| recurrence::next_in_bounds(schedule, c, schedule.cursor_ms));
+                }
+                let (Some(next_ms), Some(compiled)) = (cached.next_ms, cached.compiled.as_ref()) else {
+                    continue;
+                };
+                if next_ms > now {
+                    continue;
+                }
+                let occurrences = recurrence::plan_firing(schedule, compiled, now);
+                if occurrences.is_empty() {
+                    continue;
+                }
+                firings.push(Command::FireSchedule {
+                    now_ms: now,
+                    name: schedule.name.clone(),
+                    revision: schedule.revision,
+                    occurrences,
+                });
+                if firings.len() == MAX_FIRINGS_PER_ROUND {
+                    break;
+                }
+            }
+            firings
+        };
+        for command in firings {
+            let name = match &command {
+                Command::FireSchedule { name, .. } => name.clone(),
+                _ => unreachable!("only firings are planned here"),
+            };
+            match self.app.write(command).await? {
+                CommandResponse::ScheduleFired(Ok(outcome)) => {
+                    tracing::debug!(schedule = %name, results = ?outcome.results, "schedule fired");
+                    self.app.stop_attempts(&outcome.stopped);
+                }
+                CommandResponse::ScheduleFired(Err(refused)) => {
+                    tracing::debug!(schedule = %name, "firing refused by apply: {refused}")
+                }
+                other => return Err(AppError::Internal(format!("firing answered {other:?}"))),
+            }
+        }
+        Ok(())
+    }
+
     /// Plans one batch of assignments, commits it, then tells the workers. Returns how many
     /// were committed.
     async fn assign_ready_tasks(&self) -> Result<usize, AppError> {
@@ -237,7 +342,13 @@ fn plan_round(scheduler: &SchedulerState, hub: &WorkerHub, now_ms: u64, seed: u6
         .filter(|w| !w.draining && hub.is_connected(&w.id))
         .map(|w| WorkerView {
             id: w.id.clone(),
-            labels: w.labels.clone(),
+            labels: {
+                // Every worker matches the pin of its own id (broadcast shards), whatever
+                // labels it declared.
+                let mut labels = w.labels.clone();
+                labels.insert(limits::PIN_LABEL.to_string(), w.id.clone());
+                labels
+            },
             slots: w.slots,
             running: scheduler.running_count(&w.id) as u32,
             free: scheduler.free_resources(&w.id),

@@ -3,6 +3,8 @@
 
 use tonic::Status;
 
+use crate::app::ScheduleView;
+use crate::app::WorkflowView;
 use crate::grpc::api;
 use crate::grpc::status::invalid;
 use crate::scheduling::Placement;
@@ -10,12 +12,21 @@ use crate::scheduling::QueuePolicy;
 use crate::state::Attempt;
 use crate::state::AttemptOutcome;
 use crate::state::AttemptReport;
+use crate::state::MisfirePolicy;
+use crate::state::OverlapPolicy;
 use crate::state::Payload;
+use crate::state::Recurrence;
 use crate::state::Resources;
+use crate::state::RunOutcome;
+use crate::state::ScheduleSpec;
 use crate::state::Task;
+use crate::state::TaskOrigin;
 use crate::state::TaskSpec;
 use crate::state::TaskStatus;
 use crate::state::WorkerRegistration;
+use crate::state::WorkflowSpec;
+use crate::state::WorkflowStatus;
+use crate::state::WorkflowTaskSpec;
 use crate::state::limits;
 
 pub fn spec_from_proto(spec: api::TaskSpec) -> Result<TaskSpec, Status> {
@@ -120,6 +131,211 @@ pub fn task_to_proto(task: &Task, pending_reason: Option<String>) -> api::Task {
         attempts: task.attempts.iter().map(attempt_to_proto).collect(),
         ready_at_ms: task.ready_at_ms,
         pending_reason: pending_reason.unwrap_or_default(),
+        origin: task.links.origin.as_ref().map(TaskOrigin::key).unwrap_or_default(),
+        parent_task_id: match &task.links.origin {
+            Some(TaskOrigin::Shard { parent, .. }) => *parent,
+            _ => 0,
+        },
+        shard_index: match &task.links.origin {
+            Some(TaskOrigin::Shard { index, .. }) => *index,
+            _ => 0,
+        },
+        shard_total: match &task.links.origin {
+            Some(TaskOrigin::Shard { total, .. }) => *total,
+            _ => 0,
+        },
+        depends_on: task.links.parents.clone(),
+        dependents: task.links.children.clone(),
+        workflow_id: match &task.links.origin {
+            Some(TaskOrigin::Workflow { workflow_id, .. }) => *workflow_id,
+            _ => 0,
+        },
+        shards: Vec::new(),
+    }
+}
+
+/// One shard of a broadcast or sharded parent, for the parent's report.
+pub fn shard_report(index: usize, shard: &Task) -> api::ShardReport {
+    let last = shard.attempts.last();
+    api::ShardReport {
+        index: index as u32,
+        task_id: shard.id,
+        state: status_to_proto(shard.status) as i32,
+        worker_id: last.map(|a| a.worker_id.clone()).unwrap_or_default(),
+        exit_code: last.and_then(|a| a.exit_code).unwrap_or(0),
+        has_exit_code: last.is_some_and(|a| a.exit_code.is_some()),
+        reason: shard.reason.clone().unwrap_or_default(),
+    }
+}
+
+pub fn schedule_spec_from_proto(spec: api::ScheduleSpec) -> Result<ScheduleSpec, Status> {
+    let recurrence = match spec.recurrence {
+        Some(api::schedule_spec::Recurrence::Cron(cron)) => Recurrence::Cron {
+            expression: cron.expression,
+            time_zone: non_empty(cron.time_zone).unwrap_or_else(|| "UTC".to_string()),
+        },
+        Some(api::schedule_spec::Recurrence::EveryMs(interval_ms)) => Recurrence::Every { interval_ms },
+        None => return Err(invalid("invalid recurrence: set either cron or every_ms")),
+    };
+    let template = spec
+        .template
+        .ok_or_else(|| invalid("invalid template: a schedule needs the task it runs"))?;
+    let misfire = match spec.misfire.as_str() {
+        "" | "fire-once" => MisfirePolicy::FireOnce,
+        "skip" => MisfirePolicy::Skip,
+        "catch-up" => MisfirePolicy::CatchUp {
+            window_ms: if spec.catch_up_window_ms == 0 {
+                DEFAULT_CATCH_UP_WINDOW_MS
+            } else {
+                spec.catch_up_window_ms
+            },
+        },
+        other => {
+            return Err(invalid(format!(
+                "invalid misfire policy {other:?}: use skip, fire-once or catch-up"
+            )));
+        }
+    };
+    let overlap = match spec.overlap.as_str() {
+        "" => OverlapPolicy::Allow,
+        other => OverlapPolicy::parse(other).ok_or_else(|| {
+            invalid(format!(
+                "invalid overlap policy {other:?}: use allow, forbid or replace"
+            ))
+        })?,
+    };
+    Ok(ScheduleSpec {
+        recurrence,
+        template: spec_from_proto(template)?,
+        start_ms: spec.start_ms,
+        end_ms: spec.end_ms,
+        misfire,
+        overlap,
+    })
+}
+
+/// Catch-up without a window: one hour.
+pub const DEFAULT_CATCH_UP_WINDOW_MS: u64 = 3600 * 1000;
+
+pub fn schedule_spec_to_proto(spec: &ScheduleSpec) -> api::ScheduleSpec {
+    let recurrence = match &spec.recurrence {
+        Recurrence::Cron { expression, time_zone } => api::schedule_spec::Recurrence::Cron(api::CronRecurrence {
+            expression: expression.clone(),
+            time_zone: time_zone.clone(),
+        }),
+        Recurrence::Every { interval_ms } => api::schedule_spec::Recurrence::EveryMs(*interval_ms),
+    };
+    let (misfire, catch_up_window_ms) = match spec.misfire {
+        MisfirePolicy::Skip => ("skip", 0),
+        MisfirePolicy::FireOnce => ("fire-once", 0),
+        MisfirePolicy::CatchUp { window_ms } => ("catch-up", window_ms),
+    };
+    api::ScheduleSpec {
+        recurrence: Some(recurrence),
+        template: Some(spec_to_proto(&spec.template)),
+        start_ms: spec.start_ms,
+        end_ms: spec.end_ms,
+        misfire: misfire.to_string(),
+        catch_up_window_ms,
+        overlap: spec.overlap.as_str().to_string(),
+    }
+}
+
+pub fn schedule_to_proto(view: &ScheduleView) -> api::Schedule {
+    let schedule = &view.schedule;
+    let runs = schedule
+        .runs
+        .iter()
+        .zip(view.run_task_status.iter().chain(std::iter::repeat(&None)))
+        .map(|(run, task_status)| {
+            let mut out = api::ScheduleRun {
+                scheduled_ms: run.scheduled_ms,
+                decided_at_ms: run.decided_at_ms,
+                task_state: task_status.map_or(api::TaskState::Unspecified, status_to_proto) as i32,
+                ..api::ScheduleRun::default()
+            };
+            match &run.outcome {
+                RunOutcome::Fired { task_id, replaced } => {
+                    out.outcome = "fired".into();
+                    out.task_id = *task_id;
+                    out.replaced_task_id = replaced.unwrap_or(0);
+                }
+                RunOutcome::Triggered { task_id } => {
+                    out.outcome = "triggered".into();
+                    out.task_id = *task_id;
+                }
+                RunOutcome::Skipped {
+                    first_ms,
+                    count,
+                    reason,
+                } => {
+                    out.outcome = "skipped".into();
+                    out.first_skipped_ms = *first_ms;
+                    out.skipped_count = *count;
+                    out.reason = reason.clone();
+                }
+            }
+            out
+        })
+        .collect();
+    api::Schedule {
+        name: schedule.name.clone(),
+        spec: Some(schedule_spec_to_proto(&schedule.spec)),
+        paused: schedule.paused,
+        created_at_ms: schedule.created_at_ms,
+        updated_at_ms: schedule.updated_at_ms,
+        revision: schedule.revision,
+        cursor_ms: schedule.cursor_ms,
+        next_fire_ms: view.next_fire_ms.clone(),
+        runs,
+        fired_count: schedule.fired_count,
+        skipped_count: schedule.skipped_count,
+    }
+}
+
+pub fn workflow_from_proto(request: api::SubmitWorkflowRequest) -> Result<WorkflowSpec, Status> {
+    let tasks = request
+        .tasks
+        .into_iter()
+        .map(|task| {
+            let spec = task
+                .spec
+                .ok_or_else(|| invalid(format!("invalid workflow: task {:?} has no spec", task.key)))?;
+            Ok(WorkflowTaskSpec {
+                spec: spec_from_proto(spec)
+                    .map_err(|e| invalid(format!("workflow task {:?}: {}", task.key, e.message())))?,
+                key: task.key,
+                after: task.after,
+            })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    Ok(WorkflowSpec {
+        name: request.name,
+        request_id: non_empty(request.request_id),
+        tasks,
+    })
+}
+
+pub fn workflow_to_proto(view: &WorkflowView, task_to_proto: impl Fn(&Task) -> api::Task) -> api::Workflow {
+    let state = match view.status {
+        WorkflowStatus::Pending => api::WorkflowState::Pending,
+        WorkflowStatus::Running => api::WorkflowState::Running,
+        WorkflowStatus::Succeeded => api::WorkflowState::Succeeded,
+        WorkflowStatus::Failed => api::WorkflowState::Failed,
+    };
+    api::Workflow {
+        id: view.workflow.id,
+        name: view.workflow.name.clone(),
+        state: state as i32,
+        created_at_ms: view.workflow.created_at_ms,
+        tasks: view
+            .tasks
+            .iter()
+            .map(|(key, task)| api::WorkflowTask {
+                key: key.clone(),
+                task: Some(task_to_proto(task)),
+            })
+            .collect(),
     }
 }
 
@@ -226,6 +442,8 @@ pub fn status_to_proto(status: TaskStatus) -> api::TaskState {
         TaskStatus::Succeeded => api::TaskState::Succeeded,
         TaskStatus::Failed => api::TaskState::Failed,
         TaskStatus::Cancelled => api::TaskState::Cancelled,
+        TaskStatus::Waiting => api::TaskState::Waiting,
+        TaskStatus::Skipped => api::TaskState::Skipped,
     }
 }
 
@@ -238,6 +456,8 @@ pub fn status_from_proto(state: i32) -> Result<Option<TaskStatus>, Status> {
         Ok(api::TaskState::Succeeded) => Ok(Some(TaskStatus::Succeeded)),
         Ok(api::TaskState::Failed) => Ok(Some(TaskStatus::Failed)),
         Ok(api::TaskState::Cancelled) => Ok(Some(TaskStatus::Cancelled)),
+        Ok(api::TaskState::Waiting) => Ok(Some(TaskStatus::Waiting)),
+        Ok(api::TaskState::Skipped) => Ok(Some(TaskStatus::Skipped)),
         Err(_) => Err(invalid(format!("invalid state filter: unknown value {state}"))),
     }
 }

@@ -14,9 +14,14 @@ use crate::grpc::api::scheduler_client::SchedulerClient;
 use crate::grpc::api::scheduler_server::Scheduler;
 use crate::grpc::convert::policy_from_proto;
 use crate::grpc::convert::policy_to_proto;
+use crate::grpc::convert::schedule_spec_from_proto;
+use crate::grpc::convert::schedule_to_proto;
+use crate::grpc::convert::shard_report;
 use crate::grpc::convert::spec_from_proto;
 use crate::grpc::convert::status_from_proto;
 use crate::grpc::convert::task_to_proto;
+use crate::grpc::convert::workflow_from_proto;
+use crate::grpc::convert::workflow_to_proto;
 use crate::grpc::status::app_error_to_status;
 use crate::grpc::status::invalid;
 use crate::network::peer_endpoint;
@@ -59,6 +64,13 @@ impl SchedulerService {
             .flatten();
         task_to_proto(task, reason)
     }
+}
+
+fn schedule_response(view: &crate::app::ScheduleView) -> Response<api::ScheduleResponse> {
+    Response::new(api::ScheduleResponse {
+        schedule: Some(schedule_to_proto(view)),
+        created: false,
+    })
 }
 
 fn consistency_from_proto(value: i32) -> Result<Consistency, Status> {
@@ -175,9 +187,15 @@ impl Scheduler for SchedulerService {
             .get(request.task_id, consistency)
             .await
             .map_err(app_error_to_status)?;
-        Ok(Response::new(api::GetTaskResponse {
-            task: Some(self.task_to_proto(&task)),
-        }))
+        let mut proto = self.task_to_proto(&task);
+        proto.shards = self
+            .app
+            .shards_of(&task)
+            .iter()
+            .enumerate()
+            .map(|(index, shard)| shard_report(index, shard))
+            .collect();
+        Ok(Response::new(api::GetTaskResponse { task: Some(proto) }))
     }
 
     async fn list_tasks(
@@ -316,6 +334,175 @@ impl Scheduler for SchedulerService {
             .map_err(app_error_to_status)?;
         let members = self.cluster_members().await;
         Ok(Response::new(api::RemoveNodeResponse { members }))
+    }
+
+    async fn create_schedule(
+        &self,
+        request: Request<api::CreateScheduleRequest>,
+    ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let request = request.into_inner();
+        let spec = schedule_spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
+        let (view, created) = self
+            .app
+            .create_schedule(request.name, spec)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::ScheduleResponse {
+            schedule: Some(schedule_to_proto(&view)),
+            created,
+        }))
+    }
+
+    async fn update_schedule(
+        &self,
+        request: Request<api::UpdateScheduleRequest>,
+    ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let request = request.into_inner();
+        let spec = schedule_spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
+        let view = self
+            .app
+            .update_schedule(request.name, spec)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(schedule_response(&view))
+    }
+
+    async fn get_schedule(
+        &self,
+        request: Request<api::GetScheduleRequest>,
+    ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let request = request.into_inner();
+        let consistency = consistency_from_proto(request.consistency)?;
+        let view = self
+            .app
+            .get_schedule(&request.name, consistency)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(schedule_response(&view))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<api::ListSchedulesRequest>,
+    ) -> Result<Response<api::ListSchedulesResponse>, Status> {
+        let request = request.into_inner();
+        let consistency = consistency_from_proto(request.consistency)?;
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n as usize,
+        };
+        let (views, next) = self
+            .app
+            .list_schedules(&request.page_token, page_size, consistency)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::ListSchedulesResponse {
+            schedules: views.iter().map(schedule_to_proto).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn pause_schedule(
+        &self,
+        request: Request<api::PauseScheduleRequest>,
+    ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let view = self
+            .app
+            .pause_schedule(request.into_inner().name, true)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(schedule_response(&view))
+    }
+
+    async fn resume_schedule(
+        &self,
+        request: Request<api::ResumeScheduleRequest>,
+    ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let view = self
+            .app
+            .pause_schedule(request.into_inner().name, false)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(schedule_response(&view))
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<api::DeleteScheduleRequest>,
+    ) -> Result<Response<api::DeleteScheduleResponse>, Status> {
+        self.app
+            .delete_schedule(request.into_inner().name)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::DeleteScheduleResponse {}))
+    }
+
+    async fn trigger_schedule(
+        &self,
+        request: Request<api::TriggerScheduleRequest>,
+    ) -> Result<Response<api::TriggerScheduleResponse>, Status> {
+        let task = self
+            .app
+            .trigger_schedule(request.into_inner().name)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::TriggerScheduleResponse {
+            task: Some(self.task_to_proto(&task)),
+        }))
+    }
+
+    async fn submit_workflow(
+        &self,
+        request: Request<api::SubmitWorkflowRequest>,
+    ) -> Result<Response<api::WorkflowResponse>, Status> {
+        let workflow = workflow_from_proto(request.into_inner())?;
+        let (view, created) = self.app.submit_workflow(workflow).await.map_err(app_error_to_status)?;
+        Ok(Response::new(api::WorkflowResponse {
+            workflow: Some(workflow_to_proto(&view, |t| self.task_to_proto(t))),
+            created,
+        }))
+    }
+
+    async fn get_workflow(
+        &self,
+        request: Request<api::GetWorkflowRequest>,
+    ) -> Result<Response<api::WorkflowResponse>, Status> {
+        let request = request.into_inner();
+        let consistency = consistency_from_proto(request.consistency)?;
+        let view = self
+            .app
+            .get_workflow(request.workflow_id, consistency)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::WorkflowResponse {
+            workflow: Some(workflow_to_proto(&view, |t| self.task_to_proto(t))),
+            created: false,
+        }))
+    }
+
+    async fn submit_broadcast(
+        &self,
+        request: Request<api::SubmitBroadcastRequest>,
+    ) -> Result<Response<api::SubmitTaskResponse>, Status> {
+        let request = request.into_inner();
+        let spec = spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
+        let (task, created) = self
+            .app
+            .submit_broadcast(spec, request.shards)
+            .await
+            .map_err(app_error_to_status)?;
+        let mut proto = self.task_to_proto(&task);
+        proto.shards = self
+            .app
+            .shards_of(&task)
+            .iter()
+            .enumerate()
+            .map(|(index, shard)| shard_report(index, shard))
+            .collect();
+        Ok(Response::new(api::SubmitTaskResponse {
+            task: Some(proto),
+            created,
+        }))
     }
 
     async fn node_status(

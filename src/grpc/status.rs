@@ -36,12 +36,18 @@ pub fn app_error_to_status(error: AppError) -> Status {
 pub fn state_error_code(error: &StateError) -> Code {
     match error {
         StateError::InvalidArgument { .. } => Code::InvalidArgument,
-        StateError::TaskNotFound(_) | StateError::WorkerNotFound(_) => Code::NotFound,
+        StateError::TaskNotFound(_)
+        | StateError::WorkerNotFound(_)
+        | StateError::ScheduleNotFound(_)
+        | StateError::WorkflowNotFound(_) => Code::NotFound,
+        StateError::ScheduleExists(_) => Code::AlreadyExists,
         StateError::AlreadyFinished { .. }
         | StateError::RequestIdConflict { .. }
         | StateError::WorkerSessionMismatch { .. }
         | StateError::StaleToken { .. }
-        | StateError::NotAssignable { .. } => Code::FailedPrecondition,
+        | StateError::NotAssignable { .. }
+        | StateError::AlreadyFired { .. }
+        | StateError::ScheduleNotFireable { .. } => Code::FailedPrecondition,
     }
 }
 

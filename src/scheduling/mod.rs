@@ -3,12 +3,14 @@
 //! - ordering within a queue: priority, then age (the state's ready index);
 //! - fairness across queues: weighted fair share of running slots ([`plan`]);
 //! - placement of a task on a worker ([`placement`]);
-//! - retry backoff ([`retry_delay_ms`]).
+//! - retry backoff ([`retry_delay_ms`]);
+//! - occurrence times of recurring schedules and the leader's firing plan ([`recurrence`]).
 //!
 //! Architecture invariant: nothing here reads a clock or an OS random source; randomness
 //! comes from a seed the leader writes into the log, so a plan can be replayed.
 
 pub mod placement;
+pub mod recurrence;
 
 use std::collections::BTreeMap;
 

@@ -8,6 +8,11 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use crate::scheduling::QueuePolicy;
+use crate::state::schedule::Occurrence;
+use crate::state::schedule::RunOutcome;
+use crate::state::schedule::ScheduleSpec;
+use crate::state::schedule::WorkflowId;
+use crate::state::schedule::WorkflowSpec;
 use crate::state::task::AttemptOutcome;
 use crate::state::task::TaskId;
 use crate::state::task::TaskSpec;
@@ -70,6 +75,44 @@ pub enum Command {
         queue: String,
         policy: QueuePolicy,
     },
+    /// Add a recurring schedule. Its first occurrence is after `now_ms` (and not before its
+    /// start bound). Creating the same name with the same spec again is a no-op.
+    CreateSchedule {
+        now_ms: u64,
+        name: String,
+        spec: ScheduleSpec,
+    },
+    /// Replace a schedule's definition; occurrences are counted afresh from `now_ms`.
+    UpdateSchedule {
+        now_ms: u64,
+        name: String,
+        spec: ScheduleSpec,
+    },
+    /// Pause or resume. Occurrences while paused are not run; resuming counts from `now_ms`.
+    PauseSchedule { now_ms: u64, name: String, paused: bool },
+    /// Remove a schedule (the tasks it created stay).
+    DeleteSchedule { now_ms: u64, name: String },
+    /// The leader's decisions for a schedule's due occurrences, in scheduled order, planned
+    /// on `revision`. Apply refuses each occurrence at or before the schedule's cursor.
+    FireSchedule {
+        now_ms: u64,
+        name: String,
+        revision: u64,
+        occurrences: Vec<Occurrence>,
+    },
+    /// A manual run of a schedule, now.
+    TriggerSchedule { now_ms: u64, name: String },
+    /// Create a workflow's tasks in one entry: tasks without parents pending, the others
+    /// waiting for them.
+    SubmitWorkflow { now_ms: u64, workflow: WorkflowSpec },
+    /// A broadcast or sharded run: a parent task that waits, and one shard per entry of
+    /// `pins`, pinned to that worker when `Some` (the leader lists the workers matching the
+    /// selector when it proposes).
+    SubmitShards {
+        now_ms: u64,
+        spec: TaskSpec,
+        pins: Vec<Option<String>>,
+    },
 }
 
 impl Command {
@@ -84,7 +127,15 @@ impl Command {
             | Command::AssignTasks { now_ms, .. }
             | Command::ReportResult { now_ms, .. }
             | Command::TimeOutAttempt { now_ms, .. }
-            | Command::SetQueuePolicy { now_ms, .. } => *now_ms,
+            | Command::SetQueuePolicy { now_ms, .. }
+            | Command::CreateSchedule { now_ms, .. }
+            | Command::UpdateSchedule { now_ms, .. }
+            | Command::PauseSchedule { now_ms, .. }
+            | Command::DeleteSchedule { now_ms, .. }
+            | Command::FireSchedule { now_ms, .. }
+            | Command::TriggerSchedule { now_ms, .. }
+            | Command::SubmitWorkflow { now_ms, .. }
+            | Command::SubmitShards { now_ms, .. } => *now_ms,
         }
     }
 }
@@ -122,6 +173,38 @@ pub enum CommandResponse {
     /// The task's status after the report.
     Reported(Result<TaskStatus, StateError>),
     QueuePolicySet(Result<(), StateError>),
+    /// True when the schedule was created, false when it existed with the same spec.
+    ScheduleCreated(Result<bool, StateError>),
+    /// Update, pause, resume, delete.
+    ScheduleChanged(Result<(), StateError>),
+    /// Firings and manual runs.
+    ScheduleFired(Result<FireOutcome, StateError>),
+    WorkflowSubmitted(Result<WorkflowOutcome, StateError>),
+    /// The parent task of a broadcast or sharded run.
+    ShardsSubmitted(Result<SubmitOutcome, StateError>),
+}
+
+/// An attempt a worker must be told to stop, once the command that ended it is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoppedAttempt {
+    pub task_id: TaskId,
+    pub worker_id: String,
+    pub token: u64,
+}
+
+/// What a firing (or manual run) did: one result per occurrence, and the attempts a
+/// `replace` overlap cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FireOutcome {
+    pub results: Vec<Result<RunOutcome, StateError>>,
+    pub stopped: Vec<StoppedAttempt>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowOutcome {
+    pub workflow_id: WorkflowId,
+    /// False when the request id matched an earlier submission.
+    pub created: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +219,8 @@ pub struct SubmitOutcome {
 pub struct CancelOutcome {
     pub task_id: TaskId,
     pub stopped: Option<(String, u64)>,
+    /// Attempts of the task's shards, cancelled with it.
+    pub shards_stopped: Vec<StoppedAttempt>,
 }
 
 /// A started attempt.
@@ -176,6 +261,22 @@ pub enum StateError {
     },
     #[error("task {task_id} cannot be assigned now: {why}")]
     NotAssignable { task_id: TaskId, why: String },
+    #[error("schedule {0:?} not found")]
+    ScheduleNotFound(String),
+    #[error("schedule {0:?} already exists with another definition; use `schedule update`, or delete it first")]
+    ScheduleExists(String),
+    #[error(
+        "occurrence {scheduled_ms} of schedule {schedule:?} is already decided (every occurrence up to {cursor_ms} was fired or skipped)"
+    )]
+    AlreadyFired {
+        schedule: String,
+        scheduled_ms: u64,
+        cursor_ms: u64,
+    },
+    #[error("schedule {schedule:?} cannot fire now: {why}")]
+    ScheduleNotFireable { schedule: String, why: String },
+    #[error("workflow {0} not found")]
+    WorkflowNotFound(WorkflowId),
 }
 
 /// A one-line summary for openraft's logs; never the payloads.
@@ -193,6 +294,18 @@ impl std::fmt::Display for Command {
             }
             Command::TimeOutAttempt { task_id, token, .. } => write!(f, "TimeOutAttempt({task_id}, token={token})"),
             Command::SetQueuePolicy { queue, .. } => write!(f, "SetQueuePolicy({queue})"),
+            Command::CreateSchedule { name, .. } => write!(f, "CreateSchedule({name})"),
+            Command::UpdateSchedule { name, .. } => write!(f, "UpdateSchedule({name})"),
+            Command::PauseSchedule { name, paused, .. } => write!(f, "PauseSchedule({name}, paused={paused})"),
+            Command::DeleteSchedule { name, .. } => write!(f, "DeleteSchedule({name})"),
+            Command::FireSchedule { name, occurrences, .. } => {
+                write!(f, "FireSchedule({name}, n={})", occurrences.len())
+            }
+            Command::TriggerSchedule { name, .. } => write!(f, "TriggerSchedule({name})"),
+            Command::SubmitWorkflow { workflow, .. } => {
+                write!(f, "SubmitWorkflow({}, n={})", workflow.name, workflow.tasks.len())
+            }
+            Command::SubmitShards { pins, .. } => write!(f, "SubmitShards(n={})", pins.len()),
         }
     }
 }

@@ -8,6 +8,10 @@ use crate::scheduling::MAX_QUEUE_WEIGHT;
 use crate::scheduling::QueuePolicy;
 use crate::state::AttemptReport;
 use crate::state::StateError;
+use crate::state::schedule::MisfirePolicy;
+use crate::state::schedule::Recurrence;
+use crate::state::schedule::ScheduleSpec;
+use crate::state::schedule::WorkflowSpec;
 use crate::state::task::AttemptOutcome;
 use crate::state::task::Payload;
 use crate::state::task::Resources;
@@ -49,6 +53,26 @@ pub const MAX_OUTPUT_TAIL_BYTES: usize = 4096;
 pub const MAX_ERROR_BYTES: usize = 1024;
 /// Assignments in one log entry.
 pub const MAX_ASSIGNMENTS_PER_ENTRY: usize = 1000;
+
+pub const MAX_SCHEDULES: usize = 10_000;
+pub const MAX_SCHEDULE_NAME_BYTES: usize = 128;
+pub const MAX_CRON_BYTES: usize = 256;
+pub const MAX_TIME_ZONE_BYTES: usize = 64;
+pub const MIN_INTERVAL_MS: u64 = 1000;
+pub const MAX_INTERVAL_MS: u64 = 366 * 24 * 3600 * 1000;
+pub const MAX_CATCH_UP_WINDOW_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Runs (fired, triggered, skipped) kept per schedule; older ones are dropped.
+pub const MAX_SCHEDULE_RUNS: usize = 100;
+/// Occurrence decisions in one firing entry.
+pub const MAX_OCCURRENCES_PER_FIRING: usize = 1000;
+pub const MAX_WORKFLOW_TASKS: usize = 1000;
+pub const MAX_WORKFLOW_EDGES: usize = 10_000;
+pub const MAX_WORKFLOW_KEY_BYTES: usize = 128;
+/// Shards of one broadcast or sharded run.
+pub const MAX_SHARDS: usize = 1000;
+/// The constraint that pins a task to one worker: `raftsched/worker=<worker id>`. Every
+/// worker matches it under its own id, whatever labels it declares.
+pub const PIN_LABEL: &str = "raftsched/worker";
 
 pub const DEFAULT_QUEUE: &str = "default";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -110,6 +134,155 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
                 spec.retry_backoff_ms
             ),
         );
+    }
+    Ok(())
+}
+
+/// A schedule name is its id: an identifier without `/`, so firing keys
+/// (`schedule/<name>/<scheduled_ms>`) stay unambiguous.
+pub fn validate_schedule_name(name: &str) -> Result<(), StateError> {
+    check_identifier("schedule name", name, MAX_SCHEDULE_NAME_BYTES)?;
+    if name.contains('/') {
+        return invalid("schedule name", format!("{name:?} may not contain '/'"));
+    }
+    Ok(())
+}
+
+/// The limits of a schedule. The leader also checks that the cron expression parses and the
+/// time zone exists; apply does not evaluate either.
+pub fn validate_schedule_spec(spec: &ScheduleSpec) -> Result<(), StateError> {
+    match &spec.recurrence {
+        Recurrence::Cron { expression, time_zone } => {
+            check_text("cron", expression, MAX_CRON_BYTES)?;
+            check_identifier("time zone", time_zone, MAX_TIME_ZONE_BYTES)?;
+        }
+        Recurrence::Every { interval_ms } => {
+            if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(interval_ms) {
+                return invalid(
+                    "interval_ms",
+                    format!("{interval_ms}, must be {MIN_INTERVAL_MS}..={MAX_INTERVAL_MS}"),
+                );
+            }
+        }
+    }
+    if let MisfirePolicy::CatchUp { window_ms } = spec.misfire
+        && !(1..=MAX_CATCH_UP_WINDOW_MS).contains(&window_ms)
+    {
+        return invalid(
+            "misfire",
+            format!("catch-up window {window_ms} ms, must be 1..={MAX_CATCH_UP_WINDOW_MS}"),
+        );
+    }
+    if spec.end_ms != 0 && spec.end_ms < spec.start_ms {
+        return invalid(
+            "end_ms",
+            format!("{} is before start_ms {}", spec.end_ms, spec.start_ms),
+        );
+    }
+    validate_spec(&spec.template)?;
+    if spec.template.client_request_id.is_some() {
+        return invalid(
+            "template",
+            "a schedule's task template takes no request id; each run is keyed by its occurrence".into(),
+        );
+    }
+    if spec.template.not_before_ms != 0 {
+        return invalid(
+            "template",
+            "a schedule's task template takes no run-at time; use the schedule's start bound".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The shape of a workflow: size, keys, edges to known keys, and no cycle. Each task's spec
+/// is checked with [`validate_spec`].
+pub fn validate_workflow(workflow: &WorkflowSpec) -> Result<(), StateError> {
+    check_text("workflow name", &workflow.name, MAX_NAME_BYTES)?;
+    if let Some(request_id) = &workflow.request_id {
+        check_text("request_id", request_id, MAX_REQUEST_ID_BYTES)?;
+    }
+    let count = workflow.tasks.len();
+    if count == 0 || count > MAX_WORKFLOW_TASKS {
+        return invalid("workflow", format!("{count} tasks, must be 1..={MAX_WORKFLOW_TASKS}"));
+    }
+    let edges: usize = workflow.tasks.iter().map(|t| t.after.len()).sum();
+    if edges > MAX_WORKFLOW_EDGES {
+        return invalid("workflow", format!("{edges} edges, at most {MAX_WORKFLOW_EDGES}"));
+    }
+    let mut index = std::collections::BTreeMap::new();
+    for (i, task) in workflow.tasks.iter().enumerate() {
+        check_identifier("workflow task key", &task.key, MAX_WORKFLOW_KEY_BYTES)?;
+        if index.insert(task.key.as_str(), i).is_some() {
+            return invalid("workflow", format!("task key {:?} is used twice", task.key));
+        }
+        validate_spec(&task.spec).map_err(|e| match e {
+            StateError::InvalidArgument { field, problem } => StateError::InvalidArgument {
+                field: format!("task {:?}: {field}", task.key),
+                problem,
+            },
+            other => other,
+        })?;
+        if task.spec.client_request_id.is_some() {
+            return invalid(
+                "workflow",
+                format!("task {:?} has a request id; set one on the workflow instead", task.key),
+            );
+        }
+    }
+    // Kahn's algorithm: a task is placed once all its parents are; what is left is a cycle.
+    let mut waiting_on: Vec<usize> = vec![0; count];
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for (i, task) in workflow.tasks.iter().enumerate() {
+        let mut seen = std::collections::BTreeSet::new();
+        for parent in &task.after {
+            let Some(&p) = index.get(parent.as_str()) else {
+                return invalid(
+                    "workflow",
+                    format!(
+                        "task {:?} runs after {parent:?}, which is not a task of this workflow",
+                        task.key
+                    ),
+                );
+            };
+            if p == i {
+                return invalid("workflow", format!("task {:?} runs after itself", task.key));
+            }
+            if !seen.insert(p) {
+                return invalid("workflow", format!("task {:?} names parent {parent:?} twice", task.key));
+            }
+            waiting_on[i] += 1;
+            children[p].push(i);
+        }
+    }
+    let mut ready: Vec<usize> = (0..count).filter(|i| waiting_on[*i] == 0).collect();
+    let mut placed = 0;
+    while let Some(i) = ready.pop() {
+        placed += 1;
+        for &c in &children[i] {
+            waiting_on[c] -= 1;
+            if waiting_on[c] == 0 {
+                ready.push(c);
+            }
+        }
+    }
+    if placed < count {
+        let cyclic: Vec<&str> = (0..count)
+            .filter(|i| waiting_on[*i] > 0)
+            .take(10)
+            .map(|i| workflow.tasks[i].key.as_str())
+            .collect();
+        return invalid(
+            "workflow",
+            format!("the edges form a cycle; tasks on or after it: {}", cyclic.join(", ")),
+        );
+    }
+    Ok(())
+}
+
+pub fn validate_shard_count(count: usize) -> Result<(), StateError> {
+    if count == 0 || count > MAX_SHARDS {
+        return invalid("shards", format!("{count}, must be 1..={MAX_SHARDS}"));
     }
     Ok(())
 }

@@ -19,16 +19,21 @@ use crate::state::CommandResponse;
 use crate::state::StateError;
 use crate::state::SubmitOutcome;
 use crate::state::limits;
+use crate::state::schedule::Schedule;
+use crate::state::schedule::Workflow;
+use crate::state::schedule::WorkflowId;
 use crate::state::task::Attempt;
 use crate::state::task::AttemptOutcome;
 use crate::state::task::Resources;
 use crate::state::task::Task;
 use crate::state::task::TaskId;
+use crate::state::task::TaskLinks;
 use crate::state::task::TaskSpec;
 use crate::state::task::TaskStatus;
 use crate::state::worker::Worker;
 use crate::state::worker::WorkerRegistration;
 
+mod composite;
 mod invariants;
 mod snapshot;
 #[cfg(test)]
@@ -36,13 +41,15 @@ mod tests;
 mod views;
 
 pub use snapshot::SnapshotDecodeError;
+pub use views::WorkflowStatus;
 
 /// Order of ready tasks within a queue: higher priority first, then older first.
 type ReadyKey = (Reverse<i32>, TaskId);
 
 /// The replicated scheduler state.
 ///
-/// Primary: `tasks`, `workers`, `queue_policies`, `next_task_id`, `next_token`, `clock_ms`.
+/// Primary: `tasks`, `workers`, `queue_policies`, `schedules`, `workflows`, `next_task_id`,
+/// `next_workflow_id`, `next_token`, `clock_ms`.
 /// Every other field is an index derived from them, rebuilt on snapshot restore and checked
 /// by [`SchedulerState::check_invariants`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -68,6 +75,13 @@ pub struct SchedulerState {
     running_by_worker: BTreeMap<String, BTreeSet<TaskId>>,
     /// Client request id → the task it created.
     by_request_id: BTreeMap<String, TaskId>,
+    /// Recurring schedules, by name.
+    schedules: BTreeMap<String, Schedule>,
+    workflows: BTreeMap<WorkflowId, Workflow>,
+    /// The id apply gives the next accepted workflow.
+    next_workflow_id: WorkflowId,
+    /// Workflow request id → the workflow it created.
+    workflow_by_request_id: BTreeMap<String, WorkflowId>,
 }
 
 /// Which tasks a listing returns.
@@ -82,6 +96,7 @@ impl SchedulerState {
         SchedulerState {
             next_task_id: 1,
             next_token: 1,
+            next_workflow_id: 1,
             ..SchedulerState::default()
         }
     }
@@ -136,6 +151,31 @@ impl SchedulerState {
             Command::SetQueuePolicy { queue, policy, .. } => {
                 CommandResponse::QueuePolicySet(self.set_queue_policy(queue, policy))
             }
+            Command::CreateSchedule { name, spec, .. } => {
+                CommandResponse::ScheduleCreated(self.create_schedule(now_ms, name, spec))
+            }
+            Command::UpdateSchedule { name, spec, .. } => {
+                CommandResponse::ScheduleChanged(self.update_schedule(now_ms, &name, spec))
+            }
+            Command::PauseSchedule { name, paused, .. } => {
+                CommandResponse::ScheduleChanged(self.pause_schedule(now_ms, &name, paused))
+            }
+            Command::DeleteSchedule { name, .. } => CommandResponse::ScheduleChanged(self.delete_schedule(&name)),
+            Command::FireSchedule {
+                name,
+                revision,
+                occurrences,
+                ..
+            } => CommandResponse::ScheduleFired(self.fire_schedule(now_ms, &name, revision, occurrences)),
+            Command::TriggerSchedule { name, .. } => {
+                CommandResponse::ScheduleFired(self.trigger_schedule(now_ms, &name))
+            }
+            Command::SubmitWorkflow { workflow, .. } => {
+                CommandResponse::WorkflowSubmitted(self.submit_workflow(now_ms, workflow))
+            }
+            Command::SubmitShards { spec, pins, .. } => {
+                CommandResponse::ShardsSubmitted(self.submit_shards(now_ms, spec, pins))
+            }
         }
     }
 
@@ -172,6 +212,20 @@ impl SchedulerState {
                 created: false,
             });
         }
+        let task_id = self.create_task(now_ms, spec, TaskLinks::default(), TaskStatus::Pending)?;
+        Ok(SubmitOutcome { task_id, created: true })
+    }
+
+    /// Creates a task with the next id: validated, indexed, checked. `status` is Pending, or
+    /// Waiting for a task that waits for other tasks.
+    fn create_task(
+        &mut self,
+        now_ms: u64,
+        spec: TaskSpec,
+        links: TaskLinks,
+        status: TaskStatus,
+    ) -> Result<TaskId, StateError> {
+        limits::validate_spec(&spec)?;
         let task_id = self.next_task_id;
         let Some(next_task_id) = task_id.checked_add(1) else {
             return Err(StateError::InvalidArgument {
@@ -184,16 +238,22 @@ impl SchedulerState {
             id: task_id,
             ready_at_ms: spec.not_before_ms.max(now_ms.saturating_add(spec.delay_ms)),
             spec,
-            status: TaskStatus::Pending,
+            status,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             reason: None,
             attempts: Vec::new(),
+            links,
         };
+        // Tasks linked to each other are created one by one; the caller checks them once all
+        // exist.
+        let linked = !(task.links.parents.is_empty() && task.links.children.is_empty() && task.links.shards.is_empty());
         self.index(&task);
         self.tasks.insert(task_id, task);
-        self.debug_check_task(task_id);
-        Ok(SubmitOutcome { task_id, created: true })
+        if !linked {
+            self.debug_check_task(task_id);
+        }
+        Ok(task_id)
     }
 
     fn cancel(&mut self, now_ms: u64, task_id: TaskId, reason: String) -> Result<CancelOutcome, StateError> {
@@ -206,11 +266,33 @@ impl SchedulerState {
             });
         }
         let stopped = task.running_attempt().map(|a| (a.worker_id.clone(), a.token));
+        let shards = task.links.shards.clone();
         self.update_task(task_id, |task| {
             end_running_attempt(task, now_ms, AttemptOutcome::Cancelled, None);
             finish(task, TaskStatus::Cancelled, now_ms, Some(reason));
         });
-        Ok(CancelOutcome { task_id, stopped })
+        // A broadcast or sharded parent takes its unfinished shards with it.
+        let mut shards_stopped = Vec::new();
+        for shard in shards {
+            if self.tasks[&shard].status.is_terminal() {
+                continue;
+            }
+            let why = format!("its parent task {task_id} was cancelled");
+            if let Ok(outcome) = self.cancel(now_ms, shard, why)
+                && let Some((worker_id, token)) = outcome.stopped
+            {
+                shards_stopped.push(crate::state::StoppedAttempt {
+                    task_id: shard,
+                    worker_id,
+                    token,
+                });
+            }
+        }
+        Ok(CancelOutcome {
+            task_id,
+            stopped,
+            shards_stopped,
+        })
     }
 
     fn register_worker(&mut self, now_ms: u64, registration: WorkerRegistration) -> Result<Vec<TaskId>, StateError> {
@@ -263,7 +345,32 @@ impl SchedulerState {
         }
         let voided = self.void_attempts_of(now_ms, worker_id, "the worker's lease expired (no heartbeat)");
         self.workers.remove(worker_id);
+        self.fail_pinned_to(now_ms, worker_id);
         voided
+    }
+
+    /// Pending tasks pinned to a worker that left (broadcast shards) can never run: they
+    /// fail, so their parent can finish.
+    fn fail_pinned_to(&mut self, now_ms: u64, worker_id: &str) {
+        let pinned: Vec<TaskId> = self
+            .by_status
+            .get(&TaskStatus::Pending)
+            .into_iter()
+            .flatten()
+            .filter(|id| {
+                self.tasks[*id]
+                    .spec
+                    .constraints
+                    .get(limits::PIN_LABEL)
+                    .map(String::as_str)
+                    == Some(worker_id)
+            })
+            .copied()
+            .collect();
+        for task_id in pinned {
+            let reason = format!("its pinned worker {worker_id:?} left the cluster");
+            self.update_task(task_id, |task| finish(task, TaskStatus::Failed, now_ms, Some(reason)));
+        }
     }
 
     fn worker_in_session(&mut self, worker_id: &str, session: &str) -> Result<&mut Worker, StateError> {
@@ -316,12 +423,13 @@ impl SchedulerState {
         if running >= worker.slots as usize {
             return Err(not_assignable(format!("worker {worker_id:?} has no free slot")));
         }
-        if !task
-            .spec
-            .constraints
-            .iter()
-            .all(|(k, v)| worker.labels.get(k) == Some(v))
-        {
+        if !task.spec.constraints.iter().all(|(k, v)| {
+            if k == limits::PIN_LABEL {
+                v == &worker.id
+            } else {
+                worker.labels.get(k) == Some(v)
+            }
+        }) {
             return Err(not_assignable(format!("worker {worker_id:?} lacks a required label")));
         }
         let free = worker.resources.saturating_sub(&self.resources_in_use(&worker_id));
@@ -439,10 +547,15 @@ impl SchedulerState {
             return;
         };
         self.unindex(&task);
+        let was_terminal = task.status.is_terminal();
         change(&mut task);
+        let now_terminal = task.status.is_terminal();
         self.index(&task);
         self.tasks.insert(task_id, task);
         self.debug_check_task(task_id);
+        if now_terminal && !was_terminal {
+            self.on_finished(task_id);
+        }
     }
 
     fn index(&mut self, task: &Task) {

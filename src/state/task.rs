@@ -106,20 +106,30 @@ pub enum TaskStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// Waits for other tasks: a workflow task for its parents to succeed, a broadcast or
+    /// sharded parent for its shards to finish. Never dispatched.
+    Waiting,
+    /// Will never run: a parent in its workflow failed, was cancelled or was skipped.
+    Skipped,
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 5] = [
+    pub const ALL: [TaskStatus; 7] = [
         TaskStatus::Pending,
         TaskStatus::Running,
         TaskStatus::Succeeded,
         TaskStatus::Failed,
         TaskStatus::Cancelled,
+        TaskStatus::Waiting,
+        TaskStatus::Skipped,
     ];
 
     /// A terminal task never changes again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Cancelled)
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Skipped
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -129,6 +139,8 @@ impl TaskStatus {
             TaskStatus::Succeeded => "succeeded",
             TaskStatus::Failed => "failed",
             TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Waiting => "waiting",
+            TaskStatus::Skipped => "skipped",
         }
     }
 
@@ -159,6 +171,48 @@ pub struct Task {
     pub attempts: Vec<Attempt>,
     /// A pending task is not dispatched before this leader time.
     pub ready_at_ms: u64,
+    /// Where the task came from and what it waits for; empty for a plain submission.
+    pub links: TaskLinks,
+}
+
+/// What created a task, other than a plain submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskOrigin {
+    /// An occurrence of a schedule: (schedule, scheduled time) is its firing key, and apply
+    /// fires each key at most once.
+    Schedule { schedule: String, scheduled_ms: u64 },
+    /// A `schedule trigger`: the schedule's n-th manual run.
+    Trigger { schedule: String, number: u64 },
+    /// A task of a workflow, under its key there.
+    Workflow { workflow_id: u64, key: String },
+    /// One shard of a broadcast or sharded run.
+    Shard { parent: TaskId, index: u32, total: u32 },
+}
+
+impl TaskOrigin {
+    /// A stable text form: `schedule/<name>/<scheduled_ms>`, `schedule/<name>/manual/<n>`,
+    /// `workflow/<id>/<key>`, `shard/<parent>/<index>/<total>`.
+    pub fn key(&self) -> String {
+        match self {
+            TaskOrigin::Schedule { schedule, scheduled_ms } => format!("schedule/{schedule}/{scheduled_ms}"),
+            TaskOrigin::Trigger { schedule, number } => format!("schedule/{schedule}/manual/{number}"),
+            TaskOrigin::Workflow { workflow_id, key } => format!("workflow/{workflow_id}/{key}"),
+            TaskOrigin::Shard { parent, index, total } => format!("shard/{parent}/{index}/{total}"),
+        }
+    }
+}
+
+/// A task's relations to other tasks. Primary data: both directions are stored, so apply
+/// never searches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLinks {
+    pub origin: Option<TaskOrigin>,
+    /// Workflow parents: the task becomes pending when all of them succeeded.
+    pub parents: Vec<TaskId>,
+    /// Workflow children, which wait for this task.
+    pub children: Vec<TaskId>,
+    /// Of a broadcast or sharded parent: its shards, by index.
+    pub shards: Vec<TaskId>,
 }
 
 impl Task {

@@ -394,6 +394,14 @@ impl Shared {
         env.insert("RAFTSCHED_ATTEMPT".into(), assignment.attempt.to_string());
         env.insert("RAFTSCHED_TOKEN".into(), assignment.token.to_string());
         env.insert("RAFTSCHED_WORKER_ID".into(), self.options.worker_id.clone());
+        if task.shard_total > 0 {
+            env.insert("RAFTSCHED_SHARD_INDEX".into(), task.shard_index.to_string());
+            env.insert("RAFTSCHED_SHARD_TOTAL".into(), task.shard_total.to_string());
+        }
+        if !task.origin.is_empty() {
+            // For example schedule/nightly/1767225600000: an idempotency key per occurrence.
+            env.insert("RAFTSCHED_ORIGIN".into(), task.origin.clone());
+        }
         let outcome = executor::run_command(CommandRun {
             command_line: &command.command_line,
             env: &env,

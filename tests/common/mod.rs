@@ -338,6 +338,7 @@ pub async fn wait_for_finish(cluster: &TestCluster, task_id: u64) -> raftsched::
             api::TaskState::Succeeded,
             api::TaskState::Failed,
             api::TaskState::Cancelled,
+            api::TaskState::Skipped,
         ]
         .iter()
         .any(|s| *s as i32 == task.state);

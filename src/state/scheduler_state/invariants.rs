@@ -59,6 +59,29 @@ impl SchedulerState {
                 ));
             }
         }
+        for (name, schedule) in &self.schedules {
+            if name != &schedule.name || schedule.runs.len() > crate::state::limits::MAX_SCHEDULE_RUNS {
+                return Err(format!("schedule {name:?} is stored badly or keeps too many runs"));
+            }
+        }
+        for (id, workflow) in &self.workflows {
+            if *id != workflow.id || *id >= self.next_workflow_id {
+                return Err(format!("workflow stored under {id} has id {}", workflow.id));
+            }
+            if let Some(request_id) = &workflow.request_id
+                && self.workflow_by_request_id.get(request_id) != Some(id)
+            {
+                return Err(format!("workflow {id}'s request id is not indexed to it"));
+            }
+            if let Some((key, task_id)) = workflow.tasks.iter().find(|(_, t)| !self.tasks.contains_key(t)) {
+                return Err(format!(
+                    "workflow {id} names task {task_id} ({key}), which does not exist"
+                ));
+            }
+        }
+        if self.workflow_by_request_id.len() != self.workflows.values().filter(|w| w.request_id.is_some()).count() {
+            return Err("the workflow request id index does not match the workflows".into());
+        }
         for (worker_id, worker) in &self.workers {
             if worker_id != &worker.id {
                 return Err(format!("worker stored under {worker_id:?} has id {:?}", worker.id));
@@ -117,12 +140,94 @@ impl SchedulerState {
             ));
         }
         self.check_attempts(task_id)?;
+        self.check_links(task_id)?;
         if let Some(request_id) = &task.spec.client_request_id
             && self.by_request_id.get(request_id) != Some(&task_id)
         {
             return Err(format!(
                 "task {task_id}'s request id {request_id:?} is not indexed to it"
             ));
+        }
+        Ok(())
+    }
+
+    /// Workflow edges and shards: both directions recorded, and each status consistent with
+    /// the tasks it waits for.
+    fn check_links(&self, task_id: TaskId) -> Result<(), String> {
+        let task = &self.tasks[&task_id];
+        let links = &task.links;
+        for id in links.parents.iter().chain(&links.children).chain(&links.shards) {
+            if !self.tasks.contains_key(id) || *id == task_id {
+                return Err(format!("task {task_id} links to task {id}, which is itself or missing"));
+            }
+        }
+        if let Some(crate::state::TaskOrigin::Shard { parent, index, .. }) = &links.origin
+            && self
+                .tasks
+                .get(parent)
+                .is_none_or(|p| p.links.shards.get(*index as usize) != Some(&task_id))
+        {
+            return Err(format!("shard {task_id} is not listed by its parent {parent}"));
+        }
+        for shard in &links.shards {
+            let points_back = matches!(
+                &self.tasks[shard].links.origin,
+                Some(crate::state::TaskOrigin::Shard { parent, .. }) if *parent == task_id
+            );
+            if !points_back {
+                return Err(format!("task {task_id} lists shard {shard}, which is not its shard"));
+            }
+        }
+        for parent in &links.parents {
+            if !self.tasks[parent].links.children.contains(&task_id) {
+                return Err(format!(
+                    "task {task_id} waits for {parent}, which does not list it as a child"
+                ));
+            }
+        }
+        for child in &links.children {
+            if !self.tasks[child].links.parents.contains(&task_id) {
+                return Err(format!(
+                    "task {task_id} lists child {child}, which does not wait for it"
+                ));
+            }
+        }
+        let parents_succeeded = links
+            .parents
+            .iter()
+            .all(|p| self.tasks[p].status == TaskStatus::Succeeded);
+        let shards_finished = links.shards.iter().all(|s| self.tasks[s].status.is_terminal());
+        match task.status {
+            TaskStatus::Waiting => {
+                if !task.attempts.is_empty() {
+                    return Err(format!("waiting task {task_id} has attempts"));
+                }
+                let waits_for_parents = !links.parents.is_empty()
+                    && !parents_succeeded
+                    && links.parents.iter().all(|p| {
+                        let s = self.tasks[p].status;
+                        s == TaskStatus::Succeeded || !s.is_terminal()
+                    });
+                let waits_for_shards = !links.shards.is_empty() && !shards_finished;
+                if !(waits_for_parents || waits_for_shards) {
+                    return Err(format!("task {task_id} is waiting for nothing"));
+                }
+            }
+            TaskStatus::Pending | TaskStatus::Running | TaskStatus::Succeeded if !parents_succeeded => {
+                return Err(format!(
+                    "task {task_id} is {} before its parents succeeded",
+                    task.status
+                ));
+            }
+            TaskStatus::Succeeded
+                if links
+                    .shards
+                    .iter()
+                    .any(|s| self.tasks[s].status != TaskStatus::Succeeded) =>
+            {
+                return Err(format!("task {task_id} succeeded before all its shards did"));
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -6,12 +6,15 @@ use serde::Serialize;
 
 use super::SchedulerState;
 use crate::scheduling::QueuePolicy;
+use crate::state::schedule::Schedule;
+use crate::state::schedule::Workflow;
+use crate::state::schedule::WorkflowId;
 use crate::state::task::Task;
 use crate::state::task::TaskId;
 use crate::state::worker::Worker;
 
 /// Bumped when the snapshot layout changes; a node refuses a snapshot of another version.
-pub(super) const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+pub(super) const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotDecodeError {
@@ -33,6 +36,9 @@ pub(super) struct SnapshotImage {
     pub(super) workers: Vec<Worker>,
     pub(super) queue_policies: Vec<(String, QueuePolicy)>,
     pub(super) tasks: Vec<Task>,
+    pub(super) next_workflow_id: WorkflowId,
+    pub(super) schedules: Vec<Schedule>,
+    pub(super) workflows: Vec<Workflow>,
 }
 
 /// Borrowing twin of [`SnapshotImage`], so taking a snapshot does not clone every task.
@@ -45,6 +51,9 @@ struct SnapshotImageRef<'a> {
     workers: Vec<&'a Worker>,
     queue_policies: Vec<(&'a String, &'a QueuePolicy)>,
     tasks: Vec<&'a Task>,
+    next_workflow_id: WorkflowId,
+    schedules: Vec<&'a Schedule>,
+    workflows: Vec<&'a Workflow>,
 }
 
 impl SchedulerState {
@@ -58,6 +67,9 @@ impl SchedulerState {
             workers: self.workers.values().collect(),
             queue_policies: self.queue_policies.iter().collect(),
             tasks: self.tasks.values().collect(),
+            next_workflow_id: self.next_workflow_id,
+            schedules: self.schedules.values().collect(),
+            workflows: self.workflows.values().collect(),
         };
         postcard::to_allocvec(&image).expect("serialising plain data into memory cannot fail")
     }
@@ -79,8 +91,29 @@ impl SchedulerState {
             next_task_id: image.next_task_id,
             next_token: image.next_token,
             clock_ms: image.clock_ms,
+            next_workflow_id: image.next_workflow_id,
             ..SchedulerState::default()
         };
+        for schedule in image.schedules {
+            if state.schedules.insert(schedule.name.clone(), schedule).is_some() {
+                return Err(SnapshotDecodeError::Inconsistent("a schedule appears twice".into()));
+            }
+        }
+        for workflow in image.workflows {
+            if let Some(request_id) = &workflow.request_id
+                && state
+                    .workflow_by_request_id
+                    .insert(request_id.clone(), workflow.id)
+                    .is_some()
+            {
+                return Err(SnapshotDecodeError::Inconsistent(format!(
+                    "workflow request id {request_id:?} is used twice"
+                )));
+            }
+            if state.workflows.insert(workflow.id, workflow).is_some() {
+                return Err(SnapshotDecodeError::Inconsistent("a workflow appears twice".into()));
+            }
+        }
         for worker in image.workers {
             if state.workers.insert(worker.id.clone(), worker).is_some() {
                 return Err(SnapshotDecodeError::Inconsistent("a worker appears twice".into()));

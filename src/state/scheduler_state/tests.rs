@@ -54,6 +54,7 @@ fn task(id: TaskId, name: &str) -> Task {
         reason: None,
         attempts: Vec::new(),
         ready_at_ms: 1,
+        links: TaskLinks::default(),
     }
 }
 
@@ -126,6 +127,9 @@ fn snapshot_with_a_duplicate_task_id_is_refused() {
         queue_policies: Vec::new(),
         next_task_id: 2,
         tasks: vec![task(1, "a"), task(1, "b")],
+        next_workflow_id: 1,
+        schedules: Vec::new(),
+        workflows: Vec::new(),
     };
     let err = SchedulerState::from_snapshot_bytes(&encode(&image)).unwrap_err();
     assert!(err.to_string().contains("task 1 appears twice"), "{err}");
@@ -141,6 +145,9 @@ fn snapshot_with_task_id_zero_is_refused() {
         queue_policies: Vec::new(),
         next_task_id: 2,
         tasks: vec![task(0, "a"), task(1, "b")],
+        next_workflow_id: 1,
+        schedules: Vec::new(),
+        workflows: Vec::new(),
     };
     let err = SchedulerState::from_snapshot_bytes(&encode(&image)).unwrap_err();
     assert!(err.to_string().contains("id 0"), "{err}");
@@ -160,6 +167,9 @@ fn snapshot_with_a_shared_request_id_is_refused() {
         queue_policies: Vec::new(),
         next_task_id: 3,
         tasks: vec![first, second],
+        next_workflow_id: 1,
+        schedules: Vec::new(),
+        workflows: Vec::new(),
     };
     assert!(SchedulerState::from_snapshot_bytes(&encode(&image)).is_err());
 }
@@ -195,6 +205,9 @@ fn image_of(tasks: Vec<Task>) -> SnapshotImage {
         workers: Vec::new(),
         queue_policies: Vec::new(),
         tasks,
+        next_workflow_id: 1,
+        schedules: Vec::new(),
+        workflows: Vec::new(),
     }
 }
 

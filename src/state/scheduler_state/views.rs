@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 use super::ListFilter;
 use super::SchedulerState;
 use crate::scheduling::QueuePolicy;
+use crate::state::schedule::Schedule;
+use crate::state::schedule::Workflow;
+use crate::state::schedule::WorkflowId;
 use crate::state::task::Resources;
 use crate::state::task::Task;
 use crate::state::task::TaskId;
@@ -127,6 +130,48 @@ impl SchedulerState {
         self.running_by_worker.values().flatten().map(|id| &self.tasks[id])
     }
 
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.schedules.get(name)
+    }
+
+    /// Every schedule, by name.
+    pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
+        self.schedules.values()
+    }
+
+    pub fn workflow(&self, workflow_id: WorkflowId) -> Option<&Workflow> {
+        self.workflows.get(&workflow_id)
+    }
+
+    /// Up to `limit` workflows with ids above `after`, in id order.
+    pub fn workflows(&self, after: WorkflowId, limit: usize) -> Vec<&Workflow> {
+        self.workflows
+            .range(after.saturating_add(1)..)
+            .take(limit)
+            .map(|(_, w)| w)
+            .collect()
+    }
+
+    /// A workflow's overall status, from its tasks: succeeded when all did; failed once every
+    /// task finished and one did not succeed; running while any task runs or a task
+    /// finished; pending before that.
+    pub fn workflow_status(&self, workflow: &Workflow) -> WorkflowStatus {
+        let statuses: Vec<TaskStatus> = workflow
+            .tasks
+            .iter()
+            .filter_map(|(_, id)| self.tasks.get(id).map(|t| t.status))
+            .collect();
+        if statuses.iter().all(|s| *s == TaskStatus::Succeeded) {
+            WorkflowStatus::Succeeded
+        } else if statuses.iter().all(|s| s.is_terminal()) {
+            WorkflowStatus::Failed
+        } else if statuses.iter().any(|s| *s == TaskStatus::Running || s.is_terminal()) {
+            WorkflowStatus::Running
+        } else {
+            WorkflowStatus::Pending
+        }
+    }
+
     /// A 64-bit fingerprint of the whole state (FNV-1a over the snapshot encoding), to check
     /// that replicas at the same applied index hold the same state. O(n).
     pub fn digest(&self) -> u64 {
@@ -136,5 +181,25 @@ impl SchedulerState {
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
         hash
+    }
+}
+
+/// A workflow's overall state, derived from its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkflowStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl WorkflowStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowStatus::Pending => "pending",
+            WorkflowStatus::Running => "running",
+            WorkflowStatus::Succeeded => "succeeded",
+            WorkflowStatus::Failed => "failed",
+        }
     }
 }
