@@ -24,7 +24,6 @@ use raftsched::worker::TaskContext;
 use raftsched::worker::WorkerOptions;
 use tonic::Code;
 
-
 fn state_of(task: &api::Task) -> api::TaskState {
     api::TaskState::try_from(task.state).unwrap()
 }

@@ -19,7 +19,6 @@ use raftsched::network::LinkFault;
 use raftsched::worker::WorkerOptions;
 use tokio::time::Instant;
 
-
 /// The leader as seen by the nodes other than `excluded`, once they agree on one.
 async fn leader_among_others(cluster: &TestCluster, excluded: u64) -> u64 {
     wait_until("the other nodes to elect a leader", || async {
