@@ -108,8 +108,31 @@ impl NodeArgs {
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let node = RunningNode::start(config).await?;
-    crate::cli::wait_for_stop_signal().await?;
+    let raft = node.raft().clone();
+    tokio::select! {
+        stopped = crate::cli::wait_for_stop_signal() => stopped?,
+        fatal = raft_stopped(&raft) => {
+            // A node whose Raft core stopped cannot recover in place: exit, so a supervisor
+            // restarts it on its data dir.
+            node.shutdown().await;
+            anyhow::bail!("raft stopped: {fatal}; restart this node");
+        }
+    }
     tracing::info!("stop signal received, shutting down");
     node.shutdown().await;
     Ok(())
+}
+
+/// Resolves with the error once this node's Raft core has stopped on a fatal error.
+async fn raft_stopped(raft: &raftsched::raft_types::Raft) -> String {
+    use openraft::async_runtime::watch::WatchReceiver;
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_watched().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "raft metrics closed".to_string();
+        }
+    }
 }

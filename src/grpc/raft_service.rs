@@ -89,7 +89,7 @@ impl RaftService for RaftGrpcService {
             .next()
             .await
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
-        let (vote, meta): (Vote, SnapshotMeta) = postcard::from_bytes(&first.header)
+        let (vote, meta, total_bytes): (Vote, SnapshotMeta, u64) = postcard::from_bytes(&first.header)
             .map_err(|e| Status::invalid_argument(format!("undecodable snapshot header: {e}")))?;
         let mut data = first.data;
         while let Some(chunk) = chunks.next().await {
@@ -100,6 +100,14 @@ impl RaftService for RaftGrpcService {
                 )));
             }
             data.extend_from_slice(&chunk.data);
+        }
+        if data.len() as u64 != total_bytes {
+            // A cut-short transfer must never reach the state machine: refuse it, the leader
+            // sends the snapshot again.
+            return Err(Status::data_loss(format!(
+                "snapshot stream ended after {} of {total_bytes} bytes",
+                data.len()
+            )));
         }
         let snapshot = Snapshot { meta, snapshot: data };
         reply(self.raft.install_full_snapshot(vote, snapshot).await)

@@ -130,7 +130,11 @@ fn to_streaming_error(error: CallError) -> StreamingError<TypeConfig> {
 
 /// Splits a snapshot into the chunks of one InstallSnapshot stream.
 fn snapshot_chunks(vote: &Vote, snapshot: &Snapshot) -> Vec<SnapshotChunk> {
-    let header = postcard::to_allocvec(&(vote, &snapshot.meta)).expect("serialising into memory cannot fail");
+    // The total length travels in the header, so the receiver can tell a complete snapshot
+    // from a stream cut short.
+    let total_bytes = snapshot.snapshot.len() as u64;
+    let header =
+        postcard::to_allocvec(&(vote, &snapshot.meta, total_bytes)).expect("serialising into memory cannot fail");
     let mut chunks = vec![SnapshotChunk {
         header,
         data: Vec::new(),

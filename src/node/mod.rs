@@ -223,6 +223,11 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, NodeError> {
         max_in_snapshot_log_to_keep: tuning.entries_kept_after_snapshot,
         max_payload_entries: MAX_ENTRIES_PER_APPEND,
         enable_pre_vote: Some(true),
+        // A leader restarted after a crash must not resume leading in its old term: entries it
+        // had sent to followers but not yet fsynced itself are gone from its log, and it would
+        // reuse their log ids for different entries, so replicas would diverge (found by the
+        // chaos tool, seed 23). Making it stand for election costs one election timeout.
+        enable_leader_restore: Some(false),
         ..openraft::Config::default()
     }
     .validate()
