@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::sync::Mutex;
-
 use common::TestCluster;
 use common::command_spec;
 use common::test_tuning;
@@ -19,7 +17,7 @@ use raftsched::grpc::api;
 use raftsched::node::RaftTuning;
 
 /// Serialises the tests of this binary: failpoints are global to the process.
-static FAILPOINTS: Mutex<()> = Mutex::new(());
+static FAILPOINTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Submits `count` tasks concurrently (so the leader batches entries) and returns the ids
 /// acknowledged.
@@ -80,7 +78,7 @@ async fn recover_and_check(mut cluster: TestCluster, crashed: u64, acknowledged:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_append_and_flush_loses_nothing_acknowledged() {
-    let _serial = FAILPOINTS.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = FAILPOINTS.lock().await;
     let cluster = TestCluster::start(3, test_tuning()).await;
     let mut acknowledged = submit_concurrently(&cluster, "a", 20).await;
     fail::cfg("append-before-flush", "1*return").unwrap();
@@ -92,7 +90,7 @@ async fn a_crash_between_append_and_flush_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_in_the_middle_of_applying_a_batch_loses_nothing_acknowledged() {
-    let _serial = FAILPOINTS.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = FAILPOINTS.lock().await;
     let cluster = TestCluster::start(3, test_tuning()).await;
     let mut acknowledged = submit_concurrently(&cluster, "a", 20).await;
     fail::cfg("apply-mid-batch", "1*return").unwrap();
@@ -112,7 +110,7 @@ async fn a_crash_in_the_middle_of_applying_a_batch_loses_nothing_acknowledged() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_while_installing_a_snapshot_recovers_from_it() {
-    let _serial = FAILPOINTS.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = FAILPOINTS.lock().await;
     let tuning = RaftTuning {
         snapshot_after_entries: 10,
         entries_kept_after_snapshot: 0,
