@@ -115,11 +115,19 @@ pub struct App {
     state: SharedState,
     /// The leader's live view of workers; empty on followers.
     hub: WorkerHub,
+    /// (applied index, digest) of the last digest computed: the state at one applied index
+    /// never changes, so status calls re-encode the state only when it moved.
+    digest_cache: std::sync::Arc<std::sync::Mutex<Option<(u64, u64)>>>,
 }
 
 impl App {
     pub fn new(raft: Raft, state: SharedState, hub: WorkerHub) -> App {
-        App { raft, state, hub }
+        App {
+            raft,
+            state,
+            hub,
+            digest_cache: Default::default(),
+        }
     }
 
     pub fn hub(&self) -> &WorkerHub {
@@ -221,11 +229,7 @@ impl App {
             ServerState::Learner => "learner",
             ServerState::Shutdown => "shutdown",
         };
-        let (state_digest, digest_applied_index) = {
-            let applied = self.state.read();
-            let index = applied.last_applied.as_ref().map_or(0, |log_id| log_id.index);
-            (applied.scheduler.digest(), index)
-        };
+        let (state_digest, digest_applied_index) = self.state_digest();
         MemberView {
             state_digest,
             digest_applied_index,
@@ -248,6 +252,22 @@ impl App {
             .nodes()
             .map(|(id, node)| (*id, node.addr.clone()))
             .collect()
+    }
+
+    /// The applied state's digest and the applied index it belongs to, computed at most once
+    /// per applied index.
+    fn state_digest(&self) -> (u64, u64) {
+        let applied = self.state.read();
+        let index = applied.last_applied.as_ref().map_or(0, |log_id| log_id.index);
+        let mut cache = self.digest_cache.lock().expect("digest cache lock poisoned");
+        match *cache {
+            Some((cached_index, digest)) if cached_index == index => (digest, index),
+            _ => {
+                let digest = applied.scheduler.digest();
+                *cache = Some((index, digest));
+                (digest, index)
+            }
+        }
     }
 
     /// The latest Raft metrics of this node.
