@@ -12,23 +12,6 @@ use raftsched::grpc::api;
 use raftsched::node::RaftTuning;
 use tonic::Code;
 
-/// Every task id in 1..=count, read with a stale read from node `id`.
-async fn stale_ids_on(cluster: &TestCluster, id: u64) -> Vec<u64> {
-    let response = cluster
-        .client_of(id)
-        .call_node(&cluster.addr(id), |mut c| async move {
-            c.list_tasks(api::ListTasksRequest {
-                page_size: 1000,
-                consistency: api::Consistency::Stale as i32,
-                ..Default::default()
-            })
-            .await
-        })
-        .await
-        .expect("stale list");
-    response.tasks.iter().map(|t| t.id).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_through_leader_and_follower_and_read_from_every_node() {
     let cluster = TestCluster::start(3, test_tuning()).await;
@@ -77,7 +60,7 @@ async fn submit_through_leader_and_follower_and_read_from_every_node() {
 
     cluster.wait_for_replication().await;
     for id in cluster.ids() {
-        assert_eq!(stale_ids_on(&cluster, id).await, ids, "node {id}");
+        assert_eq!(cluster.stale_ids_on(id).await, ids, "node {id}");
         let task = cluster
             .client_of(id)
             .get_task(2, api::Consistency::Linearizable)
@@ -129,11 +112,7 @@ async fn restarting_one_node_then_all_nodes_loses_nothing() {
     cluster.restart_node(leader).await;
     cluster.wait_for_replication().await;
     for id in cluster.ids() {
-        assert_eq!(
-            stale_ids_on(&cluster, id).await,
-            expected,
-            "node {id} after one restart"
-        );
+        assert_eq!(cluster.stale_ids_on(id).await, expected, "node {id} after one restart");
     }
 
     for id in cluster.ids() {
@@ -152,7 +131,7 @@ async fn restarting_one_node_then_all_nodes_loses_nothing() {
     cluster.wait_for_replication().await;
     for id in cluster.ids() {
         assert_eq!(
-            stale_ids_on(&cluster, id).await,
+            cluster.stale_ids_on(id).await,
             expected,
             "node {id} after a full restart"
         );
@@ -204,6 +183,6 @@ async fn a_node_isolated_past_a_purge_catches_up_by_snapshot() {
         "snapshot at {} does not cover the purge at {purged}",
         snapshot.index
     );
-    assert_eq!(stale_ids_on(&cluster, lagging).await, (1..=60).collect::<Vec<u64>>());
+    assert_eq!(cluster.stale_ids_on(lagging).await, (1..=60).collect::<Vec<u64>>());
     cluster.shutdown().await;
 }

@@ -13,7 +13,6 @@ use common::TestCluster;
 use common::command_spec;
 use common::test_tuning;
 use common::wait_until;
-use raftsched::grpc::api;
 use raftsched::node::RaftTuning;
 
 /// Serialises the tests of this binary: failpoints are global to the process.
@@ -56,19 +55,7 @@ async fn recover_and_check(mut cluster: TestCluster, crashed: u64, acknowledged:
     cluster.wait_for_replication().await;
     cluster.wait_for_identical_replicas().await;
     for id in cluster.ids() {
-        let listed = cluster
-            .client_of(id)
-            .call_node(&cluster.addr(id), |mut c| async move {
-                c.list_tasks(api::ListTasksRequest {
-                    page_size: 1000,
-                    consistency: api::Consistency::Stale as i32,
-                    ..Default::default()
-                })
-                .await
-            })
-            .await
-            .unwrap();
-        let ids: Vec<u64> = listed.tasks.iter().map(|t| t.id).collect();
+        let ids = cluster.stale_ids_on(id).await;
         for task_id in acknowledged {
             assert!(ids.contains(task_id), "node {id} lost acknowledged task {task_id}");
         }

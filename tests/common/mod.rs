@@ -211,6 +211,24 @@ impl TestCluster {
         self.faults.remove(&id);
     }
 
+    /// Task ids node `id` holds, read with a stale (local) read, oldest first.
+    pub async fn stale_ids_on(&self, id: NodeId) -> Vec<u64> {
+        use raftsched::grpc::api;
+        let response = self
+            .client_of(id)
+            .call_node(&self.addr(id), |mut c| async move {
+                c.list_tasks(api::ListTasksRequest {
+                    page_size: 1000,
+                    consistency: api::Consistency::Stale as i32,
+                    ..Default::default()
+                })
+                .await
+            })
+            .await
+            .expect("stale list");
+        response.tasks.iter().map(|t| t.id).collect()
+    }
+
     /// Cuts every link between `id` and the others, both ways.
     pub fn isolate(&self, id: NodeId) {
         for other in self.ids().into_iter().filter(|o| *o != id) {
