@@ -27,7 +27,7 @@ use crate::network::peer_endpoint;
 pub const DEFAULT_CLUSTER: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
 
 /// Deadline of one RPC to one node.
-const PER_CALL_DEADLINE: Duration = Duration::from_secs(5);
+const PER_CALL_DEADLINE: Duration = Duration::from_secs(1);
 /// How long a call may keep retrying across nodes (an election takes well under a second).
 const DEFAULT_OVERALL_DEADLINE: Duration = Duration::from_secs(15);
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
@@ -65,6 +65,9 @@ pub struct ClusterClient {
     /// One lazily connected channel per address, reused by every call and clone.
     channels: Arc<Mutex<BTreeMap<String, Channel>>>,
     overall_deadline: Duration,
+    /// Deadline of one RPC to one node: how long a silent (paused, cut-off) node can hold a
+    /// call before the next node is tried.
+    per_call_deadline: Duration,
 }
 
 impl ClusterClient {
@@ -85,11 +88,19 @@ impl ClusterClient {
             preferred: Arc::new(Mutex::new(first)),
             channels: Arc::default(),
             overall_deadline: DEFAULT_OVERALL_DEADLINE,
+            per_call_deadline: PER_CALL_DEADLINE,
         })
     }
 
     pub fn with_overall_deadline(mut self, deadline: Duration) -> ClusterClient {
         self.overall_deadline = deadline;
+        self
+    }
+
+    /// Shorter per-RPC deadlines find a new leader sooner when the old one goes silent; they
+    /// suit calls that need no more than one commit (a worker's heartbeat and registration).
+    pub fn with_per_call_deadline(mut self, deadline: Duration) -> ClusterClient {
+        self.per_call_deadline = deadline;
         self
     }
 
@@ -99,12 +110,22 @@ impl ClusterClient {
         F: FnOnce(SchedulerClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let client = scheduler_client(self.channel_for(address).map_err(ClientError::BadAddress)?);
-        match tokio::time::timeout(PER_CALL_DEADLINE, call(client)).await {
+        self.call_node_channel(address, |channel| call(scheduler_client(channel)))
+            .await
+    }
+
+    /// Like [`Self::call_node`], for any service of the node; within the per-call deadline.
+    pub async fn call_node_channel<T, F, Fut>(&self, address: &str, call: F) -> Result<T, ClientError>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let channel = self.channel_for(address).map_err(ClientError::BadAddress)?;
+        match tokio::time::timeout(self.per_call_deadline, call(channel)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(ClientError::Rejected(status)),
             Err(_) => Err(ClientError::Unavailable {
-                deadline: PER_CALL_DEADLINE,
+                deadline: self.per_call_deadline,
                 last_error: format!("{address} did not answer"),
             }),
         }
@@ -126,12 +147,22 @@ impl ClusterClient {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        Ok(self.call_channel_with_node(call).await?.1)
+    }
+
+    /// Like [`Self::call_channel`], and says which node answered (a session that must stay
+    /// with one node, such as a worker's assignment stream, needs to know).
+    pub async fn call_channel_with_node<T, F, Fut>(&self, call: F) -> Result<(String, T), ClientError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
         let started = Instant::now();
         let mut backoff = BACKOFF_MIN;
         let mut target = self.preferred.lock().expect("client lock poisoned").clone();
         loop {
             let outcome = match self.channel_for(&target) {
-                Ok(client) => match tokio::time::timeout(PER_CALL_DEADLINE, call(client)).await {
+                Ok(client) => match tokio::time::timeout(self.per_call_deadline, call(client)).await {
                     Ok(result) => result,
                     Err(_) => Err(Status::deadline_exceeded(format!("{target} did not answer"))),
                 },
@@ -139,12 +170,13 @@ impl ClusterClient {
             };
             let status = match outcome {
                 Ok(response) => {
-                    *self.preferred.lock().expect("client lock poisoned") = target;
-                    return Ok(response.into_inner());
+                    *self.preferred.lock().expect("client lock poisoned") = target.clone();
+                    return Ok((target, response.into_inner()));
                 }
                 Err(status) if !is_retryable(&status) => return Err(ClientError::Rejected(status)),
                 Err(status) => status,
             };
+            self.forget_preferred(&target);
             if started.elapsed() + backoff >= self.overall_deadline {
                 return Err(ClientError::Unavailable {
                     deadline: self.overall_deadline,
@@ -171,6 +203,15 @@ impl ClusterClient {
         let channel = peer_endpoint(address)?.connect_lazy();
         channels.insert(address.to_string(), channel.clone());
         Ok(channel)
+    }
+
+    /// A node that failed a call is not tried first by the next call (of any clone): a
+    /// paused or cut-off leader would otherwise hold every call for a full deadline.
+    pub fn forget_preferred(&self, failed: &str) {
+        let mut preferred = self.preferred.lock().expect("client lock poisoned");
+        if *preferred == failed {
+            *preferred = self.next_endpoint(failed);
+        }
     }
 
     fn next_endpoint(&self, current: &str) -> String {

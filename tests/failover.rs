@@ -14,10 +14,13 @@ use common::test_tuning;
 use common::wait_for_finish;
 use common::wait_for_workers;
 use common::wait_until;
+use raftsched::client::ClusterClient;
 use raftsched::grpc::api;
 use raftsched::network::LinkFault;
 use raftsched::worker::WorkerOptions;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// The leader as seen by the nodes other than `excluded`, once they agree on one.
 async fn leader_among_others(cluster: &TestCluster, excluded: u64) -> u64 {
@@ -71,6 +74,40 @@ async fn a_leader_cut_off_in_the_minority_is_replaced_and_rejoins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_in_the_minority_lets_go_of_its_workers_and_clients() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let (stop, handle) = start_worker(&cluster, WorkerOptions::new("w", 4));
+    wait_for_workers(&cluster, 1).await;
+    let old = cluster.wait_for_leader().await;
+
+    // The worker and the clients still reach the old leader; only its peers do not.
+    cluster.isolate(old);
+    let new = leader_among_others(&cluster, old).await;
+    // Once a leader lease passes without a majority, the old leader refuses writes at once
+    // (UNAVAILABLE, so clients move on) instead of holding them until they time out.
+    let refusal = wait_until("the cut-off leader to refuse writes", || async {
+        let (direct, address) = (cluster.client_of(old), cluster.addr(old));
+        let attempt = direct.call_node(&address, |mut c| async move {
+            let request = api::SubmitTaskRequest {
+                spec: Some(command_spec("refused", "")),
+            };
+            c.submit_task(request).await
+        });
+        match attempt.await {
+            Err(e) if e.code() == Some(tonic::Code::Unavailable) => Some(e.to_string()),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(refusal.contains("majority"), "{refusal}");
+    // The worker leaves the old leader and the new one dispatches to it — while the old
+    // leader is still cut off.
+    run_one_shell_task(&cluster.client_of(new), &cluster, "during").await;
+    assert!(cluster.node(new).raft().is_leader());
+    heal_and_stop(cluster, stop, handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_cannot_send_is_deposed_and_dispatch_goes_on() {
     let cluster = TestCluster::start(3, test_tuning()).await;
     let (stop, handle) = start_worker(&cluster, WorkerOptions::new("w", 4));
@@ -86,19 +123,23 @@ async fn a_leader_that_cannot_send_is_deposed_and_dispatch_goes_on() {
         (!cluster.node(old).raft().is_leader()).then_some(())
     })
     .await;
-    let task = cluster
-        .client()
-        .submit_task(shell("after", "echo ok"))
-        .await
-        .unwrap()
-        .task
-        .unwrap();
-    let done = wait_for_finish(&cluster, task.id).await;
+    run_one_shell_task(&cluster.client(), &cluster, "after").await;
+    heal_and_stop(cluster, stop, handle).await;
+}
+
+/// Submits `echo ok` through `client` and waits until it succeeded.
+async fn run_one_shell_task(client: &ClusterClient, cluster: &TestCluster, name: &str) {
+    let task = client.submit_task(shell(name, "echo ok")).await.unwrap().task.unwrap();
+    let done = wait_for_finish(cluster, task.id).await;
     assert_eq!(done.state, api::TaskState::Succeeded as i32);
+}
+
+/// Heals every link, checks the replicas converge, and stops the worker and the cluster.
+async fn heal_and_stop(cluster: TestCluster, worker: CancellationToken, handle: JoinHandle<()>) {
     cluster.heal();
     cluster.wait_for_replication().await;
     cluster.wait_for_identical_replicas().await;
-    stop.cancel();
+    worker.cancel();
     handle.await.unwrap();
     cluster.shutdown().await;
 }

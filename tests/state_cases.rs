@@ -1812,6 +1812,50 @@ fn same_log_same_state() {
     }
 }
 
+/// The leader groups concurrent writes into one `Batch` entry: applying the batch must give
+/// the same responses and the same state as applying its commands one entry each, and a
+/// nested batch (which no leader writes) must change nothing.
+#[test]
+fn a_batch_applies_like_its_commands_one_by_one() {
+    for seed in 1..=10_u64 {
+        eprintln!("batch equivalence: seed {seed}");
+        let mut rng = Rng::new(seed);
+        let mut one_by_one = SchedulerState::new();
+        let mut batched = SchedulerState::new();
+        let mut step = 0_u64;
+        while step < 300 {
+            let size = 1 + rng.below(8);
+            let mut commands = Vec::new();
+            let mut responses = Vec::new();
+            for _ in 0..size {
+                let command = random_command(&mut rng, 1000 + step * 10, &one_by_one);
+                responses.push(apply_checked(&mut one_by_one, command.clone()));
+                commands.push(command);
+                step += 1;
+            }
+            let response = batched.apply(Command::Batch {
+                commands: commands.clone(),
+            });
+            assert_eq!(response, CommandResponse::Batch(responses), "seed {seed} step {step}");
+            assert!(batched == one_by_one, "seed {seed} step {step}: states differ");
+            if let Err(violation) = check_state(&batched) {
+                panic!("seed {seed} step {step}: a batch broke an invariant: {violation}");
+            }
+            let nested = Command::Batch {
+                commands: vec![Command::Batch { commands }],
+            };
+            let before = batched.to_snapshot_bytes();
+            let response = batched.apply(nested);
+            assert_eq!(response, CommandResponse::Batch(vec![CommandResponse::Empty]));
+            assert_eq!(
+                batched.to_snapshot_bytes(),
+                before,
+                "seed {seed}: a nested batch changed the state"
+            );
+        }
+    }
+}
+
 fn response_kinds(response: &CommandResponse) -> Vec<&'static str> {
     let kind = |result: Result<&'static str, &StateError>| match result {
         Ok(kind) => kind,
@@ -1877,6 +1921,7 @@ fn response_kinds(response: &CommandResponse) -> Vec<&'static str> {
         CommandResponse::WorkflowSubmitted(result) => vec![kind(result.as_ref().map(|_| "workflow"))],
         CommandResponse::ShardsSubmitted(result) => vec![kind(result.as_ref().map(|_| "shards"))],
         CommandResponse::Empty => vec![],
+        CommandResponse::Batch(responses) => responses.iter().flat_map(response_kinds).collect(),
     }
 }
 

@@ -6,12 +6,14 @@
 
 mod composite;
 mod membership;
+mod proposer;
 mod workers;
 
 pub use composite::ScheduleView;
 pub use composite::WorkflowView;
 pub use workers::WorkerSummary;
 
+use std::time::Duration;
 use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
@@ -19,10 +21,12 @@ use openraft::RaftMetrics;
 use openraft::ReadPolicy;
 use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::error::ClientWriteError;
 use openraft::error::ForwardToLeader;
 use openraft::error::LinearizableReadError;
 use openraft::error::RaftError;
+
+use proposer::Proposer;
+use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Instruction;
 use crate::dispatch::WorkerHub;
@@ -39,6 +43,10 @@ use crate::state::TaskSpec;
 use crate::state::limits;
 use crate::store::SharedState;
 
+/// How often a write waiting for its commit checks that this leader still hears from a
+/// majority.
+const QUORUM_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Largest page a listing returns.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
@@ -50,7 +58,7 @@ pub enum Consistency {
 }
 
 /// Why a call failed. The gRPC layer maps each variant to one status code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
     Rejected(#[from] StateError),
@@ -118,11 +126,15 @@ pub struct App {
     /// (applied index, digest) of the last digest computed: the state at one applied index
     /// never changes, so status calls re-encode the state only when it moved.
     digest_cache: std::sync::Arc<std::sync::Mutex<Option<(u64, u64)>>>,
+    /// Every write goes through it, to share log entries with concurrent writes.
+    proposer: Proposer,
 }
 
 impl App {
-    pub fn new(raft: Raft, state: SharedState, hub: WorkerHub) -> App {
+    /// Starts the node's group-commit task, which stops with `shutdown`.
+    pub fn new(raft: Raft, state: SharedState, hub: WorkerHub, shutdown: CancellationToken) -> App {
         App {
+            proposer: Proposer::spawn(raft.clone(), shutdown),
             raft,
             state,
             hub,
@@ -281,13 +293,49 @@ impl App {
         task.ok_or(AppError::Rejected(StateError::TaskNotFound(task_id)))
     }
 
+    /// Whether this leader has heard from a majority within its leader lease. A leader cut
+    /// off in a minority keeps its role until it hears of a higher term (after the partition
+    /// heals), so without this check its clients and workers would wait on it — or on writes
+    /// that cannot commit — instead of moving to the new leader.
+    pub(crate) fn check_quorum_contact(&self, metrics: &RaftMetrics<TypeConfig>) -> Result<(), AppError> {
+        if metrics.state != ServerState::Leader {
+            return Ok(());
+        }
+        let voters = metrics.membership_config.membership().voter_ids().count();
+        if voters <= 1 {
+            return Ok(());
+        }
+        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+        // Before the first acknowledgement of its term, a new leader has not lost anything.
+        let Some(acked) = metrics.last_quorum_acked.as_ref() else {
+            return Ok(());
+        };
+        let silence = openraft::Instant::elapsed(&**acked);
+        if silence <= lease {
+            return Ok(());
+        }
+        Err(AppError::NoQuorum(format!(
+            "this node leads but no majority has answered it for {} ms (it may be cut off)",
+            silence.as_millis()
+        )))
+    }
+
     pub(crate) async fn write(&self, command: Command) -> Result<CommandResponse, AppError> {
-        match self.raft.client_write(command).await {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => Err(AppError::from(&forward)),
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(AppError::OutcomeUnknown),
-            Err(RaftError::APIError(other)) => Err(AppError::Internal(other.to_string())),
-            Err(RaftError::Fatal(fatal)) => Err(AppError::Stopped(fatal.to_string())),
+        self.check_quorum_contact(&self.metrics())?;
+        let proposal = self.proposer.propose(command);
+        tokio::pin!(proposal);
+        // A leader cut off after proposing cannot commit until the partition heals, maybe
+        // never: let the client retry elsewhere (the write may still commit here, so its
+        // outcome is unknown).
+        loop {
+            tokio::select! {
+                outcome = &mut proposal => return outcome,
+                _ = tokio::time::sleep(QUORUM_CHECK_INTERVAL) => {
+                    if self.check_quorum_contact(&self.metrics()).is_err() {
+                        return Err(AppError::OutcomeUnknown);
+                    }
+                }
+            }
         }
     }
 

@@ -39,11 +39,13 @@ pub struct WorkerSummary {
 }
 
 impl App {
-    /// Fails with NotLeader (and the leader's address) unless this node leads.
+    /// Fails with NotLeader (and the leader's address) unless this node leads, and with
+    /// NoQuorum if it leads but a majority has not answered it for a leader lease: it may be
+    /// cut off while the others elect a new leader, so workers must look elsewhere.
     pub(crate) fn leader_only(&self) -> Result<(), AppError> {
         let metrics = self.metrics();
         if metrics.state == ServerState::Leader {
-            return Ok(());
+            return self.check_quorum_contact(&metrics);
         }
         let leader_addr = metrics.current_leader.and_then(|id| {
             let membership = metrics.membership_config.membership();

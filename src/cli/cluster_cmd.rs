@@ -1,5 +1,7 @@
 //! `raftsched cluster ...`: the cluster's members and their views.
 
+use std::time::Duration;
+
 use clap::Subcommand;
 use raftsched::client::ClusterClient;
 use raftsched::grpc::api;
@@ -21,7 +23,18 @@ pub enum ClusterCommand {
     RemoveNode { node_id: u64 },
 }
 
+/// Per-call deadline of membership changes: a hand-over waits for the target to take over,
+/// and adding a node waits for it to catch up as a learner (a large state takes a while).
+const MEMBERSHIP_CALL_DEADLINE: Duration = Duration::from_secs(300);
+
 pub async fn run(command: ClusterCommand, client: &ClusterClient, json: bool) -> anyhow::Result<()> {
+    let membership_client = client.clone().with_per_call_deadline(MEMBERSHIP_CALL_DEADLINE);
+    let client = match command {
+        ClusterCommand::TransferLeader { .. } | ClusterCommand::AddNode { .. } | ClusterCommand::RemoveNode { .. } => {
+            &membership_client
+        }
+        _ => client,
+    };
     match command {
         ClusterCommand::TransferLeader { node_id } => {
             let response = client

@@ -114,6 +114,16 @@ impl Dispatcher {
             }
             return false;
         }
+        // Cut off from the majority: its writes cannot commit, and the others are electing a
+        // new leader. Closing the streams sends the workers looking for it now rather than
+        // when the partition heals.
+        if let Err(e) = self.app.check_quorum_contact(&metrics) {
+            if self.leading_term.take().is_some() {
+                tracing::warn!("{e}: closing worker streams");
+                self.app.hub().disconnect_all();
+            }
+            return false;
+        }
         if self.leading_term == Some(metrics.current_term) {
             return true;
         }

@@ -23,6 +23,9 @@ use crate::grpc::status::app_error_to_status;
 /// How often a worker heartbeats, as a fraction of its lease: several beats may be lost
 /// before the lease runs out.
 const HEARTBEATS_PER_LEASE: u64 = 5;
+/// Heartbeats are at least this frequent whatever the lease: they are how a worker notices
+/// that its leader went silent (a beat is cheap: no log entry).
+const MAX_HEARTBEAT_INTERVAL_MS: u64 = 250;
 
 pub struct WorkersService {
     app: App,
@@ -66,7 +69,7 @@ impl Workers for WorkersService {
             .map_err(app_error_to_status)?;
         Ok(Response::new(api::RegisterWorkerResponse {
             lease_ms,
-            heartbeat_interval_ms: (lease_ms / HEARTBEATS_PER_LEASE).max(50),
+            heartbeat_interval_ms: (lease_ms / HEARTBEATS_PER_LEASE).clamp(50, MAX_HEARTBEAT_INTERVAL_MS),
         }))
     }
 

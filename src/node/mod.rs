@@ -130,8 +130,8 @@ impl RunningNode {
         )
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let app = App::new(raft.clone(), shared_state, WorkerHub::default());
         let shutdown = CancellationToken::new();
+        let app = App::new(raft.clone(), shared_state, WorkerHub::default(), shutdown.clone());
         let dispatcher = Dispatcher::spawn(app.clone(), shutdown.clone());
         let server = tokio::spawn(serve(listener, raft.clone(), app.clone(), &config, shutdown.clone())?);
         initialize_if_founder(&raft, &config).await?;

@@ -113,6 +113,11 @@ pub enum Command {
         spec: TaskSpec,
         pins: Vec<Option<String>>,
     },
+    /// Several commands in one log entry, applied in order as if each had its own entry:
+    /// the leader groups concurrent writes so that one entry (one append, one fsync, one
+    /// replication message) carries many. Never nested; apply answers a nested batch with
+    /// [`CommandResponse::Empty`] and changes nothing.
+    Batch { commands: Vec<Command> },
 }
 
 impl Command {
@@ -136,6 +141,8 @@ impl Command {
             | Command::TriggerSchedule { now_ms, .. }
             | Command::SubmitWorkflow { now_ms, .. }
             | Command::SubmitShards { now_ms, .. } => *now_ms,
+            // The clock after the batch: each member advances it when applied.
+            Command::Batch { commands } => commands.iter().map(Command::now_ms).max().unwrap_or(0),
         }
     }
 }
@@ -182,6 +189,8 @@ pub enum CommandResponse {
     WorkflowSubmitted(Result<WorkflowOutcome, StateError>),
     /// The parent task of a broadcast or sharded run.
     ShardsSubmitted(Result<SubmitOutcome, StateError>),
+    /// One response per command of a [`Command::Batch`], in order.
+    Batch(Vec<CommandResponse>),
 }
 
 /// An attempt a worker must be told to stop, once the command that ended it is committed.
@@ -306,6 +315,7 @@ impl std::fmt::Display for Command {
                 write!(f, "SubmitWorkflow({}, n={})", workflow.name, workflow.tasks.len())
             }
             Command::SubmitShards { pins, .. } => write!(f, "SubmitShards(n={})", pins.len()),
+            Command::Batch { commands } => write!(f, "Batch(n={})", commands.len()),
         }
     }
 }

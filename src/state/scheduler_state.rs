@@ -106,6 +106,18 @@ impl SchedulerState {
     /// carries the leader's time, and the state's clock follows it even when the command
     /// itself is refused).
     pub fn apply(&mut self, command: Command) -> CommandResponse {
+        if let Command::Batch { commands } = command {
+            let responses = commands.into_iter().map(|command| self.apply_one(command)).collect();
+            return CommandResponse::Batch(responses);
+        }
+        self.apply_one(command)
+    }
+
+    /// Applies a command that is not a batch (a nested batch changes nothing).
+    fn apply_one(&mut self, command: Command) -> CommandResponse {
+        if matches!(command, Command::Batch { .. }) {
+            return CommandResponse::Empty;
+        }
         self.advance_clock(command.now_ms());
         let now_ms = self.clock_ms;
         match command {
@@ -176,6 +188,7 @@ impl SchedulerState {
             Command::SubmitShards { spec, pins, .. } => {
                 CommandResponse::ShardsSubmitted(self.submit_shards(now_ms, spec, pins))
             }
+            Command::Batch { .. } => unreachable!("nested batches are answered above"),
         }
     }
 

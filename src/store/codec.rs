@@ -9,6 +9,11 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("serialising plain data into memory cannot fail")
 }
 
+/// The length [`encode`] would give, without encoding.
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    postcard::experimental::serialized_size(value).expect("sizing plain data cannot fail")
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> io::Result<T> {
     postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}")))
 }

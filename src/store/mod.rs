@@ -23,6 +23,7 @@ use std::sync::Weak;
 use std::time::Duration;
 use std::time::Instant;
 
+pub use codec::encoded_len;
 pub use log_store::LogStore;
 pub use state_machine::SharedState;
 pub use state_machine::StateMachineStore;

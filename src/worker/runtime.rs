@@ -30,6 +30,11 @@ use crate::worker::executor::ExecOutcome;
 const REPORT_DEADLINE: Duration = Duration::from_secs(60);
 /// Pause between attempts to reach the cluster when it is unreachable.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+/// Bounds of the deadline of one call to one node (register, attach, report).
+const CALL_DEADLINE_MIN: Duration = Duration::from_millis(500);
+const CALL_DEADLINE_MAX: Duration = Duration::from_secs(5);
+/// A heartbeat gets at least this long before the worker gives up on its leader.
+const HEARTBEAT_DEADLINE_MIN: Duration = Duration::from_millis(200);
 
 /// A worker's settings.
 #[derive(Debug, Clone)]
@@ -145,9 +150,12 @@ struct Shared {
 
 impl Worker {
     pub fn new(cluster: ClusterClient, options: WorkerOptions) -> Worker {
+        // A call to a silent node must give up well within the lease, so the worker reaches
+        // the next leader before its attempts' leases run out.
+        let per_call_deadline = Duration::from_millis(options.lease_ms / 2).clamp(CALL_DEADLINE_MIN, CALL_DEADLINE_MAX);
         Worker {
             options,
-            cluster,
+            cluster: cluster.with_per_call_deadline(per_call_deadline),
             handlers: BTreeMap::new(),
         }
     }
@@ -176,15 +184,20 @@ impl Worker {
         });
         let mut attempts = JoinSet::new();
         while !shutdown.is_cancelled() {
-            match shared.clone().serve_one_session(&shutdown, &mut attempts).await {
-                Ok(()) => {}
+            // A session that ended cleanly (leader gone or deposed) is followed at once: the
+            // sooner the worker re-attaches, the sooner the new leader can dispatch to it.
+            let pause = match shared.clone().serve_one_session(&shutdown, &mut attempts).await {
+                Ok(()) => Duration::ZERO,
                 Err(WorkerError::Refused(message)) => return Err(WorkerError::Refused(message)),
-                Err(e) => tracing::warn!("worker session ended: {e}"),
-            }
+                Err(e) => {
+                    tracing::warn!("worker session ended: {e}");
+                    RECONNECT_BACKOFF
+                }
+            };
             while attempts.try_join_next().is_some() {}
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(RECONNECT_BACKOFF) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
         shared.drain(attempts).await;
@@ -216,27 +229,34 @@ impl Shared {
         };
         let running_tokens = self.running_tokens();
         let (worker_id, session_id) = (self.options.worker_id.clone(), self.session_id.clone());
-        let attach = self.workers_call(move |mut c| {
+        let attach = self.cluster.call_channel_with_node(move |channel| {
             let request = api::AttachRequest {
                 worker_id: worker_id.clone(),
                 session_id: session_id.clone(),
                 running_tokens: running_tokens.clone(),
             };
-            async move { c.attach(request).await }
+            async move { WorkersClient::new(channel).attach(request).await }
         });
         let attach = tokio::select! {
             attach = attach => attach,
             _ = shutdown.cancelled() => return Ok(()),
         };
-        let mut stream = attach.map_err(|e| WorkerError::Lost(format!("attach: {e}")))?;
-        tracing::info!(worker = %self.options.worker_id, "attached to the leader");
+        let (leader, mut stream) = attach.map_err(|e| WorkerError::Lost(format!("attach: {e}")))?;
+        tracing::info!(worker = %self.options.worker_id, %leader, "attached to the leader");
+        // Heartbeats go to the node that holds the stream: when it stops answering (paused,
+        // cut off, deposed), the session ends and the worker finds the new leader, instead of
+        // heartbeating the new leader while its stream waits on the old one.
         let session_over = shutdown.child_token();
         let heartbeat_every = Duration::from_millis(registered.heartbeat_interval_ms.max(50));
-        tokio::spawn(self.clone().heartbeat_loop(heartbeat_every, session_over.clone()));
+        let pinned = Some(leader);
+        tokio::spawn(
+            self.clone()
+                .heartbeat_loop(heartbeat_every, pinned, session_over.clone()),
+        );
         let _stop_heartbeats = session_over.clone().drop_guard();
         loop {
             let message = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = session_over.cancelled() => return Ok(()),
                 message = stream.message() => message,
             };
             match message {
@@ -284,9 +304,13 @@ impl Shared {
             .collect()
     }
 
-    async fn heartbeat_loop(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+    /// Renews the lease every `every`. With a `pinned` node, every beat goes to that node and
+    /// the first one it fails to answer within `every` (plus slack) ends the session `stop`;
+    /// without, beats follow the leader and failures are only logged.
+    async fn heartbeat_loop(self: Arc<Self>, every: Duration, pinned: Option<String>, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = (every * 3 / 2).max(HEARTBEAT_DEADLINE_MIN);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -297,15 +321,36 @@ impl Shared {
                 session_id: self.session_id.clone(),
                 running_tokens: self.running_tokens(),
             };
-            let reply = self
-                .workers_call(move |mut c| {
-                    let request = request.clone();
-                    async move { c.heartbeat(request).await }
-                })
-                .await;
-            match reply {
-                Ok(reply) => self.stop_attempts(&reply.void_tokens, StopReason::Cancelled),
-                Err(e) => tracing::debug!("heartbeat failed: {e}"),
+            let reply = match &pinned {
+                Some(node) => {
+                    let call = self.cluster.call_node_channel(node, move |channel| async move {
+                        WorkersClient::new(channel).heartbeat(request).await
+                    });
+                    match tokio::time::timeout(deadline, call).await {
+                        Ok(reply) => reply,
+                        Err(_) => Err(ClientError::Unavailable {
+                            deadline,
+                            last_error: format!("{node} did not answer a heartbeat"),
+                        }),
+                    }
+                }
+                None => {
+                    self.workers_call(move |mut c| {
+                        let request = request.clone();
+                        async move { c.heartbeat(request).await }
+                    })
+                    .await
+                }
+            };
+            match (reply, &pinned) {
+                (Ok(reply), _) => self.stop_attempts(&reply.void_tokens, StopReason::Cancelled),
+                (Err(e), Some(node)) => {
+                    tracing::info!(worker = %self.options.worker_id, "heartbeat to {node} failed ({e}): looking for the leader");
+                    self.cluster.forget_preferred(node);
+                    stop.cancel();
+                    return;
+                }
+                (Err(e), None) => tracing::debug!("heartbeat failed: {e}"),
             }
         }
     }
@@ -501,7 +546,7 @@ impl Shared {
         let draining = CancellationToken::new();
         let _stop_heartbeats = draining.clone().drop_guard();
         let heartbeat_every = Duration::from_millis((self.options.lease_ms / 5).max(50));
-        tokio::spawn(self.clone().heartbeat_loop(heartbeat_every, draining));
+        tokio::spawn(self.clone().heartbeat_loop(heartbeat_every, None, draining));
         let (worker_id, session_id) = (self.options.worker_id.clone(), self.session_id.clone());
         let drain = self.workers_call(move |mut c| {
             let request = api::DrainWorkerRequest {
