@@ -17,6 +17,7 @@ use tonic::Code;
 use tonic::Status;
 use tonic::transport::Channel;
 
+use crate::grpc::ANSWERED_HEADER;
 use crate::grpc::LEADER_HEADER;
 use crate::grpc::MAX_API_MESSAGE_BYTES;
 use crate::grpc::api;
@@ -30,8 +31,19 @@ pub const DEFAULT_CLUSTER: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:500
 const PER_CALL_DEADLINE: Duration = Duration::from_secs(1);
 /// How long a call may keep retrying across nodes (an election takes well under a second).
 const DEFAULT_OVERALL_DEADLINE: Duration = Duration::from_secs(15);
+/// HTTP/2 pings on every client connection: a node that stops answering them (paused,
+/// frozen, cut off) fails the calls waiting on it within half a second, which then go to the
+/// next node, instead of each waiting out its deadline.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(200);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_millis(300);
+/// Between tries of unavailable nodes. The cap is short because the common cause is an
+/// election, over within a few hundred ms: a longer wait would be paid after it ends.
+/// Jitter (half to full) keeps many clients from retrying in lockstep.
+/// How long a node that did not answer is tried after the others (it is forgiven at once
+/// when it answers a call).
+const SILENT_FOR: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
-const BACKOFF_MAX: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_millis(160);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -64,6 +76,9 @@ pub struct ClusterClient {
     preferred: Arc<Mutex<String>>,
     /// One lazily connected channel per address, reused by every call and clone.
     channels: Arc<Mutex<BTreeMap<String, Channel>>>,
+    /// Nodes that lately did not answer at all (deadline, broken connection), and when:
+    /// retries go to the others first, so a paused node is not waited on twice.
+    silent: Arc<Mutex<BTreeMap<String, Instant>>>,
     overall_deadline: Duration,
     /// Deadline of one RPC to one node: how long a silent (paused, cut-off) node can hold a
     /// call before the next node is tried.
@@ -87,6 +102,7 @@ impl ClusterClient {
             endpoints: endpoints.into(),
             preferred: Arc::new(Mutex::new(first)),
             channels: Arc::default(),
+            silent: Arc::default(),
             overall_deadline: DEFAULT_OVERALL_DEADLINE,
             per_call_deadline: PER_CALL_DEADLINE,
         })
@@ -170,12 +186,18 @@ impl ClusterClient {
             };
             let status = match outcome {
                 Ok(response) => {
+                    self.silent.lock().expect("client lock poisoned").remove(&target);
                     *self.preferred.lock().expect("client lock poisoned") = target.clone();
                     return Ok((target, response.into_inner()));
                 }
                 Err(status) if !is_retryable(&status) => return Err(ClientError::Rejected(status)),
                 Err(status) => status,
             };
+            let answered = status.metadata().get(ANSWERED_HEADER).is_some();
+            tracing::debug!(%target, answered, code = ?status.code(), "call failed: {}", status.message());
+            if !answered {
+                self.mark_silent(&target);
+            }
             self.forget_preferred(&target);
             if started.elapsed() + backoff >= self.overall_deadline {
                 return Err(ClientError::Unavailable {
@@ -183,7 +205,9 @@ impl ClusterClient {
                     last_error: format!("{target}: {}", status.message()),
                 });
             }
-            match leader_hint(&status).filter(|hint| *hint != target) {
+            // A hint naming a node that just failed to answer is stale: a follower names
+            // the old leader until the new one first contacts it.
+            match leader_hint(&status).filter(|hint| *hint != target && !self.is_silent(hint)) {
                 // A fresh hint is worth following at once.
                 Some(leader) => target = leader,
                 None => {
@@ -200,24 +224,63 @@ impl ClusterClient {
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
-        let channel = peer_endpoint(address)?.connect_lazy();
+        let channel = peer_endpoint(address)?
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .connect_lazy();
         channels.insert(address.to_string(), channel.clone());
         Ok(channel)
     }
 
     /// A node that failed a call is not tried first by the next call (of any clone): a
     /// paused or cut-off leader would otherwise hold every call for a full deadline.
-    pub fn forget_preferred(&self, failed: &str) {
+    fn forget_preferred(&self, failed: &str) {
         let mut preferred = self.preferred.lock().expect("client lock poisoned");
         if *preferred == failed {
             *preferred = self.next_endpoint(failed);
         }
     }
 
+    /// Tells the client that `node` stopped answering (a worker's heartbeat or stream
+    /// failed): calls try the other nodes first for a while. A leader hint naming it is
+    /// still followed.
+    pub fn avoid(&self, node: &str) {
+        self.mark_silent(node);
+        self.forget_preferred(node);
+    }
+
+    fn mark_silent(&self, node: &str) {
+        let mut silent = self.silent.lock().expect("client lock poisoned");
+        silent.retain(|_, since| since.elapsed() < SILENT_FOR);
+        silent.insert(node.to_string(), Instant::now());
+    }
+
+    fn is_silent(&self, node: &str) -> bool {
+        self.silent_since(node).is_some()
+    }
+
+    /// When `node` last failed to answer, if lately.
+    fn silent_since(&self, node: &str) -> Option<Instant> {
+        let silent = self.silent.lock().expect("client lock poisoned");
+        silent.get(node).copied().filter(|since| since.elapsed() < SILENT_FOR)
+    }
+
+    /// The endpoint after `current` that answered lately; if every other one is silent, the
+    /// one silent longest (it may have come back).
     fn next_endpoint(&self, current: &str) -> String {
         let position = self.endpoints.iter().position(|e| e == current);
-        let next = position.map_or(0, |i| (i + 1) % self.endpoints.len());
-        self.endpoints[next].clone()
+        let start = position.map_or(0, |i| i + 1);
+        let count = self.endpoints.len();
+        let others: Vec<&String> = (0..count)
+            .map(|k| &self.endpoints[(start + k) % count])
+            .filter(|e| *e != current || count == 1)
+            .collect();
+        let answering = others.iter().find(|e| !self.is_silent(e));
+        let longest_silent = || others.iter().min_by_key(|e| self.silent_since(e));
+        answering
+            .or_else(longest_silent)
+            .map(|e| (*e).clone())
+            .unwrap_or_else(|| self.endpoints[0].clone())
     }
 
     /// Submits one task; fills in a client request id when the spec has none.
@@ -392,4 +455,28 @@ fn jittered(backoff: Duration) -> Duration {
 /// A random request id (128 bits, hex).
 pub fn new_request_id() -> String {
     format!("{:032x}", rand::rng().random::<u128>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn retries_skip_a_node_that_did_not_answer() {
+        let client = ClusterClient::new("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3").unwrap();
+        assert_eq!(client.next_endpoint("127.0.0.1:1"), "127.0.0.1:2");
+        client.avoid("127.0.0.1:2");
+        assert_eq!(client.next_endpoint("127.0.0.1:1"), "127.0.0.1:3");
+        assert_eq!(client.next_endpoint("127.0.0.1:3"), "127.0.0.1:1");
+        // The preferred node moved past the silent one.
+        assert_eq!(*client.preferred.lock().unwrap(), "127.0.0.1:1");
+        client.avoid("127.0.0.1:1");
+        assert_eq!(*client.preferred.lock().unwrap(), "127.0.0.1:3");
+        // Every other node silent: the one silent longest.
+        assert_eq!(client.next_endpoint("127.0.0.1:3"), "127.0.0.1:2");
+        assert_eq!(
+            ClusterClient::new("127.0.0.1:1").unwrap().next_endpoint("127.0.0.1:1"),
+            "127.0.0.1:1"
+        );
+    }
 }

@@ -66,6 +66,7 @@ impl App {
             now_ms: now_ms(),
             registration,
         };
+        tracing::debug!(worker = %worker_id, "register");
         let CommandResponse::Registered(result) = self.write(command).await? else {
             return Err(AppError::Internal("register answered with another response".into()));
         };
@@ -87,6 +88,7 @@ impl App {
         running_tokens: &[u64],
     ) -> Result<mpsc::Receiver<Instruction>, AppError> {
         self.leader_only()?;
+        tracing::debug!(worker = worker_id, "attach");
         let slots = self.check_session(worker_id, session)?;
         let receiver = self.hub.connect(worker_id, session, slots as usize + STREAM_HEADROOM);
         for instruction in self.unknown_to_worker(worker_id, running_tokens, 0) {

@@ -13,6 +13,7 @@ mod workers_service;
 
 pub use raft_service::RaftGrpcService;
 pub use scheduler_service::SchedulerService;
+pub use status::ANSWERED_HEADER;
 pub use status::LEADER_HEADER;
 pub use workers_service::WorkersService;
 

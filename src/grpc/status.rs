@@ -10,7 +10,20 @@ use crate::state::StateError;
 /// Response header naming the leader's address on an UNAVAILABLE answer from a follower.
 pub const LEADER_HEADER: &str = "raftsched-leader";
 
+/// Response header on every status the node itself produced: the client tells "the node
+/// answered UNAVAILABLE" (a live follower, an election) from "the node did not answer"
+/// (transport failure, deadline), and avoids the latter for a while.
+pub const ANSWERED_HEADER: &str = "raftsched-answered";
+
 pub fn app_error_to_status(error: AppError) -> Status {
+    let mut status = app_error_status(error);
+    status
+        .metadata_mut()
+        .insert(ANSWERED_HEADER, MetadataValue::from_static("1"));
+    status
+}
+
+fn app_error_status(error: AppError) -> Status {
     let message = error.to_string();
     match error {
         AppError::Rejected(rejected) => Status::new(state_error_code(&rejected), message),

@@ -46,7 +46,8 @@ pub struct RaftTuning {
     /// timeout in [min, max].
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Take a snapshot after this many log entries since the last one.
+    /// Take a snapshot after at least this many log entries since the last one, once the
+    /// log written since then is also at least half the last snapshot's size.
     pub snapshot_after_entries: u64,
     /// Entries kept behind a snapshot, so a slightly lagging follower catches up from the
     /// log rather than by a full snapshot.

@@ -2,6 +2,7 @@
 //! stopped as a unit.
 
 mod config;
+mod snapshot_trigger;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +74,8 @@ pub struct RunningNode {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     /// The leader-only dispatch loop; stops on the same token.
     dispatcher: JoinHandle<()>,
+    /// Decides when to snapshot; stops on the same token.
+    snapshot_trigger: JoinHandle<()>,
     /// Becomes closed when the last storage handle is dropped; shutdown waits for it.
     store_closed: StoreClosed,
 }
@@ -121,6 +124,7 @@ impl RunningNode {
         })?;
         let store_closed = store.closed_signal();
         let shared_state = store.state_machine.shared();
+        let store_growth = Arc::clone(&store.growth);
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config(&config)?),
@@ -133,6 +137,12 @@ impl RunningNode {
         let shutdown = CancellationToken::new();
         let app = App::new(raft.clone(), shared_state, WorkerHub::default(), shutdown.clone());
         let dispatcher = Dispatcher::spawn(app.clone(), shutdown.clone());
+        let snapshot_trigger = snapshot_trigger::spawn(
+            raft.clone(),
+            store_growth,
+            config.raft.snapshot_after_entries,
+            shutdown.clone(),
+        );
         let server = tokio::spawn(serve(listener, raft.clone(), app.clone(), &config, shutdown.clone())?);
         initialize_if_founder(&raft, &config).await?;
         tracing::info!(node_id = config.node_id, %local_addr, "node started");
@@ -143,6 +153,7 @@ impl RunningNode {
             shutdown,
             server,
             dispatcher,
+            snapshot_trigger,
             store_closed,
         })
     }
@@ -170,6 +181,9 @@ impl RunningNode {
         self.shutdown.cancel();
         if let Err(e) = self.dispatcher.await {
             tracing::warn!(node_id = self.node_id, "dispatcher task failed: {e}");
+        }
+        if let Err(e) = self.snapshot_trigger.await {
+            tracing::warn!(node_id = self.node_id, "snapshot trigger task failed: {e}");
         }
         if let Err(e) = self.app.raft().shutdown().await {
             tracing::warn!(node_id = self.node_id, "raft shutdown: {e}");
@@ -219,7 +233,8 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, NodeError> {
         heartbeat_interval: tuning.heartbeat_interval_ms,
         election_timeout_min: tuning.election_timeout_min_ms,
         election_timeout_max: tuning.election_timeout_max_ms,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_after_entries),
+        // Our own trigger decides (node/snapshot_trigger.rs): by entries and log size.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: tuning.entries_kept_after_snapshot,
         max_payload_entries: MAX_ENTRIES_PER_APPEND,
         enable_pre_vote: Some(true),

@@ -21,6 +21,7 @@ use crate::store::codec::encode;
 use crate::store::codec::index_key;
 use crate::store::codec::sled_err;
 use crate::store::flush::Flusher;
+use crate::store::growth::LogGrowth;
 
 const VOTE_KEY: &[u8] = b"vote";
 const COMMITTED_KEY: &[u8] = b"committed";
@@ -35,6 +36,8 @@ pub struct LogStore {
     log: sled::Tree,
     /// Vote, committed log id and last purged log id.
     meta: sled::Tree,
+    /// Counts the bytes appended, for the snapshot trigger.
+    growth: Arc<LogGrowth>,
 }
 
 impl LogStore {
@@ -44,9 +47,10 @@ impl LogStore {
 
     /// Opens the trees and decodes what recovery will need, so a corrupt store is found
     /// at start-up rather than in the middle of an election.
-    pub(super) fn open(db: &sled::Db, flusher: Arc<Flusher>) -> io::Result<LogStore> {
+    pub(super) fn open(db: &sled::Db, flusher: Arc<Flusher>, growth: Arc<LogGrowth>) -> io::Result<LogStore> {
         let store = LogStore {
             flusher,
+            growth,
             log: db.open_tree("log").map_err(sled_err)?,
             meta: db.open_tree("meta").map_err(sled_err)?,
         };
@@ -171,9 +175,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
+        let mut appended_bytes = 0;
         for entry in entries {
-            batch.insert(&index_key(entry.log_id.index), encode(&entry));
+            let encoded = encode(&entry);
+            appended_bytes += encoded.len();
+            batch.insert(&index_key(entry.log_id.index), encoded);
         }
+        self.growth.add_appended(appended_bytes);
         self.log.apply_batch(batch).map_err(sled_err)?;
         // A crash after the entries are written but before they are flushed.
         fail::fail_point!("append-before-flush", |_| Err(io::Error::other(
@@ -230,7 +238,7 @@ mod tests {
     }
 
     fn open(db: &sled::Db) -> LogStore {
-        LogStore::open(db, Arc::new(Flusher::new(db.clone()))).unwrap()
+        LogStore::open(db, Arc::new(Flusher::new(db.clone())), Arc::default()).unwrap()
     }
 
     /// A crash between recording a purge and removing its entries: the purge point is the

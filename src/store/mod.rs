@@ -13,6 +13,7 @@
 
 mod codec;
 mod flush;
+mod growth;
 mod log_store;
 mod state_machine;
 
@@ -24,6 +25,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 pub use codec::encoded_len;
+pub use growth::LogGrowth;
 pub use log_store::LogStore;
 pub use state_machine::SharedState;
 pub use state_machine::StateMachineStore;
@@ -70,6 +72,8 @@ pub enum StoreError {
 pub struct Store {
     pub log_store: LogStore,
     pub state_machine: StateMachineStore,
+    /// Log written since the last snapshot, and that snapshot's size.
+    pub growth: Arc<LogGrowth>,
 }
 
 impl Store {
@@ -90,11 +94,15 @@ impl Store {
         }
         let db = open_db(&db_path)?;
         let flusher = Arc::new(flush::Flusher::new(db.clone()));
-        let log_store = LogStore::open(&db, Arc::clone(&flusher)).map_err(|e| corrupt(&db_path, e.to_string()))?;
-        let state_machine = StateMachineStore::open(&db, flusher).map_err(|e| corrupt(&db_path, e.to_string()))?;
+        let growth = Arc::new(LogGrowth::default());
+        let log_store = LogStore::open(&db, Arc::clone(&flusher), Arc::clone(&growth))
+            .map_err(|e| corrupt(&db_path, e.to_string()))?;
+        let state_machine =
+            StateMachineStore::open(&db, flusher, Arc::clone(&growth)).map_err(|e| corrupt(&db_path, e.to_string()))?;
         Ok(Store {
             log_store,
             state_machine,
+            growth,
         })
     }
 
@@ -115,6 +123,9 @@ impl StoreClosed {
     }
 }
 
+/// sled's page cache.
+const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How long open waits for a lock that the previous holder is releasing: sled's background
 /// I/O threads let go of the lock file a moment after the last handle is dropped, so an
 /// in-process restart, or a process restarted right after it exited, may find it still held.
@@ -128,6 +139,9 @@ fn open_db(db_path: &Path) -> Result<sled::Db, StoreError> {
             // Durability comes from explicit flushes before openraft is told a write is
             // done; the periodic background flush is only a backstop.
             .flush_every_ms(Some(1000))
+            // sled's page cache defaults to 1 GiB; the log is read back only by replication of
+            // recent entries and the snapshot only on start-up and catch-up.
+            .cache_capacity(SLED_CACHE_BYTES)
             .open()
             .map_err(|e| open_error(db_path, e));
         match opened {

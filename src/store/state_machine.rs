@@ -31,6 +31,7 @@ use crate::store::codec::decode;
 use crate::store::codec::encode;
 use crate::store::codec::sled_err;
 use crate::store::flush::Flusher;
+use crate::store::growth::LogGrowth;
 
 const SNAPSHOT_META_KEY: &[u8] = b"meta";
 const SNAPSHOT_DATA_KEY: &[u8] = b"data";
@@ -82,6 +83,8 @@ struct SnapshotSlot {
     /// on a task of their own, so a build that read the state before an install may finish
     /// after it.
     write_lock: Arc<Mutex<()>>,
+    /// Told the size of every snapshot saved or loaded, for the snapshot trigger.
+    growth: Arc<LogGrowth>,
 }
 
 impl SnapshotSlot {
@@ -104,6 +107,7 @@ impl SnapshotSlot {
                 batch.insert(SNAPSHOT_META_KEY, encode(meta));
                 batch.insert(SNAPSHOT_DATA_KEY, data);
                 self.tree.apply_batch(batch).map_err(sled_err)?;
+                self.growth.set_snapshot(data.len());
             }
         }
         self.flusher.flush().await
@@ -113,7 +117,10 @@ impl SnapshotSlot {
         let meta = self.tree.get(SNAPSHOT_META_KEY).map_err(sled_err)?;
         let data = self.tree.get(SNAPSHOT_DATA_KEY).map_err(sled_err)?;
         match (meta, data) {
-            (Some(meta), Some(data)) => Ok(Some((decode(&meta, "snapshot meta")?, data.to_vec()))),
+            (Some(meta), Some(data)) => {
+                self.growth.set_snapshot(data.len());
+                Ok(Some((decode(&meta, "snapshot meta")?, data.to_vec())))
+            }
             (None, None) => Ok(None),
             _ => Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot meta without data")),
         }
@@ -121,11 +128,12 @@ impl SnapshotSlot {
 }
 
 impl StateMachineStore {
-    pub(super) fn open(db: &sled::Db, flusher: Arc<Flusher>) -> io::Result<StateMachineStore> {
+    pub(super) fn open(db: &sled::Db, flusher: Arc<Flusher>, growth: Arc<LogGrowth>) -> io::Result<StateMachineStore> {
         let snapshot_slot = SnapshotSlot {
             flusher,
             tree: db.open_tree("snapshot").map_err(sled_err)?,
             write_lock: Arc::new(Mutex::new(())),
+            growth,
         };
         let applied = match snapshot_slot.load()? {
             Some((meta, data)) => restore(&meta, &data)?,
@@ -281,6 +289,7 @@ mod tests {
             flusher: Arc::new(Flusher::new(db.clone())),
             tree: db.open_tree("snapshot").unwrap(),
             write_lock: Arc::new(Mutex::new(())),
+            growth: Arc::default(),
         };
         slot.save(&meta(Some(log_id(2, 10))), b"newer").await.unwrap();
         slot.save(&meta(Some(log_id(1, 5))), b"older").await.unwrap();

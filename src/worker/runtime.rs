@@ -248,7 +248,7 @@ impl Shared {
         // heartbeating the new leader while its stream waits on the old one.
         let session_over = shutdown.child_token();
         let heartbeat_every = Duration::from_millis(registered.heartbeat_interval_ms.max(50));
-        let pinned = Some(leader);
+        let pinned = Some(leader.clone());
         tokio::spawn(
             self.clone()
                 .heartbeat_loop(heartbeat_every, pinned, session_over.clone()),
@@ -259,14 +259,19 @@ impl Shared {
                 _ = session_over.cancelled() => return Ok(()),
                 message = stream.message() => message,
             };
-            match message {
-                Ok(Some(instruction)) => self.clone().follow(instruction, attempts),
-                Ok(None) => return Ok(()),
-                Err(status) => {
-                    tracing::info!(worker = %self.options.worker_id, "assignment stream ended: {}", status.message());
-                    return Ok(());
+            let ended = match message {
+                Ok(Some(instruction)) => {
+                    self.clone().follow(instruction, attempts);
+                    continue;
                 }
-            }
+                Ok(None) => "closed by the node".to_string(),
+                Err(status) => status.message().to_string(),
+            };
+            // The node dropped the stream (deposed, cut off) or went silent: look for the
+            // leader elsewhere first; a node that still leads is found again through hints.
+            tracing::info!(worker = %self.options.worker_id, %leader, "assignment stream ended: {ended}");
+            self.cluster.avoid(&leader);
+            return Ok(());
         }
     }
 
@@ -346,7 +351,7 @@ impl Shared {
                 (Ok(reply), _) => self.stop_attempts(&reply.void_tokens, StopReason::Cancelled),
                 (Err(e), Some(node)) => {
                     tracing::info!(worker = %self.options.worker_id, "heartbeat to {node} failed ({e}): looking for the leader");
-                    self.cluster.forget_preferred(node);
+                    self.cluster.avoid(node);
                     stop.cancel();
                     return;
                 }
