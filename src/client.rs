@@ -42,6 +42,10 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_millis(300);
 /// How long a node that did not answer is tried after the others (it is forgiven at once
 /// when it answers a call).
 const SILENT_FOR: Duration = Duration::from_secs(2);
+/// Deadline of a call to such a node, when a leader hint points at it: followers name the
+/// old leader until the new one contacts them, so the hint may be stale; or the node may be
+/// a restarted leader, which answers at once.
+const SILENT_PROBE_DEADLINE: Duration = Duration::from_millis(200);
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(160);
 
@@ -177,8 +181,14 @@ impl ClusterClient {
         let mut backoff = BACKOFF_MIN;
         let mut target = self.preferred.lock().expect("client lock poisoned").clone();
         loop {
+            // A node that did not answer lately gets only a short try: it may be back (a
+            // restarted leader), or still frozen, and then the call must move on quickly.
+            let deadline = match self.is_silent(&target) {
+                true => self.per_call_deadline.min(SILENT_PROBE_DEADLINE),
+                false => self.per_call_deadline,
+            };
             let outcome = match self.channel_for(&target) {
-                Ok(client) => match tokio::time::timeout(self.per_call_deadline, call(client)).await {
+                Ok(client) => match tokio::time::timeout(deadline, call(client)).await {
                     Ok(result) => result,
                     Err(_) => Err(Status::deadline_exceeded(format!("{target} did not answer"))),
                 },
@@ -205,9 +215,7 @@ impl ClusterClient {
                     last_error: format!("{target}: {}", status.message()),
                 });
             }
-            // A hint naming a node that just failed to answer is stale: a follower names
-            // the old leader until the new one first contacts it.
-            match leader_hint(&status).filter(|hint| *hint != target && !self.is_silent(hint)) {
+            match leader_hint(&status).filter(|hint| *hint != target) {
                 // A fresh hint is worth following at once.
                 Some(leader) => target = leader,
                 None => {

@@ -320,8 +320,16 @@ impl App {
         )))
     }
 
+    /// [`Self::check_quorum_contact`] on the current metrics, without copying them (this
+    /// runs for every write).
+    fn check_own_quorum_contact(&self) -> Result<(), AppError> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        self.check_quorum_contact(&metrics)
+    }
+
     pub(crate) async fn write(&self, command: Command) -> Result<CommandResponse, AppError> {
-        self.check_quorum_contact(&self.metrics())?;
+        self.check_own_quorum_contact()?;
         let proposal = self.proposer.propose(command);
         tokio::pin!(proposal);
         // A leader cut off after proposing cannot commit until the partition heals, maybe
@@ -331,7 +339,7 @@ impl App {
             tokio::select! {
                 outcome = &mut proposal => return outcome,
                 _ = tokio::time::sleep(QUORUM_CHECK_INTERVAL) => {
-                    if self.check_quorum_contact(&self.metrics()).is_err() {
+                    if self.check_own_quorum_contact().is_err() {
                         return Err(AppError::OutcomeUnknown);
                     }
                 }
