@@ -27,8 +27,9 @@ use crate::network::peer_endpoint;
 /// The three addresses `scripts/cluster.sh` uses by default.
 pub const DEFAULT_CLUSTER: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
 
-/// Deadline of one RPC to one node.
-const PER_CALL_DEADLINE: Duration = Duration::from_secs(1);
+/// Deadline of one RPC to one node. Generous: a frozen node is noticed by the HTTP/2
+/// pings below and a cut-off leader refuses writes, so this only bounds a slow live node.
+const PER_CALL_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a call may keep retrying across nodes (an election takes well under a second).
 const DEFAULT_OVERALL_DEADLINE: Duration = Duration::from_secs(15);
 /// HTTP/2 pings on every client connection: a node that stops answering them (paused,

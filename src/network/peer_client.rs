@@ -36,6 +36,28 @@ use crate::raft_types::Vote;
 
 /// Snapshot data travels in chunks of this size, each one gRPC message.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Encoded entries in one append RPC (at least one entry, whatever its size).
+const MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
+/// Added to an append's deadline per MiB it carries: time to send, write and fsync it.
+const APPEND_DEADLINE_PER_MIB: Duration = Duration::from_millis(100);
+
+/// Keeps the longest prefix of `entries` (at least one) whose encoding fits `max_bytes`.
+/// Returns the kept bytes and whether any entry was dropped.
+fn keep_within_bytes<T: Serialize>(entries: &mut Vec<T>, max_bytes: usize) -> (usize, bool) {
+    let mut total = 0;
+    let mut keep = entries.len();
+    for (index, entry) in entries.iter().enumerate() {
+        let size = postcard::experimental::serialized_size(entry).unwrap_or(0);
+        if index > 0 && total + size > max_bytes {
+            keep = index;
+            break;
+        }
+        total += size;
+    }
+    let held_back = keep < entries.len();
+    entries.truncate(keep);
+    (total, held_back)
+}
 
 /// Why a call failed, before it is cast into the error type openraft wants for that RPC.
 enum CallError {
@@ -154,18 +176,27 @@ fn snapshot_chunks(vote: &Vote, snapshot: &Snapshot) -> Vec<SnapshotChunk> {
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = SnapshotData;
 
+    /// Sends at most [`MAX_APPEND_BYTES`] of the entries, with a deadline that grows with
+    /// them, and reports a partial success when it held some back: openraft then sends the
+    /// rest. openraft proposes the heartbeat interval (50 ms) as the deadline of every append,
+    /// which a follower catching up on megabytes of entries can never meet: it would time
+    /// out, retry the same append, and never catch up.
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.unary(
-            &rpc,
-            option.hard_ttl(),
-            |mut c, r| async move { c.append_entries(r).await },
-        )
-        .await
-        .map_err(to_rpc_error)
+        let (sent_bytes, held_back) = keep_within_bytes(&mut rpc.entries, MAX_APPEND_BYTES);
+        let last_sent = rpc.entries.last().map(|entry| entry.log_id);
+        let deadline = option.hard_ttl() + APPEND_DEADLINE_PER_MIB * (sent_bytes / (1024 * 1024)) as u32;
+        let reply = self
+            .unary(&rpc, deadline, |mut c, r| async move { c.append_entries(r).await })
+            .await
+            .map_err(to_rpc_error)?;
+        Ok(match reply {
+            AppendEntriesResponse::Success if held_back => AppendEntriesResponse::PartialSuccess(last_sent),
+            other => other,
+        })
     }
 
     async fn vote(
@@ -228,5 +259,25 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             .map_err(to_streaming_error)?;
         postcard::from_bytes(&reply.into_inner().data)
             .map_err(|e| to_streaming_error(CallError::Remote(format!("decode snapshot reply: {e}"))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_within_bytes;
+
+    #[test]
+    fn an_append_keeps_a_prefix_within_the_byte_bound_and_at_least_one_entry() {
+        let size = postcard::experimental::serialized_size(&vec![0_u8; 100]).unwrap();
+        let mut entries = vec![vec![0_u8; 100]; 10];
+        assert_eq!(keep_within_bytes(&mut entries, 3 * size), (3 * size, true));
+        assert_eq!(entries.len(), 3);
+        let mut entries = vec![vec![0_u8; 100]; 2];
+        assert_eq!(keep_within_bytes(&mut entries, 10), (size, true));
+        assert_eq!(entries.len(), 1);
+        let mut entries = vec![vec![0_u8; 100]; 2];
+        assert_eq!(keep_within_bytes(&mut entries, 1000), (2 * size, false));
+        let mut entries: Vec<Vec<u8>> = Vec::new();
+        assert_eq!(keep_within_bytes(&mut entries, 10), (0, false));
     }
 }
