@@ -71,8 +71,8 @@ pub struct SchedulerState {
     ready: BTreeMap<String, BTreeSet<ReadyKey>>,
     /// Pending tasks whose ready time is still ahead, by that time.
     delayed: BTreeSet<(u64, TaskId)>,
-    /// Running tasks by the worker that runs them. No empty sets.
-    running_by_worker: BTreeMap<String, BTreeSet<TaskId>>,
+    /// Running tasks, and what they claim, by the worker that runs them. No empty entries.
+    running_by_worker: BTreeMap<String, WorkerLoad>,
     /// Client request id → the task it created.
     by_request_id: BTreeMap<String, TaskId>,
     /// Recurring schedules, by name.
@@ -82,6 +82,44 @@ pub struct SchedulerState {
     next_workflow_id: WorkflowId,
     /// Workflow request id → the workflow it created.
     workflow_by_request_id: BTreeMap<String, WorkflowId>,
+}
+
+/// The tasks one worker runs and the sum of what they claim. The sum is kept in step with
+/// the set, so an assignment checks a worker's free resources in O(1) instead of summing
+/// every task the worker runs (which made a batch of assignments to one worker quadratic).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct WorkerLoad {
+    tasks: BTreeSet<TaskId>,
+    /// Sums of the tasks' `spec.resources`, in u64 so that adding then removing a task
+    /// restores the sum exactly (u32 sums would have to saturate, and could not subtract
+    /// back). Capped to u32 only when read, in [`WorkerLoad::in_use`].
+    cpu_millis: u64,
+    memory_mb: u64,
+}
+
+impl WorkerLoad {
+    fn add(&mut self, task_id: TaskId, resources: &Resources) {
+        if self.tasks.insert(task_id) {
+            self.cpu_millis += u64::from(resources.cpu_millis);
+            self.memory_mb += u64::from(resources.memory_mb);
+        }
+    }
+
+    fn remove(&mut self, task_id: TaskId, resources: &Resources) {
+        if self.tasks.remove(&task_id) {
+            self.cpu_millis -= u64::from(resources.cpu_millis);
+            self.memory_mb -= u64::from(resources.memory_mb);
+        }
+    }
+
+    /// The sum as [`Resources`]: each part capped at `u32::MAX`, which is what adding the
+    /// tasks' resources with `saturating_add` gives.
+    fn in_use(&self) -> Resources {
+        Resources {
+            cpu_millis: u32::try_from(self.cpu_millis).unwrap_or(u32::MAX),
+            memory_mb: u32::try_from(self.memory_mb).unwrap_or(u32::MAX),
+        }
+    }
 }
 
 /// Which tasks a listing returns.
@@ -392,7 +430,7 @@ impl SchedulerState {
         let task_ids: Vec<TaskId> = self
             .running_by_worker
             .get(worker_id)
-            .map(|ids| ids.iter().copied().collect())
+            .map(|load| load.tasks.iter().copied().collect())
             .unwrap_or_default();
         for &task_id in &task_ids {
             self.update_task(task_id, |task| {
@@ -419,7 +457,7 @@ impl SchedulerState {
         if worker.draining {
             return Err(not_assignable(format!("worker {worker_id:?} is draining")));
         }
-        let running = self.running_by_worker.get(&worker_id).map_or(0, BTreeSet::len);
+        let running = self.running_count(&worker_id);
         if running >= worker.slots as usize {
             return Err(not_assignable(format!("worker {worker_id:?} has no free slot")));
         }
@@ -474,15 +512,13 @@ impl SchedulerState {
         })
     }
 
-    /// Resources claimed by the tasks a worker runs.
+    /// Resources claimed by the tasks a worker runs. O(log workers): the sum is kept in
+    /// [`WorkerLoad`].
     fn resources_in_use(&self, worker_id: &str) -> Resources {
         self.running_by_worker
             .get(worker_id)
-            .into_iter()
-            .flatten()
-            .fold(Resources::default(), |sum, id| {
-                sum.saturating_add(&self.tasks[id].spec.resources)
-            })
+            .map(WorkerLoad::in_use)
+            .unwrap_or_default()
     }
 
     fn report(&mut self, now_ms: u64, report: AttemptReport, jitter: u64) -> Result<TaskStatus, StateError> {
@@ -572,7 +608,7 @@ impl SchedulerState {
             self.running_by_worker
                 .entry(attempt.worker_id.clone())
                 .or_default()
-                .insert(task.id);
+                .add(task.id, &task.spec.resources);
         }
         if let Some(request_id) = &task.spec.client_request_id {
             self.by_request_id.insert(request_id.clone(), task.id);
@@ -590,8 +626,13 @@ impl SchedulerState {
             );
             self.delayed.remove(&(task.ready_at_ms, task.id));
         }
-        if let Some(attempt) = task.running_attempt() {
-            remove_from(&mut self.running_by_worker, &attempt.worker_id, &task.id);
+        if let Some(attempt) = task.running_attempt()
+            && let Some(load) = self.running_by_worker.get_mut(&attempt.worker_id)
+        {
+            load.remove(task.id, &task.spec.resources);
+            if load.tasks.is_empty() {
+                self.running_by_worker.remove(&attempt.worker_id);
+            }
         }
     }
 }

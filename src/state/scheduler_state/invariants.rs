@@ -2,6 +2,7 @@
 //! indexes. Used by tests, by snapshot restore, and per touched task in debug builds.
 
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 use super::SchedulerState;
@@ -38,7 +39,7 @@ impl SchedulerState {
                 self.count_by_status(TaskStatus::Pending)
             ));
         }
-        let running: usize = self.running_by_worker.values().map(BTreeSet::len).sum();
+        let running: usize = self.running_by_worker.values().map(|load| load.tasks.len()).sum();
         if running != self.count_by_status(TaskStatus::Running) {
             return Err(format!(
                 "{running} tasks run on workers, {} are running",
@@ -47,10 +48,11 @@ impl SchedulerState {
         }
         if self.ready.values().any(BTreeSet::is_empty)
             || self.by_status.values().any(BTreeSet::is_empty)
-            || self.running_by_worker.values().any(BTreeSet::is_empty)
+            || self.running_by_worker.values().any(|load| load.tasks.is_empty())
         {
             return Err("an empty set is left in an index".into());
         }
+        self.check_resources_in_use()?;
         for (request_id, task_id) in &self.by_request_id {
             let owner = self.tasks.get(task_id).and_then(|t| t.spec.client_request_id.as_ref());
             if owner != Some(request_id) {
@@ -86,6 +88,30 @@ impl SchedulerState {
             if worker_id != &worker.id {
                 return Err(format!("worker stored under {worker_id:?} has id {:?}", worker.id));
             }
+        }
+        Ok(())
+    }
+
+    /// Each worker's resources in use, summed anew from the running tasks, equal the sums
+    /// the index keeps.
+    fn check_resources_in_use(&self) -> Result<(), String> {
+        let mut sums: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for task in self.tasks.values() {
+            if let Some(attempt) = task.running_attempt() {
+                let sum = sums.entry(attempt.worker_id.as_str()).or_default();
+                sum.0 += u64::from(task.spec.resources.cpu_millis);
+                sum.1 += u64::from(task.spec.resources.memory_mb);
+            }
+        }
+        let kept: BTreeMap<&str, (u64, u64)> = self
+            .running_by_worker
+            .iter()
+            .map(|(worker_id, load)| (worker_id.as_str(), (load.cpu_millis, load.memory_mb)))
+            .collect();
+        if kept != sums {
+            return Err(format!(
+                "resources in use per worker are {kept:?}, the running tasks claim {sums:?}"
+            ));
         }
         Ok(())
     }
@@ -284,7 +310,7 @@ impl SchedulerState {
             let indexed = self
                 .running_by_worker
                 .get(&attempt.worker_id)
-                .is_some_and(|ids| ids.contains(&task_id));
+                .is_some_and(|load| load.tasks.contains(&task_id));
             if !indexed {
                 return Err(format!(
                     "task {task_id} is not indexed under worker {:?}",

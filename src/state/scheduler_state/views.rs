@@ -94,12 +94,12 @@ impl SchedulerState {
         self.running_by_worker
             .get(worker_id)
             .into_iter()
-            .flatten()
+            .flat_map(|load| &load.tasks)
             .map(|id| &self.tasks[id])
     }
 
     pub fn running_count(&self, worker_id: &str) -> usize {
-        self.running_by_worker.get(worker_id).map_or(0, BTreeSet::len)
+        self.running_by_worker.get(worker_id).map_or(0, |load| load.tasks.len())
     }
 
     /// Resources a worker has not yet given to running tasks.
@@ -127,7 +127,10 @@ impl SchedulerState {
 
     /// Every running task, for the leader's timeout check.
     pub fn running_tasks(&self) -> impl Iterator<Item = &Task> {
-        self.running_by_worker.values().flatten().map(|id| &self.tasks[id])
+        self.running_by_worker
+            .values()
+            .flat_map(|load| &load.tasks)
+            .map(|id| &self.tasks[id])
     }
 
     pub fn schedule(&self, name: &str) -> Option<&Schedule> {
