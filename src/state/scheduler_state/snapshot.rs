@@ -66,7 +66,7 @@ impl SchedulerState {
             clock_ms: self.clock_ms,
             workers: self.workers.values().collect(),
             queue_policies: self.queue_policies.iter().collect(),
-            tasks: self.tasks.values().collect(),
+            tasks: self.tasks.values().map(Box::as_ref).collect(),
             next_workflow_id: self.next_workflow_id,
             schedules: self.schedules.values().collect(),
             workflows: self.workflows.values().collect(),
@@ -135,7 +135,7 @@ impl SchedulerState {
                 )));
             }
             state.index(&task);
-            state.tasks.insert(task.id, task);
+            state.tasks.insert(task.id, Box::new(task));
         }
         state.check_invariants().map_err(SnapshotDecodeError::Inconsistent)?;
         Ok(state)

@@ -16,7 +16,7 @@ use crate::state::worker::Worker;
 
 impl SchedulerState {
     pub fn get(&self, task_id: TaskId) -> Option<&Task> {
-        self.tasks.get(&task_id)
+        self.tasks.get(&task_id).map(Box::as_ref)
     }
 
     pub fn task_count(&self) -> usize {
@@ -44,9 +44,9 @@ impl SchedulerState {
                     .get(&status)
                     .into_iter()
                     .flat_map(move |ids| ids.range(start..))
-                    .map(|id| &self.tasks[id]),
+                    .map(|id| &*self.tasks[id]),
             ),
-            None => Box::new(self.tasks.range(start..).map(|(_, task)| task)),
+            None => Box::new(self.tasks.range(start..).map(|(_, task)| task.as_ref())),
         };
         let mut matching = candidates.filter(|task| filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q));
         let page: Vec<Task> = matching.by_ref().take(limit).cloned().collect();
@@ -95,7 +95,7 @@ impl SchedulerState {
             .get(worker_id)
             .into_iter()
             .flat_map(|load| &load.tasks)
-            .map(|id| &self.tasks[id])
+            .map(|id| &*self.tasks[id])
     }
 
     pub fn running_count(&self, worker_id: &str) -> usize {
@@ -130,7 +130,7 @@ impl SchedulerState {
         self.running_by_worker
             .values()
             .flat_map(|load| &load.tasks)
-            .map(|id| &self.tasks[id])
+            .map(|id| &*self.tasks[id])
     }
 
     pub fn schedule(&self, name: &str) -> Option<&Schedule> {
