@@ -76,8 +76,10 @@ pub struct SchedulerState {
     delayed: BTreeSet<(u64, TaskId)>,
     /// Running tasks, and what they claim, by the worker that runs them. No empty entries.
     running_by_worker: BTreeMap<String, WorkerLoad>,
-    /// Client request id → the task it created.
-    by_request_id: BTreeMap<String, TaskId>,
+    /// The tasks that carry a client request id, as (hash of the id, task id). A lookup
+    /// compares the id each task with that hash carries, so ids whose hashes collide are
+    /// told apart. 16 B per task, where a map from the id kept a second heap copy of it.
+    by_request_id: BTreeSet<(u64, TaskId)>,
     /// Recurring schedules, by name.
     schedules: BTreeMap<String, Schedule>,
     workflows: BTreeMap<WorkflowId, Workflow>,
@@ -240,7 +242,7 @@ impl SchedulerState {
     fn submit(&mut self, now_ms: u64, spec: TaskSpec) -> Result<SubmitOutcome, StateError> {
         limits::validate_spec(&spec)?;
         if let Some(request_id) = &spec.client_request_id
-            && let Some(&task_id) = self.by_request_id.get(request_id)
+            && let Some(task_id) = self.task_by_request_id(request_id)
         {
             if self.tasks[&task_id].spec != spec {
                 return Err(StateError::RequestIdConflict {
@@ -255,6 +257,20 @@ impl SchedulerState {
         }
         let task_id = self.create_task(now_ms, spec, TaskLinks::default(), TaskStatus::Pending)?;
         Ok(SubmitOutcome { task_id, created: true })
+    }
+
+    /// The task created with this client request id, if any.
+    fn task_by_request_id(&self, request_id: &str) -> Option<TaskId> {
+        let hash = fnv1a_64(request_id.as_bytes());
+        self.by_request_id
+            .range((hash, TaskId::MIN)..=(hash, TaskId::MAX))
+            .map(|&(_, task_id)| task_id)
+            .find(|task_id| {
+                self.tasks
+                    .get(task_id)
+                    .and_then(|task| task.spec.client_request_id.as_deref())
+                    == Some(request_id)
+            })
     }
 
     /// Creates a task with the next id: validated, indexed, checked. `status` is Pending, or
@@ -289,7 +305,7 @@ impl SchedulerState {
         // Tasks linked to each other are created one by one; the caller checks them once all
         // exist.
         let linked = !(task.links.parents.is_empty() && task.links.children.is_empty() && task.links.shards.is_empty());
-        self.index(&task);
+        self.index_new(&task);
         self.tasks.insert(task_id, Box::new(task));
         if !linked {
             self.debug_check_task(task_id);
@@ -613,8 +629,15 @@ impl SchedulerState {
                 .or_default()
                 .add(task.id, &task.spec.resources);
         }
+    }
+
+    /// Indexes a task that joins the state (created, or restored from a snapshot): by its
+    /// status and by its request id. The request id entry never changes afterwards, since a
+    /// task's spec does not, so `update_task` leaves it alone.
+    fn index_new(&mut self, task: &Task) {
+        self.index(task);
         if let Some(request_id) = &task.spec.client_request_id {
-            self.by_request_id.insert(request_id.clone(), task.id);
+            self.by_request_id.insert((fnv1a_64(request_id.as_bytes()), task.id));
         }
     }
 
@@ -638,6 +661,17 @@ impl SchedulerState {
             }
         }
     }
+}
+
+/// 64-bit FNV-1a: fixed and seedless, so the same bytes hash the same on every node and in
+/// every run (the request id index and the state digest rely on that).
+pub(super) fn fnv1a_64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 /// Removes `item` from the set under `key`, and the set itself once empty.

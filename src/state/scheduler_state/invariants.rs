@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 use super::SchedulerState;
+use super::fnv1a_64;
 use crate::state::AttemptOutcome;
 use crate::state::task::TaskId;
 use crate::state::task::TaskStatus;
@@ -53,11 +54,16 @@ impl SchedulerState {
             return Err("an empty set is left in an index".into());
         }
         self.check_resources_in_use()?;
-        for (request_id, task_id) in &self.by_request_id {
-            let owner = self.tasks.get(task_id).and_then(|t| t.spec.client_request_id.as_ref());
-            if owner != Some(request_id) {
+        // With check_task's lookup of each task's own request id, every indexed entry
+        // belonging to a task that carries an id of that hash makes the index exact.
+        for &(hash, task_id) in &self.by_request_id {
+            let request_id = self
+                .tasks
+                .get(&task_id)
+                .and_then(|t| t.spec.client_request_id.as_deref());
+            if request_id.map(|r| fnv1a_64(r.as_bytes())) != Some(hash) {
                 return Err(format!(
-                    "request id {request_id:?} points at task {task_id}, which does not carry it"
+                    "request id hash {hash:#018x} points at task {task_id}, which carries no such id"
                 ));
             }
         }
@@ -167,8 +173,10 @@ impl SchedulerState {
         }
         self.check_attempts(task_id)?;
         self.check_links(task_id)?;
+        // A lookup finds the lowest id among tasks sharing a request id, so this also
+        // refuses a request id used twice.
         if let Some(request_id) = &task.spec.client_request_id
-            && self.by_request_id.get(request_id) != Some(&task_id)
+            && self.task_by_request_id(request_id) != Some(task_id)
         {
             return Err(format!(
                 "task {task_id}'s request id {request_id:?} is not indexed to it"

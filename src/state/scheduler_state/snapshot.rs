@@ -128,13 +128,13 @@ impl SchedulerState {
                 )));
             }
             if let Some(request_id) = &task.spec.client_request_id
-                && state.by_request_id.contains_key(request_id)
+                && state.task_by_request_id(request_id).is_some()
             {
                 return Err(SnapshotDecodeError::Inconsistent(format!(
                     "request id {request_id:?} is used twice"
                 )));
             }
-            state.index(&task);
+            state.index_new(&task);
             state.tasks.insert(task.id, Box::new(task));
         }
         state.check_invariants().map_err(SnapshotDecodeError::Inconsistent)?;

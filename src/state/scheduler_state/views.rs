@@ -178,12 +178,7 @@ impl SchedulerState {
     /// A 64-bit fingerprint of the whole state (FNV-1a over the snapshot encoding), to check
     /// that replicas at the same applied index hold the same state. O(n).
     pub fn digest(&self) -> u64 {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in self.to_snapshot_bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        hash
+        super::fnv1a_64(&self.to_snapshot_bytes())
     }
 }
 
