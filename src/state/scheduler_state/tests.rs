@@ -239,3 +239,48 @@ fn snapshot_with_a_pending_task_out_of_attempts_is_refused() {
     let err = SchedulerState::from_snapshot_bytes(&encode(&image_of(vec![pending]))).unwrap_err();
     assert!(err.to_string().contains("used 1 of 1 attempts"), "{err}");
 }
+
+/// The request id index holds hashes: a task whose hash matches but whose id differs (a
+/// collision) is passed over, and an entry that matches no id the task carries is refused.
+#[test]
+fn request_id_lookup_compares_the_ids_behind_a_hash() {
+    let mut first = task(1, "a");
+    let mut second = task(2, "b");
+    first.spec.client_request_id = Some("ra".to_string());
+    second.spec.client_request_id = Some("rb".to_string());
+    let mut state = SchedulerState::from_snapshot_bytes(&encode(&image_of(vec![first, second]))).unwrap();
+    assert_eq!(state.task_by_request_id("ra"), Some(1));
+    assert_eq!(state.task_by_request_id("rb"), Some(2));
+    assert_eq!(state.task_by_request_id("rc"), None);
+    // As if "ra" hashed like "rb": task 1 now comes first under rb's hash.
+    state.by_request_id.insert((fnv1a_64(b"rb"), 1));
+    assert_eq!(state.task_by_request_id("rb"), Some(2));
+    assert_eq!(state.task_by_request_id("ra"), Some(1));
+    let err = state.check_invariants().unwrap_err();
+    assert!(err.contains("points at task 1"), "{err}");
+}
+
+/// The running sums stay exact where the reported value saturates: past u32::MAX and back.
+#[test]
+fn worker_load_sums_past_u32_and_back() {
+    let huge = Resources {
+        cpu_millis: u32::MAX,
+        memory_mb: 1,
+    };
+    let mut load = WorkerLoad::default();
+    load.add(1, &huge);
+    load.add(2, &huge);
+    load.add(2, &huge);
+    assert_eq!(
+        load.in_use(),
+        Resources {
+            cpu_millis: u32::MAX,
+            memory_mb: 2
+        }
+    );
+    load.remove(1, &huge);
+    load.remove(1, &huge);
+    assert_eq!(load.in_use(), huge);
+    load.remove(2, &huge);
+    assert_eq!(load, WorkerLoad::default());
+}
