@@ -284,3 +284,85 @@ fn worker_load_sums_past_u32_and_back() {
     load.remove(2, &huge);
     assert_eq!(load, WorkerLoad::default());
 }
+
+/// Snapshots are stored and shipped to other nodes: their bytes must not change unless
+/// SNAPSHOT_FORMAT_VERSION does. This state has a worker, a request id, workflow links,
+/// shards, running and finished attempts. Length and digest were taken before the task
+/// map, request id index and links changed their in-memory layout, which must not show
+/// in the bytes. A change here needs a version bump.
+#[test]
+fn snapshot_bytes_of_format_3_are_pinned() {
+    let mut state = SchedulerState::new();
+    state.apply(Command::RegisterWorker {
+        now_ms: 10,
+        registration: WorkerRegistration {
+            id: "w1".to_string(),
+            session: "s1".to_string(),
+            slots: 4,
+            labels: BTreeMap::from([("zone".to_string(), "a".to_string())]),
+            resources: Resources {
+                cpu_millis: 1000,
+                memory_mb: 1024,
+            },
+            lease_ms: 5000,
+        },
+    });
+    let mut first = spec("first");
+    first.client_request_id = Some("r1".to_string());
+    first.resources.cpu_millis = 250;
+    first.max_attempts = 2;
+    let mut second = spec("second");
+    second.labels.insert("team".to_string(), "x".to_string());
+    state.apply(Command::SubmitTasks {
+        now_ms: 20,
+        specs: vec![first, second],
+    });
+    let workflow_task = |key: &str, after: &[&str]| crate::state::WorkflowTaskSpec {
+        key: key.to_string(),
+        spec: spec(key),
+        after: after.iter().map(|k| k.to_string()).collect(),
+    };
+    state.apply(Command::SubmitWorkflow {
+        now_ms: 30,
+        workflow: crate::state::WorkflowSpec {
+            name: "wf".to_string(),
+            request_id: Some("wf1".to_string()),
+            tasks: vec![workflow_task("a", &[]), workflow_task("b", &["a"])],
+        },
+    });
+    state.apply(Command::SubmitShards {
+        now_ms: 40,
+        spec: spec("broadcast"),
+        pins: vec![Some("w1".to_string()), None],
+    });
+    let CommandResponse::Assigned(assigned) = state.apply(Command::AssignTasks {
+        now_ms: 50,
+        seed: 1,
+        assignments: vec![(1, "w1".to_string()), (2, "w1".to_string())],
+    }) else {
+        panic!("assign answered with another response");
+    };
+    let token = assigned[1].as_ref().expect("task 2 is assignable").token;
+    state.apply(Command::ReportResult {
+        now_ms: 60,
+        report: AttemptReport {
+            task_id: 2,
+            token,
+            outcome: AttemptOutcome::Succeeded,
+            exit_code: Some(0),
+            error: None,
+            retryable: false,
+            stdout_tail: "out".to_string(),
+            stderr_tail: String::new(),
+        },
+        jitter: 0,
+    });
+    state.check_invariants().unwrap();
+    assert_eq!(state.running_count("w1"), 1);
+    let bytes = state.to_snapshot_bytes();
+    assert_eq!(
+        (bytes.len(), state.digest()),
+        (415, 792_987_402_689_405_747),
+        "the snapshot encoding changed; bump SNAPSHOT_FORMAT_VERSION"
+    );
+}
