@@ -300,7 +300,7 @@ impl SchedulerState {
             updated_at_ms: now_ms,
             reason: None,
             attempts: Vec::new(),
-            links,
+            links: links.into(),
         };
         // Tasks linked to each other are created one by one; the caller checks them once all
         // exist.

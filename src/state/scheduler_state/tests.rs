@@ -54,7 +54,7 @@ fn task(id: TaskId, name: &str) -> Task {
         reason: None,
         attempts: Vec::new(),
         ready_at_ms: 1,
-        links: TaskLinks::default(),
+        links: TaskLinks::default().into(),
     }
 }
 
@@ -365,4 +365,27 @@ fn snapshot_bytes_of_format_3_are_pinned() {
         (415, 792_987_402_689_405_747),
         "the snapshot encoding changed; bump SNAPSHOT_FORMAT_VERSION"
     );
+}
+
+/// Links read, compare, print and encode as the `TaskLinks` they hold; empty ones are not
+/// boxed.
+#[test]
+fn links_behave_as_task_links() {
+    use crate::state::Links;
+    let empty = Links::from(TaskLinks::default());
+    assert_eq!(empty, Links::default());
+    assert_eq!(*empty, TaskLinks::default());
+    assert_eq!(format!("{empty:?}"), format!("{:?}", TaskLinks::default()));
+    let linked = TaskLinks {
+        parents: vec![1],
+        ..TaskLinks::default()
+    };
+    let some = Links::from(linked.clone());
+    assert_ne!(some, empty);
+    assert_eq!(*some, linked);
+    for (links, plain) in [(&empty, TaskLinks::default()), (&some, linked)] {
+        let bytes = postcard::to_allocvec(links).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
+        assert_eq!(&postcard::from_bytes::<Links>(&bytes).unwrap(), links);
+    }
 }
