@@ -631,8 +631,8 @@ impl SchedulerState {
         }
     }
 
-    /// Indexes a task that joins the state (created, or restored from a snapshot): by its
-    /// status and by its request id. The request id entry never changes afterwards, since a
+    /// Indexes a new task: by its status and by its request id (a restore builds the
+    /// request id index at once). The request id entry never changes afterwards, since a
     /// task's spec does not, so `update_task` leaves it alone.
     fn index_new(&mut self, task: &Task) {
         self.index(task);
