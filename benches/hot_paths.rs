@@ -42,6 +42,20 @@ const MILLION: usize = 1_000_000;
 const SCAN_PER_QUEUE: usize = 2 * limits::MAX_ASSIGNMENTS_PER_ENTRY;
 const NOW_MS: u64 = 1_800_000_000_000;
 
+/// A 32-hex request id that looks random, like `ClusterClient`'s (random u128s): ids in
+/// submission order would flatter any index ordered by the id, which then only ever
+/// grows at one end.
+fn request_id(n: u64) -> String {
+    // splitmix64: a bijection, so the ids are distinct.
+    let mix = |x: u64| {
+        let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    format!("{:016x}{:016x}", mix(n), mix(!n))
+}
+
 /// A task like the load generator's: 64 bytes of opaque payload and a 32-hex request id
 /// (what `ClusterClient` gives every submission).
 fn spec(n: u64) -> TaskSpec {
@@ -56,7 +70,7 @@ fn spec(n: u64) -> TaskSpec {
         labels: BTreeMap::new(),
         max_attempts: limits::DEFAULT_MAX_ATTEMPTS,
         attempt_timeout_ms: limits::DEFAULT_ATTEMPT_TIMEOUT_MS,
-        client_request_id: Some(format!("{:032x}", u128::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15))),
+        client_request_id: Some(request_id(n)),
         constraints: BTreeMap::new(),
         resources: Resources::default(),
         affinity_key: None,

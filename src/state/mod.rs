@@ -41,6 +41,7 @@ pub use scheduler_state::SnapshotDecodeError;
 pub use scheduler_state::WorkflowStatus;
 pub use task::Attempt;
 pub use task::AttemptOutcome;
+pub use task::Links;
 pub use task::Payload;
 pub use task::Resources;
 pub use task::Task;

@@ -54,8 +54,11 @@ type ReadyKey = (Reverse<i32>, TaskId);
 /// by [`SchedulerState::check_invariants`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SchedulerState {
-    /// Every task ever accepted, by id.
-    tasks: BTreeMap<TaskId, Task>,
+    /// Every task ever accepted, by id. Boxed: ids only grow, so the map is filled at its
+    /// right edge, where B-tree nodes split half full; a `Task` inline (~450 B) would waste
+    /// about as much again in empty node slots, a box wastes 8 B per slot. Moving a task out
+    /// and back in (`update_task`) then moves a pointer, not the task.
+    tasks: BTreeMap<TaskId, Box<Task>>,
     /// The id apply gives the next accepted task.
     next_task_id: TaskId,
     /// The fencing token apply gives the next attempt.
@@ -71,10 +74,12 @@ pub struct SchedulerState {
     ready: BTreeMap<String, BTreeSet<ReadyKey>>,
     /// Pending tasks whose ready time is still ahead, by that time.
     delayed: BTreeSet<(u64, TaskId)>,
-    /// Running tasks by the worker that runs them. No empty sets.
-    running_by_worker: BTreeMap<String, BTreeSet<TaskId>>,
-    /// Client request id → the task it created.
-    by_request_id: BTreeMap<String, TaskId>,
+    /// Running tasks, and what they claim, by the worker that runs them. No empty entries.
+    running_by_worker: BTreeMap<String, WorkerLoad>,
+    /// The tasks that carry a client request id, as (hash of the id, task id). A lookup
+    /// compares the id each task with that hash carries, so ids whose hashes collide are
+    /// told apart. 16 B per task, where a map from the id kept a second heap copy of it.
+    by_request_id: BTreeSet<(u64, TaskId)>,
     /// Recurring schedules, by name.
     schedules: BTreeMap<String, Schedule>,
     workflows: BTreeMap<WorkflowId, Workflow>,
@@ -82,6 +87,44 @@ pub struct SchedulerState {
     next_workflow_id: WorkflowId,
     /// Workflow request id → the workflow it created.
     workflow_by_request_id: BTreeMap<String, WorkflowId>,
+}
+
+/// The tasks one worker runs and the sum of what they claim. The sum is kept in step with
+/// the set, so an assignment checks a worker's free resources in O(1) instead of summing
+/// every task the worker runs (which made a batch of assignments to one worker quadratic).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct WorkerLoad {
+    tasks: BTreeSet<TaskId>,
+    /// Sums of the tasks' `spec.resources`, in u64 so that adding then removing a task
+    /// restores the sum exactly (u32 sums would have to saturate, and could not subtract
+    /// back). Capped to u32 only when read, in [`WorkerLoad::in_use`].
+    cpu_millis: u64,
+    memory_mb: u64,
+}
+
+impl WorkerLoad {
+    fn add(&mut self, task_id: TaskId, resources: &Resources) {
+        if self.tasks.insert(task_id) {
+            self.cpu_millis += u64::from(resources.cpu_millis);
+            self.memory_mb += u64::from(resources.memory_mb);
+        }
+    }
+
+    fn remove(&mut self, task_id: TaskId, resources: &Resources) {
+        if self.tasks.remove(&task_id) {
+            self.cpu_millis -= u64::from(resources.cpu_millis);
+            self.memory_mb -= u64::from(resources.memory_mb);
+        }
+    }
+
+    /// The sum as [`Resources`]: each part capped at `u32::MAX`, which is what adding the
+    /// tasks' resources with `saturating_add` gives.
+    fn in_use(&self) -> Resources {
+        Resources {
+            cpu_millis: u32::try_from(self.cpu_millis).unwrap_or(u32::MAX),
+            memory_mb: u32::try_from(self.memory_mb).unwrap_or(u32::MAX),
+        }
+    }
 }
 
 /// Which tasks a listing returns.
@@ -212,7 +255,7 @@ impl SchedulerState {
     fn submit(&mut self, now_ms: u64, spec: TaskSpec) -> Result<SubmitOutcome, StateError> {
         limits::validate_spec(&spec)?;
         if let Some(request_id) = &spec.client_request_id
-            && let Some(&task_id) = self.by_request_id.get(request_id)
+            && let Some(task_id) = self.task_by_request_id(request_id)
         {
             if self.tasks[&task_id].spec != spec {
                 return Err(StateError::RequestIdConflict {
@@ -227,6 +270,20 @@ impl SchedulerState {
         }
         let task_id = self.create_task(now_ms, spec, TaskLinks::default(), TaskStatus::Pending)?;
         Ok(SubmitOutcome { task_id, created: true })
+    }
+
+    /// The task created with this client request id, if any.
+    fn task_by_request_id(&self, request_id: &str) -> Option<TaskId> {
+        let hash = fnv1a_64(request_id.as_bytes());
+        self.by_request_id
+            .range((hash, TaskId::MIN)..=(hash, TaskId::MAX))
+            .map(|&(_, task_id)| task_id)
+            .find(|task_id| {
+                self.tasks
+                    .get(task_id)
+                    .and_then(|task| task.spec.client_request_id.as_deref())
+                    == Some(request_id)
+            })
     }
 
     /// Creates a task with the next id: validated, indexed, checked. `status` is Pending, or
@@ -256,13 +313,13 @@ impl SchedulerState {
             updated_at_ms: now_ms,
             reason: None,
             attempts: Vec::new(),
-            links,
+            links: links.into(),
         };
         // Tasks linked to each other are created one by one; the caller checks them once all
         // exist.
         let linked = !(task.links.parents.is_empty() && task.links.children.is_empty() && task.links.shards.is_empty());
-        self.index(&task);
-        self.tasks.insert(task_id, task);
+        self.index_new(&task);
+        self.tasks.insert(task_id, Box::new(task));
         if !linked {
             self.debug_check_task(task_id);
         }
@@ -405,7 +462,7 @@ impl SchedulerState {
         let task_ids: Vec<TaskId> = self
             .running_by_worker
             .get(worker_id)
-            .map(|ids| ids.iter().copied().collect())
+            .map(|load| load.tasks.iter().copied().collect())
             .unwrap_or_default();
         for &task_id in &task_ids {
             self.update_task(task_id, |task| {
@@ -432,7 +489,7 @@ impl SchedulerState {
         if worker.draining {
             return Err(not_assignable(format!("worker {worker_id:?} is draining")));
         }
-        let running = self.running_by_worker.get(&worker_id).map_or(0, BTreeSet::len);
+        let running = self.running_count(&worker_id);
         if running >= worker.slots as usize {
             return Err(not_assignable(format!("worker {worker_id:?} has no free slot")));
         }
@@ -487,15 +544,13 @@ impl SchedulerState {
         })
     }
 
-    /// Resources claimed by the tasks a worker runs.
+    /// Resources claimed by the tasks a worker runs. O(log workers): the sum is kept in
+    /// [`WorkerLoad`].
     fn resources_in_use(&self, worker_id: &str) -> Resources {
         self.running_by_worker
             .get(worker_id)
-            .into_iter()
-            .flatten()
-            .fold(Resources::default(), |sum, id| {
-                sum.saturating_add(&self.tasks[id].spec.resources)
-            })
+            .map(WorkerLoad::in_use)
+            .unwrap_or_default()
     }
 
     fn report(&mut self, now_ms: u64, report: AttemptReport, jitter: u64) -> Result<TaskStatus, StateError> {
@@ -585,10 +640,17 @@ impl SchedulerState {
             self.running_by_worker
                 .entry(attempt.worker_id.clone())
                 .or_default()
-                .insert(task.id);
+                .add(task.id, &task.spec.resources);
         }
+    }
+
+    /// Indexes a new task: by its status and by its request id (a restore builds the
+    /// request id index at once). The request id entry never changes afterwards, since a
+    /// task's spec does not, so `update_task` leaves it alone.
+    fn index_new(&mut self, task: &Task) {
+        self.index(task);
         if let Some(request_id) = &task.spec.client_request_id {
-            self.by_request_id.insert(request_id.clone(), task.id);
+            self.by_request_id.insert((fnv1a_64(request_id.as_bytes()), task.id));
         }
     }
 
@@ -603,10 +665,26 @@ impl SchedulerState {
             );
             self.delayed.remove(&(task.ready_at_ms, task.id));
         }
-        if let Some(attempt) = task.running_attempt() {
-            remove_from(&mut self.running_by_worker, &attempt.worker_id, &task.id);
+        if let Some(attempt) = task.running_attempt()
+            && let Some(load) = self.running_by_worker.get_mut(&attempt.worker_id)
+        {
+            load.remove(task.id, &task.spec.resources);
+            if load.tasks.is_empty() {
+                self.running_by_worker.remove(&attempt.worker_id);
+            }
         }
     }
+}
+
+/// 64-bit FNV-1a: fixed and seedless, so the same bytes hash the same on every node and in
+/// every run (the request id index and the state digest rely on that).
+pub(super) fn fnv1a_64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 /// Removes `item` from the set under `key`, and the set itself once empty.

@@ -404,7 +404,7 @@ impl SchedulerState {
         limits::validate_spec(&spec)?;
         limits::validate_shard_count(pins.len())?;
         if let Some(request_id) = &spec.client_request_id
-            && let Some(&task_id) = self.by_request_id.get(request_id)
+            && let Some(task_id) = self.task_by_request_id(request_id)
         {
             if self.tasks[&task_id].spec != spec {
                 return Err(StateError::RequestIdConflict {

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use super::SchedulerState;
+use super::fnv1a_64;
 use crate::scheduling::QueuePolicy;
 use crate::state::schedule::Schedule;
 use crate::state::schedule::Workflow;
@@ -66,7 +67,7 @@ impl SchedulerState {
             clock_ms: self.clock_ms,
             workers: self.workers.values().collect(),
             queue_policies: self.queue_policies.iter().collect(),
-            tasks: self.tasks.values().collect(),
+            tasks: self.tasks.values().map(Box::as_ref).collect(),
             next_workflow_id: self.next_workflow_id,
             schedules: self.schedules.values().collect(),
             workflows: self.workflows.values().collect(),
@@ -120,6 +121,7 @@ impl SchedulerState {
             }
         }
         state.queue_policies = image.queue_policies.into_iter().collect();
+        let mut request_ids = Vec::new();
         for task in image.tasks {
             if state.tasks.contains_key(&task.id) {
                 return Err(SnapshotDecodeError::Inconsistent(format!(
@@ -127,16 +129,15 @@ impl SchedulerState {
                     task.id
                 )));
             }
-            if let Some(request_id) = &task.spec.client_request_id
-                && state.by_request_id.contains_key(request_id)
-            {
-                return Err(SnapshotDecodeError::Inconsistent(format!(
-                    "request id {request_id:?} is used twice"
-                )));
-            }
             state.index(&task);
-            state.tasks.insert(task.id, task);
+            if let Some(request_id) = &task.spec.client_request_id {
+                request_ids.push((fnv1a_64(request_id.as_bytes()), task.id));
+            }
+            state.tasks.insert(task.id, Box::new(task));
         }
+        // Built at once from the sorted entries rather than inserted task by task at random
+        // places. A request id used twice is refused by check_invariants.
+        state.by_request_id = request_ids.into_iter().collect();
         state.check_invariants().map_err(SnapshotDecodeError::Inconsistent)?;
         Ok(state)
     }

@@ -54,7 +54,7 @@ fn task(id: TaskId, name: &str) -> Task {
         reason: None,
         attempts: Vec::new(),
         ready_at_ms: 1,
-        links: TaskLinks::default(),
+        links: TaskLinks::default().into(),
     }
 }
 
@@ -171,7 +171,11 @@ fn snapshot_with_a_shared_request_id_is_refused() {
         schedules: Vec::new(),
         workflows: Vec::new(),
     };
-    assert!(SchedulerState::from_snapshot_bytes(&encode(&image)).is_err());
+    let err = SchedulerState::from_snapshot_bytes(&encode(&image)).unwrap_err();
+    assert!(
+        err.to_string().contains(r#"request id "r" is used by tasks 1 and 2"#),
+        "{err}"
+    );
 }
 
 #[test]
@@ -238,4 +242,154 @@ fn snapshot_with_a_pending_task_out_of_attempts_is_refused() {
     pending.attempts = vec![attempt(1, 1, AttemptOutcome::Failed)];
     let err = SchedulerState::from_snapshot_bytes(&encode(&image_of(vec![pending]))).unwrap_err();
     assert!(err.to_string().contains("used 1 of 1 attempts"), "{err}");
+}
+
+/// The request id index holds hashes: a task whose hash matches but whose id differs (a
+/// collision) is passed over, and an entry that matches no id the task carries is refused.
+#[test]
+fn request_id_lookup_compares_the_ids_behind_a_hash() {
+    let mut first = task(1, "a");
+    let mut second = task(2, "b");
+    first.spec.client_request_id = Some("ra".to_string());
+    second.spec.client_request_id = Some("rb".to_string());
+    let mut state = SchedulerState::from_snapshot_bytes(&encode(&image_of(vec![first, second]))).unwrap();
+    assert_eq!(state.task_by_request_id("ra"), Some(1));
+    assert_eq!(state.task_by_request_id("rb"), Some(2));
+    assert_eq!(state.task_by_request_id("rc"), None);
+    // As if "ra" hashed like "rb": task 1 now comes first under rb's hash.
+    state.by_request_id.insert((fnv1a_64(b"rb"), 1));
+    assert_eq!(state.task_by_request_id("rb"), Some(2));
+    assert_eq!(state.task_by_request_id("ra"), Some(1));
+    let err = state.check_invariants().unwrap_err();
+    assert!(err.contains("the request id index does not match"), "{err}");
+}
+
+/// The running sums stay exact where the reported value saturates: past u32::MAX and back.
+#[test]
+fn worker_load_sums_past_u32_and_back() {
+    let huge = Resources {
+        cpu_millis: u32::MAX,
+        memory_mb: 1,
+    };
+    let mut load = WorkerLoad::default();
+    load.add(1, &huge);
+    load.add(2, &huge);
+    load.add(2, &huge);
+    assert_eq!(
+        load.in_use(),
+        Resources {
+            cpu_millis: u32::MAX,
+            memory_mb: 2
+        }
+    );
+    load.remove(1, &huge);
+    load.remove(1, &huge);
+    assert_eq!(load.in_use(), huge);
+    load.remove(2, &huge);
+    assert_eq!(load, WorkerLoad::default());
+}
+
+/// Snapshots are stored and shipped to other nodes: their bytes must not change unless
+/// SNAPSHOT_FORMAT_VERSION does. This state has a worker, a request id, workflow links,
+/// shards, running and finished attempts. Length and digest were taken before the task
+/// map, request id index and links changed their in-memory layout, which must not show
+/// in the bytes. A change here needs a version bump.
+#[test]
+fn snapshot_bytes_of_format_3_are_pinned() {
+    let mut state = SchedulerState::new();
+    state.apply(Command::RegisterWorker {
+        now_ms: 10,
+        registration: WorkerRegistration {
+            id: "w1".to_string(),
+            session: "s1".to_string(),
+            slots: 4,
+            labels: BTreeMap::from([("zone".to_string(), "a".to_string())]),
+            resources: Resources {
+                cpu_millis: 1000,
+                memory_mb: 1024,
+            },
+            lease_ms: 5000,
+        },
+    });
+    let mut first = spec("first");
+    first.client_request_id = Some("r1".to_string());
+    first.resources.cpu_millis = 250;
+    first.max_attempts = 2;
+    let mut second = spec("second");
+    second.labels.insert("team".to_string(), "x".to_string());
+    state.apply(Command::SubmitTasks {
+        now_ms: 20,
+        specs: vec![first, second],
+    });
+    let workflow_task = |key: &str, after: &[&str]| crate::state::WorkflowTaskSpec {
+        key: key.to_string(),
+        spec: spec(key),
+        after: after.iter().map(|k| k.to_string()).collect(),
+    };
+    state.apply(Command::SubmitWorkflow {
+        now_ms: 30,
+        workflow: crate::state::WorkflowSpec {
+            name: "wf".to_string(),
+            request_id: Some("wf1".to_string()),
+            tasks: vec![workflow_task("a", &[]), workflow_task("b", &["a"])],
+        },
+    });
+    state.apply(Command::SubmitShards {
+        now_ms: 40,
+        spec: spec("broadcast"),
+        pins: vec![Some("w1".to_string()), None],
+    });
+    let CommandResponse::Assigned(assigned) = state.apply(Command::AssignTasks {
+        now_ms: 50,
+        seed: 1,
+        assignments: vec![(1, "w1".to_string()), (2, "w1".to_string())],
+    }) else {
+        panic!("assign answered with another response");
+    };
+    let token = assigned[1].as_ref().expect("task 2 is assignable").token;
+    state.apply(Command::ReportResult {
+        now_ms: 60,
+        report: AttemptReport {
+            task_id: 2,
+            token,
+            outcome: AttemptOutcome::Succeeded,
+            exit_code: Some(0),
+            error: None,
+            retryable: false,
+            stdout_tail: "out".to_string(),
+            stderr_tail: String::new(),
+        },
+        jitter: 0,
+    });
+    state.check_invariants().unwrap();
+    assert_eq!(state.running_count("w1"), 1);
+    let bytes = state.to_snapshot_bytes();
+    assert_eq!(
+        (bytes.len(), state.digest()),
+        (415, 792_987_402_689_405_747),
+        "the snapshot encoding changed; bump SNAPSHOT_FORMAT_VERSION"
+    );
+}
+
+/// Links read, compare, print and encode as the `TaskLinks` they hold; empty ones are not
+/// boxed.
+#[test]
+fn links_behave_as_task_links() {
+    use crate::state::Links;
+    let empty = Links::from(TaskLinks::default());
+    assert_eq!(empty, Links::default());
+    assert_eq!(*empty, TaskLinks::default());
+    assert_eq!(format!("{empty:?}"), format!("{:?}", TaskLinks::default()));
+    let linked = TaskLinks {
+        parents: vec![1],
+        ..TaskLinks::default()
+    };
+    let some = Links::from(linked.clone());
+    assert_ne!(some, empty);
+    assert_eq!(*some, linked);
+    for (links, plain) in [(&empty, TaskLinks::default()), (&some, linked)] {
+        let bytes = postcard::to_allocvec(links).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
+        assert_eq!(&postcard::from_bytes::<Links>(&bytes).unwrap(), links);
+    }
 }

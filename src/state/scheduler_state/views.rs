@@ -16,7 +16,7 @@ use crate::state::worker::Worker;
 
 impl SchedulerState {
     pub fn get(&self, task_id: TaskId) -> Option<&Task> {
-        self.tasks.get(&task_id)
+        self.tasks.get(&task_id).map(Box::as_ref)
     }
 
     pub fn task_count(&self) -> usize {
@@ -44,9 +44,9 @@ impl SchedulerState {
                     .get(&status)
                     .into_iter()
                     .flat_map(move |ids| ids.range(start..))
-                    .map(|id| &self.tasks[id]),
+                    .map(|id| &*self.tasks[id]),
             ),
-            None => Box::new(self.tasks.range(start..).map(|(_, task)| task)),
+            None => Box::new(self.tasks.range(start..).map(|(_, task)| task.as_ref())),
         };
         let mut matching = candidates.filter(|task| filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q));
         let page: Vec<Task> = matching.by_ref().take(limit).cloned().collect();
@@ -94,12 +94,12 @@ impl SchedulerState {
         self.running_by_worker
             .get(worker_id)
             .into_iter()
-            .flatten()
-            .map(|id| &self.tasks[id])
+            .flat_map(|load| &load.tasks)
+            .map(|id| &*self.tasks[id])
     }
 
     pub fn running_count(&self, worker_id: &str) -> usize {
-        self.running_by_worker.get(worker_id).map_or(0, BTreeSet::len)
+        self.running_by_worker.get(worker_id).map_or(0, |load| load.tasks.len())
     }
 
     /// Resources a worker has not yet given to running tasks.
@@ -127,7 +127,10 @@ impl SchedulerState {
 
     /// Every running task, for the leader's timeout check.
     pub fn running_tasks(&self) -> impl Iterator<Item = &Task> {
-        self.running_by_worker.values().flatten().map(|id| &self.tasks[id])
+        self.running_by_worker
+            .values()
+            .flat_map(|load| &load.tasks)
+            .map(|id| &*self.tasks[id])
     }
 
     pub fn schedule(&self, name: &str) -> Option<&Schedule> {
@@ -175,12 +178,7 @@ impl SchedulerState {
     /// A 64-bit fingerprint of the whole state (FNV-1a over the snapshot encoding), to check
     /// that replicas at the same applied index hold the same state. O(n).
     pub fn digest(&self) -> u64 {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in self.to_snapshot_bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        hash
+        super::fnv1a_64(&self.to_snapshot_bytes())
     }
 }
 
