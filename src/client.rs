@@ -37,9 +37,6 @@ const DEFAULT_OVERALL_DEADLINE: Duration = Duration::from_secs(15);
 /// next node, instead of each waiting out its deadline.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(200);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_millis(300);
-/// Between tries of unavailable nodes. The cap is short because the common cause is an
-/// election, over within a few hundred ms: a longer wait would be paid after it ends.
-/// Jitter (half to full) keeps many clients from retrying in lockstep.
 /// How long a node that did not answer is tried after the others (it is forgiven at once
 /// when it answers a call).
 const SILENT_FOR: Duration = Duration::from_secs(2);
@@ -47,6 +44,9 @@ const SILENT_FOR: Duration = Duration::from_secs(2);
 /// old leader until the new one contacts them, so the hint may be stale; or the node may be
 /// a restarted leader, which answers at once.
 const SILENT_PROBE_DEADLINE: Duration = Duration::from_millis(200);
+/// Between tries of unavailable nodes. The cap is short because the common cause is an
+/// election, over within a few hundred ms: a longer wait would be paid after it ends.
+/// Jitter (half to full) keeps many clients from retrying in lockstep.
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(160);
 
@@ -85,8 +85,7 @@ pub struct ClusterClient {
     /// retries go to the others first, so a paused node is not waited on twice.
     silent: Arc<Mutex<BTreeMap<String, Instant>>>,
     overall_deadline: Duration,
-    /// Deadline of one RPC to one node: how long a silent (paused, cut-off) node can hold a
-    /// call before the next node is tried.
+    /// Deadline of one RPC to one node (shorter for a node that lately did not answer).
     per_call_deadline: Duration,
 }
 
@@ -243,7 +242,7 @@ impl ClusterClient {
 
     /// A node that failed a call is not tried first by the next call (of any clone): a
     /// paused or cut-off leader would otherwise hold every call for a full deadline.
-    fn forget_preferred(&self, failed: &str) {
+    pub(crate) fn forget_preferred(&self, failed: &str) {
         let mut preferred = self.preferred.lock().expect("client lock poisoned");
         if *preferred == failed {
             *preferred = self.next_endpoint(failed);

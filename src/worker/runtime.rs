@@ -259,18 +259,20 @@ impl Shared {
                 _ = session_over.cancelled() => return Ok(()),
                 message = stream.message() => message,
             };
-            let ended = match message {
+            // The node closed the stream (deposed, cut off) or went silent: look for the
+            // leader elsewhere first; a node that still leads is found again through hints.
+            match message {
                 Ok(Some(instruction)) => {
                     self.clone().follow(instruction, attempts);
                     continue;
                 }
-                Ok(None) => "closed by the node".to_string(),
-                Err(status) => status.message().to_string(),
-            };
-            // The node dropped the stream (deposed, cut off) or went silent: look for the
-            // leader elsewhere first; a node that still leads is found again through hints.
-            tracing::info!(worker = %self.options.worker_id, %leader, "assignment stream ended: {ended}");
-            self.cluster.avoid(&leader);
+                Ok(None) => self.cluster.forget_preferred(&leader),
+                Err(status) => {
+                    tracing::info!(worker = %self.options.worker_id, %leader, "assignment stream broke: {}", status.message());
+                    self.cluster.avoid(&leader);
+                }
+            }
+            tracing::info!(worker = %self.options.worker_id, %leader, "assignment stream ended");
             return Ok(());
         }
     }
@@ -351,7 +353,12 @@ impl Shared {
                 (Ok(reply), _) => self.stop_attempts(&reply.void_tokens, StopReason::Cancelled),
                 (Err(e), Some(node)) => {
                     tracing::info!(worker = %self.options.worker_id, "heartbeat to {node} failed ({e}): looking for the leader");
-                    self.cluster.avoid(node);
+                    // A node that answered (deposed, session replaced) is alive: only the
+                    // next call should start elsewhere. One that did not is avoided a while.
+                    match e {
+                        ClientError::Rejected(_) => self.cluster.forget_preferred(node),
+                        _ => self.cluster.avoid(node),
+                    }
                     stop.cancel();
                     return;
                 }
