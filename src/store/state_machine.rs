@@ -93,6 +93,16 @@ impl SnapshotSlot {
     /// would start below log entries that were purged because of the newer one. Returns
     /// once the slot's content is durable, either way.
     async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+        // Writing a snapshot of a big state takes long: keep it off the async workers, which
+        // must go on sending heartbeats meanwhile.
+        let (slot, meta_owned, data_owned) = (self.clone(), meta.clone(), data.to_vec());
+        tokio::task::spawn_blocking(move || slot.write_if_newer(&meta_owned, &data_owned))
+            .await
+            .map_err(|e| io::Error::other(format!("snapshot write task: {e}")))??;
+        self.flusher.flush().await
+    }
+
+    fn write_if_newer(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
         {
             let _guard = self
                 .write_lock
@@ -110,7 +120,7 @@ impl SnapshotSlot {
                 self.growth.set_snapshot(data.len());
             }
         }
-        self.flusher.flush().await
+        Ok(())
     }
 
     fn load(&self) -> io::Result<Option<(SnapshotMeta, SnapshotData)>> {
@@ -247,14 +257,20 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
-        let (meta, data) = {
-            let applied = self.shared.read();
+        // Encoding a big state takes long (0.65 s for a million tasks): on a blocking thread,
+        // so the async workers go on with heartbeats and RPCs. Apply still waits for the
+        // read lock meanwhile.
+        let shared = self.shared.clone();
+        let (meta, data) = tokio::task::spawn_blocking(move || {
+            let applied = shared.read();
             let meta = SnapshotMeta {
                 last_log_id: applied.last_applied,
                 last_membership: applied.last_membership.clone(),
             };
             (meta, applied.scheduler.to_snapshot_bytes())
-        };
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("snapshot encode task: {e}")))?;
         self.snapshot_slot.save(&meta, &data).await?;
         Ok(Snapshot { meta, snapshot: data })
     }
