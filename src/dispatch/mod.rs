@@ -107,19 +107,16 @@ impl Dispatcher {
     /// give every worker a full lease to re-attach. On losing it: drop every stream.
     async fn still_leading(&mut self) -> bool {
         let metrics = self.app.metrics();
-        if metrics.state != ServerState::Leader {
+        // Cut off from the majority counts as not leading: its writes cannot commit, and the
+        // others are electing a new leader. Closing the streams sends the workers looking for
+        // it now rather than when the partition heals.
+        let not_leading = match metrics.state {
+            ServerState::Leader => self.app.check_quorum_contact(&metrics).err().map(|e| e.to_string()),
+            _ => Some("no longer leader".to_string()),
+        };
+        if let Some(why) = not_leading {
             if self.leading_term.take().is_some() {
-                tracing::info!("no longer leader: closing worker streams");
-                self.app.hub().disconnect_all();
-            }
-            return false;
-        }
-        // Cut off from the majority: its writes cannot commit, and the others are electing a
-        // new leader. Closing the streams sends the workers looking for it now rather than
-        // when the partition heals.
-        if let Err(e) = self.app.check_quorum_contact(&metrics) {
-            if self.leading_term.take().is_some() {
-                tracing::warn!("{e}: closing worker streams");
+                tracing::info!("{why}: closing worker streams");
                 self.app.hub().disconnect_all();
             }
             return false;

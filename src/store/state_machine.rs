@@ -92,14 +92,16 @@ impl SnapshotSlot {
     /// build must not replace a newer installed snapshot, or after a restart the state
     /// would start below log entries that were purged because of the newer one. Returns
     /// once the slot's content is durable, either way.
-    async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+    /// Takes the data and gives it back (a snapshot can be hundreds of MB: no copy).
+    async fn save(&self, meta: &SnapshotMeta, data: SnapshotData) -> io::Result<SnapshotData> {
         // Writing a snapshot of a big state takes long: keep it off the async workers, which
         // must go on sending heartbeats meanwhile.
-        let (slot, meta_owned, data_owned) = (self.clone(), meta.clone(), data.to_vec());
-        tokio::task::spawn_blocking(move || slot.write_if_newer(&meta_owned, &data_owned))
+        let (slot, meta) = (self.clone(), meta.clone());
+        let data = tokio::task::spawn_blocking(move || slot.write_if_newer(&meta, &data).map(|()| data))
             .await
             .map_err(|e| io::Error::other(format!("snapshot write task: {e}")))??;
-        self.flusher.flush().await
+        self.flusher.flush().await?;
+        Ok(data)
     }
 
     fn write_if_newer(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
@@ -230,7 +232,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
         let applied = restore(meta, &snapshot)?;
-        self.snapshot_slot.save(meta, &snapshot).await?;
+        self.snapshot_slot.save(meta, snapshot).await?;
         // A crash after the snapshot is durable but before the state in memory is replaced.
         fail::fail_point!("install-snapshot-before-load", |_| Err(io::Error::other(
             "failpoint install-snapshot-before-load"
@@ -271,7 +273,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
         .await
         .map_err(|e| io::Error::other(format!("snapshot encode task: {e}")))?;
-        self.snapshot_slot.save(&meta, &data).await?;
+        let data = self.snapshot_slot.save(&meta, data).await?;
         Ok(Snapshot { meta, snapshot: data })
     }
 }
@@ -307,14 +309,14 @@ mod tests {
             write_lock: Arc::new(Mutex::new(())),
             growth: Arc::default(),
         };
-        slot.save(&meta(Some(log_id(2, 10))), b"newer").await.unwrap();
-        slot.save(&meta(Some(log_id(1, 5))), b"older").await.unwrap();
-        slot.save(&meta(None), b"none").await.unwrap();
+        slot.save(&meta(Some(log_id(2, 10))), b"newer".to_vec()).await.unwrap();
+        slot.save(&meta(Some(log_id(1, 5))), b"older".to_vec()).await.unwrap();
+        slot.save(&meta(None), b"none".to_vec()).await.unwrap();
         let (stored, data) = slot.load().unwrap().unwrap();
         assert_eq!(stored.last_log_id, Some(log_id(2, 10)));
         assert_eq!(data, b"newer");
 
-        slot.save(&meta(Some(log_id(2, 11))), b"newest").await.unwrap();
+        slot.save(&meta(Some(log_id(2, 11))), b"newest".to_vec()).await.unwrap();
         let (stored, data) = slot.load().unwrap().unwrap();
         assert_eq!(stored.last_log_id, Some(log_id(2, 11)));
         assert_eq!(data, b"newest");
