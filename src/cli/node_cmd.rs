@@ -37,7 +37,8 @@ pub struct NodeArgs {
     election_min_ms: Option<u64>,
     #[arg(long)]
     election_max_ms: Option<u64>,
-    /// Take a snapshot (and purge the log behind it) after this many entries.
+    /// Snapshot (and purge the log behind it) after at least this many entries, once the log
+    /// since the last snapshot is also half its size.
     #[arg(long)]
     snapshot_after: Option<u64>,
     /// Dial these peers at other addresses, ID=HOST:PORT,... (e.g. through proxies).
