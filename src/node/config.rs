@@ -26,13 +26,13 @@ pub struct NodeConfig {
     pub cluster_id: String,
     /// id → address of every founding member. Only the lowest id initialises the cluster,
     /// and only on a brand-new data dir; on restart this is ignored.
-    #[serde(default)]
+    #[serde(default, with = "node_id_keys")]
     pub initial_members: BTreeMap<NodeId, String>,
     #[serde(default)]
     pub raft: RaftTuning,
     /// id → address to dial for that peer instead of its membership address (e.g. through a
     /// proxy, as the chaos tool does). Normally empty.
-    #[serde(default)]
+    #[serde(default, with = "node_id_keys")]
     pub peer_dial_overrides: BTreeMap<NodeId, String>,
 }
 
@@ -127,6 +127,96 @@ impl NodeConfig {
     }
 }
 
+/// (De)serializes a map keyed by node id. TOML keys are always strings (`1 = "host:port"` has
+/// the key `"1"`), and JSON object keys too, so ids are written as strings and read from a
+/// string or an integer; a key that is not a node id is refused with its text.
+mod node_id_keys {
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::Serializer;
+    use serde::de::MapAccess;
+    use serde::de::Visitor;
+
+    use crate::raft_types::NodeId;
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<NodeId, String>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(map.iter().map(|(id, addr)| (id.to_string(), addr)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<NodeId, String>, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+
+    struct MembersVisitor;
+
+    impl<'de> Visitor<'de> for MembersVisitor {
+        type Value = BTreeMap<NodeId, String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a table of node id = \"host:port\", e.g. 1 = \"127.0.0.1:50051\"")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+            let mut map = BTreeMap::new();
+            while let Some((key, addr)) = access.next_entry::<IdKey, String>()? {
+                if map.insert(key.0, addr).is_some() {
+                    return Err(serde::de::Error::custom(format!(
+                        "node id {} is listed twice; give each member one line",
+                        key.0
+                    )));
+                }
+            }
+            Ok(map)
+        }
+    }
+
+    /// A map key that names a node id: `"1"` (TOML, JSON) or `1` (formats with integer keys).
+    struct IdKey(NodeId);
+
+    impl<'de> serde::Deserialize<'de> for IdKey {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<IdKey, D::Error> {
+            deserializer.deserialize_any(IdKeyVisitor)
+        }
+    }
+
+    struct IdKeyVisitor;
+
+    impl Visitor<'_> for IdKeyVisitor {
+        type Value = IdKey;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a node id (a whole number from 1)")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, id: u64) -> Result<IdKey, E> {
+            Ok(IdKey(id))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, id: i64) -> Result<IdKey, E> {
+            NodeId::try_from(id)
+                .map(IdKey)
+                .map_err(|_| E::custom(format!("node id {id} is negative; node ids are whole numbers from 1")))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<IdKey, E> {
+            // Only ASCII digits: `u64::from_str` would also take "+1".
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(E::custom(format!(
+                    "{text:?} is not a node id: member keys are whole numbers from 1, e.g. 1 = \"127.0.0.1:50051\""
+                )));
+            }
+            text.parse().map(IdKey).map_err(|_| {
+                E::custom(format!(
+                    "node id {text} is too large: node ids are at most {}",
+                    NodeId::MAX
+                ))
+            })
+        }
+    }
+}
+
 /// Parses `1=127.0.0.1:50051,2=127.0.0.1:50052`.
 pub fn parse_members(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
     text.split(',')
@@ -142,4 +232,66 @@ pub fn parse_members(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError
             Ok((id, addr.to_string()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEMBERS_TOML: &str = r#"
+node_id = 1
+listen_addr = "127.0.0.1:50051"
+data_dir = "data/node1"
+
+[initial_members]
+1 = "127.0.0.1:50051"
+2 = "127.0.0.1:50052"
+3 = "127.0.0.1:50053"
+
+[peer_dial_overrides]
+"2" = "127.0.0.1:60052"
+"#;
+
+    #[test]
+    fn toml_member_keys_are_read_as_node_ids() {
+        let config: NodeConfig = toml::from_str(MEMBERS_TOML).expect("the README's form parses");
+        let ids: Vec<NodeId> = config.initial_members.keys().copied().collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(config.initial_members[&2], "127.0.0.1:50052");
+        assert_eq!(config.peer_dial_overrides[&2], "127.0.0.1:60052");
+        config.validate().expect("a valid config");
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_node_id_is_refused_with_its_text() {
+        for (key, expected) in [
+            ("one", "\"one\" is not a node id"),
+            ("-1", "\"-1\" is not a node id"),
+            ("+1", "\"+1\" is not a node id"),
+            ("18446744073709551616", "node id 18446744073709551616 is too large"),
+        ] {
+            let text = format!(
+                "node_id = 1\nlisten_addr = \"a:1\"\ndata_dir = \"d\"\n[initial_members]\n\"{key}\" = \"a:1\"\n"
+            );
+            let error = toml::from_str::<NodeConfig>(&text).expect_err(key).to_string();
+            assert!(error.contains(expected), "key {key:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_same_id_twice_is_refused() {
+        let text =
+            "node_id = 1\nlisten_addr = \"a:1\"\ndata_dir = \"d\"\n[initial_members]\n1 = \"a:1\"\n01 = \"b:1\"\n";
+        let error = toml::from_str::<NodeConfig>(text).expect_err("duplicate").to_string();
+        assert!(error.contains("node id 1 is listed twice"), "{error}");
+    }
+
+    #[test]
+    fn toml_and_json_round_trip() {
+        let config: NodeConfig = toml::from_str(MEMBERS_TOML).expect("parses");
+        let toml_text = toml::to_string(&config).expect("serializes to TOML");
+        assert_eq!(toml::from_str::<NodeConfig>(&toml_text).expect("TOML back"), config);
+        let json = serde_json::to_string(&config).expect("serializes to JSON");
+        assert_eq!(serde_json::from_str::<NodeConfig>(&json).expect("JSON back"), config);
+    }
 }
