@@ -1,0 +1,238 @@
+//! A three-node cluster of the real `raftsched` binary and its workers, run by
+//! `scripts/cluster.sh` in a temporary data dir on free ports, and the helpers to drive it
+//! through the CLI. Shared by `cli_e2e.rs` and `readme.rs` (each includes this file with
+//! `#[path]`, so neither compiles the in-process harness of `common/mod.rs`).
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::net::Ipv4Addr;
+use std::net::SocketAddrV4;
+use std::net::TcpListener;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Command;
+use std::process::Output;
+use std::process::Stdio;
+use std::sync::atomic::AtomicU16;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_raftsched");
+/// Deadline of every wait for the cluster (election, failover, catch-up).
+pub const WAIT: Duration = Duration::from_secs(30);
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+pub fn script_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn describe(output: &Output) -> String {
+    format!(
+        "{}\n--- stdout ---\n{}--- stderr ---\n{}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    )
+}
+
+/// Polls `check` until it returns `Ok`, or panics with its last error after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(e) if Instant::now() >= deadline => panic!("timed out after {timeout:?} waiting for {what}; last: {e}"),
+            Err(_) => std::thread::sleep(POLL_INTERVAL),
+        }
+    }
+}
+
+/// Three consecutive free ports on 127.0.0.1. They are searched below the kernel's ephemeral
+/// range, so that no port-0 bind or outgoing connection elsewhere (the other cluster tests
+/// run concurrently) can take one between this check and the nodes' own bind. Each call
+/// starts at another offset, so tests in this process never pick the same ports.
+pub fn free_port_base() -> u16 {
+    static CALLS: AtomicU16 = AtomicU16::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = if ephemeral_low > 12_000 {
+        (10_000, ephemeral_low - 3)
+    } else {
+        (ephemeral_low.saturating_add(20_000), 65_000)
+    };
+    let slots = u32::from((high - low) / 3);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = std::process::id().wrapping_mul(7919) ^ nanos;
+    let call = u32::from(CALLS.fetch_add(1, Ordering::Relaxed));
+    for attempt in 0..slots {
+        let slot = (seed.wrapping_add((call * 97 + attempt) * 3)) % slots;
+        let base = low + 3 * u16::try_from(slot).expect("a slot is below `slots`, a u16");
+        let bound: Vec<TcpListener> = (0..3)
+            .map_while(|i| TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, base + i)).ok())
+            .collect();
+        if bound.len() == 3 {
+            return base;
+        }
+    }
+    panic!("no three consecutive free ports in {low}..{high}");
+}
+
+/// A cluster run by `scripts/cluster.sh` in a temporary data dir, with its workers; dropping it
+/// stops them all.
+pub struct LocalCluster {
+    pub data: tempfile::TempDir,
+    pub port_base: u16,
+    /// RAFTSCHED_WORKERS for the script.
+    pub workers: u8,
+    /// RAFTSCHED_WORKER_LEASE_MS for the script; None: the script's default.
+    pub worker_lease_ms: Option<u64>,
+}
+
+/// How long a stopping worker may finish its attempts (RAFTSCHED_WORKER_DRAIN_MS): short, so
+/// that stopping a cluster with a task still running does not hold a test up.
+pub const WORKER_DRAIN_MS: u64 = 2000;
+
+impl LocalCluster {
+    /// A cluster with the script's defaults: two workers, the default lease.
+    pub fn new() -> LocalCluster {
+        LocalCluster {
+            data: tempfile::tempdir().expect("creating a temporary data dir"),
+            port_base: free_port_base(),
+            workers: 2,
+            worker_lease_ms: None,
+        }
+    }
+
+    pub fn with_workers(mut self, workers: u8) -> LocalCluster {
+        self.workers = workers;
+        self
+    }
+
+    pub fn with_worker_lease_ms(mut self, lease_ms: u64) -> LocalCluster {
+        self.worker_lease_ms = Some(lease_ms);
+        self
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    pub fn addr(&self, node: u8) -> String {
+        format!("127.0.0.1:{}", self.port_base + u16::from(node) - 1)
+    }
+
+    /// All three addresses, as for --cluster.
+    pub fn addrs(&self) -> String {
+        (1..=3).map(|n| self.addr(n)).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn script(&self, args: &[&str]) -> Output {
+        let mut command = Command::new("bash");
+        command
+            .arg(script_path())
+            .args(args)
+            .env("RAFTSCHED_BIN", BIN)
+            .env("RAFTSCHED_DATA", self.data_dir())
+            .env("RAFTSCHED_PORT_BASE", self.port_base.to_string())
+            .env("RAFTSCHED_WORKERS", self.workers.to_string())
+            .env("RAFTSCHED_WORKER_DRAIN_MS", WORKER_DRAIN_MS.to_string())
+            .env_remove("RAFTSCHED_WORKER_SLOTS")
+            .env_remove("RAFTSCHED_WORKER_LEASE_MS")
+            .env_remove("RAFTSCHED_CLUSTER")
+            .stdin(Stdio::null());
+        if let Some(lease_ms) = self.worker_lease_ms {
+            command.env("RAFTSCHED_WORKER_LEASE_MS", lease_ms.to_string());
+        }
+        command.output().expect("running scripts/cluster.sh")
+    }
+
+    /// Runs the script, asserts it succeeded, and returns its stdout.
+    pub fn script_ok(&self, args: &[&str]) -> String {
+        let output = self.script(args);
+        assert!(
+            output.status.success(),
+            "cluster.sh {args:?} failed: {}",
+            describe(&output)
+        );
+        text(&output.stdout)
+    }
+
+    /// The pid in `<name>.pid` (`node1`, `worker2`, ...).
+    pub fn pid(&self, name: &str) -> String {
+        let path = self.data_dir().join(format!("{name}.pid"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    }
+
+    /// The names of the script's processes: node1..node3, worker1..workerN.
+    pub fn process_names(&self) -> Vec<String> {
+        let nodes = (1..=3).map(|n| format!("node{n}"));
+        let workers = (1..=self.workers).map(|n| format!("worker{n}"));
+        nodes.chain(workers).collect()
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let stop = self.script(&["stop"]);
+        if std::thread::panicking() || !stop.status.success() {
+            eprintln!("cluster.sh stop: {}", describe(&stop));
+            for name in self.process_names() {
+                let log = self.data_dir().join(format!("{name}.log"));
+                let content = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = content.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                eprintln!("--- last lines of {} ---\n{tail}", log.display());
+            }
+        }
+        if !stop.status.success() {
+            // The script could not stop them: kill what its pid files still name, so that no
+            // node or worker outlives the test.
+            for name in self.process_names() {
+                let path = self.data_dir().join(format!("{name}.pid"));
+                if let Ok(pid) = std::fs::read_to_string(&path) {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", pid.trim()])
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+/// Runs a client command against `cluster` with `--json`; its output, and what it printed
+/// parsed, or why not (whether or not it succeeded).
+pub fn cli_json_output(cluster: &str, args: &[&str]) -> (Output, Result<Value, String>) {
+    let output = Command::new(BIN)
+        .arg("--cluster")
+        .arg(cluster)
+        .arg("--json")
+        .args(args)
+        .env_remove("RAFTSCHED_CLUSTER")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    let parsed = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("raftsched {args:?} printed no JSON ({e}): {}", describe(&output)));
+    (output, parsed)
+}
+
+/// Runs a client command against `cluster` with `--json`; the parsed output, or why not.
+pub fn cli_json(cluster: &str, args: &[&str]) -> Result<Value, String> {
+    let (output, parsed) = cli_json_output(cluster, args);
+    if !output.status.success() {
+        return Err(format!("raftsched {args:?} failed: {}", describe(&output)));
+    }
+    parsed
+}
