@@ -611,7 +611,7 @@ mod tests {
         let ten_times: Vec<u8> = (0..10 * limit).map(|i| b'0' + (i % 10) as u8).collect();
         let tail = tail_of(limit, &[&ten_times]);
         assert_eq!(tail.len(), limit);
-        assert!(ten_times.ends_with(tail[TRUNCATION_MARKER.len()..].as_bytes()));
+        assert!(ten_times.ends_with(&tail.as_bytes()[TRUNCATION_MARKER.len()..]));
     }
 
     #[test]
