@@ -720,8 +720,13 @@ mod tests {
 
     #[test]
     fn only_a_void_attempt_is_final() {
-        let stale = Status::failed_precondition("stale attempt: token 3 of task 1 is not its current attempt");
-        assert!(is_void_attempt(&stale));
+        // The message the leader sends: AppError::Rejected shows the StateError as it is.
+        let stale = crate::state::StateError::StaleToken {
+            task_id: 1,
+            token: 3,
+            current: "the task is cancelled".into(),
+        };
+        assert!(is_void_attempt(&Status::failed_precondition(stale.to_string())));
         assert!(is_void_attempt(&Status::not_found("task 9 not found")));
         for passing in [
             Status::invalid_argument("invalid output: a tail is longer than 4096 bytes"),
