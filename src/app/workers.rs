@@ -154,9 +154,10 @@ impl App {
         Ok(worker.slots)
     }
 
-    /// Records an attempt's result. A stale token is refused (the attempt is void).
-    pub async fn report(&self, report: AttemptReport) -> Result<TaskStatus, AppError> {
-        limits::validate_report(&report)?;
+    /// Records an attempt's result. A stale token is refused (the attempt is void). Text over
+    /// the limits (an older worker's) is cut here, so the log never carries it.
+    pub async fn report(&self, mut report: AttemptReport) -> Result<TaskStatus, AppError> {
+        limits::validate_report(&mut report)?;
         let command = Command::ReportResult {
             now_ms: now_ms(),
             report,

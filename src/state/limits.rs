@@ -48,9 +48,17 @@ pub const MIN_LEASE_MS: u64 = 500;
 pub const MAX_LEASE_MS: u64 = 300_000;
 pub const MAX_WORKERS: usize = 10_000;
 pub const MAX_QUEUE_POLICIES: usize = 10_000;
-/// Bytes of stdout and of stderr kept for an attempt.
+/// Bytes of stdout and of stderr kept for an attempt (4 KiB each), counted after UTF-8
+/// conversion and including [`TRUNCATION_MARKER`]: longer tails are cut, never refused.
 pub const MAX_OUTPUT_TAIL_BYTES: usize = 4096;
+/// Bytes of an attempt's error message (1 KiB), marker included: longer ones are cut.
 pub const MAX_ERROR_BYTES: usize = 1024;
+/// Marks where text was cut: at the front of a tail (earlier output dropped), at the end of
+/// an error message (the rest dropped). One character, 3 bytes in UTF-8.
+pub const TRUNCATION_MARKER: &str = "\u{2026}";
+// A cut text must have room for the marker and at least some of the text.
+const _: () = assert!(TRUNCATION_MARKER.len() == 3);
+const _: () = assert!(TRUNCATION_MARKER.len() < MAX_OUTPUT_TAIL_BYTES && TRUNCATION_MARKER.len() < MAX_ERROR_BYTES);
 /// Assignments in one log entry.
 pub const MAX_ASSIGNMENTS_PER_ENTRY: usize = 1000;
 
@@ -307,17 +315,69 @@ pub fn validate_registration(registration: &WorkerRegistration) -> Result<(), St
     Ok(())
 }
 
-pub fn validate_report(report: &AttemptReport) -> Result<(), StateError> {
+/// Checks a report and cuts its text to the limits: tails keep their last
+/// [`MAX_OUTPUT_TAIL_BYTES`], the error its first [`MAX_ERROR_BYTES`]. A result is never
+/// refused for its size (an older worker may send more); the cut is a pure function, so the
+/// leader (before proposing) and apply (on every replica) cut alike, and cutting twice
+/// changes nothing.
+pub fn validate_report(report: &mut AttemptReport) -> Result<(), StateError> {
     if matches!(report.outcome, AttemptOutcome::Running | AttemptOutcome::LeaseExpired) {
         return invalid("outcome", format!("a worker cannot report {}", report.outcome.as_str()));
     }
-    if report.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR_BYTES) {
-        return invalid("error", format!("longer than {MAX_ERROR_BYTES} bytes"));
+    for tail in [&mut report.stdout_tail, &mut report.stderr_tail] {
+        if tail.len() > MAX_OUTPUT_TAIL_BYTES {
+            *tail = truncate_tail(tail, MAX_OUTPUT_TAIL_BYTES);
+        }
     }
-    if report.stdout_tail.len() > MAX_OUTPUT_TAIL_BYTES || report.stderr_tail.len() > MAX_OUTPUT_TAIL_BYTES {
-        return invalid("output", format!("a tail is longer than {MAX_OUTPUT_TAIL_BYTES} bytes"));
+    if let Some(error) = &mut report.error
+        && error.len() > MAX_ERROR_BYTES
+    {
+        *error = truncate_error(error, MAX_ERROR_BYTES);
     }
     Ok(())
+}
+
+/// The end of `text` in at most `max_bytes` bytes: `text` itself if it fits, else
+/// [`TRUNCATION_MARKER`] followed by the longest suffix that fits and starts on a character
+/// boundary. Below 3 bytes there is no room for the marker: the suffix alone.
+pub fn truncate_tail(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_owned();
+    }
+    match max_bytes.checked_sub(TRUNCATION_MARKER.len()) {
+        Some(room) => format!("{TRUNCATION_MARKER}{}", suffix_within(text, room)),
+        None => suffix_within(text, max_bytes).to_owned(),
+    }
+}
+
+/// The start of `text` in at most `max_bytes` bytes: `text` itself if it fits, else the
+/// longest prefix that fits and ends on a character boundary, followed by
+/// [`TRUNCATION_MARKER`]. Below 3 bytes there is no room for the marker: the prefix alone.
+pub fn truncate_error(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_owned();
+    }
+    match max_bytes.checked_sub(TRUNCATION_MARKER.len()) {
+        Some(room) => format!("{}{TRUNCATION_MARKER}", prefix_within(text, room)),
+        None => prefix_within(text, max_bytes).to_owned(),
+    }
+}
+
+fn suffix_within(text: &str, max_bytes: usize) -> &str {
+    let mut start = text.len().saturating_sub(max_bytes);
+    // A UTF-8 character is at most 4 bytes, so this moves at most 3 times.
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+fn prefix_within(text: &str, max_bytes: usize) -> &str {
+    let mut end = max_bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 pub fn validate_queue_policy(queue: &str, policy: &QueuePolicy) -> Result<(), StateError> {
@@ -437,4 +497,133 @@ fn invalid(field: &str, problem: String) -> Result<(), StateError> {
         field: field.to_string(),
         problem,
     })
+}
+
+#[cfg(test)]
+mod truncation_tests {
+    use super::*;
+
+    const M: &str = TRUNCATION_MARKER;
+
+    fn report_with(stdout: &str, stderr: &str, error: Option<&str>) -> AttemptReport {
+        AttemptReport {
+            task_id: 1,
+            token: 1,
+            outcome: AttemptOutcome::Succeeded,
+            exit_code: Some(0),
+            error: error.map(String::from),
+            retryable: true,
+            stdout_tail: stdout.into(),
+            stderr_tail: stderr.into(),
+        }
+    }
+
+    #[test]
+    fn tail_fits_or_keeps_last_bytes_after_the_marker() {
+        assert_eq!(truncate_tail("", 10), "");
+        assert_eq!(truncate_tail("abcdefghij", 10), "abcdefghij");
+        assert_eq!(truncate_tail("abcdefghijk", 10), format!("{M}efghijk"));
+        let limit = MAX_OUTPUT_TAIL_BYTES;
+        let at_limit = "x".repeat(limit);
+        assert_eq!(truncate_tail(&at_limit, limit), at_limit);
+        let over = format!("y{at_limit}");
+        let cut = truncate_tail(&over, limit);
+        assert_eq!(cut.len(), limit);
+        assert_eq!(cut, format!("{M}{}", &at_limit[..limit - M.len()]));
+        let ten_times: String = (0..10 * limit).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let cut = truncate_tail(&ten_times, limit);
+        assert_eq!(cut.len(), limit);
+        assert!(cut.starts_with(M));
+        assert!(ten_times.ends_with(&cut[M.len()..]));
+    }
+
+    #[test]
+    fn tail_cut_mid_character_starts_on_the_next_one() {
+        // "€" is 3 bytes: 10 of them are 30 bytes; 8 bytes of room after the marker cut the
+        // third-last one, so only the last two (6 bytes) are kept.
+        let euros = "€".repeat(10);
+        assert_eq!(truncate_tail(&euros, 11), format!("{M}€€"));
+        assert_eq!(truncate_tail(&euros, 12), format!("{M}€€€"));
+        let emoji = format!("a{}", "🦀".repeat(5)); // 4-byte characters
+        for max in 0..emoji.len() + 2 {
+            let cut = truncate_tail(&emoji, max);
+            assert!(cut.len() <= max, "{max}: {cut:?}");
+            assert!(emoji.ends_with(cut.trim_start_matches(M)));
+        }
+    }
+
+    #[test]
+    fn tail_of_lossily_converted_bytes_fits() {
+        // Each invalid byte becomes U+FFFD, 3 bytes: 4096 random-like bytes grow to 12 KiB.
+        let bytes: Vec<u8> = (0..MAX_OUTPUT_TAIL_BYTES).map(|i| 0x80 | (i % 64) as u8).collect();
+        let lossy = String::from_utf8_lossy(&bytes).into_owned();
+        assert_eq!(lossy.len(), 3 * MAX_OUTPUT_TAIL_BYTES);
+        let cut = truncate_tail(&lossy, MAX_OUTPUT_TAIL_BYTES);
+        assert!(cut.len() <= MAX_OUTPUT_TAIL_BYTES);
+        assert!(cut.len() > MAX_OUTPUT_TAIL_BYTES - 3);
+        assert!(cut.starts_with(M));
+        assert!(cut[M.len()..].chars().all(|c| c == '\u{fffd}'));
+    }
+
+    #[test]
+    fn tiny_limits_have_no_room_for_the_marker() {
+        assert_eq!(truncate_tail("hello", 0), "");
+        assert_eq!(truncate_tail("hello", 2), "lo");
+        assert_eq!(truncate_tail("hello", 3), M);
+        assert_eq!(truncate_tail("hello", 4), format!("{M}o"));
+        assert_eq!(truncate_error("hello", 0), "");
+        assert_eq!(truncate_error("hello", 2), "he");
+        assert_eq!(truncate_error("hello", 4), format!("h{M}"));
+        assert_eq!(truncate_tail("€", 2), "");
+        assert_eq!(truncate_error("€", 2), "");
+    }
+
+    #[test]
+    fn error_keeps_its_start_with_the_marker_at_the_end() {
+        assert_eq!(truncate_error("", 10), "");
+        let limit = MAX_ERROR_BYTES;
+        let at_limit = "e".repeat(limit);
+        assert_eq!(truncate_error(&at_limit, limit), at_limit);
+        let over = format!("{at_limit}!");
+        let cut = truncate_error(&over, limit);
+        assert_eq!(cut, format!("{}{M}", &at_limit[..limit - M.len()]));
+        let ten_times = "why ".repeat(10 * limit / 4);
+        let cut = truncate_error(&ten_times, limit);
+        assert_eq!(cut.len(), limit);
+        assert!(ten_times.starts_with(cut.trim_end_matches(M)));
+        // Cut mid-character: "€" starts at byte 1, 8 bytes of room end inside the third one.
+        assert_eq!(truncate_error(&format!("a{}", "€".repeat(10)), 11), format!("a€€{M}"));
+        let lossy = String::from_utf8_lossy(&[0xff; 2000]).into_owned();
+        let cut = truncate_error(&lossy, limit);
+        assert!(cut.len() <= limit && cut.len() > limit - 3, "{}", cut.len());
+    }
+
+    #[test]
+    fn report_is_cut_not_refused_and_cutting_twice_changes_nothing() {
+        let long = "0123456789".repeat(10_000);
+        let mut report = report_with(&long, &long, Some(&long));
+        validate_report(&mut report).expect("an over-long report is accepted");
+        assert_eq!(report.stdout_tail, truncate_tail(&long, MAX_OUTPUT_TAIL_BYTES));
+        assert_eq!(report.stderr_tail.len(), MAX_OUTPUT_TAIL_BYTES);
+        assert!(report.stdout_tail.ends_with("56789"));
+        let error = report.error.clone().expect("error kept");
+        assert_eq!(error.len(), MAX_ERROR_BYTES);
+        assert!(error.starts_with("01234") && error.ends_with(M));
+        let once = report.clone();
+        validate_report(&mut report).expect("still valid");
+        assert_eq!(report, once);
+        let mut small = report_with("out", "", None);
+        validate_report(&mut small).expect("valid");
+        assert_eq!(small, report_with("out", "", None));
+    }
+
+    #[test]
+    fn report_outcome_is_still_checked() {
+        let mut report = report_with("", "", None);
+        report.outcome = AttemptOutcome::Running;
+        assert!(matches!(
+            validate_report(&mut report),
+            Err(StateError::InvalidArgument { field, .. }) if field == "outcome"
+        ));
+    }
 }

@@ -553,8 +553,8 @@ impl SchedulerState {
             .unwrap_or_default()
     }
 
-    fn report(&mut self, now_ms: u64, report: AttemptReport, jitter: u64) -> Result<TaskStatus, StateError> {
-        limits::validate_report(&report)?;
+    fn report(&mut self, now_ms: u64, mut report: AttemptReport, jitter: u64) -> Result<TaskStatus, StateError> {
+        limits::validate_report(&mut report)?;
         let task = self
             .tasks
             .get(&report.task_id)

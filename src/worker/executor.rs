@@ -16,9 +16,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-/// Prefixed to a captured tail when earlier output was dropped, so readers
-/// know the text does not start at the beginning of the stream.
-const TRUNCATION_MARKER: &str = "…";
+use crate::state::limits::TRUNCATION_MARKER;
+use crate::state::limits::truncate_tail;
 
 /// Bytes read from a pipe per syscall. Large enough to keep syscall count low
 /// for chatty commands, small enough to live on the stack of the read loop.
@@ -38,14 +37,15 @@ pub struct CommandRun<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// Per-attempt timeout, measured from spawn.
     pub timeout: Duration,
-    /// Keep at most this many trailing bytes of stdout and of stderr each.
+    /// Each of stdout and stderr is reported in at most this many bytes, counted after
+    /// UTF-8 conversion and including the truncation marker.
     pub output_tail_bytes: usize,
     /// Kill the command when cancelled.
     pub cancel: CancellationToken,
 }
 
-/// How an attempt ended. Tails hold at most `output_tail_bytes` bytes of
-/// output each, plus a leading [`TRUNCATION_MARKER`] if earlier output was dropped.
+/// How an attempt ended. Tails hold at most `output_tail_bytes` bytes each, the
+/// end of the output, with a leading [`TRUNCATION_MARKER`] if earlier output was dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecOutcome {
     /// The shell exited on its own; `exit_code == 0` means success.
@@ -272,7 +272,8 @@ fn kill_process_group(pgid: libc::pid_t) {
     }
 }
 
-/// Keeps the last `capacity_bytes` bytes pushed into it.
+/// Keeps the last `capacity_bytes` bytes pushed into it; renders them in at most
+/// `capacity_bytes` bytes of text.
 struct TailBuffer {
     capacity_bytes: usize,
     bytes: VecDeque<u8>,
@@ -298,19 +299,25 @@ impl TailBuffer {
         self.bytes.extend(kept_data);
     }
 
+    /// The marker and the lossy UTF-8 conversion (each invalid byte becomes U+FFFD, 3 bytes)
+    /// can make the text longer than the bytes kept, so the cut to the capacity comes last.
     fn into_string(self) -> String {
         let bytes = Vec::from(self.bytes);
-        if !self.truncated {
-            return String::from_utf8_lossy(&bytes).into_owned();
-        }
-        // The cut may have split a multi-byte character; skip its orphaned
-        // continuation bytes (at most 3) instead of rendering U+FFFD.
-        let orphan_bytes = bytes
-            .iter()
-            .take(3)
-            .take_while(|&&byte| is_utf8_continuation(byte))
-            .count();
-        format!("{TRUNCATION_MARKER}{}", String::from_utf8_lossy(&bytes[orphan_bytes..]))
+        let text = if self.truncated {
+            // The cut may have split a multi-byte character; skip its orphaned
+            // continuation bytes (at most 3) instead of rendering U+FFFD.
+            let orphan_bytes = bytes
+                .iter()
+                .take(3)
+                .take_while(|&&byte| is_utf8_continuation(byte))
+                .count();
+            format!("{TRUNCATION_MARKER}{}", String::from_utf8_lossy(&bytes[orphan_bytes..]))
+        } else {
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        // Over the capacity, the marker added above is cut off with the oldest text and
+        // truncate_tail puts its own in front: the result has exactly one.
+        truncate_tail(&text, self.capacity_bytes)
     }
 }
 
@@ -439,7 +446,7 @@ mod tests {
         for tail in [stdout_tail, stderr_tail] {
             assert!(tail.starts_with(TRUNCATION_MARKER), "{tail:?}");
             assert!(tail.ends_with("99999\n100000\n"), "{tail:?}");
-            assert_eq!(tail.len(), TRUNCATION_MARKER.len() + 100);
+            assert_eq!(tail.len(), 100, "the marker counts towards the limit");
         }
     }
 
@@ -447,7 +454,7 @@ mod tests {
     async fn zero_and_huge_tail_limits_do_not_panic() {
         let mut run = run_of("echo hi", no_env());
         run.output_tail_bytes = 0;
-        assert_eq!(run_command(run).await, exited(0, TRUNCATION_MARKER, ""));
+        assert_eq!(run_command(run).await, exited(0, "", ""));
         let mut run = run_of("echo hi", no_env());
         run.output_tail_bytes = usize::MAX;
         assert_eq!(run_command(run).await, exited(0, "hi\n", ""));
@@ -571,28 +578,66 @@ mod tests {
         assert!(matches!(outcome, ExecOutcome::SpawnFailed(_)), "{outcome:?}");
     }
 
+    fn tail_of(capacity_bytes: usize, pushes: &[&[u8]]) -> String {
+        let mut tail = TailBuffer::new(capacity_bytes);
+        for data in pushes {
+            tail.push(data);
+        }
+        tail.into_string()
+    }
+
     #[test]
     fn tail_buffer_keeps_last_bytes_across_pushes() {
-        let mut tail = TailBuffer::new(5);
-        tail.push(b"abc");
-        tail.push(b"defg");
-        assert_eq!(tail.into_string(), format!("{TRUNCATION_MARKER}cdefg"));
-        let mut tail = TailBuffer::new(5);
-        tail.push(b"0123456789");
-        tail.push(b"");
-        assert_eq!(tail.into_string(), format!("{TRUNCATION_MARKER}56789"));
-        let mut tail = TailBuffer::new(5);
-        tail.push(b"abcde");
-        assert_eq!(tail.into_string(), "abcde");
+        // The marker (3 bytes) counts towards the 5: two bytes of text are left.
+        assert_eq!(tail_of(5, &[b"abc", b"defg"]), format!("{TRUNCATION_MARKER}fg"));
+        assert_eq!(tail_of(5, &[b"0123456789", b""]), format!("{TRUNCATION_MARKER}89"));
+        assert_eq!(tail_of(5, &[b"abcde"]), "abcde");
+        assert_eq!(tail_of(5, &[b"abc", b"de"]), "abcde");
+        assert_eq!(tail_of(5, &[]), "");
+        assert_eq!(tail_of(0, &[b"x"]), "");
+    }
+
+    #[test]
+    fn tail_buffer_at_limit_and_one_over() {
+        let limit = 4096;
+        let at_limit = vec![b'x'; limit];
+        assert_eq!(tail_of(limit, &[&at_limit]).len(), limit);
+        assert!(!tail_of(limit, &[&at_limit]).starts_with(TRUNCATION_MARKER));
+        let over = tail_of(limit, &[b"y", &at_limit]);
+        assert_eq!(
+            over,
+            format!("{TRUNCATION_MARKER}{}", "x".repeat(limit - TRUNCATION_MARKER.len()))
+        );
+        let ten_times: Vec<u8> = (0..10 * limit).map(|i| b'0' + (i % 10) as u8).collect();
+        let tail = tail_of(limit, &[&ten_times]);
+        assert_eq!(tail.len(), limit);
+        assert!(ten_times.ends_with(&tail.as_bytes()[TRUNCATION_MARKER.len()..]));
     }
 
     #[test]
     fn tail_buffer_skips_split_utf8_character() {
-        let mut tail = TailBuffer::new(4);
-        tail.push("x€ab".as_bytes()); // '€' is 3 bytes; the cut leaves 2 orphaned continuation bytes.
-        assert_eq!(tail.into_string(), format!("{TRUNCATION_MARKER}ab"));
-        let mut tail = TailBuffer::new(4);
-        tail.push(&[b'a', 0xff, 0xfe]); // Invalid UTF-8 is rendered lossily, not rejected.
-        assert_eq!(tail.into_string(), "a\u{fffd}\u{fffd}");
+        // '€' is 3 bytes; the cut leaves 2 orphaned continuation bytes, skipped, not U+FFFD.
+        assert_eq!(tail_of(4, &["x€ab".as_bytes()]), format!("{TRUNCATION_MARKER}b"));
+        // '🦀' is 4 bytes; 3 orphans skipped leave "ab", which fits with the marker.
+        assert_eq!(tail_of(5, &["x🦀ab".as_bytes()]), format!("{TRUNCATION_MARKER}ab"));
+        // A multi-byte character that does not fit after the marker is dropped whole.
+        assert_eq!(tail_of(8, &["€€€€".as_bytes()]), format!("{TRUNCATION_MARKER}€"));
+    }
+
+    #[test]
+    fn tail_buffer_invalid_bytes_grow_but_stay_within_the_limit() {
+        // Invalid UTF-8 is rendered lossily, not rejected: each byte becomes U+FFFD, 3 bytes.
+        assert_eq!(tail_of(7, &[&[b'a', 0xff, 0xfe]]), "a\u{fffd}\u{fffd}");
+        assert_eq!(
+            tail_of(6, &[&[b'a', 0xff, 0xfe]]),
+            format!("{TRUNCATION_MARKER}\u{fffd}")
+        );
+        let garbage = vec![0xff; 10 * 4096];
+        let tail = tail_of(4096, &[&garbage]);
+        assert!(tail.len() <= 4096 && tail.len() > 4096 - 3, "{}", tail.len());
+        assert!(tail.starts_with(TRUNCATION_MARKER));
+        // Fits as raw bytes, not once converted: cut all the same.
+        let tail = tail_of(4096, &[&garbage[..4096]]);
+        assert!(tail.len() <= 4096 && tail.starts_with(TRUNCATION_MARKER));
     }
 }

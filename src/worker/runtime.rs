@@ -21,6 +21,10 @@ use crate::client::ClusterClient;
 use crate::client::new_request_id;
 use crate::grpc::api;
 use crate::grpc::api::workers_client::WorkersClient;
+use crate::state::limits::MAX_ERROR_BYTES;
+use crate::state::limits::MAX_OUTPUT_TAIL_BYTES;
+use crate::state::limits::truncate_error;
+use crate::state::limits::truncate_tail;
 use crate::worker::executor;
 use crate::worker::executor::CommandRun;
 use crate::worker::executor::ExecOutcome;
@@ -35,6 +39,19 @@ const CALL_DEADLINE_MIN: Duration = Duration::from_millis(500);
 const CALL_DEADLINE_MAX: Duration = Duration::from_secs(5);
 /// A heartbeat gets at least this long before the worker gives up on its leader.
 const HEARTBEAT_DEADLINE_MIN: Duration = Duration::from_millis(200);
+/// Pause after the leader refused a result for a reason other than a void attempt (too busy,
+/// an older leader's stricter check): doubles from 200 ms up to 5 s, so the 60 s report
+/// deadline still allows more than a dozen tries and a leader change in between.
+const REFUSED_BACKOFF_MIN: Duration = Duration::from_millis(200);
+const REFUSED_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// After an INVALID_ARGUMENT, a leader with stricter limits than ours: the report is sent
+/// again with its tails cut to 1 KiB and its error to 256 bytes. The outcome is what
+/// matters; a shorter tail is better than a result dropped.
+const SHRUNK_TAIL_BYTES: usize = 1024;
+const SHRUNK_ERROR_BYTES: usize = 256;
+const _: () = assert!(REFUSED_BACKOFF_MIN.as_millis() <= REFUSED_BACKOFF_MAX.as_millis());
+const _: () = assert!(REFUSED_BACKOFF_MAX.as_secs() * 10 < REPORT_DEADLINE.as_secs());
+const _: () = assert!(SHRUNK_TAIL_BYTES < MAX_OUTPUT_TAIL_BYTES && SHRUNK_ERROR_BYTES < MAX_ERROR_BYTES);
 
 /// A worker's settings.
 #[derive(Debug, Clone)]
@@ -45,7 +62,8 @@ pub struct WorkerOptions {
     pub resources: api::Resources,
     /// Without a heartbeat for this long, the leader voids this worker's attempts.
     pub lease_ms: u64,
-    /// Bytes of stdout and of stderr kept per attempt and reported.
+    /// Bytes of stdout and of stderr kept per attempt and reported (marker included); at
+    /// most [`MAX_OUTPUT_TAIL_BYTES`], which a larger value is cut to.
     pub output_tail_bytes: usize,
     /// On shutdown, how long running attempts may take to finish before they are killed and
     /// handed back.
@@ -60,7 +78,7 @@ impl WorkerOptions {
             labels: BTreeMap::new(),
             resources: api::Resources::default(),
             lease_ms: 5000,
-            output_tail_bytes: 4096,
+            output_tail_bytes: MAX_OUTPUT_TAIL_BYTES,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -434,6 +452,7 @@ impl Shared {
         }
         report.task_id = task.id;
         report.token = assignment.token;
+        fit_to_limits(&mut report, self.tail_bytes(), MAX_ERROR_BYTES);
         self.report(report).await;
     }
 
@@ -463,7 +482,7 @@ impl Shared {
             command_line: &command.command_line,
             env: &env,
             timeout: Duration::from_millis(spec.attempt_timeout_ms.max(1)),
-            output_tail_bytes: self.options.output_tail_bytes,
+            output_tail_bytes: self.tail_bytes(),
             cancel,
         })
         .await;
@@ -502,7 +521,7 @@ impl Shared {
             result = run => match result {
                 Ok(output) => api::ReportResultRequest {
                     outcome: api::AttemptOutcome::Succeeded as i32,
-                    stdout_tail: tail(&output, self.options.output_tail_bytes),
+                    stdout_tail: truncate_tail(&output, self.tail_bytes()),
                     ..Default::default()
                 },
                 Err(e) => failure(&e.message, e.retryable),
@@ -519,10 +538,17 @@ impl Shared {
         }
     }
 
-    /// Delivers a result to the leader, retrying through failovers until it is accepted, found
-    /// stale (the attempt is void: nothing more to do), or the report deadline passes.
-    async fn report(&self, report: api::ReportResultRequest) {
+    /// Bytes each reported tail may take: the option, within what the leader keeps.
+    fn tail_bytes(&self) -> usize {
+        self.options.output_tail_bytes.min(MAX_OUTPUT_TAIL_BYTES)
+    }
+
+    /// Delivers a result to the leader, retrying through failovers and refusals until it is
+    /// accepted, found void (stale attempt: nothing more to do), or the report deadline
+    /// passes. Any other refusal may be passing (a busy or older leader), so it is retried.
+    async fn report(&self, mut report: api::ReportResultRequest) {
         let started = Instant::now();
+        let mut refused_backoff = REFUSED_BACKOFF_MIN;
         loop {
             let request = report.clone();
             let result = self
@@ -531,9 +557,9 @@ impl Shared {
                     async move { c.report_result(request).await }
                 })
                 .await;
-            match result {
+            let error = match result {
                 Ok(_) => return,
-                Err(ClientError::Rejected(status)) => {
+                Err(ClientError::Rejected(status)) if is_void_attempt(&status) => {
                     tracing::info!(
                         task = report.task_id,
                         token = report.token,
@@ -542,12 +568,29 @@ impl Shared {
                     );
                     return;
                 }
-                Err(e) if started.elapsed() > REPORT_DEADLINE => {
-                    tracing::warn!(task = report.task_id, "giving up reporting, the lease will expire: {e}");
-                    return;
-                }
-                Err(_) => tokio::time::sleep(RECONNECT_BACKOFF).await,
+                Err(error) => error,
+            };
+            if started.elapsed() > REPORT_DEADLINE {
+                tracing::warn!(
+                    task = report.task_id,
+                    "giving up reporting, the lease will expire: {error}"
+                );
+                return;
             }
+            let pause = match &error {
+                ClientError::Rejected(status) => {
+                    tracing::warn!(task = report.task_id, token = report.token, code = ?status.code(),
+                        "result refused, retrying in {refused_backoff:?}: {}", status.message());
+                    if status.code() == Code::InvalidArgument {
+                        fit_to_limits(&mut report, SHRUNK_TAIL_BYTES, SHRUNK_ERROR_BYTES);
+                    }
+                    let pause = refused_backoff;
+                    refused_backoff = (refused_backoff * 2).min(REFUSED_BACKOFF_MAX);
+                    pause
+                }
+                _ => RECONNECT_BACKOFF,
+            };
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -650,14 +693,71 @@ fn report_of(outcome: ExecOutcome) -> api::ReportResultRequest {
     }
 }
 
-/// The last `max_bytes` of `text`, cut at a character boundary.
-fn tail(text: &str, max_bytes: usize) -> String {
-    if text.len() <= max_bytes {
-        return text.to_string();
+/// Cuts a report's tails (keeping their ends) and its error (keeping its start) to the given
+/// bytes, markers included. Cutting again to the same or larger limits changes nothing.
+fn fit_to_limits(report: &mut api::ReportResultRequest, tail_bytes: usize, error_bytes: usize) {
+    report.stdout_tail = truncate_tail(&report.stdout_tail, tail_bytes);
+    report.stderr_tail = truncate_tail(&report.stderr_tail, tail_bytes);
+    report.error = truncate_error(&report.error, error_bytes);
+}
+
+/// The refusals that are final for a result: the attempt is void (cancelled, timed out,
+/// reassigned: FAILED_PRECONDITION "stale attempt"), or its task does not exist (NOT_FOUND;
+/// tasks are never removed, so no retry can find it).
+fn is_void_attempt(status: &tonic::Status) -> bool {
+    match status.code() {
+        Code::FailedPrecondition => status.message().contains("stale attempt"),
+        Code::NotFound => true,
+        _ => false,
     }
-    let mut start = text.len() - max_bytes;
-    while !text.is_char_boundary(start) {
-        start += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::limits::TRUNCATION_MARKER;
+    use tonic::Status;
+
+    #[test]
+    fn only_a_void_attempt_is_final() {
+        // The message the leader sends: AppError::Rejected shows the StateError as it is.
+        let stale = crate::state::StateError::StaleToken {
+            task_id: 1,
+            token: 3,
+            current: "the task is cancelled".into(),
+        };
+        assert!(is_void_attempt(&Status::failed_precondition(stale.to_string())));
+        assert!(is_void_attempt(&Status::not_found("task 9 not found")));
+        for passing in [
+            Status::invalid_argument("invalid output: a tail is longer than 4096 bytes"),
+            Status::resource_exhausted("too busy"),
+            Status::unavailable("not the leader"),
+            Status::failed_precondition("worker \"w\" registered again with another session"),
+            Status::internal("bug"),
+        ] {
+            assert!(!is_void_attempt(&passing), "{passing:?}");
+        }
     }
-    text[start..].to_string()
+
+    #[test]
+    fn fitting_cuts_tails_and_error_and_is_idempotent() {
+        let mut report = api::ReportResultRequest {
+            stdout_tail: "o".repeat(10_000),
+            stderr_tail: "short".into(),
+            error: "e".repeat(10_000),
+            ..Default::default()
+        };
+        fit_to_limits(&mut report, MAX_OUTPUT_TAIL_BYTES, MAX_ERROR_BYTES);
+        assert_eq!(report.stdout_tail.len(), MAX_OUTPUT_TAIL_BYTES);
+        assert!(report.stdout_tail.starts_with(TRUNCATION_MARKER));
+        assert_eq!(report.stderr_tail, "short");
+        assert_eq!(report.error.len(), MAX_ERROR_BYTES);
+        assert!(report.error.ends_with(TRUNCATION_MARKER));
+        let fitted = report.clone();
+        fit_to_limits(&mut report, MAX_OUTPUT_TAIL_BYTES, MAX_ERROR_BYTES);
+        assert_eq!(report, fitted);
+        fit_to_limits(&mut report, SHRUNK_TAIL_BYTES, SHRUNK_ERROR_BYTES);
+        assert_eq!(report.stdout_tail.len(), SHRUNK_TAIL_BYTES);
+        assert_eq!(report.error.len(), SHRUNK_ERROR_BYTES);
+    }
 }
