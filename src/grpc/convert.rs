@@ -364,6 +364,7 @@ pub fn outcome_to_proto(outcome: AttemptOutcome) -> api::AttemptOutcome {
         AttemptOutcome::LeaseExpired => api::AttemptOutcome::LeaseExpired,
         AttemptOutcome::Cancelled => api::AttemptOutcome::Cancelled,
         AttemptOutcome::HandedBack => api::AttemptOutcome::HandedBack,
+        AttemptOutcome::WorkerRestarted => api::AttemptOutcome::WorkerRestarted,
     }
 }
 

@@ -12,7 +12,6 @@ use crate::state::schedule::MisfirePolicy;
 use crate::state::schedule::Recurrence;
 use crate::state::schedule::ScheduleSpec;
 use crate::state::schedule::WorkflowSpec;
-use crate::state::task::AttemptOutcome;
 use crate::state::task::Payload;
 use crate::state::task::Resources;
 use crate::state::task::TaskSpec;
@@ -308,7 +307,7 @@ pub fn validate_registration(registration: &WorkerRegistration) -> Result<(), St
 }
 
 pub fn validate_report(report: &AttemptReport) -> Result<(), StateError> {
-    if matches!(report.outcome, AttemptOutcome::Running | AttemptOutcome::LeaseExpired) {
+    if report.outcome.is_recorded_by_apply_only() {
         return invalid("outcome", format!("a worker cannot report {}", report.outcome.as_str()));
     }
     if report.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR_BYTES) {
