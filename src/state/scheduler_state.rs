@@ -296,6 +296,7 @@ impl SchedulerState {
         status: TaskStatus,
     ) -> Result<TaskId, StateError> {
         limits::validate_spec(&spec)?;
+        limits::validate_run_at(&spec, now_ms)?;
         let task_id = self.next_task_id;
         let Some(next_task_id) = task_id.checked_add(1) else {
             return Err(StateError::InvalidArgument {
