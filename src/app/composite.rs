@@ -121,7 +121,7 @@ impl App {
     }
 
     pub async fn get_schedule(&self, name: &str, consistency: Consistency) -> Result<ScheduleView, AppError> {
-        limits::validate_schedule_name(&name)?;
+        limits::validate_schedule_name(name)?;
         self.ensure_consistency(consistency).await?;
         self.read_schedule(name)
     }
