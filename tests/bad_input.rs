@@ -3,11 +3,15 @@
 
 mod common;
 
+use std::collections::HashMap;
+
 use common::TestCluster;
 use common::command_spec;
 use common::test_tuning;
 use raftsched::client::ClientError;
+use raftsched::client::ClusterClient;
 use raftsched::grpc::api;
+use raftsched::grpc::api::workers_client::WorkersClient;
 use raftsched::node::RunningNode;
 use tonic::Code;
 
@@ -109,7 +113,9 @@ async fn oversized_messages_are_refused_and_the_node_keeps_serving() {
         .submit_task(api::SubmitTaskRequest { spec: Some(huge) })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    // tonic itself says OUT_OF_RANGE; the API's code for "too big" is RESOURCE_EXHAUSTED.
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("4 MiB"), "{status:?}");
 
     let mut large = command_spec("large", "");
     large.payload = Some(api::task_spec::Payload::Opaque(api::OpaquePayload {
@@ -152,5 +158,553 @@ async fn a_node_refuses_a_data_dir_of_another_cluster_or_node() {
         std::fs::read_to_string(not_ours.path().join("important.txt")).unwrap(),
         "keep me"
     );
+    cluster.shutdown().await;
+}
+
+/// The code and message of a refusal, checking the code and that the message names each of
+/// `needles` (the field, its limit, the value).
+fn refused_with(result: Result<impl std::fmt::Debug, ClientError>, code: Code, needles: &[&str]) {
+    let (got, message) = rejection(result);
+    assert_eq!(got, code, "{message}");
+    for needle in needles {
+        assert!(message.contains(needle), "{needle:?} not in {message:?}");
+    }
+}
+
+/// Every node answers its own status, and a write still commits.
+async fn every_node_answers(cluster: &TestCluster) {
+    for id in cluster.ids() {
+        let client = cluster.client_of(id);
+        client
+            .call_node(&cluster.addr(id), |mut c| async move {
+                c.node_status(api::NodeStatusRequest {}).await
+            })
+            .await
+            .unwrap_or_else(|e| panic!("node {id} does not answer: {e:?}"));
+    }
+    let written = cluster.client().submit_task(command_spec("still-up", "")).await;
+    assert!(written.expect("a write commits").created);
+}
+
+fn now_ms() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.expect("clock after 1970").as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_shard_counts_are_checked_before_anything_is_allocated() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let client = cluster.client();
+    // 4294967295 (u32::MAX) once made every node allocate 100 GB and abort.
+    for shards in [u32::MAX, 1_000_000, 1001] {
+        let result = client.submit_broadcast(command_spec("wide", ""), shards).await;
+        refused_with(
+            result,
+            Code::InvalidArgument,
+            &["shards", "1..=1000", &shards.to_string()],
+        );
+    }
+    // 0 is a broadcast to the matching workers; there are none.
+    let result = client.submit_broadcast(command_spec("nobody", ""), 0).await;
+    refused_with(result, Code::InvalidArgument, &["broadcast", "no registered worker"]);
+    for shards in [1, 1000] {
+        let parent = client
+            .submit_broadcast(command_spec(&format!("s{shards}"), ""), shards)
+            .await
+            .expect("a valid shard count")
+            .task
+            .unwrap();
+        assert_eq!(parent.shards.len(), shards as usize);
+    }
+    every_node_answers(&cluster).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_at_is_bounded_like_delay_and_excludes_it() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let client = cluster.client();
+    let year_ms = raftsched::state::limits::MAX_DELAY_MS;
+    let with = |run_at_ms: u64, delay_ms: u64| api::TaskSpec {
+        run_at_ms,
+        delay_ms,
+        ..command_spec("later", "")
+    };
+    refused_with(
+        client.submit_task(with(now_ms() + 1000, 1000)).await,
+        Code::InvalidArgument,
+        &["run_at_ms", "delay_ms", "at most one"],
+    );
+    // A minute past the bound, to be clear of the gap between this clock and the leader's.
+    for run_at in [u64::MAX, now_ms() + year_ms + 60_000] {
+        let result = client.submit_task(with(run_at, 0)).await;
+        refused_with(
+            result,
+            Code::InvalidArgument,
+            &["run_at_ms", &run_at.to_string(), "one year"],
+        );
+    }
+    for delay in [u64::MAX, year_ms + 1] {
+        let result = client.submit_task(with(0, delay)).await;
+        refused_with(
+            result,
+            Code::InvalidArgument,
+            &["delay_ms", &delay.to_string(), "one year"],
+        );
+    }
+    for (run_at, delay) in [(0, 0), (1, 0), (now_ms() + year_ms - 60_000, 0), (0, 1), (0, year_ms)] {
+        let task = client
+            .submit_task(with(run_at, delay))
+            .await
+            .expect("within the bounds");
+        let ready_at = task.task.unwrap().ready_at_ms;
+        assert!(ready_at >= run_at, "run_at {run_at}: ready at {ready_at}");
+    }
+    // The same bound in a workflow and a batch, where nothing of the request is created.
+    let workflow = api::SubmitWorkflowRequest {
+        name: "wf".into(),
+        tasks: vec![api::WorkflowTaskSpec {
+            key: "a".into(),
+            spec: Some(api::TaskSpec {
+                client_request_id: String::new(),
+                ..with(u64::MAX, 0)
+            }),
+            after: vec![],
+        }],
+        request_id: String::new(),
+    };
+    refused_with(
+        client.submit_workflow(workflow).await,
+        Code::InvalidArgument,
+        &["\"a\"", "run_at_ms"],
+    );
+    let batch = vec![command_spec("fine", ""), with(u64::MAX, 0)];
+    refused_with(client.submit_tasks(batch).await, Code::InvalidArgument, &["run_at_ms"]);
+    every_node_answers(&cluster).await;
+    cluster.shutdown().await;
+}
+
+async fn set_policy(client: &ClusterClient, weight: u32, placement: &str) -> Result<(), ClientError> {
+    let policy = api::QueuePolicy {
+        queue: "q".into(),
+        weight,
+        placement: placement.into(),
+    };
+    client
+        .call(|mut c| {
+            let request = api::SetQueuePolicyRequest {
+                policy: Some(policy.clone()),
+            };
+            async move { c.set_queue_policy(request).await }
+        })
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_weights_outside_1_to_1000_and_unknown_placements_are_refused() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let client = cluster.client();
+    // The proto gives 0 no meaning: it used to be stored as 1 without a word.
+    for weight in [0, 1001, u32::MAX] {
+        let result = set_policy(&client, weight, "").await;
+        refused_with(
+            result,
+            Code::InvalidArgument,
+            &["weight", "1..=1000", &weight.to_string()],
+        );
+    }
+    for weight in [1, 1000] {
+        set_policy(&client, weight, "spread").await.expect("a valid weight");
+    }
+    for placement in ["99", "nearest"] {
+        let result = set_policy(&client, 1, placement).await;
+        refused_with(result, Code::InvalidArgument, &["placement", placement, "least-loaded"]);
+    }
+    let queues = client
+        .call(|mut c| async move { c.list_queues(api::ListQueuesRequest {}).await })
+        .await
+        .unwrap();
+    let policy = queues.queues[0].policy.clone().unwrap();
+    assert_eq!((policy.weight, policy.placement.as_str()), (1000, "spread"));
+    every_node_answers(&cluster).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_node_that_is_not_a_member_is_not_found() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let client = cluster.client();
+    for node_id in [0, 4, u64::MAX] {
+        let result = client
+            .call(|mut c| async move { c.remove_node(api::RemoveNodeRequest { node_id }).await })
+            .await;
+        let needles = [format!("node {node_id} is not a member"), "1, 2, 3".to_string()];
+        refused_with(result, Code::NotFound, &[&needles[0], &needles[1]]);
+    }
+    let long_address = format!("{}:1", "a".repeat(600));
+    let result = client
+        .call(|mut c| {
+            let request = api::AddNodeRequest {
+                node_id: 4,
+                address: long_address.clone(),
+            };
+            async move { c.add_node(request).await }
+        })
+        .await;
+    refused_with(result, Code::InvalidArgument, &["address", "1..=512", "602"]);
+    let status = client.cluster_status().await.unwrap();
+    assert_eq!(status.members.len(), 3);
+    every_node_answers(&cluster).await;
+    cluster.shutdown().await;
+}
+
+/// A worker speaking the protocol by hand.
+struct RawWorker {
+    client: ClusterClient,
+    id: String,
+    session: String,
+}
+
+impl RawWorker {
+    async fn register(cluster: &TestCluster, id: &str, session: &str) -> RawWorker {
+        let worker = RawWorker {
+            client: cluster.client(),
+            id: id.into(),
+            session: session.into(),
+        };
+        worker.register_with(Default::default()).await.expect("register");
+        worker
+    }
+
+    async fn register_with(&self, labels: HashMap<String, String>) -> Result<(), ClientError> {
+        let request = api::RegisterWorkerRequest {
+            worker_id: self.id.clone(),
+            session_id: self.session.clone(),
+            slots: 1,
+            labels,
+            lease_ms: 60_000,
+            ..Default::default()
+        };
+        let call = |c| {
+            let request = request.clone();
+            async move { WorkersClient::new(c).register_worker(request).await }
+        };
+        self.client.call_channel(call).await.map(|_| ())
+    }
+
+    async fn heartbeat(&self, running_tokens: Vec<u64>) -> Result<Vec<u64>, ClientError> {
+        let request = api::HeartbeatRequest {
+            worker_id: self.id.clone(),
+            session_id: self.session.clone(),
+            running_tokens,
+        };
+        let call = |c| {
+            let request = request.clone();
+            async move { WorkersClient::new(c).heartbeat(request).await }
+        };
+        self.client.call_channel(call).await.map(|r| r.void_tokens)
+    }
+
+    async fn attach(&self, running_tokens: Vec<u64>) -> Result<tonic::Streaming<api::WorkerInstruction>, ClientError> {
+        let request = api::AttachRequest {
+            worker_id: self.id.clone(),
+            session_id: self.session.clone(),
+            running_tokens,
+        };
+        let call = |c| {
+            let request = request.clone();
+            async move { WorkersClient::new(c).attach(request).await }
+        };
+        self.client.call_channel(call).await
+    }
+
+    async fn report(&self, task_id: u64, token: u64, outcome: i32) -> Result<(), ClientError> {
+        let request = api::ReportResultRequest {
+            task_id,
+            token,
+            outcome,
+            ..Default::default()
+        };
+        let call = |c| {
+            let request = request.clone();
+            async move { WorkersClient::new(c).report_result(request).await }
+        };
+        self.client.call_channel(call).await.map(|_| ())
+    }
+}
+
+fn entries(count: usize) -> HashMap<String, String> {
+    (0..count).map(|i| (format!("k{i}"), "v".to_string())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_token_lists_are_capped_at_the_slot_limit() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let worker = RawWorker::register(&cluster, "w", "s1").await;
+    let tokens = |n: u64| (1..=n).collect::<Vec<u64>>();
+    for count in [0, 1, 10_000] {
+        let void = worker.heartbeat(tokens(count)).await.expect("within the limit");
+        assert_eq!(void.len() as u64, count, "none of these tokens is valid");
+    }
+    let over = worker.heartbeat(tokens(10_001)).await;
+    refused_with(
+        over,
+        Code::InvalidArgument,
+        &["running_tokens", "10001", "at most 10000"],
+    );
+    let over = worker.attach(tokens(10_001)).await;
+    refused_with(
+        over,
+        Code::InvalidArgument,
+        &["running_tokens", "10001", "at most 10000"],
+    );
+    worker.attach(tokens(10_000)).await.expect("attach within the limit");
+
+    let labels = worker.register_with(entries(33)).await;
+    refused_with(labels, Code::InvalidArgument, &["labels", "33", "at most 32"]);
+    worker.register_with(entries(32)).await.expect("32 labels");
+    every_node_answers(&cluster).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maps_and_lists_of_requests_are_capped_before_conversion() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let client = cluster.client();
+    let mut labels = command_spec("labels", "");
+    labels.labels = entries(33);
+    refused_with(
+        client.submit_task(labels).await,
+        Code::InvalidArgument,
+        &["labels", "33", "at most 32"],
+    );
+    let mut constraints = command_spec("constraints", "");
+    constraints.constraints = entries(33);
+    let result = client.submit_task(constraints).await;
+    refused_with(result, Code::InvalidArgument, &["constraints", "33", "at most 32"]);
+    let mut env = command_spec("env", "");
+    env.payload = Some(api::task_spec::Payload::Command(api::CommandPayload {
+        command_line: "true".into(),
+        env: (0..65).map(|i| (format!("V{i}"), "v".to_string())).collect(),
+    }));
+    refused_with(
+        client.submit_task(env).await,
+        Code::InvalidArgument,
+        &["env", "65", "at most 64"],
+    );
+
+    let batch: Vec<api::TaskSpec> = (0..1001).map(|i| command_spec(&format!("t{i}"), "")).collect();
+    let result = client.submit_tasks(batch).await;
+    refused_with(result, Code::InvalidArgument, &["tasks", "1001", "1..=1000"]);
+
+    let task = |key: String, after: Vec<String>| api::WorkflowTaskSpec {
+        spec: Some(command_spec(&key, "")),
+        key,
+        after,
+    };
+    let workflow = |tasks| api::SubmitWorkflowRequest {
+        name: "wf".into(),
+        tasks,
+        request_id: String::new(),
+    };
+    let wide: Vec<_> = (0..1001).map(|i| task(format!("k{i}"), vec![])).collect();
+    let result = client.submit_workflow(workflow(wide)).await;
+    refused_with(
+        result,
+        Code::InvalidArgument,
+        &["workflow tasks", "1001", "at most 1000"],
+    );
+    let edges = vec![task("a".into(), vec!["b".into(); 10_001])];
+    let result = client.submit_workflow(workflow(edges)).await;
+    refused_with(result, Code::InvalidArgument, &["edges", "10001", "at most 10000"]);
+
+    let all = client.list_tasks(api::ListTasksRequest::default()).await.unwrap();
+    assert!(all.tasks.is_empty(), "nothing above created a task");
+    every_node_answers(&cluster).await;
+    cluster.shutdown().await;
+}
+
+async fn next_assignment(stream: &mut tonic::Streaming<api::WorkerInstruction>) -> api::Assignment {
+    let message = tokio::time::timeout(common::DEADLINE, stream.message())
+        .await
+        .expect("an instruction within the deadline")
+        .expect("stream open")
+        .expect("an instruction");
+    match message.instruction {
+        Some(api::worker_instruction::Instruction::Assign(assignment)) => assignment,
+        other => panic!("expected an assignment, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_worker_voids_its_attempts_as_worker_restarted() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let client = cluster.client();
+    let first = RawWorker::register(&cluster, "w", "s1").await;
+    let mut stream = first.attach(vec![]).await.expect("attach");
+    let task = client.submit_task(command_spec("t", "")).await.unwrap().task.unwrap();
+    let assignment = next_assignment(&mut stream).await;
+    assert_eq!(assignment.task.unwrap().id, task.id);
+
+    // The same worker id under a new session: its process restarted.
+    let second = RawWorker::register(&cluster, "w", "s2").await;
+    let task = client.get_task(task.id, api::Consistency::Linearizable).await.unwrap();
+    let outcome = task.attempts[0].outcome;
+    assert_eq!(outcome, api::AttemptOutcome::WorkerRestarted as i32, "{task:?}");
+    assert!(task.attempts[0].error.contains("new session"), "{task:?}");
+
+    // Only the leader records it; and no worker may report an unknown outcome.
+    for outcome in [api::AttemptOutcome::WorkerRestarted as i32, 99, -1, i32::MAX, 0] {
+        let result = second.report(task.id, assignment.token, outcome).await;
+        refused_with(result, Code::InvalidArgument, &["outcome", &outcome.to_string()]);
+    }
+    every_node_answers(&cluster).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_enum_values_are_invalid_argument_naming_the_field() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let client = cluster.client();
+    for consistency in [2, 99, -1, i32::MAX] {
+        let result = client
+            .call(|mut c| async move {
+                c.get_task(api::GetTaskRequest {
+                    task_id: 1,
+                    consistency,
+                })
+                .await
+            })
+            .await;
+        refused_with(
+            result,
+            Code::InvalidArgument,
+            &["consistency", &consistency.to_string()],
+        );
+        let request = api::ListTasksRequest {
+            consistency,
+            ..Default::default()
+        };
+        refused_with(
+            client.list_tasks(request).await,
+            Code::InvalidArgument,
+            &["consistency"],
+        );
+    }
+    for state in [8, 99, -1, i32::MAX] {
+        let request = api::ListTasksRequest {
+            state,
+            ..Default::default()
+        };
+        let result = client.list_tasks(request).await;
+        refused_with(result, Code::InvalidArgument, &["state", &state.to_string()]);
+    }
+    for (misfire, overlap, field) in [("99", "", "misfire"), ("", "99", "overlap")] {
+        let spec = api::ScheduleSpec {
+            recurrence: Some(api::schedule_spec::Recurrence::EveryMs(60_000)),
+            template: Some(command_spec("tick", "")),
+            misfire: misfire.into(),
+            overlap: overlap.into(),
+            ..Default::default()
+        };
+        let result = client
+            .call(|mut c| {
+                let request = api::CreateScheduleRequest {
+                    name: "s".into(),
+                    spec: Some(spec.clone()),
+                };
+                async move { c.create_schedule(request).await }
+            })
+            .await;
+        refused_with(result, Code::InvalidArgument, &[field, "99"]);
+    }
+    every_node_answers(&cluster).await;
+    cluster.shutdown().await;
+}
+
+/// Sends and receives raw bytes as a gRPC message: a body no generated client would send.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+struct RawBytes;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+async fn send_raw(address: &str, path: &'static str, body: Vec<u8>) -> tonic::Status {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    let response = grpc.unary(tonic::Request::new(body), path, RawCodec).await;
+    response.expect_err("a bad body is refused")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_bodies_get_client_error_codes() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let leader = cluster.addr(cluster.wait_for_leader().await);
+    // Field 1 (spec), length-delimited, with a length that runs past the end.
+    let truncated = vec![0x0a, 0xff, 0x01, 0x02];
+    // A tag of field 0, which protobuf forbids.
+    let field_zero = vec![0x00, 0x01];
+    for (path, body) in [
+        ("/raftsched.v1.Scheduler/SubmitTask", truncated.clone()),
+        ("/raftsched.v1.Scheduler/SubmitTask", field_zero),
+        ("/raftsched.v1.Workers/Heartbeat", truncated),
+    ] {
+        let status = send_raw(&leader, path, body).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+        assert!(status.message().contains("protobuf"), "{status:?}");
+    }
+    for path in ["/raftsched.v1.Workers/Heartbeat", "/raftsched.v1.Scheduler/SubmitTasks"] {
+        let status = send_raw(&leader, path, vec![0; 4 * 1024 * 1024 + 1]).await;
+        assert_eq!(status.code(), Code::ResourceExhausted, "{path}: {status:?}");
+        assert!(status.message().contains("4194305 bytes"), "{status:?}");
+        assert!(status.message().contains("4 MiB"), "{status:?}");
+    }
+    // A message exactly at the limit is decoded: 4 MiB of zero bytes is not valid protobuf
+    // (field 0), so it is refused as malformed, not as too large.
+    let status = send_raw(&leader, "/raftsched.v1.Workers/Heartbeat", vec![0; 4 * 1024 * 1024]).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    every_node_answers(&cluster).await;
     cluster.shutdown().await;
 }

@@ -279,7 +279,7 @@ fn apply_checked(state: &mut SchedulerState, command: Command) -> CommandRespons
                 let expected: Vec<TaskId> = if restarted { ran } else { Vec::new() };
                 assert_eq!(*voided, expected, "registration voided the wrong attempts");
                 assert_eq!(worker.draining, old.is_some_and(|w| w.draining) && !restarted);
-                check_voided(state, voided);
+                check_voided(state, voided, AttemptOutcome::WorkerRestarted);
                 assert_only_changed(state, &baseline, &voided.iter().copied().collect(), &[&registration.id]);
             }
         },
@@ -299,7 +299,7 @@ fn apply_checked(state: &mut SchedulerState, command: Command) -> CommandRespons
                     "an expired worker is still registered"
                 );
                 assert_eq!(state.running_count(worker_id), 0);
-                check_voided(state, voided);
+                check_voided(state, voided, AttemptOutcome::LeaseExpired);
                 // Pending tasks pinned to the worker fail with it.
                 let pinned: BTreeSet<TaskId> = tasks(before)
                     .filter(|t| {
@@ -494,13 +494,14 @@ fn apply_checked(state: &mut SchedulerState, command: Command) -> CommandRespons
     response
 }
 
-/// Tasks whose attempt was voided with their worker: the attempt ended as lease-expired, and
-/// the task is back in the queue at once, or failed when it has no attempt left.
-fn check_voided(state: &SchedulerState, voided: &[TaskId]) {
+/// Tasks whose attempt was voided with their worker: the attempt ended as `outcome`
+/// (lease-expired, or worker-restarted for a new session), and the task is back in the queue
+/// at once, or failed when it has no attempt left.
+fn check_voided(state: &SchedulerState, voided: &[TaskId], outcome: AttemptOutcome) {
     for task_id in voided {
         let task = state.get(*task_id).expect("a voided task exists");
         let attempt = task.attempts.last().expect("a voided task has an attempt");
-        assert_eq!(attempt.outcome, AttemptOutcome::LeaseExpired);
+        assert_eq!(attempt.outcome, outcome);
         if task.attempts_used() >= task.spec.max_attempts {
             assert_eq!(task.status, TaskStatus::Failed, "task {task_id} is out of attempts");
         } else {
@@ -1122,6 +1123,7 @@ fn parse_outcome(text: &str) -> AttemptOutcome {
         AttemptOutcome::LeaseExpired,
         AttemptOutcome::Cancelled,
         AttemptOutcome::HandedBack,
+        AttemptOutcome::WorkerRestarted,
     ]
     .into_iter()
     .find(|o| o.as_str() == text)

@@ -64,6 +64,8 @@ impl App {
     }
 
     pub async fn update_schedule(&self, name: String, spec: ScheduleSpec) -> Result<ScheduleView, AppError> {
+        // Before the lookup: a not-found answer echoes the name.
+        limits::validate_schedule_name(&name)?;
         check_schedule_spec(&spec)?;
         let command = Command::UpdateSchedule {
             now_ms: now_ms(),
@@ -75,6 +77,7 @@ impl App {
     }
 
     pub async fn pause_schedule(&self, name: String, paused: bool) -> Result<ScheduleView, AppError> {
+        limits::validate_schedule_name(&name)?;
         let command = Command::PauseSchedule {
             now_ms: now_ms(),
             name: name.clone(),
@@ -85,6 +88,7 @@ impl App {
     }
 
     pub async fn delete_schedule(&self, name: String) -> Result<(), AppError> {
+        limits::validate_schedule_name(&name)?;
         self.change_schedule(Command::DeleteSchedule { now_ms: now_ms(), name })
             .await
     }
@@ -102,6 +106,7 @@ impl App {
 
     /// A manual run now; returns its task.
     pub async fn trigger_schedule(&self, name: String) -> Result<Task, AppError> {
+        limits::validate_schedule_name(&name)?;
         let command = Command::TriggerSchedule { now_ms: now_ms(), name };
         let CommandResponse::ScheduleFired(result) = self.write(command).await? else {
             return Err(AppError::Internal("trigger answered with another response".into()));
@@ -116,6 +121,7 @@ impl App {
     }
 
     pub async fn get_schedule(&self, name: &str, consistency: Consistency) -> Result<ScheduleView, AppError> {
+        limits::validate_schedule_name(name)?;
         self.ensure_consistency(consistency).await?;
         self.read_schedule(name)
     }
@@ -177,10 +183,12 @@ impl App {
 
     pub async fn submit_workflow(&self, workflow: WorkflowSpec) -> Result<(WorkflowView, bool), AppError> {
         limits::validate_workflow(&workflow)?;
-        let command = Command::SubmitWorkflow {
-            now_ms: now_ms(),
-            workflow,
-        };
+        // One time for the check and the command: apply checks run_at_ms against it again.
+        let now_ms = now_ms();
+        for task in &workflow.tasks {
+            limits::validate_run_at(&task.spec, now_ms).map_err(|e| in_workflow_task(&task.key, e))?;
+        }
+        let command = Command::SubmitWorkflow { now_ms, workflow };
         let CommandResponse::WorkflowSubmitted(result) = self.write(command).await? else {
             return Err(AppError::Internal("workflow answered with another response".into()));
         };
@@ -220,6 +228,8 @@ impl App {
     /// match the spec's constraints, pinned to it) or a sharded run. Returns the parent.
     pub async fn submit_broadcast(&self, spec: crate::state::TaskSpec, shards: u32) -> Result<(Task, bool), AppError> {
         limits::validate_spec(&spec)?;
+        let now_ms = now_ms();
+        limits::validate_run_at(&spec, now_ms)?;
         let pins: Vec<Option<String>> = if shards == 0 {
             // The leader lists the workers now; only the leader may propose.
             self.leader_only()?;
@@ -243,14 +253,12 @@ impl App {
             }
             pins
         } else {
+            // Checked before the allocation: 4294967295 shards once asked for 100 GB here.
+            limits::validate_shard_count(shards as usize)?;
             vec![None; shards as usize]
         };
         limits::validate_shard_count(pins.len())?;
-        let command = Command::SubmitShards {
-            now_ms: now_ms(),
-            spec,
-            pins,
-        };
+        let command = Command::SubmitShards { now_ms, spec, pins };
         let CommandResponse::ShardsSubmitted(result) = self.write(command).await? else {
             return Err(AppError::Internal("broadcast answered with another response".into()));
         };
@@ -281,6 +289,17 @@ impl App {
         if !stopped.is_empty() {
             self.hub.wake_dispatcher();
         }
+    }
+}
+
+/// A workflow task's refusal, named after the task like [`limits::validate_workflow`] does.
+fn in_workflow_task(key: &str, error: StateError) -> StateError {
+    match error {
+        StateError::InvalidArgument { field, problem } => StateError::InvalidArgument {
+            field: format!("task {key:?}: {field}"),
+            problem,
+        },
+        other => other,
     }
 }
 

@@ -90,6 +90,7 @@ impl App {
         if node_id == 0 {
             return Err(AppError::Membership("node ids start at 1".into()));
         }
+        crate::state::limits::validate_node_address(&address)?;
         crate::network::peer_endpoint(&address).map_err(AppError::Membership)?;
         let node = BasicNode { addr: address };
         membership_result(self.raft().add_learner(node_id, node, true).await)?;
@@ -101,15 +102,25 @@ impl App {
         )
     }
 
-    /// Removes `node_id` from the voters and from the membership.
+    /// Removes `node_id` from the voters and from the membership. A node that is not a
+    /// member is NodeNotFound: openraft would accept its removal as a no-op, and the caller
+    /// would believe a typo removed something.
     pub async fn remove_node(&self, node_id: NodeId) -> Result<(), AppError> {
         self.leader_only()?;
-        let voters = BTreeSet::from([node_id]);
-        membership_result(
-            self.raft()
-                .change_membership(ChangeMembers::RemoveVoters(voters), false)
-                .await,
-        )
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership();
+        let members: Vec<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+        if !members.contains(&node_id) {
+            return Err(AppError::NodeNotFound { node_id, members });
+        }
+        let ids = BTreeSet::from([node_id]);
+        // A learner (added, not yet promoted) is not a voter: remove it as a node.
+        let change = if membership.voter_ids().any(|id| id == node_id) {
+            ChangeMembers::RemoveVoters(ids)
+        } else {
+            ChangeMembers::RemoveNodes(ids)
+        };
+        membership_result(self.raft().change_membership(change, false).await)
     }
 }
 

@@ -79,8 +79,16 @@ pub enum AppError {
     Stopped(String),
     #[error("membership change refused: {0}")]
     Membership(String),
+    /// RemoveNode of a node that is not in the membership.
+    #[error("node {node_id} is not a member; the members are {}: pass one of their ids", list_ids(.members))]
+    NodeNotFound { node_id: NodeId, members: Vec<NodeId> },
     #[error("unexpected response from the state machine: {0}")]
     Internal(String),
+}
+
+fn list_ids(ids: &[NodeId]) -> String {
+    let ids: Vec<String> = ids.iter().map(NodeId::to_string).collect();
+    ids.join(", ")
 }
 
 fn not_leader_message(leader_id: &Option<NodeId>, leader_addr: &Option<String>) -> String {
@@ -159,13 +167,13 @@ impl App {
     /// refused it.
     pub async fn submit(&self, specs: Vec<TaskSpec>) -> Result<Vec<Result<(Task, bool), StateError>>, AppError> {
         limits::validate_batch_len(specs.len())?;
+        // One time for the check and the command: apply checks run_at_ms against it again.
+        let now_ms = now_ms();
         for spec in &specs {
             limits::validate_spec(spec)?;
+            limits::validate_run_at(spec, now_ms)?;
         }
-        let command = Command::SubmitTasks {
-            now_ms: now_ms(),
-            specs,
-        };
+        let command = Command::SubmitTasks { now_ms, specs };
         let CommandResponse::Submitted(outcomes) = self.write(command).await? else {
             return Err(AppError::Internal("submit answered with another response".into()));
         };

@@ -87,6 +87,8 @@ impl App {
         session: &str,
         running_tokens: &[u64],
     ) -> Result<mpsc::Receiver<Instruction>, AppError> {
+        limits::validate_running_tokens(running_tokens.len())?;
+        limits::validate_worker_ref(worker_id, session)?;
         self.leader_only()?;
         tracing::debug!(worker = worker_id, "attach");
         let slots = self.check_session(worker_id, session)?;
@@ -100,6 +102,8 @@ impl App {
     /// Renews the worker's lease. Returns the tokens it runs that are void (stop them), and
     /// sends again any attempt it should run but does not list.
     pub fn heartbeat(&self, worker_id: &str, session: &str, running_tokens: &[u64]) -> Result<Vec<u64>, AppError> {
+        limits::validate_running_tokens(running_tokens.len())?;
+        limits::validate_worker_ref(worker_id, session)?;
         self.leader_only()?;
         self.check_session(worker_id, session)?;
         self.hub.heard_from(worker_id);
@@ -171,6 +175,7 @@ impl App {
     }
 
     pub async fn drain_worker(&self, worker_id: &str, session: &str) -> Result<(), AppError> {
+        limits::validate_worker_ref(worker_id, session)?;
         let command = Command::DrainWorker {
             now_ms: now_ms(),
             worker_id: worker_id.to_string(),

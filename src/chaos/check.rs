@@ -108,6 +108,7 @@ pub fn outcome_name(outcome: i32) -> &'static str {
         Ok(api::AttemptOutcome::LeaseExpired) => "lease-expired",
         Ok(api::AttemptOutcome::Cancelled) => "cancelled",
         Ok(api::AttemptOutcome::HandedBack) => "handed-back",
+        Ok(api::AttemptOutcome::WorkerRestarted) => "worker-restarted",
         _ => "unspecified",
     }
 }

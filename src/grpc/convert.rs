@@ -7,6 +7,7 @@ use crate::app::ScheduleView;
 use crate::app::WorkflowView;
 use crate::grpc::api;
 use crate::grpc::status::invalid;
+use crate::grpc::status::rejected;
 use crate::scheduling::Placement;
 use crate::scheduling::QueuePolicy;
 use crate::state::Attempt;
@@ -29,7 +30,18 @@ use crate::state::WorkflowStatus;
 use crate::state::WorkflowTaskSpec;
 use crate::state::limits;
 
+/// The number of entries of a repeated field or map, checked before anything is built from
+/// it (the message itself is bounded by the 4 MiB message limit, the domain copy is not).
+fn check_count(field: &str, count: usize, max: usize) -> Result<(), Status> {
+    limits::validate_count(field, count, max).map_err(rejected)
+}
+
 pub fn spec_from_proto(spec: api::TaskSpec) -> Result<TaskSpec, Status> {
+    check_count("labels", spec.labels.len(), limits::MAX_LABELS)?;
+    check_count("constraints", spec.constraints.len(), limits::MAX_LABELS)?;
+    if let Some(api::task_spec::Payload::Command(command)) = &spec.payload {
+        check_count("env", command.env.len(), limits::MAX_ENV_VARS)?;
+    }
     let payload = match spec.payload {
         Some(api::task_spec::Payload::Command(command)) => Payload::Command {
             command_line: command.command_line,
@@ -293,7 +305,19 @@ pub fn schedule_to_proto(view: &ScheduleView) -> api::Schedule {
     }
 }
 
+/// The specs of a SubmitTasks request, counted before any is converted.
+pub fn specs_from_proto(specs: Vec<api::TaskSpec>) -> Result<Vec<TaskSpec>, Status> {
+    limits::validate_batch_len(specs.len()).map_err(rejected)?;
+    specs.into_iter().map(spec_from_proto).collect()
+}
+
 pub fn workflow_from_proto(request: api::SubmitWorkflowRequest) -> Result<WorkflowSpec, Status> {
+    check_count("workflow tasks", request.tasks.len(), limits::MAX_WORKFLOW_TASKS)?;
+    let edges = request
+        .tasks
+        .iter()
+        .fold(0usize, |sum, t| sum.saturating_add(t.after.len()));
+    check_count("workflow edges (after)", edges, limits::MAX_WORKFLOW_EDGES)?;
     let tasks = request
         .tasks
         .into_iter()
@@ -364,6 +388,7 @@ pub fn outcome_to_proto(outcome: AttemptOutcome) -> api::AttemptOutcome {
         AttemptOutcome::LeaseExpired => api::AttemptOutcome::LeaseExpired,
         AttemptOutcome::Cancelled => api::AttemptOutcome::Cancelled,
         AttemptOutcome::HandedBack => api::AttemptOutcome::HandedBack,
+        AttemptOutcome::WorkerRestarted => api::AttemptOutcome::WorkerRestarted,
     }
 }
 
@@ -395,8 +420,9 @@ pub fn report_from_proto(report: api::ReportResultRequest) -> Result<AttemptRepo
     })
 }
 
-pub fn registration_from_proto(request: api::RegisterWorkerRequest) -> WorkerRegistration {
-    WorkerRegistration {
+pub fn registration_from_proto(request: api::RegisterWorkerRequest) -> Result<WorkerRegistration, Status> {
+    check_count("labels", request.labels.len(), limits::MAX_LABELS)?;
+    Ok(WorkerRegistration {
         id: request.worker_id,
         session: request.session_id,
         slots: request.slots,
@@ -407,7 +433,7 @@ pub fn registration_from_proto(request: api::RegisterWorkerRequest) -> WorkerReg
         } else {
             request.lease_ms
         },
-    }
+    })
 }
 
 pub fn policy_to_proto(queue: &str, policy: &QueuePolicy) -> api::QueuePolicy {
@@ -431,7 +457,9 @@ pub fn policy_from_proto(policy: api::QueuePolicy) -> Result<(String, QueuePolic
             ))
         })?
     };
-    let weight = if policy.weight == 0 { 1 } else { policy.weight };
+    // The proto gives weight no default (1..1000): 0 is passed on, and refused by the
+    // policy's validation, instead of being silently stored as 1.
+    let weight = policy.weight;
     Ok((policy.queue, QueuePolicy { weight, placement }))
 }
 

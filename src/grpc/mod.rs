@@ -9,12 +9,15 @@ mod convert;
 mod raft_service;
 mod scheduler_service;
 mod status;
+mod wire_errors;
 mod workers_service;
 
 pub use raft_service::RaftGrpcService;
 pub use scheduler_service::SchedulerService;
 pub use status::ANSWERED_HEADER;
 pub use status::LEADER_HEADER;
+pub use wire_errors::WireErrors;
+pub use wire_errors::with_wire_errors;
 pub use workers_service::WorkersService;
 
 /// Generated code of proto/raft.proto (node to node).

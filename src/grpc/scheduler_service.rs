@@ -18,6 +18,7 @@ use crate::grpc::convert::schedule_spec_from_proto;
 use crate::grpc::convert::schedule_to_proto;
 use crate::grpc::convert::shard_report;
 use crate::grpc::convert::spec_from_proto;
+use crate::grpc::convert::specs_from_proto;
 use crate::grpc::convert::status_from_proto;
 use crate::grpc::convert::task_to_proto;
 use crate::grpc::convert::workflow_from_proto;
@@ -155,12 +156,7 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::SubmitTasksRequest>,
     ) -> Result<Response<api::SubmitTasksResponse>, Status> {
-        let specs: Vec<TaskSpec> = request
-            .into_inner()
-            .specs
-            .into_iter()
-            .map(spec_from_proto)
-            .collect::<Result<_, _>>()?;
+        let specs: Vec<TaskSpec> = specs_from_proto(request.into_inner().specs)?;
         let outcomes = self.app.submit(specs).await.map_err(app_error_to_status)?;
         let results = outcomes
             .into_iter()

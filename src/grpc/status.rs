@@ -42,6 +42,7 @@ fn app_error_status(error: AppError) -> Status {
         | AppError::NoQuorum(_)
         | AppError::Stopped(_) => Status::unavailable(message),
         AppError::Membership(_) => Status::failed_precondition(message),
+        AppError::NodeNotFound { .. } => Status::not_found(message),
         AppError::Internal(_) => Status::internal(message),
     }
 }
@@ -62,6 +63,11 @@ pub fn state_error_code(error: &StateError) -> Code {
         | StateError::AlreadyFired { .. }
         | StateError::ScheduleNotFireable { .. } => Code::FailedPrecondition,
     }
+}
+
+/// A domain refusal found in the gRPC layer (before any call into the app).
+pub fn rejected(error: StateError) -> Status {
+    app_error_to_status(AppError::Rejected(error))
 }
 
 pub fn invalid(message: impl Into<String>) -> Status {

@@ -61,7 +61,7 @@ impl Workers for WorkersService {
         &self,
         request: Request<api::RegisterWorkerRequest>,
     ) -> Result<Response<api::RegisterWorkerResponse>, Status> {
-        let registration = registration_from_proto(request.into_inner());
+        let registration = registration_from_proto(request.into_inner())?;
         let lease_ms = self
             .app
             .register_worker(registration)

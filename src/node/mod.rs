@@ -275,8 +275,8 @@ fn serve(
         .timeout(SERVER_REQUEST_TIMEOUT)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .add_service(raft_service)
-        .add_service(scheduler_service)
-        .add_service(workers_service)
+        .add_service(grpc::with_wire_errors(scheduler_service))
+        .add_service(grpc::with_wire_errors(workers_service))
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()))
 }

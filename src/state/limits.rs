@@ -12,7 +12,6 @@ use crate::state::schedule::MisfirePolicy;
 use crate::state::schedule::Recurrence;
 use crate::state::schedule::ScheduleSpec;
 use crate::state::schedule::WorkflowSpec;
-use crate::state::task::AttemptOutcome;
 use crate::state::task::Payload;
 use crate::state::task::Resources;
 use crate::state::task::TaskSpec;
@@ -44,6 +43,11 @@ pub const MAX_CPU_MILLIS: u32 = 1_000_000;
 pub const MAX_MEMORY_MB: u32 = 16 * 1024 * 1024;
 pub const MAX_WORKER_ID_BYTES: usize = 128;
 pub const MAX_WORKER_SLOTS: u32 = 10_000;
+/// Attempt tokens a worker may list in one Attach or Heartbeat (10,000): it runs at most
+/// one attempt per slot, and has at most [`MAX_WORKER_SLOTS`] slots, so a longer list is a
+/// broken worker; refusing it keeps the leader from building sets of millions of tokens
+/// out of one 4 MiB request.
+pub const MAX_RUNNING_TOKENS: usize = MAX_WORKER_SLOTS as usize;
 pub const MIN_LEASE_MS: u64 = 500;
 pub const MAX_LEASE_MS: u64 = 300_000;
 pub const MAX_WORKERS: usize = 10_000;
@@ -78,6 +82,10 @@ pub const MAX_WORKFLOW_EDGES: usize = 10_000;
 pub const MAX_WORKFLOW_KEY_BYTES: usize = 128;
 /// Shards of one broadcast or sharded run.
 pub const MAX_SHARDS: usize = 1000;
+/// A member's address (`host:port`) in an AddNode request, 512 bytes: the longest DNS name
+/// (253 bytes) with a scheme and a port fits twice over. The address is stored in the
+/// membership, replicated, and shown by every status call, so it may not be megabytes.
+pub const MAX_NODE_ADDRESS_BYTES: usize = 512;
 /// The constraint that pins a task to one worker: `raftsched/worker=<worker id>`. Every
 /// worker matches it under its own id, whatever labels it declares.
 pub const PIN_LABEL: &str = "raftsched/worker";
@@ -87,6 +95,14 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 3600 * 1000;
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
 pub const DEFAULT_LEASE_MS: u64 = 5000;
+
+// A worker runs at most one attempt per slot.
+const _: () = assert!(MAX_RUNNING_TOKENS >= MAX_WORKER_SLOTS as usize);
+// The longest DNS name (253 bytes) with a scheme and a port fits.
+const _: () = assert!(MAX_NODE_ADDRESS_BYTES >= 253 + "https://".len() + ":65535".len());
+// run_at_ms is bounded like delay_ms, one year ahead, and both must stay far from u64::MAX
+// so `now + bound` cannot overflow for any real clock.
+const _: () = assert!(MAX_DELAY_MS < u64::MAX / 2);
 
 /// Checks a spec against every limit. The error names the field and the limit.
 pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
@@ -127,6 +143,15 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
         return invalid(
             "delay_ms",
             format!("{}, at most {MAX_DELAY_MS} (one year)", spec.delay_ms),
+        );
+    }
+    if spec.delay_ms != 0 && spec.not_before_ms != 0 {
+        return invalid(
+            "run_at_ms",
+            format!(
+                "run_at_ms {} and delay_ms {} are both set; set at most one of them",
+                spec.not_before_ms, spec.delay_ms
+            ),
         );
     }
     check_labels("constraints", &spec.constraints)?;
@@ -288,6 +313,59 @@ pub fn validate_workflow(workflow: &WorkflowSpec) -> Result<(), StateError> {
     Ok(())
 }
 
+/// `run_at_ms` against the time the command carries: at most [`MAX_DELAY_MS`] (one year)
+/// ahead, like `delay_ms`. The leader checks it with the time it stamps on the command, and
+/// apply again with that same time, so both come to the same answer.
+pub fn validate_run_at(spec: &TaskSpec, now_ms: u64) -> Result<(), StateError> {
+    let latest = now_ms.saturating_add(MAX_DELAY_MS);
+    if spec.not_before_ms > latest {
+        return invalid(
+            "run_at_ms",
+            format!(
+                "{} is more than {MAX_DELAY_MS} ms (one year) after the leader's time {now_ms}; \
+                 pick one at most {latest}, or 0 for now",
+                spec.not_before_ms
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The length of a repeated field or map from the wire, checked before anything is built
+/// from it.
+pub fn validate_count(field: &str, count: usize, max: usize) -> Result<(), StateError> {
+    if count > max {
+        return invalid(field, format!("{count} entries, at most {max}"));
+    }
+    Ok(())
+}
+
+/// The attempt tokens a worker lists in Attach or Heartbeat.
+pub fn validate_running_tokens(count: usize) -> Result<(), StateError> {
+    if count > MAX_RUNNING_TOKENS {
+        return invalid(
+            "running_tokens",
+            format!(
+                "{count} tokens, at most {MAX_RUNNING_TOKENS} (one per slot); list only the attempts this process runs"
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// A worker's id and session as a later call names them (Attach, Heartbeat, Drain): checked
+/// like the registration did, before the lookup, so a refusal never echoes megabytes of
+/// id back in its message.
+pub fn validate_worker_ref(worker_id: &str, session: &str) -> Result<(), StateError> {
+    check_identifier("worker_id", worker_id, MAX_WORKER_ID_BYTES)?;
+    check_text("session_id", session, MAX_REQUEST_ID_BYTES)
+}
+
+/// A member's address for AddNode.
+pub fn validate_node_address(address: &str) -> Result<(), StateError> {
+    check_text("address", address, MAX_NODE_ADDRESS_BYTES)
+}
+
 pub fn validate_shard_count(count: usize) -> Result<(), StateError> {
     if count == 0 || count > MAX_SHARDS {
         return invalid("shards", format!("{count}, must be 1..={MAX_SHARDS}"));
@@ -321,7 +399,7 @@ pub fn validate_registration(registration: &WorkerRegistration) -> Result<(), St
 /// leader (before proposing) and apply (on every replica) cut alike, and cutting twice
 /// changes nothing.
 pub fn validate_report(report: &mut AttemptReport) -> Result<(), StateError> {
-    if matches!(report.outcome, AttemptOutcome::Running | AttemptOutcome::LeaseExpired) {
+    if report.outcome.is_recorded_by_apply_only() {
         return invalid("outcome", format!("a worker cannot report {}", report.outcome.as_str()));
     }
     for tail in [&mut report.stdout_tail, &mut report.stderr_tail] {
@@ -502,6 +580,7 @@ fn invalid(field: &str, problem: String) -> Result<(), StateError> {
 #[cfg(test)]
 mod truncation_tests {
     use super::*;
+    use crate::state::task::AttemptOutcome;
 
     const M: &str = TRUNCATION_MARKER;
 

@@ -296,6 +296,7 @@ impl SchedulerState {
         status: TaskStatus,
     ) -> Result<TaskId, StateError> {
         limits::validate_spec(&spec)?;
+        limits::validate_run_at(&spec, now_ms)?;
         let task_id = self.next_task_id;
         let Some(next_task_id) = task_id.checked_add(1) else {
             return Err(StateError::InvalidArgument {
@@ -379,7 +380,12 @@ impl SchedulerState {
             .get(&registration.id)
             .is_some_and(|w| w.session != registration.session);
         let voided = if restarted {
-            self.void_attempts_of(now_ms, &registration.id, "the worker restarted (new session)")
+            self.void_attempts_of(
+                now_ms,
+                &registration.id,
+                AttemptOutcome::WorkerRestarted,
+                "the worker restarted (new session)",
+            )
         } else {
             Vec::new()
         };
@@ -413,7 +419,12 @@ impl SchedulerState {
         if self.worker_in_session(worker_id, session).is_err() {
             return Vec::new();
         }
-        let voided = self.void_attempts_of(now_ms, worker_id, "the worker's lease expired (no heartbeat)");
+        let voided = self.void_attempts_of(
+            now_ms,
+            worker_id,
+            AttemptOutcome::LeaseExpired,
+            "the worker's lease expired (no heartbeat)",
+        );
         self.workers.remove(worker_id);
         self.fail_pinned_to(now_ms, worker_id);
         voided
@@ -456,9 +467,10 @@ impl SchedulerState {
         Ok(worker)
     }
 
-    /// Ends every attempt a worker runs as lease-expired; each task goes back to the queue at
-    /// once (the worker failed, not the task), or fails when it has no attempt left.
-    fn void_attempts_of(&mut self, now_ms: u64, worker_id: &str, why: &str) -> Vec<TaskId> {
+    /// Ends every attempt a worker runs with `outcome` (lease-expired or worker-restarted);
+    /// each task goes back to the queue at once (the worker failed, not the task), or fails
+    /// when it has no attempt left.
+    fn void_attempts_of(&mut self, now_ms: u64, worker_id: &str, outcome: AttemptOutcome, why: &str) -> Vec<TaskId> {
         let task_ids: Vec<TaskId> = self
             .running_by_worker
             .get(worker_id)
@@ -466,7 +478,7 @@ impl SchedulerState {
             .unwrap_or_default();
         for &task_id in &task_ids {
             self.update_task(task_id, |task| {
-                end_running_attempt(task, now_ms, AttemptOutcome::LeaseExpired, Some(why.to_string()));
+                end_running_attempt(task, now_ms, outcome, Some(why.to_string()));
                 retry_or_fail(task, now_ms, 0, why);
             });
         }

@@ -312,14 +312,27 @@ pub enum AttemptOutcome {
     Succeeded,
     Failed,
     TimedOut,
-    /// The worker stopped heartbeating (or restarted); the attempt is void.
+    /// The worker stopped heartbeating; the attempt is void.
     LeaseExpired,
     Cancelled,
     /// A draining worker gave the task back unfinished; does not count as an attempt.
     HandedBack,
+    /// The worker registered again with a new session (its process restarted); the attempt
+    /// is void. Last, so the postcard encoding of every earlier variant (their index) and
+    /// the pinned snapshot bytes stay as they were.
+    WorkerRestarted,
 }
 
 impl AttemptOutcome {
+    /// Outcomes only apply records (running, and the two ways a worker's attempts are voided):
+    /// no worker may report them.
+    pub fn is_recorded_by_apply_only(self) -> bool {
+        matches!(
+            self,
+            AttemptOutcome::Running | AttemptOutcome::LeaseExpired | AttemptOutcome::WorkerRestarted
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptOutcome::Running => "running",
@@ -329,6 +342,7 @@ impl AttemptOutcome {
             AttemptOutcome::LeaseExpired => "lease-expired",
             AttemptOutcome::Cancelled => "cancelled",
             AttemptOutcome::HandedBack => "handed-back",
+            AttemptOutcome::WorkerRestarted => "worker-restarted",
         }
     }
 }
