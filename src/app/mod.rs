@@ -123,9 +123,6 @@ pub struct App {
     state: SharedState,
     /// The leader's live view of workers; empty on followers.
     hub: WorkerHub,
-    /// (applied index, digest) of the last digest computed: the state at one applied index
-    /// never changes, so status calls re-encode the state only when it moved.
-    digest_cache: std::sync::Arc<std::sync::Mutex<Option<(u64, u64)>>>,
     /// Every write goes through it, to share log entries with concurrent writes.
     proposer: Proposer,
 }
@@ -138,7 +135,6 @@ impl App {
             raft,
             state,
             hub,
-            digest_cache: Default::default(),
         }
     }
 
@@ -266,20 +262,13 @@ impl App {
             .collect()
     }
 
-    /// The applied state's digest and the applied index it belongs to, computed at most once
-    /// per applied index.
+    /// The applied state's digest and the applied index it belongs to, read together under
+    /// the state lock. O(1): apply keeps the digest up to date, so status calls in a loop
+    /// cost apply nothing.
     fn state_digest(&self) -> (u64, u64) {
         let applied = self.state.read();
         let index = applied.last_applied.as_ref().map_or(0, |log_id| log_id.index);
-        let mut cache = self.digest_cache.lock().expect("digest cache lock poisoned");
-        match *cache {
-            Some((cached_index, digest)) if cached_index == index => (digest, index),
-            _ => {
-                let digest = applied.scheduler.digest();
-                *cache = Some((index, digest));
-                (digest, index)
-            }
-        }
+        (applied.scheduler.digest(), index)
     }
 
     /// The latest Raft metrics of this node.

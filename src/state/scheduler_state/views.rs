@@ -174,12 +174,6 @@ impl SchedulerState {
             WorkflowStatus::Pending
         }
     }
-
-    /// A 64-bit fingerprint of the whole state (FNV-1a over the snapshot encoding), to check
-    /// that replicas at the same applied index hold the same state. O(n).
-    pub fn digest(&self) -> u64 {
-        super::fnv1a_64(&self.to_snapshot_bytes())
-    }
 }
 
 /// A workflow's overall state, derived from its tasks.
