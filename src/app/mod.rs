@@ -207,17 +207,19 @@ impl App {
     }
 
     /// A page of tasks matching `filter` with ids above `after`, and where the next page
-    /// starts.
+    /// starts. `fits` is the caller's byte budget: asked about each task before it joins the
+    /// page, a refusal ends the page early (only what fits is copied out of the state).
     pub async fn list(
         &self,
         filter: &ListFilter,
         after: TaskId,
         page_size: usize,
         consistency: Consistency,
+        fits: impl FnMut(&Task) -> bool,
     ) -> Result<(Vec<Task>, Option<TaskId>), AppError> {
         self.ensure_consistency(consistency).await?;
         let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
-        Ok(self.state.read().scheduler.list(filter, after, page_size))
+        Ok(self.state.read().scheduler.list_within(filter, after, page_size, fits))
     }
 
     /// This node's own view, from its Raft metrics.

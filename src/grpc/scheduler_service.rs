@@ -12,6 +12,8 @@ use crate::app::MemberView;
 use crate::grpc::api;
 use crate::grpc::api::scheduler_client::SchedulerClient;
 use crate::grpc::api::scheduler_server::Scheduler;
+use crate::grpc::budget::ByteBudget;
+use crate::grpc::budget::keep_within_budget;
 use crate::grpc::convert::policy_from_proto;
 use crate::grpc::convert::policy_to_proto;
 use crate::grpc::convert::schedule_spec_from_proto;
@@ -57,6 +59,23 @@ impl SchedulerService {
         futures::future::join_all(lookups).await
     }
 
+    /// A workflow response with the view's page of tasks (starting at position `from`),
+    /// kept within the byte budget once pending reasons are in, and the token of the next.
+    fn workflow_response(&self, view: &crate::app::WorkflowView, from: usize, created: bool) -> api::WorkflowResponse {
+        let mut workflow = workflow_to_proto(view, |t| self.task_to_proto(t));
+        let mut next = view.next_task;
+        // Positions count every task of the workflow, and `view.tasks` skips none: each
+        // task a workflow names exists (a state invariant).
+        if keep_within_budget(&mut workflow.tasks) < view.tasks.len() {
+            next = Some(from + workflow.tasks.len());
+        }
+        api::WorkflowResponse {
+            workflow: Some(workflow),
+            created,
+            next_page_token: next.map(|position| position.to_string()).unwrap_or_default(),
+        }
+    }
+
     /// A task with the leader's reason for a pending one (followers know none).
     fn task_to_proto(&self, task: &crate::state::Task) -> api::Task {
         let reason = (task.status == crate::state::TaskStatus::Pending)
@@ -64,6 +83,33 @@ impl SchedulerService {
             .flatten();
         task_to_proto(task, reason)
     }
+}
+
+/// A workflow task as measured against the byte budget (without the pending reason, which
+/// is filled in later).
+fn workflow_task_proto(key: &str, task: &crate::state::Task) -> api::WorkflowTask {
+    api::WorkflowTask {
+        key: key.to_string(),
+        task: Some(task_to_proto(task, None)),
+    }
+}
+
+/// Where a GetWorkflow page starts: the position of its first task in the workflow.
+fn workflow_page_start(page_token: &str) -> Result<usize, Status> {
+    if page_token.is_empty() {
+        return Ok(0);
+    }
+    page_token
+        .parse()
+        .ok()
+        .filter(|from: &usize| *from < crate::state::limits::MAX_WORKFLOW_TASKS)
+        .ok_or_else(|| {
+            invalid(format!(
+                "invalid page_token: {page_token:?} is not a task position below {}; pass the \
+                 next_page_token of the previous WorkflowResponse",
+                crate::state::limits::MAX_WORKFLOW_TASKS
+            ))
+        })
 }
 
 fn schedule_response(view: &crate::app::ScheduleView) -> Response<api::ScheduleResponse> {
@@ -224,13 +270,22 @@ impl Scheduler for SchedulerService {
             n => n as usize,
         };
         let consistency = consistency_from_proto(request.consistency)?;
-        let (tasks, next) = self
+        let mut budget = ByteBudget::new();
+        let (tasks, mut next) = self
             .app
-            .list(&filter, after, page_size, consistency)
+            .list(&filter, after, page_size, consistency, |t| {
+                budget.admit(&task_to_proto(t, None))
+            })
             .await
             .map_err(app_error_to_status)?;
+        let mut protos: Vec<api::Task> = tasks.iter().map(|t| self.task_to_proto(t)).collect();
+        // Pending reasons are filled in after measuring; should they tip the page over, it
+        // ends earlier.
+        if keep_within_budget(&mut protos) < tasks.len() {
+            next = protos.last().map(|t| t.id);
+        }
         Ok(Response::new(api::ListTasksResponse {
-            tasks: tasks.iter().map(|t| self.task_to_proto(t)).collect(),
+            tasks: protos,
             next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
         }))
     }
@@ -391,9 +446,12 @@ impl Scheduler for SchedulerService {
             0 => DEFAULT_PAGE_SIZE,
             n => n as usize,
         };
+        let mut budget = ByteBudget::new();
         let (views, next) = self
             .app
-            .list_schedules(&request.page_token, page_size, consistency)
+            .list_schedules(&request.page_token, page_size, consistency, |view| {
+                budget.admit(&schedule_to_proto(view))
+            })
             .await
             .map_err(app_error_to_status)?;
         Ok(Response::new(api::ListSchedulesResponse {
@@ -456,11 +514,13 @@ impl Scheduler for SchedulerService {
         request: Request<api::SubmitWorkflowRequest>,
     ) -> Result<Response<api::WorkflowResponse>, Status> {
         let workflow = workflow_from_proto(request.into_inner())?;
-        let (view, created) = self.app.submit_workflow(workflow).await.map_err(app_error_to_status)?;
-        Ok(Response::new(api::WorkflowResponse {
-            workflow: Some(workflow_to_proto(&view, |t| self.task_to_proto(t))),
-            created,
-        }))
+        let mut budget = ByteBudget::new();
+        let (view, created) = self
+            .app
+            .submit_workflow(workflow, |key, task| budget.admit(&workflow_task_proto(key, task)))
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(self.workflow_response(&view, 0, created)))
     }
 
     async fn get_workflow(
@@ -469,15 +529,16 @@ impl Scheduler for SchedulerService {
     ) -> Result<Response<api::WorkflowResponse>, Status> {
         let request = request.into_inner();
         let consistency = consistency_from_proto(request.consistency)?;
+        let from = workflow_page_start(&request.page_token)?;
+        let mut budget = ByteBudget::new();
         let view = self
             .app
-            .get_workflow(request.workflow_id, consistency)
+            .get_workflow(request.workflow_id, from, consistency, |key, task| {
+                budget.admit(&workflow_task_proto(key, task))
+            })
             .await
             .map_err(app_error_to_status)?;
-        Ok(Response::new(api::WorkflowResponse {
-            workflow: Some(workflow_to_proto(&view, |t| self.task_to_proto(t))),
-            created: false,
-        }))
+        Ok(Response::new(self.workflow_response(&view, from, false)))
     }
 
     async fn submit_broadcast(
