@@ -54,3 +54,17 @@ pub(crate) fn keep_within_budget<T: Message>(items: &mut Vec<T>) -> usize {
     items.truncate(kept);
     kept
 }
+
+/// Takes items from `items` while they fit the budget (at least one). Returns them, and
+/// whether an item was left over (the page is not the last).
+pub(crate) fn page_within_budget<T: Message>(items: impl IntoIterator<Item = T>) -> (Vec<T>, bool) {
+    let mut budget = ByteBudget::new();
+    let mut page = Vec::new();
+    for item in items {
+        if !budget.admit(&item) {
+            return (page, true);
+        }
+        page.push(item);
+    }
+    (page, false)
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
+use tonic::transport::Channel;
 
 use crate::app::App;
 use crate::app::Consistency;
@@ -14,6 +15,7 @@ use crate::grpc::api::scheduler_client::SchedulerClient;
 use crate::grpc::api::scheduler_server::Scheduler;
 use crate::grpc::budget::ByteBudget;
 use crate::grpc::budget::keep_within_budget;
+use crate::grpc::budget::page_within_budget;
 use crate::grpc::convert::policy_from_proto;
 use crate::grpc::convert::policy_to_proto;
 use crate::grpc::convert::schedule_spec_from_proto;
@@ -33,14 +35,43 @@ use crate::state::TaskSpec;
 /// How long ClusterStatus waits for each peer's own view.
 const PEER_STATUS_DEADLINE: Duration = Duration::from_millis(1000);
 const DEFAULT_PAGE_SIZE: usize = 100;
+/// Peer channels ClusterStatus keeps: more than any membership (3 or 5 members, a few more
+/// while one is replaced).
+const MAX_CACHED_PEER_CHANNELS: usize = 16;
 
 pub struct SchedulerService {
     app: App,
+    /// One lazily connected channel per peer address for ClusterStatus: a fresh connection
+    /// per call (TCP and HTTP/2 handshakes to every peer) made a client looping on cluster
+    /// status cost each node far more than the status itself.
+    peer_channels: std::sync::Mutex<std::collections::BTreeMap<String, Channel>>,
 }
 
 impl SchedulerService {
     pub fn new(app: App) -> SchedulerService {
-        SchedulerService { app }
+        SchedulerService {
+            app,
+            peer_channels: Default::default(),
+        }
+    }
+
+    /// The cached channel to a peer, created (without connecting) on first use.
+    fn peer_channel(&self, address: &str) -> Result<Channel, String> {
+        let mut channels = self
+            .peer_channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = peer_endpoint(address)?.connect_lazy();
+        // Addresses come from the membership, so the map stays as small as the cluster; a
+        // removed member's entry is dropped when the map outgrows it.
+        if channels.len() >= MAX_CACHED_PEER_CHANNELS {
+            channels.clear();
+        }
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
     }
 
     /// Every member's own view, asked in parallel; unreachable ones say so.
@@ -52,7 +83,8 @@ impl SchedulerService {
                 if node_id == own.node_id {
                     member_to_proto(own)
                 } else {
-                    peer_status(node_id, address).await
+                    let channel = self.peer_channel(&address);
+                    peer_status(node_id, address, channel).await
                 }
             }
         });
@@ -143,7 +175,7 @@ fn member_to_proto(view: MemberView) -> api::MemberStatus {
 }
 
 /// Asks one peer for its own view; an unreachable peer is reported, not an error.
-async fn peer_status(node_id: u64, address: String) -> api::MemberStatus {
+async fn peer_status(node_id: u64, address: String, channel: Result<Channel, String>) -> api::MemberStatus {
     let unreachable = |error: String| api::MemberStatus {
         node_id,
         address: address.clone(),
@@ -151,12 +183,11 @@ async fn peer_status(node_id: u64, address: String) -> api::MemberStatus {
         error,
         ..api::MemberStatus::default()
     };
-    let endpoint = match peer_endpoint(&address) {
-        Ok(endpoint) => endpoint,
+    let channel = match channel {
+        Ok(channel) => channel,
         Err(e) => return unreachable(e),
     };
     let call = async {
-        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
         let mut request = Request::new(api::NodeStatusRequest {});
         request.set_timeout(PEER_STATUS_DEADLINE);
         let response = SchedulerClient::new(channel)
@@ -338,23 +369,29 @@ impl Scheduler for SchedulerService {
 
     async fn list_queues(
         &self,
-        _request: Request<api::ListQueuesRequest>,
+        request: Request<api::ListQueuesRequest>,
     ) -> Result<Response<api::ListQueuesResponse>, Status> {
+        let after = request.into_inner().page_token;
         self.app
             .ensure_consistency(Consistency::Linearizable)
             .await
             .map_err(app_error_to_status)?;
-        let queues = self
-            .app
-            .queues()
-            .into_iter()
-            .map(|(queue, policy, pending, running)| api::QueueStatus {
+        let statuses = self.app.queues().into_iter().filter(|(queue, ..)| *queue > after).map(
+            |(queue, policy, pending, running)| api::QueueStatus {
                 policy: Some(policy_to_proto(&queue, &policy)),
                 pending,
                 running,
-            })
-            .collect();
-        Ok(Response::new(api::ListQueuesResponse { queues }))
+            },
+        );
+        let (queues, more) = page_within_budget(statuses);
+        let next_page_token = match (more, queues.last()) {
+            (true, Some(last)) => last.policy.as_ref().map(|p| p.queue.clone()).unwrap_or_default(),
+            _ => String::new(),
+        };
+        Ok(Response::new(api::ListQueuesResponse {
+            queues,
+            next_page_token,
+        }))
     }
 
     async fn transfer_leader(
