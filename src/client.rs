@@ -355,23 +355,40 @@ impl ClusterClient {
         .await
     }
 
+    /// A workflow with all its tasks: a response carries about 3 MiB of them, so this
+    /// follows `next_page_token` and appends each page (each read at its own time).
     pub async fn get_workflow(
         &self,
         workflow_id: u64,
         consistency: api::Consistency,
     ) -> Result<api::Workflow, ClientError> {
-        let response = self
-            .call(|mut client| async move {
-                let request = api::GetWorkflowRequest {
-                    workflow_id,
-                    consistency: consistency as i32,
-                };
-                client.get_workflow(request).await
-            })
-            .await?;
-        response
-            .workflow
-            .ok_or_else(|| ClientError::Rejected(Status::internal("empty workflow in response")))
+        let mut page_token = String::new();
+        let mut workflow: Option<api::Workflow> = None;
+        loop {
+            let request = api::GetWorkflowRequest {
+                workflow_id,
+                consistency: consistency as i32,
+                page_token: page_token.clone(),
+            };
+            let response = self
+                .call(|mut client| {
+                    let request = request.clone();
+                    async move { client.get_workflow(request).await }
+                })
+                .await?;
+            let page = response
+                .workflow
+                .ok_or_else(|| ClientError::Rejected(Status::internal("empty workflow in response")))?;
+            match workflow.as_mut() {
+                None => workflow = Some(page),
+                Some(workflow) => workflow.tasks.extend(page.tasks),
+            }
+            if response.next_page_token.is_empty() || response.next_page_token == page_token {
+                break;
+            }
+            page_token = response.next_page_token;
+        }
+        Ok(workflow.expect("the loop runs at least once"))
     }
 
     pub async fn get_schedule(&self, name: &str, consistency: api::Consistency) -> Result<api::Schedule, ClientError> {

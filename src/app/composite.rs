@@ -36,12 +36,16 @@ pub struct ScheduleView {
     pub run_task_status: Vec<Option<TaskStatus>>,
 }
 
-/// A workflow as the API shows it.
+/// A workflow as the API shows it: its record and status, and a page of its tasks.
 #[derive(Debug, Clone)]
 pub struct WorkflowView {
     pub workflow: Workflow,
     pub status: WorkflowStatus,
+    /// The tasks from `workflow.tasks[start..]` that fit the caller's byte budget.
     pub tasks: Vec<(String, Task)>,
+    /// Where the next page of tasks starts in `workflow.tasks`; None when `tasks` holds the
+    /// rest.
+    pub next_task: Option<usize>,
 }
 
 impl App {
@@ -126,33 +130,40 @@ impl App {
         self.read_schedule(name)
     }
 
-    /// Up to `page_size` schedules named after `after`, without their runs.
+    /// Up to `page_size` schedules named after `after`, without their runs. `fits` is the
+    /// caller's byte budget: a view it refuses ends the page early (the first is always
+    /// taken, so that paging advances).
     pub async fn list_schedules(
         &self,
         after: &str,
         page_size: usize,
         consistency: Consistency,
+        mut fits: impl FnMut(&ScheduleView) -> bool,
     ) -> Result<(Vec<ScheduleView>, Option<String>), AppError> {
         self.ensure_consistency(consistency).await?;
         let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
         let state = self.state.read();
-        let mut matching = state.scheduler.schedules().filter(|s| s.name.as_str() > after);
-        let page: Vec<ScheduleView> = matching
-            .by_ref()
-            .take(page_size)
-            .map(|schedule| {
-                let mut schedule = schedule.clone();
-                schedule.runs.clear();
-                ScheduleView {
-                    next_fire_ms: upcoming(&schedule, 1),
-                    schedule,
-                    run_task_status: Vec::new(),
-                }
-            })
-            .collect();
-        let next = match (page.last(), matching.next()) {
-            (Some(last), Some(_)) => Some(last.schedule.name.clone()),
-            _ => None,
+        let matching = state.scheduler.schedules().filter(|s| s.name.as_str() > after);
+        let mut page: Vec<ScheduleView> = Vec::new();
+        let mut more = false;
+        for schedule in matching {
+            let mut schedule = schedule.clone();
+            schedule.runs.clear();
+            let view = ScheduleView {
+                next_fire_ms: upcoming(&schedule, 1),
+                schedule,
+                run_task_status: Vec::new(),
+            };
+            if page.len() >= page_size || (!fits(&view) && !page.is_empty()) {
+                more = true;
+                break;
+            }
+            page.push(view);
+        }
+        let next = if more {
+            page.last().map(|last| last.schedule.name.clone())
+        } else {
+            None
         };
         Ok((page, next))
     }
@@ -181,7 +192,12 @@ impl App {
         })
     }
 
-    pub async fn submit_workflow(&self, workflow: WorkflowSpec) -> Result<(WorkflowView, bool), AppError> {
+    /// Submits a workflow; the view holds the tasks that fit `fits` (see [`App::get_workflow`]).
+    pub async fn submit_workflow(
+        &self,
+        workflow: WorkflowSpec,
+        fits: impl FnMut(&str, &Task) -> bool,
+    ) -> Result<(WorkflowView, bool), AppError> {
         limits::validate_workflow(&workflow)?;
         // One time for the check and the command: apply checks run_at_ms against it again.
         let now_ms = now_ms();
@@ -194,33 +210,52 @@ impl App {
         };
         let outcome = result?;
         self.hub.wake_dispatcher();
-        Ok((self.read_workflow(outcome.workflow_id)?, outcome.created))
+        Ok((self.read_workflow(outcome.workflow_id, 0, fits)?, outcome.created))
     }
 
+    /// A workflow with its tasks from position `from` on, as many as `fits` (the caller's
+    /// byte budget, asked about each task in turn) admits; the first is always taken, so
+    /// that paging advances. A workflow holds up to 1000 tasks of up to 64 KiB payload each:
+    /// 64 MiB, far more than one response carries.
     pub async fn get_workflow(
         &self,
         workflow_id: WorkflowId,
+        from: usize,
         consistency: Consistency,
+        fits: impl FnMut(&str, &Task) -> bool,
     ) -> Result<WorkflowView, AppError> {
         self.ensure_consistency(consistency).await?;
-        self.read_workflow(workflow_id)
+        self.read_workflow(workflow_id, from, fits)
     }
 
-    fn read_workflow(&self, workflow_id: WorkflowId) -> Result<WorkflowView, AppError> {
+    fn read_workflow(
+        &self,
+        workflow_id: WorkflowId,
+        from: usize,
+        mut fits: impl FnMut(&str, &Task) -> bool,
+    ) -> Result<WorkflowView, AppError> {
         let state = self.state.read();
         let workflow = state
             .scheduler
             .workflow(workflow_id)
             .ok_or(StateError::WorkflowNotFound(workflow_id))?;
-        let tasks = workflow
-            .tasks
-            .iter()
-            .filter_map(|(key, id)| Some((key.clone(), state.scheduler.get(*id)?.clone())))
-            .collect();
+        let mut tasks: Vec<(String, Task)> = Vec::new();
+        let mut next_task = None;
+        for (position, (key, id)) in workflow.tasks.iter().enumerate().skip(from) {
+            let Some(task) = state.scheduler.get(*id) else {
+                continue;
+            };
+            if !fits(key, task) && !tasks.is_empty() {
+                next_task = Some(position);
+                break;
+            }
+            tasks.push((key.clone(), task.clone()));
+        }
         Ok(WorkflowView {
             status: state.scheduler.workflow_status(workflow),
             workflow: workflow.clone(),
             tasks,
+            next_task,
         })
     }
 

@@ -131,9 +131,6 @@ pub struct App {
     state: SharedState,
     /// The leader's live view of workers; empty on followers.
     hub: WorkerHub,
-    /// (applied index, digest) of the last digest computed: the state at one applied index
-    /// never changes, so status calls re-encode the state only when it moved.
-    digest_cache: std::sync::Arc<std::sync::Mutex<Option<(u64, u64)>>>,
     /// Every write goes through it, to share log entries with concurrent writes.
     proposer: Proposer,
 }
@@ -146,7 +143,6 @@ impl App {
             raft,
             state,
             hub,
-            digest_cache: Default::default(),
         }
     }
 
@@ -219,17 +215,19 @@ impl App {
     }
 
     /// A page of tasks matching `filter` with ids above `after`, and where the next page
-    /// starts.
+    /// starts. `fits` is the caller's byte budget: asked about each task before it joins the
+    /// page, a refusal ends the page early (only what fits is copied out of the state).
     pub async fn list(
         &self,
         filter: &ListFilter,
         after: TaskId,
         page_size: usize,
         consistency: Consistency,
+        fits: impl FnMut(&Task) -> bool,
     ) -> Result<(Vec<Task>, Option<TaskId>), AppError> {
         self.ensure_consistency(consistency).await?;
         let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
-        Ok(self.state.read().scheduler.list(filter, after, page_size))
+        Ok(self.state.read().scheduler.list_within(filter, after, page_size, fits))
     }
 
     /// This node's own view, from its Raft metrics.
@@ -274,20 +272,13 @@ impl App {
             .collect()
     }
 
-    /// The applied state's digest and the applied index it belongs to, computed at most once
-    /// per applied index.
+    /// The applied state's digest and the applied index it belongs to, read together under
+    /// the state lock. O(1): apply keeps the digest up to date, so status calls in a loop
+    /// cost apply nothing.
     fn state_digest(&self) -> (u64, u64) {
         let applied = self.state.read();
         let index = applied.last_applied.as_ref().map_or(0, |log_id| log_id.index);
-        let mut cache = self.digest_cache.lock().expect("digest cache lock poisoned");
-        match *cache {
-            Some((cached_index, digest)) if cached_index == index => (digest, index),
-            _ => {
-                let digest = applied.scheduler.digest();
-                *cache = Some((index, digest));
-                (digest, index)
-            }
-        }
+        (applied.scheduler.digest(), index)
     }
 
     /// The latest Raft metrics of this node.

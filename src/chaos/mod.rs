@@ -675,7 +675,7 @@ impl<'a> Cluster<'a> {
         let listed = client
             .call_channel(|channel| async move {
                 WorkersClient::new(channel)
-                    .list_workers(api::ListWorkersRequest {})
+                    .list_workers(api::ListWorkersRequest::default())
                     .await
             })
             .await;

@@ -1035,7 +1035,7 @@ impl NoopWorkers {
             let listed = client
                 .call_channel(|channel| async move {
                     WorkersClient::new(channel)
-                        .list_workers(api::ListWorkersRequest {})
+                        .list_workers(api::ListWorkersRequest::default())
                         .await
                 })
                 .await;
@@ -1098,7 +1098,7 @@ async fn wait_drained(
         let started_all = workers.is_none_or(|w| w.started_count() >= expected);
         if started_all {
             let queues = client
-                .call(|mut c| async move { c.list_queues(api::ListQueuesRequest {}).await })
+                .call(|mut c| async move { c.list_queues(api::ListQueuesRequest::default()).await })
                 .await?;
             let busy = queues
                 .queues

@@ -51,9 +51,7 @@ pub async fn run(command: QueueCommand, client: &ClusterClient, json: bool) -> a
             Ok(())
         }
         QueueCommand::List => {
-            let response = client
-                .call(|mut c| async move { c.list_queues(api::ListQueuesRequest {}).await })
-                .await?;
+            let response = list_all(client).await?;
             if json {
                 let queues: Vec<_> = response
                     .queues
@@ -84,5 +82,27 @@ pub async fn run(command: QueueCommand, client: &ClusterClient, json: bool) -> a
             output::print_table(&["QUEUE", "WEIGHT", "PLACEMENT", "READY", "RUNNING"], &rows);
             Ok(())
         }
+    }
+}
+
+/// Every queue, page by page (a page holds about 3 MiB of them).
+async fn list_all(client: &ClusterClient) -> anyhow::Result<api::ListQueuesResponse> {
+    let mut all = api::ListQueuesResponse::default();
+    loop {
+        let request = api::ListQueuesRequest {
+            page_token: all.next_page_token.clone(),
+        };
+        let page = client
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.list_queues(request).await }
+            })
+            .await?;
+        all.queues.extend(page.queues);
+        if page.next_page_token.is_empty() || page.next_page_token == request.page_token {
+            all.next_page_token.clear();
+            return Ok(all);
+        }
+        all.next_page_token = page.next_page_token;
     }
 }

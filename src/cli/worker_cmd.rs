@@ -113,15 +113,31 @@ fn default_worker_id() -> String {
     )
 }
 
+/// Every worker, page by page (a page holds about 3 MiB of them).
+async fn list_all(client: &ClusterClient) -> anyhow::Result<api::ListWorkersResponse> {
+    let mut all = api::ListWorkersResponse::default();
+    loop {
+        let request = api::ListWorkersRequest {
+            page_token: all.next_page_token.clone(),
+        };
+        let page = client
+            .call_channel(|channel| {
+                let request = request.clone();
+                async move { WorkersClient::new(channel).list_workers(request).await }
+            })
+            .await
+            .context("listing workers")?;
+        all.workers.extend(page.workers);
+        if page.next_page_token.is_empty() || page.next_page_token == request.page_token {
+            all.next_page_token.clear();
+            return Ok(all);
+        }
+        all.next_page_token = page.next_page_token;
+    }
+}
+
 async fn list(client: &ClusterClient, json: bool) -> anyhow::Result<()> {
-    let response = client
-        .call_channel(|channel| async move {
-            WorkersClient::new(channel)
-                .list_workers(api::ListWorkersRequest {})
-                .await
-        })
-        .await
-        .context("listing workers")?;
+    let response = list_all(client).await?;
     if json {
         let workers: Vec<_> = response
             .workers

@@ -143,7 +143,11 @@ pub async fn run(command: WorkflowCommand, client: &ClusterClient, json: bool) -
                 request_id: request_id.unwrap_or_default(),
             };
             let response = client.submit_workflow(request).await?;
-            let workflow = response.workflow.context("the cluster answered without a workflow")?;
+            let mut workflow = response.workflow.context("the cluster answered without a workflow")?;
+            if !response.next_page_token.is_empty() {
+                // Big tasks: the answer held the first ~3 MiB of them; fetch them all.
+                workflow = client.get_workflow(workflow.id, api::Consistency::Linearizable).await?;
+            }
             if wait {
                 return wait_for_workflow(client, workflow.id, Duration::from_millis(wait_timeout_ms), json).await;
             }
@@ -152,7 +156,7 @@ pub async fn run(command: WorkflowCommand, client: &ClusterClient, json: bool) -
                 value["created"] = json!(response.created);
                 output::print_json(&value);
             } else if response.created {
-                println!("submitted workflow {} ({} tasks)", workflow.id, workflow.tasks.len());
+                println!("submitted workflow {} ({} tasks)", workflow.id, workflow.task_count);
             } else {
                 println!("workflow {} already exists for this request id", workflow.id);
             }

@@ -352,6 +352,7 @@ pub fn workflow_to_proto(view: &WorkflowView, task_to_proto: impl Fn(&Task) -> a
         name: view.workflow.name.clone(),
         state: state as i32,
         created_at_ms: view.workflow.created_at_ms,
+        task_count: view.workflow.tasks.len() as u32,
         tasks: view
             .tasks
             .iter()

@@ -5,6 +5,7 @@
 //! `tonic::Status`. It converts requests into domain calls on [`crate::app::App`] and maps
 //! domain errors to status codes in one place (`status.rs`).
 
+mod budget;
 mod convert;
 mod raft_service;
 mod scheduler_service;
@@ -12,6 +13,7 @@ mod status;
 mod wire_errors;
 mod workers_service;
 
+pub use budget::MAX_RESPONSE_ITEMS_BYTES;
 pub use raft_service::RaftGrpcService;
 pub use scheduler_service::SchedulerService;
 pub use status::ANSWERED_HEADER;

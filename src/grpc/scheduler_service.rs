@@ -5,6 +5,7 @@ use std::time::Duration;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
+use tonic::transport::Channel;
 
 use crate::app::App;
 use crate::app::Consistency;
@@ -12,6 +13,9 @@ use crate::app::MemberView;
 use crate::grpc::api;
 use crate::grpc::api::scheduler_client::SchedulerClient;
 use crate::grpc::api::scheduler_server::Scheduler;
+use crate::grpc::budget::ByteBudget;
+use crate::grpc::budget::keep_within_budget;
+use crate::grpc::budget::page_within_budget;
 use crate::grpc::convert::policy_from_proto;
 use crate::grpc::convert::policy_to_proto;
 use crate::grpc::convert::schedule_spec_from_proto;
@@ -32,14 +36,43 @@ use crate::state::TaskSpec;
 /// How long ClusterStatus waits for each peer's own view.
 const PEER_STATUS_DEADLINE: Duration = Duration::from_millis(1000);
 const DEFAULT_PAGE_SIZE: usize = 100;
+/// Peer channels ClusterStatus keeps: more than any membership (3 or 5 members, a few more
+/// while one is replaced).
+const MAX_CACHED_PEER_CHANNELS: usize = 16;
 
 pub struct SchedulerService {
     app: App,
+    /// One lazily connected channel per peer address for ClusterStatus: a fresh connection
+    /// per call (TCP and HTTP/2 handshakes to every peer) made a client looping on cluster
+    /// status cost each node far more than the status itself.
+    peer_channels: std::sync::Mutex<std::collections::BTreeMap<String, Channel>>,
 }
 
 impl SchedulerService {
     pub fn new(app: App) -> SchedulerService {
-        SchedulerService { app }
+        SchedulerService {
+            app,
+            peer_channels: Default::default(),
+        }
+    }
+
+    /// The cached channel to a peer, created (without connecting) on first use.
+    fn peer_channel(&self, address: &str) -> Result<Channel, String> {
+        let mut channels = self
+            .peer_channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = peer_endpoint(address)?.connect_lazy();
+        // Addresses come from the membership, so the map stays as small as the cluster; a
+        // removed member's entry is dropped when the map outgrows it.
+        if channels.len() >= MAX_CACHED_PEER_CHANNELS {
+            channels.clear();
+        }
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
     }
 
     /// Every member's own view, asked in parallel; unreachable ones say so.
@@ -51,11 +84,29 @@ impl SchedulerService {
                 if node_id == own.node_id {
                     member_to_proto(own)
                 } else {
-                    peer_status(node_id, address).await
+                    let channel = self.peer_channel(&address);
+                    peer_status(node_id, address, channel).await
                 }
             }
         });
         futures::future::join_all(lookups).await
+    }
+
+    /// A workflow response with the view's page of tasks (starting at position `from`),
+    /// kept within the byte budget once pending reasons are in, and the token of the next.
+    fn workflow_response(&self, view: &crate::app::WorkflowView, from: usize, created: bool) -> api::WorkflowResponse {
+        let mut workflow = workflow_to_proto(view, |t| self.task_to_proto(t));
+        let mut next = view.next_task;
+        // Positions count every task of the workflow, and `view.tasks` skips none: each
+        // task a workflow names exists (a state invariant).
+        if keep_within_budget(&mut workflow.tasks) < view.tasks.len() {
+            next = Some(from + workflow.tasks.len());
+        }
+        api::WorkflowResponse {
+            workflow: Some(workflow),
+            created,
+            next_page_token: next.map(|position| position.to_string()).unwrap_or_default(),
+        }
     }
 
     /// A task with the leader's reason for a pending one (followers know none).
@@ -65,6 +116,33 @@ impl SchedulerService {
             .flatten();
         task_to_proto(task, reason)
     }
+}
+
+/// A workflow task as measured against the byte budget (without the pending reason, which
+/// is filled in later).
+fn workflow_task_proto(key: &str, task: &crate::state::Task) -> api::WorkflowTask {
+    api::WorkflowTask {
+        key: key.to_string(),
+        task: Some(task_to_proto(task, None)),
+    }
+}
+
+/// Where a GetWorkflow page starts: the position of its first task in the workflow.
+fn workflow_page_start(page_token: &str) -> Result<usize, Status> {
+    if page_token.is_empty() {
+        return Ok(0);
+    }
+    page_token
+        .parse()
+        .ok()
+        .filter(|from: &usize| *from < crate::state::limits::MAX_WORKFLOW_TASKS)
+        .ok_or_else(|| {
+            invalid(format!(
+                "invalid page_token: {page_token:?} is not a task position below {}; pass the \
+                 next_page_token of the previous WorkflowResponse",
+                crate::state::limits::MAX_WORKFLOW_TASKS
+            ))
+        })
 }
 
 fn schedule_response(view: &crate::app::ScheduleView) -> Response<api::ScheduleResponse> {
@@ -98,7 +176,7 @@ fn member_to_proto(view: MemberView) -> api::MemberStatus {
 }
 
 /// Asks one peer for its own view; an unreachable peer is reported, not an error.
-async fn peer_status(node_id: u64, address: String) -> api::MemberStatus {
+async fn peer_status(node_id: u64, address: String, channel: Result<Channel, String>) -> api::MemberStatus {
     let unreachable = |error: String| api::MemberStatus {
         node_id,
         address: address.clone(),
@@ -106,12 +184,11 @@ async fn peer_status(node_id: u64, address: String) -> api::MemberStatus {
         error,
         ..api::MemberStatus::default()
     };
-    let endpoint = match peer_endpoint(&address) {
-        Ok(endpoint) => endpoint,
+    let channel = match channel {
+        Ok(channel) => channel,
         Err(e) => return unreachable(e),
     };
     let call = async {
-        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
         let mut request = Request::new(api::NodeStatusRequest {});
         request.set_timeout(PEER_STATUS_DEADLINE);
         let response = SchedulerClient::new(channel)
@@ -220,13 +297,22 @@ impl Scheduler for SchedulerService {
             n => n as usize,
         };
         let consistency = consistency_from_proto(request.consistency)?;
-        let (tasks, next) = self
+        let mut budget = ByteBudget::new();
+        let (tasks, mut next) = self
             .app
-            .list(&filter, after, page_size, consistency)
+            .list(&filter, after, page_size, consistency, |t| {
+                budget.admit(&task_to_proto(t, None))
+            })
             .await
             .map_err(app_error_to_status)?;
+        let mut protos: Vec<api::Task> = tasks.iter().map(|t| self.task_to_proto(t)).collect();
+        // Pending reasons are filled in after measuring; should they tip the page over, it
+        // ends earlier.
+        if keep_within_budget(&mut protos) < tasks.len() {
+            next = protos.last().map(|t| t.id);
+        }
         Ok(Response::new(api::ListTasksResponse {
-            tasks: tasks.iter().map(|t| self.task_to_proto(t)).collect(),
+            tasks: protos,
             next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
         }))
     }
@@ -279,23 +365,29 @@ impl Scheduler for SchedulerService {
 
     async fn list_queues(
         &self,
-        _request: Request<api::ListQueuesRequest>,
+        request: Request<api::ListQueuesRequest>,
     ) -> Result<Response<api::ListQueuesResponse>, Status> {
+        let after = request.into_inner().page_token;
         self.app
             .ensure_consistency(Consistency::Linearizable)
             .await
             .map_err(app_error_to_status)?;
-        let queues = self
-            .app
-            .queues()
-            .into_iter()
-            .map(|(queue, policy, pending, running)| api::QueueStatus {
+        let statuses = self.app.queues().into_iter().filter(|(queue, ..)| *queue > after).map(
+            |(queue, policy, pending, running)| api::QueueStatus {
                 policy: Some(policy_to_proto(&queue, &policy)),
                 pending,
                 running,
-            })
-            .collect();
-        Ok(Response::new(api::ListQueuesResponse { queues }))
+            },
+        );
+        let (queues, more) = page_within_budget(statuses);
+        let next_page_token = match (more, queues.last()) {
+            (true, Some(last)) => last.policy.as_ref().map(|p| p.queue.clone()).unwrap_or_default(),
+            _ => String::new(),
+        };
+        Ok(Response::new(api::ListQueuesResponse {
+            queues,
+            next_page_token,
+        }))
     }
 
     async fn transfer_leader(
@@ -387,9 +479,12 @@ impl Scheduler for SchedulerService {
             0 => DEFAULT_PAGE_SIZE,
             n => n as usize,
         };
+        let mut budget = ByteBudget::new();
         let (views, next) = self
             .app
-            .list_schedules(&request.page_token, page_size, consistency)
+            .list_schedules(&request.page_token, page_size, consistency, |view| {
+                budget.admit(&schedule_to_proto(view))
+            })
             .await
             .map_err(app_error_to_status)?;
         Ok(Response::new(api::ListSchedulesResponse {
@@ -452,11 +547,13 @@ impl Scheduler for SchedulerService {
         request: Request<api::SubmitWorkflowRequest>,
     ) -> Result<Response<api::WorkflowResponse>, Status> {
         let workflow = workflow_from_proto(request.into_inner())?;
-        let (view, created) = self.app.submit_workflow(workflow).await.map_err(app_error_to_status)?;
-        Ok(Response::new(api::WorkflowResponse {
-            workflow: Some(workflow_to_proto(&view, |t| self.task_to_proto(t))),
-            created,
-        }))
+        let mut budget = ByteBudget::new();
+        let (view, created) = self
+            .app
+            .submit_workflow(workflow, |key, task| budget.admit(&workflow_task_proto(key, task)))
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(self.workflow_response(&view, 0, created)))
     }
 
     async fn get_workflow(
@@ -465,15 +562,16 @@ impl Scheduler for SchedulerService {
     ) -> Result<Response<api::WorkflowResponse>, Status> {
         let request = request.into_inner();
         let consistency = consistency_from_proto(request.consistency)?;
+        let from = workflow_page_start(&request.page_token)?;
+        let mut budget = ByteBudget::new();
         let view = self
             .app
-            .get_workflow(request.workflow_id, consistency)
+            .get_workflow(request.workflow_id, from, consistency, |key, task| {
+                budget.admit(&workflow_task_proto(key, task))
+            })
             .await
             .map_err(app_error_to_status)?;
-        Ok(Response::new(api::WorkflowResponse {
-            workflow: Some(workflow_to_proto(&view, |t| self.task_to_proto(t))),
-            created: false,
-        }))
+        Ok(Response::new(self.workflow_response(&view, from, false)))
     }
 
     async fn submit_broadcast(

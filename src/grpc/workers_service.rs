@@ -122,13 +122,15 @@ impl Workers for WorkersService {
 
     async fn list_workers(
         &self,
-        _request: Request<api::ListWorkersRequest>,
+        request: Request<api::ListWorkersRequest>,
     ) -> Result<Response<api::ListWorkersResponse>, Status> {
         self.app.leader_only().map_err(app_error_to_status)?;
-        let workers = self
+        let after = request.into_inner().page_token;
+        let statuses = self
             .app
             .workers()
             .into_iter()
+            .filter(|summary| summary.worker.id > after)
             .map(|summary| api::WorkerStatus {
                 worker_id: summary.worker.id.clone(),
                 slots: summary.worker.slots,
@@ -139,8 +141,15 @@ impl Workers for WorkersService {
                 connected: summary.connected,
                 last_heartbeat_age_ms: summary.silence.map_or(0, |s| s.as_millis() as u64),
                 registered_at_ms: summary.worker.registered_at_ms,
-            })
-            .collect();
-        Ok(Response::new(api::ListWorkersResponse { workers }))
+            });
+        let (workers, more) = crate::grpc::budget::page_within_budget(statuses);
+        let next_page_token = match (more, workers.last()) {
+            (true, Some(last)) => last.worker_id.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(api::ListWorkersResponse {
+            workers,
+            next_page_token,
+        }))
     }
 }

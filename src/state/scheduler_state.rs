@@ -34,6 +34,7 @@ use crate::state::worker::Worker;
 use crate::state::worker::WorkerRegistration;
 
 mod composite;
+mod digest;
 mod invariants;
 mod snapshot;
 #[cfg(test)]
@@ -87,6 +88,9 @@ pub struct SchedulerState {
     next_workflow_id: WorkflowId,
     /// Workflow request id → the workflow it created.
     workflow_by_request_id: BTreeMap<String, WorkflowId>,
+    /// Sums of element hashes per collection, kept in step with the primary data, so the
+    /// state digest costs O(1) (see `digest.rs`).
+    digests: digest::Digests,
 }
 
 /// The tasks one worker runs and the sum of what they claim. The sum is kept in step with
@@ -161,6 +165,15 @@ impl SchedulerState {
         if matches!(command, Command::Batch { .. }) {
             return CommandResponse::Empty;
         }
+        let touched = digest::Touched::by(&command);
+        let before = self.touched_hash(&touched);
+        let response = self.execute(command);
+        self.rehash_touched(&touched, before);
+        response
+    }
+
+    /// Carries out a command that is not a batch.
+    fn execute(&mut self, command: Command) -> CommandResponse {
         self.advance_clock(command.now_ms());
         let now_ms = self.clock_ms;
         match command {
@@ -320,6 +333,7 @@ impl SchedulerState {
         // exist.
         let linked = !(task.links.parents.is_empty() && task.links.children.is_empty() && task.links.shards.is_empty());
         self.index_new(&task);
+        self.digest_task_in(&task);
         self.tasks.insert(task_id, Box::new(task));
         if !linked {
             self.debug_check_task(task_id);
@@ -627,10 +641,12 @@ impl SchedulerState {
             return;
         };
         self.unindex(&task);
+        self.digest_task_out(&task);
         let was_terminal = task.status.is_terminal();
         change(&mut task);
         let now_terminal = task.status.is_terminal();
         self.index(&task);
+        self.digest_task_in(&task);
         self.tasks.insert(task_id, task);
         self.debug_check_task(task_id);
         if now_terminal && !was_terminal {

@@ -388,6 +388,7 @@ impl SchedulerState {
         if let Some(request_id) = &record.request_id {
             self.workflow_by_request_id.insert(request_id.clone(), workflow_id);
         }
+        self.digest_workflow_in(&record);
         self.workflows.insert(workflow_id, record);
         Ok(WorkflowOutcome {
             workflow_id,

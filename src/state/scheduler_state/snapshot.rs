@@ -138,6 +138,7 @@ impl SchedulerState {
         // Built at once from the sorted entries rather than inserted task by task at random
         // places. A request id used twice is refused by check_invariants.
         state.by_request_id = request_ids.into_iter().collect();
+        state.reset_digests();
         state.check_invariants().map_err(SnapshotDecodeError::Inconsistent)?;
         Ok(state)
     }

@@ -35,6 +35,19 @@ impl SchedulerState {
     /// Up to `limit` tasks matching `filter` with ids above `after`, in id order, and the
     /// id to pass as `after` for the next page (None when this page is the last).
     pub fn list(&self, filter: &ListFilter, after: TaskId, limit: usize) -> (Vec<Task>, Option<TaskId>) {
+        self.list_within(filter, after, limit, |_| true)
+    }
+
+    /// [`Self::list`], where `fits` is asked about each task before it joins the page and a
+    /// task it refuses ends the page early (the caller's byte budget). The first task is
+    /// taken whatever `fits` says, so that paging always advances.
+    pub fn list_within(
+        &self,
+        filter: &ListFilter,
+        after: TaskId,
+        limit: usize,
+        mut fits: impl FnMut(&Task) -> bool,
+    ) -> (Vec<Task>, Option<TaskId>) {
         let Some(start) = after.checked_add(1) else {
             return (Vec::new(), None);
         };
@@ -48,12 +61,18 @@ impl SchedulerState {
             ),
             None => Box::new(self.tasks.range(start..).map(|(_, task)| task.as_ref())),
         };
-        let mut matching = candidates.filter(|task| filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q));
-        let page: Vec<Task> = matching.by_ref().take(limit).cloned().collect();
-        let next = match (page.last(), matching.next()) {
-            (Some(last), Some(_)) => Some(last.id),
-            _ => None,
-        };
+        let matching = candidates.filter(|task| filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q));
+        let mut page: Vec<Task> = Vec::new();
+        let mut more = false;
+        for task in matching {
+            let fitting = fits(task);
+            if page.len() >= limit || (!fitting && !page.is_empty()) {
+                more = true;
+                break;
+            }
+            page.push(task.clone());
+        }
+        let next = if more { page.last().map(|task| task.id) } else { None };
         (page, next)
     }
 
@@ -173,12 +192,6 @@ impl SchedulerState {
         } else {
             WorkflowStatus::Pending
         }
-    }
-
-    /// A 64-bit fingerprint of the whole state (FNV-1a over the snapshot encoding), to check
-    /// that replicas at the same applied index hold the same state. O(n).
-    pub fn digest(&self) -> u64 {
-        super::fnv1a_64(&self.to_snapshot_bytes())
     }
 }
 
