@@ -322,7 +322,7 @@ async fn queue_weights_outside_1_to_1000_and_unknown_placements_are_refused() {
         refused_with(result, Code::InvalidArgument, &["placement", placement, "least-loaded"]);
     }
     let queues = client
-        .call(|mut c| async move { c.list_queues(api::ListQueuesRequest {}).await })
+        .call(|mut c| async move { c.list_queues(api::ListQueuesRequest::default()).await })
         .await
         .unwrap();
     let policy = queues.queues[0].policy.clone().unwrap();

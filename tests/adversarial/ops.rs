@@ -166,7 +166,7 @@ pub enum Rpc {
     ClusterStatus,
     NodeStatus,
     SetQueuePolicy(Option<(Text, u32, Text)>),
-    ListQueues,
+    ListQueues(Text),
     TransferLeader(u64),
     AddNode(u64, Text),
     /// AddNode of a member under its own address.
@@ -185,7 +185,7 @@ pub enum Rpc {
     DeleteSchedule(Name),
     TriggerSchedule(Name),
     SubmitWorkflow(WorkflowGen),
-    GetWorkflow(Id, i32),
+    GetWorkflow(Id, i32, Text),
     SubmitBroadcast(Option<SpecGen>, u32),
     RegisterWorker(RegisterGen),
     /// Opens the stream, keeps what it is assigned for a moment, and hangs up.
@@ -195,7 +195,7 @@ pub enum Rpc {
     /// Reports every attempt the last Attach was given (newest first, at most 64).
     ReportAll(ReportGen),
     DrainWorker(WorkerRef),
-    ListWorkers,
+    ListWorkers(Text),
 }
 
 #[derive(Clone, Debug)]
@@ -676,7 +676,7 @@ fn cluster_rpc() -> BoxedStrategy<Rpc> {
     prop_oneof![
         Just(Rpc::ClusterStatus),
         Just(Rpc::NodeStatus),
-        Just(Rpc::ListQueues),
+        text("", 32).prop_map(Rpc::ListQueues),
         prop_oneof![4 => policy.prop_map(Some), 1 => Just(None)].prop_map(Rpc::SetQueuePolicy),
         node_id().prop_map(Rpc::TransferLeader),
         (node_id(), select(BAD_ADDRESSES).prop_map(Text::Lit)).prop_map(|(i, a)| Rpc::AddNode(i, a)),
@@ -705,7 +705,7 @@ fn schedule_rpc() -> BoxedStrategy<Rpc> {
         1 => name().prop_map(Rpc::DeleteSchedule),
         1 => name().prop_map(Rpc::TriggerSchedule),
         2 => workflow().prop_map(Rpc::SubmitWorkflow),
-        1 => (id(), enum_value(2)).prop_map(|(i, c)| Rpc::GetWorkflow(i, c)),
+        1 => (id(), enum_value(2), text("", 32)).prop_map(|(i, c, t)| Rpc::GetWorkflow(i, c, t)),
     ]
     .boxed()
 }
@@ -718,7 +718,7 @@ fn worker_rpc() -> BoxedStrategy<Rpc> {
         3 => (attempt_ref(), report()).prop_map(|(a, r)| Rpc::ReportResult(a, r)),
         1 => report().prop_map(Rpc::ReportAll),
         1 => worker_ref().prop_map(Rpc::DrainWorker),
-        1 => Just(Rpc::ListWorkers),
+        1 => text("", 32).prop_map(Rpc::ListWorkers),
     ]
     .boxed()
 }
@@ -800,11 +800,11 @@ fn workflow_life() -> BoxedStrategy<Vec<Op>> {
             fail.non_retryable = true;
             to_leader(vec![
                 Rpc::SubmitWorkflow(workflow),
-                Rpc::GetWorkflow(Id::Known(0), 0),
+                Rpc::GetWorkflow(Id::Known(0), 0, Text::Lit("")),
                 Rpc::RegisterWorker(reg),
                 Rpc::Attach(WorkerRef::Known(0), Tokens::None),
                 Rpc::ReportAll(fail),
-                Rpc::GetWorkflow(Id::Known(0), 1),
+                Rpc::GetWorkflow(Id::Known(0), 1, Text::Lit("")),
             ])
         })
         .boxed()

@@ -40,7 +40,7 @@ impl Harness<'_> {
             Rpc::ClusterStatus
             | Rpc::NodeStatus
             | Rpc::SetQueuePolicy(_)
-            | Rpc::ListQueues
+            | Rpc::ListQueues(_)
             | Rpc::TransferLeader(_)
             | Rpc::AddNode(..)
             | Rpc::AddSelf(_)
@@ -212,8 +212,11 @@ impl Harness<'_> {
                 let result = bounded(client.set_queue_policy(api::SetQueuePolicyRequest { policy })).await;
                 self.check("SetQueuePolicy", node, result)?;
             }
-            Rpc::ListQueues => {
-                let result = bounded(client.list_queues(api::ListQueuesRequest {})).await;
+            Rpc::ListQueues(page_token) => {
+                let request = api::ListQueuesRequest {
+                    page_token: page_token.build(),
+                };
+                let result = bounded(client.list_queues(request)).await;
                 self.check("ListQueues", node, result)?;
             }
             Rpc::TransferLeader(node_id) => {
@@ -342,7 +345,7 @@ impl Harness<'_> {
                 };
                 (name, bounded(client.submit_workflow(request)).await)
             }
-            Rpc::GetWorkflow(id, consistency) => {
+            Rpc::GetWorkflow(id, consistency, page_token) => {
                 let workflow_id = match id {
                     Id::Known(n) => pick(&self.pools.workflows, *n).unwrap_or(1),
                     Id::Lit(value) => *value,
@@ -350,6 +353,7 @@ impl Harness<'_> {
                 let request = api::GetWorkflowRequest {
                     workflow_id,
                     consistency: *consistency,
+                    page_token: page_token.build(),
                 };
                 ("GetWorkflow", bounded(client.get_workflow(request)).await)
             }
@@ -405,8 +409,11 @@ impl Harness<'_> {
                 let result = bounded(client.drain_worker(request)).await;
                 self.check("DrainWorker", node, result)?;
             }
-            Rpc::ListWorkers => {
-                let result = bounded(client.list_workers(api::ListWorkersRequest {})).await;
+            Rpc::ListWorkers(page_token) => {
+                let request = api::ListWorkersRequest {
+                    page_token: page_token.build(),
+                };
+                let result = bounded(client.list_workers(request)).await;
                 self.check("ListWorkers", node, result)?;
             }
             _ => unreachable!("not a worker RPC: {rpc:?}"),
