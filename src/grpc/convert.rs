@@ -204,7 +204,8 @@ pub fn schedule_spec_from_proto(spec: api::ScheduleSpec) -> Result<ScheduleSpec,
         },
         other => {
             return Err(invalid(format!(
-                "invalid misfire policy {other:?}: use skip, fire-once or catch-up"
+                "invalid misfire policy {}: use skip, fire-once or catch-up",
+                limits::shown(other)
             )));
         }
     };
@@ -212,7 +213,8 @@ pub fn schedule_spec_from_proto(spec: api::ScheduleSpec) -> Result<ScheduleSpec,
         "" => OverlapPolicy::Allow,
         other => OverlapPolicy::parse(other).ok_or_else(|| {
             invalid(format!(
-                "invalid overlap policy {other:?}: use allow, forbid or replace"
+                "invalid overlap policy {}: use allow, forbid or replace",
+                limits::shown(other)
             ))
         })?,
     };
@@ -322,12 +324,15 @@ pub fn workflow_from_proto(request: api::SubmitWorkflowRequest) -> Result<Workfl
         .tasks
         .into_iter()
         .map(|task| {
-            let spec = task
-                .spec
-                .ok_or_else(|| invalid(format!("invalid workflow: task {:?} has no spec", task.key)))?;
+            let spec = task.spec.ok_or_else(|| {
+                invalid(format!(
+                    "invalid workflow: task {} has no spec",
+                    limits::shown(&task.key)
+                ))
+            })?;
             Ok(WorkflowTaskSpec {
                 spec: spec_from_proto(spec)
-                    .map_err(|e| invalid(format!("workflow task {:?}: {}", task.key, e.message())))?,
+                    .map_err(|e| invalid(format!("workflow task {}: {}", limits::shown(&task.key), e.message())))?,
                 key: task.key,
                 after: task.after,
             })
@@ -452,8 +457,8 @@ pub fn policy_from_proto(policy: api::QueuePolicy) -> Result<(String, QueuePolic
         Placement::parse(&policy.placement).ok_or_else(|| {
             let known: Vec<&str> = Placement::ALL.iter().map(|p| p.as_str()).collect();
             invalid(format!(
-                "invalid placement {:?}: use one of {}",
-                policy.placement,
+                "invalid placement {}: use one of {}",
+                limits::shown(&policy.placement),
                 known.join(", ")
             ))
         })?

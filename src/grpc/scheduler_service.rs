@@ -138,8 +138,9 @@ fn workflow_page_start(page_token: &str) -> Result<usize, Status> {
         .filter(|from: &usize| *from < crate::state::limits::MAX_WORKFLOW_TASKS)
         .ok_or_else(|| {
             invalid(format!(
-                "invalid page_token: {page_token:?} is not a task position below {}; pass the \
+                "invalid page_token: {} is not a task position below {}; pass the \
                  next_page_token of the previous WorkflowResponse",
+                crate::state::limits::shown(page_token),
                 crate::state::limits::MAX_WORKFLOW_TASKS
             ))
         })

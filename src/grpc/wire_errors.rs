@@ -24,6 +24,13 @@ use tonic::server::NamedService;
 
 use crate::grpc::MAX_API_MESSAGE_BYTES;
 use crate::grpc::status::ANSWERED_HEADER;
+use crate::state::limits;
+
+/// The longest status message sent. Each one travels in an HTTP/2 header (percent-encoded,
+/// up to 3x longer), and hyper's client refuses a header block over 16 KiB with a protocol
+/// error that hides the reason: 2 KiB stays far below, and every message we write fits.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 2048;
+const _: () = assert!(3 * MAX_STATUS_MESSAGE_BYTES < 16 * 1024);
 
 /// tonic's message for a request over the decoding limit (codec/decode.rs, tonic 0.14).
 const TOO_LARGE_PREFIX: &str = "Error, decoded message length too large";
@@ -74,21 +81,28 @@ where
     }
 }
 
-/// Rewrites a trailers-only answer of tonic's decoder in place; leaves anything else alone.
+/// Rewrites a trailers-only answer in place: tonic's decoder refusals get the API's codes,
+/// and any message over [`MAX_STATUS_MESSAGE_BYTES`] is cut; leaves anything else alone.
 fn rewrite_headers(headers: &mut http::HeaderMap) {
-    // A status our own handlers produced is what they meant.
-    if headers.contains_key(ANSWERED_HEADER) {
-        return;
-    }
     let Some(status) = Status::from_header_map(headers) else {
         return;
     };
-    let Some(rewritten) = rewrite(&status) else {
-        return;
+    // A status our own handlers produced is what they meant, but for its length.
+    let rewritten = if headers.contains_key(ANSWERED_HEADER) {
+        None
+    } else {
+        rewrite(&status)
     };
+    let status = match rewritten {
+        Some(status) => status,
+        None if status.message().len() <= MAX_STATUS_MESSAGE_BYTES => return,
+        None => status,
+    };
+    let message = limits::truncate_error(status.message(), MAX_STATUS_MESSAGE_BYTES);
+    let status = Status::with_details(status.code(), message, status.details().to_vec().into());
     headers.remove(Status::GRPC_STATUS_DETAILS);
-    if rewritten.add_header(headers).is_err() {
-        tracing::warn!(original = ?status, "could not rewrite a decoding error's status");
+    if status.add_header(headers).is_err() {
+        tracing::warn!(code = ?status.code(), "could not rewrite a refusal's status");
     }
 }
 
@@ -167,5 +181,25 @@ mod tests {
         headers.remove(ANSWERED_HEADER);
         rewrite_headers(&mut headers);
         assert_eq!(Status::from_header_map(&headers).unwrap().code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn a_long_message_of_our_own_is_cut_to_the_limit_keeping_code_and_headers() {
+        for len in [MAX_STATUS_MESSAGE_BYTES, MAX_STATUS_MESSAGE_BYTES + 1, 4 * 1024 * 1024] {
+            let mut headers = http::HeaderMap::new();
+            let message = format!("schedule {} not found", "é".repeat(len / 2));
+            Status::not_found(message.clone()).add_header(&mut headers).unwrap();
+            headers.insert(ANSWERED_HEADER, http::HeaderValue::from_static("1"));
+            rewrite_headers(&mut headers);
+            let status = Status::from_header_map(&headers).unwrap();
+            assert_eq!(status.code(), Code::NotFound, "{len}");
+            assert!(status.message().len() <= MAX_STATUS_MESSAGE_BYTES, "{len}");
+            assert!(status.message().starts_with("schedule "), "{len}");
+            assert_eq!(
+                status.message().len() < message.len(),
+                message.len() > MAX_STATUS_MESSAGE_BYTES
+            );
+            assert!(headers.contains_key(ANSWERED_HEADER));
+        }
     }
 }

@@ -74,7 +74,8 @@ impl NetworkFactory {
 /// An endpoint tuned for a low-latency peer link: no Nagle delay, and HTTP/2 keep-alive so
 /// a dead connection is noticed within about a second even when idle.
 pub fn peer_endpoint(addr: &str) -> Result<Endpoint, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| format!("bad address {addr:?}: {e}"))?;
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad address {}: {e}", crate::state::limits::shown(addr)))?;
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)

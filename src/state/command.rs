@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use crate::scheduling::QueuePolicy;
+use crate::state::limits::shown;
 use crate::state::schedule::Occurrence;
 use crate::state::schedule::RunOutcome;
 use crate::state::schedule::ScheduleSpec;
@@ -252,14 +253,16 @@ pub enum StateError {
     #[error("task {task_id} is already {status}; only pending or running tasks can be cancelled")]
     AlreadyFinished { task_id: TaskId, status: String },
     #[error(
-        "client request id {request_id:?} was already used for task {task_id} with a different spec; \
-         use a new request id for a new task"
+        "client request id {} was already used for task {task_id} with a different spec; \
+         use a new request id for a new task",
+        shown(request_id)
     )]
     RequestIdConflict { request_id: String, task_id: TaskId },
-    #[error("worker {0:?} is not registered; register it first")]
+    #[error("worker {} is not registered; register it first", shown(.0))]
     WorkerNotFound(String),
     #[error(
-        "worker {worker_id:?} registered again with another session; this process's attempts are void: re-register"
+        "worker {} registered again with another session; this process's attempts are void: re-register",
+        shown(worker_id)
     )]
     WorkerSessionMismatch { worker_id: String },
     #[error("stale attempt: token {token} of task {task_id} is not its current attempt ({current}); stop this attempt")]
@@ -270,19 +273,23 @@ pub enum StateError {
     },
     #[error("task {task_id} cannot be assigned now: {why}")]
     NotAssignable { task_id: TaskId, why: String },
-    #[error("schedule {0:?} not found")]
+    #[error("schedule {} not found", shown(.0))]
     ScheduleNotFound(String),
-    #[error("schedule {0:?} already exists with another definition; use `schedule update`, or delete it first")]
+    #[error(
+        "schedule {} already exists with another definition; use `schedule update`, or delete it first",
+        shown(.0)
+    )]
     ScheduleExists(String),
     #[error(
-        "occurrence {scheduled_ms} of schedule {schedule:?} is already decided (every occurrence up to {cursor_ms} was fired or skipped)"
+        "occurrence {scheduled_ms} of schedule {} is already decided (every occurrence up to {cursor_ms} was fired or skipped)",
+        shown(schedule)
     )]
     AlreadyFired {
         schedule: String,
         scheduled_ms: u64,
         cursor_ms: u64,
     },
-    #[error("schedule {schedule:?} cannot fire now: {why}")]
+    #[error("schedule {} cannot fire now: {why}", shown(schedule))]
     ScheduleNotFireable { schedule: String, why: String },
     #[error("workflow {0} not found")]
     WorkflowNotFound(WorkflowId),

@@ -60,6 +60,8 @@ pub const MAX_ERROR_BYTES: usize = 1024;
 /// Marks where text was cut: at the front of a tail (earlier output dropped), at the end of
 /// an error message (the rest dropped). One character, 3 bytes in UTF-8.
 pub const TRUNCATION_MARKER: &str = "\u{2026}";
+/// Bytes of a client's text that an error message quotes (see [`shown`]).
+pub const MAX_SHOWN_BYTES: usize = 64;
 // A cut text must have room for the marker and at least some of the text.
 const _: () = assert!(TRUNCATION_MARKER.len() == 3);
 const _: () = assert!(TRUNCATION_MARKER.len() < MAX_OUTPUT_TAIL_BYTES && TRUNCATION_MARKER.len() < MAX_ERROR_BYTES);
@@ -176,7 +178,7 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
 pub fn validate_schedule_name(name: &str) -> Result<(), StateError> {
     check_identifier("schedule name", name, MAX_SCHEDULE_NAME_BYTES)?;
     if name.contains('/') {
-        return invalid("schedule name", format!("{name:?} may not contain '/'"));
+        return invalid("schedule name", format!("{} may not contain '/'", shown(name)));
     }
     Ok(())
 }
@@ -247,11 +249,11 @@ pub fn validate_workflow(workflow: &WorkflowSpec) -> Result<(), StateError> {
     for (i, task) in workflow.tasks.iter().enumerate() {
         check_identifier("workflow task key", &task.key, MAX_WORKFLOW_KEY_BYTES)?;
         if index.insert(task.key.as_str(), i).is_some() {
-            return invalid("workflow", format!("task key {:?} is used twice", task.key));
+            return invalid("workflow", format!("task key {} is used twice", shown(&task.key)));
         }
         validate_spec(&task.spec).map_err(|e| match e {
             StateError::InvalidArgument { field, problem } => StateError::InvalidArgument {
-                field: format!("task {:?}: {field}", task.key),
+                field: format!("task {}: {field}", shown(&task.key)),
                 problem,
             },
             other => other,
@@ -259,7 +261,10 @@ pub fn validate_workflow(workflow: &WorkflowSpec) -> Result<(), StateError> {
         if task.spec.client_request_id.is_some() {
             return invalid(
                 "workflow",
-                format!("task {:?} has a request id; set one on the workflow instead", task.key),
+                format!(
+                    "task {} has a request id; set one on the workflow instead",
+                    shown(&task.key)
+                ),
             );
         }
     }
@@ -273,16 +278,20 @@ pub fn validate_workflow(workflow: &WorkflowSpec) -> Result<(), StateError> {
                 return invalid(
                     "workflow",
                     format!(
-                        "task {:?} runs after {parent:?}, which is not a task of this workflow",
-                        task.key
+                        "task {} runs after {}, which is not a task of this workflow",
+                        shown(&task.key),
+                        shown(parent)
                     ),
                 );
             };
             if p == i {
-                return invalid("workflow", format!("task {:?} runs after itself", task.key));
+                return invalid("workflow", format!("task {} runs after itself", shown(&task.key)));
             }
             if !seen.insert(p) {
-                return invalid("workflow", format!("task {:?} names parent {parent:?} twice", task.key));
+                return invalid(
+                    "workflow",
+                    format!("task {} names parent {} twice", shown(&task.key), shown(parent)),
+                );
             }
             waiting_on[i] += 1;
             children[p].push(i);
@@ -441,6 +450,18 @@ pub fn truncate_error(text: &str, max_bytes: usize) -> String {
     }
 }
 
+/// Client text as an error message quotes it: in full when short, else its start, the
+/// marker and its length. Echoing a 4 MiB name whole made a refusal too big for an HTTP/2
+/// header (hyper's client takes 16 KiB), so the client saw a protocol error instead of the
+/// reason (found by the adversarial fuzzer).
+pub fn shown(text: &str) -> String {
+    if text.len() <= MAX_SHOWN_BYTES {
+        return format!("{text:?}");
+    }
+    let start = prefix_within(text, MAX_SHOWN_BYTES);
+    format!("{start:?}{TRUNCATION_MARKER} ({} bytes)", text.len())
+}
+
 fn suffix_within(text: &str, max_bytes: usize) -> &str {
     let mut start = text.len().saturating_sub(max_bytes);
     // A UTF-8 character is at most 4 bytes, so this moves at most 3 times.
@@ -540,7 +561,8 @@ fn check_env_key(key: &str) -> Result<(), StateError> {
         return invalid(
             "env",
             format!(
-                "bad variable name {key:?}: use 1..={MAX_ENV_KEY_BYTES} of [A-Za-z0-9_], not starting with a digit"
+                "bad variable name {}: use 1..={MAX_ENV_KEY_BYTES} of [A-Za-z0-9_], not starting with a digit",
+                shown(key)
             ),
         );
     }
@@ -565,7 +587,7 @@ fn check_identifier(field: &'static str, text: &str, max_bytes: usize) -> Result
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/');
     if !text.chars().all(allowed) {
-        return invalid(field, format!("{text:?} may only use [A-Za-z0-9_.-/]"));
+        return invalid(field, format!("{} may only use [A-Za-z0-9_.-/]", shown(text)));
     }
     Ok(())
 }
@@ -583,6 +605,17 @@ mod truncation_tests {
     use crate::state::task::AttemptOutcome;
 
     const M: &str = TRUNCATION_MARKER;
+
+    #[test]
+    fn shown_quotes_short_text_whole_and_long_text_by_its_start_and_length() {
+        assert_eq!(shown(""), "\"\"");
+        let at_limit = "a".repeat(MAX_SHOWN_BYTES);
+        assert_eq!(shown(&at_limit), format!("{at_limit:?}"));
+        let over = "é".repeat(4 * 1024 * 1024);
+        let quoted = shown(&over);
+        assert!(quoted.len() < 2 * MAX_SHOWN_BYTES, "{quoted}");
+        assert!(quoted.ends_with(&format!("{M} ({} bytes)", over.len())), "{quoted}");
+    }
 
     fn report_with(stdout: &str, stderr: &str, error: Option<&str>) -> AttemptReport {
         AttemptReport {
