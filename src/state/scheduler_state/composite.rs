@@ -531,7 +531,7 @@ impl SchedulerState {
         let Some(TaskOrigin::Shard { parent, .. }) = origin else {
             return None;
         };
-        if !self.tasks.get(&parent).is_some_and(|p| p.status == TaskStatus::Waiting) {
+        if self.tasks.get(&parent).is_none_or(|p| p.status != TaskStatus::Waiting) {
             return None;
         }
         let shards = self.tasks[&parent].links.shards.clone();
