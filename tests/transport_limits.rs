@@ -494,3 +494,33 @@ async fn snapshot_streams_that_lie_about_their_size_are_refused_before_buffering
     submit_works(&ClusterClient::new(&addr).unwrap()).await;
     node.shutdown().await;
 }
+
+/// A Raft append's entries are decoded with postcard on a runtime thread (2 MiB stack). A
+/// batch nested in a batch, 4 million levels deep, fits in one 8 MiB message (2 bytes a
+/// level): the decoder must refuse it, not recurse once per level.
+#[test]
+fn a_deeply_nested_batch_is_refused_by_the_decoder_on_a_runtime_sized_stack() {
+    use raftsched::state::Command;
+    let empty = postcard::to_allocvec(&Command::Batch { commands: Vec::new() }).unwrap();
+    assert_eq!(empty.len(), 2, "variant index and length, one byte each: {empty:?}");
+    let levels = MAX_RAFT_MESSAGE_BYTES / 2 - 1;
+    let mut nested = Vec::with_capacity(MAX_RAFT_MESSAGE_BYTES);
+    for _ in 0..levels {
+        nested.extend_from_slice(&[empty[0], 1]);
+    }
+    nested.extend_from_slice(&empty);
+    let decoded = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || postcard::from_bytes::<Command>(&nested).map(|_| ()))
+        .unwrap()
+        .join()
+        .expect("the decoder returned");
+    let error = decoded.expect_err("a nested batch is refused");
+    println!("refused: {error}");
+    // One level of nesting decodes (apply answers a nested batch with Empty, changing nothing).
+    let once = postcard::to_allocvec(&Command::Batch {
+        commands: vec![Command::Batch { commands: Vec::new() }],
+    })
+    .unwrap();
+    postcard::from_bytes::<Command>(&once).expect("a batch in a batch decodes");
+}

@@ -53,6 +53,11 @@ pub const MAX_OUTPUT_TAIL_BYTES: usize = 4096;
 pub const MAX_ERROR_BYTES: usize = 1024;
 /// Assignments in one log entry.
 pub const MAX_ASSIGNMENTS_PER_ENTRY: usize = 1000;
+/// Batches a log entry may hold inside one another when decoded: 2, a batch in a batch
+/// (the proposer never nests them; apply answers a nested one with Empty). serde decodes
+/// nesting by recursion, 2 bytes a level, so a peer's 8 MiB append could nest 4 million
+/// levels and overflow the stack, aborting the node; deeper nesting is refused instead.
+pub const MAX_BATCH_NESTING: u32 = 2;
 
 pub const MAX_SCHEDULES: usize = 10_000;
 pub const MAX_SCHEDULE_NAME_BYTES: usize = 128;
