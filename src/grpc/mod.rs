@@ -5,6 +5,7 @@
 //! `tonic::Status`. It converts requests into domain calls on [`crate::app::App`] and maps
 //! domain errors to status codes in one place (`status.rs`).
 
+pub mod admission;
 mod budget;
 mod convert;
 mod raft_service;

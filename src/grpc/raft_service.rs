@@ -1,58 +1,151 @@
 //! [`RaftGrpcService`]: receives Raft RPCs from peers and hands them to the local Raft.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::Context;
+use std::task::Poll;
 
 use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::Semaphore;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 use tonic::Streaming;
+use tonic::body::Body;
+use tonic::codegen::BoxFuture;
+use tonic::codegen::Service;
+use tonic::codegen::http;
+use tonic::server::NamedService;
 
+use crate::grpc::admission::ConnectionShare;
+use crate::grpc::admission::MAX_RAFT_CALLS_PER_CONNECTION;
 use crate::grpc::raft_proto::RaftMessage;
 use crate::grpc::raft_proto::SnapshotChunk;
 use crate::grpc::raft_proto::raft_service_server::RaftService;
+use crate::grpc::raft_proto::raft_service_server::RaftServiceServer;
 use crate::network::CLUSTER_HEADER;
+use crate::network::MAX_RAFT_MESSAGE_BYTES;
+use crate::network::MAX_RAFT_RPCS_IN_FLIGHT;
+use crate::network::MAX_SNAPSHOT_BYTES;
+use crate::network::MAX_SNAPSHOT_CHUNK_BYTES;
+use crate::network::MAX_SNAPSHOTS_IN_FLIGHT;
+use crate::network::SNAPSHOT_PREALLOCATE_BYTES;
 use crate::raft_types::Raft;
 use crate::raft_types::Snapshot;
 use crate::raft_types::SnapshotMeta;
 use crate::raft_types::Vote;
 
-/// Largest snapshot a node accepts: far above a million tasks, and a bound on what one
-/// peer can make this node buffer.
-const MAX_SNAPSHOT_BYTES: usize = 2 * 1024 * 1024 * 1024;
+const MIB: usize = 1024 * 1024;
 
 pub struct RaftGrpcService {
     raft: Raft,
-    cluster_id: Arc<str>,
+    /// Permits for InstallSnapshot streams ([`MAX_SNAPSHOTS_IN_FLIGHT`]).
+    snapshots: Arc<Semaphore>,
 }
 
 impl RaftGrpcService {
-    pub fn new(raft: Raft, cluster_id: &str) -> RaftGrpcService {
-        RaftGrpcService {
+    /// The Raft service as the node serves it: behind [`RaftGate`] (cluster header and
+    /// admission checked before any byte of the body is read) and with the per-message cap.
+    pub fn server(raft: Raft, cluster_id: &str) -> RaftGate<RaftServiceServer<RaftGrpcService>> {
+        let service = RaftGrpcService {
             raft,
+            snapshots: Arc::new(Semaphore::new(MAX_SNAPSHOTS_IN_FLIGHT)),
+        };
+        let server = RaftServiceServer::new(service)
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+        RaftGate {
+            inner: server,
             cluster_id: cluster_id.into(),
+            in_flight: Arc::new(Semaphore::new(MAX_RAFT_RPCS_IN_FLIGHT)),
         }
-    }
-
-    /// Refuses traffic from a node of another cluster before anything is decoded.
-    fn check_cluster<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let theirs = request.metadata().get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
-        if theirs != Some(&*self.cluster_id) {
-            return Err(Status::failed_precondition(format!(
-                "peer belongs to cluster {theirs:?}, this node to {:?}; check --cluster-id on both",
-                self.cluster_id
-            )));
-        }
-        Ok(())
     }
 
     fn decode<T: DeserializeOwned>(&self, request: Request<RaftMessage>) -> Result<T, Status> {
-        self.check_cluster(&request)?;
         postcard::from_bytes(&request.into_inner().data)
             .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
     }
+}
+
+/// In front of the generated Raft server: refuses a call from another cluster, or one over
+/// [`MAX_RAFT_RPCS_IN_FLIGHT`] or [`MAX_RAFT_CALLS_PER_CONNECTION`], from its headers alone. The generated server reads and
+/// decodes the body only when it is called, so a refused call costs no buffering (what an
+/// interceptor would give too; this also holds the admission permit until the call ends).
+#[derive(Clone)]
+pub struct RaftGate<S> {
+    inner: S,
+    cluster_id: Arc<str>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl<S: NamedService> NamedService for RaftGate<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for RaftGate<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<http::Response<Body>, Infallible>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if let Err(status) = check_cluster(request.headers(), &self.cluster_id) {
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        }
+        let permits = match admit(&request, &self.in_flight) {
+            Ok(permits) => permits,
+            Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
+        };
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let response = call.await;
+            drop(permits);
+            response
+        })
+    }
+}
+
+/// A slot among the node's Raft calls and among its connection's, or UNAVAILABLE (the
+/// peer backs off and retries).
+fn admit(request: &http::Request<Body>, in_flight: &Arc<Semaphore>) -> Result<Vec<OwnedSemaphorePermit>, Status> {
+    let mut permits = Vec::with_capacity(2);
+    if let Some(share) = request.extensions().get::<ConnectionShare>() {
+        let permit = Arc::clone(&share.raft_calls).try_acquire_owned().map_err(|_| {
+            Status::unavailable(format!(
+                "this connection already has {MAX_RAFT_CALLS_PER_CONNECTION} Raft calls in progress; retry after a \
+                 backoff"
+            ))
+        })?;
+        permits.push(permit);
+    }
+    let permit = Arc::clone(in_flight).try_acquire_owned().map_err(|_| {
+        Status::unavailable(format!(
+            "this node already serves {MAX_RAFT_RPCS_IN_FLIGHT} Raft calls; retry after a backoff"
+        ))
+    })?;
+    permits.push(permit);
+    Ok(permits)
+}
+
+/// Refuses traffic from a node of another cluster (or from no node at all).
+fn check_cluster(headers: &http::HeaderMap, cluster_id: &str) -> Result<(), Status> {
+    let theirs = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
+    if theirs != Some(cluster_id) {
+        return Err(Status::failed_precondition(format!(
+            "peer belongs to cluster {theirs:?}, this node to {cluster_id:?}; check --cluster-id on both"
+        )));
+    }
+    Ok(())
 }
 
 fn reply<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Result<Response<RaftMessage>, Status> {
@@ -83,7 +176,11 @@ impl RaftService for RaftGrpcService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
-        self.check_cluster(&request)?;
+        let Ok(_permit) = Arc::clone(&self.snapshots).try_acquire_owned() else {
+            return Err(Status::unavailable(format!(
+                "this node already receives {MAX_SNAPSHOTS_IN_FLIGHT} snapshot(s); retry after a backoff"
+            )));
+        };
         let mut chunks = request.into_inner();
         let first = chunks
             .next()
@@ -91,25 +188,58 @@ impl RaftService for RaftGrpcService {
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let (vote, meta, total_bytes): (Vote, SnapshotMeta, u64) = postcard::from_bytes(&first.header)
             .map_err(|e| Status::invalid_argument(format!("undecodable snapshot header: {e}")))?;
-        let mut data = first.data;
+        let total = checked_total(total_bytes)?;
+        // Reserve for the declared size only up to a cap: a declaration is not data.
+        let mut data = Vec::with_capacity(total.min(SNAPSHOT_PREALLOCATE_BYTES));
+        append_chunk(&mut data, first.data, total)?;
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            if data.len() + chunk.data.len() > MAX_SNAPSHOT_BYTES {
-                return Err(Status::resource_exhausted(format!(
-                    "snapshot larger than {MAX_SNAPSHOT_BYTES} bytes"
-                )));
-            }
-            data.extend_from_slice(&chunk.data);
+            append_chunk(&mut data, chunk?.data, total)?;
         }
-        if data.len() as u64 != total_bytes {
+        if data.len() != total {
             // A cut-short transfer must never reach the state machine: refuse it, the leader
             // sends the snapshot again.
             return Err(Status::data_loss(format!(
-                "snapshot stream ended after {} of {total_bytes} bytes",
+                "snapshot stream ended after {} of {total} bytes",
                 data.len()
             )));
         }
         let snapshot = Snapshot { meta, snapshot: data };
         reply(self.raft.install_full_snapshot(vote, snapshot).await)
     }
+}
+
+/// The declared snapshot size, refused before anything is buffered when over the limit.
+fn checked_total(total_bytes: u64) -> Result<usize, Status> {
+    if total_bytes > MAX_SNAPSHOT_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "snapshot header total_bytes: {total_bytes} bytes declared, the limit is {} GiB ({MAX_SNAPSHOT_BYTES} \
+             bytes); compact the state (fewer tasks) or raise the limit on every node",
+            MAX_SNAPSHOT_BYTES >> 30
+        )));
+    }
+    usize::try_from(total_bytes).map_err(|_| Status::invalid_argument("snapshot header total_bytes: too large"))
+}
+
+/// Appends one chunk, refusing one larger than honest senders send or one that would take
+/// the snapshot past its declared size: nothing beyond the declaration is ever buffered.
+fn append_chunk(data: &mut Vec<u8>, chunk: Vec<u8>, total: usize) -> Result<(), Status> {
+    if chunk.len() > MAX_SNAPSHOT_CHUNK_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "snapshot chunk data: {} bytes, the limit is {} MiB ({MAX_SNAPSHOT_CHUNK_BYTES} bytes); send chunks of \
+             at most {} MiB",
+            chunk.len(),
+            MAX_SNAPSHOT_CHUNK_BYTES / MIB,
+            MAX_SNAPSHOT_CHUNK_BYTES / MIB
+        )));
+    }
+    if chunk.len() > total - data.len() {
+        return Err(Status::invalid_argument(format!(
+            "snapshot chunk data: {} more bytes after {} would pass the declared total_bytes {total}; the sender \
+             must declare the size it sends",
+            chunk.len(),
+            data.len()
+        )));
+    }
+    data.extend_from_slice(&chunk);
+    Ok(())
 }

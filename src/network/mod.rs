@@ -26,9 +26,48 @@ use crate::raft_types::TypeConfig;
 /// The header that carries the cluster id on every Raft RPC.
 pub const CLUSTER_HEADER: &str = "raftsched-cluster";
 
-/// Largest Raft message a node sends or accepts: a full append-entries batch
-/// (`max_payload_entries` entries of at most one 4 MiB client request each).
-pub const MAX_RAFT_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// Encoded entries in one append RPC: 4 MiB. An append carries at least one entry whatever
+/// its size, and one entry is at most one client request (4 MiB) or a grouped write (1 MiB).
+pub const MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest unary Raft message a node sends or accepts: 8 MiB. Honest appends are at most
+/// [`MAX_APPEND_BYTES`] of entries, or one entry of at most one 4 MiB client request; the
+/// other 4 MiB cover the request's framing and postcard's encoding, which is no larger than
+/// protobuf's for the same fields plus a few bytes per task. Anything larger is not from a
+/// peer running this code, and refusing it keeps what one stream can make a node buffer to
+/// 8 MiB (it was 256 MiB).
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+const _: () = assert!(MAX_RAFT_MESSAGE_BYTES >= MAX_APPEND_BYTES + crate::grpc::MAX_API_MESSAGE_BYTES);
+
+/// Snapshot data travels in chunks of 1 MiB, each one gRPC message.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Largest chunk a receiver accepts: 2 MiB, twice what honest senders send, so a future
+/// change of the chunk size on one node does not break a mixed cluster at once.
+pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 2 * SNAPSHOT_CHUNK_BYTES;
+const _: () = assert!(MAX_SNAPSHOT_CHUNK_BYTES <= MAX_RAFT_MESSAGE_BYTES);
+
+/// Largest snapshot a node accepts: 2 GiB, far above a million tasks (a 360k-task state
+/// encodes to about 150 MiB). The receiver buffers the whole snapshot, so this is also what
+/// one InstallSnapshot stream can make a node hold.
+pub const MAX_SNAPSHOT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// A receiver reserves memory for the declared snapshot size up front only up to 64 MiB,
+/// then grows with what really arrives: a peer declaring 2 GiB and sending nothing costs
+/// 64 MiB at most, not 2 GiB.
+pub const SNAPSHOT_PREALLOCATE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Raft RPCs a node serves at once, across all connections: 16. An honest follower of a
+/// five-node cluster serves about 3 at a time (the leader's append, its heartbeat, a
+/// snapshot) plus a vote or pre-vote from each of 4 candidates during an election; over the
+/// cap a call is refused at once (UNAVAILABLE: openraft backs off and retries).
+/// Bounds what Raft traffic makes a node buffer: 16 x 8 MiB = 128 MiB of unary messages.
+pub const MAX_RAFT_RPCS_IN_FLIGHT: usize = 16;
+
+/// InstallSnapshot streams a node receives at once: 1. Each may buffer up to
+/// [`MAX_SNAPSHOT_BYTES`]; only the leader sends snapshots, one per follower at a time.
+pub const MAX_SNAPSHOTS_IN_FLIGHT: usize = 1;
+const _: () = assert!(MAX_SNAPSHOTS_IN_FLIGHT < MAX_RAFT_RPCS_IN_FLIGHT);
 
 /// How long a TCP connect to a peer may take before the peer counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);

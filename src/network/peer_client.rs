@@ -27,17 +27,15 @@ use crate::grpc::raft_proto::SnapshotChunk;
 use crate::grpc::raft_proto::raft_service_client::RaftServiceClient;
 use crate::network::CLUSTER_HEADER;
 use crate::network::FaultInjector;
+use crate::network::MAX_APPEND_BYTES;
 use crate::network::MAX_RAFT_MESSAGE_BYTES;
+use crate::network::SNAPSHOT_CHUNK_BYTES;
 use crate::raft_types::NodeId;
 use crate::raft_types::Snapshot;
 use crate::raft_types::SnapshotData;
 use crate::raft_types::TypeConfig;
 use crate::raft_types::Vote;
 
-/// Snapshot data travels in chunks of this size, each one gRPC message.
-const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
-/// Encoded entries in one append RPC (at least one entry, whatever its size).
-const MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
 /// Added to an append's deadline per MiB it carries: time to send, write and fsync it.
 const APPEND_DEADLINE_PER_MIB: Duration = Duration::from_millis(100);
 

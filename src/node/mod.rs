@@ -3,6 +3,7 @@
 
 mod config;
 mod snapshot_trigger;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+pub use transport::PortLimits;
 
 use crate::app::App;
 use crate::dispatch::Dispatcher;
@@ -27,11 +29,11 @@ use crate::grpc;
 use crate::grpc::RaftGrpcService;
 use crate::grpc::SchedulerService;
 use crate::grpc::WorkersService;
+use crate::grpc::admission;
+use crate::grpc::admission::Budgeted;
 use crate::grpc::api::scheduler_server::SchedulerServer;
 use crate::grpc::api::workers_server::WorkersServer;
-use crate::grpc::raft_proto::raft_service_server::RaftServiceServer;
 use crate::network::FaultInjector;
-use crate::network::MAX_RAFT_MESSAGE_BYTES;
 use crate::network::NetworkFactory;
 use crate::raft_types::NodeId;
 use crate::raft_types::Raft;
@@ -46,10 +48,8 @@ const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the last storage handle to be dropped.
 const STORE_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Concurrent requests per client connection (HTTP/2 streams).
-const MAX_CONCURRENT_STREAMS: u32 = 1024;
-/// Entries per append-entries RPC. With client requests of at most 4 MiB this bounds one
-/// Raft message under [`MAX_RAFT_MESSAGE_BYTES`].
+/// Entries per append-entries RPC; the sender also stops at `network::MAX_APPEND_BYTES`
+/// (4 MiB), so one Raft message stays under `network::MAX_RAFT_MESSAGE_BYTES`.
 const MAX_ENTRIES_PER_APPEND: u64 = 64;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ impl RunningNode {
                 addr: config.listen_addr.clone(),
                 source,
             })?;
-        RunningNode::launch(config, store, listener, FaultInjector::default()).await
+        RunningNode::launch(config, store, listener, FaultInjector::default(), PortLimits::default()).await
     }
 
     /// Starts on an already bound listener (tests bind port 0 first to learn the address).
@@ -107,9 +107,21 @@ impl RunningNode {
         listener: TcpListener,
         faults: FaultInjector,
     ) -> Result<RunningNode, NodeError> {
+        RunningNode::start_with_port_limits(config, listener, faults, PortLimits::default()).await
+    }
+
+    /// Like [`Self::start_with_faults`], with other connection limits than the production
+    /// constants (tests of the caps: a test cannot open 11,000 connections under a 20,000
+    /// file descriptor limit, nor wait out a production timeout quickly).
+    pub async fn start_with_port_limits(
+        config: NodeConfig,
+        listener: TcpListener,
+        faults: FaultInjector,
+        port_limits: PortLimits,
+    ) -> Result<RunningNode, NodeError> {
         config.validate()?;
         let store = Store::open(&config.data_dir, &config.cluster_id, config.node_id)?;
-        RunningNode::launch(config, store, listener, faults).await
+        RunningNode::launch(config, store, listener, faults, port_limits).await
     }
 
     async fn launch(
@@ -117,6 +129,7 @@ impl RunningNode {
         store: Store,
         listener: TcpListener,
         faults: FaultInjector,
+        port_limits: PortLimits,
     ) -> Result<RunningNode, NodeError> {
         let local_addr = listener.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen_addr.clone(),
@@ -143,7 +156,14 @@ impl RunningNode {
             config.raft.snapshot_after_entries,
             shutdown.clone(),
         );
-        let server = tokio::spawn(serve(listener, raft.clone(), app.clone(), &config, shutdown.clone())?);
+        let server = tokio::spawn(serve(
+            listener,
+            raft.clone(),
+            app.clone(),
+            &config,
+            port_limits,
+            shutdown.clone(),
+        )?);
         initialize_if_founder(&raft, &config).await?;
         tracing::info!(node_id = config.node_id, %local_addr, "node started");
         Ok(RunningNode {
@@ -255,25 +275,37 @@ fn serve(
     raft: Raft,
     app: App,
     config: &NodeConfig,
+    port_limits: PortLimits,
     shutdown: CancellationToken,
 ) -> Result<impl Future<Output = Result<(), tonic::transport::Error>> + use<>, NodeError> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(grpc::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| NodeError::Raft(format!("reflection: {e}")))?;
-    let raft_service = RaftServiceServer::new(RaftGrpcService::new(raft, &config.cluster_id))
-        .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+    let api_budget = admission::node_receive_budget();
+    let reflection = Budgeted::with_node_budget(reflection, &api_budget);
+    let raft_service = Budgeted::per_connection(RaftGrpcService::server(raft, &config.cluster_id));
     let workers_service = WorkersServer::new(WorkersService::new(app.clone()))
         .max_decoding_message_size(grpc::MAX_API_MESSAGE_BYTES)
         .max_encoding_message_size(grpc::MAX_API_MESSAGE_BYTES);
+    let workers_service = Budgeted::with_node_budget(workers_service, &api_budget);
     let scheduler_service = SchedulerServer::new(SchedulerService::new(app))
         .max_decoding_message_size(grpc::MAX_API_MESSAGE_BYTES)
         .max_encoding_message_size(grpc::MAX_API_MESSAGE_BYTES);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let scheduler_service = Budgeted::with_node_budget(scheduler_service, &api_budget);
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(transport::TCP_KEEPALIVE));
+    let incoming = transport::limit_connections(incoming, port_limits);
     Ok(Server::builder()
         .timeout(SERVER_REQUEST_TIMEOUT)
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_concurrent_streams(transport::MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(transport::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(transport::CONNECTION_WINDOW_BYTES)
+        .http2_keepalive_interval(Some(port_limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(port_limits.keepalive_timeout))
+        .http2_max_header_list_size(transport::MAX_HEADER_LIST_BYTES)
+        .http2_max_pending_accept_reset_streams(Some(transport::MAX_PENDING_ACCEPT_RESET_STREAMS))
         .add_service(raft_service)
         .add_service(grpc::with_wire_errors(scheduler_service))
         .add_service(grpc::with_wire_errors(workers_service))

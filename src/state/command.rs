@@ -118,7 +118,41 @@ pub enum Command {
     /// the leader groups concurrent writes so that one entry (one append, one fsync, one
     /// replication message) carries many. Never nested; apply answers a nested batch with
     /// [`CommandResponse::Empty`] and changes nothing.
-    Batch { commands: Vec<Command> },
+    Batch {
+        #[serde(deserialize_with = "deserialize_batch")]
+        commands: Vec<Command>,
+    },
+}
+
+std::thread_local! {
+    /// How many batches the decoder on this thread is inside (decoding is synchronous, so
+    /// a per-thread count is exact).
+    static BATCH_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Decodes a batch's commands, refusing nesting deeper than
+/// [`limits::MAX_BATCH_NESTING`](crate::state::limits::MAX_BATCH_NESTING) before it
+/// recurses any further.
+fn deserialize_batch<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Command>, D::Error> {
+    /// Leaves the level however decoding ends.
+    struct Level;
+    impl Drop for Level {
+        fn drop(&mut self) {
+            BATCH_DEPTH.with(|depth| depth.set(depth.get() - 1));
+        }
+    }
+    let depth = BATCH_DEPTH.with(|depth| {
+        depth.set(depth.get() + 1);
+        depth.get()
+    });
+    let _level = Level;
+    let limit = crate::state::limits::MAX_BATCH_NESTING;
+    if depth > limit {
+        return Err(serde::de::Error::custom(format!(
+            "batches nested {depth} deep; at most {limit} (a batch in a batch) are accepted"
+        )));
+    }
+    Vec::<Command>::deserialize(deserializer)
 }
 
 impl Command {

@@ -67,6 +67,11 @@ const _: () = assert!(TRUNCATION_MARKER.len() == 3);
 const _: () = assert!(TRUNCATION_MARKER.len() < MAX_OUTPUT_TAIL_BYTES && TRUNCATION_MARKER.len() < MAX_ERROR_BYTES);
 /// Assignments in one log entry.
 pub const MAX_ASSIGNMENTS_PER_ENTRY: usize = 1000;
+/// Batches a log entry may hold inside one another when decoded: 2, a batch in a batch
+/// (the proposer never nests them; apply answers a nested one with Empty). serde decodes
+/// nesting by recursion, 2 bytes a level, so a peer's 8 MiB append could nest 4 million
+/// levels and overflow the stack, aborting the node; deeper nesting is refused instead.
+pub const MAX_BATCH_NESTING: u32 = 2;
 
 pub const MAX_SCHEDULES: usize = 10_000;
 pub const MAX_SCHEDULE_NAME_BYTES: usize = 128;

@@ -636,9 +636,19 @@ impl SchedulerState {
     }
 
     /// Changes a task with its indexes kept in step: out of every index, changed, back in.
+    /// A task that finished just now moves the tasks that wait for it (`on_finished`).
     fn update_task(&mut self, task_id: TaskId, change: impl FnOnce(&mut Task)) {
+        if self.change_task(task_id, change) {
+            self.on_finished(task_id);
+        }
+    }
+
+    /// The one place a task changes: [`Self::update_task`] without the follow-up, for
+    /// `on_finished`, which walks the follow-ups itself (iteratively). Returns whether the
+    /// task finished just now.
+    fn change_task(&mut self, task_id: TaskId, change: impl FnOnce(&mut Task)) -> bool {
         let Some(mut task) = self.tasks.remove(&task_id) else {
-            return;
+            return false;
         };
         self.unindex(&task);
         self.digest_task_out(&task);
@@ -649,9 +659,7 @@ impl SchedulerState {
         self.digest_task_in(&task);
         self.tasks.insert(task_id, task);
         self.debug_check_task(task_id);
-        if now_terminal && !was_terminal {
-            self.on_finished(task_id);
-        }
+        now_terminal && !was_terminal
     }
 
     fn index(&mut self, task: &Task) {

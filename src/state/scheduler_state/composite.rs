@@ -464,60 +464,109 @@ impl SchedulerState {
         })
     }
 
-    /// A task just finished: release or skip its workflow children, and finish its parent
-    /// when it was the last shard to finish.
+    /// Tasks just finished: release or skip their workflow children, and finish a shard
+    /// parent when its last shard finished. A skipped child finishes in turn, so this walks
+    /// down a workflow: with an explicit stack, not recursion, because a chain may be 1000
+    /// tasks deep (`MAX_WORKFLOW_TASKS`) and a stack overflow would abort every replica at
+    /// the same log index, and again on every replay. The walk is depth-first in child order,
+    /// exactly the order the former recursion took, so a skip reason names the same parent.
     pub(super) fn on_finished(&mut self, task_id: TaskId) {
-        let now_ms = self.clock_ms;
-        let task = &self.tasks[&task_id];
-        let status = task.status;
-        let children = task.links.children.clone();
-        let origin = task.links.origin.clone();
-        for child in children {
-            if self.tasks[&child].status != TaskStatus::Waiting {
-                continue;
-            }
-            if status == TaskStatus::Succeeded {
-                let all_succeeded = self.tasks[&child]
-                    .links
-                    .parents
-                    .iter()
-                    .all(|p| self.tasks[p].status == TaskStatus::Succeeded);
-                if all_succeeded {
-                    self.update_task(child, |t| {
-                        t.status = TaskStatus::Pending;
-                        t.ready_at_ms = t.ready_at_ms.max(now_ms);
-                        t.updated_at_ms = now_ms;
-                    });
+        let mut stack = vec![self.finished_frame(task_id)];
+        while let Some(frame) = stack.last_mut() {
+            let Some(&child) = frame.children.get(frame.next) else {
+                let done = stack.pop().expect("looked at above");
+                if let Some(parent) = self.finish_shard_parent(done.origin) {
+                    stack.push(self.finished_frame(parent));
                 }
-            } else {
-                let reason = format!("skipped: parent task {task_id} {status}");
-                self.update_task(child, |t| finish(t, TaskStatus::Skipped, now_ms, Some(reason)));
-            }
-        }
-        if let Some(TaskOrigin::Shard { parent, .. }) = origin
-            && self.tasks.get(&parent).is_some_and(|p| p.status == TaskStatus::Waiting)
-        {
-            let shards = self.tasks[&parent].links.shards.clone();
-            if shards.iter().all(|s| self.tasks[s].status.is_terminal()) {
-                let not_succeeded: Vec<String> = shards
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| self.tasks[*s].status != TaskStatus::Succeeded)
-                    .map(|(i, s)| format!("shard {i} (task {s}) {}", self.tasks[s].status))
-                    .collect();
-                let total = shards.len();
-                self.update_task(parent, |t| {
-                    if not_succeeded.is_empty() {
-                        finish(t, TaskStatus::Succeeded, now_ms, None);
-                    } else {
-                        let mut reason = format!("{} of {total} shards did not succeed: ", not_succeeded.len());
-                        reason += &not_succeeded.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
-                        finish(t, TaskStatus::Failed, now_ms, Some(reason));
-                    }
-                });
+                continue;
+            };
+            frame.next += 1;
+            let (parent_id, parent_status) = (frame.task_id, frame.status);
+            if self.release_or_skip(child, parent_id, parent_status) {
+                stack.push(self.finished_frame(child));
             }
         }
     }
+
+    fn finished_frame(&self, task_id: TaskId) -> FinishedFrame {
+        let task = &self.tasks[&task_id];
+        FinishedFrame {
+            task_id,
+            status: task.status,
+            children: task.links.children.clone(),
+            next: 0,
+            origin: task.links.origin.clone(),
+        }
+    }
+
+    /// Moves a waiting child of a finished task: to pending once all its parents succeeded,
+    /// to skipped when this one did not. Returns whether the child is now finished.
+    fn release_or_skip(&mut self, child: TaskId, parent: TaskId, parent_status: TaskStatus) -> bool {
+        let now_ms = self.clock_ms;
+        if self.tasks[&child].status != TaskStatus::Waiting {
+            return false;
+        }
+        if parent_status != TaskStatus::Succeeded {
+            let reason = format!("skipped: parent task {parent} {parent_status}");
+            return self.change_task(child, |t| finish(t, TaskStatus::Skipped, now_ms, Some(reason)));
+        }
+        let all_succeeded = self.tasks[&child]
+            .links
+            .parents
+            .iter()
+            .all(|p| self.tasks[p].status == TaskStatus::Succeeded);
+        if all_succeeded {
+            self.change_task(child, |t| {
+                t.status = TaskStatus::Pending;
+                t.ready_at_ms = t.ready_at_ms.max(now_ms);
+                t.updated_at_ms = now_ms;
+            });
+        }
+        false
+    }
+
+    /// Finishes a waiting shard parent once all its shards are finished. Returns the parent
+    /// when it finished just now.
+    fn finish_shard_parent(&mut self, origin: Option<TaskOrigin>) -> Option<TaskId> {
+        let now_ms = self.clock_ms;
+        let Some(TaskOrigin::Shard { parent, .. }) = origin else {
+            return None;
+        };
+        if self.tasks.get(&parent).is_none_or(|p| p.status != TaskStatus::Waiting) {
+            return None;
+        }
+        let shards = self.tasks[&parent].links.shards.clone();
+        if !shards.iter().all(|s| self.tasks[s].status.is_terminal()) {
+            return None;
+        }
+        let not_succeeded: Vec<String> = shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| self.tasks[*s].status != TaskStatus::Succeeded)
+            .map(|(i, s)| format!("shard {i} (task {s}) {}", self.tasks[s].status))
+            .collect();
+        let total = shards.len();
+        let finished = self.change_task(parent, |t| {
+            if not_succeeded.is_empty() {
+                finish(t, TaskStatus::Succeeded, now_ms, None);
+            } else {
+                let mut reason = format!("{} of {total} shards did not succeed: ", not_succeeded.len());
+                reason += &not_succeeded.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+                finish(t, TaskStatus::Failed, now_ms, Some(reason));
+            }
+        });
+        finished.then_some(parent)
+    }
+}
+
+/// One finished task whose children `on_finished` is walking: `next` is the first child
+/// not yet looked at.
+struct FinishedFrame {
+    task_id: TaskId,
+    status: TaskStatus,
+    children: Vec<TaskId>,
+    next: usize,
+    origin: Option<TaskOrigin>,
 }
 
 /// Where a fixed interval counts from: the start bound, or now.
