@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use common::TestCluster;
 use common::command_spec;
+use common::next_assignment;
 use common::test_tuning;
 use raftsched::client::ClientError;
 use raftsched::client::ClusterClient;
@@ -523,18 +524,6 @@ async fn maps_and_lists_of_requests_are_capped_before_conversion() {
     assert!(all.tasks.is_empty(), "nothing above created a task");
     every_node_answers(&cluster).await;
     cluster.shutdown().await;
-}
-
-async fn next_assignment(stream: &mut tonic::Streaming<api::WorkerInstruction>) -> api::Assignment {
-    let message = tokio::time::timeout(common::DEADLINE, stream.message())
-        .await
-        .expect("an instruction within the deadline")
-        .expect("stream open")
-        .expect("an instruction");
-    match message.instruction {
-        Some(api::worker_instruction::Instruction::Assign(assignment)) => assignment,
-        other => panic!("expected an assignment, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::TestCluster;
 use common::command_spec;
+use common::next_assignment;
 use common::shell;
 use common::start_worker;
 use common::test_tuning;
@@ -96,18 +97,6 @@ impl FakeWorker {
             })
             .await
             .map(|_| ())
-    }
-}
-
-async fn next_assignment(stream: &mut tonic::Streaming<api::WorkerInstruction>) -> api::Assignment {
-    let message = tokio::time::timeout(common::DEADLINE, stream.message())
-        .await
-        .expect("an instruction within the deadline")
-        .expect("stream open")
-        .expect("an instruction");
-    match message.instruction {
-        Some(api::worker_instruction::Instruction::Assign(assignment)) => assignment,
-        other => panic!("expected an assignment, got {other:?}"),
     }
 }
 

@@ -249,15 +249,7 @@ async fn register_and_take_one(client: &raftsched::client::ClusterClient) -> api
         })
         .await
         .expect("attach");
-    let message = tokio::time::timeout(common::DEADLINE, stream.message())
-        .await
-        .expect("an instruction within the deadline")
-        .expect("stream open")
-        .expect("an instruction");
-    match message.instruction {
-        Some(api::worker_instruction::Instruction::Assign(assignment)) => assignment,
-        other => panic!("expected an assignment, got {other:?}"),
-    }
+    common::next_assignment(&mut stream).await
 }
 
 /// An older worker sends its tail plus a marker, or lossy text grown past the limit: the

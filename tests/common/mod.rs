@@ -375,3 +375,19 @@ pub fn shell(name: &str, command_line: &str) -> raftsched::grpc::api::TaskSpec {
     }));
     spec
 }
+
+/// The next instruction on a worker's Attach stream, which must be an assignment.
+pub async fn next_assignment(
+    stream: &mut tonic::Streaming<raftsched::grpc::api::WorkerInstruction>,
+) -> raftsched::grpc::api::Assignment {
+    use raftsched::grpc::api::worker_instruction::Instruction;
+    let message = tokio::time::timeout(DEADLINE, stream.message())
+        .await
+        .expect("an instruction within the deadline")
+        .expect("stream open")
+        .expect("an instruction");
+    match message.instruction {
+        Some(Instruction::Assign(assignment)) => assignment,
+        other => panic!("expected an assignment, got {other:?}"),
+    }
+}
