@@ -354,6 +354,29 @@ async fn removing_a_node_that_is_not_a_member_is_not_found() {
         })
         .await;
     refused_with(result, Code::InvalidArgument, &["address", "1..=512", "602"]);
+    for address in ["http://", "127.0.0.1:0", "127.0.0.1:99999", "[::1", "a b:1", "no-port"] {
+        let result = client
+            .call(|mut c| {
+                let request = api::AddNodeRequest {
+                    node_id: 4,
+                    address: address.to_string(),
+                };
+                async move { c.add_node(request).await }
+            })
+            .await;
+        refused_with(result, Code::InvalidArgument, &["address", "host:port"]);
+    }
+    // A member's id with another address: refused, not a silent no-op.
+    let result = client
+        .call(|mut c| {
+            let request = api::AddNodeRequest {
+                node_id: 2,
+                address: "127.0.0.1:1".to_string(),
+            };
+            async move { c.add_node(request).await }
+        })
+        .await;
+    refused_with(result, Code::FailedPrecondition, &["node 2 is already a member at"]);
     let status = client.cluster_status().await.unwrap();
     assert_eq!(status.members.len(), 3);
     every_node_answers(&cluster).await;

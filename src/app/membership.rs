@@ -92,6 +92,17 @@ impl App {
         }
         crate::state::limits::validate_node_address(&address)?;
         crate::network::peer_endpoint(&address).map_err(AppError::Membership)?;
+        // openraft takes a member's id again as a no-op, whatever the address: say so
+        // rather than answer OK for an address that was never stored.
+        if let Some(known) = self.metrics().membership_config.membership().get_node(&node_id)
+            && known.addr != address
+        {
+            return Err(AppError::Membership(format!(
+                "node {node_id} is already a member at {}; remove it first to move it, or add the new \
+                 node under a new id",
+                known.addr
+            )));
+        }
         let node = BasicNode { addr: address };
         membership_result(self.raft().add_learner(node_id, node, true).await)?;
         let voters = BTreeSet::from([node_id]);

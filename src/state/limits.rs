@@ -376,8 +376,32 @@ pub fn validate_worker_ref(worker_id: &str, session: &str) -> Result<(), StateEr
 }
 
 /// A member's address for AddNode.
+/// A member's address as peers dial it: `host:port` (the dialer adds `http://`), the host a
+/// name, an IPv4 address or a bracketed IPv6 one, the port 1..=65535. A URI parser takes
+/// more (`http://` parsed as a host), and a learner at an address nobody can dial would sit
+/// in the membership, replicated to and never caught up.
 pub fn validate_node_address(address: &str) -> Result<(), StateError> {
-    check_text("address", address, MAX_NODE_ADDRESS_BYTES)
+    check_text("address", address, MAX_NODE_ADDRESS_BYTES)?;
+    let host_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    let well_formed = address.rsplit_once(':').is_some_and(|(host, port)| {
+        let host_ok = match host.strip_prefix('[') {
+            Some(v6) => v6
+                .strip_suffix(']')
+                .is_some_and(|v6| !v6.is_empty() && v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':')),
+            None => !host.is_empty() && host.chars().all(host_char),
+        };
+        host_ok && port.parse::<u16>().is_ok_and(|port| port != 0)
+    });
+    if !well_formed {
+        return invalid(
+            "address",
+            format!(
+                "{} is not host:port; give the address peers dial, e.g. 10.0.0.4:50051 or [::1]:50051",
+                shown(address)
+            ),
+        );
+    }
+    Ok(())
 }
 
 pub fn validate_shard_count(count: usize) -> Result<(), StateError> {
@@ -610,6 +634,33 @@ mod truncation_tests {
     use crate::state::task::AttemptOutcome;
 
     const M: &str = TRUNCATION_MARKER;
+
+    #[test]
+    fn node_addresses_must_be_host_and_port() {
+        for good in ["127.0.0.1:50051", "node-1.example.com:1", "[::1]:65535", "h:50051"] {
+            assert_eq!(validate_node_address(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            " ",
+            "http://",
+            "http://h:1",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "127.0.0.1:99999",
+            "[::1",
+            "[::1]",
+            "[]:1",
+            "a b:1",
+            "é:1",
+            ":1",
+            "h:-1",
+            "h:1/x",
+        ] {
+            let error = validate_node_address(bad).expect_err(bad);
+            assert!(error.to_string().contains("address"), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn shown_quotes_short_text_whole_and_long_text_by_its_start_and_length() {
