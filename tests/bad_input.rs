@@ -332,6 +332,19 @@ async fn queue_weights_outside_1_to_1000_and_unknown_placements_are_refused() {
     cluster.shutdown().await;
 }
 
+async fn add_node(client: &ClusterClient, node_id: u64, address: &str) -> Result<api::AddNodeResponse, ClientError> {
+    let address = address.to_string();
+    client
+        .call(|mut c| {
+            let request = api::AddNodeRequest {
+                node_id,
+                address: address.clone(),
+            };
+            async move { c.add_node(request).await }
+        })
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_node_that_is_not_a_member_is_not_found() {
     let cluster = TestCluster::start(3, test_tuning()).await;
@@ -344,38 +357,14 @@ async fn removing_a_node_that_is_not_a_member_is_not_found() {
         refused_with(result, Code::NotFound, &[&needles[0], &needles[1]]);
     }
     let long_address = format!("{}:1", "a".repeat(600));
-    let result = client
-        .call(|mut c| {
-            let request = api::AddNodeRequest {
-                node_id: 4,
-                address: long_address.clone(),
-            };
-            async move { c.add_node(request).await }
-        })
-        .await;
+    let result = add_node(&client, 4, &long_address).await;
     refused_with(result, Code::InvalidArgument, &["address", "1..=512", "602"]);
     for address in ["http://", "127.0.0.1:0", "127.0.0.1:99999", "[::1", "a b:1", "no-port"] {
-        let result = client
-            .call(|mut c| {
-                let request = api::AddNodeRequest {
-                    node_id: 4,
-                    address: address.to_string(),
-                };
-                async move { c.add_node(request).await }
-            })
-            .await;
+        let result = add_node(&client, 4, address).await;
         refused_with(result, Code::InvalidArgument, &["address", "host:port"]);
     }
     // A member's id with another address: refused, not a silent no-op.
-    let result = client
-        .call(|mut c| {
-            let request = api::AddNodeRequest {
-                node_id: 2,
-                address: "127.0.0.1:1".to_string(),
-            };
-            async move { c.add_node(request).await }
-        })
-        .await;
+    let result = add_node(&client, 2, "127.0.0.1:1").await;
     refused_with(result, Code::FailedPrecondition, &["node 2 is already a member at"]);
     let status = client.cluster_status().await.unwrap();
     assert_eq!(status.members.len(), 3);
