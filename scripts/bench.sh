@@ -9,7 +9,7 @@
 #   --keep     keep the temporary directory (data dirs, logs, raw results)
 #
 # It starts a fresh three-node cluster with two shell workers in a temporary directory, on
-# its own ports (RAFTSCHED_BENCH_PORT_BASE, default 56051), runs `raftsched bench` against
+# its own ports (RAFTSCHED_BENCH_PORT_BASE, default 56051), runs `raftsched-bench` against
 # it, and — when `etcd` is installed (Debian: apt-get install etcd-server etcd-client) — a
 # three-member etcd on loopback (RAFTSCHED_BENCH_ETCD_PORT_BASE, default 56379), measured
 # with the same client counts and payload size. Nothing is ever run without fsync or
@@ -128,14 +128,19 @@ trap 'exit 130' INT TERM
 
 if [[ -n ${RAFTSCHED_BIN:-} ]]; then
     [[ -x $RAFTSCHED_BIN ]] || { echo "bench.sh: RAFTSCHED_BIN=$RAFTSCHED_BIN is not executable" >&2; exit 1; }
+    BENCH_SRC=${RAFTSCHED_BENCH_BIN:-$(dirname -- "$RAFTSCHED_BIN")/raftsched-bench}
+    [[ -x $BENCH_SRC ]] || { echo "bench.sh: no raftsched-bench beside RAFTSCHED_BIN; set RAFTSCHED_BENCH_BIN" >&2; exit 1; }
     cp -- "$RAFTSCHED_BIN" "$WORK/raftsched"
+    cp -- "$BENCH_SRC" "$WORK/raftsched-bench"
 else
-    log "building raftsched (release)"
-    (cd -- "$ROOT" && cargo build --release --quiet --bin raftsched)
+    log "building raftsched and raftsched-bench (release)"
+    (cd -- "$ROOT" && cargo build --release --quiet --bin raftsched --bin raftsched-bench)
     cp -- "${CARGO_TARGET_DIR:-$ROOT/target}/release/raftsched" "$WORK/raftsched"
+    cp -- "${CARGO_TARGET_DIR:-$ROOT/target}/release/raftsched-bench" "$WORK/raftsched-bench"
 fi
-# A private copy: a rebuild during the run cannot change what is measured.
+# Private copies: a rebuild during the run cannot change what is measured.
 BIN="$WORK/raftsched"
+BENCH_BIN="$WORK/raftsched-bench"
 
 export RAFTSCHED_BIN="$BIN"
 export RAFTSCHED_DATA="$WORK/cluster"
@@ -150,7 +155,7 @@ phase() {
     local name=$1
     shift
     log "phase $name"
-    if ! timeout "$PHASE_TIMEOUT_S" "$BIN" "$@"; then
+    if ! timeout "$PHASE_TIMEOUT_S" "$BENCH_BIN" "$@"; then
         log "phase $name FAILED"
         NOTES+=("phase $name failed (see the log above)")
     fi
@@ -243,7 +248,7 @@ if ((USE_ETCD)) && command -v etcd >/dev/null && command -v etcdctl >/dev/null; 
     done
     if ((ready)); then
         NOTES+=("etcd $(etcd --version | awk '/etcd Version/ { print $3 }'): 3 members on loopback, default settings (fsync on), puts sent to the leader over gRPC by the same load generator")
-        phase etcd-put bench etcd --endpoints "$endpoints" --clients "$CLIENTS" --duration-ms "$DURATION_MS" \
+        phase etcd-put etcd --endpoints "$endpoints" --clients "$CLIENTS" --duration-ms "$DURATION_MS" \
             --warmup-ms "$WARMUP_MS" --repeat "$REPEAT" --payload-bytes "$PAYLOAD" --pid-dir "$WORK/etcd" --save "$RAW"
     else
         log "etcd did not become healthy; skipping it (see $WORK/etcd/*.log)"
@@ -271,27 +276,27 @@ log "starting a fresh raftsched cluster on ports $PORT_BASE-$((PORT_BASE + 2)) w
 COMMON=(--pid-dir "$RAFTSCHED_DATA" --save "$RAW")
 
 ensure_cluster submit
-phase submit bench submit --clients "$CLIENTS" --duration-ms "$DURATION_MS" --warmup-ms "$WARMUP_MS" \
+phase submit submit --clients "$CLIENTS" --duration-ms "$DURATION_MS" --warmup-ms "$WARMUP_MS" \
     --repeat "$REPEAT" --payload-bytes "$PAYLOAD" "${COMMON[@]}"
 ensure_cluster submit-batch
-phase submit-batch bench submit --clients 10,100 --batch 100 --duration-ms "$DURATION_MS" \
+phase submit-batch submit --clients 10,100 --batch 100 --duration-ms "$DURATION_MS" \
     --warmup-ms "$WARMUP_MS" --repeat "$REPEAT" --payload-bytes "$PAYLOAD" "${COMMON[@]}"
 ensure_cluster e2e
-phase e2e bench e2e --tasks "$E2E_TASKS" --clients 100 "${COMMON[@]}"
-phase e2e-batch bench e2e --tasks "$E2E_BATCH_TASKS" --clients 10 --batch 100 "${COMMON[@]}"
-phase e2e-command bench e2e --command --tasks "$E2E_COMMAND_TASKS" --clients 10 "${COMMON[@]}"
+phase e2e e2e --tasks "$E2E_TASKS" --clients 100 "${COMMON[@]}"
+phase e2e-batch e2e --tasks "$E2E_BATCH_TASKS" --clients 10 --batch 100 "${COMMON[@]}"
+phase e2e-command e2e --command --tasks "$E2E_COMMAND_TASKS" --clients 10 "${COMMON[@]}"
 for rate in $RATES; do
     ensure_cluster "rate-$rate"
-    phase "rate-$rate" bench rate --rate "$rate" --duration-ms "$RATE_DURATION_MS" "${COMMON[@]}"
+    phase "rate-$rate" rate --rate "$rate" --duration-ms "$RATE_DURATION_MS" "${COMMON[@]}"
 done
 fresh_cluster failover
-phase failover bench failover --trials "$FAILOVER_TRIALS" --cluster-script "$CLUSTER_SH" "${COMMON[@]}"
+phase failover failover --trials "$FAILOVER_TRIALS" --cluster-script "$CLUSTER_SH" "${COMMON[@]}"
 # A fresh cluster: the restart measures a node holding the million tasks and little else.
 fresh_cluster fill
-phase fill bench fill --tasks "$FILL_TASKS" --payload-bytes "$PAYLOAD" "${COMMON[@]}"
+phase fill fill --tasks "$FILL_TASKS" --payload-bytes "$PAYLOAD" "${COMMON[@]}"
 for node in $RESTART_NODES; do
     ensure_cluster "restart-$node"
-    phase "restart-$node" bench restart --node "$node" --cluster-script "$CLUSTER_SH" "${COMMON[@]}"
+    phase "restart-$node" restart --node "$node" --cluster-script "$CLUSTER_SH" "${COMMON[@]}"
 done
 
 # --- Report -------------------------------------------------------------------------------------
@@ -300,6 +305,6 @@ mkdir -p "$ROOT/bench/results"
 name="$(date -u +%Y-%m-%d-%H%M)-$MODE"
 note_args=()
 for note in "${NOTES[@]}"; do note_args+=(--note "$note"); done
-rs bench report --input "$RAW" --out-json "$ROOT/bench/results/$name.json" "${note_args[@]}" \
+"$BENCH_BIN" report --input "$RAW" --out-json "$ROOT/bench/results/$name.json" "${note_args[@]}" \
     | tee "$ROOT/bench/results/$name.txt"
 log "wrote bench/results/$name.json and bench/results/$name.txt"

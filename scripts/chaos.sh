@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds raftsched (release) and runs one chaos run: three real nodes with every peer link
+# Builds raftsched and raftsched-chaos (release) and runs one chaos run: three real nodes with every peer link
 # through a TCP proxy, workers, concurrent clients, faults from a seed, then the history
-# checker. Arguments go to `raftsched chaos` as they are; see CHAOS.md and
-# `raftsched chaos --help`.
+# checker. Arguments go to `raftsched-chaos` as they are; see CHAOS.md and
+# `raftsched-chaos --help`.
 #
 #   scripts/chaos.sh                                   # 60 s, a fresh seed (printed first)
 #   scripts/chaos.sh --seed 42 --duration-s 20         # replay / a short run
@@ -17,6 +17,7 @@
 #
 # Environment:
 #   RAFTSCHED_BIN            raftsched binary to run; when set, nothing is built
+#   RAFTSCHED_CHAOS_BIN      raftsched-chaos binary (default: beside RAFTSCHED_BIN)
 #   RAFTSCHED_BUILD_PROFILE  cargo profile to build and run: release (default) or debug
 #   RAFTSCHED_CHAOS_LOG      RUST_LOG of the nodes and workers (default raftsched=info,openraft=warn)
 set -euo pipefail
@@ -26,20 +27,22 @@ PROFILE=${RAFTSCHED_BUILD_PROFILE:-release}
 
 if [[ -n ${RAFTSCHED_BIN:-} ]]; then
     BIN=$RAFTSCHED_BIN
+    CHAOS=${RAFTSCHED_CHAOS_BIN:-$(dirname -- "$BIN")/raftsched-chaos}
 else
     case $PROFILE in
         release) cargo_profile=release target_dir=release ;;
         debug | dev) cargo_profile=dev target_dir=debug ;;
         *) cargo_profile=$PROFILE target_dir=$PROFILE ;;
     esac
-    (cd "$ROOT" && cargo build --profile "$cargo_profile" --quiet --bin raftsched)
+    (cd "$ROOT" && cargo build --profile "$cargo_profile" --quiet --bin raftsched --bin raftsched-chaos)
     BIN=$ROOT/target/$target_dir/raftsched
+    CHAOS=$ROOT/target/$target_dir/raftsched-chaos
 fi
 
-# The nodes and workers run the same binary, unless --bin says otherwise.
+# The nodes and workers run that raftsched binary, unless --bin says otherwise.
 for arg in "$@"; do
     if [[ $arg == --bin || $arg == --bin=* ]]; then
-        exec "$BIN" chaos "$@"
+        exec "$CHAOS" "$@"
     fi
 done
-exec "$BIN" chaos --bin "$BIN" "$@"
+exec "$CHAOS" --bin "$BIN" "$@"

@@ -15,7 +15,7 @@
 //! the whole test binary down with the in-process cluster; the case being run is written to
 //! the file named on stderr at the start, so the culprit survives the abort.
 
-mod common;
+use raftsched_testkit as common;
 
 #[path = "adversarial/build.rs"]
 mod build;

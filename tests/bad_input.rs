@@ -1,7 +1,7 @@
 //! Bad input gets the right gRPC code and a message that says what to do; nothing panics a
 //! node and nothing is lost.
 
-mod common;
+use raftsched_testkit as common;
 
 use std::collections::HashMap;
 
@@ -9,11 +9,11 @@ use common::TestCluster;
 use common::command_spec;
 use common::next_assignment;
 use common::test_tuning;
-use raftsched::client::ClientError;
-use raftsched::client::ClusterClient;
-use raftsched::grpc::api;
-use raftsched::grpc::api::workers_client::WorkersClient;
-use raftsched::node::RunningNode;
+use raftsched_api::v1 as api;
+use raftsched_api::v1::workers_client::WorkersClient;
+use raftsched_client::ClientError;
+use raftsched_client::ClusterClient;
+use raftsched_server::node::RunningNode;
 use tonic::Code;
 
 fn rejection(result: Result<impl std::fmt::Debug, ClientError>) -> (Code, String) {
@@ -225,7 +225,7 @@ async fn broadcast_shard_counts_are_checked_before_anything_is_allocated() {
 async fn run_at_is_bounded_like_delay_and_excludes_it() {
     let cluster = TestCluster::start(3, test_tuning()).await;
     let client = cluster.client();
-    let year_ms = raftsched::state::limits::MAX_DELAY_MS;
+    let year_ms = raftsched_core::state::limits::MAX_DELAY_MS;
     let with = |run_at_ms: u64, delay_ms: u64| api::TaskSpec {
         run_at_ms,
         delay_ms,

@@ -1,4 +1,5 @@
-//! A bounded chaos run for CI: `raftsched chaos` (three real nodes with every peer link
+//! A bounded chaos run for CI: the chaos tool's library (`raftsched_chaos`, behind the
+//! `raftsched-chaos` binary) against the real `raftsched` binary (three real nodes with every peer link
 //! through a proxy, workers, concurrent clients, seeded faults, then the history checker)
 //! with a few fixed seeds that together fire every fault kind, a run of leader crash-restarts
 //! only (the fault that once made replicas diverge), and one fresh seed printed on stderr.
@@ -8,44 +9,51 @@
 //! failing run's directory (history, logs, data dirs) is kept and named in the output.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
+use raftsched_chaos::ChaosConfig;
+use raftsched_chaos::schedule::FaultKind;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_raftsched");
 
 /// Seeds whose first four faults are, together, all ten kinds (the schedule is a pure
-/// function of the seed: `raftsched::chaos::schedule::plan`).
+/// function of the seed: `raftsched_chaos::schedule::plan`).
 const FIXED_SEEDS: [u64; 3] = [2, 58, 61];
 const FIXED_DURATION_S: u64 = 20;
 const CRASH_RESTART_SEED: u64 = 23;
 const CRASH_RESTART_DURATION_S: u64 = 30;
 const FRESH_DURATION_S: u64 = 15;
 
-/// Runs one chaos run and returns its JSON summary; panics with the whole output when the
+/// Runs one chaos run and returns its JSON summary; panics with the whole summary when the
 /// run found a violation or could not run.
-fn chaos(seed: u64, duration_s: u64, extra: &[&str]) -> Value {
-    let output = Command::new(BIN)
-        .args(["--json", "chaos", "--quiet", "--seed"])
-        .arg(seed.to_string())
-        .arg("--duration-s")
-        .arg(duration_s.to_string())
-        .args(["--bin", BIN])
-        .args(extra)
-        .output()
-        .expect("running raftsched chaos");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+fn chaos(seed: u64, duration_s: u64, kinds: &[FaultKind]) -> Value {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("raftsched-chaos-{seed}-"))
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    let mut config = ChaosConfig::new(seed, PathBuf::from(BIN), dir.clone());
+    config.duration = Duration::from_secs(duration_s);
+    config.kinds = kinds.to_vec();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let outcome = runtime.block_on(raftsched_chaos::run(config, Arc::new(|_: &str| {})));
+    let summary = match outcome {
+        Ok(summary) => summary,
+        Err(e) => panic!(
+            "chaos seed {seed} ({duration_s} s) could not run: {e} (files in {})",
+            dir.display()
+        ),
+    };
+    let stdout = summary.to_json();
+    let stderr = format!("files in {}", dir.display());
     let summary: Option<Value> = serde_json::from_str(&stdout).ok();
     let table = summary
         .as_ref()
         .map(|s| serde_json::to_string_pretty(s).unwrap_or_default())
         .unwrap_or_else(|| stdout.to_string());
-    assert!(
-        output.status.success(),
-        "chaos seed {seed} ({duration_s} s) failed: {}\n--- summary ---\n{table}\n--- stderr ---\n{stderr}",
-        output.status
-    );
     let summary =
         summary.unwrap_or_else(|| panic!("chaos seed {seed}: no JSON summary on stdout:\n{stdout}\n{stderr}"));
     assert_eq!(summary["passed"], Value::Bool(true), "seed {seed}: {table}");
@@ -121,7 +129,7 @@ fn chaos_runs_find_no_violation_and_fire_every_fault_kind() {
     chaos(
         CRASH_RESTART_SEED,
         CRASH_RESTART_DURATION_S,
-        &["--faults", "crash-restart-leader"],
+        &[FaultKind::CrashRestartLeader],
     );
 
     // One fresh seed per CI run, so that runs over time cover more schedules.

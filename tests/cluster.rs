@@ -1,15 +1,15 @@
 //! A three-node cluster in one process over real gRPC: submission, reads from every node,
 //! idempotency, restarts and catch-up by snapshot.
 
-mod common;
+use raftsched_testkit as common;
 
 use common::TestCluster;
 use common::command_spec;
 use common::test_tuning;
 use common::wait_until;
-use raftsched::grpc::LEADER_HEADER;
-use raftsched::grpc::api;
-use raftsched::node::RaftTuning;
+use raftsched_api::LEADER_HEADER;
+use raftsched_api::v1 as api;
+use raftsched_server::node::RaftTuning;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +36,7 @@ async fn submit_through_leader_and_follower_and_read_from_every_node() {
         })
         .await
         .unwrap_err();
-    let raftsched::client::ClientError::Rejected(status) = refused else {
+    let raftsched_client::ClientError::Rejected(status) = refused else {
         panic!("expected a status, got {refused:?}");
     };
     assert_eq!(status.code(), Code::Unavailable);

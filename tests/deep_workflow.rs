@@ -5,29 +5,29 @@
 //! Debug: `cargo test --all-features --test deep_workflow`; release (different frame sizes
 //! and inlining): `cargo test --release --all-features --test deep_workflow`.
 
-mod common;
+use raftsched_testkit as common;
 
 use std::collections::BTreeMap;
 
 use common::TestCluster;
 use common::test_tuning;
 use common::wait_until;
-use raftsched::grpc::api;
-use raftsched::state::AttemptOutcome;
-use raftsched::state::AttemptReport;
-use raftsched::state::Command;
-use raftsched::state::CommandResponse;
-use raftsched::state::Payload;
-use raftsched::state::Resources;
-use raftsched::state::SchedulerState;
-use raftsched::state::TaskId;
-use raftsched::state::TaskSpec;
-use raftsched::state::TaskStatus;
-use raftsched::state::WorkerRegistration;
-use raftsched::state::WorkflowSpec;
-use raftsched::state::WorkflowTaskSpec;
+use raftsched_api::v1 as api;
+use raftsched_core::state::AttemptOutcome;
+use raftsched_core::state::AttemptReport;
+use raftsched_core::state::Command;
+use raftsched_core::state::CommandResponse;
+use raftsched_core::state::Payload;
+use raftsched_core::state::Resources;
+use raftsched_core::state::SchedulerState;
+use raftsched_core::state::TaskId;
+use raftsched_core::state::TaskSpec;
+use raftsched_core::state::TaskStatus;
+use raftsched_core::state::WorkerRegistration;
+use raftsched_core::state::WorkflowSpec;
+use raftsched_core::state::WorkflowTaskSpec;
 
-const DEPTH: usize = raftsched::state::limits::MAX_WORKFLOW_TASKS;
+const DEPTH: usize = raftsched_core::state::limits::MAX_WORKFLOW_TASKS;
 /// Far below what the former recursion needed for 1000 levels (about 1 MiB in a debug
 /// build), and enough for one apply of the iterative walk.
 const SMALL_STACK_BYTES: usize = 256 * 1024;
@@ -239,6 +239,6 @@ async fn a_deep_chain_whose_root_fails_is_skipped_on_every_replica() {
     cluster.shutdown().await;
 }
 
-fn worker_options() -> raftsched::worker::WorkerOptions {
-    raftsched::worker::WorkerOptions::new("deep-worker", 1)
+fn worker_options() -> raftsched_client::worker::WorkerOptions {
+    raftsched_client::worker::WorkerOptions::new("deep-worker", 1)
 }

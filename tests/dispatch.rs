@@ -2,7 +2,7 @@
 //! a worker hears of it, fencing tokens, leases, retries, timeouts, cancellation, placement
 //! and a leader change while tasks run.
 
-mod common;
+use raftsched_testkit as common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,13 +16,13 @@ use common::test_tuning;
 use common::wait_for_finish;
 use common::wait_for_workers;
 use common::wait_until;
-use raftsched::client::ClientError;
-use raftsched::client::ClusterClient;
-use raftsched::grpc::api;
-use raftsched::grpc::api::workers_client::WorkersClient;
-use raftsched::worker::HandlerError;
-use raftsched::worker::TaskContext;
-use raftsched::worker::WorkerOptions;
+use raftsched_api::v1 as api;
+use raftsched_api::v1::workers_client::WorkersClient;
+use raftsched_client::ClientError;
+use raftsched_client::ClusterClient;
+use raftsched_client::worker::HandlerError;
+use raftsched_client::worker::TaskContext;
+use raftsched_client::worker::WorkerOptions;
 use tonic::Code;
 
 fn state_of(task: &api::Task) -> api::TaskState {
@@ -194,7 +194,11 @@ async fn a_thousand_tasks_over_three_workers_each_complete_once() {
     wait_until("all 1000 tasks to succeed", || async {
         let leader = cluster.wait_for_leader().await;
         let state = cluster.node(leader).app().state().read();
-        (state.scheduler.count_by_status(raftsched::state::TaskStatus::Succeeded) == 1000).then_some(())
+        (state
+            .scheduler
+            .count_by_status(raftsched_core::state::TaskStatus::Succeeded)
+            == 1000)
+            .then_some(())
     })
     .await;
     let mut per_worker: BTreeMap<String, usize> = BTreeMap::new();
@@ -366,7 +370,7 @@ async fn placement_honours_labels_and_says_why_a_task_waits() {
 async fn handlers_run_opaque_tasks_of_their_kind() {
     let cluster = TestCluster::start(3, test_tuning()).await;
     let client = cluster.client().with_overall_deadline(Duration::from_secs(3600));
-    let worker = raftsched::worker::Worker::new(client, WorkerOptions::new("w", 2)).handle(
+    let worker = raftsched_client::worker::Worker::new(client, WorkerOptions::new("w", 2)).handle(
         "reverse",
         |task: TaskContext| async move {
             let text = String::from_utf8(task.data).map_err(|e| HandlerError {
@@ -420,7 +424,7 @@ async fn running_tasks_survive_a_leader_change() {
             .state()
             .read()
             .scheduler
-            .count_by_status(raftsched::state::TaskStatus::Running);
+            .count_by_status(raftsched_core::state::TaskStatus::Running);
         (running == 5).then_some(())
     })
     .await;

@@ -2,7 +2,7 @@
 //! minority, one-way partitions, slow links, graceful hand-over, a rolling restart, and
 //! replacing a member.
 
-mod common;
+use raftsched_testkit as common;
 
 use std::time::Duration;
 
@@ -14,10 +14,10 @@ use common::test_tuning;
 use common::wait_for_finish;
 use common::wait_for_workers;
 use common::wait_until;
-use raftsched::client::ClusterClient;
-use raftsched::grpc::api;
-use raftsched::network::LinkFault;
-use raftsched::worker::WorkerOptions;
+use raftsched_api::v1 as api;
+use raftsched_client::ClusterClient;
+use raftsched_client::worker::WorkerOptions;
+use raftsched_server::network::LinkFault;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -7,13 +7,13 @@
 //! `cargo test --features failpoints --test failpoints`.
 #![cfg(feature = "failpoints")]
 
-mod common;
+use raftsched_testkit as common;
 
 use common::TestCluster;
 use common::command_spec;
 use common::test_tuning;
 use common::wait_until;
-use raftsched::node::RaftTuning;
+use raftsched_server::node::RaftTuning;
 
 /// Serialises the tests of this binary: failpoints are global to the process.
 static FAILPOINTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -3,7 +3,7 @@
 //! end as their exit says, with tails and errors cut to the limits. A report over the limits
 //! from an older worker is stored cut, not refused.
 
-mod common;
+use raftsched_testkit as common;
 
 use std::time::Duration;
 
@@ -13,17 +13,17 @@ use common::shell;
 use common::test_tuning;
 use common::wait_for_finish;
 use common::wait_for_workers;
-use raftsched::grpc::api;
-use raftsched::grpc::api::workers_client::WorkersClient;
-use raftsched::state::limits::MAX_ERROR_BYTES;
-use raftsched::state::limits::MAX_OUTPUT_TAIL_BYTES;
-use raftsched::state::limits::TRUNCATION_MARKER;
-use raftsched::state::limits::truncate_error;
-use raftsched::state::limits::truncate_tail;
-use raftsched::worker::HandlerError;
-use raftsched::worker::TaskContext;
-use raftsched::worker::Worker;
-use raftsched::worker::WorkerOptions;
+use raftsched_api::v1 as api;
+use raftsched_api::v1::workers_client::WorkersClient;
+use raftsched_client::worker::HandlerError;
+use raftsched_client::worker::TaskContext;
+use raftsched_client::worker::Worker;
+use raftsched_client::worker::WorkerOptions;
+use raftsched_core::state::limits::MAX_ERROR_BYTES;
+use raftsched_core::state::limits::MAX_OUTPUT_TAIL_BYTES;
+use raftsched_core::state::limits::TRUNCATION_MARKER;
+use raftsched_core::state::limits::truncate_error;
+use raftsched_core::state::limits::truncate_tail;
 use rand::Rng;
 use rand::SeedableRng;
 use tokio_util::sync::CancellationToken;
@@ -222,7 +222,7 @@ async fn big_and_empty_outputs_and_errors_end_as_their_exit_says() {
     cluster.shutdown().await;
 }
 
-async fn register_and_take_one(client: &raftsched::client::ClusterClient) -> api::Assignment {
+async fn register_and_take_one(client: &raftsched_client::ClusterClient) -> api::Assignment {
     let register = api::RegisterWorkerRequest {
         worker_id: "old-worker".into(),
         session_id: "old-session".into(),

@@ -23,7 +23,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use local_cluster::*;
-use raftsched::grpc::api;
+use raftsched_api::v1 as api;
 
 /// Longest any one example may take before the test gives up on it: the slowest (`--timeout-ms
 /// 500` three times with 1 s and 2 s backoff) takes ~5 s in a debug build.

@@ -1,7 +1,7 @@
 //! Byte budgets on responses, and status calls that cost apply nothing, against a
 //! three-node cluster in one process over real gRPC.
 
-mod common;
+use raftsched_testkit as common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,9 +15,9 @@ use common::TestCluster;
 use common::command_spec;
 use common::test_tuning;
 use prost::Message;
-use raftsched::client::ClusterClient;
-use raftsched::grpc::MAX_API_MESSAGE_BYTES;
-use raftsched::grpc::api;
+use raftsched_api::MAX_API_MESSAGE_BYTES;
+use raftsched_api::v1 as api;
+use raftsched_client::ClusterClient;
 
 /// Just under the 64 KiB payload limit.
 const BIG_PAYLOAD_BYTES: usize = 64 * 1024 - 64;

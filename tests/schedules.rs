@@ -3,7 +3,7 @@
 //! misfire and overlap policy, DAG ordering and failure propagation, and a broadcast over
 //! three workers.
 
-mod common;
+use raftsched_testkit as common;
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -17,10 +17,10 @@ use common::test_tuning;
 use common::wait_for_finish;
 use common::wait_for_workers;
 use common::wait_until;
-use raftsched::client::ClientError;
-use raftsched::client::ClusterClient;
-use raftsched::grpc::api;
-use raftsched::worker::WorkerOptions;
+use raftsched_api::v1 as api;
+use raftsched_client::ClientError;
+use raftsched_client::ClusterClient;
+use raftsched_client::worker::WorkerOptions;
 use tonic::Code;
 
 /// A whole test, bounded: a hang fails the test instead of stalling the suite.

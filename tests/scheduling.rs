@@ -2,16 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use raftsched::scheduling::Placement;
-use raftsched::scheduling::QueueInput;
-use raftsched::scheduling::QueuePolicy;
-use raftsched::scheduling::Resources;
-use raftsched::scheduling::placement::TaskNeeds;
-use raftsched::scheduling::placement::WorkerView;
-use raftsched::scheduling::placement::no_fit_reason;
-use raftsched::scheduling::placement::place;
-use raftsched::scheduling::plan;
-use raftsched::scheduling::retry_delay_ms;
+use raftsched_core::scheduling::Placement;
+use raftsched_core::scheduling::QueueInput;
+use raftsched_core::scheduling::QueuePolicy;
+use raftsched_core::scheduling::Resources;
+use raftsched_core::scheduling::placement::TaskNeeds;
+use raftsched_core::scheduling::placement::WorkerView;
+use raftsched_core::scheduling::placement::no_fit_reason;
+use raftsched_core::scheduling::placement::place;
+use raftsched_core::scheduling::plan;
+use raftsched_core::scheduling::retry_delay_ms;
 
 fn worker(id: &str, slots: u32, running: u32) -> WorkerView {
     WorkerView {

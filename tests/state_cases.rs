@@ -65,36 +65,36 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 use datadriven::TestCase;
-use raftsched::scheduling::Placement;
-use raftsched::scheduling::QueuePolicy;
-use raftsched::scheduling::retry_delay_ms;
-use raftsched::state::AttemptOutcome;
-use raftsched::state::AttemptReport;
-use raftsched::state::Command;
-use raftsched::state::CommandResponse;
-use raftsched::state::ListFilter;
-use raftsched::state::MisfirePolicy;
-use raftsched::state::Occurrence;
-use raftsched::state::OccurrenceAction;
-use raftsched::state::OverlapPolicy;
-use raftsched::state::Payload;
-use raftsched::state::Recurrence;
-use raftsched::state::Resources;
-use raftsched::state::RunOutcome;
-use raftsched::state::ScheduleSpec;
-use raftsched::state::SchedulerState;
-use raftsched::state::StateError;
-use raftsched::state::Task;
-use raftsched::state::TaskId;
-use raftsched::state::TaskOrigin;
-use raftsched::state::TaskSpec;
-use raftsched::state::TaskStatus;
-use raftsched::state::WorkerRegistration;
-use raftsched::state::WorkflowSpec;
-use raftsched::state::WorkflowTaskSpec;
+use raftsched_core::scheduling::Placement;
+use raftsched_core::scheduling::QueuePolicy;
+use raftsched_core::scheduling::retry_delay_ms;
+use raftsched_core::state::AttemptOutcome;
+use raftsched_core::state::AttemptReport;
+use raftsched_core::state::Command;
+use raftsched_core::state::CommandResponse;
+use raftsched_core::state::ListFilter;
+use raftsched_core::state::MisfirePolicy;
+use raftsched_core::state::Occurrence;
+use raftsched_core::state::OccurrenceAction;
+use raftsched_core::state::OverlapPolicy;
+use raftsched_core::state::Payload;
+use raftsched_core::state::Recurrence;
+use raftsched_core::state::Resources;
+use raftsched_core::state::RunOutcome;
+use raftsched_core::state::ScheduleSpec;
+use raftsched_core::state::SchedulerState;
+use raftsched_core::state::StateError;
+use raftsched_core::state::Task;
+use raftsched_core::state::TaskId;
+use raftsched_core::state::TaskOrigin;
+use raftsched_core::state::TaskSpec;
+use raftsched_core::state::TaskStatus;
+use raftsched_core::state::WorkerRegistration;
+use raftsched_core::state::WorkflowSpec;
+use raftsched_core::state::WorkflowTaskSpec;
 
-const PIN_LABEL: &str = raftsched::state::limits::PIN_LABEL;
-const DEFAULT_BACKOFF_MS: u64 = raftsched::state::limits::DEFAULT_RETRY_BACKOFF_MS;
+const PIN_LABEL: &str = raftsched_core::state::limits::PIN_LABEL;
+const DEFAULT_BACKOFF_MS: u64 = raftsched_core::state::limits::DEFAULT_RETRY_BACKOFF_MS;
 
 #[test]
 fn state_cases() {
@@ -2170,7 +2170,7 @@ fn show_schedule(state: &SchedulerState, case: &TestCase) -> String {
 /// `plan at=<now> name=<s> [apply=true]`: what the leader decides for the schedule's due
 /// occurrences at `now` (misfire tolerance and policy included); with apply, it proposes them.
 fn plan(state: &mut SchedulerState, case: &TestCase) -> String {
-    use raftsched::scheduling::recurrence;
+    use raftsched_server::recurrence;
     let now_ms = arg_u64(case, "at").unwrap_or(0);
     let name = arg(case, "name").expect("plan needs name=<s>");
     let schedule = state.schedule(&name).expect("plan of a known schedule").clone();

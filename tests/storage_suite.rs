@@ -6,10 +6,10 @@ use openraft::StorageError;
 use openraft::testing::log::StoreBuilder;
 use openraft::testing::log::Suite;
 use openraft::type_config::TypeConfigExt;
-use raftsched::raft_types::TypeConfig;
-use raftsched::store::LogStore;
-use raftsched::store::StateMachineStore;
-use raftsched::store::Store;
+use raftsched_store::LogStore;
+use raftsched_store::StateMachineStore;
+use raftsched_store::Store;
+use raftsched_store::raft_types::TypeConfig;
 use tempfile::TempDir;
 
 /// Opens a fresh store in a new temp dir for every test of the suite. The temp dir is the

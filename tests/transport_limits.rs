@@ -7,7 +7,7 @@
 //! one shared buffer, so the test process's own memory stays small and the resident set
 //! measured (nodes are in-process, `VmRSS` of this process) is the nodes'.
 
-mod common;
+use raftsched_testkit as common;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -21,16 +21,16 @@ use common::test_tuning;
 use common::wait_until;
 use futures::future::join_all;
 use prost::Message;
-use raftsched::client::ClusterClient;
-use raftsched::grpc::admission::CONNECTION_RECEIVE_BYTES;
-use raftsched::grpc::api;
-use raftsched::grpc::raft_proto;
-use raftsched::network::CLUSTER_HEADER;
-use raftsched::network::FaultInjector;
-use raftsched::network::MAX_RAFT_MESSAGE_BYTES;
-use raftsched::network::MAX_SNAPSHOT_BYTES;
-use raftsched::node::PortLimits;
-use raftsched::node::RunningNode;
+use raftsched_api::CLUSTER_HEADER;
+use raftsched_api::raft as raft_proto;
+use raftsched_api::v1 as api;
+use raftsched_client::ClusterClient;
+use raftsched_server::grpc::admission::CONNECTION_RECEIVE_BYTES;
+use raftsched_server::network::FaultInjector;
+use raftsched_server::network::MAX_RAFT_MESSAGE_BYTES;
+use raftsched_server::network::MAX_SNAPSHOT_BYTES;
+use raftsched_server::node::PortLimits;
+use raftsched_server::node::RunningNode;
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -177,7 +177,7 @@ fn maximal_raft_message() -> Bytes {
 
 /// A `SubmitTaskRequest` of 4 MiB, refused by validation (its name is far too long).
 fn maximal_submit() -> Bytes {
-    let limit = raftsched::grpc::MAX_API_MESSAGE_BYTES;
+    let limit = raftsched_api::MAX_API_MESSAGE_BYTES;
     let mut spec = common::command_spec("x", "");
     spec.name = "n".repeat(limit - 64);
     let encoded = api::SubmitTaskRequest { spec: Some(spec) }.encode_to_vec();
@@ -302,7 +302,7 @@ const TEST_LIMITS: PortLimits = PortLimits {
 async fn start_limited_node(root: &tempfile::TempDir) -> RunningNode {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap().to_string();
-    let config = raftsched::node::NodeConfig {
+    let config = raftsched_server::node::NodeConfig {
         node_id: 1,
         listen_addr: addr.clone(),
         advertise_addr: None,
@@ -454,8 +454,8 @@ async fn snapshot_answer(addr: &str, cluster: bool, chunks: Vec<raft_proto::Snap
 }
 
 fn snapshot_header(total_bytes: u64) -> raft_proto::SnapshotChunk {
-    let vote = raftsched::raft_types::Vote::new(1, 1);
-    let meta = raftsched::raft_types::SnapshotMeta {
+    let vote = raftsched_store::raft_types::Vote::new(1, 1);
+    let meta = raftsched_store::raft_types::SnapshotMeta {
         last_log_id: None,
         last_membership: Default::default(),
     };
@@ -484,7 +484,7 @@ async fn snapshot_streams_that_lie_about_their_size_are_refused_before_buffering
     let past = snapshot_answer(&addr, true, vec![snapshot_header(10), data_chunk(8), data_chunk(8)]).await;
     assert_eq!(past.code(), tonic::Code::InvalidArgument, "{past:?}");
     assert!(past.message().contains("declared total_bytes 10"), "{past:?}");
-    let big_chunk = raftsched::network::MAX_SNAPSHOT_CHUNK_BYTES + 1;
+    let big_chunk = raftsched_server::network::MAX_SNAPSHOT_CHUNK_BYTES + 1;
     let chunk = snapshot_answer(&addr, true, vec![snapshot_header(64 * MIB), data_chunk(big_chunk)]).await;
     assert_eq!(chunk.code(), tonic::Code::InvalidArgument, "{chunk:?}");
     assert!(chunk.message().contains("snapshot chunk data"), "{chunk:?}");
@@ -500,7 +500,7 @@ async fn snapshot_streams_that_lie_about_their_size_are_refused_before_buffering
 /// level): the decoder must refuse it, not recurse once per level.
 #[test]
 fn a_deeply_nested_batch_is_refused_by_the_decoder_on_a_runtime_sized_stack() {
-    use raftsched::state::Command;
+    use raftsched_core::state::Command;
     let empty = postcard::to_allocvec(&Command::Batch { commands: Vec::new() }).unwrap();
     assert_eq!(empty.len(), 2, "variant index and length, one byte each: {empty:?}");
     let levels = MAX_RAFT_MESSAGE_BYTES / 2 - 1;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use raftsched::client::ClusterClient;
-use raftsched::grpc::api;
+use raftsched_api::v1 as api;
+use raftsched_client::ClusterClient;
 use serde_json::json;
 
 use crate::cli::output;

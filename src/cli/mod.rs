@@ -1,7 +1,5 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
 
-mod bench_cmd;
-mod chaos_cmd;
 mod cluster_cmd;
 mod node_cmd;
 mod output;
@@ -13,8 +11,8 @@ mod workflow_cmd;
 
 use clap::Parser;
 use clap::Subcommand;
-use raftsched::client::ClusterClient;
-use raftsched::client::DEFAULT_CLUSTER;
+use raftsched_client::ClusterClient;
+use raftsched_client::DEFAULT_CLUSTER;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -55,17 +53,13 @@ enum Command {
     /// Workflows: tasks with parent -> child edges.
     #[command(subcommand)]
     Workflow(workflow_cmd::WorkflowCommand),
-    /// Drive load against a running cluster and report throughput and latency.
-    Bench(bench_cmd::BenchArgs),
-    /// Run real nodes and workers under seeded faults and check the history.
-    Chaos(chaos_cmd::ChaosArgs),
 }
 
 impl Cli {
     /// Commands that print a result and exit (as opposed to nodes, workers and load runs).
     pub fn is_short_lived(&self) -> bool {
         match &self.command {
-            Command::Node(_) | Command::Bench(_) | Command::Chaos(_) => false,
+            Command::Node(_) => false,
             Command::Worker(args) => !args.is_run(),
             _ => true,
         }
@@ -97,8 +91,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(command) => queue_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
         Command::Schedule(command) => schedule_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
         Command::Workflow(command) => workflow_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
-        Command::Bench(args) => bench_cmd::run(args, &ClusterClient::new(&cli.cluster)?, cli.json).await,
-        Command::Chaos(args) => chaos_cmd::run(args, cli.json).await,
     }
 }
 
@@ -112,11 +104,7 @@ pub fn parse_pair(text: &str) -> Result<(String, String), String> {
 /// Resolves on SIGINT or SIGTERM.
 pub async fn wait_for_stop_signal() -> anyhow::Result<()> {
     use anyhow::Context;
-    use tokio::signal::unix::SignalKind;
-    use tokio::signal::unix::signal;
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT"),
-        _ = terminate.recv() => Ok(()),
-    }
+    raftsched_client::wait_for_stop_signal()
+        .await
+        .context("waiting for SIGINT or SIGTERM")
 }

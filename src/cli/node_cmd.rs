@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use raftsched::node::NodeConfig;
-use raftsched::node::RunningNode;
-use raftsched::node::parse_members;
+use raftsched_server::node::NodeConfig;
+use raftsched_server::node::RunningNode;
+use raftsched_server::node::parse_members;
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
@@ -125,7 +125,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves with the error once this node's Raft core has stopped on a fatal error.
-async fn raft_stopped(raft: &raftsched::raft_types::Raft) -> String {
+async fn raft_stopped(raft: &raftsched_server::raft_types::Raft) -> String {
     use openraft::async_runtime::watch::WatchReceiver;
     let mut metrics = raft.metrics();
     loop {

@@ -1,37 +1,11 @@
 //! Human tables and JSON for what the CLI prints.
 
-use raftsched::grpc::api;
+use raftsched_api::v1 as api;
 use serde_json::Value;
 use serde_json::json;
 
-/// Prints rows under a header, each column as wide as its widest cell.
-pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-}
-
-pub fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values always serialise")
-    );
-}
+pub use raftsched_client::output::print_json;
+pub use raftsched_client::output::print_table;
 
 /// `2026-11-27T16:48:09.123Z`, or `-` for 0.
 pub fn format_time_ms(ms: u64) -> String {

@@ -1,8 +1,8 @@
 //! `raftsched queue ...`: fair-share weights and placement strategies per queue.
 
 use clap::Subcommand;
-use raftsched::client::ClusterClient;
-use raftsched::grpc::api;
+use raftsched_api::v1 as api;
+use raftsched_client::ClusterClient;
 use serde_json::json;
 
 use crate::cli::output;

@@ -5,8 +5,8 @@ use anyhow::Context;
 use anyhow::bail;
 use clap::Args;
 use clap::Subcommand;
-use raftsched::client::ClusterClient;
-use raftsched::grpc::api;
+use raftsched_api::v1 as api;
+use raftsched_client::ClusterClient;
 use serde_json::Value;
 use serde_json::json;
 

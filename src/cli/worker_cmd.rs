@@ -6,11 +6,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use clap::Subcommand;
-use raftsched::client::ClusterClient;
-use raftsched::grpc::api;
-use raftsched::grpc::api::workers_client::WorkersClient;
-use raftsched::worker::Worker;
-use raftsched::worker::WorkerOptions;
+use raftsched_api::v1 as api;
+use raftsched_api::v1::workers_client::WorkersClient;
+use raftsched_client::ClusterClient;
+use raftsched_client::worker::Worker;
+use raftsched_client::worker::WorkerOptions;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

@@ -1,7 +1,7 @@
 //! Generated values to protobuf messages, exactly as generated: no defaults filled in, no
 //! client-side checks.
 
-use raftsched::grpc::api;
+use raftsched_api::v1 as api;
 
 use super::ops::PayloadGen;
 use super::ops::RecurrenceGen;

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use raftsched::grpc::ANSWERED_HEADER;
-use raftsched::grpc::api;
-use raftsched::grpc::api::scheduler_client::SchedulerClient;
-use raftsched::grpc::api::workers_client::WorkersClient;
-use raftsched::raft_types::NodeId;
+use raftsched_api::ANSWERED_HEADER;
+use raftsched_api::v1 as api;
+use raftsched_api::v1::scheduler_client::SchedulerClient;
+use raftsched_api::v1::workers_client::WorkersClient;
+use raftsched_store::raft_types::NodeId;
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::Status;

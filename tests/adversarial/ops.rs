@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use raftsched::scheduling::MAX_QUEUE_WEIGHT;
-use raftsched::state::limits as l;
+use raftsched_core::scheduling::MAX_QUEUE_WEIGHT;
+use raftsched_core::state::limits as l;
 
 use super::values::MapGen;
 use super::values::Text;
@@ -583,7 +583,7 @@ pub fn register() -> BoxedStrategy<RegisterGen> {
 
 pub fn report() -> BoxedStrategy<ReportGen> {
     let valid = || ReportGen {
-        outcome: raftsched::grpc::api::AttemptOutcome::Succeeded as i32,
+        outcome: raftsched_api::v1::AttemptOutcome::Succeeded as i32,
         exit_code: 0,
         has_exit_code: true,
         error: Text::Lit(""),
@@ -796,7 +796,7 @@ fn workflow_life() -> BoxedStrategy<Vec<Op>> {
                 workflow.spec = valid_spec();
             }
             reg.slots = 1000;
-            fail.outcome = raftsched::grpc::api::AttemptOutcome::Failed as i32;
+            fail.outcome = raftsched_api::v1::AttemptOutcome::Failed as i32;
             fail.non_retryable = true;
             to_leader(vec![
                 Rpc::SubmitWorkflow(workflow),

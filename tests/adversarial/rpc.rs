@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use raftsched::grpc::api;
-use raftsched::raft_types::NodeId;
-use raftsched::state::limits::MAX_WORKFLOW_TASKS;
+use raftsched_api::v1 as api;
+use raftsched_core::state::limits::MAX_WORKFLOW_TASKS;
+use raftsched_store::raft_types::NodeId;
 use tokio::time::Instant;
 
 use super::build;

@@ -7,20 +7,20 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use proptest::sample::select;
 
-/// One byte over the 4 MiB client message cap (`raftsched::grpc::MAX_API_MESSAGE_BYTES`):
+/// One byte over the 4 MiB client message cap (`raftsched_api::MAX_API_MESSAGE_BYTES`):
 /// the transport must refuse it, not the node fall over.
-pub const OVER_MESSAGE_CAP: usize = raftsched::grpc::MAX_API_MESSAGE_BYTES + 1;
+pub const OVER_MESSAGE_CAP: usize = raftsched_api::MAX_API_MESSAGE_BYTES + 1;
 /// Largest request the harness builds (8 MiB): twice the message cap is enough to test
 /// the cap, and 1000 copies of a 3 MiB spec (3 GB) would take the client longer to encode
 /// than any deadline. Repetitions (SubmitTasks, workflows) stop at this size.
-pub const MAX_SENT_BYTES: usize = 2 * raftsched::grpc::MAX_API_MESSAGE_BYTES;
+pub const MAX_SENT_BYTES: usize = 2 * raftsched_api::MAX_API_MESSAGE_BYTES;
 /// How many copies of a message of `one` bytes fit in [`MAX_SENT_BYTES`], plus one so that
 /// the result is still over the cap when it is cut short.
 pub fn copies_within_budget(wanted: usize, one: usize) -> usize {
     wanted.min(MAX_SENT_BYTES / one.max(1) + 1)
 }
 /// One byte over the 64 KiB payload limit, the largest field limit of a task.
-pub const OVER_PAYLOAD: usize = raftsched::state::limits::MAX_PAYLOAD_BYTES + 1;
+pub const OVER_PAYLOAD: usize = raftsched_core::state::limits::MAX_PAYLOAD_BYTES + 1;
 
 /// Strings that break assumptions: empty, blank, separators, path tricks, multibyte,
 /// control characters, right-to-left override, shell and template syntax.

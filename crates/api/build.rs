@@ -1,0 +1,16 @@
+//! Compiles the top-level proto/ with the vendored protoc, so a build needs no system protoc.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY: build scripts are single-threaded; nothing else reads the environment here.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("raftsched_descriptor.bin"))
+        .compile_protos(
+            &["../../proto/raftsched.proto", "../../proto/raft.proto"],
+            &["../../proto"],
+        )?;
+    println!("cargo:rerun-if-changed=../../proto");
+    Ok(())
+}

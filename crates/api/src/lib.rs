@@ -1,0 +1,59 @@
+//! raftsched's wire API: the types and gRPC stubs generated from the top-level `proto/`, the
+//! headers and message limits both ends agree on, and the endpoint settings every client of
+//! a node uses.
+//!
+//! Architecture invariant: this crate is the only place protobuf types are defined; it holds
+//! no logic beyond what both ends of a connection must agree on. Converting between these
+//! types and the domain types of `raftsched-core` is the server's `grpc` module's job (and the
+//! client's), never this crate's.
+//!
+//! Deliberately absent: conversions, validation, retries (see `raftsched-client`).
+
+use std::time::Duration;
+
+use tonic::transport::Endpoint;
+
+/// Generated code of proto/raftsched.proto: the client API (tasks, queues, schedules,
+/// workflows, workers, cluster).
+pub mod v1 {
+    tonic::include_proto!("raftsched.v1");
+}
+
+/// Generated code of proto/raft.proto: node-to-node Raft traffic.
+pub mod raft {
+    tonic::include_proto!("raftsched.raft.v1");
+}
+
+/// For gRPC server reflection, so grpcurl can list and call the API.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("raftsched_descriptor");
+
+/// Largest client request or response: big enough for a batch of 1000 small tasks or one
+/// task with the largest payload, small enough that no client can make a node buffer much.
+pub const MAX_API_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Response header naming the leader's address on an UNAVAILABLE answer from a follower.
+pub const LEADER_HEADER: &str = "raftsched-leader";
+
+/// Response header on every status the node itself produced: the client tells "the node
+/// answered UNAVAILABLE" (a live follower, an election) from "the node did not answer"
+/// (transport failure, deadline), and avoids the latter for a while.
+pub const ANSWERED_HEADER: &str = "raftsched-answered";
+
+/// The header that carries the cluster id on every Raft RPC.
+pub const CLUSTER_HEADER: &str = "raftsched-cluster";
+
+/// How long a TCP connect to a node may take before it counts as unreachable: 500 ms.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// An endpoint tuned for a low-latency link to a node: no Nagle delay, and HTTP/2 keep-alive
+/// so a dead connection is noticed within about a second even when idle.
+pub fn peer_endpoint(addr: &str) -> Result<Endpoint, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad address {}: {e}", raftsched_core::state::limits::shown(addr)))?;
+    Ok(endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_millis(500))
+        .keep_alive_timeout(Duration::from_millis(1000))
+        .keep_alive_while_idle(true))
+}

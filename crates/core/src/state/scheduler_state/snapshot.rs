@@ -1,0 +1,145 @@
+//! Snapshot encoding of [`SchedulerState`]: the primary data only; restore rebuilds every
+//! index and checks every invariant.
+
+use serde::Deserialize;
+use serde::Serialize;
+
+use super::SchedulerState;
+use super::fnv1a_64;
+use crate::state::QueuePolicy;
+use crate::state::schedule::Schedule;
+use crate::state::schedule::Workflow;
+use crate::state::schedule::WorkflowId;
+use crate::state::task::Task;
+use crate::state::task::TaskId;
+use crate::state::worker::Worker;
+
+/// Bumped when the snapshot layout changes; a node refuses a snapshot of another version.
+pub(super) const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotDecodeError {
+    #[error("snapshot is not readable: {0}")]
+    Malformed(#[from] postcard::Error),
+    #[error("snapshot format version {found} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION})")]
+    UnsupportedVersion { found: u32 },
+    #[error("snapshot violates a state invariant: {0}")]
+    Inconsistent(String),
+}
+
+/// The primary state, as stored in a snapshot.
+#[derive(Serialize, Deserialize)]
+pub(super) struct SnapshotImage {
+    pub(super) format_version: u32,
+    pub(super) next_task_id: TaskId,
+    pub(super) next_token: u64,
+    pub(super) clock_ms: u64,
+    pub(super) workers: Vec<Worker>,
+    pub(super) queue_policies: Vec<(String, QueuePolicy)>,
+    pub(super) tasks: Vec<Task>,
+    pub(super) next_workflow_id: WorkflowId,
+    pub(super) schedules: Vec<Schedule>,
+    pub(super) workflows: Vec<Workflow>,
+}
+
+/// Borrowing twin of [`SnapshotImage`], so taking a snapshot does not clone every task.
+#[derive(Serialize)]
+struct SnapshotImageRef<'a> {
+    format_version: u32,
+    next_task_id: TaskId,
+    next_token: u64,
+    clock_ms: u64,
+    workers: Vec<&'a Worker>,
+    queue_policies: Vec<(&'a String, &'a QueuePolicy)>,
+    tasks: Vec<&'a Task>,
+    next_workflow_id: WorkflowId,
+    schedules: Vec<&'a Schedule>,
+    workflows: Vec<&'a Workflow>,
+}
+
+impl SchedulerState {
+    /// Serialises the primary state. Indexes are not stored; restore rebuilds them.
+    pub fn to_snapshot_bytes(&self) -> Vec<u8> {
+        let image = SnapshotImageRef {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            next_task_id: self.next_task_id,
+            next_token: self.next_token,
+            clock_ms: self.clock_ms,
+            workers: self.workers.values().collect(),
+            queue_policies: self.queue_policies.iter().collect(),
+            tasks: self.tasks.values().map(Box::as_ref).collect(),
+            next_workflow_id: self.next_workflow_id,
+            schedules: self.schedules.values().collect(),
+            workflows: self.workflows.values().collect(),
+        };
+        postcard::to_allocvec(&image).expect("serialising plain data into memory cannot fail")
+    }
+
+    pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<SchedulerState, SnapshotDecodeError> {
+        let (image, rest): (SnapshotImage, &[u8]) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            return Err(SnapshotDecodeError::Inconsistent(format!(
+                "{} bytes after the end of the snapshot",
+                rest.len()
+            )));
+        }
+        if image.format_version != SNAPSHOT_FORMAT_VERSION {
+            return Err(SnapshotDecodeError::UnsupportedVersion {
+                found: image.format_version,
+            });
+        }
+        let mut state = SchedulerState {
+            next_task_id: image.next_task_id,
+            next_token: image.next_token,
+            clock_ms: image.clock_ms,
+            next_workflow_id: image.next_workflow_id,
+            ..SchedulerState::default()
+        };
+        for schedule in image.schedules {
+            if state.schedules.insert(schedule.name.clone(), schedule).is_some() {
+                return Err(SnapshotDecodeError::Inconsistent("a schedule appears twice".into()));
+            }
+        }
+        for workflow in image.workflows {
+            if let Some(request_id) = &workflow.request_id
+                && state
+                    .workflow_by_request_id
+                    .insert(request_id.clone(), workflow.id)
+                    .is_some()
+            {
+                return Err(SnapshotDecodeError::Inconsistent(format!(
+                    "workflow request id {request_id:?} is used twice"
+                )));
+            }
+            if state.workflows.insert(workflow.id, workflow).is_some() {
+                return Err(SnapshotDecodeError::Inconsistent("a workflow appears twice".into()));
+            }
+        }
+        for worker in image.workers {
+            if state.workers.insert(worker.id.clone(), worker).is_some() {
+                return Err(SnapshotDecodeError::Inconsistent("a worker appears twice".into()));
+            }
+        }
+        state.queue_policies = image.queue_policies.into_iter().collect();
+        let mut request_ids = Vec::new();
+        for task in image.tasks {
+            if state.tasks.contains_key(&task.id) {
+                return Err(SnapshotDecodeError::Inconsistent(format!(
+                    "task {} appears twice",
+                    task.id
+                )));
+            }
+            state.index(&task);
+            if let Some(request_id) = &task.spec.client_request_id {
+                request_ids.push((fnv1a_64(request_id.as_bytes()), task.id));
+            }
+            state.tasks.insert(task.id, Box::new(task));
+        }
+        // Built at once from the sorted entries rather than inserted task by task at random
+        // places. A request id used twice is refused by check_invariants.
+        state.by_request_id = request_ids.into_iter().collect();
+        state.reset_digests();
+        state.check_invariants().map_err(SnapshotDecodeError::Inconsistent)?;
+        Ok(state)
+    }
+}

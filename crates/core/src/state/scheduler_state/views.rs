@@ -1,0 +1,216 @@
+//! Read-only views of [`SchedulerState`] for the API and the dispatcher.
+
+use std::collections::BTreeSet;
+
+use super::ListFilter;
+use super::SchedulerState;
+use crate::state::QueuePolicy;
+use crate::state::schedule::Schedule;
+use crate::state::schedule::Workflow;
+use crate::state::schedule::WorkflowId;
+use crate::state::task::Resources;
+use crate::state::task::Task;
+use crate::state::task::TaskId;
+use crate::state::task::TaskStatus;
+use crate::state::worker::Worker;
+
+impl SchedulerState {
+    pub fn get(&self, task_id: TaskId) -> Option<&Task> {
+        self.tasks.get(&task_id).map(Box::as_ref)
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn count_by_status(&self, status: TaskStatus) -> usize {
+        self.by_status.get(&status).map_or(0, BTreeSet::len)
+    }
+
+    /// The latest leader time any applied command carried.
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// Up to `limit` tasks matching `filter` with ids above `after`, in id order, and the
+    /// id to pass as `after` for the next page (None when this page is the last).
+    pub fn list(&self, filter: &ListFilter, after: TaskId, limit: usize) -> (Vec<Task>, Option<TaskId>) {
+        self.list_within(filter, after, limit, |_| true)
+    }
+
+    /// [`Self::list`], where `fits` is asked about each task before it joins the page and a
+    /// task it refuses ends the page early (the caller's byte budget). The first task is
+    /// taken whatever `fits` says, so that paging always advances.
+    pub fn list_within(
+        &self,
+        filter: &ListFilter,
+        after: TaskId,
+        limit: usize,
+        mut fits: impl FnMut(&Task) -> bool,
+    ) -> (Vec<Task>, Option<TaskId>) {
+        let Some(start) = after.checked_add(1) else {
+            return (Vec::new(), None);
+        };
+        let candidates: Box<dyn Iterator<Item = &Task>> = match filter.status {
+            Some(status) => Box::new(
+                self.by_status
+                    .get(&status)
+                    .into_iter()
+                    .flat_map(move |ids| ids.range(start..))
+                    .map(|id| &*self.tasks[id]),
+            ),
+            None => Box::new(self.tasks.range(start..).map(|(_, task)| task.as_ref())),
+        };
+        let matching = candidates.filter(|task| filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q));
+        let mut page: Vec<Task> = Vec::new();
+        let mut more = false;
+        for task in matching {
+            let fitting = fits(task);
+            if page.len() >= limit || (!fitting && !page.is_empty()) {
+                more = true;
+                break;
+            }
+            page.push(task.clone());
+        }
+        let next = if more { page.last().map(|task| task.id) } else { None };
+        (page, next)
+    }
+
+    /// Queues with pending tasks whose time has come, by name.
+    pub fn ready_queues(&self) -> impl Iterator<Item = &str> {
+        self.ready.keys().map(String::as_str)
+    }
+
+    /// Pending task ids of `queue` that are ready, in dispatch order.
+    pub fn ready_in_queue(&self, queue: &str) -> impl Iterator<Item = TaskId> + '_ {
+        self.ready
+            .get(queue)
+            .into_iter()
+            .flat_map(|keys| keys.iter().map(|(_, id)| *id))
+    }
+
+    /// Delayed tasks that are due by `now_ms` (the state makes them ready with the next
+    /// command that carries such a time), earliest first.
+    pub fn due_delayed(&self, now_ms: u64) -> impl Iterator<Item = TaskId> + '_ {
+        self.delayed.range(..=(now_ms, TaskId::MAX)).map(|(_, id)| *id)
+    }
+
+    /// The earliest time a delayed task becomes ready.
+    pub fn next_ready_at_ms(&self) -> Option<u64> {
+        self.delayed.first().map(|(at, _)| *at)
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &Worker> {
+        self.workers.values()
+    }
+
+    pub fn worker(&self, worker_id: &str) -> Option<&Worker> {
+        self.workers.get(worker_id)
+    }
+
+    /// Tasks a worker runs now.
+    pub fn running_on(&self, worker_id: &str) -> impl Iterator<Item = &Task> {
+        self.running_by_worker
+            .get(worker_id)
+            .into_iter()
+            .flat_map(|load| &load.tasks)
+            .map(|id| &*self.tasks[id])
+    }
+
+    pub fn running_count(&self, worker_id: &str) -> usize {
+        self.running_by_worker.get(worker_id).map_or(0, |load| load.tasks.len())
+    }
+
+    /// Resources a worker has not yet given to running tasks.
+    pub fn free_resources(&self, worker_id: &str) -> Resources {
+        let total = self.workers.get(worker_id).map(|w| w.resources).unwrap_or_default();
+        total.saturating_sub(&self.resources_in_use(worker_id))
+    }
+
+    pub fn queue_policy(&self, queue: &str) -> QueuePolicy {
+        self.queue_policies.get(queue).copied().unwrap_or_default()
+    }
+
+    pub fn queue_policies(&self) -> impl Iterator<Item = (&str, &QueuePolicy)> {
+        self.queue_policies.iter().map(|(q, p)| (q.as_str(), p))
+    }
+
+    /// How many tasks run now in each queue that has any.
+    pub fn running_per_queue(&self) -> std::collections::BTreeMap<&str, u32> {
+        let mut counts = std::collections::BTreeMap::new();
+        for task in self.running_tasks() {
+            *counts.entry(task.spec.queue.as_str()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Every running task, for the leader's timeout check.
+    pub fn running_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.running_by_worker
+            .values()
+            .flat_map(|load| &load.tasks)
+            .map(|id| &*self.tasks[id])
+    }
+
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.schedules.get(name)
+    }
+
+    /// Every schedule, by name.
+    pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
+        self.schedules.values()
+    }
+
+    pub fn workflow(&self, workflow_id: WorkflowId) -> Option<&Workflow> {
+        self.workflows.get(&workflow_id)
+    }
+
+    /// Up to `limit` workflows with ids above `after`, in id order.
+    pub fn workflows(&self, after: WorkflowId, limit: usize) -> Vec<&Workflow> {
+        self.workflows
+            .range(after.saturating_add(1)..)
+            .take(limit)
+            .map(|(_, w)| w)
+            .collect()
+    }
+
+    /// A workflow's overall status, from its tasks: succeeded when all did; failed once every
+    /// task finished and one did not succeed; running while any task runs or a task
+    /// finished; pending before that.
+    pub fn workflow_status(&self, workflow: &Workflow) -> WorkflowStatus {
+        let statuses: Vec<TaskStatus> = workflow
+            .tasks
+            .iter()
+            .filter_map(|(_, id)| self.tasks.get(id).map(|t| t.status))
+            .collect();
+        if statuses.iter().all(|s| *s == TaskStatus::Succeeded) {
+            WorkflowStatus::Succeeded
+        } else if statuses.iter().all(|s| s.is_terminal()) {
+            WorkflowStatus::Failed
+        } else if statuses.iter().any(|s| *s == TaskStatus::Running || s.is_terminal()) {
+            WorkflowStatus::Running
+        } else {
+            WorkflowStatus::Pending
+        }
+    }
+}
+
+/// A workflow's overall state, derived from its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkflowStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl WorkflowStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowStatus::Pending => "pending",
+            WorkflowStatus::Running => "running",
+            WorkflowStatus::Succeeded => "succeeded",
+            WorkflowStatus::Failed => "failed",
+        }
+    }
+}

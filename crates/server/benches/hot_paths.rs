@@ -1,0 +1,364 @@
+//! Micro-benchmarks of the hot paths: the pure state machine and the planner, no I/O.
+//!
+//! `cargo bench --bench hot_paths` (short: 10 samples, about 2 s each). Before the criterion
+//! groups it prints what a pending task costs in memory (RSS growth while a million are
+//! added) and in a snapshot. Method and results: BENCHMARKS.md.
+//!
+//! - apply: a batch of 1000 `SubmitTasks` specs; an `AssignTasks` of 1000; 1000
+//!   `ReportResult`s — into a state that already holds 100,000 tasks;
+//! - plan: one dispatch round's planning with 1,000,000 pending tasks (the inputs built the
+//!   way the dispatcher's `plan_round` builds them);
+//! - snapshot: encode and decode (with index rebuild and full invariant check) of 1,000,000 tasks.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::OnceLock;
+use std::time::Duration;
+use std::time::Instant;
+
+use criterion::BatchSize;
+use criterion::Criterion;
+use criterion::SamplingMode;
+use criterion::criterion_group;
+use raftsched_core::scheduling;
+use raftsched_core::scheduling::QueueInput;
+use raftsched_core::scheduling::placement::TaskNeeds;
+use raftsched_core::scheduling::placement::WorkerView;
+use raftsched_core::state::AttemptOutcome;
+use raftsched_core::state::AttemptReport;
+use raftsched_core::state::Command;
+use raftsched_core::state::CommandResponse;
+use raftsched_core::state::Payload;
+use raftsched_core::state::Resources;
+use raftsched_core::state::SchedulerState;
+use raftsched_core::state::TaskId;
+use raftsched_core::state::TaskSpec;
+use raftsched_core::state::WorkerRegistration;
+use raftsched_core::state::limits;
+
+const BATCH: usize = 1000;
+const MILLION: usize = 1_000_000;
+/// What the dispatcher looks at per queue and round (dispatch::SCAN_PER_QUEUE).
+const SCAN_PER_QUEUE: usize = 2 * limits::MAX_ASSIGNMENTS_PER_ENTRY;
+const NOW_MS: u64 = 1_800_000_000_000;
+
+/// A 32-hex request id that looks random, like `ClusterClient`'s (random u128s): ids in
+/// submission order would flatter any index ordered by the id, which then only ever
+/// grows at one end.
+fn request_id(n: u64) -> String {
+    // splitmix64: a bijection, so the ids are distinct.
+    let mix = |x: u64| {
+        let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    format!("{:016x}{:016x}", mix(n), mix(!n))
+}
+
+/// A task like the load generator's: 64 bytes of opaque payload and a 32-hex request id
+/// (what `ClusterClient` gives every submission).
+fn spec(n: u64) -> TaskSpec {
+    TaskSpec {
+        name: "bench".into(),
+        queue: "default".into(),
+        priority: 0,
+        payload: Payload::Opaque {
+            kind: "bench.noop".into(),
+            data: vec![b'x'; 64],
+        },
+        labels: BTreeMap::new(),
+        max_attempts: limits::DEFAULT_MAX_ATTEMPTS,
+        attempt_timeout_ms: limits::DEFAULT_ATTEMPT_TIMEOUT_MS,
+        client_request_id: Some(request_id(n)),
+        constraints: BTreeMap::new(),
+        resources: Resources::default(),
+        affinity_key: None,
+        retry_backoff_ms: limits::DEFAULT_RETRY_BACKOFF_MS,
+        not_before_ms: 0,
+        delay_ms: 0,
+    }
+}
+
+/// A submission of `BATCH` specs numbered from `first`.
+fn submit_batch(first: u64) -> Command {
+    Command::SubmitTasks {
+        now_ms: NOW_MS,
+        specs: (first..first + BATCH as u64).map(spec).collect(),
+    }
+}
+
+/// A state holding `tasks` pending tasks, added `BATCH` at a time like batch submissions.
+fn state_with(tasks: usize) -> SchedulerState {
+    let mut state = SchedulerState::new();
+    for b in 0..tasks.div_ceil(BATCH) {
+        let response = state.apply(submit_batch((b * BATCH) as u64));
+        assert!(matches!(response, CommandResponse::Submitted(_)));
+    }
+    state
+}
+
+fn register(state: &mut SchedulerState, id: &str, slots: u32) {
+    state.apply(Command::RegisterWorker {
+        now_ms: NOW_MS,
+        registration: WorkerRegistration {
+            id: id.into(),
+            session: "s1".into(),
+            slots,
+            labels: BTreeMap::new(),
+            resources: Resources::default(),
+            lease_ms: limits::DEFAULT_LEASE_MS,
+        },
+    });
+}
+
+/// The million-task state, built once and shared by the plan and snapshot groups.
+fn million() -> &'static SchedulerState {
+    static STATE: OnceLock<SchedulerState> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let mut state = state_with(MILLION);
+        for w in 0..4 {
+            register(&mut state, &format!("worker{w}"), 256);
+        }
+        state
+    })
+}
+
+/// Resident memory of this process in bytes (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Prints the memory and snapshot size of a pending task.
+fn memory_report() {
+    let before = rss_bytes();
+    let started = Instant::now();
+    let state = million();
+    let built = started.elapsed();
+    let after = rss_bytes();
+    let started = Instant::now();
+    let snapshot = state.to_snapshot_bytes();
+    let encoded = started.elapsed();
+    println!(
+        "memory: {} pending tasks (64-byte payload, 32-byte request id) built in {:.2} s; RSS grew {:.0} MiB = {:.0} bytes per task",
+        MILLION,
+        built.as_secs_f64(),
+        (after.saturating_sub(before)) as f64 / 1048576.0,
+        after.saturating_sub(before) as f64 / MILLION as f64
+    );
+    println!(
+        "snapshot: {:.0} MiB = {:.0} bytes per task, encoded in {:.2} s",
+        snapshot.len() as f64 / 1048576.0,
+        snapshot.len() as f64 / MILLION as f64,
+        encoded.as_secs_f64()
+    );
+}
+
+fn apply_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("apply");
+    group.sample_size(10).measurement_time(Duration::from_secs(2));
+    group.throughput(criterion::Throughput::Elements(BATCH as u64));
+
+    // Submit: each batch has new request ids, into a state that keeps growing from 100,000.
+    let mut state = state_with(100_000);
+    let mut next = 10_000_000u64;
+    group.bench_function("submit_batch_1000", |b| {
+        b.iter_batched(
+            || {
+                next += BATCH as u64;
+                submit_batch(next)
+            },
+            |command| black_box(state.apply(command)),
+            BatchSize::LargeInput,
+        )
+    });
+
+    // Assign 1000 ready tasks in one entry, then report each (1000 entries).
+    let mut state = state_with(100_000);
+    register(&mut state, "worker0", limits::MAX_WORKER_SLOTS);
+    let mut seed = 0;
+    let mut assign = |state: &mut SchedulerState| -> (Duration, Vec<(TaskId, u64)>) {
+        seed += 1;
+        let ids: Vec<TaskId> = state.ready_in_queue("default").take(BATCH).collect();
+        let command = Command::AssignTasks {
+            now_ms: NOW_MS,
+            seed,
+            assignments: ids.iter().map(|&id| (id, "worker0".to_string())).collect(),
+        };
+        let started = Instant::now();
+        let response = state.apply(command);
+        let took = started.elapsed();
+        let CommandResponse::Assigned(outcomes) = response else {
+            panic!("assign answered {response:?}")
+        };
+        let tokens = outcomes
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|o| (o.task_id, o.token))
+            .collect();
+        (took, tokens)
+    };
+    let report = |task_id: TaskId, token: u64| Command::ReportResult {
+        now_ms: NOW_MS,
+        report: AttemptReport {
+            task_id,
+            token,
+            outcome: AttemptOutcome::Succeeded,
+            exit_code: Some(0),
+            error: None,
+            retryable: true,
+            stdout_tail: String::new(),
+            stderr_tail: String::new(),
+        },
+        jitter: 0,
+    };
+    let mut refill = 20_000_000u64;
+    group.bench_function("assign_1000", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                state.apply(submit_batch(refill));
+                refill += BATCH as u64;
+                let (took, tokens) = assign(&mut state);
+                total += took;
+                for (task_id, token) in tokens {
+                    state.apply(report(task_id, token));
+                }
+            }
+            total
+        })
+    });
+    group.bench_function("report_1000", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                state.apply(submit_batch(refill));
+                refill += BATCH as u64;
+                let (_, tokens) = assign(&mut state);
+                let started = Instant::now();
+                for (task_id, token) in tokens {
+                    black_box(state.apply(report(task_id, token)));
+                }
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+/// One dispatch round's planning, built like `dispatch::plan_round` builds it.
+fn plan_round(scheduler: &SchedulerState, seed: u64) -> scheduling::Plan {
+    let workers: Vec<WorkerView> = scheduler
+        .workers()
+        .map(|w| WorkerView {
+            id: w.id.clone(),
+            labels: w.labels.clone(),
+            slots: w.slots,
+            running: scheduler.running_count(&w.id) as u32,
+            free: scheduler.free_resources(&w.id),
+            total: w.resources,
+        })
+        .collect();
+    let running = scheduler.running_per_queue();
+    let queues: Vec<QueueInput<'_>> = scheduler
+        .ready_queues()
+        .map(|queue| QueueInput {
+            name: queue,
+            policy: scheduler.queue_policy(queue),
+            running: running.get(queue).copied().unwrap_or(0),
+            ready: scheduler.ready_in_queue(queue).take(SCAN_PER_QUEUE).collect(),
+        })
+        .collect();
+    let needs_of = |task_id: TaskId| {
+        let spec = &scheduler.get(task_id).expect("planned tasks exist").spec;
+        TaskNeeds {
+            constraints: &spec.constraints,
+            resources: spec.resources,
+            affinity_key: spec.affinity(),
+        }
+    };
+    scheduling::plan(queues, workers, &needs_of, limits::MAX_ASSIGNMENTS_PER_ENTRY, seed)
+}
+
+fn plan_benches(c: &mut Criterion) {
+    let state = million();
+    let mut group = c.benchmark_group("plan");
+    group.sample_size(10).measurement_time(Duration::from_secs(2));
+    let mut seed = 0;
+    // 4 workers x 256 free slots: a round assigns 1000 (the per-entry maximum).
+    group.bench_function("round_1m_pending_1000_assignments", |b| {
+        b.iter(|| {
+            seed += 1;
+            let plan = plan_round(state, seed);
+            assert_eq!(plan.assignments.len(), limits::MAX_ASSIGNMENTS_PER_ENTRY);
+            black_box(plan)
+        })
+    });
+    // The worst case for the planner: every candidate is looked at and none fits.
+    let ready: Vec<TaskId> = state.ready_in_queue("default").take(SCAN_PER_QUEUE).collect();
+    group.bench_function("round_1m_pending_no_fit", |b| {
+        b.iter(|| {
+            let queues = vec![QueueInput {
+                name: "default",
+                policy: state.queue_policy("default"),
+                running: 0,
+                ready: ready.clone(),
+            }];
+            let workers = vec![WorkerView {
+                id: "gpu".into(),
+                labels: [("gpu".to_string(), "true".to_string())].into_iter().collect(),
+                slots: 10,
+                running: 0,
+                free: Resources::default(),
+                total: Resources::default(),
+            }];
+            let wants_cpu = |task_id: TaskId| {
+                let spec = &state.get(task_id).expect("exists").spec;
+                TaskNeeds {
+                    constraints: &spec.constraints,
+                    resources: Resources {
+                        cpu_millis: 1000,
+                        memory_mb: 0,
+                    },
+                    affinity_key: spec.affinity(),
+                }
+            };
+            black_box(scheduling::plan(queues, workers, &wants_cpu, 1000, 1))
+        })
+    });
+    group.finish();
+}
+
+fn snapshot_benches(c: &mut Criterion) {
+    let state = million();
+    let bytes = state.to_snapshot_bytes();
+    let mut group = c.benchmark_group("snapshot_1m_tasks");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .sampling_mode(SamplingMode::Flat);
+    group.bench_function("encode", |b| b.iter(|| black_box(state.to_snapshot_bytes())));
+    group.bench_function("decode_and_rebuild", |b| {
+        b.iter(|| black_box(SchedulerState::from_snapshot_bytes(&bytes).expect("decodes")))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, apply_benches, plan_benches, snapshot_benches);
+
+fn main() {
+    // `cargo test --benches` runs this binary with --bench absent: skip the slow setup then.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    if benchmarking {
+        memory_report();
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

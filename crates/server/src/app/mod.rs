@@ -1,0 +1,369 @@
+//! [`App`]: what a node offers its clients, in domain terms. The gRPC layer calls it.
+//!
+//! Writes become [`Command`]s stamped with this node's clock and go through the Raft log;
+//! the node must be the leader. Reads come from the applied state, linearizable (confirmed
+//! with a quorum first) or stale (local, immediate).
+
+mod composite;
+mod membership;
+mod proposer;
+mod workers;
+
+pub use composite::ScheduleView;
+pub use composite::WorkflowView;
+pub use workers::WorkerSummary;
+
+use std::time::Duration;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use openraft::RaftMetrics;
+use openraft::ReadPolicy;
+use openraft::ServerState;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::ForwardToLeader;
+use openraft::error::LinearizableReadError;
+use openraft::error::RaftError;
+
+use proposer::Proposer;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::Instruction;
+use crate::dispatch::WorkerHub;
+use crate::raft_types::NodeId;
+use crate::raft_types::Raft;
+use crate::raft_types::TypeConfig;
+use raftsched_core::state::Command;
+use raftsched_core::state::CommandResponse;
+use raftsched_core::state::ListFilter;
+use raftsched_core::state::StateError;
+use raftsched_core::state::Task;
+use raftsched_core::state::TaskId;
+use raftsched_core::state::TaskSpec;
+use raftsched_core::state::limits;
+use raftsched_store::SharedState;
+
+/// How often a write waiting for its commit checks that this leader still hears from a
+/// majority.
+const QUORUM_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Largest page a listing returns.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// How a read is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Linearizable,
+    Stale,
+}
+
+/// Why a call failed. The gRPC layer maps each variant to one status code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Rejected(#[from] StateError),
+    #[error("{}", not_leader_message(.leader_id, .leader_addr))]
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
+    /// The write may or may not have been committed; retrying with the same client request id
+    /// is safe.
+    #[error(
+        "leadership changed while the write was in flight; its outcome is unknown: retry it with the same client request id"
+    )]
+    OutcomeUnknown,
+    #[error("no quorum: {0}; the cluster needs a majority of its members up")]
+    NoQuorum(String),
+    #[error("this node is shutting down or its Raft stopped: {0}")]
+    Stopped(String),
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    /// RemoveNode of a node that is not in the membership.
+    #[error("node {node_id} is not a member; the members are {}: pass one of their ids", list_ids(.members))]
+    NodeNotFound { node_id: NodeId, members: Vec<NodeId> },
+    #[error("unexpected response from the state machine: {0}")]
+    Internal(String),
+}
+
+fn list_ids(ids: &[NodeId]) -> String {
+    let ids: Vec<String> = ids.iter().map(NodeId::to_string).collect();
+    ids.join(", ")
+}
+
+fn not_leader_message(leader_id: &Option<NodeId>, leader_addr: &Option<String>) -> String {
+    match (leader_id, leader_addr) {
+        (Some(id), Some(addr)) => format!("this node is not the leader; the leader is node {id} at {addr}"),
+        _ => "this node is not the leader and no leader is known yet (election in progress?); retry shortly".into(),
+    }
+}
+
+impl From<&ForwardToLeader<TypeConfig>> for AppError {
+    fn from(forward: &ForwardToLeader<TypeConfig>) -> AppError {
+        AppError::NotLeader {
+            leader_id: forward.leader_id,
+            leader_addr: forward.leader_node.as_ref().map(|node| node.addr.clone()),
+        }
+    }
+}
+
+/// One member's view of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub node_id: NodeId,
+    pub address: String,
+    pub role: String,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    pub last_log_index: u64,
+    pub last_applied_index: u64,
+    /// The applied state's digest, and the index it was taken at.
+    pub state_digest: u64,
+    pub digest_applied_index: u64,
+}
+
+/// A node's client-facing operations. Cheap to clone; every clone shares the same Raft and
+/// state.
+#[derive(Clone)]
+pub struct App {
+    raft: Raft,
+    /// Read side of the state machine; written only by openraft's apply task.
+    state: SharedState,
+    /// The leader's live view of workers; empty on followers.
+    hub: WorkerHub,
+    /// Every write goes through it, to share log entries with concurrent writes.
+    proposer: Proposer,
+}
+
+impl App {
+    /// Starts the node's group-commit task, which stops with `shutdown`.
+    pub fn new(raft: Raft, state: SharedState, hub: WorkerHub, shutdown: CancellationToken) -> App {
+        App {
+            proposer: Proposer::spawn(raft.clone(), shutdown),
+            raft,
+            state,
+            hub,
+        }
+    }
+
+    pub fn hub(&self) -> &WorkerHub {
+        &self.hub
+    }
+
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Validates and submits specs as one log entry. Returns, per spec, the task and whether
+    /// it was created (false: an earlier submission with the same request id), or why apply
+    /// refused it.
+    pub async fn submit(&self, specs: Vec<TaskSpec>) -> Result<Vec<Result<(Task, bool), StateError>>, AppError> {
+        limits::validate_batch_len(specs.len())?;
+        // One time for the check and the command: apply checks run_at_ms against it again.
+        let now_ms = now_ms();
+        for spec in &specs {
+            limits::validate_spec(spec)?;
+            limits::validate_run_at(spec, now_ms)?;
+        }
+        let command = Command::SubmitTasks { now_ms, specs };
+        let CommandResponse::Submitted(outcomes) = self.write(command).await? else {
+            return Err(AppError::Internal("submit answered with another response".into()));
+        };
+        self.hub.wake_dispatcher();
+        let state = self.state.read();
+        outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(outcome) => {
+                    let task = state.scheduler.get(outcome.task_id).cloned();
+                    let task = task.ok_or_else(|| AppError::Internal(format!("task {} vanished", outcome.task_id)))?;
+                    Ok(Ok((task, outcome.created)))
+                }
+                Err(rejected) => Ok(Err(rejected)),
+            })
+            .collect()
+    }
+
+    pub async fn cancel(&self, task_id: TaskId, reason: String) -> Result<Task, AppError> {
+        limits::validate_reason(&reason)?;
+        let command = Command::CancelTask {
+            now_ms: now_ms(),
+            task_id,
+            reason,
+        };
+        let CommandResponse::Cancelled(result) = self.write(command).await? else {
+            return Err(AppError::Internal("cancel answered with another response".into()));
+        };
+        let outcome = result?;
+        if let Some((worker_id, token)) = outcome.stopped {
+            // Committed: now the worker may hear of it. If the stream is down, its next
+            // heartbeat learns the attempt is void.
+            self.hub.send(&worker_id, Instruction::Cancel { task_id, token });
+            self.hub.wake_dispatcher();
+        }
+        self.stop_attempts(&outcome.shards_stopped);
+        self.read_task(outcome.task_id)
+    }
+
+    pub async fn get(&self, task_id: TaskId, consistency: Consistency) -> Result<Task, AppError> {
+        self.ensure_consistency(consistency).await?;
+        self.read_task(task_id)
+    }
+
+    /// A page of tasks matching `filter` with ids above `after`, and where the next page
+    /// starts. `fits` is the caller's byte budget: asked about each task before it joins the
+    /// page, a refusal ends the page early (only what fits is copied out of the state).
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        after: TaskId,
+        page_size: usize,
+        consistency: Consistency,
+        fits: impl FnMut(&Task) -> bool,
+    ) -> Result<(Vec<Task>, Option<TaskId>), AppError> {
+        self.ensure_consistency(consistency).await?;
+        let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
+        Ok(self.state.read().scheduler.list_within(filter, after, page_size, fits))
+    }
+
+    /// This node's own view, from its Raft metrics.
+    pub fn member_view(&self) -> MemberView {
+        let metrics = self.metrics();
+        let node_id = metrics.id;
+        let address = metrics
+            .membership_config
+            .membership()
+            .get_node(&node_id)
+            .map(|node| node.addr.clone())
+            .unwrap_or_default();
+        let role = match metrics.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let (state_digest, digest_applied_index) = self.state_digest();
+        MemberView {
+            state_digest,
+            digest_applied_index,
+            node_id,
+            address,
+            role: role.to_string(),
+            term: metrics.current_term,
+            leader_id: metrics.current_leader,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            last_applied_index: metrics.last_applied.map_or(0, |log_id| log_id.index),
+        }
+    }
+
+    /// Every voter and learner in the current membership, with its address.
+    pub fn members(&self) -> Vec<(NodeId, String)> {
+        let metrics = self.metrics();
+        metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect()
+    }
+
+    /// The applied state's digest and the applied index it belongs to, read together under
+    /// the state lock. O(1): apply keeps the digest up to date, so status calls in a loop
+    /// cost apply nothing.
+    fn state_digest(&self) -> (u64, u64) {
+        let applied = self.state.read();
+        let index = applied.last_applied.as_ref().map_or(0, |log_id| log_id.index);
+        (applied.scheduler.digest(), index)
+    }
+
+    /// The latest Raft metrics of this node.
+    pub fn metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    fn read_task(&self, task_id: TaskId) -> Result<Task, AppError> {
+        let state = self.state.read();
+        let task = state.scheduler.get(task_id).cloned();
+        task.ok_or(AppError::Rejected(StateError::TaskNotFound(task_id)))
+    }
+
+    /// Whether this leader has heard from a majority within its leader lease. A leader cut
+    /// off in a minority keeps its role until it hears of a higher term (after the partition
+    /// heals), so without this check its clients and workers would wait on it — or on writes
+    /// that cannot commit — instead of moving to the new leader.
+    pub(crate) fn check_quorum_contact(&self, metrics: &RaftMetrics<TypeConfig>) -> Result<(), AppError> {
+        if metrics.state != ServerState::Leader {
+            return Ok(());
+        }
+        let voters = metrics.membership_config.membership().voter_ids().count();
+        if voters <= 1 {
+            return Ok(());
+        }
+        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+        // Before the first acknowledgement of its term, a new leader has not lost anything.
+        let Some(acked) = metrics.last_quorum_acked.as_ref() else {
+            return Ok(());
+        };
+        let silence = openraft::Instant::elapsed(&**acked);
+        if silence <= lease {
+            return Ok(());
+        }
+        Err(AppError::NoQuorum(format!(
+            "this node leads but no majority has answered it for {} ms (it may be cut off)",
+            silence.as_millis()
+        )))
+    }
+
+    /// [`Self::check_quorum_contact`] on the current metrics, without copying them (this
+    /// runs for every write).
+    fn check_own_quorum_contact(&self) -> Result<(), AppError> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        self.check_quorum_contact(&metrics)
+    }
+
+    pub(crate) async fn write(&self, command: Command) -> Result<CommandResponse, AppError> {
+        self.check_own_quorum_contact()?;
+        let proposal = self.proposer.propose(command);
+        tokio::pin!(proposal);
+        // A leader cut off after proposing cannot commit until the partition heals, maybe
+        // never: let the client retry elsewhere (the write may still commit here, so its
+        // outcome is unknown).
+        loop {
+            tokio::select! {
+                outcome = &mut proposal => return outcome,
+                _ = tokio::time::sleep(QUORUM_CHECK_INTERVAL) => {
+                    if self.check_own_quorum_contact().is_err() {
+                        return Err(AppError::OutcomeUnknown);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn ensure_consistency(&self, consistency: Consistency) -> Result<(), AppError> {
+        if consistency == Consistency::Stale {
+            return Ok(());
+        }
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => Err(AppError::from(&forward)),
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => {
+                Err(AppError::NoQuorum(e.to_string()))
+            }
+            Err(RaftError::Fatal(fatal)) => Err(AppError::Stopped(fatal.to_string())),
+        }
+    }
+}
+
+/// The leader's clock, read once per proposed command. Replicas never read it.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

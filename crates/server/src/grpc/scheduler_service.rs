@@ -1,0 +1,611 @@
+//! [`SchedulerService`]: the client API of proto/raftsched.proto.
+
+use std::time::Duration;
+
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::app::App;
+use crate::app::Consistency;
+use crate::app::MemberView;
+use crate::grpc::api;
+use crate::grpc::api::scheduler_client::SchedulerClient;
+use crate::grpc::api::scheduler_server::Scheduler;
+use crate::grpc::budget::ByteBudget;
+use crate::grpc::budget::keep_within_budget;
+use crate::grpc::budget::page_within_budget;
+use crate::grpc::convert::policy_from_proto;
+use crate::grpc::convert::policy_to_proto;
+use crate::grpc::convert::schedule_spec_from_proto;
+use crate::grpc::convert::schedule_to_proto;
+use crate::grpc::convert::shard_report;
+use crate::grpc::convert::spec_from_proto;
+use crate::grpc::convert::specs_from_proto;
+use crate::grpc::convert::status_from_proto;
+use crate::grpc::convert::task_to_proto;
+use crate::grpc::convert::workflow_from_proto;
+use crate::grpc::convert::workflow_to_proto;
+use crate::grpc::status::app_error_to_status;
+use crate::grpc::status::invalid;
+use crate::network::peer_endpoint;
+use raftsched_core::state::ListFilter;
+use raftsched_core::state::TaskSpec;
+
+/// How long ClusterStatus waits for each peer's own view.
+const PEER_STATUS_DEADLINE: Duration = Duration::from_millis(1000);
+const DEFAULT_PAGE_SIZE: usize = 100;
+/// Peer channels ClusterStatus keeps: more than any membership (3 or 5 members, a few more
+/// while one is replaced).
+const MAX_CACHED_PEER_CHANNELS: usize = 16;
+
+pub struct SchedulerService {
+    app: App,
+    /// One lazily connected channel per peer address for ClusterStatus: a fresh connection
+    /// per call (TCP and HTTP/2 handshakes to every peer) made a client looping on cluster
+    /// status cost each node far more than the status itself.
+    peer_channels: std::sync::Mutex<std::collections::BTreeMap<String, Channel>>,
+}
+
+impl SchedulerService {
+    pub fn new(app: App) -> SchedulerService {
+        SchedulerService {
+            app,
+            peer_channels: Default::default(),
+        }
+    }
+
+    /// The cached channel to a peer, created (without connecting) on first use.
+    fn peer_channel(&self, address: &str) -> Result<Channel, String> {
+        let mut channels = self
+            .peer_channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = peer_endpoint(address)?.connect_lazy();
+        // Addresses come from the membership, so the map stays as small as the cluster; a
+        // removed member's entry is dropped when the map outgrows it.
+        if channels.len() >= MAX_CACHED_PEER_CHANNELS {
+            channels.clear();
+        }
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Every member's own view, asked in parallel; unreachable ones say so.
+    async fn cluster_members(&self) -> Vec<api::MemberStatus> {
+        let own = self.app.member_view();
+        let lookups = self.app.members().into_iter().map(|(node_id, address)| {
+            let own = own.clone();
+            async move {
+                if node_id == own.node_id {
+                    member_to_proto(own)
+                } else {
+                    let channel = self.peer_channel(&address);
+                    peer_status(node_id, address, channel).await
+                }
+            }
+        });
+        futures::future::join_all(lookups).await
+    }
+
+    /// A workflow response with the view's page of tasks (starting at position `from`),
+    /// kept within the byte budget once pending reasons are in, and the token of the next.
+    fn workflow_response(&self, view: &crate::app::WorkflowView, from: usize, created: bool) -> api::WorkflowResponse {
+        let mut workflow = workflow_to_proto(view, |t| self.task_to_proto(t));
+        let mut next = view.next_task;
+        // Positions count every task of the workflow, and `view.tasks` skips none: each
+        // task a workflow names exists (a state invariant).
+        if keep_within_budget(&mut workflow.tasks) < view.tasks.len() {
+            next = Some(from + workflow.tasks.len());
+        }
+        api::WorkflowResponse {
+            workflow: Some(workflow),
+            created,
+            next_page_token: next.map(|position| position.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// A task with the leader's reason for a pending one (followers know none).
+    fn task_to_proto(&self, task: &raftsched_core::state::Task) -> api::Task {
+        let reason = (task.status == raftsched_core::state::TaskStatus::Pending)
+            .then(|| self.app.hub().pending_reason(task.id))
+            .flatten();
+        task_to_proto(task, reason)
+    }
+}
+
+/// A workflow task as measured against the byte budget (without the pending reason, which
+/// is filled in later).
+fn workflow_task_proto(key: &str, task: &raftsched_core::state::Task) -> api::WorkflowTask {
+    api::WorkflowTask {
+        key: key.to_string(),
+        task: Some(task_to_proto(task, None)),
+    }
+}
+
+/// Where a GetWorkflow page starts: the position of its first task in the workflow.
+fn workflow_page_start(page_token: &str) -> Result<usize, Status> {
+    if page_token.is_empty() {
+        return Ok(0);
+    }
+    page_token
+        .parse()
+        .ok()
+        .filter(|from: &usize| *from < raftsched_core::state::limits::MAX_WORKFLOW_TASKS)
+        .ok_or_else(|| {
+            invalid(format!(
+                "invalid page_token: {} is not a task position below {}; pass the \
+                 next_page_token of the previous WorkflowResponse",
+                raftsched_core::state::limits::shown(page_token),
+                raftsched_core::state::limits::MAX_WORKFLOW_TASKS
+            ))
+        })
+}
+
+fn schedule_response(view: &crate::app::ScheduleView) -> Response<api::ScheduleResponse> {
+    Response::new(api::ScheduleResponse {
+        schedule: Some(schedule_to_proto(view)),
+        created: false,
+    })
+}
+
+fn consistency_from_proto(value: i32) -> Result<Consistency, Status> {
+    match api::Consistency::try_from(value) {
+        Ok(api::Consistency::Linearizable) => Ok(Consistency::Linearizable),
+        Ok(api::Consistency::Stale) => Ok(Consistency::Stale),
+        Err(_) => Err(invalid(format!("invalid consistency: unknown value {value}"))),
+    }
+}
+
+fn member_to_proto(view: MemberView) -> api::MemberStatus {
+    api::MemberStatus {
+        node_id: view.node_id,
+        address: view.address,
+        role: view.role,
+        term: view.term,
+        leader_id: view.leader_id.unwrap_or(0),
+        last_log_index: view.last_log_index,
+        last_applied_index: view.last_applied_index,
+        error: String::new(),
+        state_digest: view.state_digest,
+        digest_applied_index: view.digest_applied_index,
+    }
+}
+
+/// Asks one peer for its own view; an unreachable peer is reported, not an error.
+async fn peer_status(node_id: u64, address: String, channel: Result<Channel, String>) -> api::MemberStatus {
+    let unreachable = |error: String| api::MemberStatus {
+        node_id,
+        address: address.clone(),
+        role: "unreachable".into(),
+        error,
+        ..api::MemberStatus::default()
+    };
+    let channel = match channel {
+        Ok(channel) => channel,
+        Err(e) => return unreachable(e),
+    };
+    let call = async {
+        let mut request = Request::new(api::NodeStatusRequest {});
+        request.set_timeout(PEER_STATUS_DEADLINE);
+        let response = SchedulerClient::new(channel)
+            .node_status(request)
+            .await
+            .map_err(|e| e.message().to_string())?;
+        response.into_inner().status.ok_or_else(|| "empty status".to_string())
+    };
+    match tokio::time::timeout(PEER_STATUS_DEADLINE, call).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => unreachable(e),
+        Err(_) => unreachable(format!("no answer within {PEER_STATUS_DEADLINE:?}")),
+    }
+}
+
+#[tonic::async_trait]
+impl Scheduler for SchedulerService {
+    async fn submit_task(
+        &self,
+        request: Request<api::SubmitTaskRequest>,
+    ) -> Result<Response<api::SubmitTaskResponse>, Status> {
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| invalid("invalid spec: missing"))?;
+        let mut outcomes = self
+            .app
+            .submit(vec![spec_from_proto(spec)?])
+            .await
+            .map_err(app_error_to_status)?;
+        let outcome = outcomes
+            .pop()
+            .ok_or_else(|| Status::internal("submit returned no outcome"))?;
+        let (task, created) = outcome.map_err(|e| app_error_to_status(e.into()))?;
+        Ok(Response::new(api::SubmitTaskResponse {
+            task: Some(self.task_to_proto(&task)),
+            created,
+        }))
+    }
+
+    async fn submit_tasks(
+        &self,
+        request: Request<api::SubmitTasksRequest>,
+    ) -> Result<Response<api::SubmitTasksResponse>, Status> {
+        let specs: Vec<TaskSpec> = specs_from_proto(request.into_inner().specs)?;
+        let outcomes = self.app.submit(specs).await.map_err(app_error_to_status)?;
+        let results = outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok((task, created)) => api::SubmitResult {
+                    task_id: task.id,
+                    created,
+                    error: String::new(),
+                },
+                Err(rejected) => api::SubmitResult {
+                    error: rejected.to_string(),
+                    ..api::SubmitResult::default()
+                },
+            })
+            .collect();
+        Ok(Response::new(api::SubmitTasksResponse { results }))
+    }
+
+    async fn get_task(&self, request: Request<api::GetTaskRequest>) -> Result<Response<api::GetTaskResponse>, Status> {
+        let request = request.into_inner();
+        let consistency = consistency_from_proto(request.consistency)?;
+        let task = self
+            .app
+            .get(request.task_id, consistency)
+            .await
+            .map_err(app_error_to_status)?;
+        let mut proto = self.task_to_proto(&task);
+        proto.shards = self
+            .app
+            .shards_of(&task)
+            .iter()
+            .enumerate()
+            .map(|(index, shard)| shard_report(index, shard))
+            .collect();
+        Ok(Response::new(api::GetTaskResponse { task: Some(proto) }))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<api::ListTasksRequest>,
+    ) -> Result<Response<api::ListTasksResponse>, Status> {
+        let request = request.into_inner();
+        let filter = ListFilter {
+            status: status_from_proto(request.state)?,
+            queue: if request.queue.is_empty() {
+                None
+            } else {
+                Some(request.queue)
+            },
+        };
+        let after = if request.page_token.is_empty() {
+            0
+        } else {
+            request
+                .page_token
+                .parse()
+                .map_err(|_| invalid("invalid page_token: pass the next_page_token of the previous response"))?
+        };
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n as usize,
+        };
+        let consistency = consistency_from_proto(request.consistency)?;
+        let mut budget = ByteBudget::new();
+        let (tasks, mut next) = self
+            .app
+            .list(&filter, after, page_size, consistency, |t| {
+                budget.admit(&task_to_proto(t, None))
+            })
+            .await
+            .map_err(app_error_to_status)?;
+        let mut protos: Vec<api::Task> = tasks.iter().map(|t| self.task_to_proto(t)).collect();
+        // Pending reasons are filled in after measuring; should they tip the page over, it
+        // ends earlier.
+        if keep_within_budget(&mut protos) < tasks.len() {
+            next = protos.last().map(|t| t.id);
+        }
+        Ok(Response::new(api::ListTasksResponse {
+            tasks: protos,
+            next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<api::CancelTaskRequest>,
+    ) -> Result<Response<api::CancelTaskResponse>, Status> {
+        let request = request.into_inner();
+        let reason = if request.reason.is_empty() {
+            "cancelled by request".to_string()
+        } else {
+            request.reason
+        };
+        let task = self
+            .app
+            .cancel(request.task_id, reason)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::CancelTaskResponse {
+            task: Some(self.task_to_proto(&task)),
+        }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<api::ClusterStatusRequest>,
+    ) -> Result<Response<api::ClusterStatusResponse>, Status> {
+        let members = self.cluster_members().await;
+        Ok(Response::new(api::ClusterStatusResponse { members }))
+    }
+
+    async fn set_queue_policy(
+        &self,
+        request: Request<api::SetQueuePolicyRequest>,
+    ) -> Result<Response<api::SetQueuePolicyResponse>, Status> {
+        let policy = request
+            .into_inner()
+            .policy
+            .ok_or_else(|| invalid("invalid policy: missing"))?;
+        let (queue, policy) = policy_from_proto(policy)?;
+        self.app
+            .set_queue_policy(queue.clone(), policy)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::SetQueuePolicyResponse {
+            policy: Some(policy_to_proto(&queue, &policy)),
+        }))
+    }
+
+    async fn list_queues(
+        &self,
+        request: Request<api::ListQueuesRequest>,
+    ) -> Result<Response<api::ListQueuesResponse>, Status> {
+        let after = request.into_inner().page_token;
+        self.app
+            .ensure_consistency(Consistency::Linearizable)
+            .await
+            .map_err(app_error_to_status)?;
+        let statuses = self.app.queues().into_iter().filter(|(queue, ..)| *queue > after).map(
+            |(queue, policy, pending, running)| api::QueueStatus {
+                policy: Some(policy_to_proto(&queue, &policy)),
+                pending,
+                running,
+            },
+        );
+        let (queues, more) = page_within_budget(statuses);
+        let next_page_token = match (more, queues.last()) {
+            (true, Some(last)) => last.policy.as_ref().map(|p| p.queue.clone()).unwrap_or_default(),
+            _ => String::new(),
+        };
+        Ok(Response::new(api::ListQueuesResponse {
+            queues,
+            next_page_token,
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<api::TransferLeaderRequest>,
+    ) -> Result<Response<api::TransferLeaderResponse>, Status> {
+        let to = match request.into_inner().node_id {
+            0 => None,
+            id => Some(id),
+        };
+        let leader_id = self.app.transfer_leader(to).await.map_err(app_error_to_status)?;
+        Ok(Response::new(api::TransferLeaderResponse { leader_id }))
+    }
+
+    async fn add_node(&self, request: Request<api::AddNodeRequest>) -> Result<Response<api::AddNodeResponse>, Status> {
+        let request = request.into_inner();
+        self.app
+            .add_node(request.node_id, request.address)
+            .await
+            .map_err(app_error_to_status)?;
+        let members = self.cluster_members().await;
+        Ok(Response::new(api::AddNodeResponse { members }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<api::RemoveNodeRequest>,
+    ) -> Result<Response<api::RemoveNodeResponse>, Status> {
+        self.app
+            .remove_node(request.into_inner().node_id)
+            .await
+            .map_err(app_error_to_status)?;
+        let members = self.cluster_members().await;
+        Ok(Response::new(api::RemoveNodeResponse { members }))
+    }
+
+    async fn create_schedule(
+        &self,
+        request: Request<api::CreateScheduleRequest>,
+    ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let request = request.into_inner();
+        let spec = schedule_spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
+        let (view, created) = self
+            .app
+            .create_schedule(request.name, spec)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::ScheduleResponse {
+            schedule: Some(schedule_to_proto(&view)),
+            created,
+        }))
+    }
+
+    async fn update_schedule(
+        &self,
+        request: Request<api::UpdateScheduleRequest>,
+    ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let request = request.into_inner();
+        let spec = schedule_spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
+        let view = self
+            .app
+            .update_schedule(request.name, spec)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(schedule_response(&view))
+    }
+
+    async fn get_schedule(
+        &self,
+        request: Request<api::GetScheduleRequest>,
+    ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let request = request.into_inner();
+        let consistency = consistency_from_proto(request.consistency)?;
+        let view = self
+            .app
+            .get_schedule(&request.name, consistency)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(schedule_response(&view))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<api::ListSchedulesRequest>,
+    ) -> Result<Response<api::ListSchedulesResponse>, Status> {
+        let request = request.into_inner();
+        let consistency = consistency_from_proto(request.consistency)?;
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n as usize,
+        };
+        let mut budget = ByteBudget::new();
+        let (views, next) = self
+            .app
+            .list_schedules(&request.page_token, page_size, consistency, |view| {
+                budget.admit(&schedule_to_proto(view))
+            })
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::ListSchedulesResponse {
+            schedules: views.iter().map(schedule_to_proto).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn pause_schedule(
+        &self,
+        request: Request<api::PauseScheduleRequest>,
+    ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let view = self
+            .app
+            .pause_schedule(request.into_inner().name, true)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(schedule_response(&view))
+    }
+
+    async fn resume_schedule(
+        &self,
+        request: Request<api::ResumeScheduleRequest>,
+    ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let view = self
+            .app
+            .pause_schedule(request.into_inner().name, false)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(schedule_response(&view))
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<api::DeleteScheduleRequest>,
+    ) -> Result<Response<api::DeleteScheduleResponse>, Status> {
+        self.app
+            .delete_schedule(request.into_inner().name)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::DeleteScheduleResponse {}))
+    }
+
+    async fn trigger_schedule(
+        &self,
+        request: Request<api::TriggerScheduleRequest>,
+    ) -> Result<Response<api::TriggerScheduleResponse>, Status> {
+        let task = self
+            .app
+            .trigger_schedule(request.into_inner().name)
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(api::TriggerScheduleResponse {
+            task: Some(self.task_to_proto(&task)),
+        }))
+    }
+
+    async fn submit_workflow(
+        &self,
+        request: Request<api::SubmitWorkflowRequest>,
+    ) -> Result<Response<api::WorkflowResponse>, Status> {
+        let workflow = workflow_from_proto(request.into_inner())?;
+        let mut budget = ByteBudget::new();
+        let (view, created) = self
+            .app
+            .submit_workflow(workflow, |key, task| budget.admit(&workflow_task_proto(key, task)))
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(self.workflow_response(&view, 0, created)))
+    }
+
+    async fn get_workflow(
+        &self,
+        request: Request<api::GetWorkflowRequest>,
+    ) -> Result<Response<api::WorkflowResponse>, Status> {
+        let request = request.into_inner();
+        let consistency = consistency_from_proto(request.consistency)?;
+        let from = workflow_page_start(&request.page_token)?;
+        let mut budget = ByteBudget::new();
+        let view = self
+            .app
+            .get_workflow(request.workflow_id, from, consistency, |key, task| {
+                budget.admit(&workflow_task_proto(key, task))
+            })
+            .await
+            .map_err(app_error_to_status)?;
+        Ok(Response::new(self.workflow_response(&view, from, false)))
+    }
+
+    async fn submit_broadcast(
+        &self,
+        request: Request<api::SubmitBroadcastRequest>,
+    ) -> Result<Response<api::SubmitTaskResponse>, Status> {
+        let request = request.into_inner();
+        let spec = spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
+        let (task, created) = self
+            .app
+            .submit_broadcast(spec, request.shards)
+            .await
+            .map_err(app_error_to_status)?;
+        let mut proto = self.task_to_proto(&task);
+        proto.shards = self
+            .app
+            .shards_of(&task)
+            .iter()
+            .enumerate()
+            .map(|(index, shard)| shard_report(index, shard))
+            .collect();
+        Ok(Response::new(api::SubmitTaskResponse {
+            task: Some(proto),
+            created,
+        }))
+    }
+
+    async fn node_status(
+        &self,
+        _request: Request<api::NodeStatusRequest>,
+    ) -> Result<Response<api::NodeStatusResponse>, Status> {
+        Ok(Response::new(api::NodeStatusResponse {
+            status: Some(member_to_proto(self.app.member_view())),
+        }))
+    }
+}

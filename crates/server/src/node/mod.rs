@@ -1,0 +1,336 @@
+//! [`RunningNode`]: one cluster member — storage, Raft, and the gRPC server — started and
+//! stopped as a unit.
+
+mod config;
+mod snapshot_trigger;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::ConfigError;
+pub use config::NodeConfig;
+pub use config::RaftTuning;
+pub use config::parse_members;
+use openraft::BasicNode;
+use openraft::SnapshotPolicy;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+pub use transport::PortLimits;
+
+use crate::app::App;
+use crate::dispatch::Dispatcher;
+use crate::dispatch::WorkerHub;
+use crate::grpc;
+use crate::grpc::RaftGrpcService;
+use crate::grpc::SchedulerService;
+use crate::grpc::WorkersService;
+use crate::grpc::admission;
+use crate::grpc::admission::Budgeted;
+use crate::grpc::api::scheduler_server::SchedulerServer;
+use crate::grpc::api::workers_server::WorkersServer;
+use crate::network::FaultInjector;
+use crate::network::NetworkFactory;
+use crate::raft_types::NodeId;
+use crate::raft_types::Raft;
+use raftsched_store::Store;
+use raftsched_store::StoreClosed;
+use raftsched_store::StoreError;
+
+/// The server-side cap on any one RPC, whatever deadline the caller set.
+const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stopping leader waits for a follower to take over before it just stops (the
+/// others then elect a leader after their election timeout).
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the last storage handle to be dropped.
+const STORE_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Entries per append-entries RPC; the sender also stops at `network::MAX_APPEND_BYTES`
+/// (4 MiB), so one Raft message stays under `network::MAX_RAFT_MESSAGE_BYTES`.
+const MAX_ENTRIES_PER_APPEND: u64 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("refusing to start: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A started node. Dropping it does not stop it; call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    node_id: NodeId,
+    app: App,
+    local_addr: SocketAddr,
+    /// Cancelled once, by shutdown; the gRPC server watches it.
+    shutdown: CancellationToken,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// The leader-only dispatch loop; stops on the same token.
+    dispatcher: JoinHandle<()>,
+    /// Decides when to snapshot; stops on the same token.
+    snapshot_trigger: JoinHandle<()>,
+    /// Becomes closed when the last storage handle is dropped; shutdown waits for it.
+    store_closed: StoreClosed,
+}
+
+impl RunningNode {
+    /// Opens the data dir, binds `config.listen_addr` and starts. The data dir is checked
+    /// first, so a wrong one is reported as such even when the port is also taken.
+    pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+        config.validate()?;
+        let store = Store::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+        let listener = TcpListener::bind(&config.listen_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.listen_addr.clone(),
+                source,
+            })?;
+        RunningNode::launch(config, store, listener, FaultInjector::default(), PortLimits::default()).await
+    }
+
+    /// Starts on an already bound listener (tests bind port 0 first to learn the address).
+    pub async fn start_on(config: NodeConfig, listener: TcpListener) -> Result<RunningNode, NodeError> {
+        RunningNode::start_with_faults(config, listener, FaultInjector::default()).await
+    }
+
+    /// Like [`Self::start_on`], with a handle to inject faults on this node's outgoing Raft
+    /// links (fault tests).
+    pub async fn start_with_faults(
+        config: NodeConfig,
+        listener: TcpListener,
+        faults: FaultInjector,
+    ) -> Result<RunningNode, NodeError> {
+        RunningNode::start_with_port_limits(config, listener, faults, PortLimits::default()).await
+    }
+
+    /// Like [`Self::start_with_faults`], with other connection limits than the production
+    /// constants (tests of the caps: a test cannot open 11,000 connections under a 20,000
+    /// file descriptor limit, nor wait out a production timeout quickly).
+    pub async fn start_with_port_limits(
+        config: NodeConfig,
+        listener: TcpListener,
+        faults: FaultInjector,
+        port_limits: PortLimits,
+    ) -> Result<RunningNode, NodeError> {
+        config.validate()?;
+        let store = Store::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+        RunningNode::launch(config, store, listener, faults, port_limits).await
+    }
+
+    async fn launch(
+        config: NodeConfig,
+        store: Store,
+        listener: TcpListener,
+        faults: FaultInjector,
+        port_limits: PortLimits,
+    ) -> Result<RunningNode, NodeError> {
+        let local_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.listen_addr.clone(),
+            source,
+        })?;
+        let store_closed = store.closed_signal();
+        let shared_state = store.state_machine.shared();
+        let store_growth = Arc::clone(&store.growth);
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config(&config)?),
+            NetworkFactory::new(&config.cluster_id, faults, config.peer_dial_overrides.clone()),
+            store.log_store,
+            store.state_machine,
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let shutdown = CancellationToken::new();
+        let app = App::new(raft.clone(), shared_state, WorkerHub::default(), shutdown.clone());
+        let dispatcher = Dispatcher::spawn(app.clone(), shutdown.clone());
+        let snapshot_trigger = snapshot_trigger::spawn(
+            raft.clone(),
+            store_growth,
+            config.raft.snapshot_after_entries,
+            shutdown.clone(),
+        );
+        let server = tokio::spawn(serve(
+            listener,
+            raft.clone(),
+            app.clone(),
+            &config,
+            port_limits,
+            shutdown.clone(),
+        )?);
+        initialize_if_founder(&raft, &config).await?;
+        tracing::info!(node_id = config.node_id, %local_addr, "node started");
+        Ok(RunningNode {
+            node_id: config.node_id,
+            app,
+            local_addr,
+            shutdown,
+            server,
+            dispatcher,
+            snapshot_trigger,
+            store_closed,
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    pub fn raft(&self) -> &Raft {
+        self.app.raft()
+    }
+
+    /// Stops serving, stops Raft, and waits for both. Storage is closed when the last
+    /// handle drops, so the data dir can be reopened right after.
+    pub async fn shutdown(self) {
+        self.hand_over_leadership().await;
+        self.shutdown.cancel();
+        if let Err(e) = self.dispatcher.await {
+            tracing::warn!(node_id = self.node_id, "dispatcher task failed: {e}");
+        }
+        if let Err(e) = self.snapshot_trigger.await {
+            tracing::warn!(node_id = self.node_id, "snapshot trigger task failed: {e}");
+        }
+        if let Err(e) = self.app.raft().shutdown().await {
+            tracing::warn!(node_id = self.node_id, "raft shutdown: {e}");
+        }
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(node_id = self.node_id, "gRPC server stopped with: {e}"),
+            Err(e) => tracing::warn!(node_id = self.node_id, "gRPC server task failed: {e}"),
+        }
+        drop(self.app);
+        // Raft's tasks and in-flight flushes drop their storage handles as they wind down;
+        // wait for the last, so the data dir can be reopened as soon as this returns.
+        let released = tokio::time::timeout(STORE_RELEASE_TIMEOUT, async {
+            while !self.store_closed.is_closed() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        if released.is_err() {
+            tracing::warn!(
+                node_id = self.node_id,
+                "storage still in use {STORE_RELEASE_TIMEOUT:?} after shutdown"
+            );
+        }
+        tracing::info!(node_id = self.node_id, "node stopped");
+    }
+}
+
+impl RunningNode {
+    /// A leader asked to stop first hands leadership to a follower, so clients see a quick,
+    /// orderly change instead of waiting out an election timeout.
+    async fn hand_over_leadership(&self) {
+        if !self.raft().is_leader() || self.app.members().len() < 2 {
+            return;
+        }
+        match self.app.transfer_leader_within(None, HAND_OVER_TIMEOUT).await {
+            Ok(leader) => tracing::info!(node_id = self.node_id, leader, "handed leadership over before stopping"),
+            Err(e) => tracing::warn!(node_id = self.node_id, "could not hand leadership over: {e}"),
+        }
+    }
+}
+
+fn raft_config(config: &NodeConfig) -> Result<openraft::Config, NodeError> {
+    let tuning = &config.raft;
+    openraft::Config {
+        cluster_name: config.cluster_id.clone(),
+        heartbeat_interval: tuning.heartbeat_interval_ms,
+        election_timeout_min: tuning.election_timeout_min_ms,
+        election_timeout_max: tuning.election_timeout_max_ms,
+        // Our own trigger decides (node/snapshot_trigger.rs): by entries and log size.
+        snapshot_policy: SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: tuning.entries_kept_after_snapshot,
+        max_payload_entries: MAX_ENTRIES_PER_APPEND,
+        enable_pre_vote: Some(true),
+        // A leader restarted after a crash must not resume leading in its old term: entries it
+        // had sent to followers but not yet fsynced itself are gone from its log, and it would
+        // reuse their log ids for different entries, so replicas would diverge (found by the
+        // chaos tool, seed 23). Making it stand for election costs one election timeout.
+        enable_leader_restore: Some(false),
+        ..openraft::Config::default()
+    }
+    .validate()
+    .map_err(|e| NodeError::Config(ConfigError::Invalid(e.to_string())))
+}
+
+/// Builds the gRPC server future: Raft service, client API and reflection on one port.
+fn serve(
+    listener: TcpListener,
+    raft: Raft,
+    app: App,
+    config: &NodeConfig,
+    port_limits: PortLimits,
+    shutdown: CancellationToken,
+) -> Result<impl Future<Output = Result<(), tonic::transport::Error>> + use<>, NodeError> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(grpc::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Raft(format!("reflection: {e}")))?;
+    let api_budget = admission::node_receive_budget();
+    let reflection = Budgeted::with_node_budget(reflection, &api_budget);
+    let raft_service = Budgeted::per_connection(RaftGrpcService::server(raft, &config.cluster_id));
+    let workers_service = WorkersServer::new(WorkersService::new(app.clone()))
+        .max_decoding_message_size(grpc::MAX_API_MESSAGE_BYTES)
+        .max_encoding_message_size(grpc::MAX_API_MESSAGE_BYTES);
+    let workers_service = Budgeted::with_node_budget(workers_service, &api_budget);
+    let scheduler_service = SchedulerServer::new(SchedulerService::new(app))
+        .max_decoding_message_size(grpc::MAX_API_MESSAGE_BYTES)
+        .max_encoding_message_size(grpc::MAX_API_MESSAGE_BYTES);
+    let scheduler_service = Budgeted::with_node_budget(scheduler_service, &api_budget);
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(transport::TCP_KEEPALIVE));
+    let incoming = transport::limit_connections(incoming, port_limits);
+    Ok(Server::builder()
+        .timeout(SERVER_REQUEST_TIMEOUT)
+        .max_concurrent_streams(transport::MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(transport::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(transport::CONNECTION_WINDOW_BYTES)
+        .http2_keepalive_interval(Some(port_limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(port_limits.keepalive_timeout))
+        .http2_max_header_list_size(transport::MAX_HEADER_LIST_BYTES)
+        .http2_max_pending_accept_reset_streams(Some(transport::MAX_PENDING_ACCEPT_RESET_STREAMS))
+        .add_service(raft_service)
+        .add_service(grpc::with_wire_errors(scheduler_service))
+        .add_service(grpc::with_wire_errors(workers_service))
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()))
+}
+
+/// The founding member with the lowest id initialises the cluster, once: a node whose
+/// storage already holds a vote or log (a restart) is never initialised again.
+async fn initialize_if_founder(raft: &Raft, config: &NodeConfig) -> Result<(), NodeError> {
+    let founder = config.initial_members.keys().next() == Some(&config.node_id);
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    if !founder || initialized {
+        return Ok(());
+    }
+    let members: std::collections::BTreeMap<NodeId, BasicNode> = config
+        .initial_members
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+        .collect();
+    tracing::info!(node_id = config.node_id, ?members, "initialising a new cluster");
+    raft.initialize(members)
+        .await
+        .map_err(|e| NodeError::Raft(format!("initialise: {e}")))
+}

@@ -1,0 +1,252 @@
+//! Durable storage on sled: the Raft log ([`LogStore`]) and the state machine with its
+//! snapshots ([`StateMachineStore`]).
+//!
+//! Architecture invariant: this is the only module that touches sled. Swapping the storage
+//! engine means rewriting this module and nothing else.
+//!
+//! Layout of a data dir:
+//! - `IDENTITY`: `raftsched-data-dir v1 cluster=<id> node=<id>`, written once (through
+//!   `IDENTITY.tmp` and a rename); a node refuses a data dir of another cluster or node, and
+//!   a non-empty dir without this file.
+//! - `db/`: one sled database with the trees `log` (index → entry), `meta` (vote, committed,
+//!   last purged) and `snapshot` (meta and data of the last snapshot).
+
+mod codec;
+mod flush;
+mod growth;
+mod log_store;
+pub mod raft_types;
+mod state_machine;
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Weak;
+use std::time::Duration;
+use std::time::Instant;
+
+pub use codec::encoded_len;
+pub use growth::LogGrowth;
+pub use log_store::LogStore;
+pub use state_machine::SharedState;
+pub use state_machine::StateMachineStore;
+
+use crate::raft_types::NodeId;
+
+const IDENTITY_FILE: &str = "IDENTITY";
+/// Where the identity is written before it is renamed into place, so a crash can never leave
+/// a half-written `IDENTITY`.
+const IDENTITY_TMP_FILE: &str = "IDENTITY.tmp";
+const IDENTITY_PREFIX: &str = "raftsched-data-dir v1";
+
+/// Why a data dir cannot be opened. Every variant tells the operator what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "{path} is not empty and is not a raftsched data dir (no {IDENTITY_FILE} file); \
+         point --data-dir at an empty or raftsched directory"
+    )]
+    ForeignDir { path: PathBuf },
+    #[error(
+        "{path} belongs to cluster {found_cluster:?} node {found_node}, but this node is cluster \
+         {cluster:?} node {node}; use the right --data-dir, or an empty one to join as a new node"
+    )]
+    IdentityMismatch {
+        path: PathBuf,
+        found_cluster: String,
+        found_node: NodeId,
+        cluster: String,
+        node: NodeId,
+    },
+    #[error("{path}: data dir is corrupt: {detail}; restore it from a replica or remove it and re-add the node")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{path} is in use by another process (its database is locked); stop the other raftsched \
+         node using it, or point --data-dir elsewhere"
+    )]
+    InUse { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Both halves of a node's storage, opened from one data dir.
+pub struct Store {
+    pub log_store: LogStore,
+    pub state_machine: StateMachineStore,
+    /// Log written since the last snapshot, and that snapshot's size.
+    pub growth: Arc<LogGrowth>,
+}
+
+impl Store {
+    /// Opens (or creates) the data dir of `node_id` in `cluster_id`, after checking that the
+    /// dir is ours and that what it holds can be read.
+    pub fn open(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<Store, StoreError> {
+        let fresh = check_identity(data_dir, cluster_id, node_id)?;
+        let db_path = data_dir.join("db");
+        if !fresh && !db_path.exists() {
+            // Opening an empty log here would forget this node's vote, and it could vote twice
+            // in one term.
+            return Err(corrupt(
+                &db_path,
+                "the database is missing (log and vote lost); remove the whole data dir and re-add this node \
+                 as a new member"
+                    .into(),
+            ));
+        }
+        let db = open_db(&db_path)?;
+        let flusher = Arc::new(flush::Flusher::new(db.clone()));
+        let growth = Arc::new(LogGrowth::default());
+        let log_store = LogStore::open(&db, Arc::clone(&flusher), Arc::clone(&growth))
+            .map_err(|e| corrupt(&db_path, e.to_string()))?;
+        let state_machine =
+            StateMachineStore::open(&db, flusher, Arc::clone(&growth)).map_err(|e| corrupt(&db_path, e.to_string()))?;
+        Ok(Store {
+            log_store,
+            state_machine,
+            growth,
+        })
+    }
+
+    /// Tells when every handle on this store has been dropped and the data dir can be
+    /// opened again.
+    pub fn closed_signal(&self) -> StoreClosed {
+        StoreClosed(self.log_store.flusher_weak())
+    }
+}
+
+/// Watches a store's handles: every sled handle lives next to the shared flusher, so once
+/// the flusher is gone, so is the database lock.
+pub struct StoreClosed(Weak<flush::Flusher>);
+
+impl StoreClosed {
+    pub fn is_closed(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
+/// sled's page cache.
+const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How long open waits for a lock that the previous holder is releasing: sled's background
+/// I/O threads let go of the lock file a moment after the last handle is dropped, so an
+/// in-process restart, or a process restarted right after it exited, may find it still held.
+const LOCK_RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+fn open_db(db_path: &Path) -> Result<sled::Db, StoreError> {
+    let started = Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(db_path)
+            // Durability comes from explicit flushes before openraft is told a write is
+            // done; the periodic background flush is only a backstop.
+            .flush_every_ms(Some(1000))
+            // sled's page cache defaults to 1 GiB; the log is read back only by replication of
+            // recent entries and the snapshot only on start-up and catch-up.
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()
+            .map_err(|e| open_error(db_path, e));
+        match opened {
+            Err(StoreError::InUse { .. }) if started.elapsed() < LOCK_RELEASE_WAIT => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Why sled could not open the database: another process holding it and an I/O failure
+/// are not corruption, and removing the dir would be the wrong advice for them.
+fn open_error(db_path: &Path, e: sled::Error) -> StoreError {
+    match e {
+        // sled reports a failed `flock` as a plain I/O error; the text is all that tells it apart.
+        sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => StoreError::InUse {
+            path: db_path.to_path_buf(),
+        },
+        sled::Error::Io(source) => StoreError::Io {
+            path: db_path.to_path_buf(),
+            source,
+        },
+        e => corrupt(db_path, format!("sled cannot open it: {e}")),
+    }
+}
+
+fn corrupt(path: &Path, detail: String) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    }
+}
+
+/// Checks (or, in an empty dir, writes) the identity file. Returns true when the dir was new.
+fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<bool, StoreError> {
+    let io_err = |source| StoreError::Io {
+        path: data_dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(io_err)?;
+    let identity_path = data_dir.join(IDENTITY_FILE);
+    match std::fs::read_to_string(&identity_path) {
+        Ok(found) => {
+            let Some((found_cluster, found_node)) = parse_identity(&found) else {
+                return Err(corrupt(
+                    &identity_path,
+                    format!("unreadable {IDENTITY_FILE} file: {found:?}"),
+                ));
+            };
+            if found_cluster == cluster_id && found_node == node_id {
+                return Ok(false);
+            }
+            Err(StoreError::IdentityMismatch {
+                path: data_dir.to_path_buf(),
+                found_cluster,
+                found_node,
+                cluster: cluster_id.to_string(),
+                node: node_id,
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(corrupt(&identity_path, format!("{IDENTITY_FILE} is not text: {e}")))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A leftover temp file is ours: a crash before its rename into place.
+            let mut entries = std::fs::read_dir(data_dir).map_err(io_err)?;
+            let foreign = entries.try_fold(false, |foreign, entry| {
+                Ok::<_, std::io::Error>(foreign || entry?.file_name() != IDENTITY_TMP_FILE)
+            });
+            if foreign.map_err(io_err)? {
+                return Err(StoreError::ForeignDir {
+                    path: data_dir.to_path_buf(),
+                });
+            }
+            let identity = format!("{IDENTITY_PREFIX} cluster={cluster_id} node={node_id}\n");
+            write_durably(data_dir, identity.as_bytes()).map_err(io_err)?;
+            Ok(true)
+        }
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// `raftsched-data-dir v1 cluster=<id> node=<id>` → (cluster, node).
+fn parse_identity(text: &str) -> Option<(String, NodeId)> {
+    let rest = text
+        .strip_suffix('\n')?
+        .strip_prefix(IDENTITY_PREFIX)?
+        .strip_prefix(" cluster=")?;
+    let (cluster, node) = rest.rsplit_once(" node=")?;
+    if cluster.is_empty() || cluster.contains(char::is_whitespace) {
+        return None;
+    }
+    Some((cluster.to_string(), node.parse().ok()?))
+}
+
+/// Writes `IDENTITY` atomically and durably: a temp file, fsynced, renamed into place, and
+/// the directory fsynced so the rename itself survives a crash.
+fn write_durably(data_dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp_path = data_dir.join(IDENTITY_TMP_FILE);
+    let mut file = std::fs::File::create(&tmp_path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp_path, data_dir.join(IDENTITY_FILE))?;
+    std::fs::File::open(data_dir)?.sync_all()
+}

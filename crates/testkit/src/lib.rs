@@ -1,0 +1,393 @@
+//! An in-process cluster over real tonic on ephemeral ports, for integration tests.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raftsched_client::ClusterClient;
+use raftsched_server::network::FaultInjector;
+use raftsched_server::network::LinkFault;
+use raftsched_server::node::NodeConfig;
+use raftsched_server::node::RaftTuning;
+use raftsched_server::node::RunningNode;
+use raftsched_store::raft_types::NodeId;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+/// Long enough for a debug build on a loaded 2-core machine; conditions usually hold in
+/// milliseconds.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub const CLUSTER_ID: &str = "test-cluster";
+
+pub struct TestCluster {
+    /// Holds every node's data dir; removed when the cluster is dropped.
+    _root: tempfile::TempDir,
+    configs: BTreeMap<NodeId, NodeConfig>,
+    /// None while a node is stopped.
+    nodes: BTreeMap<NodeId, Option<RunningNode>>,
+    /// Each node's outgoing-link faults; kept across restarts.
+    faults: BTreeMap<NodeId, FaultInjector>,
+}
+
+/// Timing for tests: elections a little slower than production defaults, so a busy CI
+/// machine does not keep electing, but still well under a second.
+pub fn test_tuning() -> RaftTuning {
+    RaftTuning {
+        heartbeat_interval_ms: 50,
+        election_timeout_min_ms: 300,
+        election_timeout_max_ms: 600,
+        ..RaftTuning::default()
+    }
+}
+
+impl TestCluster {
+    /// Starts `size` nodes (ids 1..=size) and waits for a leader.
+    pub async fn start(size: u64, tuning: RaftTuning) -> TestCluster {
+        init_tracing();
+        let root = tempfile::tempdir().expect("temp dir");
+        let mut listeners = BTreeMap::new();
+        for id in 1..=size {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+            listeners.insert(id, listener);
+        }
+        let members: BTreeMap<NodeId, String> = listeners
+            .iter()
+            .map(|(id, l)| (*id, l.local_addr().expect("local addr").to_string()))
+            .collect();
+        let configs: BTreeMap<NodeId, NodeConfig> = members
+            .iter()
+            .map(|(id, addr)| {
+                let config = NodeConfig {
+                    node_id: *id,
+                    listen_addr: addr.clone(),
+                    advertise_addr: None,
+                    data_dir: root.path().join(format!("node{id}")),
+                    cluster_id: CLUSTER_ID.into(),
+                    initial_members: members.clone(),
+                    raft: tuning.clone(),
+                    peer_dial_overrides: BTreeMap::new(),
+                };
+                (*id, config)
+            })
+            .collect();
+        let mut nodes = BTreeMap::new();
+        let mut faults = BTreeMap::new();
+        for (id, listener) in listeners {
+            let injector = FaultInjector::default();
+            let node = RunningNode::start_with_faults(configs[&id].clone(), listener, injector.clone())
+                .await
+                .expect("node starts");
+            nodes.insert(id, Some(node));
+            faults.insert(id, injector);
+        }
+        let cluster = TestCluster {
+            _root: root,
+            configs,
+            nodes,
+            faults,
+        };
+        cluster.wait_for_leader().await;
+        cluster
+    }
+
+    pub fn addr(&self, id: NodeId) -> String {
+        self.configs[&id].listen_addr.clone()
+    }
+
+    pub fn data_dir(&self, id: NodeId) -> PathBuf {
+        self.configs[&id].data_dir.clone()
+    }
+
+    pub fn config(&self, id: NodeId) -> NodeConfig {
+        self.configs[&id].clone()
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.configs.keys().copied().collect()
+    }
+
+    pub fn node(&self, id: NodeId) -> &RunningNode {
+        self.nodes[&id].as_ref().expect("node is running")
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &RunningNode> {
+        self.nodes.values().flatten()
+    }
+
+    /// A client that knows every member's address.
+    pub fn client(&self) -> ClusterClient {
+        let all: Vec<String> = self.configs.values().map(|c| c.listen_addr.clone()).collect();
+        ClusterClient::new(&all.join(",")).expect("client")
+    }
+
+    /// A client that knows only one node; it must follow leader hints from there.
+    pub fn client_of(&self, id: NodeId) -> ClusterClient {
+        ClusterClient::new(&self.addr(id)).expect("client")
+    }
+
+    /// Waits until every running node names the same leader, itself running, and returns it.
+    pub async fn wait_for_leader(&self) -> NodeId {
+        wait_until("a leader known to every running node", || async {
+            let leaders: Vec<Option<NodeId>> = self.running().map(|n| n.app().metrics().current_leader).collect();
+            let leader = leaders.first().copied().flatten()?;
+            let agreed = leaders.iter().all(|l| *l == Some(leader));
+            let running = self.nodes.get(&leader).is_some_and(Option::is_some);
+            let is_leader = running && self.node(leader).raft().is_leader();
+            (agreed && is_leader).then_some(leader)
+        })
+        .await
+    }
+
+    /// Waits until every running node has applied at least the leader's last log index.
+    pub async fn wait_for_replication(&self) {
+        let leader = self.wait_for_leader().await;
+        let target = self.node(leader).app().metrics().last_log_index.unwrap_or(0);
+        wait_until("every running node applied the leader's log", || async {
+            self.running()
+                .all(|n| n.app().metrics().last_applied.is_some_and(|l| l.index >= target))
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// Gracefully stops a node; its data dir stays.
+    pub async fn stop_node(&mut self, id: NodeId) {
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .and_then(Option::take)
+            .expect("node was running");
+        node.shutdown().await;
+    }
+
+    /// Starts a stopped node again on the same address and data dir.
+    pub async fn restart_node(&mut self, id: NodeId) {
+        assert!(self.nodes[&id].is_none(), "node {id} is still running");
+        let config = self.configs[&id].clone();
+        let node = wait_until("the node's port to be free again", || async {
+            let listener = TcpListener::bind(&config.listen_addr).await.ok()?;
+            Some(listener)
+        })
+        .await;
+        let faults = self.faults.entry(id).or_default().clone();
+        let node = RunningNode::start_with_faults(config, node, faults)
+            .await
+            .expect("node restarts");
+        self.nodes.insert(id, Some(node));
+    }
+
+    /// Starts a brand-new node `id` (empty data dir, no founding members) that waits to be
+    /// added with `add_node`. Returns its address.
+    pub async fn start_new_node(&mut self, id: NodeId) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let config = NodeConfig {
+            node_id: id,
+            listen_addr: addr.clone(),
+            advertise_addr: None,
+            data_dir: self._root.path().join(format!("node{id}-{}", self.configs.len())),
+            cluster_id: CLUSTER_ID.into(),
+            initial_members: BTreeMap::new(),
+            raft: self.configs.values().next().expect("a node").raft.clone(),
+            peer_dial_overrides: BTreeMap::new(),
+        };
+        self.configs.insert(id, config.clone());
+        let faults = self.faults.entry(id).or_default().clone();
+        let node = RunningNode::start_with_faults(config, listener, faults)
+            .await
+            .expect("new node starts");
+        self.nodes.insert(id, Some(node));
+        addr
+    }
+
+    /// Forgets a stopped node (its data dir stays until the cluster is dropped).
+    pub fn forget_node(&mut self, id: NodeId) {
+        assert!(self.nodes.get(&id).is_none_or(Option::is_none), "node {id} still runs");
+        self.nodes.remove(&id);
+        self.configs.remove(&id);
+        self.faults.remove(&id);
+    }
+
+    /// Task ids node `id` holds, read with a stale (local) read, oldest first.
+    pub async fn stale_ids_on(&self, id: NodeId) -> Vec<u64> {
+        use raftsched_api::v1 as api;
+        let response = self
+            .client_of(id)
+            .call_node(&self.addr(id), |mut c| async move {
+                c.list_tasks(api::ListTasksRequest {
+                    page_size: 1000,
+                    consistency: api::Consistency::Stale as i32,
+                    ..Default::default()
+                })
+                .await
+            })
+            .await
+            .expect("stale list");
+        response.tasks.iter().map(|t| t.id).collect()
+    }
+
+    /// Cuts every link between `id` and the others, both ways.
+    pub fn isolate(&self, id: NodeId) {
+        for other in self.ids().into_iter().filter(|o| *o != id) {
+            self.faults[&id].set(other, Some(LinkFault::FailFast));
+            self.faults[&other].set(id, Some(LinkFault::FailFast));
+        }
+    }
+
+    /// Sets the fault on the link from `from` to `to` only.
+    pub fn fault_link(&self, from: NodeId, to: NodeId, fault: Option<LinkFault>) {
+        self.faults[&from].set(to, fault);
+    }
+
+    pub fn heal(&self) {
+        for faults in self.faults.values() {
+            faults.clear_all();
+        }
+    }
+
+    /// Waits until every running node has applied the same index and holds byte-identical
+    /// state there.
+    pub async fn wait_for_identical_replicas(&self) {
+        wait_until("identical replicas", || async {
+            let images: Vec<(u64, Vec<u8>)> = self
+                .running()
+                .map(|n| {
+                    let applied = n.app().state().read();
+                    let index = applied.last_applied.as_ref().map_or(0, |l| l.index);
+                    (index, applied.scheduler.to_snapshot_bytes())
+                })
+                .collect();
+            let first = images.first()?;
+            images.iter().all(|image| image == first).then_some(())
+        })
+        .await;
+    }
+
+    /// Stops every node at once.
+    pub async fn shutdown(mut self) {
+        let running: Vec<RunningNode> = self.nodes.values_mut().filter_map(Option::take).collect();
+        futures::future::join_all(running.into_iter().map(RunningNode::shutdown)).await;
+    }
+}
+
+/// Polls `probe` every 20 ms until it returns Some, or panics after [`DEADLINE`].
+pub async fn wait_until<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// A command task spec with a given name and request id ("" for none).
+pub fn command_spec(name: &str, request_id: &str) -> raftsched_api::v1::TaskSpec {
+    use raftsched_api::v1 as api;
+    api::TaskSpec {
+        name: name.into(),
+        payload: Some(api::task_spec::Payload::Command(api::CommandPayload {
+            command_line: format!("echo {name}"),
+            env: Default::default(),
+        })),
+        client_request_id: request_id.into(),
+        ..api::TaskSpec::default()
+    }
+}
+
+/// Starts a library worker against the cluster; returns its shutdown token and task.
+pub fn start_worker(
+    cluster: &TestCluster,
+    options: raftsched_client::worker::WorkerOptions,
+) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
+    let client = cluster.client().with_overall_deadline(Duration::from_secs(3600));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = raftsched_client::worker::Worker::new(client, options);
+    let stop = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        worker.run(stop).await.expect("worker runs");
+    });
+    (shutdown, handle)
+}
+
+/// Waits until the leader knows `count` connected workers.
+pub async fn wait_for_workers(cluster: &TestCluster, count: usize) {
+    wait_until("workers to connect", || async {
+        let leader = cluster.wait_for_leader().await;
+        let connected = cluster
+            .node(leader)
+            .app()
+            .workers()
+            .iter()
+            .filter(|w| w.connected)
+            .count();
+        (connected >= count).then_some(())
+    })
+    .await;
+}
+
+/// Waits until a task reaches a terminal state and returns it.
+pub async fn wait_for_finish(cluster: &TestCluster, task_id: u64) -> raftsched_api::v1::Task {
+    use raftsched_api::v1 as api;
+    let client = cluster.client();
+    wait_until(&format!("task {task_id} to finish"), || async {
+        let task = client.get_task(task_id, api::Consistency::Linearizable).await.ok()?;
+        let done = [
+            api::TaskState::Succeeded,
+            api::TaskState::Failed,
+            api::TaskState::Cancelled,
+            api::TaskState::Skipped,
+        ]
+        .iter()
+        .any(|s| *s as i32 == task.state);
+        done.then_some(task)
+    })
+    .await
+}
+
+/// A task spec that runs `command_line` through the shell.
+pub fn shell(name: &str, command_line: &str) -> raftsched_api::v1::TaskSpec {
+    use raftsched_api::v1 as api;
+    let mut spec = command_spec(name, "");
+    spec.payload = Some(api::task_spec::Payload::Command(api::CommandPayload {
+        command_line: command_line.into(),
+        env: Default::default(),
+    }));
+    spec
+}
+
+/// The next instruction on a worker's Attach stream, which must be an assignment.
+pub async fn next_assignment(
+    stream: &mut tonic::Streaming<raftsched_api::v1::WorkerInstruction>,
+) -> raftsched_api::v1::Assignment {
+    use raftsched_api::v1::worker_instruction::Instruction;
+    let message = tokio::time::timeout(DEADLINE, stream.message())
+        .await
+        .expect("an instruction within the deadline")
+        .expect("stream open")
+        .expect("an instruction");
+    match message.instruction {
+        Some(Instruction::Assign(assignment)) => assignment,
+        other => panic!("expected an assignment, got {other:?}"),
+    }
+}
