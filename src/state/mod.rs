@@ -10,6 +10,7 @@ pub mod limits;
 mod schedule;
 mod scheduler_state;
 mod task;
+pub mod wire;
 mod worker;
 
 pub use command::AssignOutcome;
