@@ -110,8 +110,8 @@ pub fn wire_header(version: u16) -> [u8; WIRE_HEADER_BYTES] {
 
 /// `value` in the current format: the header, then its postcard encoding.
 pub fn encode_versioned<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(encoded_len_versioned(value));
-    bytes.extend_from_slice(&wire_header(WIRE_FORMAT_VERSION));
+    // One pass, growing the buffer: sizing first would walk a 4 MiB append twice.
+    let mut bytes = wire_header(WIRE_FORMAT_VERSION).to_vec();
     postcard::to_io(value, &mut bytes).expect("serialising plain data into memory cannot fail");
     bytes
 }
