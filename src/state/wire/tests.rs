@@ -77,10 +77,63 @@ fn schedule_spec() -> ScheduleSpec {
     }
 }
 
+fn registration() -> WorkerRegistration {
+    WorkerRegistration {
+        id: "w1".to_string(),
+        session: "s1".to_string(),
+        slots: 4,
+        labels: BTreeMap::from([("zone".to_string(), "z1".to_string())]),
+        resources: Resources {
+            cpu_millis: 4_000,
+            memory_mb: 8_192,
+        },
+        lease_ms: 10_000,
+    }
+}
+
+fn report() -> AttemptReport {
+    AttemptReport {
+        task_id: 1,
+        token: 9,
+        outcome: AttemptOutcome::Failed,
+        exit_code: Some(-1),
+        error: Some("exit 255".to_string()),
+        retryable: true,
+        stdout_tail: "out".to_string(),
+        stderr_tail: String::new(),
+    }
+}
+
+fn occurrences() -> Vec<Occurrence> {
+    vec![
+        Occurrence {
+            scheduled_ms: 100,
+            action: OccurrenceAction::Fire,
+        },
+        Occurrence {
+            scheduled_ms: 200,
+            action: OccurrenceAction::Skip {
+                first_ms: 150,
+                count: 2,
+                reason: "misfire".to_string(),
+            },
+        },
+    ]
+}
+
+const NOW_MS: u64 = 1_700_000_000_000;
+
 /// One fixed example of every variant, with a name for the golden file. A variant missing
 /// here fails [`every_command_variant_has_one_example`].
 fn examples() -> Vec<(&'static str, Command)> {
-    let now_ms = 1_700_000_000_000;
+    let mut all = task_and_worker_examples();
+    all.extend(schedule_examples());
+    all.extend(composite_examples());
+    all
+}
+
+fn task_and_worker_examples() -> Vec<(&'static str, Command)> {
+    let now_ms = NOW_MS;
     let (worker_id, session) = ("w1".to_string(), "s1".to_string());
     vec![
         (
@@ -102,17 +155,7 @@ fn examples() -> Vec<(&'static str, Command)> {
             "RegisterWorker",
             Command::RegisterWorker {
                 now_ms,
-                registration: WorkerRegistration {
-                    id: worker_id.clone(),
-                    session: session.clone(),
-                    slots: 4,
-                    labels: BTreeMap::from([("zone".to_string(), "z1".to_string())]),
-                    resources: Resources {
-                        cpu_millis: 4_000,
-                        memory_mb: 8_192,
-                    },
-                    lease_ms: 10_000,
-                },
+                registration: registration(),
             },
         ),
         (
@@ -143,16 +186,7 @@ fn examples() -> Vec<(&'static str, Command)> {
             "ReportResult",
             Command::ReportResult {
                 now_ms,
-                report: AttemptReport {
-                    task_id: 1,
-                    token: 9,
-                    outcome: AttemptOutcome::Failed,
-                    exit_code: Some(-1),
-                    error: Some("exit 255".to_string()),
-                    retryable: true,
-                    stdout_tail: "out".to_string(),
-                    stderr_tail: String::new(),
-                },
+                report: report(),
                 jitter: 12_345,
             },
         ),
@@ -165,6 +199,12 @@ fn examples() -> Vec<(&'static str, Command)> {
                 jitter: 5,
             },
         ),
+    ]
+}
+
+fn schedule_examples() -> Vec<(&'static str, Command)> {
+    let now_ms = NOW_MS;
+    vec![
         (
             "SetQueuePolicy",
             Command::SetQueuePolicy {
@@ -218,20 +258,7 @@ fn examples() -> Vec<(&'static str, Command)> {
                 now_ms,
                 name: "hourly".to_string(),
                 revision: 2,
-                occurrences: vec![
-                    Occurrence {
-                        scheduled_ms: 100,
-                        action: OccurrenceAction::Fire,
-                    },
-                    Occurrence {
-                        scheduled_ms: 200,
-                        action: OccurrenceAction::Skip {
-                            first_ms: 150,
-                            count: 2,
-                            reason: "misfire".to_string(),
-                        },
-                    },
-                ],
+                occurrences: occurrences(),
             },
         ),
         (
@@ -241,6 +268,12 @@ fn examples() -> Vec<(&'static str, Command)> {
                 name: "hourly".to_string(),
             },
         ),
+    ]
+}
+
+fn composite_examples() -> Vec<(&'static str, Command)> {
+    let now_ms = NOW_MS;
+    vec![
         (
             "SubmitWorkflow",
             Command::SubmitWorkflow {
