@@ -17,18 +17,21 @@ use openraft::storage::RaftSnapshotBuilder;
 use openraft::storage::RaftStateMachine;
 use openraft::type_config::TypeConfigExt;
 use openraft::vote::RaftLeaderIdExt;
-use raftsched_core::state::Command;
-use raftsched_core::state::Payload;
-use raftsched_core::state::SchedulerState;
-use raftsched_core::state::TaskSpec;
-use raftsched_store::Store;
-use raftsched_store::StoreError;
 use raftsched_store::raft_types::Entry;
 use raftsched_store::raft_types::LogId;
 use raftsched_store::raft_types::SnapshotMeta;
 use raftsched_store::raft_types::StoredMembership;
 use raftsched_store::raft_types::TypeConfig;
 use raftsched_store::raft_types::Vote;
+use raftsched_core::state::Command;
+use raftsched_core::state::Payload;
+use raftsched_core::state::SchedulerState;
+use raftsched_core::state::TaskSpec;
+use raftsched_core::state::wire::WIRE_FORMAT_VERSION;
+use raftsched_core::state::wire::WIRE_MAGIC;
+use raftsched_core::state::wire::wire_header;
+use raftsched_store::Store;
+use raftsched_store::StoreError;
 
 const CLUSTER: &str = "test-cluster";
 
@@ -458,4 +461,99 @@ fn concurrent_appends_all_complete() {
     let mut store = open(dir.path());
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     assert_eq!(runtime.block_on(log_ids(&mut store)).len(), count as usize);
+}
+
+// --- (e) wire format of the data dir ---------------------------------------------------
+
+/// Writes `value` under `key` of `tree` in the db of a closed data dir.
+fn poke(dir: &Path, tree: &str, key: &[u8], value: Option<Vec<u8>>) {
+    let db = sled::open(dir.join("db")).unwrap();
+    let tree = db.open_tree(tree).unwrap();
+    match value {
+        Some(value) => tree.insert(key, value).unwrap(),
+        None => tree.remove(key).unwrap(),
+    };
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_dir_stamped_with_a_newer_format_is_refused_naming_the_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    poke(dir.path(), "meta", b"format_version", Some(wire_header(99).to_vec()));
+
+    let err = open_err(dir.path(), CLUSTER, 1);
+    assert!(matches!(err, StoreError::NewerFormat { found: 99, .. }), "{err:?}");
+    let message = err.to_string();
+    for needle in [
+        &format!("{} was written by a newer raftsched", dir.path().display()),
+        "data format v99",
+        &format!("this binary reads formats v0 to v{WIRE_FORMAT_VERSION}"),
+        "run a release that reads format v99",
+    ] {
+        assert!(message.contains(needle), "{message:?} does not say {needle:?}");
+    }
+    // Refused before anything was written: the stamp still says 99.
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let stamp = db.open_tree("meta").unwrap().get("format_version").unwrap().unwrap();
+    assert_eq!(&stamp[..], &wire_header(99)[..]);
+}
+
+/// A value of a format this binary does not read, in a dir whose stamp says otherwise (a
+/// hand-made or mixed-up dir): refused at open as a format problem, not as corruption.
+#[test]
+fn a_vote_in_a_newer_format_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let mut vote = wire_header(99).to_vec();
+    vote.extend(postcard::to_allocvec(&Vote::new(1, 1)).unwrap());
+    poke(dir.path(), "meta", b"vote", Some(vote));
+
+    let err = open_err(dir.path(), CLUSTER, 1);
+    assert!(matches!(err, StoreError::UnreadableFormat { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("vote is in wire format v99"), "{message}");
+    assert!(message.contains(&dir.path().display().to_string()), "{message}");
+}
+
+/// A data dir written before values carried a format header (format v0: bare postcard, no
+/// stamp) is read as it is, stamped with the current format, and appended to in it.
+#[tokio::test]
+async fn a_dir_from_before_versioned_values_is_read_and_stamped() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let vote = Vote::new_committed(4, 1);
+    poke(dir.path(), "meta", b"format_version", None);
+    poke(dir.path(), "meta", b"vote", Some(postcard::to_allocvec(&vote).unwrap()));
+    for entry in [blank(1, 1), submit(1, 2, "a")] {
+        let key = entry.log_id.index.to_be_bytes();
+        poke(dir.path(), "log", &key, Some(postcard::to_allocvec(&entry).unwrap()));
+    }
+
+    {
+        let mut store = open(dir.path());
+        assert_eq!(store.log_store.read_vote().await.unwrap(), Some(vote));
+        assert_eq!(log_ids(&mut store).await, [log_id(1, 1), log_id(1, 2)]);
+        store.log_store.blocking_append([submit(1, 3, "b")]).await.unwrap();
+    }
+    let mut store = open(dir.path());
+    let entries = store.log_store.try_get_log_entries(..).await.unwrap();
+    assert_eq!(entries.len(), 3);
+    assert!(
+        matches!(&entries[2].payload, EntryPayload::Normal(Command::SubmitTasks { specs, .. }) if specs[0].name == "b"),
+        "{entries:?}"
+    );
+    drop(store);
+
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let stamp = db.open_tree("meta").unwrap().get("format_version").unwrap().unwrap();
+    assert_eq!(&stamp[..], &wire_header(WIRE_FORMAT_VERSION)[..]);
+    let log = db.open_tree("log").unwrap();
+    let old = log.get(2_u64.to_be_bytes()).unwrap().unwrap();
+    let new = log.get(3_u64.to_be_bytes()).unwrap().unwrap();
+    assert!(!old.starts_with(&WIRE_MAGIC), "the old entry is left as it was");
+    assert!(
+        new.starts_with(&wire_header(WIRE_FORMAT_VERSION)),
+        "new entries carry the header"
+    );
 }

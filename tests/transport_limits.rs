@@ -460,7 +460,7 @@ fn snapshot_header(total_bytes: u64) -> raft_proto::SnapshotChunk {
         last_membership: Default::default(),
     };
     raft_proto::SnapshotChunk {
-        header: postcard::to_allocvec(&(vote, meta, total_bytes)).unwrap(),
+        header: raftsched_core::state::wire::encode_versioned(&(vote, meta, total_bytes)),
         data: Vec::new(),
     }
 }
@@ -490,6 +490,40 @@ async fn snapshot_streams_that_lie_about_their_size_are_refused_before_buffering
     assert!(chunk.message().contains("snapshot chunk data"), "{chunk:?}");
     let stranger = snapshot_answer(&addr, false, vec![snapshot_header(10)]).await;
     assert_eq!(stranger.code(), tonic::Code::FailedPrecondition, "{stranger:?}");
+    // The node is still fine.
+    submit_works(&ClusterClient::new(&addr).unwrap()).await;
+    node.shutdown().await;
+}
+
+/// A Raft message in a wire format the node does not read (from a newer release, or from
+/// one before versioned messages) is refused with FAILED_PRECONDITION naming both versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raft_message_in_an_unreadable_wire_format_is_failed_precondition() {
+    use raftsched_core::state::wire::wire_header;
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let node = start_limited_node(&root).await;
+    let addr = node.local_addr().to_string();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = raft_proto::raft_service_client::RaftServiceClient::new(channel);
+    let vote = raftsched_store::raft_types::Vote::new(1, 2);
+    let request = openraft::raft::VoteRequest::<raftsched_store::raft_types::TypeConfig>::new(vote, None);
+    let mut newer = wire_header(99).to_vec();
+    newer.extend(postcard::to_allocvec(&request).unwrap());
+    let bare = postcard::to_allocvec(&request).unwrap();
+    for (data, needle) in [(newer, "wire format v99"), (bare, "no wire format header")] {
+        let mut call = tonic::Request::new(raft_proto::RaftMessage { data });
+        call.metadata_mut().insert(CLUSTER_HEADER, CLUSTER_ID.parse().unwrap());
+        let status = client.vote(call).await.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+        assert!(status.message().contains(needle), "{status:?}");
+        let reads = format!("reads formats v1 to v{}", raftsched_core::state::wire::WIRE_FORMAT_VERSION);
+        assert!(status.message().contains(&reads), "{status:?}");
+    }
     // The node is still fine.
     submit_works(&ClusterClient::new(&addr).unwrap()).await;
     node.shutdown().await;

@@ -9,10 +9,15 @@
 //!   `IDENTITY.tmp` and a rename); a node refuses a data dir of another cluster or node, and
 //!   a non-empty dir without this file.
 //! - `db/`: one sled database with the trees `log` (index → entry), `meta` (vote, committed,
-//!   last purged) and `snapshot` (meta and data of the last snapshot).
+//!   last purged, format stamp) and `snapshot` (meta and data of the last snapshot).
+//!   Every value but the snapshot data is in the versioned wire format
+//!   ([`raftsched_core::state::wire`]); the snapshot data carries its own format version and is
+//!   written in one batch with its meta. The stamp ([`format`]) says which wire formats the
+//!   db may hold; a node refuses a db stamped newer than it reads.
 
 mod codec;
 mod flush;
+mod format;
 mod growth;
 mod log_store;
 pub mod raft_types;
@@ -32,6 +37,8 @@ pub use state_machine::SharedState;
 pub use state_machine::StateMachineStore;
 
 use crate::raft_types::NodeId;
+use raftsched_core::state::wire::BARE_FORMAT_VERSION;
+use raftsched_core::state::wire::WIRE_FORMAT_VERSION;
 
 const IDENTITY_FILE: &str = "IDENTITY";
 /// Where the identity is written before it is renamed into place, so a crash can never leave
@@ -65,6 +72,14 @@ pub enum StoreError {
          node using it, or point --data-dir elsewhere"
     )]
     InUse { path: PathBuf },
+    #[error(
+        "{path} was written by a newer raftsched (data format v{found}; this binary reads formats \
+         v{BARE_FORMAT_VERSION} to v{WIRE_FORMAT_VERSION}); run a release that reads format v{found} on it, or \
+         remove the dir and re-add this node as a new member"
+    )]
+    NewerFormat { path: PathBuf, found: u16 },
+    #[error("{path}: {detail}; run a release that reads that format on this data dir")]
+    UnreadableFormat { path: PathBuf, detail: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -94,12 +109,13 @@ impl Store {
             ));
         }
         let db = open_db(&db_path)?;
+        check_format(&db, data_dir, &db_path)?;
         let flusher = Arc::new(flush::Flusher::new(db.clone()));
         let growth = Arc::new(LogGrowth::default());
         let log_store = LogStore::open(&db, Arc::clone(&flusher), Arc::clone(&growth))
-            .map_err(|e| corrupt(&db_path, e.to_string()))?;
-        let state_machine =
-            StateMachineStore::open(&db, flusher, Arc::clone(&growth)).map_err(|e| corrupt(&db_path, e.to_string()))?;
+            .map_err(|e| unreadable(data_dir, &db_path, e))?;
+        let state_machine = StateMachineStore::open(&db, flusher, Arc::clone(&growth))
+            .map_err(|e| unreadable(data_dir, &db_path, e))?;
         Ok(Store {
             log_store,
             state_machine,
@@ -167,6 +183,37 @@ fn open_error(db_path: &Path, e: sled::Error) -> StoreError {
             source,
         },
         e => corrupt(db_path, format!("sled cannot open it: {e}")),
+    }
+}
+
+/// Refuses a db stamped with a format newer than this binary reads, before reading any
+/// value of it; stamps a new or pre-versioning db with the current format.
+fn check_format(db: &sled::Db, data_dir: &Path, db_path: &Path) -> Result<(), StoreError> {
+    match format::check_and_stamp(db) {
+        Ok(_) => Ok(()),
+        Err(format::FormatRefused::TooNew(found)) => Err(StoreError::NewerFormat {
+            path: data_dir.to_path_buf(),
+            found,
+        }),
+        Err(format::FormatRefused::Unreadable(stamp)) => {
+            Err(corrupt(db_path, format!("unreadable data format stamp {stamp:?}")))
+        }
+        Err(format::FormatRefused::Sled(source)) => Err(StoreError::Io {
+            path: db_path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// A value that could not be read at open: of a format this binary does not read (the
+/// stamp said otherwise, so only a hand-made or mixed-up dir), or corrupt.
+fn unreadable(data_dir: &Path, db_path: &Path, e: std::io::Error) -> StoreError {
+    match codec::wire_error(&e) {
+        Some(wire) if wire.is_version_mismatch() => StoreError::UnreadableFormat {
+            path: data_dir.to_path_buf(),
+            detail: wire.to_string(),
+        },
+        _ => corrupt(db_path, e.to_string()),
     }
 }
 

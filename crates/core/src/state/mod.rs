@@ -11,6 +11,7 @@ mod policy;
 mod schedule;
 mod scheduler_state;
 mod task;
+pub mod wire;
 mod worker;
 
 pub use command::AssignOutcome;

@@ -37,6 +37,8 @@ use crate::raft_types::Raft;
 use crate::raft_types::Snapshot;
 use crate::raft_types::SnapshotMeta;
 use crate::raft_types::Vote;
+use crate::state::wire::decode_versioned;
+use crate::state::wire::encode_versioned;
 
 const MIB: usize = 1024 * 1024;
 
@@ -64,10 +66,22 @@ impl RaftGrpcService {
         }
     }
 
-    fn decode<T: DeserializeOwned>(&self, request: Request<RaftMessage>) -> Result<T, Status> {
-        postcard::from_bytes(&request.into_inner().data)
-            .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
+    fn decode<T: DeserializeOwned>(&self, request: Request<RaftMessage>, what: &str) -> Result<T, Status> {
+        decode_message(&request.into_inner().data, what)
     }
+}
+
+/// Reads a peer's message in a wire format this node reads. A format it does not read is
+/// FAILED_PRECONDITION naming both versions (the cluster runs mixed releases: upgrade),
+/// anything else unreadable INVALID_ARGUMENT.
+fn decode_message<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Status> {
+    decode_versioned(bytes, what).map_err(|e| {
+        if e.is_version_mismatch() {
+            Status::failed_precondition(format!("the receiving node cannot read this message: {e}"))
+        } else {
+            Status::invalid_argument(format!("undecodable Raft message: {e}"))
+        }
+    })
 }
 
 /// In front of the generated Raft server: refuses a call from another cluster, or one over
@@ -150,26 +164,35 @@ fn check_cluster(headers: &http::HeaderMap, cluster_id: &str) -> Result<(), Stat
 
 fn reply<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Result<Response<RaftMessage>, Status> {
     let value = result.map_err(|e| Status::unavailable(format!("raft: {e}")))?;
-    let data = postcard::to_allocvec(&value).map_err(|e| Status::internal(format!("encode: {e}")))?;
-    Ok(Response::new(RaftMessage { data }))
+    Ok(Response::new(RaftMessage {
+        data: encode_versioned(&value),
+    }))
 }
 
 #[tonic::async_trait]
 impl RaftService for RaftGrpcService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        reply(self.raft.append_entries(self.decode(request)?).await)
+        reply(
+            self.raft
+                .append_entries(self.decode(request, "Raft AppendEntries request")?)
+                .await,
+        )
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        reply(self.raft.vote(self.decode(request)?).await)
+        reply(self.raft.vote(self.decode(request, "Raft Vote request")?).await)
     }
 
     async fn pre_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        reply(self.raft.pre_vote(self.decode(request)?).await)
+        reply(self.raft.pre_vote(self.decode(request, "Raft PreVote request")?).await)
     }
 
     async fn transfer_leader(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        reply(self.raft.handle_transfer_leader(self.decode(request)?).await)
+        reply(
+            self.raft
+                .handle_transfer_leader(self.decode(request, "Raft TransferLeader request")?)
+                .await,
+        )
     }
 
     async fn install_snapshot(
@@ -186,8 +209,8 @@ impl RaftService for RaftGrpcService {
             .next()
             .await
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
-        let (vote, meta, total_bytes): (Vote, SnapshotMeta, u64) = postcard::from_bytes(&first.header)
-            .map_err(|e| Status::invalid_argument(format!("undecodable snapshot header: {e}")))?;
+        let (vote, meta, total_bytes): (Vote, SnapshotMeta, u64) =
+            decode_message(&first.header, "InstallSnapshot header")?;
         let total = checked_total(total_bytes)?;
         // Reserve for the declared size only up to a cap: a declaration is not data.
         let mut data = Vec::with_capacity(total.min(SNAPSHOT_PREALLOCATE_BYTES));
@@ -242,4 +265,82 @@ fn append_chunk(data: &mut Vec<u8>, chunk: Vec<u8>, total: usize) -> Result<(), 
     }
     data.extend_from_slice(&chunk);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::raft::VoteRequest;
+
+    use super::*;
+    use crate::raft_types::TypeConfig;
+    use crate::state::wire::WIRE_FORMAT_VERSION;
+    use crate::state::wire::wire_header;
+
+    fn vote_request() -> VoteRequest<TypeConfig> {
+        VoteRequest::new(Vote::new(3, 2), None)
+    }
+
+    fn in_format(version: u16, body: &impl Serialize) -> Vec<u8> {
+        let mut bytes = wire_header(version).to_vec();
+        bytes.extend(postcard::to_allocvec(body).unwrap());
+        bytes
+    }
+
+    #[test]
+    fn a_message_in_a_newer_format_is_failed_precondition_naming_both_versions() {
+        let bytes = in_format(99, &vote_request());
+        let status = decode_message::<VoteRequest<TypeConfig>>(&bytes, "Raft Vote request").unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+        for needle in [
+            "the receiving node cannot read this message",
+            "Raft Vote request is in wire format v99",
+            &format!("reads formats v1 to v{WIRE_FORMAT_VERSION}"),
+            "upgrade this node to a release that reads format v99",
+        ] {
+            assert!(
+                status.message().contains(needle),
+                "{:?} lacks {needle:?}",
+                status.message()
+            );
+        }
+
+        let snapshot_header = (Vote::new(3, 2), SnapshotMeta::default(), 10_u64);
+        let status =
+            decode_message::<(Vote, SnapshotMeta, u64)>(&in_format(99, &snapshot_header), "InstallSnapshot header")
+                .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains("InstallSnapshot header is in wire format v99"),
+            "{status:?}"
+        );
+    }
+
+    /// A peer running a raftsched from before versioned messages sends bare postcard.
+    #[test]
+    fn a_message_without_a_header_is_failed_precondition() {
+        let bare = postcard::to_allocvec(&vote_request()).unwrap();
+        let status = decode_message::<VoteRequest<TypeConfig>>(&bare, "Raft Vote request").unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+        assert!(
+            status.message().contains("no wire format header (format v0"),
+            "{status:?}"
+        );
+    }
+
+    #[test]
+    fn a_truncated_or_garbled_message_is_invalid_argument() {
+        let good = in_format(WIRE_FORMAT_VERSION, &vote_request());
+        let decoded = decode_message::<VoteRequest<TypeConfig>>(&good, "Raft Vote request").unwrap();
+        assert_eq!(decoded.vote, vote_request().vote);
+        for cut in [0, 5, 12, good.len() - 1] {
+            let status = decode_message::<VoteRequest<TypeConfig>>(&good[..cut], "Raft Vote request").unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "cut at {cut}: {status:?}");
+        }
+        let mut garbled = wire_header(WIRE_FORMAT_VERSION).to_vec();
+        garbled.extend([0xff; 16]);
+        let status = decode_message::<VoteRequest<TypeConfig>>(&garbled, "Raft Vote request").unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    }
 }

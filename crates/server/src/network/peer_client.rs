@@ -35,6 +35,8 @@ use crate::raft_types::Snapshot;
 use crate::raft_types::SnapshotData;
 use crate::raft_types::TypeConfig;
 use crate::raft_types::Vote;
+use crate::state::wire::decode_versioned;
+use crate::state::wire::encode_versioned;
 
 /// Added to an append's deadline per MiB it carries: time to send, write and fsync it.
 const APPEND_DEADLINE_PER_MIB: Duration = Duration::from_millis(100);
@@ -115,14 +117,19 @@ impl PeerClient {
             .await
             .map_err(CallError::Unreachable)?;
         let client = self.client.clone().map_err(CallError::Unreachable)?;
-        let data = postcard::to_allocvec(payload).map_err(|e| CallError::Remote(format!("encode: {e}")))?;
+        let data = encode_versioned(payload);
         let request = self.request(RaftMessage { data }, deadline);
         let reply = tokio::time::timeout(deadline, send(client, request))
             .await
             .map_err(|_| CallError::Unreachable(format!("no answer from node {} within {deadline:?}", self.target)))?
             .map_err(status_to_call_error)?;
-        postcard::from_bytes(&reply.into_inner().data).map_err(|e| CallError::Remote(format!("decode reply: {e}")))
+        decode_reply(&reply.into_inner().data, self.target)
     }
+}
+
+/// A peer's answer, in a wire format this node reads.
+fn decode_reply<T: DeserializeOwned>(bytes: &[u8], target: NodeId) -> Result<T, CallError> {
+    decode_versioned(bytes, "Raft reply").map_err(|e| CallError::Remote(format!("node {target}: {e}")))
 }
 
 fn status_to_call_error(status: tonic::Status) -> CallError {
@@ -153,8 +160,9 @@ fn snapshot_chunks(vote: &Vote, snapshot: &Snapshot) -> Vec<SnapshotChunk> {
     // The total length travels in the header, so the receiver can tell a complete snapshot
     // from a stream cut short.
     let total_bytes = snapshot.snapshot.len() as u64;
-    let header =
-        postcard::to_allocvec(&(vote, &snapshot.meta, total_bytes)).expect("serialising into memory cannot fail");
+    // The header's format version covers the whole stream; the data carries its own
+    // snapshot format version too (checked when it is restored).
+    let header = encode_versioned(&(vote, &snapshot.meta, total_bytes));
     let mut chunks = vec![SnapshotChunk {
         header,
         data: Vec::new(),
@@ -255,8 +263,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             })
             .and_then(|r| r.map_err(status_to_call_error))
             .map_err(to_streaming_error)?;
-        postcard::from_bytes(&reply.into_inner().data)
-            .map_err(|e| to_streaming_error(CallError::Remote(format!("decode snapshot reply: {e}"))))
+        decode_reply(&reply.into_inner().data, self.target).map_err(to_streaming_error)
     }
 }
 
@@ -277,5 +284,31 @@ mod tests {
         assert_eq!(keep_within_bytes(&mut entries, 1000), (2 * size, false));
         let mut entries: Vec<Vec<u8>> = Vec::new();
         assert_eq!(keep_within_bytes(&mut entries, 10), (0, false));
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::CallError;
+    use super::decode_reply;
+    use crate::state::wire::wire_header;
+
+    /// A reply in a format this node does not read is a remote error naming the peer and
+    /// the version, not a panic and not "unreachable".
+    #[test]
+    fn a_reply_in_a_newer_format_is_a_remote_error_naming_the_peer() {
+        let mut bytes = wire_header(99).to_vec();
+        bytes.extend(postcard::to_allocvec(&true).unwrap());
+        match decode_reply::<bool>(&bytes, 3) {
+            Err(CallError::Remote(message)) => {
+                assert!(
+                    message.starts_with("node 3: Raft reply is in wire format v99"),
+                    "{message}"
+                );
+            }
+            Err(CallError::Unreachable(message)) => panic!("unreachable: {message}"),
+            Ok(value) => panic!("decoded {value}"),
+        }
+        assert!(matches!(decode_reply::<bool>(&[], 3), Err(CallError::Remote(_))));
     }
 }
