@@ -91,16 +91,16 @@ impl Plan {
     }
 }
 
-/// The random draws of one round: a splitmix64 sequence from the round's seed.
+/// The random draws of one round: splitmix64 iterated from the round's seed, so the draws
+/// of two seeds do not overlap the way counting up from each would.
 struct Draws {
-    next: u64,
+    last: u64,
 }
 
 impl Draws {
     fn next(&mut self) -> u64 {
-        let value = splitmix64(self.next);
-        self.next = self.next.wrapping_add(1);
-        value
+        self.last = splitmix64(self.last);
+        self.last
     }
 }
 
@@ -112,7 +112,7 @@ impl Draws {
 /// not depend on what it holds. The placement seed is the first draw from `seed`, then one
 /// jitter per timeout, so the placement does not change with the number of timeouts.
 pub fn decide(state: &SchedulerState, liveness: &Liveness, now_ms: u64, seed: u64, cache: &mut FiringCache) -> Plan {
-    let mut draws = Draws { next: seed };
+    let mut draws = Draws { last: seed };
     let placement_seed = draws.next();
     let expiries = expire_silent_workers(state, liveness, now_ms);
     let expiring: BTreeSet<&str> = expiries
