@@ -4,6 +4,10 @@
 //! told. Every assignment, expiry and timeout is a committed command before any worker hears
 //! of it; a deposed leader's writes fail to commit, so two leaders can never both record an
 //! assignment of the same attempt.
+//!
+//! The decisions themselves are [`decide::decide`], a pure function of the state, the hub's
+//! view of the workers, the time and one random seed per round; this loop only builds those
+//! inputs, commits the commands in order and tells the workers.
 
 pub mod decide;
 mod hub;

@@ -19,7 +19,7 @@
 //! - `assign at=<ms>` with input lines `<task> <worker>`: starts attempts directly.
 //! - `schedule at=<ms> name=<n> (every=<ms> | cron tz=<zone>) [misfire=skip|fire-once|
 //!   catch-up] [window=<ms>]`: with `cron`, the expression is the input.
-//! - `pause name=<n> at=<ms>`.
+//! - `pause name=<n> at=<ms>`; `queue-policy queue=<q> [weight=<n>] [placement=<p>]`.
 //! - `decide now=<ms> seed=<n> [apply=true] [summary=true]`: the plan, one command per line
 //!   then the unplaced tasks; with `summary`, the number of commands of each kind. With
 //!   `apply`, each command is applied in order and its response printed under it.
@@ -92,34 +92,7 @@ impl World {
         let at = num(case, "at", 0);
         match case.directive.as_str() {
             "worker" => self.register(case, at),
-            "forget" => {
-                self.liveness.workers.remove(arg(case, "id").expect("id=<worker>"));
-                "ok".into()
-            }
-            "heard" | "connect" | "disconnect" => {
-                let id = arg(case, "id").expect("id=<worker>");
-                let entry = self.liveness.workers.entry(id.to_string()).or_default();
-                match case.directive.as_str() {
-                    "heard" => entry.last_heard_ms = at,
-                    "connect" => {
-                        *entry = WorkerLiveness {
-                            connected: true,
-                            last_heard_ms: at,
-                        }
-                    }
-                    _ => entry.connected = false,
-                }
-                "ok".into()
-            }
-            "elect" => {
-                let grace = WorkerLiveness {
-                    connected: false,
-                    last_heard_ms: at,
-                };
-                self.liveness.workers = self.state.workers().map(|w| (w.id.clone(), grace)).collect();
-                self.cache = FiringCache::default();
-                format!("leading with {} workers in grace", self.liveness.workers.len())
-            }
+            "forget" | "heard" | "connect" | "disconnect" | "elect" => self.view(case, at),
             "drain" => {
                 let id = arg(case, "id").expect("id=<worker>").to_string();
                 let session = self.state.worker(&id).map(|w| w.session.clone()).unwrap_or_default();
@@ -157,10 +130,54 @@ impl World {
                 };
                 response(&self.state.apply(command))
             }
+            "queue-policy" => {
+                let placement = arg(case, "placement").unwrap_or("least-loaded");
+                let policy = crate::scheduling::QueuePolicy {
+                    weight: num(case, "weight", 1) as u32,
+                    placement: crate::scheduling::Placement::parse(placement).expect("a placement"),
+                };
+                let queue = arg(case, "queue").unwrap_or(limits::DEFAULT_QUEUE).to_string();
+                let command = Command::SetQueuePolicy {
+                    now_ms: at,
+                    queue,
+                    policy,
+                };
+                response(&self.state.apply(command))
+            }
             "decide" => self.decide(case),
             "tasks" => self.tasks(),
             other => panic!("unknown directive {other:?}"),
         }
+    }
+
+    /// The directives that change only the leader's view of its workers.
+    fn view(&mut self, case: &TestCase, at: u64) -> String {
+        if case.directive == "elect" {
+            let grace = WorkerLiveness {
+                connected: false,
+                last_heard_ms: at,
+            };
+            self.liveness.workers = self.state.workers().map(|w| (w.id.clone(), grace)).collect();
+            self.cache = FiringCache::default();
+            return format!("leading with {} workers in grace", self.liveness.workers.len());
+        }
+        let id = arg(case, "id").expect("id=<worker>");
+        if case.directive == "forget" {
+            self.liveness.workers.remove(id);
+            return "ok".into();
+        }
+        let entry = self.liveness.workers.entry(id.to_string()).or_default();
+        match case.directive.as_str() {
+            "heard" => entry.last_heard_ms = at,
+            "connect" => {
+                *entry = WorkerLiveness {
+                    connected: true,
+                    last_heard_ms: at,
+                }
+            }
+            _ => entry.connected = false,
+        }
+        "ok".into()
     }
 
     fn register(&mut self, case: &TestCase, at: u64) -> String {
@@ -416,7 +433,9 @@ fn response(response: &CommandResponse) -> String {
         }
         CommandResponse::Reported(Ok(status)) => format!("task {}", status.as_str()),
         CommandResponse::ScheduleFired(Ok(outcome)) => format!("{:?}", outcome.results),
-        CommandResponse::Drained(Ok(())) | CommandResponse::ScheduleChanged(Ok(())) => "ok".into(),
+        CommandResponse::Drained(Ok(()))
+        | CommandResponse::ScheduleChanged(Ok(()))
+        | CommandResponse::QueuePolicySet(Ok(())) => "ok".into(),
         CommandResponse::ScheduleCreated(Ok(created)) => format!("created={created}"),
         other => format!("{other:?}"),
     }
