@@ -6,8 +6,8 @@
 //!
 //! - apply: a batch of 1000 `SubmitTasks` specs; an `AssignTasks` of 1000; 1000
 //!   `ReportResult`s — into a state that already holds 100,000 tasks;
-//! - plan: one dispatch round's planning with 1,000,000 pending tasks (the inputs built the
-//!   way the dispatcher's `plan_round` builds them);
+//! - plan: one dispatch round's decisions (the dispatcher's own `decide`) with 1,000,000
+//!   pending tasks;
 //! - snapshot: encode and decode (with index rebuild and full invariant check) of 1,000,000 tasks.
 
 use std::collections::BTreeMap;
@@ -20,6 +20,11 @@ use criterion::BatchSize;
 use criterion::Criterion;
 use criterion::SamplingMode;
 use criterion::criterion_group;
+use raftsched_server::dispatch::decide::FiringCache;
+use raftsched_server::dispatch::decide::Liveness;
+use raftsched_server::dispatch::decide::SCAN_PER_QUEUE;
+use raftsched_server::dispatch::decide::WorkerLiveness;
+use raftsched_server::dispatch::decide::decide;
 use raftsched_core::scheduling;
 use raftsched_core::scheduling::QueueInput;
 use raftsched_core::scheduling::placement::TaskNeeds;
@@ -38,8 +43,6 @@ use raftsched_core::state::limits;
 
 const BATCH: usize = 1000;
 const MILLION: usize = 1_000_000;
-/// What the dispatcher looks at per queue and round (dispatch::SCAN_PER_QUEUE).
-const SCAN_PER_QUEUE: usize = 2 * limits::MAX_ASSIGNMENTS_PER_ENTRY;
 const NOW_MS: u64 = 1_800_000_000_000;
 
 /// A 32-hex request id that looks random, like `ClusterClient`'s (random u128s): ids in
@@ -253,38 +256,19 @@ fn apply_benches(c: &mut Criterion) {
     group.finish();
 }
 
-/// One dispatch round's planning, built like `dispatch::plan_round` builds it.
-fn plan_round(scheduler: &SchedulerState, seed: u64) -> scheduling::Plan {
-    let workers: Vec<WorkerView> = scheduler
+/// The leader's view of the million-task state's workers: all connected, just heard from.
+fn all_connected(scheduler: &SchedulerState) -> Liveness {
+    let workers = scheduler
         .workers()
-        .map(|w| WorkerView {
-            id: w.id.clone(),
-            labels: w.labels.clone(),
-            slots: w.slots,
-            running: scheduler.running_count(&w.id) as u32,
-            free: scheduler.free_resources(&w.id),
-            total: w.resources,
+        .map(|w| {
+            let liveness = WorkerLiveness {
+                connected: true,
+                last_heard_ms: NOW_MS,
+            };
+            (w.id.clone(), liveness)
         })
         .collect();
-    let running = scheduler.running_per_queue();
-    let queues: Vec<QueueInput<'_>> = scheduler
-        .ready_queues()
-        .map(|queue| QueueInput {
-            name: queue,
-            policy: scheduler.queue_policy(queue),
-            running: running.get(queue).copied().unwrap_or(0),
-            ready: scheduler.ready_in_queue(queue).take(SCAN_PER_QUEUE).collect(),
-        })
-        .collect();
-    let needs_of = |task_id: TaskId| {
-        let spec = &scheduler.get(task_id).expect("planned tasks exist").spec;
-        TaskNeeds {
-            constraints: &spec.constraints,
-            resources: spec.resources,
-            affinity_key: spec.affinity(),
-        }
-    };
-    scheduling::plan(queues, workers, &needs_of, limits::MAX_ASSIGNMENTS_PER_ENTRY, seed)
+    Liveness { workers }
 }
 
 fn plan_benches(c: &mut Criterion) {
@@ -292,12 +276,18 @@ fn plan_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("plan");
     group.sample_size(10).measurement_time(Duration::from_secs(2));
     let mut seed = 0;
-    // 4 workers x 256 free slots: a round assigns 1000 (the per-entry maximum).
+    let liveness = all_connected(state);
+    let mut cache = FiringCache::default();
+    // The dispatcher's own decision function. 4 workers x 256 free slots: a round assigns
+    // 1000 (the per-entry maximum).
     group.bench_function("round_1m_pending_1000_assignments", |b| {
         b.iter(|| {
             seed += 1;
-            let plan = plan_round(state, seed);
-            assert_eq!(plan.assignments.len(), limits::MAX_ASSIGNMENTS_PER_ENTRY);
+            let plan = decide(state, &liveness, NOW_MS, seed, &mut cache);
+            let Some(Command::AssignTasks { assignments, .. }) = plan.commands.last() else {
+                panic!("the round assigned nothing: {:?}", plan.unplaced.first_key_value())
+            };
+            assert_eq!(assignments.len(), limits::MAX_ASSIGNMENTS_PER_ENTRY);
             black_box(plan)
         })
     });

@@ -4,13 +4,20 @@
 //! told. Every assignment, expiry and timeout is a committed command before any worker hears
 //! of it; a deposed leader's writes fail to commit, so two leaders can never both record an
 //! assignment of the same attempt.
+//!
+//! The decisions themselves are [`decide::decide`], a pure function of the state, the hub's
+//! view of the workers, the time and one random seed per round; this loop only builds those
+//! inputs, commits the commands in order and tells the workers.
 
+pub mod decide;
 mod hub;
 
-use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use decide::FiringCache;
+use decide::Liveness;
+use decide::WorkerLiveness;
 pub use hub::Instruction;
 pub use hub::WorkerHub;
 use openraft::ServerState;
@@ -22,35 +29,14 @@ use crate::app::App;
 use crate::app::AppError;
 use crate::app::Consistency;
 use crate::app::now_ms;
-use crate::recurrence;
-use crate::recurrence::Compiled;
-use raftsched_core::scheduling;
-use raftsched_core::scheduling::QueueInput;
-use raftsched_core::scheduling::placement::TaskNeeds;
-use raftsched_core::scheduling::placement::WorkerView;
+use raftsched_core::scheduling::placement::splitmix64;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;
 use raftsched_core::state::SchedulerState;
-use raftsched_core::state::TaskId;
 use raftsched_core::state::limits;
 
 /// How often the loop looks at leases, timeouts and delayed tasks when nothing wakes it.
 const TICK: Duration = Duration::from_millis(100);
-/// Ready tasks the planner looks at per queue and round.
-const SCAN_PER_QUEUE: usize = 2 * limits::MAX_ASSIGNMENTS_PER_ENTRY;
-/// Expiries and timeouts proposed per round; the rest wait for the next.
-const MAX_EXPIRIES_PER_ROUND: usize = 100;
-/// Schedule firings proposed per round; the rest wait for the next.
-const MAX_FIRINGS_PER_ROUND: usize = 100;
-
-/// The leader's cache of a schedule's next due time, valid while the schedule's revision and
-/// cursor stay the same.
-struct NextFiring {
-    revision: u64,
-    cursor_ms: u64,
-    compiled: Option<Compiled>,
-    next_ms: Option<u64>,
-}
 
 /// Runs on every node; acts only while its node leads.
 pub struct Dispatcher {
@@ -58,8 +44,8 @@ pub struct Dispatcher {
     shutdown: CancellationToken,
     /// The term this node leads in, once it has caught up and granted workers their grace.
     leading_term: Option<u64>,
-    /// Per schedule, when it is next due.
-    next_firings: BTreeMap<String, NextFiring>,
+    /// Per schedule, its compiled recurrence and when it is next due.
+    firings: FiringCache,
 }
 
 impl Dispatcher {
@@ -68,7 +54,7 @@ impl Dispatcher {
             app,
             shutdown,
             leading_term: None,
-            next_firings: BTreeMap::new(),
+            firings: FiringCache::default(),
         };
         tokio::spawn(dispatcher.run())
     }
@@ -142,174 +128,114 @@ impl Dispatcher {
         true
     }
 
+    /// One round: decide on the state as it is, commit the decisions in order, tell the
+    /// workers of their assignments. After expiries, timeouts or firings the state has
+    /// changed under the planned assignment (voided attempts back in the queue, new runs), so
+    /// the assignment is planned again on the new state; after a full batch, the next one.
     async fn round(&mut self) -> Result<(), AppError> {
-        self.expire_silent_workers().await?;
-        self.time_out_overdue_attempts().await?;
-        self.fire_due_schedules().await?;
-        while self.assign_ready_tasks().await? == limits::MAX_ASSIGNMENTS_PER_ENTRY {}
-        Ok(())
-    }
-
-    /// Workers not heard from within their lease lose their attempts.
-    async fn expire_silent_workers(&self) -> Result<(), AppError> {
-        let hub = self.app.hub();
-        let silent: Vec<(String, String)> = {
-            let state = self.app.state().read();
-            state
-                .scheduler
-                .workers()
-                .filter(|w| {
-                    let silence = hub.silence(&w.id);
-                    if silence.is_none() {
-                        hub.heard_from(&w.id); // registered before we led and never heard since
-                    }
-                    silence.is_some_and(|s| s > Duration::from_millis(w.lease_ms))
-                })
-                .take(MAX_EXPIRIES_PER_ROUND)
-                .map(|w| (w.id.clone(), w.session.clone()))
-                .collect()
-        };
-        for (worker_id, session) in silent {
-            let command = Command::ExpireWorker {
-                now_ms: self.now_ms(),
-                worker_id: worker_id.clone(),
-                session: session.clone(),
-            };
-            if let CommandResponse::Expired(voided) = self.app.write(command).await? {
-                tracing::warn!(worker = %worker_id, ?voided, "worker lease expired; its attempts go back to the queue");
-            }
-            hub.forget(&worker_id, &session);
-        }
-        Ok(())
-    }
-
-    /// The backstop for a worker that did not enforce an attempt's timeout: past the timeout
-    /// plus the worker's lease, the leader times the attempt out itself.
-    async fn time_out_overdue_attempts(&self) -> Result<(), AppError> {
-        let now = self.now_ms();
-        let overdue: Vec<(TaskId, u64)> = {
-            let state = self.app.state().read();
-            let scheduler = &state.scheduler;
-            scheduler
-                .running_tasks()
-                .filter_map(|task| {
-                    let attempt = task.running_attempt()?;
-                    let lease_ms = scheduler.worker(&attempt.worker_id).map_or(0, |w| w.lease_ms);
-                    let deadline = attempt
-                        .started_at_ms
-                        .saturating_add(task.spec.attempt_timeout_ms)
-                        .saturating_add(lease_ms);
-                    (deadline < now).then_some((task.id, attempt.token))
-                })
-                .take(MAX_EXPIRIES_PER_ROUND)
-                .collect()
-        };
-        for (task_id, token) in overdue {
-            let command = Command::TimeOutAttempt {
-                now_ms: now,
-                task_id,
-                token,
-                jitter: rand::rng().random(),
-            };
-            self.app.write(command).await?;
-        }
-        Ok(())
-    }
-
-    /// Commits the decisions for every schedule occurrence that is due: fire, or skip as the
-    /// misfire policy says. Apply refuses any occurrence already decided, so a retry, a
-    /// failover or a restart can never fire one twice; the cursor in the state means a new
-    /// leader resumes exactly after the last decided occurrence.
-    async fn fire_due_schedules(&mut self) -> Result<(), AppError> {
-        let now = self.now_ms();
-        let firings: Vec<Command> = {
-            let state = self.app.state().read();
-            let scheduler = &state.scheduler;
-            self.next_firings.retain(|name, _| scheduler.schedule(name).is_some());
-            let mut firings = Vec::new();
-            for schedule in scheduler.schedules().filter(|s| !s.paused) {
-                let cached = self
-                    .next_firings
-                    .entry(schedule.name.clone())
-                    .or_insert_with(|| NextFiring {
-                        revision: 0,
-                        cursor_ms: 0,
-                        compiled: None,
-                        next_ms: None,
-                    });
-                if cached.revision != schedule.revision {
-                    cached.compiled = recurrence::compile(&schedule.spec.recurrence, schedule.anchor_ms)
-                        .inspect_err(|e| tracing::warn!(schedule = %schedule.name, "cannot evaluate: {e}"))
-                        .ok();
-                    cached.revision = schedule.revision;
-                    cached.cursor_ms = schedule.cursor_ms.wrapping_add(1); // force the next-time lookup
-                }
-                if cached.cursor_ms != schedule.cursor_ms {
-                    cached.cursor_ms = schedule.cursor_ms;
-                    cached.next_ms = cached
-                        .compiled
-                        .as_ref()
-                        .and_then(|c| recurrence::next_in_bounds(schedule, c, schedule.cursor_ms));
-                }
-                let (Some(next_ms), Some(compiled)) = (cached.next_ms, cached.compiled.as_ref()) else {
-                    continue;
-                };
-                if next_ms > now {
-                    continue;
-                }
-                let occurrences = recurrence::plan_firing(schedule, compiled, now);
-                if occurrences.is_empty() {
-                    continue;
-                }
-                firings.push(Command::FireSchedule {
-                    now_ms: now,
-                    name: schedule.name.clone(),
-                    revision: schedule.revision,
-                    occurrences,
-                });
-                if firings.len() == MAX_FIRINGS_PER_ROUND {
-                    break;
-                }
-            }
-            firings
-        };
-        for command in firings {
-            let name = match &command {
-                Command::FireSchedule { name, .. } => name.clone(),
-                _ => unreachable!("only firings are planned here"),
-            };
-            match self.app.write(command).await? {
-                CommandResponse::ScheduleFired(Ok(outcome)) => {
-                    tracing::debug!(schedule = %name, results = ?outcome.results, "schedule fired");
-                    self.app.stop_attempts(&outcome.stopped);
-                }
-                CommandResponse::ScheduleFired(Err(refused)) => {
-                    tracing::debug!(schedule = %name, "firing refused by apply: {refused}")
-                }
-                other => return Err(AppError::Internal(format!("firing answered {other:?}"))),
-            }
-        }
-        Ok(())
-    }
-
-    /// Plans one batch of assignments, commits it, then tells the workers. Returns how many
-    /// were committed.
-    async fn assign_ready_tasks(&self) -> Result<usize, AppError> {
-        let now = self.now_ms();
         let seed: u64 = rand::rng().random();
+        tracing::trace!(seed, "dispatch round");
         let plan = {
+            let now = self.now_ms();
             let state = self.app.state().read();
-            plan_round(&state.scheduler, self.app.hub(), now, seed)
+            let liveness = self.liveness(&state.scheduler, now);
+            decide::decide(&state.scheduler, &liveness, now, seed, &mut self.firings)
         };
-        self.app.hub().set_pending_reasons(plan.unplaced);
-        let planned = plan.assignments.len();
-        if planned == 0 {
-            return Ok(0);
+        let replan = plan.has_maintenance();
+        let mut batch = None;
+        for command in plan.commands {
+            match command {
+                Command::AssignTasks { .. } => batch = Some(command),
+                Command::ExpireWorker { .. } => self.commit_expiry(command).await?,
+                Command::FireSchedule { .. } => self.commit_firing(command).await?,
+                _ => {
+                    self.app.write(command).await?;
+                }
+            }
         }
-        let command = Command::AssignTasks {
-            now_ms: now,
-            seed,
-            assignments: plan.assignments,
+        let mut next_seed = seed;
+        let mut assignments = decide::Assignments {
+            command: batch,
+            unplaced: plan.unplaced,
+        };
+        if replan {
+            next_seed = splitmix64(next_seed);
+            assignments = self.plan_assignments(next_seed);
+        }
+        while self.commit_assignments(assignments).await? == limits::MAX_ASSIGNMENTS_PER_ENTRY {
+            next_seed = splitmix64(next_seed);
+            assignments = self.plan_assignments(next_seed);
+        }
+        Ok(())
+    }
+
+    /// The hub's view of the state's workers as of `now_ms`. A worker registered before this
+    /// node led and never heard from since starts its lease now.
+    fn liveness(&self, scheduler: &SchedulerState, now_ms: u64) -> Liveness {
+        let hub = self.app.hub();
+        let workers = scheduler
+            .workers()
+            .map(|w| {
+                let silence_ms = hub
+                    .silence(&w.id)
+                    .map(|s| u64::try_from(s.as_millis()).unwrap_or(u64::MAX));
+                if silence_ms.is_none() {
+                    hub.heard_from(&w.id);
+                }
+                let liveness = WorkerLiveness {
+                    connected: hub.is_connected(&w.id),
+                    last_heard_ms: now_ms.saturating_sub(silence_ms.unwrap_or(0)),
+                };
+                (w.id.clone(), liveness)
+            })
+            .collect();
+        Liveness { workers }
+    }
+
+    /// The next batch of assignments on the state as it is now.
+    fn plan_assignments(&self, seed: u64) -> decide::Assignments {
+        let now = self.now_ms();
+        let state = self.app.state().read();
+        let liveness = self.liveness(&state.scheduler, now);
+        decide::plan_assignments(&state.scheduler, &liveness, &BTreeSet::new(), now, seed)
+    }
+
+    async fn commit_expiry(&self, command: Command) -> Result<(), AppError> {
+        let Command::ExpireWorker { worker_id, session, .. } = &command else {
+            return Err(AppError::Internal(format!("{command} is not an expiry")));
+        };
+        let (worker_id, session) = (worker_id.clone(), session.clone());
+        if let CommandResponse::Expired(voided) = self.app.write(command).await? {
+            tracing::warn!(worker = %worker_id, ?voided, "worker lease expired; its attempts go back to the queue");
+        }
+        self.app.hub().forget(&worker_id, &session);
+        Ok(())
+    }
+
+    async fn commit_firing(&self, command: Command) -> Result<(), AppError> {
+        let name = match &command {
+            Command::FireSchedule { name, .. } => name.clone(),
+            _ => return Err(AppError::Internal(format!("{command} is not a firing"))),
+        };
+        match self.app.write(command).await? {
+            CommandResponse::ScheduleFired(Ok(outcome)) => {
+                tracing::debug!(schedule = %name, results = ?outcome.results, "schedule fired");
+                self.app.stop_attempts(&outcome.stopped);
+            }
+            CommandResponse::ScheduleFired(Err(refused)) => {
+                tracing::debug!(schedule = %name, "firing refused by apply: {refused}")
+            }
+            other => return Err(AppError::Internal(format!("firing answered {other:?}"))),
+        }
+        Ok(())
+    }
+
+    /// Commits one batch of assignments, then tells the workers. Returns how many were
+    /// committed.
+    async fn commit_assignments(&self, assignments: decide::Assignments) -> Result<usize, AppError> {
+        self.app.hub().set_pending_reasons(assignments.unplaced);
+        let Some(command) = assignments.command else {
+            return Ok(0);
         };
         let CommandResponse::Assigned(outcomes) = self.app.write(command).await? else {
             return Err(AppError::Internal("assign answered with another response".into()));
@@ -340,57 +266,4 @@ impl Dispatcher {
     fn now_ms(&self) -> u64 {
         now_ms().max(self.app.state().read().scheduler.clock_ms())
     }
-}
-
-/// Builds the planner's inputs from the state and the hub, and plans.
-fn plan_round(scheduler: &SchedulerState, hub: &WorkerHub, now_ms: u64, seed: u64) -> scheduling::Plan {
-    let workers: Vec<WorkerView> = scheduler
-        .workers()
-        .filter(|w| !w.draining && hub.is_connected(&w.id))
-        .map(|w| WorkerView {
-            id: w.id.clone(),
-            labels: {
-                // Every worker matches the pin of its own id (broadcast shards), whatever
-                // labels it declared.
-                let mut labels = w.labels.clone();
-                labels.insert(limits::PIN_LABEL.to_string(), w.id.clone());
-                labels
-            },
-            slots: w.slots,
-            running: scheduler.running_count(&w.id) as u32,
-            free: scheduler.free_resources(&w.id),
-            total: w.resources,
-        })
-        .collect();
-    let running = scheduler.running_per_queue();
-    let mut candidates: BTreeMap<&str, Vec<TaskId>> = BTreeMap::new();
-    for queue in scheduler.ready_queues() {
-        candidates.insert(queue, scheduler.ready_in_queue(queue).take(SCAN_PER_QUEUE).collect());
-    }
-    for task_id in scheduler.due_delayed(now_ms).take(SCAN_PER_QUEUE) {
-        let Some(task) = scheduler.get(task_id) else { continue };
-        candidates.entry(task.spec.queue.as_str()).or_default().push(task_id);
-    }
-    let queues: Vec<QueueInput<'_>> = candidates
-        .into_iter()
-        .map(|(queue, mut ready)| {
-            // Due delayed tasks join the ready ones in dispatch order.
-            ready.sort_by_key(|id| scheduler.get(*id).map(|t| (Reverse(t.spec.priority), t.id)));
-            QueueInput {
-                name: queue,
-                policy: scheduler.queue_policy(queue),
-                running: running.get(queue).copied().unwrap_or(0),
-                ready,
-            }
-        })
-        .collect();
-    let needs_of = |task_id: TaskId| {
-        let spec = &scheduler.get(task_id).expect("planned tasks exist").spec;
-        TaskNeeds {
-            constraints: &spec.constraints,
-            resources: spec.resources,
-            affinity_key: spec.affinity(),
-        }
-    };
-    scheduling::plan(queues, workers, &needs_of, limits::MAX_ASSIGNMENTS_PER_ENTRY, seed)
 }
