@@ -11,13 +11,13 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
+use crate::recurrence;
+use crate::recurrence::Compiled;
 use raftsched_core::scheduling;
 use raftsched_core::scheduling::QueueInput;
 use raftsched_core::scheduling::placement::TaskNeeds;
 use raftsched_core::scheduling::placement::WorkerView;
 use raftsched_core::scheduling::placement::splitmix64;
-use crate::recurrence;
-use crate::recurrence::Compiled;
 use raftsched_core::state::Command;
 use raftsched_core::state::Recurrence;
 use raftsched_core::state::Schedule;
