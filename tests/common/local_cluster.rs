@@ -1,22 +1,16 @@
 //! A three-node cluster of the real `raftsched` binary and its workers, run by
 //! `scripts/cluster.sh` in a temporary data dir on free ports, and the helpers to drive it
 //! through the CLI. Shared by `cli_e2e.rs` and `readme.rs` (each includes this file with
-//! `#[path]`, so neither compiles the in-process harness of `common/mod.rs`).
+//! `#[path]`, so neither links the in-process harness of raftsched-testkit).
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::net::Ipv4Addr;
-use std::net::SocketAddrV4;
-use std::net::TcpListener;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Command;
 use std::process::Output;
 use std::process::Stdio;
-use std::sync::atomic::AtomicU16;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
-use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -54,38 +48,9 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Res
     }
 }
 
-/// Three consecutive free ports on 127.0.0.1. They are searched below the kernel's ephemeral
-/// range, so that no port-0 bind or outgoing connection elsewhere (the other cluster tests
-/// run concurrently) can take one between this check and the nodes' own bind. Each call
-/// starts at another offset, so tests in this process never pick the same ports.
+/// Three consecutive free ports on 127.0.0.1 (raftsched-chaos's search, one copy for both).
 pub fn free_port_base() -> u16 {
-    static CALLS: AtomicU16 = AtomicU16::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (low, high) = if ephemeral_low > 12_000 {
-        (10_000, ephemeral_low - 3)
-    } else {
-        (ephemeral_low.saturating_add(20_000), 65_000)
-    };
-    let slots = u32::from((high - low) / 3);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let seed = std::process::id().wrapping_mul(7919) ^ nanos;
-    let call = u32::from(CALLS.fetch_add(1, Ordering::Relaxed));
-    for attempt in 0..slots {
-        let slot = (seed.wrapping_add((call * 97 + attempt) * 3)) % slots;
-        let base = low + 3 * u16::try_from(slot).expect("a slot is below `slots`, a u16");
-        let bound: Vec<TcpListener> = (0..3)
-            .map_while(|i| TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, base + i)).ok())
-            .collect();
-        if bound.len() == 3 {
-            return base;
-        }
-    }
-    panic!("no three consecutive free ports in {low}..{high}");
+    raftsched_chaos::procs::free_port_base().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A cluster run by `scripts/cluster.sh` in a temporary data dir, with its workers; dropping it

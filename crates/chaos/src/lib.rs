@@ -451,7 +451,7 @@ impl<'a> Cluster<'a> {
         history: Arc<History>,
         progress: Progress,
     ) -> Result<Cluster<'a>, ChaosError> {
-        let base = free_port_base()?;
+        let base = crate::procs::free_port_base().map_err(ChaosError::Setup)?;
         let addrs: BTreeMap<u64, SocketAddr> = (1..=NODES)
             .map(|id| {
                 let port = base + (id - 1) as u16;
@@ -1306,36 +1306,4 @@ fn describe_statuses(statuses: &BTreeMap<u64, Result<api::MemberStatus, String>>
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Three consecutive free ports on 127.0.0.1, below the kernel's ephemeral range: a port the
-/// kernel hands out for outgoing connections could be taken while a killed node is down.
-fn free_port_base() -> Result<u16, ChaosError> {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (low, high) = if ephemeral_low > 12_000 {
-        (10_000, ephemeral_low - 3)
-    } else {
-        (ephemeral_low.saturating_add(20_000), 65_000)
-    };
-    let slots = u32::from((high - low) / 3);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let start = std::process::id().wrapping_mul(7919) ^ nanos;
-    for attempt in 0..slots {
-        let slot = start.wrapping_add(attempt * 3) % slots;
-        let base = low + 3 * slot as u16;
-        let bound: Vec<std::net::TcpListener> = (0..3)
-            .map_while(|i| std::net::TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, base + i)).ok())
-            .collect();
-        if bound.len() == 3 {
-            return Ok(base);
-        }
-    }
-    Err(ChaosError::Setup(format!(
-        "no three consecutive free ports in {low}..{high}"
-    )))
 }

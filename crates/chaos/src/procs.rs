@@ -9,12 +9,18 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
+use std::net::Ipv4Addr;
+use std::net::SocketAddrV4;
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU16;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+use std::time::SystemTime;
 
 use tokio::process::Child;
 use tokio::process::Command;
@@ -282,4 +288,39 @@ fn describe(status: ExitStatus) -> String {
         (None, Some(signal)) => format!("killed by signal {signal}"),
         _ => status.to_string(),
     }
+}
+
+/// Three consecutive free ports on 127.0.0.1. They are searched below the kernel's ephemeral
+/// range, so that no port-0 bind or outgoing connection elsewhere (tests running concurrently,
+/// a node's own peer connections) can take one between this check and the nodes' own bind, or
+/// while a killed node is down. Each call starts at another offset, so callers in one process
+/// never pick the same ports. Shared with the end-to-end tests of the `raftsched` package.
+pub fn free_port_base() -> Result<u16, String> {
+    static CALLS: AtomicU16 = AtomicU16::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = if ephemeral_low > 12_000 {
+        (10_000, ephemeral_low - 3)
+    } else {
+        (ephemeral_low.saturating_add(20_000), 65_000)
+    };
+    let slots = u32::from((high - low) / 3);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = std::process::id().wrapping_mul(7919) ^ nanos;
+    let call = u32::from(CALLS.fetch_add(1, Ordering::Relaxed));
+    for attempt in 0..slots {
+        let slot = (seed.wrapping_add((call * 97 + attempt) * 3)) % slots;
+        let base = low + 3 * u16::try_from(slot).expect("a slot is below `slots`, a u16");
+        let bound: Vec<TcpListener> = (0..3)
+            .map_while(|i| TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, base + i)).ok())
+            .collect();
+        if bound.len() == 3 {
+            return Ok(base);
+        }
+    }
+    Err(format!("no three consecutive free ports in {low}..{high}"))
 }

@@ -16,6 +16,11 @@ use raftsched_store::raft_types::NodeId;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+pub mod spec;
+
+pub use spec::command_spec;
+pub use spec::shell;
+
 /// Long enough for a debug build on a loaded 2-core machine; conditions usually hold in
 /// milliseconds.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -301,20 +306,6 @@ fn init_tracing() {
         .try_init();
 }
 
-/// A command task spec with a given name and request id ("" for none).
-pub fn command_spec(name: &str, request_id: &str) -> raftsched_api::v1::TaskSpec {
-    use raftsched_api::v1 as api;
-    api::TaskSpec {
-        name: name.into(),
-        payload: Some(api::task_spec::Payload::Command(api::CommandPayload {
-            command_line: format!("echo {name}"),
-            env: Default::default(),
-        })),
-        client_request_id: request_id.into(),
-        ..api::TaskSpec::default()
-    }
-}
-
 /// Starts a library worker against the cluster; returns its shutdown token and task.
 pub fn start_worker(
     cluster: &TestCluster,
@@ -363,17 +354,6 @@ pub async fn wait_for_finish(cluster: &TestCluster, task_id: u64) -> raftsched_a
         done.then_some(task)
     })
     .await
-}
-
-/// A task spec that runs `command_line` through the shell.
-pub fn shell(name: &str, command_line: &str) -> raftsched_api::v1::TaskSpec {
-    use raftsched_api::v1 as api;
-    let mut spec = command_spec(name, "");
-    spec.payload = Some(api::task_spec::Payload::Command(api::CommandPayload {
-        command_line: command_line.into(),
-        env: Default::default(),
-    }));
-    spec
 }
 
 /// The next instruction on a worker's Attach stream, which must be an assignment.

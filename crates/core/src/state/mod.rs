@@ -3,7 +3,7 @@
 //! Architecture invariant: nothing in this module does I/O, reads a clock, draws a random
 //! number or iterates a hash map. Time and every other choice arrive inside a
 //! [`Command`], decided by the leader. The same log therefore yields the same state on
-//! every node, which `tests/state_cases.rs` checks from data files.
+//! every node, which `crates/core/tests/state_cases/` checks from data files.
 
 mod command;
 pub mod limits;
@@ -11,6 +11,7 @@ mod policy;
 mod schedule;
 mod scheduler_state;
 mod task;
+mod task_builder;
 pub mod wire;
 mod worker;
 
@@ -56,5 +57,6 @@ pub use task::TaskLinks;
 pub use task::TaskOrigin;
 pub use task::TaskSpec;
 pub use task::TaskStatus;
+pub use task_builder::TaskSpecBuilder;
 pub use worker::Worker;
 pub use worker::WorkerRegistration;

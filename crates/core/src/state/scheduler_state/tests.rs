@@ -1,33 +1,19 @@
-//! Unit tests of the state internals; behaviour is tested from data files in tests/.
+//! Unit tests of the state internals; behaviour is tested from data files in crates/core/tests/testdata/state/.
 
 use std::collections::BTreeMap;
 
 use super::snapshot::SNAPSHOT_FORMAT_VERSION;
 use super::snapshot::SnapshotImage;
 use super::*;
-use crate::state::Payload;
 use crate::state::Resources;
 
 fn spec(name: &str) -> TaskSpec {
-    TaskSpec {
-        name: name.to_string(),
-        queue: "q".to_string(),
-        priority: 0,
-        payload: Payload::Command {
-            command_line: "true".to_string(),
-            env: BTreeMap::new(),
-        },
-        labels: BTreeMap::new(),
-        max_attempts: 1,
-        attempt_timeout_ms: 1000,
-        client_request_id: None,
-        constraints: BTreeMap::new(),
-        resources: Resources::default(),
-        affinity_key: None,
-        retry_backoff_ms: 1000,
-        not_before_ms: 0,
-        delay_ms: 0,
-    }
+    TaskSpec::builder(name)
+        .queue("q")
+        .max_attempts(1)
+        .attempt_timeout_ms(1000)
+        .retry_backoff_ms(1000)
+        .build()
 }
 
 fn submit(state: &mut SchedulerState, name: &str) -> Result<SubmitOutcome, StateError> {

@@ -2,7 +2,6 @@
 //! openraft was told is durable (vote, log, snapshot) comes back after the store is closed
 //! and opened again. Writes go through the openraft storage traits, as openraft makes them.
 
-use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -18,7 +17,6 @@ use openraft::storage::RaftStateMachine;
 use openraft::type_config::TypeConfigExt;
 use openraft::vote::RaftLeaderIdExt;
 use raftsched_core::state::Command;
-use raftsched_core::state::Payload;
 use raftsched_core::state::SchedulerState;
 use raftsched_core::state::TaskSpec;
 use raftsched_core::state::wire::WIRE_FORMAT_VERSION;
@@ -69,25 +67,13 @@ fn membership_of(voters: &[u64]) -> Membership<u64, openraft::BasicNode> {
 }
 
 fn submit(term: u64, index: u64, name: &str) -> Entry {
-    let spec = TaskSpec {
-        name: name.to_string(),
-        queue: "q".to_string(),
-        priority: 0,
-        payload: Payload::Command {
-            command_line: "true".to_string(),
-            env: BTreeMap::new(),
-        },
-        labels: BTreeMap::new(),
-        max_attempts: 1,
-        attempt_timeout_ms: 1000,
-        client_request_id: Some(format!("req-{name}")),
-        constraints: BTreeMap::new(),
-        resources: Default::default(),
-        affinity_key: None,
-        retry_backoff_ms: 1000,
-        not_before_ms: 0,
-        delay_ms: 0,
-    };
+    let spec = TaskSpec::builder(name)
+        .queue("q")
+        .max_attempts(1)
+        .attempt_timeout_ms(1000)
+        .request_id(format!("req-{name}"))
+        .retry_backoff_ms(1000)
+        .build();
     Entry {
         log_id: log_id(term, index),
         payload: EntryPayload::Normal(Command::SubmitTasks {

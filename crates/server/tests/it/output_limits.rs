@@ -8,7 +8,6 @@ use raftsched_testkit as common;
 use std::time::Duration;
 
 use common::TestCluster;
-use common::command_spec;
 use common::shell;
 use common::test_tuning;
 use common::wait_for_finish;
@@ -55,12 +54,7 @@ fn once(mut spec: api::TaskSpec) -> api::TaskSpec {
 }
 
 fn opaque(name: &str, kind: &str) -> api::TaskSpec {
-    let mut spec = command_spec(name, "");
-    spec.payload = Some(api::task_spec::Payload::Opaque(api::OpaquePayload {
-        kind: kind.into(),
-        data: Vec::new(),
-    }));
-    once(spec)
+    once(common::spec::builder(name).opaque(kind, Vec::new()).build())
 }
 
 /// Checks the single attempt ended as expected and its text is within the limits; returns it.

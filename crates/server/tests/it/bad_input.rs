@@ -40,8 +40,7 @@ async fn invalid_requests_get_precise_codes() {
     assert_eq!(code, Code::InvalidArgument);
     assert!(message.contains("payload"), "{message}");
 
-    let mut too_many_attempts = command_spec("x", "");
-    too_many_attempts.max_attempts = 1000;
+    let too_many_attempts = common::spec::builder("x").max_attempts(1000).build();
     let (code, message) = rejection(client.submit_task(too_many_attempts).await);
     assert_eq!(code, Code::InvalidArgument);
     assert!(message.contains("max_attempts"), "{message}");
@@ -97,11 +96,9 @@ async fn oversized_messages_are_refused_and_the_node_keeps_serving() {
     let cluster = TestCluster::start(3, test_tuning()).await;
     let client = cluster.client();
 
-    let mut huge = command_spec("huge", "");
-    huge.payload = Some(api::task_spec::Payload::Opaque(api::OpaquePayload {
-        kind: "blob".into(),
-        data: vec![7; 5 * 1024 * 1024],
-    }));
+    let huge = common::spec::builder("huge")
+        .opaque("blob", vec![7; 5 * 1024 * 1024])
+        .build();
     // A raw client without our client's own size limit, so the server's limit is what answers.
     let leader = cluster.wait_for_leader().await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.addr(leader)))
@@ -118,11 +115,9 @@ async fn oversized_messages_are_refused_and_the_node_keeps_serving() {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("4 MiB"), "{status:?}");
 
-    let mut large = command_spec("large", "");
-    large.payload = Some(api::task_spec::Payload::Opaque(api::OpaquePayload {
-        kind: "blob".into(),
-        data: vec![7; 100 * 1024],
-    }));
+    let large = common::spec::builder("large")
+        .opaque("blob", vec![7; 100 * 1024])
+        .build();
     let (code, message) = rejection(client.submit_task(large).await);
     assert_eq!(code, Code::InvalidArgument);
     assert!(message.contains("payload"), "{message}");
@@ -226,10 +221,11 @@ async fn run_at_is_bounded_like_delay_and_excludes_it() {
     let cluster = TestCluster::start(3, test_tuning()).await;
     let client = cluster.client();
     let year_ms = raftsched_core::state::limits::MAX_DELAY_MS;
-    let with = |run_at_ms: u64, delay_ms: u64| api::TaskSpec {
-        run_at_ms,
-        delay_ms,
-        ..command_spec("later", "")
+    let with = |run_at_ms: u64, delay_ms: u64| {
+        common::spec::builder("later")
+            .run_at_ms(run_at_ms)
+            .delay_ms(delay_ms)
+            .build()
     };
     refused_with(
         client.submit_task(with(now_ms() + 1000, 1000)).await,
@@ -266,10 +262,7 @@ async fn run_at_is_bounded_like_delay_and_excludes_it() {
         name: "wf".into(),
         tasks: vec![api::WorkflowTaskSpec {
             key: "a".into(),
-            spec: Some(api::TaskSpec {
-                client_request_id: String::new(),
-                ..with(u64::MAX, 0)
-            }),
+            spec: Some(with(u64::MAX, 0)),
             after: vec![],
         }],
         request_id: String::new(),

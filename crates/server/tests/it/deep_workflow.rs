@@ -2,8 +2,8 @@
 //! fails: apply skips all 999 descendants in one entry without recursing per level, on a
 //! small stack, and every replica ends identical.
 //!
-//! Debug: `cargo test --all-features --test deep_workflow`; release (different frame sizes
-//! and inlining): `cargo test --release --all-features --test deep_workflow`.
+//! Debug: `cargo test --all-features -p raftsched-server --test it deep_workflow`; release (different frame sizes
+//! and inlining): `cargo test --release --all-features -p raftsched-server --test it deep_workflow`.
 
 use raftsched_testkit as common;
 
@@ -17,7 +17,6 @@ use raftsched_core::state::AttemptOutcome;
 use raftsched_core::state::AttemptReport;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;
-use raftsched_core::state::Payload;
 use raftsched_core::state::Resources;
 use raftsched_core::state::SchedulerState;
 use raftsched_core::state::TaskId;
@@ -33,25 +32,12 @@ const DEPTH: usize = raftsched_core::state::limits::MAX_WORKFLOW_TASKS;
 const SMALL_STACK_BYTES: usize = 256 * 1024;
 
 fn spec(name: String) -> TaskSpec {
-    TaskSpec {
-        name,
-        queue: "default".into(),
-        priority: 0,
-        payload: Payload::Command {
-            command_line: "true".into(),
-            env: BTreeMap::new(),
-        },
-        labels: BTreeMap::new(),
-        max_attempts: 1,
-        attempt_timeout_ms: 60_000,
-        client_request_id: None,
-        constraints: BTreeMap::new(),
-        resources: Resources::default(),
-        affinity_key: None,
-        retry_backoff_ms: 1000,
-        not_before_ms: 0,
-        delay_ms: 0,
-    }
+    TaskSpec::builder(name)
+        .queue("default")
+        .max_attempts(1)
+        .attempt_timeout_ms(60_000)
+        .retry_backoff_ms(1000)
+        .build()
 }
 
 /// Task `t{i}` runs after `t{i-1}`.

@@ -242,9 +242,11 @@ async fn a_thousand_tasks_over_three_workers_each_complete_once() {
 async fn failures_retry_with_backoff_until_attempts_run_out() {
     let cluster = TestCluster::start(3, test_tuning()).await;
     let (stop, handle) = start_worker(&cluster, WorkerOptions::new("w", 2));
-    let mut spec = shell("flaky", "echo trying; exit 7");
-    spec.max_attempts = 3;
-    spec.retry_backoff_ms = 100;
+    let spec = common::spec::builder("flaky")
+        .command("echo trying; exit 7")
+        .max_attempts(3)
+        .retry_backoff_ms(100)
+        .build();
     let task = cluster.client().submit_task(spec).await.unwrap().task.unwrap();
     let done = wait_for_finish(&cluster, task.id).await;
     assert_eq!(state_of(&done), api::TaskState::Failed);
@@ -385,11 +387,9 @@ async fn handlers_run_opaque_tasks_of_their_kind() {
         let stop = stop.clone();
         async move { worker.run(stop).await.unwrap() }
     });
-    let mut spec = command_spec("rev", "");
-    spec.payload = Some(api::task_spec::Payload::Opaque(api::OpaquePayload {
-        kind: "reverse".into(),
-        data: b"raftsched".to_vec(),
-    }));
+    let spec = common::spec::builder("rev")
+        .opaque("reverse", b"raftsched".to_vec())
+        .build();
     let task = cluster.client().submit_task(spec).await.unwrap().task.unwrap();
     let done = wait_for_finish(&cluster, task.id).await;
     assert_eq!(state_of(&done), api::TaskState::Succeeded);

@@ -26,14 +26,9 @@ const BIG_PAYLOAD_BYTES: usize = 64 * 1024 - 64;
 /// string, not opaque bytes: serde walks a `Vec<u8>` byte by byte, which in a debug build
 /// made each append of big tasks slower than its deadline on this 2-core machine.
 fn big_spec(name: &str) -> api::TaskSpec {
-    api::TaskSpec {
-        name: name.into(),
-        payload: Some(api::task_spec::Payload::Command(api::CommandPayload {
-            command_line: format!("true #{}", "x".repeat(BIG_PAYLOAD_BYTES)),
-            env: Default::default(),
-        })),
-        ..api::TaskSpec::default()
-    }
+    common::spec::builder(name)
+        .command(format!("true #{}", "x".repeat(BIG_PAYLOAD_BYTES)))
+        .build()
 }
 
 /// 150 tasks of ~64 KiB (9.4 MiB in all) listed with the largest page size: every page fits

@@ -6,7 +6,7 @@
 //! must agree at a common applied index.
 //!
 //! Seeds: a fixed set always runs, plus one fresh seed per run, printed to stderr.
-//! `RAFTSCHED_FUZZ_SEED=<seed> cargo test --test adversarial` replays one seed alone
+//! `RAFTSCHED_FUZZ_SEED=<seed> cargo test -p raftsched-server --test it adversarial` replays one seed alone
 //! (against a fresh cluster, as in the original run; timing can still differ).
 //! `RAFTSCHED_FUZZ_CASES=<n>` changes the number of cases per seed. A failing case is shrunk
 //! and its minimal input printed.
@@ -17,15 +17,10 @@
 
 use raftsched_testkit as common;
 
-#[path = "adversarial/build.rs"]
 mod build;
-#[path = "adversarial/exec.rs"]
 mod exec;
-#[path = "adversarial/ops.rs"]
 mod ops;
-#[path = "adversarial/rpc.rs"]
 mod rpc;
-#[path = "adversarial/values.rs"]
 mod values;
 
 use std::cell::RefCell;

@@ -4,7 +4,10 @@
 //!
 //! Failpoints are process-global, so these tests run one at a time (a lock) and each fires
 //! its failpoint once, on whichever node reaches it first. Run with
-//! `cargo test --features failpoints --test failpoints`.
+//! `cargo test -p raftsched-server --features failpoints --test failpoints`. A binary of its own, not
+//! a module of `it`: a failpoint fires in whichever node of the process reaches it first, so
+//! the clusters of other tests running in the same process would hit it too.
+
 #![cfg(feature = "failpoints")]
 
 use raftsched_testkit as common;
