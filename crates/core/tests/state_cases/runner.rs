@@ -11,7 +11,6 @@ use crate::parser::parse_spec;
 use crate::parser::parse_value;
 use crate::parser::tokenize;
 use crate::schedules::fire;
-use crate::schedules::plan;
 use crate::schedules::schedule_define;
 use crate::schedules::schedule_simple;
 use crate::schedules::shards;
@@ -64,7 +63,6 @@ pub(crate) fn run_directive(state: &mut SchedulerState, case: &TestCase) -> Stri
         "fire" => fire(state, case),
         "trigger" => schedule_simple(state, case, "trigger"),
         "schedule" => show_schedule(state, case),
-        "plan" => plan(state, case),
         "workflow" => workflow(state, case),
         "workflow-get" => workflow_get(state, case),
         "shards" => shards(state, case),

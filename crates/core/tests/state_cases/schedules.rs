@@ -219,42 +219,6 @@ pub(crate) fn show_schedule(state: &SchedulerState, case: &TestCase) -> String {
     out
 }
 
-/// `plan at=<now> name=<s> [apply=true]`: what the leader decides for the schedule's due
-/// occurrences at `now` (misfire tolerance and policy included); with apply, it proposes them.
-pub(crate) fn plan(state: &mut SchedulerState, case: &TestCase) -> String {
-    use raftsched_server::recurrence;
-    let now_ms = arg_u64(case, "at").unwrap_or(0);
-    let name = arg(case, "name").expect("plan needs name=<s>");
-    let schedule = state.schedule(&name).expect("plan of a known schedule").clone();
-    let compiled = recurrence::compile(&schedule.spec.recurrence, schedule.anchor_ms).expect("a valid recurrence");
-    let occurrences = recurrence::plan_firing(&schedule, &compiled, now_ms);
-    if occurrences.is_empty() {
-        return "nothing due".into();
-    }
-    let mut out: String = occurrences
-        .iter()
-        .map(|o| match &o.action {
-            OccurrenceAction::Fire => format!("fire {}\n", o.scheduled_ms),
-            OccurrenceAction::Skip {
-                first_ms,
-                count,
-                reason,
-            } => format!("skip {count} from {first_ms} to {}: {reason}\n", o.scheduled_ms),
-        })
-        .collect();
-    if arg(case, "apply").is_some_and(|a| a == "true") {
-        let command = Command::FireSchedule {
-            now_ms,
-            name,
-            revision: schedule.revision,
-            occurrences,
-        };
-        out += "applied:\n";
-        out += &fmt_schedule_response(apply_checked(state, command));
-    }
-    out
-}
-
 /// `workflow at=<ms> name=<w> [request=<id>]` with one input line per task:
 /// `key=<k> [after=<k>,<k>] <spec fields>`.
 pub(crate) fn workflow(state: &mut SchedulerState, case: &TestCase) -> String {

@@ -18,8 +18,11 @@
 //!   [delay=<ms>] [cpu=<m>] [mem=<MiB>] [constraint.<k>=<v>]`: prints the ids created.
 //! - `assign at=<ms>` with input lines `<task> <worker>`: starts attempts directly.
 //! - `schedule at=<ms> name=<n> (every=<ms> | cron tz=<zone>) [misfire=skip|fire-once|
-//!   catch-up] [window=<ms>]`: with `cron`, the expression is the input.
-//! - `pause name=<n> at=<ms>`; `queue-policy queue=<q> [weight=<n>] [placement=<p>]`.
+//!   catch-up] [window=<ms>] [start=<ms>] [end=<ms>]`: with `cron`, the expression is the
+//!   input.
+//! - `update at=<ms> name=<n>` with the arguments of `schedule`: a new definition.
+//! - `pause name=<n> at=<ms>`, `resume name=<n> at=<ms>`;
+//!   `queue-policy queue=<q> [weight=<n>] [placement=<p>]`.
 //! - `decide now=<ms> seed=<n> [apply=true] [summary=true]`: the plan, one command per line
 //!   then the unplaced tasks; with `summary`, the number of commands of each kind. With
 //!   `apply`, each command is applied in order and its response printed under it.
@@ -120,13 +123,20 @@ impl World {
                 };
                 response(&self.state.apply(command))
             }
-            "schedule" => self.schedule(case, at),
-            "pause" => {
+            "schedule" => {
+                let (name, spec) = schedule_spec(case);
+                response(&self.state.apply(Command::CreateSchedule { now_ms: at, name, spec }))
+            }
+            "update" => {
+                let (name, spec) = schedule_spec(case);
+                response(&self.state.apply(Command::UpdateSchedule { now_ms: at, name, spec }))
+            }
+            "pause" | "resume" => {
                 let name = arg(case, "name").expect("name=<schedule>").to_string();
                 let command = Command::PauseSchedule {
                     now_ms: at,
                     name,
-                    paused: true,
+                    paused: case.directive == "pause",
                 };
                 response(&self.state.apply(command))
             }
@@ -253,55 +263,6 @@ impl World {
         }
     }
 
-    fn schedule(&mut self, case: &TestCase, at: u64) -> String {
-        let recurrence = match arg(case, "every") {
-            Some(_) => Recurrence::Every {
-                interval_ms: num(case, "every", 1000),
-            },
-            None => Recurrence::Cron {
-                expression: case.input.trim().to_string(),
-                time_zone: arg(case, "tz").unwrap_or("UTC").to_string(),
-            },
-        };
-        let misfire = match arg(case, "misfire").unwrap_or("fire-once") {
-            "skip" => MisfirePolicy::Skip,
-            "fire-once" => MisfirePolicy::FireOnce,
-            "catch-up" => MisfirePolicy::CatchUp {
-                window_ms: num(case, "window", 0),
-            },
-            other => panic!("unknown misfire policy {other:?}"),
-        };
-        let name = arg(case, "name").expect("name=<schedule>").to_string();
-        let template = TaskSpec {
-            name: name.clone(),
-            queue: limits::DEFAULT_QUEUE.into(),
-            priority: 0,
-            payload: Payload::Command {
-                command_line: "true".into(),
-                env: BTreeMap::new(),
-            },
-            labels: BTreeMap::new(),
-            max_attempts: limits::DEFAULT_MAX_ATTEMPTS,
-            attempt_timeout_ms: limits::DEFAULT_ATTEMPT_TIMEOUT_MS,
-            client_request_id: None,
-            constraints: BTreeMap::new(),
-            resources: Resources::default(),
-            affinity_key: None,
-            retry_backoff_ms: limits::DEFAULT_RETRY_BACKOFF_MS,
-            not_before_ms: 0,
-            delay_ms: 0,
-        };
-        let spec = ScheduleSpec {
-            recurrence,
-            template,
-            start_ms: 0,
-            end_ms: 0,
-            misfire,
-            overlap: OverlapPolicy::Allow,
-        };
-        response(&self.state.apply(Command::CreateSchedule { now_ms: at, name, spec }))
-    }
-
     fn decide(&mut self, case: &TestCase) -> String {
         let now_ms = num(case, "now", 0);
         let seed = num(case, "seed", 0);
@@ -360,6 +321,60 @@ impl World {
             writeln!(out).unwrap();
         }
         out
+    }
+}
+
+/// The name and definition a `schedule` or `update` directive spells.
+fn schedule_spec(case: &TestCase) -> (String, ScheduleSpec) {
+    let recurrence = match arg(case, "every") {
+        Some(_) => Recurrence::Every {
+            interval_ms: num(case, "every", 1000),
+        },
+        None => Recurrence::Cron {
+            expression: case.input.trim().to_string(),
+            time_zone: arg(case, "tz").unwrap_or("UTC").to_string(),
+        },
+    };
+    let misfire = match arg(case, "misfire").unwrap_or("fire-once") {
+        "skip" => MisfirePolicy::Skip,
+        "fire-once" => MisfirePolicy::FireOnce,
+        "catch-up" => MisfirePolicy::CatchUp {
+            window_ms: num(case, "window", 0),
+        },
+        other => panic!("unknown misfire policy {other:?}"),
+    };
+    let name = arg(case, "name").expect("name=<schedule>").to_string();
+    let spec = ScheduleSpec {
+        recurrence,
+        template: template(&name),
+        start_ms: num(case, "start", 0),
+        end_ms: num(case, "end", 0),
+        misfire,
+        overlap: OverlapPolicy::Allow,
+    };
+    (name, spec)
+}
+
+/// A schedule's task template: a no-op command with the default limits.
+fn template(name: &str) -> TaskSpec {
+    TaskSpec {
+        name: name.to_string(),
+        queue: limits::DEFAULT_QUEUE.into(),
+        priority: 0,
+        payload: Payload::Command {
+            command_line: "true".into(),
+            env: BTreeMap::new(),
+        },
+        labels: BTreeMap::new(),
+        max_attempts: limits::DEFAULT_MAX_ATTEMPTS,
+        attempt_timeout_ms: limits::DEFAULT_ATTEMPT_TIMEOUT_MS,
+        client_request_id: None,
+        constraints: BTreeMap::new(),
+        resources: Resources::default(),
+        affinity_key: None,
+        retry_backoff_ms: limits::DEFAULT_RETRY_BACKOFF_MS,
+        not_before_ms: 0,
+        delay_ms: 0,
     }
 }
 
