@@ -17,12 +17,6 @@ use openraft::storage::RaftSnapshotBuilder;
 use openraft::storage::RaftStateMachine;
 use openraft::type_config::TypeConfigExt;
 use openraft::vote::RaftLeaderIdExt;
-use raftsched_store::raft_types::Entry;
-use raftsched_store::raft_types::LogId;
-use raftsched_store::raft_types::SnapshotMeta;
-use raftsched_store::raft_types::StoredMembership;
-use raftsched_store::raft_types::TypeConfig;
-use raftsched_store::raft_types::Vote;
 use raftsched_core::state::Command;
 use raftsched_core::state::Payload;
 use raftsched_core::state::SchedulerState;
@@ -32,6 +26,12 @@ use raftsched_core::state::wire::WIRE_MAGIC;
 use raftsched_core::state::wire::wire_header;
 use raftsched_store::Store;
 use raftsched_store::StoreError;
+use raftsched_store::raft_types::Entry;
+use raftsched_store::raft_types::LogId;
+use raftsched_store::raft_types::SnapshotMeta;
+use raftsched_store::raft_types::StoredMembership;
+use raftsched_store::raft_types::TypeConfig;
+use raftsched_store::raft_types::Vote;
 
 const CLUSTER: &str = "test-cluster";
 

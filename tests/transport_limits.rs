@@ -521,7 +521,10 @@ async fn a_raft_message_in_an_unreadable_wire_format_is_failed_precondition() {
         let status = client.vote(call).await.expect_err("refused");
         assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
         assert!(status.message().contains(needle), "{status:?}");
-        let reads = format!("reads formats v1 to v{}", raftsched_core::state::wire::WIRE_FORMAT_VERSION);
+        let reads = format!(
+            "reads formats v1 to v{}",
+            raftsched_core::state::wire::WIRE_FORMAT_VERSION
+        );
         assert!(status.message().contains(&reads), "{status:?}");
     }
     // The node is still fine.

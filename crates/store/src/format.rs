@@ -11,10 +11,10 @@
 //! The stamp is written and flushed before any other write, so a value in a newer format
 //! never sits in a db whose stamp says older.
 
+use crate::codec::sled_err;
 use raftsched_core::state::wire::WIRE_FORMAT_VERSION;
 use raftsched_core::state::wire::split_header;
 use raftsched_core::state::wire::wire_header;
-use crate::codec::sled_err;
 
 /// Where the stamp lives in the `meta` tree.
 pub(super) const FORMAT_KEY: &[u8] = b"format_version";

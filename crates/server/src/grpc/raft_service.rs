@@ -37,8 +37,8 @@ use crate::raft_types::Raft;
 use crate::raft_types::Snapshot;
 use crate::raft_types::SnapshotMeta;
 use crate::raft_types::Vote;
-use crate::state::wire::decode_versioned;
-use crate::state::wire::encode_versioned;
+use raftsched_core::state::wire::decode_versioned;
+use raftsched_core::state::wire::encode_versioned;
 
 const MIB: usize = 1024 * 1024;
 
@@ -273,8 +273,8 @@ mod tests {
 
     use super::*;
     use crate::raft_types::TypeConfig;
-    use crate::state::wire::WIRE_FORMAT_VERSION;
-    use crate::state::wire::wire_header;
+    use raftsched_core::state::wire::WIRE_FORMAT_VERSION;
+    use raftsched_core::state::wire::wire_header;
 
     fn vote_request() -> VoteRequest<TypeConfig> {
         VoteRequest::new(Vote::new(3, 2), None)

@@ -35,8 +35,8 @@ use crate::raft_types::Snapshot;
 use crate::raft_types::SnapshotData;
 use crate::raft_types::TypeConfig;
 use crate::raft_types::Vote;
-use crate::state::wire::decode_versioned;
-use crate::state::wire::encode_versioned;
+use raftsched_core::state::wire::decode_versioned;
+use raftsched_core::state::wire::encode_versioned;
 
 /// Added to an append's deadline per MiB it carries: time to send, write and fsync it.
 const APPEND_DEADLINE_PER_MIB: Duration = Duration::from_millis(100);
@@ -291,7 +291,7 @@ mod tests {
 mod wire_tests {
     use super::CallError;
     use super::decode_reply;
-    use crate::state::wire::wire_header;
+    use raftsched_core::state::wire::wire_header;
 
     /// A reply in a format this node does not read is a remote error naming the peer and
     /// the version, not a panic and not "unreachable".
