@@ -5,14 +5,10 @@
 //! of it; a deposed leader's writes fail to commit, so two leaders can never both record an
 //! assignment of the same attempt.
 
-mod hub;
-
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use hub::Instruction;
-pub use hub::WorkerHub;
 use openraft::ServerState;
 use rand::Rng;
 use tokio::task::JoinHandle;
@@ -22,6 +18,8 @@ use crate::app::App;
 use crate::app::AppError;
 use crate::app::Consistency;
 use crate::app::now_ms;
+use crate::hub::Instruction;
+use crate::hub::WorkerHub;
 use crate::recurrence;
 use crate::recurrence::Compiled;
 use raftsched_core::scheduling;
