@@ -37,7 +37,6 @@ use clap::Args;
 use clap::Subcommand;
 use raftsched_api::peer_endpoint;
 use raftsched_api::v1 as api;
-use raftsched_api::v1::workers_client::WorkersClient;
 use raftsched_client::ClusterClient;
 use raftsched_client::worker::HandlerError;
 use raftsched_client::worker::TaskContext;
@@ -1074,11 +1073,9 @@ impl NoopWorkers {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let listed = client
-                .call_channel(|channel| async move {
-                    WorkersClient::new(channel)
-                        .list_workers(api::ListWorkersRequest::default())
-                        .await
-                })
+                .call_workers(
+                    |mut workers| async move { workers.list_workers(api::ListWorkersRequest::default()).await },
+                )
                 .await;
             if let Ok(listed) = listed {
                 let ready = self.ids.iter().all(|id| {
