@@ -6,6 +6,11 @@
 //! with `--json`. `--save FILE` also appends each result as one JSON line, which
 //! `bench report` turns into the summary (targets, raftsched/etcd ratios).
 //!
+//! Architecture invariant: a tool outside the product. Calls to raftsched go through
+//! `raftsched_client::ClusterClient` (it builds `raftsched_api` requests), except a status
+//! probe that must use a fresh connection (`node_status_fresh`); the etcd client below is
+//! the only raw gRPC, to etcd.
+//!
 //! - `submit`: closed loop, C clients (each its own `ClusterClient`, so its own connection)
 //!   submitting back to back, one task per call or `--batch N` per `SubmitTasks` call.
 //!   The tasks are delayed by an hour and constrained to a label no worker has, so this

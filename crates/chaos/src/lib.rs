@@ -12,6 +12,10 @@
 //! Clients and workers talk to the nodes directly; only node-to-node traffic goes through
 //! the proxies. Every process is started in its own process group and killed when the run
 //! ends, however it ends (see [`procs`]).
+//!
+//! Architecture invariant: a tool outside the product. It may build `raftsched_api`
+//! requests, but it calls the cluster through `raftsched_client::ClusterClient` and reads
+//! refusals as `ClientError` codes; it never sees `tonic::Status`.
 
 pub mod check;
 pub mod disk;

@@ -1,6 +1,9 @@
 //! The client load of a chaos run: concurrent loops that each submit small shell tasks with
 //! their own request ids, retry an unknown outcome with the same request id, and record
 //! every step in the history.
+//!
+//! Architecture invariant: calls go through `ClusterClient`; a refusal is classified by its
+//! `ErrorCode` (definite or unknown), never by a `tonic::Status`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,6 +2,10 @@
 //! runs each attempt (a shell command, or a handler registered for an opaque kind),
 //! heartbeats, and reports every result with its fencing token. Follows the leader across
 //! failovers on its own; drains cleanly on shutdown.
+//!
+//! Architecture invariant: the runtime speaks the Workers API of `raftsched_api` through
+//! [`ClusterClient`] and sees failures as [`ClientError`]s; it never reads a
+//! `tonic::Status` (that is `cluster/status.rs`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
