@@ -1,4 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
+//!
+//! Architecture invariant: the CLI calls the cluster through `raftsched_client`; it builds
+//! `raftsched_api` requests and prints the answers, but never sees `tonic::Status`.
 
 mod cluster_cmd;
 mod node_cmd;

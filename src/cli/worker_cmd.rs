@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Args;
 use clap::Subcommand;
 use raftsched_api::v1 as api;
-use raftsched_api::v1::workers_client::WorkersClient;
 use raftsched_client::ClusterClient;
 use raftsched_client::worker::Worker;
 use raftsched_client::worker::WorkerOptions;
@@ -121,9 +120,9 @@ async fn list_all(client: &ClusterClient) -> anyhow::Result<api::ListWorkersResp
             page_token: all.next_page_token.clone(),
         };
         let page = client
-            .call_channel(|channel| {
+            .call_workers(|mut workers| {
                 let request = request.clone();
-                async move { WorkersClient::new(channel).list_workers(request).await }
+                async move { workers.list_workers(request).await }
             })
             .await
             .context("listing workers")?;

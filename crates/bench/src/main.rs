@@ -6,6 +6,11 @@
 //! with `--json`. `--save FILE` also appends each result as one JSON line, which
 //! `bench report` turns into the summary (targets, raftsched/etcd ratios).
 //!
+//! Architecture invariant: a tool outside the product. Calls to raftsched go through
+//! `raftsched_client::ClusterClient` (it builds `raftsched_api` requests), except a status
+//! probe that must use a fresh connection (`node_status_fresh`); the etcd client below is
+//! the only raw gRPC, to etcd.
+//!
 //! - `submit`: closed loop, C clients (each its own `ClusterClient`, so its own connection)
 //!   submitting back to back, one task per call or `--batch N` per `SubmitTasks` call.
 //!   The tasks are delayed by an hour and constrained to a label no worker has, so this
@@ -37,7 +42,6 @@ use clap::Args;
 use clap::Subcommand;
 use raftsched_api::peer_endpoint;
 use raftsched_api::v1 as api;
-use raftsched_api::v1::workers_client::WorkersClient;
 use raftsched_client::ClusterClient;
 use raftsched_client::worker::HandlerError;
 use raftsched_client::worker::TaskContext;
@@ -1074,11 +1078,9 @@ impl NoopWorkers {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let listed = client
-                .call_channel(|channel| async move {
-                    WorkersClient::new(channel)
-                        .list_workers(api::ListWorkersRequest::default())
-                        .await
-                })
+                .call_workers(
+                    |mut workers| async move { workers.list_workers(api::ListWorkersRequest::default()).await },
+                )
                 .await;
             if let Ok(listed) = listed {
                 let ready = self.ids.iter().all(|id| {

@@ -12,6 +12,10 @@
 //! Clients and workers talk to the nodes directly; only node-to-node traffic goes through
 //! the proxies. Every process is started in its own process group and killed when the run
 //! ends, however it ends (see [`procs`]).
+//!
+//! Architecture invariant: a tool outside the product. It may build `raftsched_api`
+//! requests, but it calls the cluster through `raftsched_client::ClusterClient` and reads
+//! refusals as `ClientError` codes; it never sees `tonic::Status`.
 
 pub mod check;
 pub mod disk;
@@ -50,7 +54,6 @@ use crate::summary::ReplicaReport;
 use crate::summary::Summary;
 use crate::summary::Timings;
 use raftsched_api::v1 as api;
-use raftsched_api::v1::workers_client::WorkersClient;
 use raftsched_client::ClientError;
 use raftsched_client::ClusterClient;
 
@@ -673,11 +676,7 @@ impl<'a> Cluster<'a> {
     async fn connected_workers(&self) -> usize {
         let client = self.direct.clone().with_overall_deadline(Duration::from_secs(2));
         let listed = client
-            .call_channel(|channel| async move {
-                WorkersClient::new(channel)
-                    .list_workers(api::ListWorkersRequest::default())
-                    .await
-            })
+            .call_workers(|mut workers| async move { workers.list_workers(api::ListWorkersRequest::default()).await })
             .await;
         listed.map_or(0, |r| r.workers.iter().filter(|w| w.connected).count())
     }

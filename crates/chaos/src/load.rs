@@ -1,6 +1,9 @@
 //! The client load of a chaos run: concurrent loops that each submit small shell tasks with
 //! their own request ids, retry an unknown outcome with the same request id, and record
 //! every step in the history.
+//!
+//! Architecture invariant: calls go through `ClusterClient`; a refusal is classified by its
+//! `ErrorCode` (definite or unknown), never by a `tonic::Status`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +14,6 @@ use rand::rngs::StdRng;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::Code;
 
 use crate::check::output_marker_command;
 use crate::history::Event;
@@ -19,6 +21,7 @@ use crate::history::History;
 use raftsched_api::v1 as api;
 use raftsched_client::ClientError;
 use raftsched_client::ClusterClient;
+use raftsched_client::ErrorCode;
 
 /// How often a loop retries an unknown submission after it was told to stop (the cluster is
 /// healed by then, so one of these should get an answer).
@@ -117,13 +120,13 @@ async fn submit_until_answered(
                 });
                 return;
             }
-            Err(ClientError::Rejected(status)) if is_definite(status.code()) => {
+            Err(ClientError::Rejected { code, message, .. }) if is_definite(code) => {
                 history.record(Event::Fail {
                     client: index,
                     op,
                     request_id,
-                    code: format!("{:?}", status.code()),
-                    error: status.message().to_string(),
+                    code: format!("{code:?}"),
+                    error: message,
                 });
                 return;
             }
@@ -149,17 +152,17 @@ async fn submit_until_answered(
 
 /// Refusals that say the submission did not and will not happen. Anything else (internal
 /// errors, aborts, deadlines) may have happened.
-fn is_definite(code: Code) -> bool {
+fn is_definite(code: ErrorCode) -> bool {
     matches!(
         code,
-        Code::InvalidArgument
-            | Code::FailedPrecondition
-            | Code::NotFound
-            | Code::AlreadyExists
-            | Code::PermissionDenied
-            | Code::OutOfRange
-            | Code::Unimplemented
-            | Code::Unauthenticated
+        ErrorCode::InvalidArgument
+            | ErrorCode::FailedPrecondition
+            | ErrorCode::NotFound
+            | ErrorCode::AlreadyExists
+            | ErrorCode::PermissionDenied
+            | ErrorCode::OutOfRange
+            | ErrorCode::Unimplemented
+            | ErrorCode::Unauthenticated
     )
 }
 

@@ -2,7 +2,8 @@
 //! and gives every call a deadline; [`worker`] runs the tasks the leader assigns.
 //!
 //! Architecture invariant: no openraft, no sled. This crate speaks only the wire API of
-//! `raftsched-api`.
+//! `raftsched-api`, and only `cluster/` sees `tonic::Status`: what callers get back is a
+//! [`ClientError`] with our own [`ErrorCode`], free of tonic.
 
 mod cluster;
 pub mod output;
@@ -11,6 +12,7 @@ pub mod worker;
 pub use cluster::ClientError;
 pub use cluster::ClusterClient;
 pub use cluster::DEFAULT_CLUSTER;
+pub use cluster::ErrorCode;
 pub use cluster::new_request_id;
 
 /// Resolves on SIGINT or SIGTERM: how a long-running client (a worker, a load run) stops.

@@ -7,18 +7,25 @@
 //!   leader proposes commands, every node applies them through `raftsched-store`.
 //! - [`dispatch`]: the leader's loop: expiries, timeouts, schedule firings and assignments,
 //!   committed and then pushed to workers through the worker hub.
+//! - [`hub`]: the leader's live, unreplicated view of its workers (open streams, when each
+//!   was last heard from); shared by the app, the dispatcher and the gRPC services.
 //! - [`recurrence`]: occurrence times of cron and interval schedules (needs a calendar, so
 //!   it lives here and not in the pure core).
-//! - [`grpc`]: the client API and Raft services; the only module that converts between
-//!   protobuf types and the domain.
-//! - [`network`]: the client side of Raft traffic to peers.
+//! - [`grpc`]: the client API and Raft services and the server that carries them; with
+//!   [`network`], the only modules that see protobuf types or `tonic::Status`.
+//! - [`network`]: the client side of Raft traffic to peers (gRPC by nature).
 //!
 //! Architecture invariant: the state changes only by committed commands (`raftsched-core`),
 //! and nothing is told to a worker before the command that decided it is committed.
+//!
+//! Architecture invariant: the modules form no cycle. `grpc` and `node` are on top (node
+//! starts grpc's server, never the reverse); `network` depends on neither; `app`, `dispatch`
+//! and `hub` see domain types only, never protobuf. `tests/architecture.rs` checks it.
 
 pub mod app;
 pub mod dispatch;
 pub mod grpc;
+pub mod hub;
 pub mod network;
 pub mod node;
 pub mod raft_types;

@@ -2,6 +2,10 @@
 //! runs each attempt (a shell command, or a handler registered for an opaque kind),
 //! heartbeats, and reports every result with its fencing token. Follows the leader across
 //! failovers on its own; drains cleanly on shutdown.
+//!
+//! Architecture invariant: the runtime speaks the Workers API of `raftsched_api` through
+//! [`ClusterClient`] and sees failures as [`ClientError`]s; it never reads a
+//! `tonic::Status` (that is `cluster/status.rs`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,10 +18,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::Code;
 
 use crate::ClientError;
 use crate::ClusterClient;
+use crate::ErrorCode;
 use crate::new_request_id;
 use crate::worker::executor;
 use crate::worker::executor::CommandRun;
@@ -224,16 +228,6 @@ impl Worker {
 }
 
 impl Shared {
-    async fn workers_call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
-    where
-        F: Fn(WorkersClient<tonic::transport::Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        self.cluster
-            .call_channel(move |channel| call(WorkersClient::new(channel)))
-            .await
-    }
-
     /// Registers, attaches, and handles instructions until the stream ends or shutdown.
     async fn serve_one_session(
         self: Arc<Self>,
@@ -299,7 +293,8 @@ impl Shared {
         let options = self.options.clone();
         let session_id = self.session_id.clone();
         let result = self
-            .workers_call(move |mut c| {
+            .cluster
+            .call_workers(move |mut c| {
                 let request = api::RegisterWorkerRequest {
                     worker_id: options.worker_id.clone(),
                     session_id: session_id.clone(),
@@ -313,9 +308,11 @@ impl Shared {
             .await;
         match result {
             Ok(response) => Ok(response),
-            Err(ClientError::Rejected(status)) if status.code() == Code::InvalidArgument => {
-                Err(WorkerError::Refused(status.message().to_string()))
-            }
+            Err(ClientError::Rejected {
+                code: ErrorCode::InvalidArgument,
+                message,
+                ..
+            }) => Err(WorkerError::Refused(message)),
             Err(e) => Err(WorkerError::Lost(format!("register: {e}"))),
         }
     }
@@ -360,11 +357,12 @@ impl Shared {
                     }
                 }
                 None => {
-                    self.workers_call(move |mut c| {
-                        let request = request.clone();
-                        async move { c.heartbeat(request).await }
-                    })
-                    .await
+                    self.cluster
+                        .call_workers(move |mut c| {
+                            let request = request.clone();
+                            async move { c.heartbeat(request).await }
+                        })
+                        .await
                 }
             };
             match (reply, &pinned) {
@@ -374,7 +372,7 @@ impl Shared {
                     // A node that answered (deposed, session replaced) is alive: only the
                     // next call should start elsewhere. One that did not is avoided a while.
                     match e {
-                        ClientError::Rejected(_) => self.cluster.forget_preferred(node),
+                        ClientError::Rejected { .. } => self.cluster.forget_preferred(node),
                         _ => self.cluster.avoid(node),
                     }
                     stop.cancel();
@@ -552,19 +550,19 @@ impl Shared {
         loop {
             let request = report.clone();
             let result = self
-                .workers_call(move |mut c| {
+                .cluster
+                .call_workers(move |mut c| {
                     let request = request.clone();
                     async move { c.report_result(request).await }
                 })
                 .await;
             let error = match result {
                 Ok(_) => return,
-                Err(ClientError::Rejected(status)) if is_void_attempt(&status) => {
+                Err(ClientError::Rejected { code, message, .. }) if is_void_attempt(code, &message) => {
                     tracing::info!(
                         task = report.task_id,
                         token = report.token,
-                        "result not recorded: {}",
-                        status.message()
+                        "result not recorded: {message}"
                     );
                     return;
                 }
@@ -578,10 +576,10 @@ impl Shared {
                 return;
             }
             let pause = match &error {
-                ClientError::Rejected(status) => {
-                    tracing::warn!(task = report.task_id, token = report.token, code = ?status.code(),
-                        "result refused, retrying in {refused_backoff:?}: {}", status.message());
-                    if status.code() == Code::InvalidArgument {
+                ClientError::Rejected { code, message, .. } => {
+                    tracing::warn!(task = report.task_id, token = report.token, code = ?code,
+                        "result refused, retrying in {refused_backoff:?}: {message}");
+                    if *code == ErrorCode::InvalidArgument {
                         fit_to_limits(&mut report, SHRUNK_TAIL_BYTES, SHRUNK_ERROR_BYTES);
                     }
                     let pause = refused_backoff;
@@ -603,7 +601,7 @@ impl Shared {
         let heartbeat_every = Duration::from_millis((self.options.lease_ms / 5).max(50));
         tokio::spawn(self.clone().heartbeat_loop(heartbeat_every, None, draining));
         let (worker_id, session_id) = (self.options.worker_id.clone(), self.session_id.clone());
-        let drain = self.workers_call(move |mut c| {
+        let drain = self.cluster.call_workers(move |mut c| {
             let request = api::DrainWorkerRequest {
                 worker_id: worker_id.clone(),
                 session_id: session_id.clone(),
@@ -704,10 +702,10 @@ fn fit_to_limits(report: &mut api::ReportResultRequest, tail_bytes: usize, error
 /// The refusals that are final for a result: the attempt is void (cancelled, timed out,
 /// reassigned: FAILED_PRECONDITION "stale attempt"), or its task does not exist (NOT_FOUND;
 /// tasks are never removed, so no retry can find it).
-fn is_void_attempt(status: &tonic::Status) -> bool {
-    match status.code() {
-        Code::FailedPrecondition => status.message().contains("stale attempt"),
-        Code::NotFound => true,
+fn is_void_attempt(code: ErrorCode, message: &str) -> bool {
+    match code {
+        ErrorCode::FailedPrecondition => message.contains("stale attempt"),
+        ErrorCode::NotFound => true,
         _ => false,
     }
 }
@@ -716,7 +714,6 @@ fn is_void_attempt(status: &tonic::Status) -> bool {
 mod tests {
     use super::*;
     use raftsched_core::state::limits::TRUNCATION_MARKER;
-    use tonic::Status;
 
     #[test]
     fn only_a_void_attempt_is_final() {
@@ -726,16 +723,22 @@ mod tests {
             token: 3,
             current: "the task is cancelled".into(),
         };
-        assert!(is_void_attempt(&Status::failed_precondition(stale.to_string())));
-        assert!(is_void_attempt(&Status::not_found("task 9 not found")));
-        for passing in [
-            Status::invalid_argument("invalid output: a tail is longer than 4096 bytes"),
-            Status::resource_exhausted("too busy"),
-            Status::unavailable("not the leader"),
-            Status::failed_precondition("worker \"w\" registered again with another session"),
-            Status::internal("bug"),
+        assert!(is_void_attempt(ErrorCode::FailedPrecondition, &stale.to_string()));
+        assert!(is_void_attempt(ErrorCode::NotFound, "task 9 not found"));
+        for (code, message) in [
+            (
+                ErrorCode::InvalidArgument,
+                "invalid output: a tail is longer than 4096 bytes",
+            ),
+            (ErrorCode::ResourceExhausted, "too busy"),
+            (ErrorCode::Unavailable, "not the leader"),
+            (
+                ErrorCode::FailedPrecondition,
+                "worker \"w\" registered again with another session",
+            ),
+            (ErrorCode::Internal, "bug"),
         ] {
-            assert!(!is_void_attempt(&passing), "{passing:?}");
+            assert!(!is_void_attempt(code, message), "{code:?}: {message}");
         }
     }
 

@@ -6,7 +6,7 @@ use super::AppError;
 use super::Consistency;
 use super::MAX_PAGE_SIZE;
 use super::now_ms;
-use crate::dispatch::Instruction;
+use crate::hub::Instruction;
 use crate::recurrence;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;

@@ -3,6 +3,9 @@
 //! Writes become [`Command`]s stamped with this node's clock and go through the Raft log;
 //! the node must be the leader. Reads come from the applied state, linearizable (confirmed
 //! with a quorum first) or stale (local, immediate).
+//!
+//! Architecture invariant: domain types only — no protobuf type, no `tonic::Status`; it
+//! uses `hub`, `network`, `raft_types` and `recurrence`, never `dispatch`, `grpc` or `node`.
 
 mod composite;
 mod membership;
@@ -28,8 +31,8 @@ use openraft::error::RaftError;
 use proposer::Proposer;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::Instruction;
-use crate::dispatch::WorkerHub;
+use crate::hub::Instruction;
+use crate::hub::WorkerHub;
 use crate::raft_types::NodeId;
 use crate::raft_types::Raft;
 use crate::raft_types::TypeConfig;

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::App;
 use super::AppError;
 use super::now_ms;
-use crate::dispatch::Instruction;
+use crate::hub::Instruction;
 use raftsched_core::scheduling::QueuePolicy;
 use raftsched_core::state::AttemptReport;
 use raftsched_core::state::Command;

@@ -10,7 +10,6 @@
 //! inputs, commits the commands in order and tells the workers.
 
 pub mod decide;
-mod hub;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -18,8 +17,6 @@ use std::time::Duration;
 use decide::FiringCache;
 use decide::Liveness;
 use decide::WorkerLiveness;
-pub use hub::Instruction;
-pub use hub::WorkerHub;
 use openraft::ServerState;
 use rand::Rng;
 use tokio::task::JoinHandle;
@@ -29,6 +26,7 @@ use crate::app::App;
 use crate::app::AppError;
 use crate::app::Consistency;
 use crate::app::now_ms;
+use crate::hub::Instruction;
 use raftsched_core::scheduling::placement::splitmix64;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;

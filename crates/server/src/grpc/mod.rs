@@ -1,16 +1,21 @@
-//! The gRPC layer: the client API ([`SchedulerService`]) and node-to-node Raft traffic
-//! ([`RaftGrpcService`]) on one port, plus server reflection.
+//! The gRPC layer: the client API ([`SchedulerService`], [`WorkersService`]) and
+//! node-to-node Raft traffic ([`RaftGrpcService`]) on one port, plus server reflection;
+//! [`serve`] builds that server with the port's limits ([`transport`]).
 //!
-//! Architecture invariant: this is the only module that sees protobuf types or
-//! `tonic::Status`. It converts requests into domain calls on [`crate::app::App`] and maps
-//! domain errors to status codes in one place (`status.rs`).
+//! Architecture invariant: with `network` (the client side of Raft RPCs), this is the only
+//! module of the server that sees protobuf types or `tonic::Status`. It converts requests
+//! into domain calls on [`crate::app::App`] and maps domain errors to status codes in one
+//! place (`status.rs`). It may use `app`, `hub`, `network` (its constants) and `raft_types`,
+//! never `node`: the node calls [`serve`], not the reverse.
 
 pub mod admission;
 mod budget;
 mod convert;
 mod raft_service;
 mod scheduler_service;
+mod server;
 mod status;
+pub mod transport;
 mod wire_errors;
 mod workers_service;
 
@@ -19,6 +24,9 @@ pub use raft_service::RaftGrpcService;
 pub use raftsched_api::ANSWERED_HEADER;
 pub use raftsched_api::LEADER_HEADER;
 pub use scheduler_service::SchedulerService;
+pub use server::ServeError;
+pub use server::serve;
+pub use transport::PortLimits;
 pub use wire_errors::WireErrors;
 pub use wire_errors::with_wire_errors;
 pub use workers_service::WorkersService;

@@ -10,7 +10,6 @@ use tonic::Response;
 use tonic::Status;
 
 use crate::app::App;
-use crate::dispatch::Instruction;
 use crate::grpc::api;
 use crate::grpc::api::workers_server::Workers;
 use crate::grpc::convert::registration_from_proto;
@@ -19,6 +18,7 @@ use crate::grpc::convert::resources_to_proto;
 use crate::grpc::convert::status_to_proto;
 use crate::grpc::convert::task_to_proto;
 use crate::grpc::status::app_error_to_status;
+use crate::hub::Instruction;
 
 /// How often a worker heartbeats, as a fraction of its lease: several beats may be lost
 /// before the lease runs out.

@@ -3,6 +3,11 @@
 //! [`NetworkFactory`] keeps one lazily connected channel per peer (HTTP/2 multiplexes every
 //! RPC to that peer over it); [`PeerClient`] sends openraft's RPCs on it, each with the
 //! deadline openraft gives.
+//!
+//! Architecture invariant: this is the client side of Raft RPCs, gRPC by nature, so with
+//! `grpc` it is the one place of the server that sees protobuf types (`raftsched_api::raft`)
+//! and `tonic::Status`. It depends on no other module but `raft_types`: the server side
+//! (`grpc`) reads its limits from here, never the reverse.
 
 mod fault;
 mod peer_client;

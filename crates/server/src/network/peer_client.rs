@@ -22,9 +22,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
-use crate::grpc::raft_proto::RaftMessage;
-use crate::grpc::raft_proto::SnapshotChunk;
-use crate::grpc::raft_proto::raft_service_client::RaftServiceClient;
 use crate::network::CLUSTER_HEADER;
 use crate::network::FaultInjector;
 use crate::network::MAX_APPEND_BYTES;
@@ -35,6 +32,9 @@ use crate::raft_types::Snapshot;
 use crate::raft_types::SnapshotData;
 use crate::raft_types::TypeConfig;
 use crate::raft_types::Vote;
+use raftsched_api::raft::RaftMessage;
+use raftsched_api::raft::SnapshotChunk;
+use raftsched_api::raft::raft_service_client::RaftServiceClient;
 use raftsched_core::state::wire::decode_versioned;
 use raftsched_core::state::wire::encode_versioned;
 

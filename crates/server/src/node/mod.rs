@@ -1,9 +1,12 @@
 //! [`RunningNode`]: one cluster member — storage, Raft, and the gRPC server — started and
 //! stopped as a unit.
+//!
+//! Architecture invariant: the node wires the parts together and names no protobuf type,
+//! no `tonic::Status` and no tonic server type: it calls [`grpc::serve`], which owns the
+//! routes, layers and limits of the port.
 
 mod config;
 mod snapshot_trigger;
-pub mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,21 +21,12 @@ use openraft::SnapshotPolicy;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
-pub use transport::PortLimits;
 
 use crate::app::App;
 use crate::dispatch::Dispatcher;
-use crate::dispatch::WorkerHub;
 use crate::grpc;
-use crate::grpc::RaftGrpcService;
-use crate::grpc::SchedulerService;
-use crate::grpc::WorkersService;
-use crate::grpc::admission;
-use crate::grpc::admission::Budgeted;
-use crate::grpc::api::scheduler_server::SchedulerServer;
-use crate::grpc::api::workers_server::WorkersServer;
+pub use crate::grpc::PortLimits;
+use crate::hub::WorkerHub;
 use crate::network::FaultInjector;
 use crate::network::NetworkFactory;
 use crate::raft_types::NodeId;
@@ -41,8 +35,6 @@ use raftsched_store::Store;
 use raftsched_store::StoreClosed;
 use raftsched_store::StoreError;
 
-/// The server-side cap on any one RPC, whatever deadline the caller set.
-const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a stopping leader waits for a follower to take over before it just stops (the
 /// others then elect a leader after their election timeout).
 const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -71,7 +63,7 @@ pub struct RunningNode {
     local_addr: SocketAddr,
     /// Cancelled once, by shutdown; the gRPC server watches it.
     shutdown: CancellationToken,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    server: JoinHandle<Result<(), grpc::ServeError>>,
     /// The leader-only dispatch loop; stops on the same token.
     dispatcher: JoinHandle<()>,
     /// Decides when to snapshot; stops on the same token.
@@ -156,14 +148,16 @@ impl RunningNode {
             config.raft.snapshot_after_entries,
             shutdown.clone(),
         );
-        let server = tokio::spawn(serve(
+        let server = grpc::serve(
             listener,
             raft.clone(),
             app.clone(),
-            &config,
+            &config.cluster_id,
             port_limits,
             shutdown.clone(),
-        )?);
+        )
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let server = tokio::spawn(server);
         initialize_if_founder(&raft, &config).await?;
         tracing::info!(node_id = config.node_id, %local_addr, "node started");
         Ok(RunningNode {
@@ -267,50 +261,6 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, NodeError> {
     }
     .validate()
     .map_err(|e| NodeError::Config(ConfigError::Invalid(e.to_string())))
-}
-
-/// Builds the gRPC server future: Raft service, client API and reflection on one port.
-fn serve(
-    listener: TcpListener,
-    raft: Raft,
-    app: App,
-    config: &NodeConfig,
-    port_limits: PortLimits,
-    shutdown: CancellationToken,
-) -> Result<impl Future<Output = Result<(), tonic::transport::Error>> + use<>, NodeError> {
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(grpc::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| NodeError::Raft(format!("reflection: {e}")))?;
-    let api_budget = admission::node_receive_budget();
-    let reflection = Budgeted::with_node_budget(reflection, &api_budget);
-    let raft_service = Budgeted::per_connection(RaftGrpcService::server(raft, &config.cluster_id));
-    let workers_service = WorkersServer::new(WorkersService::new(app.clone()))
-        .max_decoding_message_size(grpc::MAX_API_MESSAGE_BYTES)
-        .max_encoding_message_size(grpc::MAX_API_MESSAGE_BYTES);
-    let workers_service = Budgeted::with_node_budget(workers_service, &api_budget);
-    let scheduler_service = SchedulerServer::new(SchedulerService::new(app))
-        .max_decoding_message_size(grpc::MAX_API_MESSAGE_BYTES)
-        .max_encoding_message_size(grpc::MAX_API_MESSAGE_BYTES);
-    let scheduler_service = Budgeted::with_node_budget(scheduler_service, &api_budget);
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(transport::TCP_KEEPALIVE));
-    let incoming = transport::limit_connections(incoming, port_limits);
-    Ok(Server::builder()
-        .timeout(SERVER_REQUEST_TIMEOUT)
-        .max_concurrent_streams(transport::MAX_CONCURRENT_STREAMS)
-        .initial_stream_window_size(transport::STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(transport::CONNECTION_WINDOW_BYTES)
-        .http2_keepalive_interval(Some(port_limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(port_limits.keepalive_timeout))
-        .http2_max_header_list_size(transport::MAX_HEADER_LIST_BYTES)
-        .http2_max_pending_accept_reset_streams(Some(transport::MAX_PENDING_ACCEPT_RESET_STREAMS))
-        .add_service(raft_service)
-        .add_service(grpc::with_wire_errors(scheduler_service))
-        .add_service(grpc::with_wire_errors(workers_service))
-        .add_service(reflection)
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()))
 }
 
 /// The founding member with the lowest id initialises the cluster, once: a node whose

@@ -13,12 +13,12 @@ use raftsched_api::v1 as api;
 use raftsched_api::v1::workers_client::WorkersClient;
 use raftsched_client::ClientError;
 use raftsched_client::ClusterClient;
+use raftsched_client::ErrorCode as Code;
 use raftsched_server::node::RunningNode;
-use tonic::Code;
 
 fn rejection(result: Result<impl std::fmt::Debug, ClientError>) -> (Code, String) {
     match result {
-        Err(ClientError::Rejected(status)) => (status.code(), status.message().to_string()),
+        Err(ClientError::Rejected { code, message, .. }) => (code, message),
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
@@ -112,7 +112,7 @@ async fn oversized_messages_are_refused_and_the_node_keeps_serving() {
         .await
         .unwrap_err();
     // tonic itself says OUT_OF_RANGE; the API's code for "too big" is RESOURCE_EXHAUSTED.
-    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("4 MiB"), "{status:?}");
 
     let large = common::spec::builder("large")
@@ -686,19 +686,19 @@ async fn malformed_and_oversized_bodies_get_client_error_codes() {
         ("/raftsched.v1.Workers/Heartbeat", truncated),
     ] {
         let status = send_raw(&leader, path, body).await;
-        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{path}: {status:?}");
         assert!(status.message().contains("protobuf"), "{status:?}");
     }
     for path in ["/raftsched.v1.Workers/Heartbeat", "/raftsched.v1.Scheduler/SubmitTasks"] {
         let status = send_raw(&leader, path, vec![0; 4 * 1024 * 1024 + 1]).await;
-        assert_eq!(status.code(), Code::ResourceExhausted, "{path}: {status:?}");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{path}: {status:?}");
         assert!(status.message().contains("4194305 bytes"), "{status:?}");
         assert!(status.message().contains("4 MiB"), "{status:?}");
     }
     // A message exactly at the limit is decoded: 4 MiB of zero bytes is not valid protobuf
     // (field 0), so it is refused as malformed, not as too large.
     let status = send_raw(&leader, "/raftsched.v1.Workers/Heartbeat", vec![0; 4 * 1024 * 1024]).await;
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     every_node_answers(&cluster).await;
     cluster.shutdown().await;
 }

@@ -7,10 +7,9 @@ use common::TestCluster;
 use common::command_spec;
 use common::test_tuning;
 use common::wait_until;
-use raftsched_api::LEADER_HEADER;
 use raftsched_api::v1 as api;
+use raftsched_client::ErrorCode;
 use raftsched_server::node::RaftTuning;
-use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_through_leader_and_follower_and_read_from_every_node() {
@@ -36,17 +35,11 @@ async fn submit_through_leader_and_follower_and_read_from_every_node() {
         })
         .await
         .unwrap_err();
-    let raftsched_client::ClientError::Rejected(status) = refused else {
+    let raftsched_client::ClientError::Rejected { code, leader: hint, .. } = refused else {
         panic!("expected a status, got {refused:?}");
     };
-    assert_eq!(status.code(), Code::Unavailable);
-    let hint = status
-        .metadata()
-        .get(LEADER_HEADER)
-        .expect("leader hint")
-        .to_str()
-        .unwrap();
-    assert_eq!(hint, cluster.addr(leader));
+    assert_eq!(code, ErrorCode::Unavailable);
+    assert_eq!(hint.expect("leader hint"), cluster.addr(leader));
 
     // ...and a client that only knows the follower follows the hint on its own.
     let via_follower = cluster

@@ -20,10 +20,10 @@ use raftsched_api::v1 as api;
 use raftsched_api::v1::workers_client::WorkersClient;
 use raftsched_client::ClientError;
 use raftsched_client::ClusterClient;
+use raftsched_client::ErrorCode;
 use raftsched_client::worker::HandlerError;
 use raftsched_client::worker::TaskContext;
 use raftsched_client::worker::WorkerOptions;
-use tonic::Code;
 
 fn state_of(task: &api::Task) -> api::TaskState {
     api::TaskState::try_from(task.state).unwrap()
@@ -102,9 +102,9 @@ impl FakeWorker {
 
 fn stale(result: Result<(), ClientError>) {
     match result {
-        Err(ClientError::Rejected(status)) => {
-            assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-            assert!(status.message().contains("stale"), "{status:?}");
+        Err(ClientError::Rejected { code, message, .. }) => {
+            assert_eq!(code, ErrorCode::FailedPrecondition, "{message}");
+            assert!(message.contains("stale"), "{message}");
         }
         other => panic!("expected a stale-token rejection, got {other:?}"),
     }

@@ -94,7 +94,7 @@ async fn a_leader_cut_off_in_the_minority_lets_go_of_its_workers_and_clients() {
             c.submit_task(request).await
         });
         match attempt.await {
-            Err(e) if e.code() == Some(tonic::Code::Unavailable) => Some(e.to_string()),
+            Err(e) if e.code() == Some(raftsched_client::ErrorCode::Unavailable) => Some(e.to_string()),
             _ => None,
         }
     })

@@ -163,7 +163,7 @@ async fn a_workflow_of_big_tasks_is_submitted_and_fetched_in_pages() {
         })
         .await
         .expect_err("a bad token");
-    assert_eq!(refused.code(), Some(tonic::Code::InvalidArgument));
+    assert_eq!(refused.code(), Some(raftsched_client::ErrorCode::InvalidArgument));
     cluster.shutdown().await;
 }
 

@@ -20,8 +20,8 @@ use common::wait_until;
 use raftsched_api::v1 as api;
 use raftsched_client::ClientError;
 use raftsched_client::ClusterClient;
+use raftsched_client::ErrorCode as Code;
 use raftsched_client::worker::WorkerOptions;
-use tonic::Code;
 
 /// A whole test, bounded: a hang fails the test instead of stalling the suite.
 async fn bounded(test: impl std::future::Future<Output = ()>) {

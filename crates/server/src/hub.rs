@@ -1,6 +1,10 @@
 //! [`WorkerHub`]: the leader's live view of its workers — open assignment streams, when each
 //! was last heard from, and why pending tasks wait. None of it is replicated: a new leader
 //! starts it afresh and gives every worker a full lease to re-attach.
+//!
+//! Architecture invariant: the hub depends on no other module of the server (it holds
+//! domain [`Instruction`]s, never protobuf messages), so `app`, `dispatch` and `grpc` can all
+//! share it without a cycle. It is not replicated and decides nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,6 +4,14 @@
 //! follower's UNAVAILABLE answer, and otherwise moves on to the next node with a bounded,
 //! jittered backoff — until the call's overall deadline. Submissions get a client request id
 //! when they have none, so a retry after a lost answer cannot create a second task.
+//!
+//! Architecture invariant: this module is the client's gRPC edge. Its calls take tonic's
+//! generated clients, but what fails comes back as a [`ClientError`] with our own
+//! [`ErrorCode`]; `status.rs` is the one place that reads a `tonic::Status`.
+
+mod code;
+mod error;
+mod status;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,16 +21,20 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::time::Instant;
-use tonic::Code;
 use tonic::Status;
 use tonic::transport::Channel;
 
+pub use code::ErrorCode;
+pub use error::ClientError;
 use raftsched_api::ANSWERED_HEADER;
-use raftsched_api::LEADER_HEADER;
 use raftsched_api::MAX_API_MESSAGE_BYTES;
 use raftsched_api::peer_endpoint;
 use raftsched_api::v1 as api;
 use raftsched_api::v1::scheduler_client::SchedulerClient;
+use raftsched_api::v1::workers_client::WorkersClient;
+use status::is_retryable;
+use status::leader_hint;
+use status::rejected;
 
 /// The three addresses `scripts/cluster.sh` uses by default.
 pub const DEFAULT_CLUSTER: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
@@ -49,29 +61,6 @@ const SILENT_PROBE_DEADLINE: Duration = Duration::from_millis(200);
 /// Jitter (half to full) keeps many clients from retrying in lockstep.
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(160);
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("no cluster address given: pass --cluster host:port,... or set RAFTSCHED_CLUSTER")]
-    NoEndpoints,
-    #[error("bad cluster address: {0}")]
-    BadAddress(String),
-    /// The cluster answered, and the answer is an error (invalid input, not found, ...).
-    #[error("{}", .0.message())]
-    Rejected(Status),
-    #[error("no node could serve the request within {deadline:?}; last error: {last_error}")]
-    Unavailable { deadline: Duration, last_error: String },
-}
-
-impl ClientError {
-    /// The gRPC code of a rejection, if the cluster answered.
-    pub fn code(&self) -> Option<Code> {
-        match self {
-            ClientError::Rejected(status) => Some(status.code()),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Clone)]
 pub struct ClusterClient {
@@ -143,7 +132,7 @@ impl ClusterClient {
         let channel = self.channel_for(address).map_err(ClientError::BadAddress)?;
         match tokio::time::timeout(self.per_call_deadline, call(channel)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(ClientError::Rejected(status)),
+            Ok(Err(status)) => Err(rejected(status)),
             Err(_) => Err(ClientError::Unavailable {
                 deadline: self.per_call_deadline,
                 last_error: format!("{address} did not answer"),
@@ -158,6 +147,15 @@ impl ClusterClient {
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.call_channel(|channel| call(scheduler_client(channel))).await
+    }
+
+    /// Like [`Self::call`], on the Workers service of the leader.
+    pub async fn call_workers<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(WorkersClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call_channel(|channel| call(WorkersClient::new(channel))).await
     }
 
     /// Runs `call` against the leader, following hints and retrying unavailable nodes until
@@ -200,7 +198,7 @@ impl ClusterClient {
                     *self.preferred.lock().expect("client lock poisoned") = target.clone();
                     return Ok((target, response.into_inner()));
                 }
-                Err(status) if !is_retryable(&status) => return Err(ClientError::Rejected(status)),
+                Err(status) if !is_retryable(&status) => return Err(rejected(status)),
                 Err(status) => status,
             };
             let answered = status.metadata().get(ANSWERED_HEADER).is_some();
@@ -378,7 +376,7 @@ impl ClusterClient {
                 .await?;
             let page = response
                 .workflow
-                .ok_or_else(|| ClientError::Rejected(Status::internal("empty workflow in response")))?;
+                .ok_or_else(|| ClientError::empty_response("workflow"))?;
             match workflow.as_mut() {
                 None => workflow = Some(page),
                 Some(workflow) => workflow.tasks.extend(page.tasks),
@@ -401,9 +399,7 @@ impl ClusterClient {
                 async move { client.get_schedule(request).await }
             })
             .await?;
-        response
-            .schedule
-            .ok_or_else(|| ClientError::Rejected(Status::internal("empty schedule in response")))
+        response.schedule.ok_or_else(|| ClientError::empty_response("schedule"))
     }
 
     pub async fn get_task(&self, task_id: u64, consistency: api::Consistency) -> Result<api::Task, ClientError> {
@@ -417,9 +413,7 @@ impl ClusterClient {
                     .await
             })
             .await?;
-        response
-            .task
-            .ok_or_else(|| ClientError::Rejected(Status::internal("empty task in response")))
+        response.task.ok_or_else(|| ClientError::empty_response("task"))
     }
 
     pub async fn list_tasks(&self, request: api::ListTasksRequest) -> Result<api::ListTasksResponse, ClientError> {
@@ -440,9 +434,7 @@ impl ClusterClient {
                 async move { client.cancel_task(request).await }
             })
             .await?;
-        response
-            .task
-            .ok_or_else(|| ClientError::Rejected(Status::internal("empty task in response")))
+        response.task.ok_or_else(|| ClientError::empty_response("task"))
     }
 
     /// Asks any reachable node for every member's view.
@@ -456,19 +448,6 @@ fn scheduler_client(channel: Channel) -> SchedulerClient<Channel> {
     SchedulerClient::new(channel)
         .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_API_MESSAGE_BYTES)
-}
-
-/// Worth trying again, on the same node later or on another one.
-fn is_retryable(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
-    )
-}
-
-fn leader_hint(status: &Status) -> Option<String> {
-    let value = status.metadata().get(LEADER_HEADER)?;
-    value.to_str().ok().map(String::from)
 }
 
 /// Between half and all of `backoff`, so many clients do not retry in lockstep.

@@ -1,0 +1,87 @@
+//! [`serve`]: the node's one gRPC port — the Raft service, the client API (Scheduler and
+//! Workers) and server reflection, behind the port's limits (`transport.rs`) and the receive
+//! budgets (`admission.rs`).
+//!
+//! Architecture invariant: the node starts this server but never names what it carries;
+//! routes, layers, message limits and tonic's server types stay inside `grpc`.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::app::App;
+use crate::grpc::FILE_DESCRIPTOR_SET;
+use crate::grpc::MAX_API_MESSAGE_BYTES;
+use crate::grpc::RaftGrpcService;
+use crate::grpc::SchedulerService;
+use crate::grpc::WorkersService;
+use crate::grpc::admission;
+use crate::grpc::admission::Budgeted;
+use crate::grpc::api::scheduler_server::SchedulerServer;
+use crate::grpc::api::workers_server::WorkersServer;
+use crate::grpc::transport;
+use crate::grpc::transport::PortLimits;
+use crate::grpc::with_wire_errors;
+use crate::raft_types::Raft;
+
+/// The server-side cap on any one RPC, whatever deadline the caller set.
+const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why the gRPC server could not be built or stopped with an error. Keeps tonic's error type
+/// out of the node, which only reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Builds the server future on `listener`: it serves until `shutdown` is cancelled. Calls
+/// for this cluster's Raft go to `raft`, client calls to `app`.
+pub fn serve(
+    listener: TcpListener,
+    raft: Raft,
+    app: App,
+    cluster_id: &str,
+    port_limits: PortLimits,
+    shutdown: CancellationToken,
+) -> Result<impl Future<Output = Result<(), ServeError>> + use<>, ServeError> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let api_budget = admission::node_receive_budget();
+    let reflection = Budgeted::with_node_budget(reflection, &api_budget);
+    let raft_service = Budgeted::per_connection(RaftGrpcService::server(raft, cluster_id));
+    let workers_service = WorkersServer::new(WorkersService::new(app.clone()))
+        .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
+    let workers_service = Budgeted::with_node_budget(workers_service, &api_budget);
+    let scheduler_service = SchedulerServer::new(SchedulerService::new(app))
+        .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
+    let scheduler_service = Budgeted::with_node_budget(scheduler_service, &api_budget);
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(transport::TCP_KEEPALIVE));
+    let incoming = transport::limit_connections(incoming, port_limits);
+    let server = Server::builder()
+        .timeout(SERVER_REQUEST_TIMEOUT)
+        .max_concurrent_streams(transport::MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(transport::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(transport::CONNECTION_WINDOW_BYTES)
+        .http2_keepalive_interval(Some(port_limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(port_limits.keepalive_timeout))
+        .http2_max_header_list_size(transport::MAX_HEADER_LIST_BYTES)
+        .http2_max_pending_accept_reset_streams(Some(transport::MAX_PENDING_ACCEPT_RESET_STREAMS))
+        .add_service(raft_service)
+        .add_service(with_wire_errors(scheduler_service))
+        .add_service(with_wire_errors(workers_service))
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned());
+    Ok(async move { Ok(server.await?) })
+}
