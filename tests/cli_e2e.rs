@@ -536,3 +536,37 @@ fn start_twice_is_harmless_and_another_clusters_data_dir_is_refused() {
     cluster.script_ok(&["clean"]);
     assert!(!cluster.data_dir().exists(), "clean removes the data dir");
 }
+
+/// The product binary is the CLI only: the load generator and the fault injector are tools
+/// of their own (`raftsched-bench`, `raftsched-chaos`), not subcommands.
+#[test]
+fn the_product_binary_has_no_bench_or_chaos_subcommand() {
+    let help = Command::new(BIN)
+        .arg("--help")
+        .output()
+        .expect("running raftsched --help");
+    assert!(help.status.success(), "{}", describe(&help));
+    let text = text(&help.stdout);
+    let commands: Vec<&str> = text
+        .lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert!(commands.contains(&"node") && commands.contains(&"task"), "{text}");
+    for tool in ["bench", "chaos"] {
+        assert!(!commands.contains(&tool), "`raftsched {tool}` is listed:\n{text}");
+        let run = Command::new(BIN)
+            .arg(tool)
+            .arg("--help")
+            .output()
+            .expect("running raftsched");
+        assert_eq!(
+            run.status.code(),
+            Some(2),
+            "`raftsched {tool}` should be unknown: {}",
+            describe(&run)
+        );
+    }
+}
