@@ -368,6 +368,11 @@ fn the_scan_sees_uses_and_finds_cycles() {
 /// The dependencies a manifest declares in `[dependencies]` and `[build-dependencies]` (what
 /// a build of the crate links; dev-dependencies only build its tests).
 fn normal_dependencies(manifest: &Path) -> BTreeSet<String> {
+    dependencies_in(manifest, &["dependencies", "build-dependencies"])
+}
+
+/// The dependency names of a manifest's `tables` (e.g. `dependencies`, `dev-dependencies`).
+fn dependencies_in(manifest: &Path, tables: &[&str]) -> BTreeSet<String> {
     let text = fs::read_to_string(manifest).unwrap_or_else(|e| panic!("reading {}: {e}", manifest.display()));
     let mut deps = BTreeSet::new();
     let mut in_section = false;
@@ -376,8 +381,10 @@ fn normal_dependencies(manifest: &Path) -> BTreeSet<String> {
             let header = header.trim_end_matches(']');
             let table = header.rsplit('.').next().unwrap_or(header);
             // `[workspace.dependencies]` only offers versions; members opt in one by one.
-            in_section = ["dependencies", "build-dependencies"].contains(&table) && !header.starts_with("workspace");
-            if let Some(dep) = header.strip_prefix("dependencies.") {
+            in_section = tables.contains(&table) && !header.starts_with("workspace");
+            if let Some((table, dep)) = header.split_once('.')
+                && tables.contains(&table)
+            {
                 deps.insert(dep.to_string());
             }
             continue;
@@ -403,6 +410,19 @@ fn the_core_depends_on_serde_thiserror_and_postcard_only() {
     let allowed = BTreeSet::from(["serde", "thiserror", "postcard"].map(String::from));
     let extra: Vec<&String> = deps.difference(&allowed).collect();
     assert!(extra.is_empty(), "crates/core must stay pure, but depends on {extra:?}");
+}
+
+/// `cargo tree -p raftsched-core` lists dev-dependencies too: a test-only edge to the server
+/// would put tokio, tonic, openraft and sled under the core again.
+#[test]
+fn the_core_tests_need_only_datadriven_and_proptest() {
+    let deps = dependencies_in(&workspace_root().join("crates/core/Cargo.toml"), &["dev-dependencies"]);
+    let allowed = BTreeSet::from(["datadriven", "proptest"].map(String::from));
+    let extra: Vec<&String> = deps.difference(&allowed).collect();
+    assert!(
+        extra.is_empty(),
+        "crates/core's tests must not pull in other crates, but use {extra:?}"
+    );
 }
 
 /// Fails naming every crate that depends on one of `forbidden` but is not in `allowed`.
