@@ -1,8 +1,10 @@
 //! The server's integration tests, one binary (one link instead of eleven) with a module per
 //! area. Every test runs in-process clusters from raftsched-testkit over real tonic on
 //! ephemeral ports. Run one area with `cargo test -p raftsched-server --test it <area>::`.
-//! The failpoint tests are a binary of their own (tests/failpoints.rs): their failpoints are
-//! process-global.
+//! Two areas are binaries of their own, because what they test is process-global: the
+//! failpoint tests (tests/failpoints.rs: a failpoint fires in whichever node of the process
+//! reaches it) and the transport limits (tests/transport_limits.rs: they bound the growth
+//! of this process's resident set, which tests running beside them would add to).
 
 mod adversarial;
 mod bad_input;
@@ -13,4 +15,3 @@ mod failover;
 mod output_limits;
 mod response_budgets;
 mod schedules;
-mod transport_limits;
