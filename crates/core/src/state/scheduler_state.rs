@@ -36,6 +36,8 @@ use crate::state::worker::WorkerRegistration;
 mod composite;
 mod digest;
 mod invariants;
+#[cfg(test)]
+mod list_tests;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -71,6 +73,9 @@ pub struct SchedulerState {
     queue_policies: BTreeMap<String, QueuePolicy>,
     /// Task ids by status, for filtered listing and counts. No empty sets.
     by_status: BTreeMap<TaskStatus, BTreeSet<TaskId>>,
+    /// Task ids by queue, so that a listing filtered by queue walks that queue's tasks
+    /// only. A task's queue never changes, so an entry is made once. No empty sets.
+    by_queue: BTreeMap<String, BTreeSet<TaskId>>,
     /// Pending tasks whose ready time has come, per queue in dispatch order. No empty queues.
     ready: BTreeMap<String, BTreeSet<ReadyKey>>,
     /// Pending tasks whose ready time is still ahead, by that time.
@@ -131,11 +136,23 @@ impl WorkerLoad {
     }
 }
 
-/// Which tasks a listing returns.
+/// Which tasks a listing returns, and in which order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
     pub status: Option<TaskStatus>,
     pub queue: Option<String>,
+    /// Only tasks created at or after this time; 0 lists every task.
+    pub since_ms: u64,
+    pub order: ListOrder,
+}
+
+/// The order of a listing. Newest first by default: people look for what they just
+/// submitted, and oldest first buries new work behind the whole history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    #[default]
+    NewestFirst,
+    OldestFirst,
 }
 
 impl SchedulerState {
@@ -685,12 +702,22 @@ impl SchedulerState {
     /// task's spec does not, so `update_task` leaves it alone.
     fn index_new(&mut self, task: &Task) {
         self.index(task);
+        self.index_queue(task);
         if let Some(request_id) = &task.spec.client_request_id {
             self.by_request_id.insert((fnv1a_64(request_id.as_bytes()), task.id));
         }
     }
 
-    /// Removes a task from the indexes that depend on its status (the request id stays).
+    /// Indexes a task by its queue, once: its queue never changes.
+    fn index_queue(&mut self, task: &Task) {
+        self.by_queue
+            .entry(task.spec.queue.clone())
+            .or_default()
+            .insert(task.id);
+    }
+
+    /// Removes a task from the indexes that depend on its status (the request id and the
+    /// queue stay).
     fn unindex(&mut self, task: &Task) {
         remove_from(&mut self.by_status, &task.status, &task.id);
         if task.status == TaskStatus::Pending {

@@ -25,6 +25,7 @@ use raftsched_core::state::AttemptReport;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;
 use raftsched_core::state::ListFilter;
+use raftsched_core::state::ListOrder;
 use raftsched_core::state::Payload;
 use raftsched_core::state::Resources;
 use raftsched_core::state::SchedulerState;
@@ -226,6 +227,14 @@ pub(crate) fn list(state: &SchedulerState, case: &TestCase) -> String {
     let filter = ListFilter {
         status: arg(case, "state").map(|s| TaskStatus::parse(&s).unwrap_or_else(|| panic!("unknown state {s:?}"))),
         queue: arg(case, "queue"),
+        since_ms: arg_u64(case, "since").unwrap_or(0),
+        // The cases were written oldest first, before newest first became the default;
+        // `order=newest` asks for the default.
+        order: match arg(case, "order").as_deref() {
+            None | Some("oldest") => ListOrder::OldestFirst,
+            Some("newest") => ListOrder::NewestFirst,
+            Some(other) => panic!("unknown order {other:?}: use oldest or newest"),
+        },
     };
     let after = arg_u64(case, "after").unwrap_or(0);
     let limit = arg_u64(case, "limit").unwrap_or(100) as usize;

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use super::SchedulerState;
 use super::fnv1a_64;
 use crate::state::AttemptOutcome;
+use crate::state::task::Task;
 use crate::state::task::TaskId;
 use crate::state::task::TaskStatus;
 
@@ -47,8 +48,10 @@ impl SchedulerState {
                 self.count_by_status(TaskStatus::Running)
             ));
         }
+        self.check_queue_index()?;
         if self.ready.values().any(BTreeSet::is_empty)
             || self.by_status.values().any(BTreeSet::is_empty)
+            || self.by_queue.values().any(BTreeSet::is_empty)
             || self.running_by_worker.values().any(|load| load.tasks.is_empty())
         {
             return Err("an empty set is left in an index".into());
@@ -169,6 +172,34 @@ impl SchedulerState {
         Ok(())
     }
 
+    /// Every task sits in the queue index once, under its own queue (`check_task` checks the
+    /// "under its own queue" half), and creation times never go down as ids go up: a
+    /// newest-first listing with a `since` stops at the first older task, which is only
+    /// right if no later task is older (apply stamps tasks with its clock, which never goes
+    /// back, and gives ids in order).
+    fn check_queue_index(&self) -> Result<(), String> {
+        let indexed_by_queue: usize = self.by_queue.values().map(BTreeSet::len).sum();
+        if indexed_by_queue != self.tasks.len() {
+            return Err(format!(
+                "{indexed_by_queue} tasks indexed by queue, {} tasks exist",
+                self.tasks.len()
+            ));
+        }
+        let mut previous: Option<&Task> = None;
+        for task in self.tasks.values() {
+            if let Some(before) = previous
+                && before.created_at_ms > task.created_at_ms
+            {
+                return Err(format!(
+                    "task {} was created at {} ms, before task {} at {} ms",
+                    task.id, task.created_at_ms, before.id, before.created_at_ms
+                ));
+            }
+            previous = Some(task);
+        }
+        Ok(())
+    }
+
     /// The invariants of one task: its indexes, its attempts, its worker.
     pub(super) fn check_task(&self, task_id: TaskId) -> Result<(), String> {
         let task = self.tasks.get(&task_id).ok_or(format!("task {task_id} missing"))?;
@@ -183,6 +214,16 @@ impl SchedulerState {
                     task.status
                 ));
             }
+        }
+        if !self
+            .by_queue
+            .get(&task.spec.queue)
+            .is_some_and(|ids| ids.contains(&task_id))
+        {
+            return Err(format!(
+                "task {task_id} is not indexed under its queue {:?}",
+                task.spec.queue
+            ));
         }
         let pending = task.status == TaskStatus::Pending;
         let ready = self

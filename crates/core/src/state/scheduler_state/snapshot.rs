@@ -130,6 +130,7 @@ impl SchedulerState {
                 )));
             }
             state.index(&task);
+            state.index_queue(&task);
             if let Some(request_id) = &task.spec.client_request_id {
                 request_ids.push((fnv1a_64(request_id.as_bytes()), task.id));
             }

@@ -168,7 +168,11 @@ fn snapshot_with_a_shared_request_id_is_refused() {
 fn list_after_the_largest_id_is_empty() {
     let mut state = SchedulerState::new();
     submit(&mut state, "a").unwrap();
-    assert_eq!(state.list(&ListFilter::default(), u64::MAX, 10), (Vec::new(), None));
+    let oldest_first = ListFilter {
+        order: ListOrder::OldestFirst,
+        ..ListFilter::default()
+    };
+    assert_eq!(state.list(&oldest_first, u64::MAX, 10), (Vec::new(), None));
 }
 
 fn attempt(number: u32, token: u64, outcome: AttemptOutcome) -> Attempt {

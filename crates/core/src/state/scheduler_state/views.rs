@@ -1,8 +1,10 @@
 //! Read-only views of [`SchedulerState`] for the API and the dispatcher.
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 
 use super::ListFilter;
+use super::ListOrder;
 use super::SchedulerState;
 use crate::state::QueuePolicy;
 use crate::state::schedule::Schedule;
@@ -32,10 +34,11 @@ impl SchedulerState {
         self.clock_ms
     }
 
-    /// Up to `limit` tasks matching `filter` with ids above `after`, in id order, and the
-    /// id to pass as `after` for the next page (None when this page is the last).
-    pub fn list(&self, filter: &ListFilter, after: TaskId, limit: usize) -> (Vec<Task>, Option<TaskId>) {
-        self.list_within(filter, after, limit, |_| true)
+    /// Up to `limit` tasks matching `filter` in its order, continuing past `cursor` (the
+    /// last id of the previous page, 0 for the first page), and the cursor of the next page
+    /// (None when this page is the last).
+    pub fn list(&self, filter: &ListFilter, cursor: TaskId, limit: usize) -> (Vec<Task>, Option<TaskId>) {
+        self.list_within(filter, cursor, limit, |_| true)
     }
 
     /// [`Self::list`], where `fits` is asked about each task before it joins the page and a
@@ -44,24 +47,22 @@ impl SchedulerState {
     pub fn list_within(
         &self,
         filter: &ListFilter,
-        after: TaskId,
+        cursor: TaskId,
         limit: usize,
         mut fits: impl FnMut(&Task) -> bool,
     ) -> (Vec<Task>, Option<TaskId>) {
-        let Some(start) = after.checked_add(1) else {
-            return (Vec::new(), None);
-        };
-        let candidates: Box<dyn Iterator<Item = &Task>> = match filter.status {
-            Some(status) => Box::new(
-                self.by_status
-                    .get(&status)
-                    .into_iter()
-                    .flat_map(move |ids| ids.range(start..))
-                    .map(|id| &*self.tasks[id]),
-            ),
-            None => Box::new(self.tasks.range(start..).map(|(_, task)| task.as_ref())),
-        };
-        let matching = candidates.filter(|task| filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q));
+        let newest_first = filter.order == ListOrder::NewestFirst;
+        let matching = self
+            .list_candidates(filter, cursor)
+            .map(|id| &*self.tasks[&id])
+            // Creation times grow with ids (check_invariants holds apply to it), so newest
+            // first ends at the first task older than `since`.
+            .take_while(|task| !newest_first || task.created_at_ms >= filter.since_ms)
+            .filter(|task| {
+                task.created_at_ms >= filter.since_ms
+                    && filter.status.is_none_or(|s| task.status == s)
+                    && filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q)
+            });
         let mut page: Vec<Task> = Vec::new();
         let mut more = false;
         for task in matching {
@@ -74,6 +75,42 @@ impl SchedulerState {
         }
         let next = if more { page.last().map(|task| task.id) } else { None };
         (page, next)
+    }
+
+    /// The ids a listing walks, past `cursor` in its order: from the smaller of the status
+    /// and queue indexes when it filters by both (the other filter is checked per task), from
+    /// the one it filters by, or every task.
+    pub(super) fn list_candidates(&self, filter: &ListFilter, cursor: TaskId) -> Box<dyn Iterator<Item = TaskId> + '_> {
+        let newest_first = filter.order == ListOrder::NewestFirst;
+        let bounds = match (newest_first, cursor) {
+            (true, 0) => (Bound::Unbounded, Bound::Unbounded),
+            (true, _) => (Bound::Unbounded, Bound::Excluded(cursor)),
+            (false, _) => (Bound::Excluded(cursor), Bound::Unbounded),
+        };
+        let by_status = filter.status.map(|s| self.by_status.get(&s));
+        let by_queue = filter.queue.as_ref().map(|q| self.by_queue.get(q));
+        let set: Option<&BTreeSet<TaskId>> = match (by_status, by_queue) {
+            (None, None) => {
+                let ids = self.tasks.range(bounds).map(|(id, _)| *id);
+                return if newest_first {
+                    Box::new(ids.rev())
+                } else {
+                    Box::new(ids)
+                };
+            }
+            (Some(Some(a)), Some(Some(b))) => Some(if a.len() <= b.len() { a } else { b }),
+            (Some(_), Some(_)) => None,
+            (Some(one), None) | (None, Some(one)) => one,
+        };
+        let Some(set) = set else {
+            return Box::new(std::iter::empty());
+        };
+        let ids = set.range(bounds).copied();
+        if newest_first {
+            Box::new(ids.rev())
+        } else {
+            Box::new(ids)
+        }
     }
 
     /// Queues with pending tasks whose time has come, by name.
