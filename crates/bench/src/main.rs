@@ -1161,7 +1161,12 @@ async fn wait_drained(
 /// Every task with an id in [first, last], from `queue`.
 async fn fetch_tasks(client: &ClusterClient, queue: &str, first: u64, last: u64) -> anyhow::Result<Vec<api::Task>> {
     let mut tasks = Vec::new();
-    let mut token = first.saturating_sub(1).to_string();
+    // Oldest first from `first`: a page token is the order's letter and the last id seen.
+    let mut token = if first > 1 {
+        format!("o{}", first - 1)
+    } else {
+        String::new()
+    };
     loop {
         let request = api::ListTasksRequest {
             state: api::TaskState::Unspecified as i32,
@@ -1169,6 +1174,8 @@ async fn fetch_tasks(client: &ClusterClient, queue: &str, first: u64, last: u64)
             page_size: 1000,
             page_token: token.clone(),
             consistency: api::Consistency::Linearizable as i32,
+            since_ms: 0,
+            oldest_first: true,
         };
         let page = client.list_tasks(request).await?;
         let past_end = page.tasks.last().is_none_or(|t| t.id >= last);

@@ -1065,6 +1065,7 @@ impl<'a> Cluster<'a> {
                     page_size: 1000,
                     page_token: page_token.clone(),
                     consistency: api::Consistency::Linearizable as i32,
+                    oldest_first: true,
                     ..api::ListTasksRequest::default()
                 })
                 .await?;
@@ -1086,6 +1087,7 @@ impl<'a> Cluster<'a> {
                 page_size: 1000,
                 page_token: page_token.clone(),
                 consistency: api::Consistency::Stale as i32,
+                oldest_first: true,
                 ..api::ListTasksRequest::default()
             };
             let page = self

@@ -225,6 +225,7 @@ impl TestCluster {
                 c.list_tasks(api::ListTasksRequest {
                     page_size: 1000,
                     consistency: api::Consistency::Stale as i32,
+                    oldest_first: true,
                     ..Default::default()
                 })
                 .await

@@ -217,8 +217,8 @@ impl App {
         self.read_task(task_id)
     }
 
-    /// A page of tasks matching `filter` with ids above `after`, and where the next page
-    /// starts. `fits` is the caller's byte budget: asked about each task before it joins the
+    /// A page of tasks matching `filter` in its order, continuing past `after` (0 for the
+    /// first page), and where the next page starts. `fits` is the caller's byte budget: asked about each task before it joins the
     /// page, a refusal ends the page early (only what fits is copied out of the state).
     pub async fn list(
         &self,

@@ -13,6 +13,8 @@ use raftsched_core::scheduling::QueuePolicy;
 use raftsched_core::state::Attempt;
 use raftsched_core::state::AttemptOutcome;
 use raftsched_core::state::AttemptReport;
+use raftsched_core::state::ListFilter;
+use raftsched_core::state::ListOrder;
 use raftsched_core::state::MisfirePolicy;
 use raftsched_core::state::OverlapPolicy;
 use raftsched_core::state::Payload;
@@ -21,6 +23,7 @@ use raftsched_core::state::Resources;
 use raftsched_core::state::RunOutcome;
 use raftsched_core::state::ScheduleSpec;
 use raftsched_core::state::Task;
+use raftsched_core::state::TaskId;
 use raftsched_core::state::TaskOrigin;
 use raftsched_core::state::TaskSpec;
 use raftsched_core::state::TaskStatus;
@@ -493,5 +496,93 @@ pub fn status_from_proto(state: i32) -> Result<Option<TaskStatus>, Status> {
         Ok(api::TaskState::Waiting) => Ok(Some(TaskStatus::Waiting)),
         Ok(api::TaskState::Skipped) => Ok(Some(TaskStatus::Skipped)),
         Err(_) => Err(invalid(format!("invalid state filter: unknown value {state}"))),
+    }
+}
+
+/// The filter and order of a task listing, and the cursor its page token carries (0 for
+/// the first page).
+pub fn list_request_from_proto(request: api::ListTasksRequest) -> Result<(ListFilter, TaskId), Status> {
+    let order = if request.oldest_first {
+        ListOrder::OldestFirst
+    } else {
+        ListOrder::NewestFirst
+    };
+    let filter = ListFilter {
+        status: status_from_proto(request.state)?,
+        queue: non_empty(request.queue),
+        since_ms: request.since_ms,
+        order,
+    };
+    let cursor = task_cursor_from_token(&request.page_token, order)?;
+    Ok((filter, cursor))
+}
+
+/// The letter a task page token starts with: the order it continues, so that a token from
+/// one order is refused by a listing in the other (the cursor means "below" in one and
+/// "above" in the other, and a swapped token would silently skip or repeat tasks).
+fn order_mark(order: ListOrder) -> char {
+    match order {
+        ListOrder::NewestFirst => 'n',
+        ListOrder::OldestFirst => 'o',
+    }
+}
+
+/// The page token that continues a task listing in `order` past `cursor`.
+pub fn task_cursor_to_token(cursor: TaskId, order: ListOrder) -> String {
+    format!("{}{cursor}", order_mark(order))
+}
+
+/// The cursor in a task page token (0 for the empty token of a first page).
+pub fn task_cursor_from_token(token: &str, order: ListOrder) -> Result<TaskId, Status> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    let mark = order_mark(order);
+    let other = order_mark(match order {
+        ListOrder::NewestFirst => ListOrder::OldestFirst,
+        ListOrder::OldestFirst => ListOrder::NewestFirst,
+    });
+    let cursor = |digits: &str| digits.parse::<TaskId>().ok().filter(|id| *id > 0);
+    match token.strip_prefix(mark).and_then(cursor) {
+        Some(id) => Ok(id),
+        None if token.strip_prefix(other).and_then(cursor).is_some() => Err(invalid(format!(
+            "invalid page_token: it continues a listing in the other order; pass the same \
+             oldest_first ({}) as for its first page",
+            order == ListOrder::NewestFirst
+        ))),
+        None => Err(invalid(format!(
+            "invalid page_token {}: pass the next_page_token of the previous response",
+            limits::shown(token)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod list_token_tests {
+    use super::*;
+
+    #[test]
+    fn a_token_round_trips_in_its_own_order() {
+        for order in [ListOrder::NewestFirst, ListOrder::OldestFirst] {
+            for id in [1, 42, TaskId::MAX] {
+                assert_eq!(
+                    task_cursor_from_token(&task_cursor_to_token(id, order), order).unwrap(),
+                    id
+                );
+            }
+            assert_eq!(task_cursor_from_token("", order).unwrap(), 0);
+        }
+    }
+
+    #[test]
+    fn a_token_from_the_other_order_or_malformed_is_invalid_argument() {
+        let newest = task_cursor_to_token(7, ListOrder::NewestFirst);
+        let err = task_cursor_from_token(&newest, ListOrder::OldestFirst).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("other order"), "{}", err.message());
+        for bad in ["7", "n", "n0", "nx", "o-1", "not-a-token", "n18446744073709551616"] {
+            let err = task_cursor_from_token(bad, ListOrder::NewestFirst).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad}");
+        }
     }
 }

@@ -16,6 +16,7 @@ use crate::grpc::api::scheduler_server::Scheduler;
 use crate::grpc::budget::ByteBudget;
 use crate::grpc::budget::keep_within_budget;
 use crate::grpc::budget::page_within_budget;
+use crate::grpc::convert::list_request_from_proto;
 use crate::grpc::convert::policy_from_proto;
 use crate::grpc::convert::policy_to_proto;
 use crate::grpc::convert::schedule_spec_from_proto;
@@ -23,14 +24,13 @@ use crate::grpc::convert::schedule_to_proto;
 use crate::grpc::convert::shard_report;
 use crate::grpc::convert::spec_from_proto;
 use crate::grpc::convert::specs_from_proto;
-use crate::grpc::convert::status_from_proto;
+use crate::grpc::convert::task_cursor_to_token;
 use crate::grpc::convert::task_to_proto;
 use crate::grpc::convert::workflow_from_proto;
 use crate::grpc::convert::workflow_to_proto;
 use crate::grpc::status::app_error_to_status;
 use crate::grpc::status::invalid;
 use crate::network::peer_endpoint;
-use raftsched_core::state::ListFilter;
 use raftsched_core::state::TaskSpec;
 
 /// How long ClusterStatus waits for each peer's own view.
@@ -277,31 +277,16 @@ impl Scheduler for SchedulerService {
         request: Request<api::ListTasksRequest>,
     ) -> Result<Response<api::ListTasksResponse>, Status> {
         let request = request.into_inner();
-        let filter = ListFilter {
-            status: status_from_proto(request.state)?,
-            queue: if request.queue.is_empty() {
-                None
-            } else {
-                Some(request.queue)
-            },
-        };
-        let after = if request.page_token.is_empty() {
-            0
-        } else {
-            request
-                .page_token
-                .parse()
-                .map_err(|_| invalid("invalid page_token: pass the next_page_token of the previous response"))?
-        };
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE_SIZE,
             n => n as usize,
         };
         let consistency = consistency_from_proto(request.consistency)?;
+        let (filter, cursor) = list_request_from_proto(request)?;
         let mut budget = ByteBudget::new();
         let (tasks, mut next) = self
             .app
-            .list(&filter, after, page_size, consistency, |t| {
+            .list(&filter, cursor, page_size, consistency, |t| {
                 budget.admit(&task_to_proto(t, None))
             })
             .await
@@ -314,7 +299,9 @@ impl Scheduler for SchedulerService {
         }
         Ok(Response::new(api::ListTasksResponse {
             tasks: protos,
-            next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
+            next_page_token: next
+                .map(|id| task_cursor_to_token(id, filter.order))
+                .unwrap_or_default(),
         }))
     }
 

@@ -117,7 +117,10 @@ async fn restarting_one_node_then_all_nodes_loses_nothing() {
     cluster.wait_for_leader().await;
     let listed = cluster
         .client()
-        .list_tasks(api::ListTasksRequest::default())
+        .list_tasks(api::ListTasksRequest {
+            oldest_first: true,
+            ..api::ListTasksRequest::default()
+        })
         .await
         .unwrap();
     assert_eq!(listed.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), expected);

@@ -161,6 +161,8 @@ pub enum Rpc {
         page_size: u32,
         page_token: Text,
         consistency: i32,
+        since_ms: u64,
+        oldest_first: bool,
     },
     CancelTask(Id, Text),
     ClusterStatus,
@@ -634,14 +636,20 @@ fn task_rpc() -> BoxedStrategy<Rpc> {
         u32s(0, &[1000]),
         text("", 32),
         enum_value(2),
+        u64s(0, &[]),
+        any::<bool>(),
     )
-        .prop_map(|(state, queue, page_size, page_token, consistency)| Rpc::ListTasks {
-            state,
-            queue,
-            page_size,
-            page_token,
-            consistency,
-        });
+        .prop_map(
+            |(state, queue, page_size, page_token, consistency, since_ms, oldest_first)| Rpc::ListTasks {
+                state,
+                queue,
+                page_size,
+                page_token,
+                consistency,
+                since_ms,
+                oldest_first,
+            },
+        );
     let batch_sizes = select(vec![1, 2, l::MAX_BATCH_TASKS, l::MAX_BATCH_TASKS + 1]);
     prop_oneof![
         4 => prop_oneof![4 => spec().prop_map(Some), 1 => Just(None)].prop_map(Rpc::SubmitTask),

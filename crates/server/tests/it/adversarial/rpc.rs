@@ -139,6 +139,8 @@ impl Harness<'_> {
                 page_size,
                 page_token,
                 consistency,
+                since_ms,
+                oldest_first,
             } => {
                 let request = api::ListTasksRequest {
                     state: *state,
@@ -146,6 +148,8 @@ impl Harness<'_> {
                     page_size: *page_size,
                     page_token: page_token.build(),
                     consistency: *consistency,
+                    since_ms: *since_ms,
+                    oldest_first: *oldest_first,
                 };
                 let result = bounded(client.list_tasks(request)).await;
                 for task in self.check("ListTasks", node, result)?.map_or(vec![], |r| r.tasks) {
