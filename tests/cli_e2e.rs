@@ -436,9 +436,16 @@ fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
         });
         assert_eq!(task["name"], name, "{task}");
     }
-    let stale_list =
-        cli_json(&restarted, &["task", "list", "--stale", "--queue", "e2e"]).expect("listing on the restarted node");
+    let stale_list = cli_json(
+        &restarted,
+        &["task", "list", "--stale", "--queue", "e2e", "--oldest-first"],
+    )
+    .expect("listing on the restarted node");
     assert_eq!(listed_ids(&stale_list), vec![first, second], "{stale_list}");
+    // The default order is newest first.
+    let newest_first =
+        cli_json(&restarted, &["task", "list", "--stale", "--queue", "e2e"]).expect("listing on the restarted node");
+    assert_eq!(listed_ids(&newest_first), vec![second, first], "{newest_first}");
     wait_for("the restarted node to follow the new leader", WAIT, || {
         let members = members(&restarted)?;
         let own = members.iter().find(|m| m.node_id == u64::from(old_leader));

@@ -28,25 +28,35 @@ pub enum TaskCommand {
         #[arg(long)]
         stale: bool,
     },
-    /// List tasks, oldest first.
-    List {
-        /// pending, running, succeeded, failed, cancelled, waiting or skipped.
-        #[arg(long)]
-        state: Option<String>,
-        #[arg(long)]
-        queue: Option<String>,
-        /// At most this many tasks.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        #[arg(long)]
-        stale: bool,
-    },
+    /// List tasks, newest first.
+    List(ListArgs),
     /// Cancel a task that has not finished.
     Cancel {
         id: u64,
         #[arg(long, default_value = "cancelled from the CLI")]
         reason: String,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// pending, running, succeeded, failed, cancelled, waiting or skipped.
+    #[arg(long)]
+    state: Option<String>,
+    #[arg(long)]
+    queue: Option<String>,
+    /// Only tasks created since then: a time ago (`90s`, `10m`, `2h`, `7d`) or an RFC 3339
+    /// time (`2026-01-02T03:04:05Z`).
+    #[arg(long, value_parser = parse_since_now)]
+    since: Option<u64>,
+    /// In creation order, oldest first, instead of newest first.
+    #[arg(long)]
+    oldest_first: bool,
+    /// At most this many tasks.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    #[arg(long)]
+    stale: bool,
 }
 
 #[derive(Args, Debug)]
@@ -203,12 +213,7 @@ pub async fn run(command: TaskCommand, client: &ClusterClient, json: bool) -> an
             }
             Ok(())
         }
-        TaskCommand::List {
-            state,
-            queue,
-            limit,
-            stale,
-        } => list(client, state, queue, limit, stale, json).await,
+        TaskCommand::List(args) => list(client, args, json).await,
         TaskCommand::Cancel { id, reason } => {
             let task = client.cancel_task(id, &reason).await?;
             if json {
@@ -290,14 +295,15 @@ pub async fn wait_for_outcome(
     Ok(())
 }
 
-async fn list(
-    client: &ClusterClient,
-    state: Option<String>,
-    queue: Option<String>,
-    limit: usize,
-    stale: bool,
-    json: bool,
-) -> anyhow::Result<()> {
+async fn list(client: &ClusterClient, args: ListArgs, json: bool) -> anyhow::Result<()> {
+    let ListArgs {
+        state,
+        queue,
+        since,
+        oldest_first,
+        limit,
+        stale,
+    } = args;
     let state = match state.as_deref() {
         None => api::TaskState::Unspecified,
         Some(name) => api::TaskState::from_str_name(&format!("TASK_STATE_{}", name.to_uppercase()))
@@ -317,6 +323,8 @@ async fn list(
             page_size: (limit - tasks.len()).min(1000) as u32,
             page_token: page_token.clone(),
             consistency: consistency(stale) as i32,
+            since_ms: since.unwrap_or(0),
+            oldest_first,
         };
         let response = client.list_tasks(request).await?;
         tasks.extend(response.tasks);
@@ -332,4 +340,62 @@ async fn list(
         output::print_table(&output::TASK_HEADER, &rows);
     }
     Ok(())
+}
+
+/// `--since` against this machine's clock.
+fn parse_since_now(text: &str) -> Result<u64, String> {
+    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    parse_since(text, now_ms)
+}
+
+/// The time `--since` names, in milliseconds since the Unix epoch: `now_ms` less a duration
+/// (a number and one of s, m, h, d), or an RFC 3339 time.
+fn parse_since(text: &str, now_ms: u64) -> Result<u64, String> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return u64::try_from(time.timestamp_millis()).map_err(|_| format!("{text:?} is before 1970"));
+    }
+    let unit_at = text.len().saturating_sub(1);
+    let (digits, unit) = text.split_at(unit_at);
+    let unit_ms: u64 = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(since_help(text)),
+    };
+    let count: u64 = digits.parse().map_err(|_| since_help(text))?;
+    Ok(now_ms.saturating_sub(count.saturating_mul(unit_ms)))
+}
+
+fn since_help(text: &str) -> String {
+    format!("{text:?} is neither a time ago like 90s, 10m, 2h or 7d nor an RFC 3339 time like 2026-01-02T03:04:05Z")
+}
+
+#[cfg(test)]
+mod since_tests {
+    use super::parse_since;
+
+    #[test]
+    fn durations_count_back_from_now() {
+        let now = 10 * 86_400_000;
+        assert_eq!(parse_since("90s", now), Ok(now - 90_000));
+        assert_eq!(parse_since("10m", now), Ok(now - 600_000));
+        assert_eq!(parse_since("2h", now), Ok(now - 7_200_000));
+        assert_eq!(parse_since("7d", now), Ok(now - 7 * 86_400_000));
+        assert_eq!(parse_since("0s", now), Ok(now));
+        assert_eq!(parse_since("99999d", now), Ok(0), "saturates at the epoch");
+    }
+
+    #[test]
+    fn rfc3339_times_are_absolute() {
+        assert_eq!(parse_since("1970-01-01T00:00:01Z", 5), Ok(1000));
+        assert_eq!(parse_since("2026-01-02T03:04:05+01:00", 0), Ok(1_767_319_445_000));
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for bad in ["", "m", "10", "10w", "-5m", "1.5h", "yesterday", "1969-12-31T23:59:59Z"] {
+            assert!(parse_since(bad, 1000).is_err(), "{bad:?}");
+        }
+    }
 }
