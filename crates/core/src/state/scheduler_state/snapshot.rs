@@ -21,7 +21,10 @@ pub(super) const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 pub enum SnapshotDecodeError {
     #[error("snapshot is not readable: {0}")]
     Malformed(#[from] postcard::Error),
-    #[error("snapshot format version {found} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION})")]
+    #[error(
+        "snapshot format version {found} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION}): \
+         run the raftsched release that wrote it, or let this node catch up from a leader that reads it"
+    )]
     UnsupportedVersion { found: u32 },
     #[error("snapshot violates a state invariant: {0}")]
     Inconsistent(String),
