@@ -28,7 +28,6 @@ use raftsched_core::state::AttemptOutcome;
 use raftsched_core::state::AttemptReport;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;
-use raftsched_core::state::Payload;
 use raftsched_core::state::Resources;
 use raftsched_core::state::SchedulerState;
 use raftsched_core::state::TaskId;
@@ -62,25 +61,10 @@ fn request_id(n: u64) -> String {
 /// A task like the load generator's: 64 bytes of opaque payload and a 32-hex request id
 /// (what `ClusterClient` gives every submission).
 fn spec(n: u64) -> TaskSpec {
-    TaskSpec {
-        name: "bench".into(),
-        queue: "default".into(),
-        priority: 0,
-        payload: Payload::Opaque {
-            kind: "bench.noop".into(),
-            data: vec![b'x'; 64],
-        },
-        labels: BTreeMap::new(),
-        max_attempts: limits::DEFAULT_MAX_ATTEMPTS,
-        attempt_timeout_ms: limits::DEFAULT_ATTEMPT_TIMEOUT_MS,
-        client_request_id: Some(request_id(n)),
-        constraints: BTreeMap::new(),
-        resources: Resources::default(),
-        affinity_key: None,
-        retry_backoff_ms: limits::DEFAULT_RETRY_BACKOFF_MS,
-        not_before_ms: 0,
-        delay_ms: 0,
-    }
+    TaskSpec::builder("bench")
+        .opaque("bench.noop", vec![b'x'; 64])
+        .request_id(request_id(n))
+        .build()
 }
 
 /// A submission of `BATCH` specs numbered from `first`.

@@ -37,7 +37,6 @@ use raftsched_core::state::CommandResponse;
 use raftsched_core::state::MisfirePolicy;
 use raftsched_core::state::OccurrenceAction;
 use raftsched_core::state::OverlapPolicy;
-use raftsched_core::state::Payload;
 use raftsched_core::state::Resources;
 use raftsched_core::state::ScheduleSpec;
 use raftsched_core::state::TaskSpec;
@@ -226,25 +225,15 @@ impl World {
 
     fn submit(&mut self, case: &TestCase, at: u64) -> String {
         let name = arg(case, "name").unwrap_or("t");
-        let spec = TaskSpec {
-            name: name.to_string(),
-            queue: arg(case, "queue").unwrap_or(limits::DEFAULT_QUEUE).to_string(),
-            priority: arg(case, "priority").map_or(0, |p| p.parse().expect("a priority")),
-            payload: Payload::Command {
-                command_line: "true".into(),
-                env: BTreeMap::new(),
-            },
-            labels: BTreeMap::new(),
-            max_attempts: num(case, "attempts", limits::DEFAULT_MAX_ATTEMPTS.into()) as u32,
-            attempt_timeout_ms: num(case, "timeout", limits::DEFAULT_ATTEMPT_TIMEOUT_MS),
-            client_request_id: None,
-            constraints: prefixed(case, "constraint."),
-            resources: resources(case),
-            affinity_key: None,
-            retry_backoff_ms: limits::DEFAULT_RETRY_BACKOFF_MS,
-            not_before_ms: 0,
-            delay_ms: num(case, "delay", 0),
-        };
+        let mut spec = TaskSpec::builder(name)
+            .queue(arg(case, "queue").unwrap_or(limits::DEFAULT_QUEUE))
+            .priority(arg(case, "priority").map_or(0, |p| p.parse().expect("a priority")))
+            .max_attempts(num(case, "attempts", limits::DEFAULT_MAX_ATTEMPTS.into()) as u32)
+            .attempt_timeout_ms(num(case, "timeout", limits::DEFAULT_ATTEMPT_TIMEOUT_MS))
+            .delay_ms(num(case, "delay", 0))
+            .build();
+        spec.constraints = prefixed(case, "constraint.");
+        spec.resources = resources(case);
         let specs = vec![spec; num(case, "count", 1) as usize];
         let CommandResponse::Submitted(outcomes) = self.state.apply(Command::SubmitTasks { now_ms: at, specs }) else {
             panic!("submit answered another response")
@@ -357,25 +346,7 @@ fn schedule_spec(case: &TestCase) -> (String, ScheduleSpec) {
 
 /// A schedule's task template: a no-op command with the default limits.
 fn template(name: &str) -> TaskSpec {
-    TaskSpec {
-        name: name.to_string(),
-        queue: limits::DEFAULT_QUEUE.into(),
-        priority: 0,
-        payload: Payload::Command {
-            command_line: "true".into(),
-            env: BTreeMap::new(),
-        },
-        labels: BTreeMap::new(),
-        max_attempts: limits::DEFAULT_MAX_ATTEMPTS,
-        attempt_timeout_ms: limits::DEFAULT_ATTEMPT_TIMEOUT_MS,
-        client_request_id: None,
-        constraints: BTreeMap::new(),
-        resources: Resources::default(),
-        affinity_key: None,
-        retry_backoff_ms: limits::DEFAULT_RETRY_BACKOFF_MS,
-        not_before_ms: 0,
-        delay_ms: 0,
-    }
+    TaskSpec::builder(name).build()
 }
 
 fn resources(case: &TestCase) -> Resources {
