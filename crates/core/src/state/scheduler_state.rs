@@ -9,6 +9,9 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
+use collections::Map;
+use collections::Set;
+
 use crate::state::AssignOutcome;
 use crate::state::AttemptReport;
 use crate::state::CancelOutcome;
@@ -33,6 +36,7 @@ use crate::state::task::TaskStatus;
 use crate::state::worker::Worker;
 use crate::state::worker::WorkerRegistration;
 
+mod collections;
 mod composite;
 mod digest;
 mod invariants;
@@ -61,7 +65,7 @@ pub struct SchedulerState {
     /// right edge, where B-tree nodes split half full; a `Task` inline (~450 B) would waste
     /// about as much again in empty node slots, a box wastes 8 B per slot. Moving a task out
     /// and back in (`update_task`) then moves a pointer, not the task.
-    tasks: BTreeMap<TaskId, Box<Task>>,
+    tasks: Map<TaskId, Box<Task>>,
     /// The id apply gives the next accepted task.
     next_task_id: TaskId,
     /// The fencing token apply gives the next attempt.
@@ -69,30 +73,30 @@ pub struct SchedulerState {
     /// The latest leader time seen in any command. Leaders' clocks may disagree; the state's
     /// time never goes back.
     clock_ms: u64,
-    workers: BTreeMap<String, Worker>,
-    queue_policies: BTreeMap<String, QueuePolicy>,
+    workers: Map<String, Worker>,
+    queue_policies: Map<String, QueuePolicy>,
     /// Task ids by status, for filtered listing and counts. No empty sets.
-    by_status: BTreeMap<TaskStatus, BTreeSet<TaskId>>,
+    by_status: Map<TaskStatus, Set<TaskId>>,
     /// Task ids by queue, so that a listing filtered by queue walks that queue's tasks
     /// only. A task's queue never changes, so an entry is made once. No empty sets.
-    by_queue: BTreeMap<String, BTreeSet<TaskId>>,
+    by_queue: Map<String, Set<TaskId>>,
     /// Pending tasks whose ready time has come, per queue in dispatch order. No empty queues.
-    ready: BTreeMap<String, BTreeSet<ReadyKey>>,
+    ready: Map<String, Set<ReadyKey>>,
     /// Pending tasks whose ready time is still ahead, by that time.
-    delayed: BTreeSet<(u64, TaskId)>,
+    delayed: Set<(u64, TaskId)>,
     /// Running tasks, and what they claim, by the worker that runs them. No empty entries.
-    running_by_worker: BTreeMap<String, WorkerLoad>,
+    running_by_worker: Map<String, WorkerLoad>,
     /// The tasks that carry a client request id, as (hash of the id, task id). A lookup
     /// compares the id each task with that hash carries, so ids whose hashes collide are
     /// told apart. 16 B per task, where a map from the id kept a second heap copy of it.
-    by_request_id: BTreeSet<(u64, TaskId)>,
+    by_request_id: Set<(u64, TaskId)>,
     /// Recurring schedules, by name.
-    schedules: BTreeMap<String, Schedule>,
-    workflows: BTreeMap<WorkflowId, Workflow>,
+    schedules: Map<String, Schedule>,
+    workflows: Map<WorkflowId, Workflow>,
     /// The id apply gives the next accepted workflow.
     next_workflow_id: WorkflowId,
     /// Workflow request id → the workflow it created.
-    workflow_by_request_id: BTreeMap<String, WorkflowId>,
+    workflow_by_request_id: Map<String, WorkflowId>,
     /// Sums of element hashes per collection, kept in step with the primary data, so the
     /// state digest costs O(1) (see `digest.rs`).
     digests: digest::Digests,
@@ -103,7 +107,7 @@ pub struct SchedulerState {
 /// every task the worker runs (which made a batch of assignments to one worker quadratic).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct WorkerLoad {
-    tasks: BTreeSet<TaskId>,
+    tasks: Set<TaskId>,
     /// Sums of the tasks' `spec.resources`, in u64 so that adding then removing a task
     /// restores the sum exactly (u32 sums would have to saturate, and could not subtract
     /// back). Capped to u32 only when read, in [`WorkerLoad::in_use`].
