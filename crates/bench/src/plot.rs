@@ -1,6 +1,5 @@
-//! The soak plot: a PNG of four panels (RSS per node, data dir per node, submit→start
-//! p50/p99, disk bytes written per task), each with the end of the first retention period
-//! and the start of the verdict's steady window marked.
+//! A PNG of up to four line charts over time (the soak's: RSS per node, data dir per node,
+//! submit→start p50/p99, disk bytes written per task), each with the same vertical marks.
 //!
 //! plotters draws with its bitmap backend and ab_glyph, with a TrueType font read at run
 //! time, so building needs no system library (its default `ttf` feature links fontconfig).
@@ -12,15 +11,12 @@ use anyhow::anyhow;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::soak::sample::Sample;
-use crate::soak::series::node_names;
-
 /// Debian's fonts-dejavu-core puts it here.
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 const WIDTH_PX: u32 = 1600;
 const HEIGHT_PX: u32 = 1100;
-/// Latencies are drawn on a log axis; a value of 0 is drawn at this floor.
-const LATENCY_FLOOR_MS: f64 = 0.01;
+/// A log axis starts no lower than this (values are clamped to it by the caller).
+const LOG_FLOOR: f64 = 0.01;
 const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -30,16 +26,24 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// What the plot shows besides the samples.
+/// What the plot shows besides its panels.
 pub struct PlotSpec<'a> {
     pub title: &'a str,
-    pub retention_s: f64,
-    pub steady_from_s: f64,
+    /// Vertical lines drawn on every panel (x in minutes, legend), first black, then grey.
+    pub marks: Vec<(f64, &'a str)>,
     pub font: &'a Path,
 }
 
-/// One named line of a panel.
-type Line = (String, Vec<(f64, f64)>);
+/// One named line of a panel: (x in minutes, y) points.
+pub type Line = (String, Vec<(f64, f64)>);
+
+/// One chart of the grid.
+pub struct Panel {
+    pub caption: &'static str,
+    pub unit: &'static str,
+    pub lines: Vec<Line>,
+    pub log_y: bool,
+}
 
 /// Reads the font once and hands it to plotters (which wants it for the whole run).
 fn register_font(font: &Path) -> anyhow::Result<()> {
@@ -58,6 +62,11 @@ fn register_font(font: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fails, saying what to do, when `font` cannot be read.
+pub fn check_font(font: &Path) -> anyhow::Result<()> {
+    read_font(font).map(drop)
+}
+
 fn read_font(font: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(font).with_context(|| {
         format!(
@@ -67,135 +76,62 @@ fn read_font(font: &Path) -> anyhow::Result<Vec<u8>> {
     })
 }
 
-fn per_node(samples: &[Sample], value: impl Fn(&crate::soak::sample::NodeSample) -> Option<f64>) -> Vec<Line> {
-    node_names(samples)
-        .into_iter()
-        .map(|name| {
-            let points = samples
-                .iter()
-                .filter_map(|s| {
-                    let node = s.nodes.iter().find(|n| n.name == name)?;
-                    Some((s.t_s / 60.0, value(node)?))
-                })
-                .collect();
-            (name, points)
-        })
-        .collect()
-}
-
-fn latency_lines(samples: &[Sample]) -> Vec<Line> {
-    let of = |f: fn(&Sample) -> Option<f64>| -> Vec<(f64, f64)> {
-        samples
-            .iter()
-            .filter_map(|s| Some((s.t_s / 60.0, f(s)?.max(LATENCY_FLOOR_MS))))
-            .collect()
-    };
-    vec![
-        ("p50".to_string(), of(|s| s.start_p50_ms)),
-        ("p99".to_string(), of(|s| s.start_p99_ms)),
-    ]
-}
-
-fn bytes_per_task_lines(samples: &[Sample]) -> Vec<Line> {
-    let mut lines = per_node(samples, |n| n.write_bytes_per_task.map(|b| b / 1024.0));
-    let total = samples
-        .iter()
-        .filter_map(|s| Some((s.t_s / 60.0, s.write_bytes_per_task? / 1024.0)))
-        .collect();
-    lines.push(("all nodes".to_string(), total));
-    lines
-}
-
-/// Draws the four panels of `samples` into `path` (PNG).
-pub fn draw(path: &Path, samples: &[Sample], spec: &PlotSpec) -> anyhow::Result<()> {
+/// Draws `panels` (up to four, in a 2 × 2 grid) into `path` (PNG), x in minutes.
+pub fn draw(path: &Path, panels: &[Panel], spec: &PlotSpec) -> anyhow::Result<()> {
     register_font(spec.font)?;
     let root = BitMapBackend::new(path, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
     let fail = |e: &dyn std::fmt::Debug| anyhow!("drawing {}: {e:?}", path.display());
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let root = root.titled(spec.title, ("sans-serif", 24)).map_err(|e| fail(&e))?;
-    let panels = root.split_evenly((2, 2));
-    // Minutes on the x axis: a soak runs for tens of them.
-    let t_max = samples.iter().map(|s| s.t_s / 60.0).fold(0.1, f64::max);
-    let drawn = [
-        panel(
-            &panels[0],
-            "RSS per node",
-            "MiB",
-            &per_node(samples, |n| Some(n.rss_mib)),
-            t_max,
-            spec,
-            false,
-        ),
-        panel(
-            &panels[1],
-            "Data dir per node",
-            "MiB",
-            &per_node(samples, |n| Some(n.data_mib)),
-            t_max,
-            spec,
-            false,
-        ),
-        panel(
-            &panels[2],
-            "submit→start (per interval)",
-            "ms (log)",
-            &latency_lines(samples),
-            t_max,
-            spec,
-            true,
-        ),
-        panel(
-            &panels[3],
-            "Disk written per completed task",
-            "KiB / task",
-            &bytes_per_task_lines(samples),
-            t_max,
-            spec,
-            false,
-        ),
-    ];
-    for result in drawn {
-        result.map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
+    let x_max = panels
+        .iter()
+        .flat_map(|p| p.lines.iter().flat_map(|l| l.1.iter().map(|p| p.0)))
+        .fold(0.1, f64::max);
+    for (area, panel) in root.split_evenly((2, 2)).iter().zip(panels) {
+        draw_panel(area, panel, x_max, spec).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
     }
     root.present().map_err(|e| fail(&e))?;
     Ok(())
 }
 
 /// One panel: the lines, the retention mark and the steady-window mark, a legend.
-fn panel(
+fn draw_panel(
     area: &DrawingArea<BitMapBackend, Shift>,
-    caption: &str,
-    unit: &str,
-    lines: &[Line],
+    panel: &Panel,
     t_max: f64,
     spec: &PlotSpec,
-    log_y: bool,
 ) -> Result<(), String> {
+    let Panel {
+        caption,
+        unit,
+        lines,
+        log_y,
+    } = panel;
+    let log_y = *log_y;
     let values = || lines.iter().flat_map(|(_, p)| p.iter().map(|p| p.1));
     let top = values().fold(0.0, f64::max);
     // A log axis spans whole decades, so it has labelled ticks (plotters labels powers of 10).
     let (y_min, y_max) = if log_y {
-        let low = values().fold(f64::INFINITY, f64::min).max(LATENCY_FLOOR_MS).min(top);
+        let low = values().fold(f64::INFINITY, f64::min).max(LOG_FLOOR).min(top);
         let max = 10f64.powf(top.max(1.0).log10().ceil());
         (10f64.powf(low.log10().floor()).min(max / 10.0), max)
     } else {
         (0.0, top.max(1e-3) * 1.1)
     };
     let err = |e: &dyn std::fmt::Debug| format!("{caption}: {e:?}");
+    let unit = *unit;
     let mut builder = ChartBuilder::on(area);
     builder
-        .caption(caption, ("sans-serif", 20))
+        .caption(*caption, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70);
-    let marks = [
-        (spec.retention_s / 60.0, "end of first retention", BLACK),
-        (
-            spec.steady_from_s / 60.0,
-            "verdict window starts",
-            RGBColor(110, 110, 110),
-        ),
-    ];
+    let marks: Vec<(f64, &str, RGBColor)> = spec
+        .marks
+        .iter()
+        .zip([BLACK, RGBColor(110, 110, 110)].into_iter().cycle())
+        .map(|(&(x, name), color)| (x, name, color))
+        .collect();
     // The two axis types differ, so the drawing is written once per type through a macro.
     macro_rules! draw_on {
         ($chart:expr) => {{
@@ -246,47 +182,34 @@ fn panel(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::soak::sample::NodeSample;
 
-    fn samples() -> Vec<Sample> {
-        (1..=12)
-            .map(|i| Sample {
-                t_s: i as f64 * 10.0,
-                start_p50_ms: Some(2.0),
-                start_p99_ms: if i == 3 { None } else { Some(10.0 + i as f64) },
-                write_bytes_per_task: Some(3000.0),
-                nodes: (1..=3)
-                    .map(|n| NodeSample {
-                        name: format!("node{n}"),
-                        rss_mib: 100.0 + n as f64,
-                        data_mib: 20.0 * n as f64,
-                        write_bytes: 1000,
-                        write_bytes_per_task: Some(1000.0),
-                    })
-                    .collect(),
-                ..Sample::default()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn lines_per_node_and_latency_floor() {
-        let s = samples();
-        let rss = per_node(&s, |n| Some(n.rss_mib));
-        assert_eq!(
-            rss.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
-            ["node1", "node2", "node3"]
-        );
-        assert_eq!(rss[0].1.len(), 12);
-        let lat = latency_lines(&s);
-        assert_eq!(lat[1].1.len(), 11, "an interval without starts has no p99 point");
-        let zero = latency_lines(&[Sample {
-            start_p50_ms: Some(0.0),
-            ..Sample::default()
-        }]);
-        assert_eq!(zero[0].1, vec![(0.0, LATENCY_FLOOR_MS)]);
-        // x in minutes, bytes in KiB.
-        assert_eq!(bytes_per_task_lines(&s).last().unwrap().1[5], (1.0, 3000.0 / 1024.0));
+    fn panels() -> Vec<Panel> {
+        let line = |name: &str, base: f64| -> Line {
+            (
+                name.into(),
+                (1..=12).map(|i| (i as f64 / 6.0, base + i as f64)).collect(),
+            )
+        };
+        vec![
+            Panel {
+                caption: "linear",
+                unit: "MiB",
+                lines: vec![line("node1", 100.0), line("node2", 90.0)],
+                log_y: false,
+            },
+            Panel {
+                caption: "log",
+                unit: "ms",
+                lines: vec![line("p50", 0.0), line("p99", 500.0), ("empty".into(), Vec::new())],
+                log_y: true,
+            },
+            Panel {
+                caption: "no lines",
+                unit: "-",
+                lines: Vec::new(),
+                log_y: false,
+            },
+        ]
     }
 
     /// Draws a real PNG when the default font is installed; without it, the error must say
@@ -298,11 +221,11 @@ mod tests {
         let font = Path::new(DEFAULT_FONT);
         let spec = PlotSpec {
             title: "test",
-            retention_s: 30.0,
-            steady_from_s: 40.0,
+            // The second mark lies past the data: it must be left out, not drawn outside.
+            marks: vec![(0.5, "a mark"), (60.0, "past the end")],
             font,
         };
-        match draw(&path, &samples(), &spec) {
+        match draw(&path, &panels(), &spec) {
             Ok(()) => {
                 let png = std::fs::read(&path).unwrap();
                 assert_eq!(&png[1..4], b"PNG");
@@ -322,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_missing_font_is_named_with_what_to_do() {
-        let message = format!("{:#}", read_font(Path::new("/nonexistent/font.ttf")).unwrap_err());
+        let message = format!("{:#}", check_font(Path::new("/nonexistent/font.ttf")).unwrap_err());
         assert!(message.contains("/nonexistent/font.ttf"), "{message}");
         assert!(
             message.contains("fonts-dejavu-core") && message.contains("--font"),

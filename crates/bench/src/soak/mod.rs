@@ -3,6 +3,7 @@
 //! elections, live tasks — written to bench/results/<date>-soak.{json,csv,png}, with a
 //! verdict on the bounded-state targets (flat resources, no upward p99 trend).
 
+mod chart;
 mod load;
 pub mod sample;
 mod sampler;
@@ -66,9 +67,10 @@ pub struct SoakArgs {
     /// Bound on submissions in flight; a send past it waits (and its wait is measured).
     #[arg(long, default_value_t = 4096)]
     max_in_flight: usize,
-    /// No-op workers inside this process, and the slots of each.
+    /// No-op workers inside this process.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Slots of each no-op worker.
     #[arg(long, default_value_t = 256)]
     worker_slots: u32,
     /// Data dirs of node1, node2, ... (comma-separated) when they are not <pid-dir>/nodeN
@@ -141,6 +143,8 @@ fn check(args: &SoakArgs) -> anyhow::Result<PathBuf> {
             "soak samples the nodes' processes: pass --pid-dir with the node*.pid files (scripts/cluster.sh's data dir)"
         );
     };
+    // Before the load, not after it: a missing font must not cost a 30-minute run its plot.
+    plot::check_font(&args.font)?;
     Ok(pid_dir)
 }
 
@@ -268,11 +272,13 @@ pub async fn bench_soak(args: &SoakArgs, client: &ClusterClient) -> anyhow::Resu
     );
     let spec = plot::PlotSpec {
         title: &title,
-        retention_s: args.retention.as_secs_f64(),
-        steady_from_s,
+        marks: vec![
+            (args.retention.as_secs_f64() / 60.0, "end of first retention"),
+            (steady_from_s / 60.0, "verdict window starts"),
+        ],
         font: &args.font,
     };
-    let plotted = plot::draw(&with("png"), &samples, &spec);
+    let plotted = plot::draw(&with("png"), &chart::panels(&samples), &spec);
     let lines = verdict.lines();
     println!("soak results: {}.{{json,csv,png}}", stem.display());
     for line in &lines {
