@@ -69,6 +69,9 @@ pub struct Trend {
     pub rise_ms: f64,
     pub limit_ms: f64,
     pub samples: usize,
+    /// Steady intervals in which no task started at all: a stall has no p99 to fit, so it
+    /// fails the target on its own instead of vanishing from the fit.
+    pub stalled_samples: usize,
     pub outcome: Outcome,
 }
 
@@ -147,6 +150,7 @@ pub fn trend(points: &[(f64, f64)]) -> Trend {
         rise_ms,
         limit_ms,
         samples: points.len(),
+        stalled_samples: 0,
         outcome,
     }
 }
@@ -189,10 +193,15 @@ pub fn judge(samples: &[Sample], steady_from_s: f64) -> Verdict {
         }
     }
     let points: Vec<(f64, f64)> = steady.iter().filter_map(|s| Some((s.t_s, s.start_p99_ms?))).collect();
+    let mut p99 = trend(&points);
+    p99.stalled_samples = steady.len() - points.len();
+    if p99.stalled_samples > 0 {
+        p99.outcome = Outcome::Fail;
+    }
     Verdict {
         steady_from_s,
         flat,
-        p99: trend(&points),
+        p99,
     }
 }
 
@@ -222,14 +231,15 @@ impl Verdict {
         let t = &self.p99;
         lines.push(format!(
             "{} submit→start p99 trend: level {:.1} ms, slope {:+.3} ms/min, rise over the window {:+.1} ms \
-             (limit {:.1} ms = max({:.0}% of the level, {TREND_FLOOR_MS} ms); {} samples)",
+             (limit {:.1} ms = max({:.0}% of the level, {TREND_FLOOR_MS} ms); {} samples, {} intervals with no start)",
             t.outcome.label(),
             t.level_ms,
             t.slope_ms_per_s * 60.0,
             t.rise_ms,
             t.limit_ms,
             TREND_SHARE * 100.0,
-            t.samples
+            t.samples,
+            t.stalled_samples
         ));
         lines
     }
@@ -371,6 +381,19 @@ mod tests {
             lines[0]
         );
         assert!(lines.iter().any(|l| l.starts_with("FAIL node2 RSS")), "{lines:?}");
+    }
+
+    #[test]
+    fn a_stalled_interval_fails_the_p99_target() {
+        let mut samples: Vec<Sample> = (1..=6)
+            .map(|i| sample(i as f64 * 10.0, [1.0, 1.0], Some(5.0)))
+            .collect();
+        assert_eq!(judge(&samples, 0.0).p99.outcome, Outcome::Pass);
+        samples[4].start_p99_ms = None;
+        let v = judge(&samples, 0.0);
+        assert_eq!(v.p99.stalled_samples, 1);
+        assert_eq!(v.p99.outcome, Outcome::Fail);
+        assert!(v.lines().last().unwrap().contains("1 intervals with no start"));
     }
 
     #[test]
