@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs the raftsched benchmark suite on this machine (method and results: BENCHMARKS.md).
 #
-# Usage: scripts/bench.sh [--short | --full] [--no-etcd] [--keep]
+# Usage: scripts/bench.sh [--short | --full | --soak [DURATION]] [--no-etcd] [--keep]
 #
 #   --short    (default) a few minutes: 2 s runs, 3 repeats, 5 failover trials
 #   --full     5 s runs, 5 repeats, bigger end-to-end runs, 20 failover trials
+#   --soak     only the soak: 1,000 no-op tasks/s for DURATION (default 30m; 90s, 2h...)
+#              with a 2 min queue retention, on a fresh cluster; extra flags for
+#              `raftsched-bench soak` in RAFTSCHED_SOAK_ARGS (e.g. "--rate 500 --retention 5m")
 #   --no-etcd  skip the etcd comparison even when etcd is installed
 #   --keep     keep the temporary directory (data dirs, logs, raw results)
 #
@@ -16,7 +19,7 @@
 # replication. Everything it started is stopped on exit.
 #
 # Results: bench/results/<date>-<mode>.json (every result, the targets, the etcd ratios, the
-# machine) and .txt (the same as tables).
+# machine) and .txt (the same as tables); the soak writes bench/results/<date>-soak.{json,csv,png}.
 #
 # Environment: RAFTSCHED_BIN (binary to use instead of building one), the two port bases.
 set -euo pipefail
@@ -25,14 +28,25 @@ ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 MODE=short
 USE_ETCD=1
 KEEP=0
-for arg in "$@"; do
+SOAK_DURATION=30m
+while (($#)); do
+    arg=$1
+    shift
     case $arg in
         --short) MODE=short ;;
         --full) MODE=full ;;
+        --soak)
+            MODE=soak
+            # An optional duration (humantime: 90s, 30m, 2h); checked by raftsched-bench.
+            if (($#)) && [[ $1 =~ ^[0-9] ]]; then
+                SOAK_DURATION=$1
+                shift
+            fi
+            ;;
         --no-etcd) USE_ETCD=0 ;;
         --keep) KEEP=1 ;;
         -h | --help)
-            sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -69,7 +83,10 @@ check_ports_free "$PORT_BASE" $((PORT_BASE + 1)) $((PORT_BASE + 2))
 
 CLIENTS=1,10,100,1000
 PAYLOAD=64
-if [[ $MODE == short ]]; then
+if [[ $MODE == soak ]]; then
+    # The soak measures one steady load alone: no etcd, no other phase before it.
+    USE_ETCD=0
+elif [[ $MODE == short ]]; then
     DURATION_MS=2000 WARMUP_MS=500 REPEAT=3
     E2E_TASKS=5000 E2E_BATCH_TASKS=20000 E2E_COMMAND_TASKS=1000
     RATES="250 1000" RATE_DURATION_MS=5000
@@ -263,6 +280,25 @@ else
         log "etcd is not installed: no comparison (Debian: apt-get install etcd-server etcd-client)"
         NOTES+=("etcd not installed: no comparison")
     fi
+fi
+
+# --- soak ---------------------------------------------------------------------------------------
+
+if [[ $MODE == soak ]]; then
+    # The no-op workers run inside the load generator; shell workers would only add noise.
+    export RAFTSCHED_WORKERS=0
+    log "starting a fresh raftsched cluster on ports $PORT_BASE-$((PORT_BASE + 2)) for a $SOAK_DURATION soak"
+    "$CLUSTER_SH" start >"$WORK/cluster-start.log" 2>&1 || {
+        cat "$WORK/cluster-start.log" >&2
+        exit 1
+    }
+    mkdir -p "$ROOT/bench/results"
+    printf '%s\n' "${NOTES[@]}" >&2
+    # shellcheck disable=SC2086 # RAFTSCHED_SOAK_ARGS is a list of flags, split on purpose.
+    "$BENCH_BIN" soak --duration "$SOAK_DURATION" --pid-dir "$RAFTSCHED_DATA" \
+        --save "$ROOT/bench/results/soak-summaries.jsonl" \
+        --out-dir "$ROOT/bench/results" ${RAFTSCHED_SOAK_ARGS:-}
+    exit 0
 fi
 
 # --- raftsched ----------------------------------------------------------------------------------

@@ -22,6 +22,9 @@
 //! - `failover`: SIGKILL the leader under load, repeatedly; time to the first submission
 //!   committed by the new leader and to the first task it dispatches.
 //! - `fill` / `restart`: load many pending tasks; crash a node and time it back to serving.
+//! - `soak`: a steady offered rate for a long time with a short queue retention, sampled
+//!   every interval (RSS, data dir, disk bytes per task, p50/p99, elections); writes the
+//!   series and a PNG plot, and a verdict on the bounded-state targets (src/soak/).
 //! - `report`: summary of saved results against the targets of the benchmark issue.
 
 use std::collections::BTreeMap;
@@ -56,6 +59,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use raftsched_client::output;
+
+mod plot;
+mod soak;
 
 // --- Bounds ------------------------------------------------------------------------------------
 
@@ -111,6 +117,9 @@ enum Mode {
     Fill(FillArgs),
     /// SIGKILL a node and restart it: time until it answers and has caught up.
     Restart(RestartArgs),
+    /// A steady offered rate for a long time (default 30 min): memory, disk and latency
+    /// sampled every 10 s, a plot, and whether they stay flat after the retention period.
+    Soak(soak::SoakArgs),
     /// Summarise results saved with --save: targets, raftsched/etcd ratios, resources.
     Report(ReportArgs),
 }
@@ -472,6 +481,7 @@ pub async fn run(args: BenchArgs, client: &ClusterClient, json: bool) -> anyhow:
         Mode::Failover(a) => (bench_failover(&a, &client).await?, a.common),
         Mode::Fill(a) => (bench_fill(&a, &client).await?, a.common),
         Mode::Restart(a) => (bench_restart(&a, &client).await?, a.common),
+        Mode::Soak(a) => (soak::bench_soak(&a, &client).await?, a.common),
         Mode::Report(a) => return report(&a, json),
     };
     if let Some(path) = &common.save {
@@ -1017,6 +1027,9 @@ fn print_progress(record: &Record) {
 // --- No-op workers -----------------------------------------------------------------------------
 
 /// Workers inside this process whose handler records when each task starts.
+/// Told of each no-op handler start: (task id, µs on the [`Clock`]).
+type StartObserver = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
 struct NoopWorkers {
     ids: Vec<String>,
     shutdown: CancellationToken,
@@ -1027,6 +1040,29 @@ struct NoopWorkers {
 
 impl NoopWorkers {
     async fn start(addresses: &str, count: usize, slots: u32, client: &ClusterClient) -> anyhow::Result<NoopWorkers> {
+        let starts: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+        let recorded = starts.clone();
+        let observer: StartObserver = Arc::new(move |task_id, now| {
+            recorded
+                .lock()
+                .expect("bench lock poisoned")
+                .entry(task_id)
+                .or_insert(now);
+        });
+        let mut workers = NoopWorkers::start_observed(addresses, count, slots, client, observer).await?;
+        workers.starts = starts;
+        Ok(workers)
+    }
+
+    /// Like [`Self::start`], telling `observer` of each handler start (task id, µs) instead of
+    /// keeping them all (the soak runs for hours).
+    async fn start_observed(
+        addresses: &str,
+        count: usize,
+        slots: u32,
+        client: &ClusterClient,
+        observer: StartObserver,
+    ) -> anyhow::Result<NoopWorkers> {
         check_range("--workers", count, 1, MAX_BENCH_WORKERS)?;
         check_range("--worker-slots", slots, 1, MAX_WORKER_SLOTS)?;
         let starts: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
@@ -1036,16 +1072,11 @@ impl NoopWorkers {
         for i in 1..=count {
             // Stable ids: a later run re-registers them (new session) instead of adding more.
             let id = format!("bench-noop-{i}");
-            let recorded = starts.clone();
+            let observer = observer.clone();
             let handler = move |task: TaskContext| {
-                let recorded = recorded.clone();
+                let observer = observer.clone();
                 async move {
-                    let now = clock().now_us();
-                    recorded
-                        .lock()
-                        .expect("bench lock poisoned")
-                        .entry(task.task_id)
-                        .or_insert(now);
+                    observer(task.task_id, clock().now_us());
                     Ok::<String, HandlerError>(String::new())
                 }
             };

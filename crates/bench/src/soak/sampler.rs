@@ -1,0 +1,143 @@
+//! Takes one [`Sample`] per interval: the nodes' processes and data dirs, the cluster's
+//! status and queues, and what the load saw.
+
+use std::path::PathBuf;
+
+use raftsched_api::v1 as api;
+use raftsched_client::ClusterClient;
+
+use super::sample::NodeSample;
+use super::sample::Sample;
+use super::tracker::Tracker;
+use crate::Dist;
+use crate::ProcSnapshot;
+
+pub struct Sampler {
+    pid_dir: PathBuf,
+    /// Data dir of node1, node2, ... when not the cluster.sh layout (pid_dir/nodeN).
+    data_dirs: Vec<PathBuf>,
+    queue: String,
+    prev: ProcSnapshot,
+    prev_term: Option<u64>,
+    prev_leader: Option<u64>,
+    prev_completed_total: u64,
+}
+
+/// Pending + running over every queue, and of `queue` alone.
+async fn live_tasks(client: &ClusterClient, queue: &str) -> Option<(u64, u64)> {
+    let (mut all, mut own) = (0, 0);
+    let mut token = String::new();
+    loop {
+        let request = api::ListQueuesRequest {
+            page_token: token.clone(),
+        };
+        let page = client
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.list_queues(request).await }
+            })
+            .await
+            .ok()?;
+        for q in &page.queues {
+            all += q.pending + q.running;
+            if q.policy.as_ref().is_some_and(|p| p.queue == queue) {
+                own += q.pending + q.running;
+            }
+        }
+        if page.next_page_token.is_empty() || page.queues.is_empty() {
+            return Some((all, own));
+        }
+        token = page.next_page_token;
+    }
+}
+
+fn percentile_ms(samples: &mut [u64]) -> (Option<f64>, Option<f64>) {
+    match Dist::of_micros(samples) {
+        Some(d) => (Some(d.p50_ms), Some(d.p99_ms)),
+        None => (None, None),
+    }
+}
+
+impl Sampler {
+    pub async fn new(client: &ClusterClient, pid_dir: PathBuf, data_dirs: Vec<PathBuf>, queue: String) -> Sampler {
+        let status = client.cluster_status().await.ok();
+        Sampler {
+            prev: ProcSnapshot::take(Some(&pid_dir)),
+            pid_dir,
+            data_dirs,
+            queue,
+            prev_term: status.as_ref().and_then(|s| s.members.iter().map(|m| m.term).max()),
+            prev_leader: status.and_then(|s| s.members.iter().find(|m| m.role == "leader").map(|m| m.node_id)),
+            prev_completed_total: 0,
+        }
+    }
+
+    fn nodes(&mut self) -> Vec<NodeSample> {
+        let now = ProcSnapshot::take(Some(&self.pid_dir));
+        let usage = now.usage_since(&self.prev);
+        let mut nodes: Vec<NodeSample> = now
+            .procs
+            .iter()
+            .filter(|p| p.name.starts_with("node"))
+            .map(|p| NodeSample {
+                name: p.name.clone(),
+                rss_mib: p.rss_kib as f64 / 1024.0,
+                data_mib: p.data_bytes as f64 / (1024.0 * 1024.0),
+                write_bytes: usage.iter().find(|u| u.name == p.name).map_or(0, |u| u.write_bytes),
+                write_bytes_per_task: None,
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        for (node, dir) in nodes.iter_mut().zip(&self.data_dirs) {
+            node.data_mib = crate::dir_size(dir) as f64 / (1024.0 * 1024.0);
+        }
+        self.prev = now;
+        nodes
+    }
+
+    /// The sample of the interval that ends now, `t_s` after the load started.
+    pub async fn take(&mut self, client: &ClusterClient, tracker: &Tracker, t_s: f64) -> Sample {
+        let mut interval = tracker.take_interval();
+        let mut nodes = self.nodes();
+        let status = client.cluster_status().await.ok();
+        let term = status.as_ref().and_then(|s| s.members.iter().map(|m| m.term).max());
+        let leader = status.and_then(|s| s.members.iter().find(|m| m.role == "leader").map(|m| m.node_id));
+        let live = live_tasks(client, &self.queue).await;
+        // Finished so far = acknowledged minus what the leader still holds live in the queue.
+        let completed_total = live.map_or(self.prev_completed_total, |(_, own)| {
+            tracker
+                .submitted_total()
+                .saturating_sub(own)
+                .max(self.prev_completed_total)
+        });
+        let completed = completed_total - self.prev_completed_total;
+        self.prev_completed_total = completed_total;
+        let elections = match (self.prev_term, term) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => 0,
+        };
+        let leader_changes = u64::from(matches!((self.prev_leader, leader), (Some(a), Some(b)) if a != b));
+        self.prev_term = term.or(self.prev_term);
+        self.prev_leader = leader.or(self.prev_leader);
+        let per_task = |bytes: u64| (completed > 0).then(|| bytes as f64 / completed as f64);
+        for node in &mut nodes {
+            node.write_bytes_per_task = per_task(node.write_bytes);
+        }
+        let (start_p50_ms, start_p99_ms) = percentile_ms(&mut interval.to_start_us);
+        Sample {
+            t_s,
+            submitted: interval.submitted,
+            submit_errors: interval.errors,
+            completed,
+            live_tasks: live.map(|(all, _)| all),
+            start_p50_ms,
+            start_p99_ms,
+            ack_p99_ms: percentile_ms(&mut interval.ack_us).1,
+            term,
+            elections,
+            leader_changes,
+            write_bytes_per_task: per_task(nodes.iter().map(|n| n.write_bytes).sum()),
+            nodes,
+        }
+    }
+}
