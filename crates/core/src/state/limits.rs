@@ -559,7 +559,7 @@ pub fn human_ms(ms: u64) -> String {
         return "0s".to_string();
     }
     for (size, unit) in UNITS {
-        if ms % size == 0 {
+        if ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }
