@@ -577,3 +577,20 @@ fn the_product_binary_has_no_bench_or_chaos_subcommand() {
         );
     }
 }
+
+/// `queue set --retention` refuses bad durations before contacting any node (no cluster is
+/// running here), naming the flag and its limits in the units it takes.
+#[test]
+fn queue_set_refuses_retentions_outside_its_limits() {
+    for bad in ["0s", "1ms", "999ms", "11years", "3651d", "abc", ""] {
+        let run = Command::new(BIN)
+            .args(["--cluster", "127.0.0.1:9", "queue", "set", "q", "--retention", bad])
+            .output()
+            .expect("running raftsched");
+        assert_eq!(run.status.code(), Some(2), "{bad:?}: {}", describe(&run));
+        let stderr = text(&run.stderr);
+        for needle in ["--retention", "between 1s and 3650d", "like 30s, 10m or 7d"] {
+            assert!(stderr.contains(needle), "{bad:?}: {needle:?} not in {stderr}");
+        }
+    }
+}

@@ -1,8 +1,10 @@
-//! `raftsched queue ...`: fair-share weights and placement strategies per queue.
+//! `raftsched queue ...`: fair-share weights, placement strategies and retention per queue.
 
 use clap::Subcommand;
 use raftsched_api::v1 as api;
 use raftsched_client::ClusterClient;
+use raftsched_core::state::limits;
+use raftsched_core::state::limits::human_ms;
 use serde_json::json;
 
 use crate::cli::output;
@@ -18,6 +20,11 @@ pub enum QueueCommand {
         /// round-robin, random, least-loaded, consistent-hash, bin-pack or spread.
         #[arg(long, default_value = "least-loaded")]
         placement: String,
+        /// How long finished tasks are kept before they are purged, like 30s, 10m, 7d
+        /// (1s to 3650d; `default` for the cluster default, 7d). Left out: the queue keeps
+        /// the retention it has.
+        #[arg(long, value_parser = parse_retention)]
+        retention: Option<Retention>,
     },
     /// Queues with their policy and pending and running counts.
     List,
@@ -29,11 +36,18 @@ pub async fn run(command: QueueCommand, client: &ClusterClient, json: bool) -> a
             queue,
             weight,
             placement,
+            retention,
         } => {
+            let retention_ms = match retention {
+                Some(Retention::Default) => 0,
+                Some(Retention::Ms(ms)) => ms,
+                None => current_retention_ms(client, &queue).await?,
+            };
             let policy = api::QueuePolicy {
                 queue,
                 weight,
                 placement,
+                retention_ms,
             };
             let response = client
                 .call(|mut c| {
@@ -45,8 +59,11 @@ pub async fn run(command: QueueCommand, client: &ClusterClient, json: bool) -> a
                 .await?;
             let policy = response.policy.unwrap_or_default();
             println!(
-                "queue {}: weight {}, placement {}",
-                policy.queue, policy.weight, policy.placement
+                "queue {}: weight {}, placement {}, retention {}",
+                policy.queue,
+                policy.weight,
+                policy.placement,
+                shown_retention(policy.retention_ms)
             );
             Ok(())
         }
@@ -59,6 +76,7 @@ pub async fn run(command: QueueCommand, client: &ClusterClient, json: bool) -> a
                     .map(|q| {
                         let p = q.policy.clone().unwrap_or_default();
                         json!({"queue": p.queue, "weight": p.weight, "placement": p.placement,
+                               "retention_ms": effective_retention_ms(p.retention_ms),
                                "pending": q.pending, "running": q.running})
                     })
                     .collect();
@@ -74,12 +92,16 @@ pub async fn run(command: QueueCommand, client: &ClusterClient, json: bool) -> a
                         p.queue,
                         p.weight.to_string(),
                         p.placement,
+                        shown_retention(p.retention_ms),
                         q.pending.to_string(),
                         q.running.to_string(),
                     ]
                 })
                 .collect();
-            output::print_table(&["QUEUE", "WEIGHT", "PLACEMENT", "READY", "RUNNING"], &rows);
+            output::print_table(
+                &["QUEUE", "WEIGHT", "PLACEMENT", "RETENTION", "READY", "RUNNING"],
+                &rows,
+            );
             Ok(())
         }
     }
@@ -104,5 +126,93 @@ async fn list_all(client: &ClusterClient) -> anyhow::Result<api::ListQueuesRespo
             return Ok(all);
         }
         all.next_page_token = page.next_page_token;
+    }
+}
+
+/// A `--retention` value: a duration, or the cluster default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    Default,
+    Ms(u64),
+}
+
+/// Parses `--retention`: a human duration (humantime: `30s`, `10m`, `7d`, `1h 30m`) within
+/// the limits apply enforces, or `default`. Checked here too so a typo fails before any
+/// call, with the flag and the limits in the same units.
+fn parse_retention(text: &str) -> Result<Retention, String> {
+    if text == "default" {
+        return Ok(Retention::Default);
+    }
+    let limits_text = format!(
+        "--retention must be between {} and {} (like 30s, 10m or 7d), or `default` ({})",
+        human_ms(limits::MIN_RETENTION_MS),
+        human_ms(limits::MAX_RETENTION_MS),
+        human_ms(limits::DEFAULT_RETENTION_MS)
+    );
+    let shown = limits::shown(text);
+    let duration =
+        humantime::parse_duration(text).map_err(|e| format!("{shown} is not a duration ({e}): {limits_text}"))?;
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    if !duration.subsec_nanos().is_multiple_of(1_000_000)
+        || !(limits::MIN_RETENTION_MS..=limits::MAX_RETENTION_MS).contains(&ms)
+    {
+        return Err(format!("{shown} is out of range: {limits_text}"));
+    }
+    Ok(Retention::Ms(ms))
+}
+
+/// The retention a queue has now (0: the default), so a `queue set` without `--retention`
+/// keeps it: the API sets a whole policy, so the CLI reads the current one first.
+async fn current_retention_ms(client: &ClusterClient, queue: &str) -> anyhow::Result<u64> {
+    let all = list_all(client).await?;
+    Ok(all
+        .queues
+        .iter()
+        .filter_map(|q| q.policy.as_ref())
+        .find(|p| p.queue == queue)
+        .map_or(0, |p| p.retention_ms))
+}
+
+fn effective_retention_ms(retention_ms: u64) -> u64 {
+    if retention_ms == 0 {
+        limits::DEFAULT_RETENTION_MS
+    } else {
+        retention_ms
+    }
+}
+
+/// A retention in human units, `(default)` marked.
+fn shown_retention(retention_ms: u64) -> String {
+    let text = human_ms(effective_retention_ms(retention_ms));
+    if retention_ms == 0 {
+        format!("{text} (default)")
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::Retention;
+    use super::parse_retention;
+
+    #[test]
+    fn retention_takes_human_durations_within_the_limits() {
+        assert_eq!(parse_retention("30s"), Ok(Retention::Ms(30_000)));
+        assert_eq!(parse_retention("10m"), Ok(Retention::Ms(600_000)));
+        assert_eq!(parse_retention("7d"), Ok(Retention::Ms(7 * 86_400_000)));
+        assert_eq!(parse_retention("1s"), Ok(Retention::Ms(1000)));
+        assert_eq!(parse_retention("3650d"), Ok(Retention::Ms(3650 * 86_400_000)));
+        assert_eq!(parse_retention("1.5s"), Ok(Retention::Ms(1500)));
+        assert_eq!(parse_retention("default"), Ok(Retention::Default));
+        for bad in [
+            "0s", "1ms", "1 ms", "999ms", "3651d", "11years", "abc", "", "-1s", "1500us",
+        ] {
+            let error = parse_retention(bad).unwrap_err();
+            assert!(
+                error.contains("--retention must be between 1s and 3650d"),
+                "{bad:?}: {error}"
+            );
+        }
     }
 }

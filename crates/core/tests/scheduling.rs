@@ -181,6 +181,7 @@ fn queue(name: &str, weight: u32, running: u32, ready: std::ops::Range<u64>) -> 
         policy: QueuePolicy {
             weight,
             placement: Placement::LeastLoaded,
+            retention_ms: None,
         },
         running,
         ready: ready.collect(),
@@ -247,6 +248,7 @@ fn plan_is_a_function_of_its_inputs_and_seed() {
             policy: QueuePolicy {
                 weight: 1,
                 placement: Placement::Random,
+                retention_ms: None,
             },
             running: 0,
             ready: (1..50).collect(),

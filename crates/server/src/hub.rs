@@ -133,6 +133,32 @@ impl WorkerHub {
         inner.last_heard.remove(worker_id);
     }
 
+    /// Drops what the hub keeps of workers the state no longer has and whose stream is not
+    /// open: an expiry whose commit failed on this leader skipped [`Self::forget`], and
+    /// without this the entry would stay until leadership moved. An open stream is kept (a
+    /// worker registering right now is in the state a moment later). So the hub holds at
+    /// most the state's workers (≤ 10,000, each gone within its lease of ≤ 300 s of
+    /// silence) plus streams still open. O(entries · log workers), once a dispatch round.
+    pub(super) fn forget_absent(&self, present: impl Fn(&str) -> bool) {
+        let mut inner = self.lock();
+        let HubInner {
+            connections,
+            last_heard,
+            ..
+        } = &mut *inner;
+        connections.retain(|id, c| present(id) || !c.sender.is_closed());
+        last_heard.retain(|id, _| present(id) || connections.contains_key(id));
+    }
+
+    /// How many workers the hub keeps anything of (tests).
+    pub fn tracked_workers(&self) -> usize {
+        let inner = self.lock();
+        let mut ids: Vec<&String> = inner.connections.keys().chain(inner.last_heard.keys()).collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    }
+
     pub(super) fn set_pending_reasons(&self, reasons: BTreeMap<TaskId, String>) {
         let mut reasons = reasons;
         while reasons.len() > MAX_PENDING_REASONS {
@@ -144,5 +170,28 @@ impl WorkerHub {
     /// Why a pending task waits, as of the last planning round on this leader.
     pub fn pending_reason(&self, task_id: TaskId) -> Option<String> {
         self.lock().pending_reasons.get(&task_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerHub;
+
+    #[tokio::test]
+    async fn workers_the_state_no_longer_has_are_forgotten_unless_their_stream_is_open() {
+        let hub = WorkerHub::default();
+        hub.heard_from("gone");
+        hub.heard_from("kept");
+        let closed = hub.connect("closed", "s1", 1);
+        drop(closed);
+        let open = hub.connect("open", "s1", 1);
+        assert_eq!(hub.tracked_workers(), 4);
+        hub.forget_absent(|id| id == "kept");
+        assert_eq!(hub.tracked_workers(), 2, "only `kept` (in the state) and `open` stay");
+        assert!(hub.silence("kept").is_some() && hub.silence("open").is_some());
+        assert!(hub.silence("gone").is_none() && hub.silence("closed").is_none());
+        drop(open);
+        hub.forget_absent(|_| false);
+        assert_eq!(hub.tracked_workers(), 0);
     }
 }

@@ -122,6 +122,29 @@ pub enum Command {
         #[serde(deserialize_with = "deserialize_batch")]
         commands: Vec<Command>,
     },
+    /// Remove finished purge units whose queue's retention has passed by `now_ms` (the
+    /// leader's time). At most [`MAX_PURGES_PER_ENTRY`](crate::state::limits::MAX_PURGES_PER_ENTRY)
+    /// units; apply re-checks each one and skips those that do not qualify (yet). Added
+    /// after `Batch` so that every v1 variant keeps its index on the wire.
+    PurgeTasks { now_ms: u64, units: Vec<PurgeUnit> },
+}
+
+/// What is purged as a whole: a task with its shards (a plain task has none), or a
+/// workflow with all its tasks. A shard or a workflow's task is never purged alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PurgeUnit {
+    /// A task that is neither a shard nor in a workflow, with its shards if it has any.
+    Task(TaskId),
+    Workflow(WorkflowId),
+}
+
+impl std::fmt::Display for PurgeUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PurgeUnit::Task(id) => write!(f, "task {id}"),
+            PurgeUnit::Workflow(id) => write!(f, "workflow {id}"),
+        }
+    }
 }
 
 std::thread_local! {
@@ -175,7 +198,8 @@ impl Command {
             | Command::FireSchedule { now_ms, .. }
             | Command::TriggerSchedule { now_ms, .. }
             | Command::SubmitWorkflow { now_ms, .. }
-            | Command::SubmitShards { now_ms, .. } => *now_ms,
+            | Command::SubmitShards { now_ms, .. }
+            | Command::PurgeTasks { now_ms, .. } => *now_ms,
             // The clock after the batch: each member advances it when applied.
             Command::Batch { commands } => commands.iter().map(Command::now_ms).max().unwrap_or(0),
         }
@@ -226,6 +250,14 @@ pub enum CommandResponse {
     ShardsSubmitted(Result<SubmitOutcome, StateError>),
     /// One response per command of a [`Command::Batch`], in order.
     Batch(Vec<CommandResponse>),
+    Purged(Result<PurgeOutcome, StateError>),
+}
+
+/// What a purge removed: the units that qualified (the others were skipped) and their tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeOutcome {
+    pub purged: Vec<PurgeUnit>,
+    pub tasks_removed: u64,
 }
 
 /// An attempt a worker must be told to stop, once the command that ended it is committed.
@@ -327,6 +359,16 @@ pub enum StateError {
     ScheduleNotFireable { schedule: String, why: String },
     #[error("workflow {0} not found")]
     WorkflowNotFound(WorkflowId),
+    #[error(
+        "task {0} expired after its queue's retention (finished tasks are purged once their \
+         queue's retention has passed; `raftsched queue list` shows it, `queue set Q --retention` changes it)"
+    )]
+    TaskExpired(TaskId),
+    #[error(
+        "workflow {0} expired after its queue's retention (a workflow is purged once all its tasks \
+         finished and its first task's queue's retention has passed)"
+    )]
+    WorkflowExpired(WorkflowId),
 }
 
 /// A one-line summary for openraft's logs; never the payloads.
@@ -357,6 +399,7 @@ impl std::fmt::Display for Command {
             }
             Command::SubmitShards { pins, .. } => write!(f, "SubmitShards(n={})", pins.len()),
             Command::Batch { commands } => write!(f, "Batch(n={})", commands.len()),
+            Command::PurgeTasks { units, .. } => write!(f, "PurgeTasks(n={})", units.len()),
         }
     }
 }

@@ -103,6 +103,27 @@ pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 3600 * 1000;
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
 pub const DEFAULT_LEASE_MS: u64 = 5000;
 
+/// How long a finished task is kept before the leader purges it, unless its queue says
+/// otherwise: 7 days, long enough to look into last week's failures. At a steady 1,000
+/// tasks/s that is still 605 million finished tasks, so busy queues set a shorter one
+/// (`queue set Q --retention 1h`).
+pub const DEFAULT_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+/// 1 s: below that a task could be purged before the client that waited for it read its
+/// result (a `task get` poll runs at 100–500 ms), and the dedup window (= the retention)
+/// would be shorter than a client's retry deadline.
+pub const MIN_RETENTION_MS: u64 = 1000;
+/// 10 years (3,650 days): "keep for ever" in practice, while `finished_at + retention`
+/// stays far below `u64::MAX` for any real clock (epoch ms are ~2^41, 10 years ~2^38).
+pub const MAX_RETENTION_MS: u64 = 3650 * 24 * 3600 * 1000;
+/// Purge units (a plain task, a sharded parent with its shards, a workflow with its tasks)
+/// in one `PurgeTasks` entry: 1000, like assignments. The leader also stops adding units
+/// once the entry would remove 1000 tasks (a unit is never split), so one entry removes at
+/// most 1000 + one unit (≤ 1001 tasks) more.
+pub const MAX_PURGES_PER_ENTRY: usize = 1000;
+
+const _: () = assert!(MIN_RETENTION_MS <= DEFAULT_RETENTION_MS && DEFAULT_RETENTION_MS <= MAX_RETENTION_MS);
+const _: () = assert!(MAX_RETENTION_MS < u64::MAX / 4);
+
 // A worker runs at most one attempt per slot.
 const _: () = assert!(MAX_RUNNING_TOKENS >= MAX_WORKER_SLOTS as usize);
 // The longest DNS name (253 bytes) with a scheme and a port fits.
@@ -513,7 +534,36 @@ pub fn validate_queue_policy(queue: &str, policy: &QueuePolicy) -> Result<(), St
     if !(1..=MAX_QUEUE_WEIGHT).contains(&policy.weight) {
         return invalid("weight", format!("{}, must be 1..={MAX_QUEUE_WEIGHT}", policy.weight));
     }
+    if let Some(retention_ms) = policy.retention_ms
+        && !(MIN_RETENTION_MS..=MAX_RETENTION_MS).contains(&retention_ms)
+    {
+        return invalid(
+            "retention",
+            format!(
+                "{} must be between {} and {} (e.g. --retention 10m); leave it out for the default {}",
+                human_ms(retention_ms),
+                human_ms(MIN_RETENTION_MS),
+                human_ms(MAX_RETENTION_MS),
+                human_ms(DEFAULT_RETENTION_MS)
+            ),
+        );
+    }
     Ok(())
+}
+
+/// A duration in the largest unit that divides it exactly (`7d`, `10m`, `1500ms`), the
+/// form `--retention` accepts, so an error's limits can be pasted back.
+pub fn human_ms(ms: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    for (size, unit) in UNITS {
+        if ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 fn check_labels(field: &'static str, labels: &std::collections::BTreeMap<String, String>) -> Result<(), StateError> {

@@ -21,6 +21,8 @@ pub use command::CancelOutcome;
 pub use command::Command;
 pub use command::CommandResponse;
 pub use command::FireOutcome;
+pub use command::PurgeOutcome;
+pub use command::PurgeUnit;
 pub use command::StateError;
 pub use command::StoppedAttempt;
 pub use command::SubmitOutcome;

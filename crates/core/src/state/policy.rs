@@ -5,12 +5,27 @@
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::state::limits::DEFAULT_RETENTION_MS;
+
 /// A queue's scheduling policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Deserialised by hand: a log entry of wire format v1 carries the policy without
+/// `retention_ms`, as did bare v0 values (see [`crate::state::wire::decoding_version`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct QueuePolicy {
     /// Share of running slots relative to other queues with work (1..=1000).
     pub weight: u32,
     pub placement: Placement,
+    /// How long a finished task of this queue is kept before the leader purges it; `None`
+    /// is the cluster default ([`DEFAULT_RETENTION_MS`]).
+    pub retention_ms: Option<u64>,
+}
+
+impl QueuePolicy {
+    /// The retention in force for this queue.
+    pub fn effective_retention_ms(&self) -> u64 {
+        self.retention_ms.unwrap_or(DEFAULT_RETENTION_MS)
+    }
 }
 
 impl Default for QueuePolicy {
@@ -18,7 +33,42 @@ impl Default for QueuePolicy {
         QueuePolicy {
             weight: 1,
             placement: Placement::LeastLoaded,
+            retention_ms: None,
         }
+    }
+}
+
+/// The layout of wire format v1, before retention existed.
+#[derive(Deserialize)]
+struct QueuePolicyV1 {
+    weight: u32,
+    placement: Placement,
+}
+
+/// The current layout, field for field as [`QueuePolicy`] serialises.
+#[derive(Deserialize)]
+struct QueuePolicyV2 {
+    weight: u32,
+    placement: Placement,
+    retention_ms: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for QueuePolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<QueuePolicy, D::Error> {
+        if matches!(crate::state::wire::decoding_version(), Some(0 | 1)) {
+            let v1 = QueuePolicyV1::deserialize(deserializer)?;
+            return Ok(QueuePolicy {
+                weight: v1.weight,
+                placement: v1.placement,
+                retention_ms: None,
+            });
+        }
+        let v2 = QueuePolicyV2::deserialize(deserializer)?;
+        Ok(QueuePolicy {
+            weight: v2.weight,
+            placement: v2.placement,
+            retention_ms: v2.retention_ms,
+        })
     }
 }
 

@@ -17,6 +17,7 @@ use crate::state::AttemptReport;
 use crate::state::CancelOutcome;
 use crate::state::Command;
 use crate::state::CommandResponse;
+use crate::state::PurgeUnit;
 use crate::state::QueuePolicy;
 use crate::state::StateError;
 use crate::state::SubmitOutcome;
@@ -42,6 +43,7 @@ mod digest;
 mod invariants;
 #[cfg(test)]
 mod list_tests;
+mod retention;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -97,6 +99,10 @@ pub struct SchedulerState {
     next_workflow_id: WorkflowId,
     /// Workflow request id → the workflow it created.
     workflow_by_request_id: Map<String, WorkflowId>,
+    /// Finished purge units by home queue, as (finish time of their last task, unit), so
+    /// the leader finds expired ones in O(expired · log n) (see `retention.rs`). No empty
+    /// sets.
+    purgeable: Map<String, Set<(u64, PurgeUnit)>>,
     /// Sums of element hashes per collection, kept in step with the primary data, so the
     /// state digest costs O(1) (see `digest.rs`).
     digests: digest::Digests,
@@ -265,6 +271,7 @@ impl SchedulerState {
             Command::SubmitShards { spec, pins, .. } => {
                 CommandResponse::ShardsSubmitted(self.submit_shards(now_ms, spec, pins))
             }
+            Command::PurgeTasks { units, .. } => CommandResponse::Purged(self.purge(now_ms, units)),
             Command::Batch { .. } => unreachable!("nested batches are answered above"),
         }
     }
@@ -679,8 +686,12 @@ impl SchedulerState {
         self.index(&task);
         self.digest_task_in(&task);
         self.tasks.insert(task_id, task);
+        let finished_now = now_terminal && !was_terminal;
+        if finished_now {
+            self.index_unit_of(task_id);
+        }
         self.debug_check_task(task_id);
-        now_terminal && !was_terminal
+        finished_now
     }
 
     fn index(&mut self, task: &Task) {

@@ -24,10 +24,15 @@ use serde::de::DeserializeOwned;
 #[cfg(test)]
 mod tests;
 
-/// The format this binary writes: 1. Bump it whenever the postcard layout of anything
+/// The format this binary writes: 2. Bump it whenever the postcard layout of anything
 /// encoded here changes (a field or an enum variant added, removed or reordered in
 /// [`crate::state::Command`], openraft's entry and RPC types, or a type they contain).
-pub const WIRE_FORMAT_VERSION: u16 = 1;
+///
+/// v2 (issue 11, retention): `QueuePolicy` gained `retention_ms` and `Command` the
+/// `PurgeTasks` variant (at the end, so v1 variants keep their indexes). v1 bodies are still
+/// read: the only layout that differs is `QueuePolicy`'s, whose deserializer asks
+/// [`decoding_version`].
+pub const WIRE_FORMAT_VERSION: u16 = 2;
 
 /// The oldest enveloped format this binary reads: 1 (the first one). A binary that reads
 /// format N and N-1 keeps a rolling upgrade possible (see ARCHITECTURE.md, Compatibility).
@@ -172,8 +177,21 @@ fn decode_body<T: DeserializeOwned>(version: u16, body: &[u8], what: &str) -> Re
             found: version,
         });
     }
-    // One layout so far; a v2 binary matches on `version` here to read v1 bodies.
+    // v0/v1 and v2 differ only in `QueuePolicy`, which reads the version being decoded.
     decode_postcard(version, body, what)
+}
+
+std::thread_local! {
+    /// The wire format of the body this thread is decoding, if any (decoding is synchronous,
+    /// so a per-thread value is exact). `None` outside wire decoding: snapshots and
+    /// in-memory values use the current layout.
+    static DECODING_VERSION: std::cell::Cell<Option<u16>> = const { std::cell::Cell::new(None) };
+}
+
+/// The wire format version of the body being decoded on this thread, for the types whose
+/// layout changed between versions.
+pub fn decoding_version() -> Option<u16> {
+    DECODING_VERSION.with(std::cell::Cell::get)
 }
 
 /// The whole of `body` as one `T`: trailing bytes are refused, not ignored, so a value
@@ -184,7 +202,10 @@ fn decode_postcard<T: DeserializeOwned>(version: u16, body: &[u8], what: &str) -
         version,
         detail,
     };
-    let (value, rest) = postcard::take_from_bytes(body).map_err(|e| malformed(e.to_string()))?;
+    DECODING_VERSION.with(|current| current.set(Some(version)));
+    let taken = postcard::take_from_bytes(body);
+    DECODING_VERSION.with(|current| current.set(None));
+    let (value, rest) = taken.map_err(|e| malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(malformed(format!("{} bytes after the end of the value", rest.len())));
     }

@@ -11,6 +11,7 @@ use raftsched_core::state::MisfirePolicy;
 use raftsched_core::state::Occurrence;
 use raftsched_core::state::OccurrenceAction;
 use raftsched_core::state::OverlapPolicy;
+use raftsched_core::state::PurgeUnit;
 use raftsched_core::state::Recurrence;
 use raftsched_core::state::Resources;
 use raftsched_core::state::ScheduleSpec;
@@ -21,6 +22,7 @@ use raftsched_core::state::TaskSpec;
 use raftsched_core::state::WorkerRegistration;
 use raftsched_core::state::WorkflowSpec;
 use raftsched_core::state::WorkflowTaskSpec;
+use raftsched_core::state::limits;
 use std::collections::BTreeMap;
 
 /// xorshift64*: a tiny deterministic generator, so a failing run can be replayed by seed.
@@ -113,10 +115,20 @@ pub(crate) const WORKER_IDS: [&str; 3] = ["w1", "w2", "w3"];
 /// are carried out, and sometimes at what it does not (stale tokens, unknown tasks and
 /// workers, other sessions, invalid values) so that refusals are exercised too.
 pub(crate) fn random_command(rng: &mut Rng, now_ms: u64, state: &SchedulerState) -> Command {
+    if rng.below(15) == 0 {
+        return random_purge(rng, now_ms, state);
+    }
+    random_base_command(rng, now_ms, state)
+}
+
+/// [`random_command`] without purges: the command stream the seeds of
+/// `damaged_snapshots_never_panic` were chosen for (its cost is quadratic in the state it
+/// reaches).
+pub(crate) fn random_base_command(rng: &mut Rng, now_ms: u64, state: &SchedulerState) -> Command {
     if rng.below(6) == 0 {
         return random_composite(rng, now_ms, state);
     }
-    let max_id = state.task_count() as u64;
+    let max_id = state.next_task_id() - 1;
     let running: Vec<&Task> = state.running_tasks().collect();
     let session_of = |rng: &mut Rng, worker_id: &str| match state.worker(worker_id) {
         Some(worker) if rng.below(4) != 0 => worker.session.clone(),
@@ -243,15 +255,50 @@ pub(crate) fn random_command(rng: &mut Rng, now_ms: u64, state: &SchedulerState)
                 jitter: rng.next(),
             }
         }
-        _ => Command::SetQueuePolicy {
-            now_ms,
-            queue: rng.pick(&["q1", "q2", "q3", "bad queue"]).to_string(),
-            policy: QueuePolicy {
-                weight: *rng.pick(&[1, 2, 3, 0]),
-                placement: *rng.pick(&Placement::ALL),
-            },
-        },
+        _ => {
+            let queue = rng.pick(&["q1", "q2", "q3", "bad queue"]).to_string();
+            let weight = *rng.pick(&[1, 2, 3, 0]);
+            let placement = *rng.pick(&Placement::ALL);
+            // Derived from the placement rather than drawn, so the stream of draws (and the
+            // states the fixed seeds reach) stays as it was: 1 s and 1.5 s expire within a
+            // run (300 steps of 10 ms), 0 is refused.
+            let retention_ms = match placement {
+                Placement::RoundRobin | Placement::BinPack => Some(1000),
+                Placement::Random => Some(1500),
+                Placement::Spread => Some(0),
+                Placement::LeastLoaded | Placement::ConsistentHash => None,
+            };
+            Command::SetQueuePolicy {
+                now_ms,
+                queue,
+                policy: QueuePolicy {
+                    weight,
+                    placement,
+                    retention_ms,
+                },
+            }
+        }
     }
+}
+
+/// A purge: mostly what the leader would propose (the expired units), sometimes with units
+/// that do not qualify (unexpired, unfinished, shards alone, unknown) mixed in, and rarely
+/// more than an entry may carry.
+pub(crate) fn random_purge(rng: &mut Rng, now_ms: u64, state: &SchedulerState) -> Command {
+    if rng.below(50) == 0 {
+        let units = vec![PurgeUnit::Task(1); limits::MAX_PURGES_PER_ENTRY + 1];
+        return Command::PurgeTasks { now_ms, units };
+    }
+    let mut units = state.expired_units(now_ms, 1 + rng.below(4) as usize, limits::MAX_PURGES_PER_ENTRY);
+    for _ in 0..rng.below(3) {
+        let id = rng.below(state.next_task_id() + 1);
+        units.push(if rng.below(4) == 0 {
+            PurgeUnit::Workflow(id % 4)
+        } else {
+            PurgeUnit::Task(id)
+        });
+    }
+    Command::PurgeTasks { now_ms, units }
 }
 
 /// Schedules (create, fire with duplicates and stale revisions, trigger, pause), small

@@ -6,6 +6,8 @@ use raftsched_core::state::AttemptOutcome;
 use raftsched_core::state::AttemptReport;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;
+use raftsched_core::state::PurgeOutcome;
+use raftsched_core::state::PurgeUnit;
 use raftsched_core::state::RunOutcome;
 use raftsched_core::state::SchedulerState;
 use raftsched_core::state::Task;
@@ -28,10 +30,17 @@ pub(crate) fn check_state(state: &SchedulerState) -> Result<(), String> {
     Ok(())
 }
 
-/// Every task, in id order, without cloning. Ids are allocated densely from 1 and tasks are
-/// never removed.
+/// Every task, in id order, without cloning. Ids are allocated densely from 1; an id that
+/// is gone was purged.
 pub(crate) fn tasks(state: &SchedulerState) -> impl Iterator<Item = &Task> {
-    (1..=state.task_count() as TaskId).map(|id| state.get(id).expect("task ids are dense"))
+    (1..state.next_task_id()).filter_map(|id| {
+        let task = state.get(id);
+        assert!(
+            task.is_some() || state.was_purged(id),
+            "task {id} is neither there nor purged"
+        );
+        task
+    })
 }
 
 pub(crate) fn max_token(state: &SchedulerState) -> u64 {
@@ -349,6 +358,10 @@ pub(crate) fn apply_checked(state: &mut SchedulerState, command: Command) -> Com
             }
             _ => refused(state, "broadcast"),
         },
+        (Command::PurgeTasks { units, .. }, CommandResponse::Purged(result)) => match result {
+            Err(_) => refused(state, "purge"),
+            Ok(outcome) => check_purge(before, state, units, outcome),
+        },
         (command, response) => panic!("{command} answered {response:?}"),
     }
     response
@@ -476,4 +489,65 @@ pub(crate) fn assert_only_changed(
     assert!(added.is_empty(), "workers {added:?} appeared");
     let policies = |s: &SchedulerState| s.queue_policies().map(|(q, p)| (q.to_string(), *p)).collect::<Vec<_>>();
     assert_eq!(policies(state), policies(baseline), "queue policies changed");
+}
+
+/// The tasks of a purge unit in `state`, computed here independently of the state's own
+/// bookkeeping: `None` when it is no unit (unknown, or a shard or workflow task alone).
+fn unit_tasks(state: &SchedulerState, unit: PurgeUnit) -> Option<Vec<TaskId>> {
+    match unit {
+        PurgeUnit::Task(id) => {
+            let task = state.get(id)?;
+            if matches!(
+                task.links.origin,
+                Some(TaskOrigin::Shard { .. } | TaskOrigin::Workflow { .. })
+            ) {
+                return None;
+            }
+            Some(std::iter::once(id).chain(task.links.shards.iter().copied()).collect())
+        }
+        PurgeUnit::Workflow(id) => {
+            let tasks: Vec<TaskId> = state.workflow(id)?.tasks.iter().map(|(_, t)| *t).collect();
+            (!tasks.is_empty()).then_some(tasks)
+        }
+    }
+}
+
+/// A purge removed exactly the named units that were whole, finished and past their home
+/// queue's retention at the state's clock, all of their tasks, and nothing else.
+fn check_purge(before: &SchedulerState, state: &SchedulerState, units: &[PurgeUnit], outcome: &PurgeOutcome) {
+    let now_ms = state.clock_ms();
+    let mut gone = BTreeSet::new();
+    let mut expected = Vec::new();
+    for unit in units {
+        let Some(ids) = unit_tasks(before, *unit) else { continue };
+        if ids.iter().any(|id| gone.contains(id)) {
+            continue;
+        }
+        let finished: Vec<&Task> = ids.iter().filter_map(|id| before.get(*id)).collect();
+        if finished.len() != ids.len() || finished.iter().any(|t| !t.status.is_terminal()) {
+            continue;
+        }
+        let finished_at_ms = finished.iter().map(|t| t.updated_at_ms).max().unwrap_or(0);
+        let retention_ms = before.queue_policy(&finished[0].spec.queue).effective_retention_ms();
+        if finished_at_ms + retention_ms > now_ms {
+            continue;
+        }
+        gone.extend(ids);
+        expected.push(*unit);
+    }
+    assert_eq!(outcome.purged, expected, "a purge removed other units than qualified");
+    assert_eq!(outcome.tasks_removed, gone.len() as u64);
+    assert_eq!(state.task_count(), before.task_count() - gone.len());
+    for id in &gone {
+        assert!(
+            state.get(*id).is_none() && state.was_purged(*id),
+            "purged task {id} is still there"
+        );
+    }
+    for unit in &expected {
+        if let PurgeUnit::Workflow(id) = unit {
+            assert!(state.workflow(*id).is_none() && state.workflow_was_purged(*id));
+        }
+    }
+    assert_only_changed(state, before, &gone, &[]);
 }

@@ -27,6 +27,7 @@ use raftsched_core::state::CommandResponse;
 use raftsched_core::state::ListFilter;
 use raftsched_core::state::ListOrder;
 use raftsched_core::state::Payload;
+use raftsched_core::state::PurgeUnit;
 use raftsched_core::state::Resources;
 use raftsched_core::state::SchedulerState;
 use raftsched_core::state::StateError;
@@ -54,6 +55,7 @@ pub(crate) fn run_directive(state: &mut SchedulerState, case: &TestCase) -> Stri
         "report" => report(state, case),
         "timeout" => timeout(state, case),
         "queue-policy" => queue_policy(state, case),
+        "purge" => purge(state, case),
         "policies" => policies(state),
         "workers" => workers(state),
         "schedule-create" => schedule_define(state, case, true),
@@ -130,6 +132,9 @@ pub(crate) fn cancel(state: &mut SchedulerState, case: &TestCase) -> String {
 pub(crate) fn get(state: &SchedulerState, case: &TestCase) -> String {
     let task_id = arg_u64(case, "task").expect("get needs task=<id>");
     let Some(task) = state.get(task_id) else {
+        if state.was_purged(task_id) {
+            return "not found (purged)".to_string();
+        }
         return "not found".to_string();
     };
     let spec = &task.spec;
@@ -509,6 +514,12 @@ pub(crate) fn queue_policy(state: &mut SchedulerState, case: &TestCase) -> Strin
         match key.as_str() {
             "queue" => queue = Some(value),
             "weight" => policy.weight = value.parse().expect("weight=<n> is a number"),
+            "retention" => {
+                policy.retention_ms = match value.as_str() {
+                    "default" => None,
+                    ms => Some(ms.parse().expect("retention=<ms>|default")),
+                }
+            }
             "placement" => {
                 policy.placement = Placement::parse(&value).unwrap_or_else(|| panic!("unknown placement {value:?}"))
             }
@@ -530,7 +541,14 @@ pub(crate) fn queue_policy(state: &mut SchedulerState, case: &TestCase) -> Strin
 pub(crate) fn policies(state: &SchedulerState) -> String {
     let lines: Vec<String> = state
         .queue_policies()
-        .map(|(queue, p)| format!("{queue} weight={} placement={}", p.weight, p.placement.as_str()))
+        .map(|(queue, p)| {
+            let retention = p.retention_ms.map_or("default".to_string(), |ms| ms.to_string());
+            format!(
+                "{queue} weight={} placement={} retention={retention}",
+                p.weight,
+                p.placement.as_str()
+            )
+        })
         .collect();
     if lines.is_empty() {
         return "no policies".to_string();
@@ -605,5 +623,41 @@ pub(crate) fn fmt_err(e: &StateError) -> String {
         } => format!("AlreadyFired {schedule} at={scheduled_ms} cursor={cursor_ms}"),
         StateError::ScheduleNotFireable { schedule, why } => format!("ScheduleNotFireable {schedule}: {why}"),
         StateError::WorkflowNotFound(id) => format!("WorkflowNotFound {id}"),
+        StateError::TaskExpired(id) => format!("TaskExpired {id}"),
+        StateError::WorkflowExpired(id) => format!("WorkflowExpired {id}"),
+    }
+}
+
+/// `purge at=<ms> [expired] [units=<n>]` with input lines `task=<id>` or `workflow=<id>`:
+/// one `PurgeTasks` entry. `expired` asks the state for the expired units at `at` (what the
+/// leader proposes), at most `units` of them (default 1000). Prints the units purged and
+/// the tasks removed, or the error.
+pub(crate) fn purge(state: &mut SchedulerState, case: &TestCase) -> String {
+    let now_ms = arg_u64(case, "at").unwrap_or(0);
+    let mut units = Vec::new();
+    if case.args.contains_key("expired") {
+        let max = arg_u64(case, "units").map_or(raftsched_core::state::limits::MAX_PURGES_PER_ENTRY, |n| n as usize);
+        units = state.expired_units(now_ms, max, raftsched_core::state::limits::MAX_PURGES_PER_ENTRY);
+    }
+    for line in case.input.lines().filter(|line| !line.trim().is_empty()) {
+        for (key, value) in tokenize(line) {
+            let id: u64 = value.parse().expect("an id is a number");
+            units.push(match key.as_str() {
+                "task" => PurgeUnit::Task(id),
+                "workflow" => PurgeUnit::Workflow(id),
+                other => panic!("unknown purge unit {other:?}"),
+            });
+        }
+    }
+    if let Some(n) = arg_u64(case, "repeat") {
+        units = std::iter::repeat_n(PurgeUnit::Task(1), n as usize).collect();
+    }
+    match apply_checked(state, Command::PurgeTasks { now_ms, units }) {
+        CommandResponse::Purged(Ok(outcome)) => {
+            let purged: Vec<String> = outcome.purged.iter().map(ToString::to_string).collect();
+            format!("purged [{}] tasks={}", purged.join(", "), outcome.tasks_removed)
+        }
+        CommandResponse::Purged(Err(e)) => fmt_err(&e),
+        other => panic!("purge answered {other:?}"),
     }
 }

@@ -271,6 +271,9 @@ pub(crate) fn workflow(state: &mut SchedulerState, case: &TestCase) -> String {
 pub(crate) fn workflow_get(state: &SchedulerState, case: &TestCase) -> String {
     let id = arg_u64(case, "id").expect("workflow-get needs id=<n>");
     let Some(workflow) = state.workflow(id) else {
+        if state.workflow_was_purged(id) {
+            return "not found (purged)".into();
+        }
         return "not found".into();
     };
     let mut out = format!(

@@ -235,10 +235,13 @@ impl App {
         mut fits: impl FnMut(&str, &Task) -> bool,
     ) -> Result<WorkflowView, AppError> {
         let state = self.state.read();
-        let workflow = state
-            .scheduler
-            .workflow(workflow_id)
-            .ok_or(StateError::WorkflowNotFound(workflow_id))?;
+        let workflow = state.scheduler.workflow(workflow_id).ok_or_else(|| {
+            if state.scheduler.workflow_was_purged(workflow_id) {
+                StateError::WorkflowExpired(workflow_id)
+            } else {
+                StateError::WorkflowNotFound(workflow_id)
+            }
+        })?;
         let mut tasks: Vec<(String, Task)> = Vec::new();
         let mut next_task = None;
         for (position, (key, id)) in workflow.tasks.iter().enumerate().skip(from) {

@@ -292,7 +292,14 @@ impl App {
     fn read_task(&self, task_id: TaskId) -> Result<Task, AppError> {
         let state = self.state.read();
         let task = state.scheduler.get(task_id).cloned();
-        task.ok_or(AppError::Rejected(StateError::TaskNotFound(task_id)))
+        task.ok_or_else(|| {
+            // Ids are dense: an id below the next one was a task, purged since.
+            AppError::Rejected(if state.scheduler.was_purged(task_id) {
+                StateError::TaskExpired(task_id)
+            } else {
+                StateError::TaskNotFound(task_id)
+            })
+        })
     }
 
     /// Whether this leader has heard from a majority within its leader lease. A leader cut

@@ -77,7 +77,7 @@ impl Liveness {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     /// `ExpireWorker`s, then `TimeOutAttempt`s, then `FireSchedule`s, then at most one
-    /// `AssignTasks` (none when nothing can be placed).
+    /// `PurgeTasks`, then at most one `AssignTasks` (none when nothing can be placed).
     pub commands: Vec<Command>,
     /// Ready tasks no worker could take, with why (what `task get` shows as pending reason).
     pub unplaced: BTreeMap<TaskId, String>,
@@ -87,7 +87,10 @@ impl Plan {
     /// Whether the plan holds anything besides its assignment: after committing those, the
     /// state has changed under the assignment, which should be planned again.
     pub fn has_maintenance(&self) -> bool {
-        self.commands.iter().any(|c| !matches!(c, Command::AssignTasks { .. }))
+        // A purge removes finished tasks only: the planned assignment still holds after it.
+        self.commands
+            .iter()
+            .any(|c| !matches!(c, Command::AssignTasks { .. } | Command::PurgeTasks { .. }))
     }
 }
 
@@ -106,7 +109,8 @@ impl Draws {
 
 /// The leader's decisions at `now_ms`: expire workers silent past their lease, time out
 /// attempts overdue past their timeout plus their worker's lease, fire or skip due schedule
-/// occurrences, and place ready tasks on connected workers.
+/// occurrences, purge finished tasks past their queue's retention, and place ready tasks on
+/// connected workers.
 ///
 /// Deterministic in its arguments: `cache` only saves recompiling recurrences, the plan does
 /// not depend on what it holds. The placement seed is the first draw from `seed`, then one
@@ -124,16 +128,27 @@ pub fn decide(state: &SchedulerState, liveness: &Liveness, now_ms: u64, seed: u6
         .collect();
     let timeouts = time_out_overdue_attempts(state, &expiring, now_ms, &mut draws);
     let firings = fire_due_schedules(state, cache, now_ms);
+    let purge = purge_expired(state, now_ms);
     let assignments = plan_assignments(state, liveness, &expiring, now_ms, placement_seed);
-    let mut commands = Vec::with_capacity(expiries.len() + timeouts.len() + firings.len() + 1);
+    let mut commands = Vec::with_capacity(expiries.len() + timeouts.len() + firings.len() + 2);
     commands.extend(expiries.iter().cloned());
     commands.extend(timeouts);
     commands.extend(firings);
+    commands.extend(purge);
     commands.extend(assignments.command);
     Plan {
         commands,
         unplaced: assignments.unplaced,
     }
+}
+
+/// At most one purge a round: the finished units past their queue's retention, oldest first
+/// per queue, at most [`limits::MAX_PURGES_PER_ENTRY`] units and (a unit is never split)
+/// about as many tasks. O(queues with finished units + expired · log n), from the state's
+/// purge index; none when nothing has expired. A backlog drains one entry per round.
+fn purge_expired(state: &SchedulerState, now_ms: u64) -> Option<Command> {
+    let units = state.expired_units(now_ms, limits::MAX_PURGES_PER_ENTRY, limits::MAX_PURGES_PER_ENTRY);
+    (!units.is_empty()).then_some(Command::PurgeTasks { now_ms, units })
 }
 
 /// Workers not heard from within their lease lose their attempts.

@@ -136,6 +136,8 @@ impl Dispatcher {
         let plan = {
             let now = self.now_ms();
             let state = self.app.state().read();
+            // Once a round: what the hub keeps stays bounded by the state's workers.
+            self.app.hub().forget_absent(|id| state.scheduler.worker(id).is_some());
             let liveness = self.liveness(&state.scheduler, now);
             decide::decide(&state.scheduler, &liveness, now, seed, &mut self.firings)
         };
@@ -203,10 +205,13 @@ impl Dispatcher {
             return Err(AppError::Internal(format!("{command} is not an expiry")));
         };
         let (worker_id, session) = (worker_id.clone(), session.clone());
-        if let CommandResponse::Expired(voided) = self.app.write(command).await? {
+        let written = self.app.write(command).await;
+        // Forgotten whatever the write answered: if the expiry did not commit, the next
+        // round counts the worker as heard from now (a lease of grace) and tries again.
+        self.app.hub().forget(&worker_id, &session);
+        if let CommandResponse::Expired(voided) = written? {
             tracing::warn!(worker = %worker_id, ?voided, "worker lease expired; its attempts go back to the queue");
         }
-        self.app.hub().forget(&worker_id, &session);
         Ok(())
     }
 

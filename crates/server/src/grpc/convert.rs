@@ -450,6 +450,7 @@ pub fn policy_to_proto(queue: &str, policy: &QueuePolicy) -> api::QueuePolicy {
         queue: queue.to_string(),
         weight: policy.weight,
         placement: policy.placement.as_str().to_string(),
+        retention_ms: policy.retention_ms.unwrap_or(0),
     }
 }
 
@@ -469,7 +470,17 @@ pub fn policy_from_proto(policy: api::QueuePolicy) -> Result<(String, QueuePolic
     // The proto gives weight no default (1..1000): 0 is passed on, and refused by the
     // policy's validation, instead of being silently stored as 1.
     let weight = policy.weight;
-    Ok((policy.queue, QueuePolicy { weight, placement }))
+    // 0 is the cluster default; any other value is checked against the limits by the
+    // policy's validation (leader and apply), which names the limits in human units.
+    let retention_ms = (policy.retention_ms != 0).then_some(policy.retention_ms);
+    Ok((
+        policy.queue,
+        QueuePolicy {
+            weight,
+            placement,
+            retention_ms,
+        },
+    ))
 }
 
 pub fn status_to_proto(status: TaskStatus) -> api::TaskState {

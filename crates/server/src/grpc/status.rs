@@ -48,7 +48,9 @@ pub fn state_error_code(error: &StateError) -> Code {
         StateError::TaskNotFound(_)
         | StateError::WorkerNotFound(_)
         | StateError::ScheduleNotFound(_)
-        | StateError::WorkflowNotFound(_) => Code::NotFound,
+        | StateError::WorkflowNotFound(_)
+        | StateError::TaskExpired(_)
+        | StateError::WorkflowExpired(_) => Code::NotFound,
         StateError::ScheduleExists(_) => Code::AlreadyExists,
         StateError::AlreadyFinished { .. }
         | StateError::RequestIdConflict { .. }

@@ -279,10 +279,20 @@ async fn run_at_is_bounded_like_delay_and_excludes_it() {
 }
 
 async fn set_policy(client: &ClusterClient, weight: u32, placement: &str) -> Result<(), ClientError> {
+    set_policy_with_retention(client, weight, placement, 0).await
+}
+
+async fn set_policy_with_retention(
+    client: &ClusterClient,
+    weight: u32,
+    placement: &str,
+    retention_ms: u64,
+) -> Result<(), ClientError> {
     let policy = api::QueuePolicy {
         queue: "q".into(),
         weight,
         placement: placement.into(),
+        retention_ms,
     };
     client
         .call(|mut c| {
@@ -321,6 +331,43 @@ async fn queue_weights_outside_1_to_1000_and_unknown_placements_are_refused() {
         .unwrap();
     let policy = queues.queues[0].policy.clone().unwrap();
     assert_eq!((policy.weight, policy.placement.as_str()), (1000, "spread"));
+    every_node_answers(&cluster).await;
+    cluster.shutdown().await;
+}
+
+/// Retention: 0 is the cluster default; 1 s..3650 d is kept as given; anything else is
+/// refused naming the field and the limits in human units, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_retentions_outside_1s_to_3650d_are_refused() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let client = cluster.client();
+    let max_ms = 3650 * 86_400_000_u64;
+    for retention_ms in [1, 999, max_ms + 1, 11 * 365 * 86_400_000, u64::MAX] {
+        let result = set_policy_with_retention(&client, 1, "", retention_ms).await;
+        refused_with(
+            result,
+            Code::InvalidArgument,
+            &["retention", "between 1s and 3650d", "default 7d"],
+        );
+    }
+    let retention_of = || async {
+        let queues = client
+            .call(|mut c| async move { c.list_queues(api::ListQueuesRequest::default()).await })
+            .await
+            .unwrap();
+        queues
+            .queues
+            .iter()
+            .find_map(|q| q.policy.clone())
+            .map(|p| p.retention_ms)
+    };
+    assert_eq!(retention_of().await, None, "a refused policy was stored");
+    for retention_ms in [1000, max_ms, 0] {
+        set_policy_with_retention(&client, 1, "", retention_ms)
+            .await
+            .expect("a valid retention");
+        assert_eq!(retention_of().await, Some(retention_ms));
+    }
     every_node_answers(&cluster).await;
     cluster.shutdown().await;
 }

@@ -14,4 +14,5 @@ mod dispatch;
 mod failover;
 mod output_limits;
 mod response_budgets;
+mod retention;
 mod schedules;

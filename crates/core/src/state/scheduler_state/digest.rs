@@ -29,8 +29,8 @@ pub(super) struct Digests {
 
 /// A key of the non-task data one command may change: its element is hashed before and
 /// after the command, and the sum corrected by the difference. Tasks are hashed where they
-/// change (`create_task`, `update_task`), workflows where they are created (they never
-/// change afterwards).
+/// change (`create_task`, `update_task`, a purge), workflows where they are created and
+/// purged (they never change in between).
 pub(super) enum Touched {
     Nothing,
     Worker(String),
@@ -108,6 +108,10 @@ impl SchedulerState {
 
     pub(super) fn digest_workflow_in(&mut self, workflow: &crate::state::schedule::Workflow) {
         self.digests.workflows = self.digests.workflows.wrapping_add(element_hash(workflow));
+    }
+
+    pub(super) fn digest_workflow_out(&mut self, workflow: &crate::state::schedule::Workflow) {
+        self.digests.workflows = self.digests.workflows.wrapping_sub(element_hash(workflow));
     }
 
     /// Sets the kept sums from the primary data (snapshot restore).

@@ -58,6 +58,7 @@ impl SchedulerState {
         }
         self.check_resources_in_use()?;
         self.check_request_ids()?;
+        self.check_purge_index()?;
         self.check_digests()?;
         for (name, schedule) in &self.schedules {
             if name != &schedule.name || schedule.runs.len() > crate::state::limits::MAX_SCHEDULE_RUNS {
@@ -406,8 +407,27 @@ impl SchedulerState {
             && let Err(violation) = self
                 .check_task(task_id)
                 .and_then(|()| self.check_request_id_of(task_id))
+                .and_then(|()| self.check_unit_indexed(task_id))
         {
             panic!("state invariant violated: {violation}");
         }
+    }
+
+    /// A task whose unit is finished finds the unit in the purge index, under its home queue
+    /// and finish time. O(tasks of the unit).
+    fn check_unit_indexed(&self, task_id: TaskId) -> Result<(), String> {
+        let Some(task) = self.tasks.get(&task_id) else {
+            return Ok(());
+        };
+        let unit = Self::purge_unit_of(task);
+        if let Some(finished) = self.finished_unit(unit)
+            && !self
+                .purgeable
+                .get(&finished.queue)
+                .is_some_and(|set| set.contains(&(finished.finished_at_ms, unit)))
+        {
+            return Err(format!("finished {unit} of task {task_id} is not in the purge index"));
+        }
+        Ok(())
     }
 }

@@ -15,7 +15,8 @@ use crate::state::task::TaskId;
 use crate::state::worker::Worker;
 
 /// Bumped when the snapshot layout changes; a node refuses a snapshot of another version.
-pub(super) const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+/// 4: queue policies carry `retention_ms` (issue 11).
+pub(super) const SNAPSHOT_FORMAT_VERSION: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotDecodeError {
@@ -142,6 +143,7 @@ impl SchedulerState {
         // Built at once from the sorted entries rather than inserted task by task at random
         // places. A request id used twice is refused by check_invariants.
         state.by_request_id = request_ids.into_iter().collect();
+        state.rebuild_purge_index();
         state.reset_digests();
         state.check_invariants().map_err(SnapshotDecodeError::Inconsistent)?;
         Ok(state)

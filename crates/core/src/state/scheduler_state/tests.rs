@@ -281,12 +281,21 @@ fn worker_load_sums_past_u32_and_back() {
 
 /// Snapshots are stored and shipped to other nodes: their bytes must not change unless
 /// SNAPSHOT_FORMAT_VERSION does. This state has a worker, a request id, workflow links,
-/// shards, running and finished attempts. Length and digest were taken before the task
+/// shards, running and finished attempts, and a queue policy with a retention (format 4). Length and digest were taken before the task
 /// map, request id index and links changed their in-memory layout, which must not show
 /// in the bytes. A change here needs a version bump.
 #[test]
-fn snapshot_bytes_of_format_3_are_pinned() {
+fn snapshot_bytes_of_format_4_are_pinned() {
     let mut state = SchedulerState::new();
+    state.apply(Command::SetQueuePolicy {
+        now_ms: 5,
+        queue: "q".to_string(),
+        policy: crate::state::QueuePolicy {
+            weight: 3,
+            placement: crate::state::Placement::Spread,
+            retention_ms: Some(60_000),
+        },
+    });
     state.apply(Command::RegisterWorker {
         now_ms: 10,
         registration: WorkerRegistration {
@@ -356,13 +365,13 @@ fn snapshot_bytes_of_format_3_are_pinned() {
     let bytes = state.to_snapshot_bytes();
     assert_eq!(
         (bytes.len(), super::fnv1a_64(&bytes)),
-        (415, 792_987_402_689_405_747),
+        (423, 14_952_114_716_732_205_507),
         "the snapshot encoding changed; bump SNAPSHOT_FORMAT_VERSION"
     );
     // The digest, too, must not change between builds: nodes of two versions compare it
     // during a rolling upgrade.
     assert_eq!(state.digest(), state.digest_from_scratch());
-    assert_eq!(state.digest(), 3_180_200_397_365_433_030, "the state digest changed");
+    assert_eq!(state.digest(), 13_616_690_114_095_539_056, "the state digest changed");
 }
 
 /// Links read, compare, print and encode as the `TaskLinks` they hold; empty ones are not

@@ -30,6 +30,12 @@ impl SchedulerState {
     }
 
     /// The latest leader time any applied command carried.
+    /// The id the next accepted task gets; every id below it was given to a task (ids are
+    /// dense), which may since have been purged.
+    pub fn next_task_id(&self) -> TaskId {
+        self.next_task_id
+    }
+
     pub fn clock_ms(&self) -> u64 {
         self.clock_ms
     }

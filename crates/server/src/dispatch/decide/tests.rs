@@ -144,6 +144,7 @@ impl World {
                 let policy = raftsched_core::scheduling::QueuePolicy {
                     weight: num(case, "weight", 1) as u32,
                     placement: raftsched_core::scheduling::Placement::parse(placement).expect("a placement"),
+                    retention_ms: arg(case, "retention").map(|r| r.parse().expect("retention=<ms>")),
                 };
                 let queue = arg(case, "queue").unwrap_or(limits::DEFAULT_QUEUE).to_string();
                 let command = Command::SetQueuePolicy {
@@ -155,6 +156,22 @@ impl World {
             }
             "decide" => self.decide(case),
             "tasks" => self.tasks(),
+            "cancel" => {
+                // Finishes tasks from..=to (cancelled), so that they become purgeable.
+                let mut cancelled = 0;
+                for task_id in num(case, "from", 1)..=num(case, "to", 1) {
+                    let reason = String::new();
+                    let command = Command::CancelTask {
+                        now_ms: at,
+                        task_id,
+                        reason,
+                    };
+                    if let CommandResponse::Cancelled(Ok(_)) = self.state.apply(command) {
+                        cancelled += 1;
+                    }
+                }
+                format!("cancelled {cancelled}")
+            }
             other => panic!("unknown directive {other:?}"),
         }
     }
@@ -295,8 +312,11 @@ impl World {
 
     fn tasks(&self) -> String {
         let mut out = String::new();
-        for id in 1..=self.state.task_count() as TaskId {
-            let task = self.state.get(id).expect("task ids are dense");
+        for id in 1..self.state.next_task_id() {
+            let Some(task) = self.state.get(id) else {
+                writeln!(out, "task {id} purged").unwrap();
+                continue;
+            };
             write!(
                 out,
                 "task {id} {} attempts={}",
@@ -396,6 +416,16 @@ fn describe(command: &Command) -> String {
             let pairs: Vec<String> = assignments.iter().map(|(t, w)| format!("{t}->{w}")).collect();
             format!("assign n={}: {}", assignments.len(), pairs.join(" "))
         }
+        Command::PurgeTasks { units, .. } if units.len() > 12 => format!(
+            "purge n={}: {} .. {}",
+            units.len(),
+            units.first().expect("more than 12"),
+            units.last().expect("more than 12")
+        ),
+        Command::PurgeTasks { units, .. } => {
+            let units: Vec<String> = units.iter().map(ToString::to_string).collect();
+            format!("purge n={}: {}", units.len(), units.join(", "))
+        }
         other => format!("{other}"),
     }
 }
@@ -423,6 +453,9 @@ fn response(response: &CommandResponse) -> String {
         | CommandResponse::ScheduleChanged(Ok(()))
         | CommandResponse::QueuePolicySet(Ok(())) => "ok".into(),
         CommandResponse::ScheduleCreated(Ok(created)) => format!("created={created}"),
+        CommandResponse::Purged(Ok(outcome)) => {
+            format!("purged {} units, {} tasks", outcome.purged.len(), outcome.tasks_removed)
+        }
         other => format!("{other:?}"),
     }
 }

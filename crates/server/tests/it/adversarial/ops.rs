@@ -167,7 +167,8 @@ pub enum Rpc {
     CancelTask(Id, Text),
     ClusterStatus,
     NodeStatus,
-    SetQueuePolicy(Option<(Text, u32, Text)>),
+    /// Queue, weight, placement, retention (ms; 0 is the default).
+    SetQueuePolicy(Option<(Text, u32, Text, u64)>),
     ListQueues(Text),
     TransferLeader(u64),
     AddNode(u64, Text),
@@ -680,6 +681,7 @@ fn cluster_rpc() -> BoxedStrategy<Rpc> {
             ],
             32,
         ),
+        u64s(0, &[l::MIN_RETENTION_MS, l::MAX_RETENTION_MS]),
     );
     prop_oneof![
         Just(Rpc::ClusterStatus),

@@ -208,11 +208,14 @@ impl Harness<'_> {
                 self.check("NodeStatus", node, result)?;
             }
             Rpc::SetQueuePolicy(policy) => {
-                let policy = policy.as_ref().map(|(queue, weight, placement)| api::QueuePolicy {
-                    queue: queue.build(),
-                    weight: *weight,
-                    placement: placement.build(),
-                });
+                let policy = policy
+                    .as_ref()
+                    .map(|(queue, weight, placement, retention_ms)| api::QueuePolicy {
+                        queue: queue.build(),
+                        weight: *weight,
+                        placement: placement.build(),
+                        retention_ms: *retention_ms,
+                    });
                 let result = bounded(client.set_queue_policy(api::SetQueuePolicyRequest { policy })).await;
                 self.check("SetQueuePolicy", node, result)?;
             }
