@@ -59,6 +59,7 @@ impl SchedulerState {
         self.check_resources_in_use()?;
         self.check_request_ids()?;
         self.check_digests()?;
+        self.check_stored_bytes()?;
         for (name, schedule) in &self.schedules {
             if name != &schedule.name || schedule.runs.len() > crate::state::limits::MAX_SCHEDULE_RUNS {
                 return Err(format!("schedule {name:?} is stored badly or keeps too many runs"));

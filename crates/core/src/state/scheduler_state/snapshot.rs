@@ -143,6 +143,7 @@ impl SchedulerState {
         // places. A request id used twice is refused by check_invariants.
         state.by_request_id = request_ids.into_iter().collect();
         state.reset_digests();
+        state.stored_bytes = state.recomputed_stored_bytes();
         state.check_invariants().map_err(SnapshotDecodeError::Inconsistent)?;
         Ok(state)
     }
