@@ -66,6 +66,7 @@ impl NodeArgs {
                 initial_members: Default::default(),
                 raft: Default::default(),
                 peer_dial_overrides: Default::default(),
+                quotas: Default::default(),
             },
         };
         if let Some(id) = self.id {

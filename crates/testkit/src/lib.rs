@@ -74,6 +74,7 @@ impl TestCluster {
                     initial_members: members.clone(),
                     raft: tuning.clone(),
                     peer_dial_overrides: BTreeMap::new(),
+                    quotas: Default::default(),
                 };
                 (*id, config)
             })
@@ -198,6 +199,7 @@ impl TestCluster {
             initial_members: BTreeMap::new(),
             raft: self.configs.values().next().expect("a node").raft.clone(),
             peer_dial_overrides: BTreeMap::new(),
+            quotas: Default::default(),
         };
         self.configs.insert(id, config.clone());
         let faults = self.faults.entry(id).or_default().clone();
