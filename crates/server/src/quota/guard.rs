@@ -244,3 +244,72 @@ fn log_change(node_id: NodeId, what: &str, was: bool, now: bool, figure: u64, ma
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(max_live_tasks: u64, max_state_bytes: u64) -> Guard {
+        Guard::new(
+            1,
+            QuotaConfig {
+                max_live_tasks,
+                max_state_bytes,
+                memory_high_water_bytes: 1000,
+                data_dir_high_water_bytes: 1000,
+            },
+        )
+    }
+
+    #[test]
+    fn a_cap_admits_up_to_its_limit_and_counts_what_is_in_flight() {
+        let guard = guard(3, u64::MAX);
+        let one = Cost { tasks: 1, bytes: 0 };
+        let held = guard.admit(1, 0, Cost { tasks: 2, bytes: 0 }).expect("1 + 2 = 3: at the cap");
+        let refused = guard.admit(1, 0, one).err().expect("the reservation counts");
+        assert!(refused.contains("holds 3") && refused.contains("cap of 3"), "{refused}");
+        assert!(guard.new_work_refused(1, 0).is_some());
+        drop(held);
+        assert!(guard.admit(1, 0, one).is_ok(), "released with its reservation");
+        assert!(guard.new_work_refused(2, 0).is_none());
+        assert!(guard.admit(u64::MAX, 0, one).is_err(), "saturates instead of wrapping");
+    }
+
+    #[test]
+    fn the_bytes_cap_names_its_figures_in_human_units() {
+        let guard = guard(u64::MAX, 2 << 20);
+        let refused = guard.admit(0, 2 << 20, Cost { tasks: 1, bytes: 1 }).err().expect("over");
+        assert!(refused.contains("2.0 MiB") && refused.contains("--max-state-bytes"), "{refused}");
+        assert!(guard.admit(0, (2 << 20) - 1, Cost { tasks: 1, bytes: 1 }).is_ok(), "exactly at the cap");
+    }
+
+    /// Raised past the mark, kept down to 95% of it, cleared under; an unreadable figure
+    /// changes nothing.
+    #[test]
+    fn an_alarm_has_hysteresis() {
+        let guard = guard(u64::MAX, u64::MAX);
+        guard.record_sample(Some(1000), Some(1000));
+        assert!(guard.own_alarms().is_empty(), "at the mark is not past it");
+        guard.record_sample(None, Some(1001));
+        assert_eq!(guard.own_alarms().len(), 1);
+        assert!(guard.own_alarms()[0].starts_with("data-dir"));
+        assert!(guard.admit(0, 0, Cost::default()).is_err(), "new work stops under an alarm");
+        guard.record_sample(None, None);
+        guard.record_sample(None, Some(950));
+        assert_eq!(guard.own_alarms().len(), 1, "95% of the mark: still up");
+        guard.record_sample(None, Some(949));
+        assert!(guard.own_alarms().is_empty(), "cleared under 95%");
+        guard.record_sample(Some(u64::MAX), Some(u64::MAX));
+        assert_eq!(guard.own_alarms().len(), 2, "both, at the type's max, without overflow");
+    }
+
+    #[test]
+    fn a_peer_alarm_refuses_new_work_naming_the_peer() {
+        let guard = guard(u64::MAX, u64::MAX);
+        guard.set_peer_alarms([(2, Vec::new()), (3, vec!["memory at 9 GiB".to_string()])].into());
+        let refused = guard.admit(0, 0, Cost::default()).err().expect("refused");
+        assert!(refused.contains("node 3") && refused.contains("memory at 9 GiB"), "{refused}");
+        guard.set_peer_alarms(Default::default());
+        assert!(guard.admit(0, 0, Cost::default()).is_ok());
+    }
+}

@@ -13,5 +13,6 @@ mod deep_workflow;
 mod dispatch;
 mod failover;
 mod output_limits;
+mod quotas;
 mod response_budgets;
 mod schedules;
