@@ -167,3 +167,50 @@ async fn raft_stopped(raft: &raftsched_server::raft_types::Raft) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    fn config(flags: &[&str]) -> anyhow::Result<NodeConfig> {
+        let base = ["raftsched", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "d"];
+        let cli = Cli::try_parse_from(base.iter().chain(flags))?;
+        cli.node.into_config()
+    }
+
+    #[test]
+    fn quota_flags_take_human_sizes_and_are_validated() {
+        let quotas = config(&[
+            "--max-live-tasks",
+            "5",
+            "--max-state-bytes",
+            "1GiB",
+            "--data-dir-high-water",
+            "1",
+        ])
+        .expect("valid")
+        .quotas;
+        assert_eq!((quotas.max_live_tasks, quotas.max_state_bytes), (5, 1 << 30));
+        assert_eq!(quotas.data_dir_high_water_bytes, 1);
+        config(&["--max-state-bytes", "2GiB", "--memory-high-water", "1PiB"]).expect_err("no PiB unit");
+        for (flags, expected) in [
+            (["--max-live-tasks", "0"], "--max-live-tasks"),
+            (["--max-live-tasks", "100000001"], "--max-live-tasks"),
+            (["--max-state-bytes", "0"], "--max-state-bytes"),
+            (["--max-state-bytes", "2049MiB"], "--max-state-bytes"),
+            (["--memory-high-water", "18446744073709551615"], "--memory-high-water"),
+            (["--data-dir-high-water", "2 parsecs"], "unknown unit"),
+        ] {
+            let error = format!("{:#}", config(&flags).expect_err(expected));
+            assert!(error.contains(expected), "{flags:?}: {error}");
+        }
+    }
+}

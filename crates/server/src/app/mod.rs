@@ -180,7 +180,10 @@ impl App {
             let state = self.state.read();
             (state.scheduler.live_tasks(), state.scheduler.stored_bytes())
         };
-        self.guard.admit(live, bytes, cost).map(Some).map_err(AppError::QuotaExceeded)
+        self.guard
+            .admit(live, bytes, cost)
+            .map(Some)
+            .map_err(AppError::QuotaExceeded)
     }
 
     fn metrics_state(&self) -> ServerState {

@@ -183,7 +183,8 @@ impl Dispatcher {
     /// the schedule's own misfire policy (catch-up or missed), as after any leader outage.
     fn defer_firings(&mut self, plan: &mut decide::Plan, refused: Option<String>) {
         if refused.is_some() {
-            plan.commands.retain(|command| !matches!(command, Command::FireSchedule { .. }));
+            plan.commands
+                .retain(|command| !matches!(command, Command::FireSchedule { .. }));
         }
         match (&self.firings_deferred, &refused) {
             (None, Some(why)) => tracing::warn!("schedule firings deferred: {why}"),

@@ -148,7 +148,13 @@ impl RunningNode {
         let shutdown = CancellationToken::new();
         let guard = Guard::new(config.node_id, config.quotas.clone());
         let sampler = quota::sampler::spawn(guard.clone(), config.data_dir.clone(), shutdown.clone());
-        let app = App::new(raft.clone(), shared_state, WorkerHub::default(), guard, shutdown.clone());
+        let app = App::new(
+            raft.clone(),
+            shared_state,
+            WorkerHub::default(),
+            guard,
+            shutdown.clone(),
+        );
         let alarm_poll = grpc::spawn_alarm_poll(app.clone(), shutdown.clone());
         let dispatcher = Dispatcher::spawn(app.clone(), shutdown.clone());
         let snapshot_trigger = snapshot_trigger::spawn(

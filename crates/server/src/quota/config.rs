@@ -130,8 +130,16 @@ mod tests {
         let fields: [(Field, u64, &str); 4] = [
             (|c| &mut c.max_live_tasks, MAX_LIVE_TASKS_CAP, "--max-live-tasks"),
             (|c| &mut c.max_state_bytes, MAX_STATE_BYTES_CAP, "--max-state-bytes"),
-            (|c| &mut c.memory_high_water_bytes, MAX_HIGH_WATER_BYTES, "--memory-high-water"),
-            (|c| &mut c.data_dir_high_water_bytes, MAX_HIGH_WATER_BYTES, "--data-dir-high-water"),
+            (
+                |c| &mut c.memory_high_water_bytes,
+                MAX_HIGH_WATER_BYTES,
+                "--memory-high-water",
+            ),
+            (
+                |c| &mut c.data_dir_high_water_bytes,
+                MAX_HIGH_WATER_BYTES,
+                "--data-dir-high-water",
+            ),
         ];
         for (field, max, flag) in fields {
             for (value, ok) in [(0, false), (1, true), (max, true), (max + 1, false), (u64::MAX, false)] {

@@ -97,7 +97,12 @@ impl Guard {
         let config = &self.inner.config;
         let mut alarms = Vec::new();
         if health.memory_alarm {
-            alarms.push(alarm_text("memory", health.rss_bytes, config.memory_high_water_bytes, "--memory-high-water"));
+            alarms.push(alarm_text(
+                "memory",
+                health.rss_bytes,
+                config.memory_high_water_bytes,
+                "--memory-high-water",
+            ));
         }
         if health.data_dir_alarm {
             alarms.push(alarm_text(
@@ -118,14 +123,28 @@ impl Guard {
         if let Some(rss) = rss_bytes {
             health.rss_bytes = rss;
             let alarm = next_alarm(health.memory_alarm, rss, config.memory_high_water_bytes);
-            log_change(self.inner.node_id, "memory", health.memory_alarm, alarm, rss, config.memory_high_water_bytes);
+            log_change(
+                self.inner.node_id,
+                "memory",
+                health.memory_alarm,
+                alarm,
+                rss,
+                config.memory_high_water_bytes,
+            );
             health.memory_alarm = alarm;
         }
         if let Some(bytes) = data_dir_bytes {
             health.data_dir_bytes = bytes;
             let mark = config.data_dir_high_water_bytes;
             let alarm = next_alarm(health.data_dir_alarm, bytes, mark);
-            log_change(self.inner.node_id, "data-dir", health.data_dir_alarm, alarm, bytes, mark);
+            log_change(
+                self.inner.node_id,
+                "data-dir",
+                health.data_dir_alarm,
+                alarm,
+                bytes,
+                mark,
+            );
             health.data_dir_alarm = alarm;
         }
     }
@@ -265,7 +284,9 @@ mod tests {
     fn a_cap_admits_up_to_its_limit_and_counts_what_is_in_flight() {
         let guard = guard(3, u64::MAX);
         let one = Cost { tasks: 1, bytes: 0 };
-        let held = guard.admit(1, 0, Cost { tasks: 2, bytes: 0 }).expect("1 + 2 = 3: at the cap");
+        let held = guard
+            .admit(1, 0, Cost { tasks: 2, bytes: 0 })
+            .expect("1 + 2 = 3: at the cap");
         let refused = guard.admit(1, 0, one).err().expect("the reservation counts");
         assert!(refused.contains("holds 3") && refused.contains("cap of 3"), "{refused}");
         assert!(guard.new_work_refused(1, 0).is_some());
@@ -278,9 +299,18 @@ mod tests {
     #[test]
     fn the_bytes_cap_names_its_figures_in_human_units() {
         let guard = guard(u64::MAX, 2 << 20);
-        let refused = guard.admit(0, 2 << 20, Cost { tasks: 1, bytes: 1 }).err().expect("over");
-        assert!(refused.contains("2.0 MiB") && refused.contains("--max-state-bytes"), "{refused}");
-        assert!(guard.admit(0, (2 << 20) - 1, Cost { tasks: 1, bytes: 1 }).is_ok(), "exactly at the cap");
+        let refused = guard
+            .admit(0, 2 << 20, Cost { tasks: 1, bytes: 1 })
+            .err()
+            .expect("over");
+        assert!(
+            refused.contains("2.0 MiB") && refused.contains("--max-state-bytes"),
+            "{refused}"
+        );
+        assert!(
+            guard.admit(0, (2 << 20) - 1, Cost { tasks: 1, bytes: 1 }).is_ok(),
+            "exactly at the cap"
+        );
     }
 
     /// Raised past the mark, kept down to 95% of it, cleared under; an unreadable figure
@@ -293,7 +323,10 @@ mod tests {
         guard.record_sample(None, Some(1001));
         assert_eq!(guard.own_alarms().len(), 1);
         assert!(guard.own_alarms()[0].starts_with("data-dir"));
-        assert!(guard.admit(0, 0, Cost::default()).is_err(), "new work stops under an alarm");
+        assert!(
+            guard.admit(0, 0, Cost::default()).is_err(),
+            "new work stops under an alarm"
+        );
         guard.record_sample(None, None);
         guard.record_sample(None, Some(950));
         assert_eq!(guard.own_alarms().len(), 1, "95% of the mark: still up");
@@ -308,7 +341,10 @@ mod tests {
         let guard = guard(u64::MAX, u64::MAX);
         guard.set_peer_alarms([(2, Vec::new()), (3, vec!["memory at 9 GiB".to_string()])].into());
         let refused = guard.admit(0, 0, Cost::default()).err().expect("refused");
-        assert!(refused.contains("node 3") && refused.contains("memory at 9 GiB"), "{refused}");
+        assert!(
+            refused.contains("node 3") && refused.contains("memory at 9 GiB"),
+            "{refused}"
+        );
         guard.set_peer_alarms(Default::default());
         assert!(guard.admit(0, 0, Cost::default()).is_ok());
     }

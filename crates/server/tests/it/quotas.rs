@@ -64,11 +64,22 @@ async fn the_live_tasks_cap_refuses_and_recovers() {
             submit_sharded(&client, spec("sharded", 1), 1).await,
             &["live-tasks cap", "--max-live-tasks", "holds 2", "adds 2", "cap of 3"],
         );
-        submit(&client, spec("c", 1)).await.expect("3 of 3: at the cap, not past it");
-        assert_refused(submit(&client, spec("d", 1)).await, &["--max-live-tasks", "holds 3", "cap of 3"]);
+        submit(&client, spec("c", 1))
+            .await
+            .expect("3 of 3: at the cap, not past it");
+        assert_refused(
+            submit(&client, spec("d", 1)).await,
+            &["--max-live-tasks", "holds 3", "cap of 3"],
+        );
         // Reads and cancels are never refused; a finished task no longer counts.
-        client.get_task(first, api::Consistency::Linearizable).await.expect("a read");
-        client.cancel_task(first, "make room").await.expect("a cancel at the cap");
+        client
+            .get_task(first, api::Consistency::Linearizable)
+            .await
+            .expect("a read");
+        client
+            .cancel_task(first, "make room")
+            .await
+            .expect("a cancel at the cap");
         submit(&client, spec("d", 1)).await.expect("room again after a cancel");
         assert_refused(submit(&client, spec("e", 1)).await, &["--max-live-tasks"]);
     })
@@ -95,7 +106,9 @@ async fn the_state_bytes_cap_refuses_what_would_pass_it() {
         let third = submit(&client, spec("c", 8 << 10)).await.expect("3rd fits");
         assert_refused(submit(&client, spec("d", 8 << 10)).await, &["--max-state-bytes"]);
         // What still fits is accepted: the cap refuses by size, not all work.
-        submit(&client, spec("small", 1)).await.expect("a small task still fits");
+        submit(&client, spec("small", 1))
+            .await
+            .expect("a small task still fits");
         // A cancel is never refused (the task's bytes stay until the retention purge
         // removes it; a cancel itself adds only its reason).
         client.cancel_task(third, "r").await.expect("a cancel at the cap");
@@ -117,7 +130,11 @@ async fn a_data_dir_alarm_on_one_node_stops_new_work_until_it_clears() {
         // 64 MiB; a sparse 128 MiB file (its apparent size counts, no disk is used) passes it.
         const MARK: u64 = 64 << 20;
         let cluster = TestCluster::start_with_quotas(3, test_tuning(), |id| QuotaConfig {
-            data_dir_high_water_bytes: if id == 3 { MARK } else { QuotaConfig::default().data_dir_high_water_bytes },
+            data_dir_high_water_bytes: if id == 3 {
+                MARK
+            } else {
+                QuotaConfig::default().data_dir_high_water_bytes
+            },
             ..QuotaConfig::default()
         })
         .await;
@@ -131,7 +148,10 @@ async fn a_data_dir_alarm_on_one_node_stops_new_work_until_it_clears() {
             alarms_of(&client, 3).await.filter(|alarms| !alarms.is_empty())
         })
         .await;
-        assert!(alarms[0].contains("data-dir") && alarms[0].contains("64.0 MiB"), "{alarms:?}");
+        assert!(
+            alarms[0].contains("data-dir") && alarms[0].contains("64.0 MiB"),
+            "{alarms:?}"
+        );
         let status = client.cluster_status().await.expect("status");
         let node3 = status.members.iter().find(|m| m.node_id == 3).expect("node 3");
         assert!(node3.data_dir_bytes > MARK, "the figure is reported: {node3:?}");
@@ -144,8 +164,14 @@ async fn a_data_dir_alarm_on_one_node_stops_new_work_until_it_clears() {
         })
         .await;
         assert!(refusal.contains("node 3") && refusal.contains("data-dir"), "{refusal}");
-        client.get_task(before, api::Consistency::Linearizable).await.expect("a read under the alarm");
-        client.cancel_task(before, "under alarm").await.expect("a cancel under the alarm");
+        client
+            .get_task(before, api::Consistency::Linearizable)
+            .await
+            .expect("a read under the alarm");
+        client
+            .cancel_task(before, "under alarm")
+            .await
+            .expect("a cancel under the alarm");
         std::fs::remove_file(&filler).expect("remove the filler");
         wait_until("node 3's alarm to clear", || async {
             alarms_of(&client, 3).await.filter(|alarms| alarms.is_empty())

@@ -112,6 +112,8 @@ fn removing_a_task_takes_its_bytes_and_index_entries_with_it() {
     assert!(state.remove_task(removed).is_none(), "a second removal finds nothing");
     assert_eq!(state.stored_bytes(), only_first);
     assert!(state.get(kept).is_some());
-    state.check_invariants().expect("no index entry of the removed task is left");
+    state
+        .check_invariants()
+        .expect("no index entry of the removed task is left");
     assert_eq!(state.digest(), state.digest_from_scratch());
 }
