@@ -213,11 +213,22 @@ impl App {
             limits::validate_spec(spec)?;
             limits::validate_run_at(spec, now_ms)?;
         }
-        // Counted as if every spec created a task: a retried request id is refused too
-        // while the cluster is at a cap (the retry may follow once it clears).
-        let cost = Cost {
-            tasks: specs.len() as u64,
-            bytes: specs.iter().map(estimated_spec_bytes).sum(),
+        // A spec whose request id is known creates nothing (the retry of a submission that
+        // was committed): it costs nothing, so a retry at the cap gets its task back.
+        let cost = {
+            let state = self.state.read();
+            let new: Vec<&TaskSpec> = specs
+                .iter()
+                .filter(|spec| {
+                    spec.client_request_id
+                        .as_deref()
+                        .is_none_or(|id| !state.scheduler.has_request_id(id))
+                })
+                .collect();
+            Cost {
+                tasks: new.len() as u64,
+                bytes: new.iter().map(|spec| estimated_spec_bytes(spec)).sum(),
+            }
         };
         let _reservation = self.admit(cost)?;
         let command = Command::SubmitTasks { now_ms, specs };

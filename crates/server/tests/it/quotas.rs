@@ -64,13 +64,17 @@ async fn the_live_tasks_cap_refuses_and_recovers() {
             submit_sharded(&client, spec("sharded", 1), 1).await,
             &["live-tasks cap", "--max-live-tasks", "holds 2", "adds 2", "cap of 3"],
         );
-        submit(&client, spec("c", 1))
+        let mut third = spec("c", 1);
+        third.client_request_id = "third".into();
+        let third_id = submit(&client, third.clone())
             .await
             .expect("3 of 3: at the cap, not past it");
         assert_refused(
             submit(&client, spec("d", 1)).await,
             &["--max-live-tasks", "holds 3", "cap of 3"],
         );
+        // The retry of a committed submission creates nothing: the cap lets it through.
+        assert_eq!(submit(&client, third).await.expect("a retry at the cap"), third_id);
         // Reads and cancels are never refused; a finished task no longer counts.
         client
             .get_task(first, api::Consistency::Linearizable)

@@ -99,6 +99,12 @@ impl SchedulerState {
             .sum()
     }
 
+    /// Whether a task with this client request id exists: the leader's precheck counts no
+    /// cost for a retried submission, which creates nothing.
+    pub fn has_request_id(&self, request_id: &str) -> bool {
+        self.task_by_request_id(request_id).is_some()
+    }
+
     /// Counts a task that enters the task map. Wrapping, like the digest sums: a sum of
     /// estimates of tasks that exist cannot reach 2^64, and wrapping keeps in/out exact.
     pub(super) fn bytes_task_in(&mut self, task: &Task) {
