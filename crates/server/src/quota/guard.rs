@@ -176,6 +176,14 @@ impl Guard {
     /// or says which cap (or alarm) refuses it. The reservation counts the cost against
     /// later requests until it is dropped.
     pub fn admit(&self, live_tasks: u64, state_bytes: u64, cost: Cost) -> Result<Reservation, String> {
+        // A request that adds nothing (every spec a retry of a committed one) is never
+        // refused: it creates no work, even past a cap overshot after a leader change.
+        if cost == Cost::default() {
+            return Ok(Reservation {
+                guard: self.clone(),
+                cost,
+            });
+        }
         if let Some(refusal) = self.alarm_refusal() {
             return Err(refusal);
         }
@@ -268,6 +276,8 @@ fn log_change(node_id: NodeId, what: &str, was: bool, now: bool, figure: u64, ma
 mod tests {
     use super::*;
 
+    const ONE: Cost = Cost { tasks: 1, bytes: 1 };
+
     fn guard(max_live_tasks: u64, max_state_bytes: u64) -> Guard {
         Guard::new(
             1,
@@ -294,6 +304,10 @@ mod tests {
         assert!(guard.admit(1, 0, one).is_ok(), "released with its reservation");
         assert!(guard.new_work_refused(2, 0).is_none());
         assert!(guard.admit(u64::MAX, 0, one).is_err(), "saturates instead of wrapping");
+        assert!(
+            guard.admit(u64::MAX, u64::MAX, Cost::default()).is_ok(),
+            "nothing added: never refused"
+        );
     }
 
     #[test]
@@ -323,10 +337,7 @@ mod tests {
         guard.record_sample(None, Some(1001));
         assert_eq!(guard.own_alarms().len(), 1);
         assert!(guard.own_alarms()[0].starts_with("data-dir"));
-        assert!(
-            guard.admit(0, 0, Cost::default()).is_err(),
-            "new work stops under an alarm"
-        );
+        assert!(guard.admit(0, 0, ONE).is_err(), "new work stops under an alarm");
         guard.record_sample(None, None);
         guard.record_sample(None, Some(950));
         assert_eq!(guard.own_alarms().len(), 1, "95% of the mark: still up");
@@ -340,12 +351,12 @@ mod tests {
     fn a_peer_alarm_refuses_new_work_naming_the_peer() {
         let guard = guard(u64::MAX, u64::MAX);
         guard.set_peer_alarms([(2, Vec::new()), (3, vec!["memory at 9 GiB".to_string()])].into());
-        let refused = guard.admit(0, 0, Cost::default()).err().expect("refused");
+        let refused = guard.admit(0, 0, ONE).err().expect("refused");
         assert!(
             refused.contains("node 3") && refused.contains("memory at 9 GiB"),
             "{refused}"
         );
         guard.set_peer_alarms(Default::default());
-        assert!(guard.admit(0, 0, Cost::default()).is_ok());
+        assert!(guard.admit(0, 0, ONE).is_ok());
     }
 }
