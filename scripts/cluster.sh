@@ -14,6 +14,11 @@
 #   RAFTSCHED_WORKER_LEASE_MS  a worker not heard from for this long loses its attempts (default 5000)
 #   RAFTSCHED_WORKER_DRAIN_MS  on stop, how long a worker may finish running attempts before it
 #                              hands them back (default 10000)
+#   RAFTSCHED_MAX_LIVE_TASKS, RAFTSCHED_MAX_STATE_BYTES, RAFTSCHED_MEMORY_HIGH_WATER,
+#   RAFTSCHED_DATA_DIR_HIGH_WATER
+#                              when set, passed to every node as --max-live-tasks,
+#                              --max-state-bytes, --memory-high-water, --data-dir-high-water
+#                              (sizes like 2GiB; unset: the node's defaults)
 #
 # Layout of $RAFTSCHED_DATA: cluster-id (generated on the first start, reused after),
 # node1/ node2/ node3/ (data dirs), node1.log ... (each node's stderr), node1.pid ...,
@@ -501,6 +506,11 @@ check_started_workers_alive() {
 
 start_node() {
     local bin=$1 n=$2 cid=$3 log
+    local quota_flags=()
+    [[ -n ${RAFTSCHED_MAX_LIVE_TASKS:-} ]] && quota_flags+=(--max-live-tasks "$RAFTSCHED_MAX_LIVE_TASKS")
+    [[ -n ${RAFTSCHED_MAX_STATE_BYTES:-} ]] && quota_flags+=(--max-state-bytes "$RAFTSCHED_MAX_STATE_BYTES")
+    [[ -n ${RAFTSCHED_MEMORY_HIGH_WATER:-} ]] && quota_flags+=(--memory-high-water "$RAFTSCHED_MEMORY_HIGH_WATER")
+    [[ -n ${RAFTSCHED_DATA_DIR_HIGH_WATER:-} ]] && quota_flags+=(--data-dir-high-water "$RAFTSCHED_DATA_DIR_HIGH_WATER")
     log=$(log_file "$n")
     mkdir -p -- "$DATA"
     echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) cluster.sh: starting node $n on $(addr_of "$n")" >>"$log"
@@ -509,7 +519,7 @@ start_node() {
     (
         set -m
         NO_COLOR=1 nohup "$bin" node --id "$n" --listen "$(addr_of "$n")" --data-dir "$(data_dir "$n")" \
-            --cluster-id "$cid" --initial-members "$(initial_members)" </dev/null >>"$log" 2>&1 &
+            --cluster-id "$cid" --initial-members "$(initial_members)" "${quota_flags[@]}" </dev/null >>"$log" 2>&1 &
         echo "$!" >"$(pid_file "$n")"
     )
     echo "node $n started (pid $(<"$(pid_file "$n")"), $(addr_of "$n"), log $log)"

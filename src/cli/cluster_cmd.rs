@@ -96,6 +96,9 @@ fn print_members(members: &[api::MemberStatus], json: bool) {
                     "last_log_index": m.last_log_index,
                     "last_applied_index": m.last_applied_index,
                     "error": m.error,
+                    "rss_bytes": m.rss_bytes,
+                    "data_dir_bytes": m.data_dir_bytes,
+                    "alarms": m.alarms,
                 })
             })
             .collect();
@@ -116,15 +119,47 @@ fn print_members(members: &[api::MemberStatus], json: bool) {
                     },
                     m.last_log_index.to_string(),
                     m.last_applied_index.to_string(),
+                    shown_size(m.rss_bytes),
+                    shown_size(m.data_dir_bytes),
+                    alarm_names(&m.alarms),
                     m.error.clone(),
                 ]
             })
             .collect();
         output::print_table(
             &[
-                "NODE", "ADDRESS", "ROLE", "TERM", "LEADER", "LAST LOG", "APPLIED", "ERROR",
+                "NODE", "ADDRESS", "ROLE", "TERM", "LEADER", "LAST LOG", "APPLIED", "RSS", "DATA DIR", "ALARMS",
+                "ERROR",
             ],
             &rows,
         );
+        // The table names each alarm; its figures and mark follow in full.
+        for member in members {
+            for alarm in &member.alarms {
+                println!("ALARM node {}: {alarm}", member.node_id);
+            }
+        }
     }
+}
+
+/// A figure in binary units, `-` when the node has not reported one (unreachable, or an
+/// older node without the field).
+fn shown_size(bytes: u64) -> String {
+    if bytes == 0 {
+        "-".into()
+    } else {
+        raftsched_server::quota::size::format_bytes(bytes)
+    }
+}
+
+/// The alarms' names (`memory`, `data-dir`), `-` for none.
+fn alarm_names(alarms: &[String]) -> String {
+    if alarms.is_empty() {
+        return "-".into();
+    }
+    let names: Vec<&str> = alarms
+        .iter()
+        .map(|alarm| alarm.split_whitespace().next().unwrap_or("alarm"))
+        .collect();
+    names.join(",")
 }

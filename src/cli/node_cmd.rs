@@ -7,6 +7,7 @@ use clap::Args;
 use raftsched_server::node::NodeConfig;
 use raftsched_server::node::RunningNode;
 use raftsched_server::node::parse_members;
+use raftsched_server::quota::size::parse_bytes;
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
@@ -44,6 +45,22 @@ pub struct NodeArgs {
     /// Dial these peers at other addresses, ID=HOST:PORT,... (e.g. through proxies).
     #[arg(long)]
     peer_dial_overrides: Option<String>,
+    /// Refuse new work (RESOURCE_EXHAUSTED) while the cluster holds this many unfinished
+    /// tasks, 1 to 100,000,000 [default: 1000000]. The leader's figure counts.
+    #[arg(long)]
+    max_live_tasks: Option<u64>,
+    /// Refuse new work while the tasks' estimated size would pass this, e.g. 512MiB; at most
+    /// 2GiB, the largest snapshot a follower can be sent [default: 2GiB].
+    #[arg(long, value_parser = parse_bytes)]
+    max_state_bytes: Option<u64>,
+    /// Raise an alarm (and the cluster refuses new work) while this node's resident memory is
+    /// above this, e.g. 6GiB [default: 6GiB].
+    #[arg(long, value_parser = parse_bytes)]
+    memory_high_water: Option<u64>,
+    /// Raise an alarm (and the cluster refuses new work) while this node's data dir holds
+    /// more than this, e.g. 16GiB [default: 16GiB].
+    #[arg(long, value_parser = parse_bytes)]
+    data_dir_high_water: Option<u64>,
 }
 
 impl NodeArgs {
@@ -66,6 +83,7 @@ impl NodeArgs {
                 initial_members: Default::default(),
                 raft: Default::default(),
                 peer_dial_overrides: Default::default(),
+                quotas: Default::default(),
             },
         };
         if let Some(id) = self.id {
@@ -95,6 +113,18 @@ impl NodeArgs {
             (self.election_min_ms, &mut raft.election_timeout_min_ms),
             (self.election_max_ms, &mut raft.election_timeout_max_ms),
             (self.snapshot_after, &mut raft.snapshot_after_entries),
+        ];
+        for (flag, field) in overrides {
+            if let Some(value) = flag {
+                *field = value;
+            }
+        }
+        let quotas = &mut config.quotas;
+        let overrides = [
+            (self.max_live_tasks, &mut quotas.max_live_tasks),
+            (self.max_state_bytes, &mut quotas.max_state_bytes),
+            (self.memory_high_water, &mut quotas.memory_high_water_bytes),
+            (self.data_dir_high_water, &mut quotas.data_dir_high_water_bytes),
         ];
         for (flag, field) in overrides {
             if let Some(value) = flag {
@@ -134,6 +164,53 @@ async fn raft_stopped(raft: &raftsched_server::raft_types::Raft) -> String {
         }
         if metrics.changed().await.is_err() {
             return "raft metrics closed".to_string();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    fn config(flags: &[&str]) -> anyhow::Result<NodeConfig> {
+        let base = ["raftsched", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "d"];
+        let cli = Cli::try_parse_from(base.iter().chain(flags))?;
+        cli.node.into_config()
+    }
+
+    #[test]
+    fn quota_flags_take_human_sizes_and_are_validated() {
+        let quotas = config(&[
+            "--max-live-tasks",
+            "5",
+            "--max-state-bytes",
+            "1GiB",
+            "--data-dir-high-water",
+            "1",
+        ])
+        .expect("valid")
+        .quotas;
+        assert_eq!((quotas.max_live_tasks, quotas.max_state_bytes), (5, 1 << 30));
+        assert_eq!(quotas.data_dir_high_water_bytes, 1);
+        config(&["--max-state-bytes", "2GiB", "--memory-high-water", "1PiB"]).expect_err("no PiB unit");
+        for (flags, expected) in [
+            (["--max-live-tasks", "0"], "--max-live-tasks"),
+            (["--max-live-tasks", "100000001"], "--max-live-tasks"),
+            (["--max-state-bytes", "0"], "--max-state-bytes"),
+            (["--max-state-bytes", "2049MiB"], "--max-state-bytes"),
+            (["--memory-high-water", "18446744073709551615"], "--memory-high-water"),
+            (["--data-dir-high-water", "2 parsecs"], "unknown unit"),
+        ] {
+            let error = format!("{:#}", config(&flags).expect_err(expected));
+            assert!(error.contains(expected), "{flags:?}: {error}");
         }
     }
 }

@@ -14,6 +14,8 @@
 //! - [`grpc`]: the client API and Raft services and the server that carries them; with
 //!   [`network`], the only modules that see protobuf types or `tonic::Status`.
 //! - [`network`]: the client side of Raft traffic to peers (gRPC by nature).
+//! - [`quota`]: the caps on live tasks and state bytes and the high-water alarms the leader
+//!   admits new work against; used by `app`, `dispatch`, `grpc` and `node`, depends on none.
 //!
 //! Architecture invariant: the state changes only by committed commands (`raftsched-core`),
 //! and nothing is told to a worker before the command that decided it is committed.
@@ -28,5 +30,6 @@ pub mod grpc;
 pub mod hub;
 pub mod network;
 pub mod node;
+pub mod quota;
 pub mod raft_types;
 pub mod recurrence;

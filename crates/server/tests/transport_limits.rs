@@ -313,6 +313,7 @@ async fn start_limited_node(root: &tempfile::TempDir) -> RunningNode {
         initial_members: [(1, addr)].into_iter().collect(),
         raft: test_tuning(),
         peer_dial_overrides: Default::default(),
+        quotas: Default::default(),
     };
     RunningNode::start_with_port_limits(config, listener, FaultInjector::default(), TEST_LIMITS)
         .await

@@ -12,6 +12,7 @@ use raftsched_server::network::LinkFault;
 use raftsched_server::node::NodeConfig;
 use raftsched_server::node::RaftTuning;
 use raftsched_server::node::RunningNode;
+use raftsched_server::quota::QuotaConfig;
 use raftsched_store::raft_types::NodeId;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -51,6 +52,16 @@ pub fn test_tuning() -> RaftTuning {
 impl TestCluster {
     /// Starts `size` nodes (ids 1..=size) and waits for a leader.
     pub async fn start(size: u64, tuning: RaftTuning) -> TestCluster {
+        TestCluster::start_with_quotas(size, tuning, |_| QuotaConfig::default()).await
+    }
+
+    /// Like [`Self::start`], with each node's caps and high-water marks from `quotas(id)`
+    /// (kept across restarts of that node).
+    pub async fn start_with_quotas(
+        size: u64,
+        tuning: RaftTuning,
+        quotas: impl Fn(NodeId) -> QuotaConfig,
+    ) -> TestCluster {
         init_tracing();
         let root = tempfile::tempdir().expect("temp dir");
         let mut listeners = BTreeMap::new();
@@ -74,6 +85,7 @@ impl TestCluster {
                     initial_members: members.clone(),
                     raft: tuning.clone(),
                     peer_dial_overrides: BTreeMap::new(),
+                    quotas: quotas(*id),
                 };
                 (*id, config)
             })
@@ -198,6 +210,7 @@ impl TestCluster {
             initial_members: BTreeMap::new(),
             raft: self.configs.values().next().expect("a node").raft.clone(),
             peer_dial_overrides: BTreeMap::new(),
+            quotas: Default::default(),
         };
         self.configs.insert(id, config.clone());
         let faults = self.faults.entry(id).or_default().clone();

@@ -49,6 +49,8 @@ pub use scheduler_state::ListOrder;
 pub use scheduler_state::SchedulerState;
 pub use scheduler_state::SnapshotDecodeError;
 pub use scheduler_state::WorkflowStatus;
+pub use scheduler_state::estimated_spec_bytes;
+pub use scheduler_state::estimated_task_bytes;
 pub use task::Attempt;
 pub use task::AttemptOutcome;
 pub use task::Links;

@@ -45,11 +45,16 @@ mod invariants;
 mod list_tests;
 mod retention;
 mod snapshot;
+mod stored_bytes;
+#[cfg(test)]
+mod stored_bytes_tests;
 #[cfg(test)]
 mod tests;
 mod views;
 
 pub use snapshot::SnapshotDecodeError;
+pub use stored_bytes::estimated_spec_bytes;
+pub use stored_bytes::estimated_task_bytes;
 pub use views::WorkflowStatus;
 
 /// Order of ready tasks within a queue: higher priority first, then older first.
@@ -106,6 +111,9 @@ pub struct SchedulerState {
     /// Sums of element hashes per collection, kept in step with the primary data, so the
     /// state digest costs O(1) (see `digest.rs`).
     digests: digest::Digests,
+    /// The estimated bytes of every task held (`stored_bytes.rs`), kept in step with `tasks`
+    /// like the digest sums, so the leader's state-bytes quota reads it in O(1).
+    stored_bytes: u64,
 }
 
 /// The tasks one worker runs and the sum of what they claim. The sum is kept in step with
@@ -362,6 +370,7 @@ impl SchedulerState {
         let linked = !(task.links.parents.is_empty() && task.links.children.is_empty() && task.links.shards.is_empty());
         self.index_new(&task);
         self.digest_task_in(&task);
+        self.bytes_task_in(&task);
         self.tasks.insert(task_id, Box::new(task));
         if !linked {
             self.debug_check_task(task_id);
@@ -680,11 +689,13 @@ impl SchedulerState {
         };
         self.unindex(&task);
         self.digest_task_out(&task);
+        self.bytes_task_out(&task);
         let was_terminal = task.status.is_terminal();
         change(&mut task);
         let now_terminal = task.status.is_terminal();
         self.index(&task);
         self.digest_task_in(&task);
+        self.bytes_task_in(&task);
         self.tasks.insert(task_id, task);
         let finished_now = now_terminal && !was_terminal;
         if finished_now {
@@ -692,6 +703,23 @@ impl SchedulerState {
         }
         self.debug_check_task(task_id);
         finished_now
+    }
+
+    /// The one place a task leaves the state (the retention purge calls it): out of every
+    /// index, including the queue and request id ones `update_task` leaves alone, and out of
+    /// the digest and the state-bytes sums. Links from other tasks are the caller's to
+    /// settle (a workflow or a sharded parent leaves as a whole).
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn remove_task(&mut self, task_id: TaskId) -> Option<Box<Task>> {
+        let task = self.tasks.remove(&task_id)?;
+        self.unindex(&task);
+        remove_from(&mut self.by_queue, &task.spec.queue, &task.id);
+        if let Some(request_id) = &task.spec.client_request_id {
+            self.by_request_id.remove(&(fnv1a_64(request_id.as_bytes()), task.id));
+        }
+        self.digest_task_out(&task);
+        self.bytes_task_out(&task);
+        Some(task)
     }
 
     fn index(&mut self, task: &Task) {

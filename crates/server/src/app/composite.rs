@@ -7,6 +7,7 @@ use super::Consistency;
 use super::MAX_PAGE_SIZE;
 use super::now_ms;
 use crate::hub::Instruction;
+use crate::quota::Cost;
 use crate::recurrence;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;
@@ -21,6 +22,7 @@ use raftsched_core::state::Workflow;
 use raftsched_core::state::WorkflowId;
 use raftsched_core::state::WorkflowSpec;
 use raftsched_core::state::WorkflowStatus;
+use raftsched_core::state::estimated_spec_bytes;
 use raftsched_core::state::limits;
 
 /// Next fire times `schedule get` shows.
@@ -111,6 +113,16 @@ impl App {
     /// A manual run now; returns its task.
     pub async fn trigger_schedule(&self, name: String) -> Result<Task, AppError> {
         limits::validate_schedule_name(&name)?;
+        let template_bytes = self
+            .state
+            .read()
+            .scheduler
+            .schedule(&name)
+            .map_or(0, |schedule| estimated_spec_bytes(&schedule.spec.template));
+        let _reservation = self.admit(Cost {
+            tasks: 1,
+            bytes: template_bytes,
+        })?;
         let command = Command::TriggerSchedule { now_ms: now_ms(), name };
         let CommandResponse::ScheduleFired(result) = self.write(command).await? else {
             return Err(AppError::Internal("trigger answered with another response".into()));
@@ -204,6 +216,11 @@ impl App {
         for task in &workflow.tasks {
             limits::validate_run_at(&task.spec, now_ms).map_err(|e| in_workflow_task(&task.key, e))?;
         }
+        let cost = Cost {
+            tasks: workflow.tasks.len() as u64,
+            bytes: workflow.tasks.iter().map(|task| estimated_spec_bytes(&task.spec)).sum(),
+        };
+        let _reservation = self.admit(cost)?;
         let command = Command::SubmitWorkflow { now_ms, workflow };
         let CommandResponse::WorkflowSubmitted(result) = self.write(command).await? else {
             return Err(AppError::Internal("workflow answered with another response".into()));
@@ -300,6 +317,12 @@ impl App {
             vec![None; shards as usize]
         };
         limits::validate_shard_count(pins.len())?;
+        // The parent and each shard are a copy of the spec (plus 8 B per link each way).
+        let copies = pins.len() as u64 + 1;
+        let _reservation = self.admit(Cost {
+            tasks: copies,
+            bytes: copies * estimated_spec_bytes(&spec) + 16 * pins.len() as u64,
+        })?;
         let command = Command::SubmitShards { now_ms, spec, pins };
         let CommandResponse::ShardsSubmitted(result) = self.write(command).await? else {
             return Err(AppError::Internal("broadcast answered with another response".into()));

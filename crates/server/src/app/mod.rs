@@ -5,7 +5,7 @@
 //! with a quorum first) or stale (local, immediate).
 //!
 //! Architecture invariant: domain types only — no protobuf type, no `tonic::Status`; it
-//! uses `hub`, `network`, `raft_types` and `recurrence`, never `dispatch`, `grpc` or `node`.
+//! uses `hub`, `network`, `quota`, `raft_types` and `recurrence`, never `dispatch`, `grpc` or `node`.
 
 mod composite;
 mod membership;
@@ -33,6 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::Instruction;
 use crate::hub::WorkerHub;
+use crate::quota::Cost;
+use crate::quota::Guard;
+use crate::quota::Reservation;
 use crate::raft_types::NodeId;
 use crate::raft_types::Raft;
 use crate::raft_types::TypeConfig;
@@ -43,6 +46,7 @@ use raftsched_core::state::StateError;
 use raftsched_core::state::Task;
 use raftsched_core::state::TaskId;
 use raftsched_core::state::TaskSpec;
+use raftsched_core::state::estimated_spec_bytes;
 use raftsched_core::state::limits;
 use raftsched_store::SharedState;
 
@@ -85,6 +89,10 @@ pub enum AppError {
     /// RemoveNode of a node that is not in the membership.
     #[error("node {node_id} is not a member; the members are {}: pass one of their ids", list_ids(.members))]
     NodeNotFound { node_id: NodeId, members: Vec<NodeId> },
+    /// New work refused by a cap or a high-water alarm (the message names which, the figure,
+    /// the limit and what to do).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("unexpected response from the state machine: {0}")]
     Internal(String),
 }
@@ -123,6 +131,11 @@ pub struct MemberView {
     /// The applied state's digest, and the index it was taken at.
     pub state_digest: u64,
     pub digest_applied_index: u64,
+    /// The node's latest high-water sample (0 before the first, or unreadable) and its
+    /// active alarms.
+    pub rss_bytes: u64,
+    pub data_dir_bytes: u64,
+    pub alarms: Vec<String>,
 }
 
 /// A node's client-facing operations. Cheap to clone; every clone shares the same Raft and
@@ -136,17 +149,45 @@ pub struct App {
     hub: WorkerHub,
     /// Every write goes through it, to share log entries with concurrent writes.
     proposer: Proposer,
+    /// The caps and alarms new work is admitted against.
+    guard: Guard,
 }
 
 impl App {
     /// Starts the node's group-commit task, which stops with `shutdown`.
-    pub fn new(raft: Raft, state: SharedState, hub: WorkerHub, shutdown: CancellationToken) -> App {
+    pub fn new(raft: Raft, state: SharedState, hub: WorkerHub, guard: Guard, shutdown: CancellationToken) -> App {
         App {
             proposer: Proposer::spawn(raft.clone(), shutdown),
             raft,
             state,
             hub,
+            guard,
         }
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// Admits new work of `cost` against the caps and the cluster's alarms; the reservation
+    /// is held until the write returns. Only the leader admits: a follower's write is
+    /// refused as not the leader's anyway, and its clients go to the leader, which judges.
+    pub(crate) fn admit(&self, cost: Cost) -> Result<Option<Reservation>, AppError> {
+        if self.metrics_state() != ServerState::Leader {
+            return Ok(None);
+        }
+        let (live, bytes) = {
+            let state = self.state.read();
+            (state.scheduler.live_tasks(), state.scheduler.stored_bytes())
+        };
+        self.guard
+            .admit(live, bytes, cost)
+            .map(Some)
+            .map_err(AppError::QuotaExceeded)
+    }
+
+    fn metrics_state(&self) -> ServerState {
+        self.raft.metrics().borrow_watched().state
     }
 
     pub fn hub(&self) -> &WorkerHub {
@@ -172,6 +213,24 @@ impl App {
             limits::validate_spec(spec)?;
             limits::validate_run_at(spec, now_ms)?;
         }
+        // A spec whose request id is known creates nothing (the retry of a submission that
+        // was committed): it costs nothing, so a retry at the cap gets its task back.
+        let cost = {
+            let state = self.state.read();
+            let new: Vec<&TaskSpec> = specs
+                .iter()
+                .filter(|spec| {
+                    spec.client_request_id
+                        .as_deref()
+                        .is_none_or(|id| !state.scheduler.has_request_id(id))
+                })
+                .collect();
+            Cost {
+                tasks: new.len() as u64,
+                bytes: new.iter().map(|spec| estimated_spec_bytes(spec)).sum(),
+            }
+        };
+        let _reservation = self.admit(cost)?;
         let command = Command::SubmitTasks { now_ms, specs };
         let CommandResponse::Submitted(outcomes) = self.write(command).await? else {
             return Err(AppError::Internal("submit answered with another response".into()));
@@ -251,7 +310,11 @@ impl App {
             ServerState::Shutdown => "shutdown",
         };
         let (state_digest, digest_applied_index) = self.state_digest();
+        let health = self.guard.health();
         MemberView {
+            rss_bytes: health.rss_bytes,
+            data_dir_bytes: health.data_dir_bytes,
+            alarms: self.guard.own_alarms(),
             state_digest,
             digest_applied_index,
             node_id,

@@ -44,6 +44,9 @@ pub struct Dispatcher {
     leading_term: Option<u64>,
     /// Per schedule, its compiled recurrence and when it is next due.
     firings: FiringCache,
+    /// Why schedule firings are deferred (a cap reached or an alarm), while they are: logged
+    /// when it starts and ends, not every round.
+    firings_deferred: Option<String>,
 }
 
 impl Dispatcher {
@@ -53,6 +56,7 @@ impl Dispatcher {
             shutdown,
             leading_term: None,
             firings: FiringCache::default(),
+            firings_deferred: None,
         };
         tokio::spawn(dispatcher.run())
     }
@@ -133,14 +137,20 @@ impl Dispatcher {
     async fn round(&mut self) -> Result<(), AppError> {
         let seed: u64 = rand::rng().random();
         tracing::trace!(seed, "dispatch round");
-        let plan = {
+        let (mut plan, refused) = {
             let now = self.now_ms();
             let state = self.app.state().read();
             // Once a round: what the hub keeps stays bounded by the state's workers.
             self.app.hub().forget_absent(|id| state.scheduler.worker(id).is_some());
             let liveness = self.liveness(&state.scheduler, now);
-            decide::decide(&state.scheduler, &liveness, now, seed, &mut self.firings)
+            let refused = self
+                .app
+                .guard()
+                .new_work_refused(state.scheduler.live_tasks(), state.scheduler.stored_bytes());
+            let plan = decide::decide(&state.scheduler, &liveness, now, seed, &mut self.firings);
+            (plan, refused)
         };
+        self.defer_firings(&mut plan, refused);
         let replan = plan.has_maintenance();
         let mut batch = None;
         for command in plan.commands {
@@ -167,6 +177,23 @@ impl Dispatcher {
             assignments = self.plan_assignments(next_seed);
         }
         Ok(())
+    }
+
+    /// Firings create tasks: while new work is refused they are dropped from the plan, not
+    /// committed, so each schedule's cursor stays where it was and the occurrences are
+    /// planned again every round; once the cap or alarm clears, they fire or are skipped by
+    /// the schedule's own misfire policy (catch-up or missed), as after any leader outage.
+    fn defer_firings(&mut self, plan: &mut decide::Plan, refused: Option<String>) {
+        if refused.is_some() {
+            plan.commands
+                .retain(|command| !matches!(command, Command::FireSchedule { .. }));
+        }
+        match (&self.firings_deferred, &refused) {
+            (None, Some(why)) => tracing::warn!("schedule firings deferred: {why}"),
+            (Some(_), None) => tracing::info!("schedule firings resume: new work is accepted again"),
+            _ => {}
+        }
+        self.firings_deferred = refused;
     }
 
     /// The hub's view of the state's workers as of `now_ms`. A worker registered before this

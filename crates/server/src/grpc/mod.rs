@@ -5,12 +5,14 @@
 //! Architecture invariant: with `network` (the client side of Raft RPCs), this is the only
 //! module of the server that sees protobuf types or `tonic::Status`. It converts requests
 //! into domain calls on [`crate::app::App`] and maps domain errors to status codes in one
-//! place (`status.rs`). It may use `app`, `hub`, `network` (its constants) and `raft_types`,
+//! place (`status.rs`). It may use `app`, `hub`, `network` (its constants), `quota` and `raft_types`,
 //! never `node`: the node calls [`serve`], not the reverse.
 
 pub mod admission;
+mod alarm_poll;
 mod budget;
 mod convert;
+mod peer_status;
 mod raft_service;
 mod scheduler_service;
 mod server;
@@ -19,6 +21,7 @@ pub mod transport;
 mod wire_errors;
 mod workers_service;
 
+pub use alarm_poll::spawn_alarm_poll;
 pub use budget::MAX_RESPONSE_ITEMS_BYTES;
 pub use raft_service::RaftGrpcService;
 pub use raftsched_api::ANSWERED_HEADER;

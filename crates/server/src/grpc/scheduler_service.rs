@@ -1,17 +1,13 @@
 //! [`SchedulerService`]: the client API of proto/raftsched.proto.
 
-use std::time::Duration;
-
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
-use tonic::transport::Channel;
 
 use crate::app::App;
 use crate::app::Consistency;
 use crate::app::MemberView;
 use crate::grpc::api;
-use crate::grpc::api::scheduler_client::SchedulerClient;
 use crate::grpc::api::scheduler_server::Scheduler;
 use crate::grpc::budget::ByteBudget;
 use crate::grpc::budget::keep_within_budget;
@@ -28,24 +24,18 @@ use crate::grpc::convert::task_cursor_to_token;
 use crate::grpc::convert::task_to_proto;
 use crate::grpc::convert::workflow_from_proto;
 use crate::grpc::convert::workflow_to_proto;
+use crate::grpc::peer_status::PeerChannels;
+use crate::grpc::peer_status::peer_status;
 use crate::grpc::status::app_error_to_status;
 use crate::grpc::status::invalid;
-use crate::network::peer_endpoint;
 use raftsched_core::state::TaskSpec;
 
-/// How long ClusterStatus waits for each peer's own view.
-const PEER_STATUS_DEADLINE: Duration = Duration::from_millis(1000);
 const DEFAULT_PAGE_SIZE: usize = 100;
-/// Peer channels ClusterStatus keeps: more than any membership (3 or 5 members, a few more
-/// while one is replaced).
-const MAX_CACHED_PEER_CHANNELS: usize = 16;
 
 pub struct SchedulerService {
     app: App,
-    /// One lazily connected channel per peer address for ClusterStatus: a fresh connection
-    /// per call (TCP and HTTP/2 handshakes to every peer) made a client looping on cluster
-    /// status cost each node far more than the status itself.
-    peer_channels: std::sync::Mutex<std::collections::BTreeMap<String, Channel>>,
+    /// Channels to the peers for ClusterStatus.
+    peer_channels: PeerChannels,
 }
 
 impl SchedulerService {
@@ -54,25 +44,6 @@ impl SchedulerService {
             app,
             peer_channels: Default::default(),
         }
-    }
-
-    /// The cached channel to a peer, created (without connecting) on first use.
-    fn peer_channel(&self, address: &str) -> Result<Channel, String> {
-        let mut channels = self
-            .peer_channels
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(channel) = channels.get(address) {
-            return Ok(channel.clone());
-        }
-        let channel = peer_endpoint(address)?.connect_lazy();
-        // Addresses come from the membership, so the map stays as small as the cluster; a
-        // removed member's entry is dropped when the map outgrows it.
-        if channels.len() >= MAX_CACHED_PEER_CHANNELS {
-            channels.clear();
-        }
-        channels.insert(address.to_string(), channel.clone());
-        Ok(channel)
     }
 
     /// Every member's own view, asked in parallel; unreachable ones say so.
@@ -84,7 +55,7 @@ impl SchedulerService {
                 if node_id == own.node_id {
                     member_to_proto(own)
                 } else {
-                    let channel = self.peer_channel(&address);
+                    let channel = self.peer_channels.get(&address);
                     peer_status(node_id, address, channel).await
                 }
             }
@@ -173,35 +144,9 @@ fn member_to_proto(view: MemberView) -> api::MemberStatus {
         error: String::new(),
         state_digest: view.state_digest,
         digest_applied_index: view.digest_applied_index,
-    }
-}
-
-/// Asks one peer for its own view; an unreachable peer is reported, not an error.
-async fn peer_status(node_id: u64, address: String, channel: Result<Channel, String>) -> api::MemberStatus {
-    let unreachable = |error: String| api::MemberStatus {
-        node_id,
-        address: address.clone(),
-        role: "unreachable".into(),
-        error,
-        ..api::MemberStatus::default()
-    };
-    let channel = match channel {
-        Ok(channel) => channel,
-        Err(e) => return unreachable(e),
-    };
-    let call = async {
-        let mut request = Request::new(api::NodeStatusRequest {});
-        request.set_timeout(PEER_STATUS_DEADLINE);
-        let response = SchedulerClient::new(channel)
-            .node_status(request)
-            .await
-            .map_err(|e| e.message().to_string())?;
-        response.into_inner().status.ok_or_else(|| "empty status".to_string())
-    };
-    match tokio::time::timeout(PEER_STATUS_DEADLINE, call).await {
-        Ok(Ok(status)) => status,
-        Ok(Err(e)) => unreachable(e),
-        Err(_) => unreachable(format!("no answer within {PEER_STATUS_DEADLINE:?}")),
+        rss_bytes: view.rss_bytes,
+        data_dir_bytes: view.data_dir_bytes,
+        alarms: view.alarms,
     }
 }
 

@@ -38,6 +38,7 @@ fn app_error_status(error: AppError) -> Status {
         | AppError::Stopped(_) => Status::unavailable(message),
         AppError::Membership(_) => Status::failed_precondition(message),
         AppError::NodeNotFound { .. } => Status::not_found(message),
+        AppError::QuotaExceeded(_) => Status::resource_exhausted(message),
         AppError::Internal(_) => Status::internal(message),
     }
 }

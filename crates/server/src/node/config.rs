@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::quota::QuotaConfig;
 use crate::raft_types::NodeId;
 
 /// A node's configuration. Every field has a default but `node_id`, `listen_addr` and
@@ -34,6 +35,9 @@ pub struct NodeConfig {
     /// proxy, as the chaos tool does). Normally empty.
     #[serde(default, with = "node_id_keys")]
     pub peer_dial_overrides: BTreeMap<NodeId, String>,
+    /// Caps on new work and high-water marks (`[quotas]` in TOML); defaults in `quota`.
+    #[serde(default)]
+    pub quotas: QuotaConfig,
 }
 
 /// Raft timing and log compaction.
@@ -112,6 +116,7 @@ impl NodeConfig {
         if raft.snapshot_after_entries == 0 {
             return fail("raft.snapshot_after_entries must be at least 1".into());
         }
+        self.quotas.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -29,6 +29,8 @@ pub use crate::grpc::PortLimits;
 use crate::hub::WorkerHub;
 use crate::network::FaultInjector;
 use crate::network::NetworkFactory;
+use crate::quota;
+use crate::quota::Guard;
 use crate::raft_types::NodeId;
 use crate::raft_types::Raft;
 use raftsched_store::Store;
@@ -68,6 +70,10 @@ pub struct RunningNode {
     dispatcher: JoinHandle<()>,
     /// Decides when to snapshot; stops on the same token.
     snapshot_trigger: JoinHandle<()>,
+    /// Samples memory and the data dir for the high-water alarms; stops on the same token.
+    sampler: JoinHandle<()>,
+    /// Asks the peers for their alarms; stops on the same token.
+    alarm_poll: JoinHandle<()>,
     /// Becomes closed when the last storage handle is dropped; shutdown waits for it.
     store_closed: StoreClosed,
 }
@@ -140,7 +146,16 @@ impl RunningNode {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let shutdown = CancellationToken::new();
-        let app = App::new(raft.clone(), shared_state, WorkerHub::default(), shutdown.clone());
+        let guard = Guard::new(config.node_id, config.quotas.clone());
+        let sampler = quota::sampler::spawn(guard.clone(), config.data_dir.clone(), shutdown.clone());
+        let app = App::new(
+            raft.clone(),
+            shared_state,
+            WorkerHub::default(),
+            guard,
+            shutdown.clone(),
+        );
+        let alarm_poll = grpc::spawn_alarm_poll(app.clone(), shutdown.clone());
         let dispatcher = Dispatcher::spawn(app.clone(), shutdown.clone());
         let snapshot_trigger = snapshot_trigger::spawn(
             raft.clone(),
@@ -168,6 +183,8 @@ impl RunningNode {
             server,
             dispatcher,
             snapshot_trigger,
+            sampler,
+            alarm_poll,
             store_closed,
         })
     }
@@ -198,6 +215,11 @@ impl RunningNode {
         }
         if let Err(e) = self.snapshot_trigger.await {
             tracing::warn!(node_id = self.node_id, "snapshot trigger task failed: {e}");
+        }
+        for (name, task) in [("high-water sampler", self.sampler), ("alarm poll", self.alarm_poll)] {
+            if let Err(e) = task.await {
+                tracing::warn!(node_id = self.node_id, "{name} task failed: {e}");
+            }
         }
         if let Err(e) = self.app.raft().shutdown().await {
             tracing::warn!(node_id = self.node_id, "raft shutdown: {e}");

@@ -60,6 +60,7 @@ impl SchedulerState {
         self.check_request_ids()?;
         self.check_purge_index()?;
         self.check_digests()?;
+        self.check_stored_bytes()?;
         for (name, schedule) in &self.schedules {
             if name != &schedule.name || schedule.runs.len() > crate::state::limits::MAX_SCHEDULE_RUNS {
                 return Err(format!("schedule {name:?} is stored badly or keeps too many runs"));

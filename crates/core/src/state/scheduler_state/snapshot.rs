@@ -145,6 +145,7 @@ impl SchedulerState {
         state.by_request_id = request_ids.into_iter().collect();
         state.rebuild_purge_index();
         state.reset_digests();
+        state.stored_bytes = state.recomputed_stored_bytes();
         state.check_invariants().map_err(SnapshotDecodeError::Inconsistent)?;
         Ok(state)
     }

@@ -1,0 +1,190 @@
+//! Quotas and the high-water alarm through a real three-node cluster: the live-tasks and
+//! state-bytes caps refuse new work with RESOURCE_EXHAUSTED naming the cap (a sharded submit
+//! counted with its copies) and accept it again once under; a data-dir alarm on one node
+//! stops new work cluster-wide while cancels and reads go on, and clears.
+
+use raftsched_testkit as common;
+
+use common::TestCluster;
+use common::test_tuning;
+use common::wait_until;
+use raftsched_api::v1 as api;
+use raftsched_client::ClientError;
+use raftsched_client::ClusterClient;
+use raftsched_client::ErrorCode as Code;
+use raftsched_server::quota::QuotaConfig;
+
+/// A whole test, bounded: a hang fails the test instead of stalling the suite.
+async fn bounded(test: impl std::future::Future<Output = ()>) {
+    let limit = std::time::Duration::from_secs(180);
+    tokio::time::timeout(limit, test)
+        .await
+        .unwrap_or_else(|_| panic!("the test did not finish within {limit:?}"));
+}
+
+/// A task that stays pending (no worker runs in these tests), with `payload_bytes` of
+/// command line.
+fn spec(name: &str, payload_bytes: usize) -> api::TaskSpec {
+    common::spec::builder(name).command("x".repeat(payload_bytes)).build()
+}
+
+async fn submit(client: &ClusterClient, spec: api::TaskSpec) -> Result<u64, ClientError> {
+    let response = client.submit_task(spec).await?;
+    Ok(response.task.expect("a task").id)
+}
+
+/// Asserts a RESOURCE_EXHAUSTED refusal whose message contains every one of `names`.
+fn assert_refused<T: std::fmt::Debug>(outcome: Result<T, ClientError>, names: &[&str]) {
+    let error = outcome.expect_err("refused by a cap");
+    assert_eq!(error.code(), Some(Code::ResourceExhausted), "{error}");
+    let message = error.to_string();
+    for name in names {
+        assert!(message.contains(name), "the refusal names {name:?}: {message}");
+    }
+}
+
+async fn submit_sharded(client: &ClusterClient, spec: api::TaskSpec, shards: u32) -> Result<u64, ClientError> {
+    let response = client.submit_broadcast(spec, shards).await?;
+    Ok(response.task.expect("a parent").id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_live_tasks_cap_refuses_and_recovers() {
+    bounded(async {
+        let quotas = QuotaConfig {
+            max_live_tasks: 3,
+            ..QuotaConfig::default()
+        };
+        let cluster = TestCluster::start_with_quotas(3, test_tuning(), |_| quotas.clone()).await;
+        let client = cluster.client();
+        let first = submit(&client, spec("a", 1)).await.expect("1 of 3");
+        submit(&client, spec("b", 1)).await.expect("2 of 3");
+        // A sharded run of one shard is two tasks (the parent and its shard): 4 > 3.
+        assert_refused(
+            submit_sharded(&client, spec("sharded", 1), 1).await,
+            &["live-tasks cap", "--max-live-tasks", "holds 2", "adds 2", "cap of 3"],
+        );
+        let mut third = spec("c", 1);
+        third.client_request_id = "third".into();
+        let third_id = submit(&client, third.clone())
+            .await
+            .expect("3 of 3: at the cap, not past it");
+        assert_refused(
+            submit(&client, spec("d", 1)).await,
+            &["--max-live-tasks", "holds 3", "cap of 3"],
+        );
+        // The retry of a committed submission creates nothing: the cap lets it through.
+        assert_eq!(submit(&client, third).await.expect("a retry at the cap"), third_id);
+        // Reads and cancels are never refused; a finished task no longer counts.
+        client
+            .get_task(first, api::Consistency::Linearizable)
+            .await
+            .expect("a read");
+        client
+            .cancel_task(first, "make room")
+            .await
+            .expect("a cancel at the cap");
+        submit(&client, spec("d", 1)).await.expect("room again after a cancel");
+        assert_refused(submit(&client, spec("e", 1)).await, &["--max-live-tasks"]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_state_bytes_cap_refuses_what_would_pass_it() {
+    bounded(async {
+        // Tasks of 8 KiB of payload cost ~8.7 KiB each: three fit under 30 KiB, a fourth
+        // does not, and a sharded run costs its spec twice (parent and shard).
+        let quotas = QuotaConfig {
+            max_state_bytes: 30 << 10,
+            ..QuotaConfig::default()
+        };
+        let cluster = TestCluster::start_with_quotas(3, test_tuning(), |_| quotas.clone()).await;
+        let client = cluster.client();
+        submit(&client, spec("a", 8 << 10)).await.expect("1st");
+        submit(&client, spec("b", 8 << 10)).await.expect("2nd");
+        assert_refused(
+            submit_sharded(&client, spec("sharded", 8 << 10), 1).await,
+            &["state-bytes cap", "--max-state-bytes", "cap of 30.0 KiB", "--retention"],
+        );
+        let third = submit(&client, spec("c", 8 << 10)).await.expect("3rd fits");
+        assert_refused(submit(&client, spec("d", 8 << 10)).await, &["--max-state-bytes"]);
+        // What still fits is accepted: the cap refuses by size, not all work.
+        submit(&client, spec("small", 1))
+            .await
+            .expect("a small task still fits");
+        // A cancel is never refused (the task's bytes stay until the retention purge
+        // removes it; a cancel itself adds only its reason).
+        client.cancel_task(third, "r").await.expect("a cancel at the cap");
+    })
+    .await;
+}
+
+/// The member's alarms as cluster status shows them.
+async fn alarms_of(client: &ClusterClient, node_id: u64) -> Option<Vec<String>> {
+    let status = client.cluster_status().await.ok()?;
+    let member = status.members.into_iter().find(|m| m.node_id == node_id)?;
+    Some(member.alarms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_data_dir_alarm_on_one_node_stops_new_work_until_it_clears() {
+    bounded(async {
+        // Node 3's data dir (a fresh sled dir: well under 64 MiB) gets a high-water mark of
+        // 64 MiB; a sparse 128 MiB file (its apparent size counts, no disk is used) passes it.
+        const MARK: u64 = 64 << 20;
+        let cluster = TestCluster::start_with_quotas(3, test_tuning(), |id| QuotaConfig {
+            data_dir_high_water_bytes: if id == 3 {
+                MARK
+            } else {
+                QuotaConfig::default().data_dir_high_water_bytes
+            },
+            ..QuotaConfig::default()
+        })
+        .await;
+        let client = cluster.client();
+        let before = submit(&client, spec("before", 1)).await.expect("no alarm yet");
+        let filler = cluster.data_dir(3).join("filler");
+        std::fs::File::create(&filler)
+            .and_then(|file| file.set_len(2 * MARK))
+            .expect("a sparse file");
+        let alarms = wait_until("node 3's alarm in cluster status", || async {
+            alarms_of(&client, 3).await.filter(|alarms| !alarms.is_empty())
+        })
+        .await;
+        assert!(
+            alarms[0].contains("data-dir") && alarms[0].contains("64.0 MiB"),
+            "{alarms:?}"
+        );
+        let status = client.cluster_status().await.expect("status");
+        let node3 = status.members.iter().find(|m| m.node_id == 3).expect("node 3");
+        assert!(node3.data_dir_bytes > MARK, "the figure is reported: {node3:?}");
+        // The leader learns it within a poll; until then a submit may still pass.
+        let refusal = wait_until("the leader to refuse new work", || async {
+            match submit(&client, spec("during", 1)).await {
+                Err(error) if error.code() == Some(Code::ResourceExhausted) => Some(error.to_string()),
+                _ => None,
+            }
+        })
+        .await;
+        assert!(refusal.contains("node 3") && refusal.contains("data-dir"), "{refusal}");
+        client
+            .get_task(before, api::Consistency::Linearizable)
+            .await
+            .expect("a read under the alarm");
+        client
+            .cancel_task(before, "under alarm")
+            .await
+            .expect("a cancel under the alarm");
+        std::fs::remove_file(&filler).expect("remove the filler");
+        wait_until("node 3's alarm to clear", || async {
+            alarms_of(&client, 3).await.filter(|alarms| alarms.is_empty())
+        })
+        .await;
+        wait_until("the leader to accept new work again", || async {
+            submit(&client, spec("after", 1)).await.ok()
+        })
+        .await;
+    })
+    .await;
+}
