@@ -709,7 +709,6 @@ impl SchedulerState {
     /// index, including the queue and request id ones `update_task` leaves alone, and out of
     /// the digest and the state-bytes sums. Links from other tasks are the caller's to
     /// settle (a workflow or a sharded parent leaves as a whole).
-    #[cfg_attr(not(test), allow(dead_code))]
     fn remove_task(&mut self, task_id: TaskId) -> Option<Box<Task>> {
         let task = self.tasks.remove(&task_id)?;
         self.unindex(&task);

@@ -10,7 +10,6 @@
 use super::Map;
 use super::SchedulerState;
 use super::Set;
-use super::fnv1a_64;
 use super::remove_from;
 use crate::state::PurgeOutcome;
 use crate::state::PurgeUnit;
@@ -160,19 +159,6 @@ impl SchedulerState {
             outcome.purged.push(unit);
         }
         Ok(outcome)
-    }
-
-    /// Removes a finished task and every index entry of it.
-    fn remove_task(&mut self, task_id: TaskId) {
-        let Some(task) = self.tasks.remove(&task_id) else {
-            return;
-        };
-        self.unindex(&task);
-        remove_from(&mut self.by_queue, &task.spec.queue, &task.id);
-        if let Some(request_id) = &task.spec.client_request_id {
-            self.by_request_id.remove(&(fnv1a_64(request_id.as_bytes()), task.id));
-        }
-        self.digest_task_out(&task);
     }
 
     fn remove_workflow(&mut self, workflow_id: u64) {
