@@ -59,7 +59,10 @@ fn a_clone_shares_every_task_until_the_original_changes_one() {
         seed: 0,
         assignments: vec![(7, "w1".into())],
     });
-    assert!(matches!(&response, CommandResponse::Assigned(a) if a[0].is_ok()), "{response:?}");
+    assert!(
+        matches!(&response, CommandResponse::Assigned(a) if a[0].is_ok()),
+        "{response:?}"
+    );
     state.check_invariants().unwrap();
     clone.check_invariants().unwrap();
     // The clone is the state as it was: same bytes, task 7 still pending there.
