@@ -73,7 +73,9 @@ pub fn open(bytes: &[u8]) -> Result<&[u8], EnvelopeError> {
     if !bytes.starts_with(&MAGIC) {
         return Ok(bytes);
     }
-    let header = bytes.get(..HEADER_BYTES).ok_or(EnvelopeError::ShortHeader { found: bytes.len() })?;
+    let header = bytes
+        .get(..HEADER_BYTES)
+        .ok_or(EnvelopeError::ShortHeader { found: bytes.len() })?;
     let version = u16::from_le_bytes(header[8..10].try_into().expect("2 bytes"));
     if version != ENVELOPE_VERSION {
         return Err(EnvelopeError::UnsupportedVersion { found: version });
@@ -130,7 +132,10 @@ mod tests {
                     assert!(!is_sealed(&damaged));
                     continue;
                 }
-                assert!(open(&damaged).is_err(), "flip of bit {bit} of byte {byte} went unnoticed");
+                assert!(
+                    open(&damaged).is_err(),
+                    "flip of bit {bit} of byte {byte} went unnoticed"
+                );
             }
         }
     }
@@ -159,7 +164,10 @@ mod tests {
         let error = open(&sealed).unwrap_err();
         let expected = crc32fast::hash(b"0123456789");
         let message = error.to_string();
-        assert!(message.contains(&format!("expected crc32 {expected:#010x}")), "{message}");
+        assert!(
+            message.contains(&format!("expected crc32 {expected:#010x}")),
+            "{message}"
+        );
         assert!(message.contains("found 0x"), "{message}");
         assert!(message.contains("over 10 bytes"), "{message}");
     }

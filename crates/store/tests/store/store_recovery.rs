@@ -655,10 +655,15 @@ async fn a_corrupt_stored_snapshot_is_refused_at_open_naming_the_checksums() {
 #[tokio::test]
 async fn a_bare_snapshot_of_the_previous_format_still_loads() {
     let (dir, snapshot) = built_snapshot().await;
-    let image = raftsched_store::snapshot_envelope::open(&snapshot.snapshot).unwrap().to_vec();
+    let image = raftsched_store::snapshot_envelope::open(&snapshot.snapshot)
+        .unwrap()
+        .to_vec();
     {
         let db = raw_db(dir.path());
-        db.open_tree("snapshot").unwrap().insert(b"data", image.clone()).unwrap();
+        db.open_tree("snapshot")
+            .unwrap()
+            .insert(b"data", image.clone())
+            .unwrap();
         db.flush().unwrap();
     }
     let store = open(dir.path());
