@@ -351,7 +351,7 @@ mod tests {
     }
 
     fn submit(index: u64) -> crate::raft_types::Entry {
-        let spec = raftsched_core::state::TaskSpec::builder(&format!("t{index}"))
+        let spec = raftsched_core::state::TaskSpec::builder(format!("t{index}"))
             .queue("q")
             .build();
         crate::raft_types::Entry {
