@@ -405,9 +405,12 @@ fn dependencies_by_crate() -> Vec<(String, BTreeSet<String>)> {
 }
 
 #[test]
-fn the_core_depends_on_serde_thiserror_and_postcard_only() {
+fn the_core_depends_on_serde_thiserror_postcard_and_imbl_only() {
     let deps = normal_dependencies(&workspace_root().join("crates/core/Cargo.toml"));
-    let allowed = BTreeSet::from(["serde", "thiserror", "postcard"].map(String::from));
+    // imbl: persistent ordered maps and sets for the state's collections, pure data
+    // structures (no I/O, no clock; its ordered ones draw nothing random), so a snapshot can
+    // encode an O(1) clone of the state while apply goes on.
+    let allowed = BTreeSet::from(["serde", "thiserror", "postcard", "imbl"].map(String::from));
     let extra: Vec<&String> = deps.difference(&allowed).collect();
     assert!(extra.is_empty(), "crates/core must stay pure, but depends on {extra:?}");
 }

@@ -8,7 +8,9 @@
 //!   `ReportResult`s — into a state that already holds 100,000 tasks;
 //! - plan: one dispatch round's decisions (the dispatcher's own `decide`) with 1,000,000
 //!   pending tasks;
-//! - snapshot: encode and decode (with index rebuild and full invariant check) of 1,000,000 tasks.
+//! - snapshot: clone (what the snapshot builder does under the read lock), encode, and decode
+//!   (with index rebuild and full invariant check) of 1,000,000 tasks; and a batch of 1000
+//!   submissions applied right after a clone (the first writes after it copy tree nodes).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -318,7 +320,26 @@ fn snapshot_benches(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(3))
         .sampling_mode(SamplingMode::Flat);
+    group.bench_function("clone", |b| b.iter(|| black_box(state.clone())));
     group.bench_function("encode", |b| b.iter(|| black_box(state.to_snapshot_bytes())));
+    // Apply while a snapshot holds a clone: each batch starts from a fresh clone held
+    // alongside, so every write pays the copy-on-write of the nodes it touches.
+    let mut next = MILLION as u64;
+    group.bench_function("submit_batch_1000_after_clone", |b| {
+        b.iter_batched(
+            || {
+                next += BATCH as u64;
+                let live = state.clone();
+                let held = live.clone();
+                (live, held, submit_batch(next))
+            },
+            |(mut live, held, batch)| {
+                black_box(live.apply(batch));
+                (live, held)
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.bench_function("decode_and_rebuild", |b| {
         b.iter(|| black_box(SchedulerState::from_snapshot_bytes(&bytes).expect("decodes")))
     });

@@ -11,8 +11,9 @@
 //! - `db/`: one sled database with the trees `log` (index → entry), `meta` (vote, committed,
 //!   last purged, format stamp) and `snapshot` (meta and data of the last snapshot).
 //!   Every value but the snapshot data is in the versioned wire format
-//!   ([`raftsched_core::state::wire`]); the snapshot data carries its own format version and is
-//!   written in one batch with its meta. The stamp ([`format`]) says which wire formats the
+//!   ([`raftsched_core::state::wire`]); the snapshot data is the image (which carries its own
+//!   format version) in a checksummed envelope ([`snapshot_envelope`]), written in one batch
+//!   with its meta. The stamp ([`format`]) says which wire formats the
 //!   db may hold; a node refuses a db stamped newer than it reads.
 
 mod codec;
@@ -21,6 +22,7 @@ mod format;
 mod growth;
 mod log_store;
 pub mod raft_types;
+pub mod snapshot_envelope;
 mod state_machine;
 
 use std::path::Path;

@@ -30,6 +30,7 @@ use crate::raft_types::SnapshotData;
 use crate::raft_types::SnapshotMeta;
 use crate::raft_types::StoredMembership;
 use crate::raft_types::TypeConfig;
+use crate::snapshot_envelope;
 use raftsched_core::state::CommandResponse;
 use raftsched_core::state::SchedulerState;
 
@@ -166,9 +167,12 @@ impl StateMachineStore {
     }
 }
 
+/// The state in a snapshot, once its checksum is verified: nothing of a corrupt snapshot
+/// reaches the state.
 fn restore(meta: &SnapshotMeta, data: &[u8]) -> io::Result<AppliedState> {
+    let image = snapshot_envelope::open(data)?;
     let scheduler =
-        SchedulerState::from_snapshot_bytes(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        SchedulerState::from_snapshot_bytes(image).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok(AppliedState {
         scheduler,
         last_applied: meta.last_log_id,
@@ -227,6 +231,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder {
             shared: self.shared.clone(),
             snapshot_slot: self.snapshot_slot.clone(),
+            #[cfg(test)]
+            after_clone: Mutex::new(None),
         }
     }
 
@@ -253,6 +259,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 pub struct SnapshotBuilder {
     shared: SharedState,
     snapshot_slot: SnapshotSlot,
+    /// Runs on the encoding thread between the clone and the encoding: tests hold the
+    /// encoder there to show that apply goes on meanwhile.
+    /// (A mutex only because openraft wants the builder `Sync`.)
+    #[cfg(test)]
+    after_clone: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl SnapshotBuilder {
+    /// The state, its log id and membership, taken together under the read lock. The state
+    /// is a clone whose collections share every node with the live one (imbl), so this
+    /// holds the lock for microseconds (a few dozen root pointers), not for the encoding.
+    fn capture(shared: &SharedState) -> (SnapshotMeta, SchedulerState) {
+        let applied = shared.read();
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.last_membership.clone(),
+        };
+        (meta, applied.scheduler.clone())
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -260,16 +285,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         // Encoding a big state takes long (0.65 s for a million tasks): on a blocking thread,
-        // so the async workers go on with heartbeats and RPCs. Apply still waits for the
-        // read lock meanwhile.
+        // so the async workers go on with heartbeats and RPCs, and from a clone taken under
+        // the read lock, so apply goes on too. A change apply makes meanwhile copies the
+        // touched tree nodes and task; the clone keeps the state as of its log id.
         let shared = self.shared.clone();
+        #[cfg(test)]
+        let after_clone = self.after_clone.get_mut().ok().and_then(Option::take);
         let (meta, data) = tokio::task::spawn_blocking(move || {
-            let applied = shared.read();
-            let meta = SnapshotMeta {
-                last_log_id: applied.last_applied,
-                last_membership: applied.last_membership.clone(),
-            };
-            (meta, applied.scheduler.to_snapshot_bytes())
+            let (meta, scheduler) = SnapshotBuilder::capture(&shared);
+            #[cfg(test)]
+            if let Some(hook) = after_clone {
+                hook();
+            }
+            (meta, snapshot_envelope::seal(&scheduler.to_snapshot_bytes()))
         })
         .await
         .map_err(|e| io::Error::other(format!("snapshot encode task: {e}")))?;
@@ -320,5 +348,67 @@ mod tests {
         let (stored, data) = slot.load().unwrap().unwrap();
         assert_eq!(stored.last_log_id, Some(log_id(2, 11)));
         assert_eq!(data, b"newest");
+    }
+
+    fn submit(index: u64) -> crate::raft_types::Entry {
+        let spec = raftsched_core::state::TaskSpec::builder(format!("t{index}"))
+            .queue("q")
+            .build();
+        crate::raft_types::Entry {
+            log_id: log_id(1, index),
+            payload: EntryPayload::Normal(raftsched_core::state::Command::SubmitTasks {
+                now_ms: index,
+                specs: vec![spec],
+            }),
+        }
+    }
+
+    async fn apply_all(store: &mut StateMachineStore, indexes: std::ops::RangeInclusive<u64>) {
+        let items = indexes.map(|index| Ok((submit(index), None)));
+        store.apply(futures::stream::iter(items)).await.expect("apply");
+    }
+
+    /// Apply goes on while a snapshot is being encoded: the encoder is held right after its
+    /// clone (a hook, not a timing), entries are applied meanwhile, and the finished snapshot
+    /// is the state at the clone, by log id and digest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn apply_proceeds_while_a_snapshot_is_encoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let flusher = Arc::new(Flusher::new(db.clone()));
+        let mut store = StateMachineStore::open(&db, flusher, Arc::default()).unwrap();
+        apply_all(&mut store, 1..=10).await;
+        let digest_at_clone = store.shared().read().scheduler.digest();
+
+        let (cloned_tx, cloned_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let mut builder = store.get_snapshot_builder().await;
+        *builder.after_clone.get_mut().unwrap() = Some(Box::new(move || {
+            cloned_tx.send(()).unwrap();
+            // Held until the test has applied more entries; a deadline so a broken test
+            // cannot hang the suite.
+            release_rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        }));
+        let build = tokio::spawn(async move { builder.build_snapshot().await });
+        cloned_rx.await.expect("the encoder reached its clone");
+
+        // Before the clone, this apply would have waited for the read lock the encoder held.
+        let applied = tokio::time::timeout(std::time::Duration::from_secs(10), apply_all(&mut store, 11..=20)).await;
+        assert!(applied.is_ok(), "apply waited for the snapshot encoder");
+        {
+            let shared = store.shared();
+            let live = shared.read();
+            assert_eq!(live.last_applied, Some(log_id(1, 20)));
+            assert_eq!(live.scheduler.task_count(), 20);
+        }
+        release_tx.send(()).unwrap();
+        let snapshot = build.await.unwrap().expect("the snapshot builds");
+
+        assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 10)));
+        let image = snapshot_envelope::open(&snapshot.snapshot).expect("a sealed, intact snapshot");
+        let restored = SchedulerState::from_snapshot_bytes(image).unwrap();
+        assert_eq!(restored.task_count(), 10);
+        assert_eq!(restored.digest(), digest_at_clone);
+        assert_eq!(store.shared().read().scheduler.task_count(), 20);
     }
 }

@@ -6,11 +6,12 @@
 //! the primary data and the clock, never of the order things happened in.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
-use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use collections::Map;
 use collections::Set;
+use collections::add_to;
+use collections::remove_from;
 
 use crate::state::AssignOutcome;
 use crate::state::AttemptReport;
@@ -45,6 +46,8 @@ mod invariants;
 mod list_tests;
 mod retention;
 mod snapshot;
+#[cfg(test)]
+mod snapshot_tests;
 mod stored_bytes;
 #[cfg(test)]
 mod stored_bytes_tests;
@@ -68,11 +71,13 @@ type ReadyKey = (Reverse<i32>, TaskId);
 /// by [`SchedulerState::check_invariants`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SchedulerState {
-    /// Every task ever accepted, by id. Boxed: ids only grow, so the map is filled at its
-    /// right edge, where B-tree nodes split half full; a `Task` inline (~450 B) would waste
-    /// about as much again in empty node slots, a box wastes 8 B per slot. Moving a task out
-    /// and back in (`update_task`) then moves a pointer, not the task.
-    tasks: Map<TaskId, Box<Task>>,
+    /// Every task ever accepted, by id. Behind an `Arc`: a clone of the state (a snapshot
+    /// being encoded) shares every task, and `update_task` copies only the one task it
+    /// changes while such a clone holds it (`Arc::make_mut`). A pointer also keeps the
+    /// map's nodes small: ids only grow, so the map is filled at its right edge, where
+    /// B-tree nodes split half full, and a `Task` inline (~450 B) would waste about as much
+    /// again in empty node slots.
+    tasks: Map<TaskId, Arc<Task>>,
     /// The id apply gives the next accepted task.
     next_task_id: TaskId,
     /// The fencing token apply gives the next attempt.
@@ -99,7 +104,9 @@ pub struct SchedulerState {
     by_request_id: Set<(u64, TaskId)>,
     /// Recurring schedules, by name.
     schedules: Map<String, Schedule>,
-    workflows: Map<WorkflowId, Workflow>,
+    /// Behind an `Arc`: a workflow holds up to 1000 (key, task) pairs, and a change next to
+    /// it in the map after a clone would otherwise copy it with its node.
+    workflows: Map<WorkflowId, Arc<Workflow>>,
     /// The id apply gives the next accepted workflow.
     next_workflow_id: WorkflowId,
     /// Workflow request id → the workflow it created.
@@ -131,14 +138,15 @@ struct WorkerLoad {
 
 impl WorkerLoad {
     fn add(&mut self, task_id: TaskId, resources: &Resources) {
-        if self.tasks.insert(task_id) {
+        if !self.tasks.contains(&task_id) {
+            self.tasks.insert(task_id);
             self.cpu_millis += u64::from(resources.cpu_millis);
             self.memory_mb += u64::from(resources.memory_mb);
         }
     }
 
     fn remove(&mut self, task_id: TaskId, resources: &Resources) {
-        if self.tasks.remove(&task_id) {
+        if self.tasks.remove(&task_id).is_some() {
             self.cpu_millis -= u64::from(resources.cpu_millis);
             self.memory_mb -= u64::from(resources.memory_mb);
         }
@@ -287,17 +295,14 @@ impl SchedulerState {
     /// Moves the state's clock forward (never back) and makes due delayed tasks ready.
     fn advance_clock(&mut self, now_ms: u64) {
         self.clock_ms = self.clock_ms.max(now_ms);
-        while let Some(&(ready_at_ms, task_id)) = self.delayed.first() {
+        while let Some(&(ready_at_ms, task_id)) = self.delayed.get_min() {
             if ready_at_ms > self.clock_ms {
                 break;
             }
-            self.delayed.pop_first();
+            self.delayed.remove_min();
             let queue = self.tasks[&task_id].spec.queue.clone();
             let priority = self.tasks[&task_id].spec.priority;
-            self.ready
-                .entry(queue)
-                .or_default()
-                .insert((Reverse(priority), task_id));
+            add_to(&mut self.ready, queue, (Reverse(priority), task_id));
         }
     }
 
@@ -371,7 +376,7 @@ impl SchedulerState {
         self.index_new(&task);
         self.digest_task_in(&task);
         self.bytes_task_in(&task);
-        self.tasks.insert(task_id, Box::new(task));
+        self.tasks.insert(task_id, Arc::new(task));
         if !linked {
             self.debug_check_task(task_id);
         }
@@ -691,7 +696,8 @@ impl SchedulerState {
         self.digest_task_out(&task);
         self.bytes_task_out(&task);
         let was_terminal = task.status.is_terminal();
-        change(&mut task);
+        // Copies the task only when a clone of the state (a snapshot in progress) shares it.
+        change(Arc::make_mut(&mut task));
         let now_terminal = task.status.is_terminal();
         self.index(&task);
         self.digest_task_in(&task);
@@ -709,7 +715,7 @@ impl SchedulerState {
     /// index, including the queue and request id ones `update_task` leaves alone, and out of
     /// the digest and the state-bytes sums. Links from other tasks are the caller's to
     /// settle (a workflow or a sharded parent leaves as a whole).
-    fn remove_task(&mut self, task_id: TaskId) -> Option<Box<Task>> {
+    fn remove_task(&mut self, task_id: TaskId) -> Option<Arc<Task>> {
         let task = self.tasks.remove(&task_id)?;
         self.unindex(&task);
         remove_from(&mut self.by_queue, &task.spec.queue, &task.id);
@@ -722,20 +728,24 @@ impl SchedulerState {
     }
 
     fn index(&mut self, task: &Task) {
-        self.by_status.entry(task.status).or_default().insert(task.id);
+        add_to(&mut self.by_status, task.status, task.id);
         if task.status == TaskStatus::Pending {
             if task.ready_at_ms <= self.clock_ms {
                 let key = (Reverse(task.spec.priority), task.id);
-                self.ready.entry(task.spec.queue.clone()).or_default().insert(key);
+                add_to(&mut self.ready, task.spec.queue.clone(), key);
             } else {
                 self.delayed.insert((task.ready_at_ms, task.id));
             }
         }
         if let Some(attempt) = task.running_attempt() {
-            self.running_by_worker
-                .entry(attempt.worker_id.clone())
-                .or_default()
-                .add(task.id, &task.spec.resources);
+            match self.running_by_worker.get_mut(&attempt.worker_id) {
+                Some(load) => load.add(task.id, &task.spec.resources),
+                None => {
+                    let mut load = WorkerLoad::default();
+                    load.add(task.id, &task.spec.resources);
+                    self.running_by_worker.insert(attempt.worker_id.clone(), load);
+                }
+            }
         }
     }
 
@@ -752,10 +762,7 @@ impl SchedulerState {
 
     /// Indexes a task by its queue, once: its queue never changes.
     fn index_queue(&mut self, task: &Task) {
-        self.by_queue
-            .entry(task.spec.queue.clone())
-            .or_default()
-            .insert(task.id);
+        add_to(&mut self.by_queue, task.spec.queue.clone(), task.id);
     }
 
     /// Removes a task from the indexes that depend on its status (the request id and the
@@ -790,16 +797,6 @@ pub(super) fn fnv1a_64(bytes: &[u8]) -> u64 {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     hash
-}
-
-/// Removes `item` from the set under `key`, and the set itself once empty.
-fn remove_from<K: Ord + Clone, T: Ord>(map: &mut BTreeMap<K, BTreeSet<T>>, key: &K, item: &T) {
-    if let Some(set) = map.get_mut(key) {
-        set.remove(item);
-        if set.is_empty() {
-            map.remove(key);
-        }
-    }
 }
 
 fn end_running_attempt(task: &mut Task, now_ms: u64, outcome: AttemptOutcome, error: Option<String>) {

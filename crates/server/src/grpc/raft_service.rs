@@ -39,6 +39,7 @@ use crate::raft_types::SnapshotMeta;
 use crate::raft_types::Vote;
 use raftsched_core::state::wire::decode_versioned;
 use raftsched_core::state::wire::encode_versioned;
+use raftsched_store::snapshot_envelope;
 
 const MIB: usize = 1024 * 1024;
 
@@ -226,9 +227,21 @@ impl RaftService for RaftGrpcService {
                 data.len()
             )));
         }
+        verify_checksum(&data)?;
         let snapshot = Snapshot { meta, snapshot: data };
         reply(self.raft.install_full_snapshot(vote, snapshot).await)
     }
+}
+
+/// Refuses a snapshot whose checksum or length does not match its envelope before openraft
+/// sees it: the state machine would refuse it too, but as a storage error, which stops this
+/// node's Raft. Answered here, the follower keeps its state and the leader sends it again.
+/// A snapshot without the envelope (from a node of the previous release) passes unverified;
+/// its image's own decoding and invariant check still guard the install.
+fn verify_checksum(data: &[u8]) -> Result<(), Status> {
+    snapshot_envelope::open(data)
+        .map(|_| ())
+        .map_err(|e| Status::data_loss(format!("{e}")))
 }
 
 /// The declared snapshot size, refused before anything is buffered when over the limit.
@@ -284,6 +297,25 @@ mod tests {
         let mut bytes = wire_header(version).to_vec();
         bytes.extend(postcard::to_allocvec(body).unwrap());
         bytes
+    }
+
+    #[test]
+    fn a_corrupt_snapshot_is_data_loss_naming_both_checksums() {
+        let sealed = snapshot_envelope::seal(b"an image of some length");
+        assert!(verify_checksum(&sealed).is_ok());
+        let mut flipped = sealed.clone();
+        let middle = snapshot_envelope::HEADER_BYTES + 10;
+        flipped[middle] ^= 1;
+        let status = verify_checksum(&flipped).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+        assert!(
+            status.message().contains("checksum mismatch: expected crc32 0x"),
+            "{status:?}"
+        );
+        assert!(status.message().contains(", found 0x"), "{status:?}");
+        let truncated = verify_checksum(&sealed[..sealed.len() - 3]).unwrap_err();
+        assert_eq!(truncated.code(), tonic::Code::DataLoss, "{truncated:?}");
+        assert!(truncated.message().contains("length mismatch"), "{truncated:?}");
     }
 
     #[test]

@@ -306,7 +306,8 @@ async fn reopen_recovers_the_built_snapshot_and_state() {
     );
     let restored = scheduler(&store);
     assert_eq!(restored.task_count(), 2);
-    assert_eq!(restored, SchedulerState::from_snapshot_bytes(&built_data).unwrap());
+    let image = raftsched_store::snapshot_envelope::open(&built_data).expect("an intact sealed snapshot");
+    assert_eq!(restored, SchedulerState::from_snapshot_bytes(image).unwrap());
     assert_eq!(log_ids(&mut store).await, [log_id(2, 5)]);
 
     // Re-applying the log after the snapshot, as openraft does on start-up, gives back the
@@ -405,7 +406,8 @@ async fn a_snapshot_that_does_not_decode_is_refused() {
     }
     let err = open_err(dir.path(), CLUSTER, 1);
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    assert!(err.to_string().contains("snapshot is not readable"), "{err}");
+    // The envelope's length names the cut before the image is decoded.
+    assert!(err.to_string().contains("snapshot length mismatch"), "{err}");
 }
 
 /// Many appends in flight at once: every callback fires, each after its entries are
@@ -542,4 +544,129 @@ async fn a_dir_from_before_versioned_values_is_read_and_stamped() {
         new.starts_with(&wire_header(WIRE_FORMAT_VERSION)),
         "new entries carry the header"
     );
+}
+
+// --- snapshot checksum -----------------------------------------------------------------
+
+/// A snapshot built by a store of three tasks, and the store's dir.
+async fn built_snapshot() -> (tempfile::TempDir, openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let entries = vec![
+        membership(1, 1, &[1]),
+        submit(1, 2, "a"),
+        submit(1, 3, "b"),
+        submit(1, 4, "c"),
+    ];
+    store.log_store.blocking_append(entries.clone()).await.unwrap();
+    apply(&mut store, entries).await;
+    let snapshot = store
+        .state_machine
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    (dir, snapshot)
+}
+
+/// The data dir's sled db, opened directly once the closed store's background threads let
+/// go of its lock (within 5 s).
+fn raw_db(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(dir.join("db")) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("open the db of {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// The ways a snapshot arrives damaged: one flipped byte in the middle, cut short, empty.
+fn damaged(sealed: &[u8]) -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let mut flipped = sealed.to_vec();
+    flipped[sealed.len() / 2] ^= 0x01;
+    vec![
+        ("flipped", flipped, "checksum mismatch: expected crc32 0x"),
+        ("truncated", sealed[..sealed.len() - 7].to_vec(), "length mismatch"),
+        ("empty", Vec::new(), "snapshot is not readable"),
+    ]
+}
+
+#[tokio::test]
+async fn a_corrupt_snapshot_is_refused_before_install_and_the_state_is_unchanged() {
+    let (_leader_dir, snapshot) = built_snapshot().await;
+    assert!(raftsched_store::snapshot_envelope::is_sealed(&snapshot.snapshot));
+    let follower_dir = tempfile::tempdir().unwrap();
+    let mut follower = open(follower_dir.path());
+    apply(&mut follower, vec![membership(1, 1, &[1, 2]), submit(1, 2, "x")]).await;
+    let before = scheduler(&follower);
+    let applied_before = follower.state_machine.applied_state().await.unwrap();
+
+    for (how, bytes, says) in damaged(&snapshot.snapshot) {
+        let error = follower
+            .state_machine
+            .install_snapshot(&snapshot.meta, bytes)
+            .await
+            .expect_err(how);
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{how}: {error}");
+        assert!(error.to_string().contains(says), "{how}: {error}");
+        assert_eq!(scheduler(&follower), before, "{how}: the state changed");
+        assert_eq!(follower.state_machine.applied_state().await.unwrap(), applied_before);
+        assert!(
+            follower.state_machine.get_current_snapshot().await.unwrap().is_none(),
+            "{how}: a refused snapshot was stored"
+        );
+    }
+    // The intact one installs.
+    follower
+        .state_machine
+        .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+        .await
+        .unwrap();
+    assert_eq!(scheduler(&follower).task_count(), 3);
+}
+
+#[tokio::test]
+async fn a_corrupt_stored_snapshot_is_refused_at_open_naming_the_checksums() {
+    let (dir, snapshot) = built_snapshot().await;
+    let middle = snapshot.snapshot.len() / 2;
+    {
+        let db = raw_db(dir.path());
+        let tree = db.open_tree("snapshot").unwrap();
+        let mut data = tree.get(b"data").unwrap().unwrap().to_vec();
+        assert_eq!(data, snapshot.snapshot);
+        data[middle] ^= 0x80;
+        tree.insert(b"data", data).unwrap();
+        db.flush().unwrap();
+    }
+    let message = open_err(dir.path(), CLUSTER, 1).to_string();
+    for needle in ["snapshot checksum mismatch", "expected crc32 0x", "found 0x"] {
+        assert!(message.contains(needle), "{message:?} does not say {needle:?}");
+    }
+}
+
+/// A snapshot stored by the previous release (the bare image, no envelope) still loads: a
+/// data dir carries over, and its next snapshot is written with a checksum.
+#[tokio::test]
+async fn a_bare_snapshot_of_the_previous_format_still_loads() {
+    let (dir, snapshot) = built_snapshot().await;
+    let image = raftsched_store::snapshot_envelope::open(&snapshot.snapshot)
+        .unwrap()
+        .to_vec();
+    {
+        let db = raw_db(dir.path());
+        db.open_tree("snapshot")
+            .unwrap()
+            .insert(b"data", image.clone())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(scheduler(&store), SchedulerState::from_snapshot_bytes(&image).unwrap());
+    assert_eq!(scheduler(&store).task_count(), 3);
 }

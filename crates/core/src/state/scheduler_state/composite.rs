@@ -389,7 +389,7 @@ impl SchedulerState {
             self.workflow_by_request_id.insert(request_id.clone(), workflow_id);
         }
         self.digest_workflow_in(&record);
-        self.workflows.insert(workflow_id, record);
+        self.workflows.insert(workflow_id, std::sync::Arc::new(record));
         Ok(WorkflowOutcome {
             workflow_id,
             created: true,

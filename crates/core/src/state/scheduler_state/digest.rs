@@ -136,7 +136,7 @@ impl SchedulerState {
             workers: sum_hashes(self.workers.values().map(element_hash)),
             queue_policies: sum_hashes(self.queue_policies.iter().map(|entry| element_hash(&entry))),
             schedules: sum_hashes(self.schedules.values().map(element_hash)),
-            workflows: sum_hashes(self.workflows.values().map(element_hash)),
+            workflows: sum_hashes(self.workflows.values().map(|workflow| element_hash(workflow.as_ref()))),
         }
     }
 

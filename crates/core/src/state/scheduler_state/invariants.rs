@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 use super::SchedulerState;
+use super::collections::Set;
 use super::fnv1a_64;
 use crate::state::AttemptOutcome;
 use crate::state::task::Task;
@@ -27,14 +28,14 @@ impl SchedulerState {
                 }
             }
         }
-        let indexed_by_status: usize = self.by_status.values().map(BTreeSet::len).sum();
+        let indexed_by_status: usize = self.by_status.values().map(Set::len).sum();
         if indexed_by_status != self.tasks.len() {
             return Err(format!(
                 "{indexed_by_status} tasks indexed by status, {} tasks exist",
                 self.tasks.len()
             ));
         }
-        let waiting = self.ready.values().map(BTreeSet::len).sum::<usize>() + self.delayed.len();
+        let waiting = self.ready.values().map(Set::len).sum::<usize>() + self.delayed.len();
         if waiting != self.count_by_status(TaskStatus::Pending) {
             return Err(format!(
                 "{waiting} tasks ready or delayed, {} pending",
@@ -49,9 +50,9 @@ impl SchedulerState {
             ));
         }
         self.check_queue_index()?;
-        if self.ready.values().any(BTreeSet::is_empty)
-            || self.by_status.values().any(BTreeSet::is_empty)
-            || self.by_queue.values().any(BTreeSet::is_empty)
+        if self.ready.values().any(Set::is_empty)
+            || self.by_status.values().any(Set::is_empty)
+            || self.by_queue.values().any(Set::is_empty)
             || self.running_by_worker.values().any(|load| load.tasks.is_empty())
         {
             return Err("an empty set is left in an index".into());
@@ -163,7 +164,7 @@ impl SchedulerState {
         if self.tasks.contains_key(&0) {
             return Err("a task has id 0; ids start at 1".into());
         }
-        if let Some((&last_id, _)) = self.tasks.last_key_value()
+        if let Some(&(last_id, _)) = self.tasks.get_max()
             && last_id >= self.next_task_id
         {
             return Err(format!(
@@ -180,7 +181,7 @@ impl SchedulerState {
     /// right if no later task is older (apply stamps tasks with its clock, which never goes
     /// back, and gives ids in order).
     fn check_queue_index(&self) -> Result<(), String> {
-        let indexed_by_queue: usize = self.by_queue.values().map(BTreeSet::len).sum();
+        let indexed_by_queue: usize = self.by_queue.values().map(Set::len).sum();
         if indexed_by_queue != self.tasks.len() {
             return Err(format!(
                 "{indexed_by_queue} tasks indexed by queue, {} tasks exist",

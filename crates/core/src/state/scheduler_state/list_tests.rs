@@ -161,7 +161,7 @@ fn the_queue_index_survives_a_snapshot() {
 fn a_task_missing_from_the_queue_index_breaks_the_invariants() {
     let mut state = random_state(9, 10);
     let ids = state.by_queue.get_mut("a").expect("some in queue a");
-    let first = *ids.first().expect("not empty");
+    let first = *ids.get_min().expect("not empty");
     ids.remove(&first);
     assert!(state.check_invariants().is_err());
 }

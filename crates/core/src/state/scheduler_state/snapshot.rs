@@ -1,6 +1,8 @@
 //! Snapshot encoding of [`SchedulerState`]: the primary data only; restore rebuilds every
 //! index and checks every invariant.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -71,10 +73,10 @@ impl SchedulerState {
             clock_ms: self.clock_ms,
             workers: self.workers.values().collect(),
             queue_policies: self.queue_policies.iter().collect(),
-            tasks: self.tasks.values().map(Box::as_ref).collect(),
+            tasks: self.tasks.values().map(Arc::as_ref).collect(),
             next_workflow_id: self.next_workflow_id,
             schedules: self.schedules.values().collect(),
-            workflows: self.workflows.values().collect(),
+            workflows: self.workflows.values().map(Arc::as_ref).collect(),
         };
         postcard::to_allocvec(&image).expect("serialising plain data into memory cannot fail")
     }
@@ -115,7 +117,7 @@ impl SchedulerState {
                     "workflow request id {request_id:?} is used twice"
                 )));
             }
-            if state.workflows.insert(workflow.id, workflow).is_some() {
+            if state.workflows.insert(workflow.id, Arc::new(workflow)).is_some() {
                 return Err(SnapshotDecodeError::Inconsistent("a workflow appears twice".into()));
             }
         }
@@ -138,7 +140,7 @@ impl SchedulerState {
             if let Some(request_id) = &task.spec.client_request_id {
                 request_ids.push((fnv1a_64(request_id.as_bytes()), task.id));
             }
-            state.tasks.insert(task.id, Box::new(task));
+            state.tasks.insert(task.id, Arc::new(task));
         }
         // Built at once from the sorted entries rather than inserted task by task at random
         // places. A request id used twice is refused by check_invariants.

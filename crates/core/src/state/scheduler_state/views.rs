@@ -1,11 +1,12 @@
 //! Read-only views of [`SchedulerState`] for the API and the dispatcher.
 
-use std::collections::BTreeSet;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use super::ListFilter;
 use super::ListOrder;
 use super::SchedulerState;
+use super::collections::Set;
 use crate::state::QueuePolicy;
 use crate::state::schedule::Schedule;
 use crate::state::schedule::Workflow;
@@ -18,7 +19,7 @@ use crate::state::worker::Worker;
 
 impl SchedulerState {
     pub fn get(&self, task_id: TaskId) -> Option<&Task> {
-        self.tasks.get(&task_id).map(Box::as_ref)
+        self.tasks.get(&task_id).map(Arc::as_ref)
     }
 
     pub fn task_count(&self) -> usize {
@@ -26,7 +27,7 @@ impl SchedulerState {
     }
 
     pub fn count_by_status(&self, status: TaskStatus) -> usize {
-        self.by_status.get(&status).map_or(0, BTreeSet::len)
+        self.by_status.get(&status).map_or(0, Set::len)
     }
 
     /// The latest leader time any applied command carried.
@@ -95,7 +96,7 @@ impl SchedulerState {
         };
         let by_status = filter.status.map(|s| self.by_status.get(&s));
         let by_queue = filter.queue.as_ref().map(|q| self.by_queue.get(q));
-        let set: Option<&BTreeSet<TaskId>> = match (by_status, by_queue) {
+        let set: Option<&Set<TaskId>> = match (by_status, by_queue) {
             (None, None) => {
                 let ids = self.tasks.range(bounds).map(|(id, _)| *id);
                 return if newest_first {
@@ -140,7 +141,7 @@ impl SchedulerState {
 
     /// The earliest time a delayed task becomes ready.
     pub fn next_ready_at_ms(&self) -> Option<u64> {
-        self.delayed.first().map(|(at, _)| *at)
+        self.delayed.get_min().map(|(at, _)| *at)
     }
 
     pub fn workers(&self) -> impl Iterator<Item = &Worker> {
@@ -205,7 +206,7 @@ impl SchedulerState {
     }
 
     pub fn workflow(&self, workflow_id: WorkflowId) -> Option<&Workflow> {
-        self.workflows.get(&workflow_id)
+        self.workflows.get(&workflow_id).map(Arc::as_ref)
     }
 
     /// Up to `limit` workflows with ids above `after`, in id order.
@@ -213,7 +214,7 @@ impl SchedulerState {
         self.workflows
             .range(after.saturating_add(1)..)
             .take(limit)
-            .map(|(_, w)| w)
+            .map(|(_, w)| w.as_ref())
             .collect()
     }
 
