@@ -200,14 +200,15 @@ mod tests {
         .quotas;
         assert_eq!((quotas.max_live_tasks, quotas.max_state_bytes), (5, 1 << 30));
         assert_eq!(quotas.data_dir_high_water_bytes, 1);
-        config(&["--max-state-bytes", "2GiB", "--memory-high-water", "1PiB"]).expect_err("no PiB unit");
+        config(&["--max-state-bytes", "2GiB", "--memory-high-water", "1PiB"]).expect("1 PiB is the limit");
+        config(&["--memory-high-water", "2PiB"]).expect_err("past the 1 PiB limit");
         for (flags, expected) in [
             (["--max-live-tasks", "0"], "--max-live-tasks"),
             (["--max-live-tasks", "100000001"], "--max-live-tasks"),
             (["--max-state-bytes", "0"], "--max-state-bytes"),
             (["--max-state-bytes", "2049MiB"], "--max-state-bytes"),
             (["--memory-high-water", "18446744073709551615"], "--memory-high-water"),
-            (["--data-dir-high-water", "2 parsecs"], "unknown unit"),
+            (["--data-dir-high-water", "2 parsecs"], "is not a size"),
         ] {
             let error = format!("{:#}", config(&flags).expect_err(expected));
             assert!(error.contains(expected), "{flags:?}: {error}");
