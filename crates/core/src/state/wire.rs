@@ -194,6 +194,15 @@ pub fn decoding_version() -> Option<u16> {
     DECODING_VERSION.with(std::cell::Cell::get)
 }
 
+/// Runs `decode` as if decoding a body of wire format `version`: for a container with a
+/// version of its own (the snapshot image) whose older layout is an older wire format's.
+pub(crate) fn with_decoding_version<T>(version: u16, decode: impl FnOnce() -> T) -> T {
+    DECODING_VERSION.with(|current| current.set(Some(version)));
+    let decoded = decode();
+    DECODING_VERSION.with(|current| current.set(None));
+    decoded
+}
+
 /// The whole of `body` as one `T`: trailing bytes are refused, not ignored, so a value
 /// followed by garbage is not taken for a good one.
 fn decode_postcard<T: DeserializeOwned>(version: u16, body: &[u8], what: &str) -> Result<T, WireError> {

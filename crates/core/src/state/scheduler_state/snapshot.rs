@@ -16,16 +16,21 @@ use crate::state::task::Task;
 use crate::state::task::TaskId;
 use crate::state::worker::Worker;
 
-/// Bumped when the snapshot layout changes; a node refuses a snapshot of another version.
+/// Bumped when the snapshot layout changes; a node refuses a snapshot of a version outside
+/// [`OLDEST_SNAPSHOT_FORMAT_VERSION`]..=this.
 /// 4: queue policies carry `retention_ms` (issue 11).
 pub(super) const SNAPSHOT_FORMAT_VERSION: u32 = 4;
+/// Still read, so data dirs and followers of the previous release carry over: version 3
+/// differs from 4 only in the queue policy, whose layout then was wire format 1's.
+pub(super) const OLDEST_SNAPSHOT_FORMAT_VERSION: u32 = 3;
+const _: () = assert!(OLDEST_SNAPSHOT_FORMAT_VERSION <= SNAPSHOT_FORMAT_VERSION);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotDecodeError {
     #[error("snapshot is not readable: {0}")]
     Malformed(#[from] postcard::Error),
     #[error(
-        "snapshot format version {found} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION}): \
+        "snapshot format version {found} is not supported (this build reads {OLDEST_SNAPSHOT_FORMAT_VERSION} to {SNAPSHOT_FORMAT_VERSION}): \
          run the raftsched release that wrote it, or let this node catch up from a leader that reads it"
     )]
     UnsupportedVersion { found: u32 },
@@ -82,17 +87,24 @@ impl SchedulerState {
     }
 
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<SchedulerState, SnapshotDecodeError> {
-        let (image, rest): (SnapshotImage, &[u8]) = postcard::take_from_bytes(bytes)?;
+        // The version is the image's first field: read it alone first, so an image of an
+        // unknown version is named as such instead of failing to decode.
+        let (found, _) = postcard::take_from_bytes::<u32>(bytes)?;
+        if !(OLDEST_SNAPSHOT_FORMAT_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&found) {
+            return Err(SnapshotDecodeError::UnsupportedVersion { found });
+        }
+        let layout = if found == 3 {
+            1
+        } else {
+            crate::state::wire::WIRE_FORMAT_VERSION
+        };
+        let (image, rest): (SnapshotImage, &[u8]) =
+            crate::state::wire::with_decoding_version(layout, || postcard::take_from_bytes(bytes))?;
         if !rest.is_empty() {
             return Err(SnapshotDecodeError::Inconsistent(format!(
                 "{} bytes after the end of the snapshot",
                 rest.len()
             )));
-        }
-        if image.format_version != SNAPSHOT_FORMAT_VERSION {
-            return Err(SnapshotDecodeError::UnsupportedVersion {
-                found: image.format_version,
-            });
         }
         let mut state = SchedulerState {
             next_task_id: image.next_task_id,

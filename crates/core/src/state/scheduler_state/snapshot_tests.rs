@@ -93,3 +93,71 @@ fn snapshot_bytes_per_task_stay_flat_as_the_state_grows() {
         "{small:.1} B/task at 1k tasks, {large:.1} B/task at 100k: ratio {ratio:.3}"
     );
 }
+
+/// A snapshot of the previous release (format 3: queue policies without a retention) still
+/// loads, so data dirs and followers carry over an upgrade; its queues get the default
+/// retention.
+#[test]
+fn a_format_3_snapshot_loads_with_default_retention() {
+    use crate::state::Placement;
+    use crate::state::QueuePolicy;
+    use crate::state::schedule::Schedule;
+    use crate::state::schedule::Workflow;
+    use crate::state::worker::Worker;
+
+    /// Format 3's image, field for field: the policy was (weight, placement).
+    #[derive(serde::Serialize)]
+    struct ImageV3<'a> {
+        format_version: u32,
+        next_task_id: TaskId,
+        next_token: u64,
+        clock_ms: u64,
+        workers: &'a [Worker],
+        queue_policies: Vec<(&'a str, (u32, Placement))>,
+        tasks: &'a [Task],
+        next_workflow_id: WorkflowId,
+        schedules: &'a [Schedule],
+        workflows: &'a [Workflow],
+    }
+
+    let mut state = state_with(10);
+    let policy = QueuePolicy {
+        weight: 7,
+        placement: Placement::BinPack,
+        retention_ms: None,
+    };
+    state.apply(Command::SetQueuePolicy {
+        now_ms: NOW_MS,
+        queue: "q".to_string(),
+        policy,
+    });
+    let image: snapshot::SnapshotImage = postcard::from_bytes(&state.to_snapshot_bytes()).unwrap();
+    let v3 = postcard::to_allocvec(&ImageV3 {
+        format_version: 3,
+        next_task_id: image.next_task_id,
+        next_token: image.next_token,
+        clock_ms: image.clock_ms,
+        workers: &image.workers,
+        queue_policies: image
+            .queue_policies
+            .iter()
+            .map(|(queue, p)| (queue.as_str(), (p.weight, p.placement)))
+            .collect(),
+        tasks: &image.tasks,
+        next_workflow_id: image.next_workflow_id,
+        schedules: &image.schedules,
+        workflows: &image.workflows,
+    })
+    .unwrap();
+    let restored = SchedulerState::from_snapshot_bytes(&v3).expect("format 3 loads");
+    assert_eq!(restored, state);
+    assert_eq!(restored.retention_ms("q"), crate::state::limits::DEFAULT_RETENTION_MS);
+
+    let mut v2 = v3.clone();
+    v2[0] = 2;
+    let error = SchedulerState::from_snapshot_bytes(&v2).unwrap_err().to_string();
+    assert!(
+        error.contains("format version 2 is not supported (this build reads 3 to 4)"),
+        "{error}"
+    );
+}
