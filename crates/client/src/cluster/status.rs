@@ -8,6 +8,7 @@ use tonic::Status;
 
 use crate::cluster::ClientError;
 use crate::cluster::ErrorCode;
+use raftsched_api::ANSWERED_HEADER;
 use raftsched_api::LEADER_HEADER;
 
 /// The cluster's refusal, as the client reports it.
@@ -46,7 +47,25 @@ pub(crate) fn is_retryable(status: &Status) -> bool {
     matches!(
         status.code(),
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
-    )
+    ) || broke_in_transit(status)
+}
+
+/// The connection failed under the call (a node stopping resets its streams), which tonic
+/// reports as INTERNAL "h2 protocol error": no node answered, so the call may or may not have
+/// reached one — the same as UNAVAILABLE, and retried like it (writes carry request ids).
+/// A status a node sent carries the `raftsched-answered` header and is never one of these.
+fn broke_in_transit(status: &Status) -> bool {
+    if status.metadata().get(ANSWERED_HEADER).is_some() {
+        return false;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.downcast_ref::<h2::Error>().is_some() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// The leader a follower names in its refusal, if any.
@@ -82,5 +101,16 @@ mod tests {
             panic!("a status is a rejection");
         };
         assert_eq!(leader, None);
+    }
+
+    #[test]
+    fn a_stream_broken_in_transit_is_retried_but_a_node_s_internal_error_is_not() {
+        let broken = Status::from_error(Box::new(h2::Error::from(h2::Reason::PROTOCOL_ERROR)));
+        assert_eq!(broken.code(), Code::Internal, "{broken:?}");
+        assert!(is_retryable(&broken));
+        let mut answered = Status::internal("a bug on the node");
+        answered.metadata_mut().insert(ANSWERED_HEADER, "1".parse().unwrap());
+        assert!(!is_retryable(&answered));
+        assert!(!is_retryable(&Status::internal("decode error")));
     }
 }
