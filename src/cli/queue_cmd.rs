@@ -49,15 +49,7 @@ pub async fn run(command: QueueCommand, client: &ClusterClient, json: bool) -> a
                 placement,
                 retention_ms,
             };
-            let response = client
-                .call(|mut c| {
-                    let request = api::SetQueuePolicyRequest {
-                        policy: Some(policy.clone()),
-                    };
-                    async move { c.set_queue_policy(request).await }
-                })
-                .await?;
-            let policy = response.policy.unwrap_or_default();
+            let policy = client.set_queue_policy(policy).await?;
             println!(
                 "queue {}: weight {}, placement {}, retention {}",
                 policy.queue,

@@ -97,12 +97,7 @@ async fn set_queue_retention(client: &ClusterClient, queue: &str, retention: Dur
         retention_ms,
     };
     client
-        .call(|mut c| {
-            let request = api::SetQueuePolicyRequest {
-                policy: Some(policy.clone()),
-            };
-            async move { c.set_queue_policy(request).await }
-        })
+        .set_queue_policy(policy)
         .await
         .with_context(|| format!("setting the retention of queue {queue}"))?;
     Ok(())

@@ -437,6 +437,20 @@ impl ClusterClient {
         response.task.ok_or_else(|| ClientError::empty_response("task"))
     }
 
+    /// Sets a queue's whole policy (weight, placement, retention: 0 = the cluster default);
+    /// answers the policy as stored.
+    pub async fn set_queue_policy(&self, policy: api::QueuePolicy) -> Result<api::QueuePolicy, ClientError> {
+        let response = self
+            .call(|mut client| {
+                let request = api::SetQueuePolicyRequest {
+                    policy: Some(policy.clone()),
+                };
+                async move { client.set_queue_policy(request).await }
+            })
+            .await?;
+        response.policy.ok_or_else(|| ClientError::empty_response("policy"))
+    }
+
     /// Asks any reachable node for every member's view.
     pub async fn cluster_status(&self) -> Result<api::ClusterStatusResponse, ClientError> {
         self.call(|mut client| async move { client.cluster_status(api::ClusterStatusRequest {}).await })

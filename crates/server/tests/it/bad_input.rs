@@ -294,15 +294,7 @@ async fn set_policy_with_retention(
         placement: placement.into(),
         retention_ms,
     };
-    client
-        .call(|mut c| {
-            let request = api::SetQueuePolicyRequest {
-                policy: Some(policy.clone()),
-            };
-            async move { c.set_queue_policy(request).await }
-        })
-        .await
-        .map(|_| ())
+    client.set_queue_policy(policy).await.map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

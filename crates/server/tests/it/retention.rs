@@ -23,12 +23,7 @@ async fn set_retention(client: &ClusterClient, retention_ms: u64) {
         retention_ms,
     };
     client
-        .call(|mut c| {
-            let request = api::SetQueuePolicyRequest {
-                policy: Some(policy.clone()),
-            };
-            async move { c.set_queue_policy(request).await }
-        })
+        .set_queue_policy(policy)
         .await
         .expect("a valid retention is accepted");
 }
