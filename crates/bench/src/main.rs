@@ -63,6 +63,8 @@ use raftsched_client::output;
 mod plot;
 mod soak;
 
+use soak::verdict::median;
+
 // --- Bounds ------------------------------------------------------------------------------------
 
 const MAX_CLIENTS: usize = 1000;
@@ -414,20 +416,6 @@ impl Dist {
             p999_ms: med(|d| d.p999_ms),
             max_ms: runs.iter().map(|d| d.max_ms).fold(0.0, f64::max),
         }
-    }
-}
-
-fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
 }
 
