@@ -11,7 +11,7 @@ use crate::cli::output;
 
 #[derive(Subcommand, Debug)]
 pub enum QueueCommand {
-    /// Set a queue's weight and placement strategy.
+    /// Set a queue's weight, placement strategy and retention of finished tasks.
     Set {
         queue: String,
         /// Share of running slots relative to other busy queues (1..1000).
