@@ -500,6 +500,7 @@ fn start_twice_is_harmless_and_another_clusters_data_dir_is_refused() {
 
     cluster.script_ok(&["stop"]);
     let node1_dir = cluster.data_dir().join("node1");
+    assert_private(&node1_dir);
     let mut child = Command::new(BIN)
         .args(["node", "--id", "1", "--listen", &cluster.addr(1), "--data-dir"])
         .arg(&node1_dir)
@@ -542,6 +543,27 @@ fn start_twice_is_harmless_and_another_clusters_data_dir_is_refused() {
 
     cluster.script_ok(&["clean"]);
     assert!(!cluster.data_dir().exists(), "clean removes the data dir");
+}
+
+/// Every directory of a node's data dir is 0700 and every file 0600: they hold every task's
+/// environment.
+fn assert_private(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut seen = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::symlink_metadata(&path).expect("reading the data dir");
+        let (mode, want) = (
+            metadata.permissions().mode() & 0o777,
+            if metadata.is_dir() { 0o700 } else { 0o600 },
+        );
+        assert_eq!(mode, want, "{} has mode {mode:o}, not {want:o}", path.display());
+        if metadata.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|entry| entry.unwrap().path()));
+        }
+        seen += 1;
+    }
+    assert!(seen > 3, "{} holds only {seen} entries", dir.display());
 }
 
 /// The product binary is the CLI only: the load generator and the fault injector are tools

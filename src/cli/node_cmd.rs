@@ -137,6 +137,11 @@ impl NodeArgs {
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    // Everything a node creates is its user's only: the log, the snapshot and sled's own
+    // files hold every task's environment. The store closes its directories (0700) too;
+    // the mask covers the files sled creates later inside them.
+    // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     let config = args.into_config()?;
     let node = RunningNode::start(config).await?;
     let raft = node.raft().clone();

@@ -8,13 +8,14 @@
 //! - `IDENTITY`: `raftsched-data-dir v1 cluster=<id> node=<id>`, written once (through
 //!   `IDENTITY.tmp` and a rename); a node refuses a data dir of another cluster or node, and
 //!   a non-empty dir without this file.
-//! - `db/`: one sled database with the trees `log` (index → entry), `meta` (vote, committed,
-//!   last purged, format stamp) and `snapshot` (meta and data of the last snapshot).
-//!   Every value but the snapshot data is in the versioned wire format
-//!   ([`raftsched_core::state::wire`]); the snapshot data is the image (which carries its own
-//!   format version) in a checksummed envelope ([`snapshot_envelope`]), written in one batch
-//!   with its meta. The stamp ([`format`]) says which wire formats the
-//!   db may hold; a node refuses a db stamped newer than it reads.
+//! - `db/`: one sled database with the trees `log` (index → entry) and `meta` (vote,
+//!   committed, last purged, format stamp), every value in the versioned wire format
+//!   ([`raftsched_core::state::wire`]). The stamp ([`format`]) says which wire formats the
+//!   db may hold; a node refuses a db stamped newer than it reads. (Releases before the
+//!   snapshot file kept the snapshot in a third tree, `snapshot`; open moves it to the file.)
+//! - `snapshot`: the last snapshot, its meta and its image (which carries its own format
+//!   version) in a checksummed envelope ([`snapshot_envelope`]); [`snapshot_file`] says why
+//!   it is a file of its own and how it is replaced atomically.
 
 mod codec;
 mod flush;
@@ -23,6 +24,7 @@ mod growth;
 mod log_store;
 pub mod raft_types;
 pub mod snapshot_envelope;
+pub mod snapshot_file;
 mod state_machine;
 
 use std::path::Path;
@@ -111,12 +113,13 @@ impl Store {
             ));
         }
         let db = open_db(&db_path)?;
+        make_private(&db_path)?;
         check_format(&db, data_dir, &db_path)?;
         let flusher = Arc::new(flush::Flusher::new(db.clone()));
         let growth = Arc::new(LogGrowth::default());
-        let log_store = LogStore::open(&db, Arc::clone(&flusher), Arc::clone(&growth))
-            .map_err(|e| unreadable(data_dir, &db_path, e))?;
-        let state_machine = StateMachineStore::open(&db, flusher, Arc::clone(&growth))
+        let log_store =
+            LogStore::open(&db, flusher, Arc::clone(&growth)).map_err(|e| unreadable(data_dir, &db_path, e))?;
+        let state_machine = StateMachineStore::open(&db, data_dir, Arc::clone(&growth))
             .map_err(|e| unreadable(data_dir, &db_path, e))?;
         Ok(Store {
             log_store,
@@ -233,6 +236,7 @@ fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<
         source,
     };
     std::fs::create_dir_all(data_dir).map_err(io_err)?;
+    make_private(data_dir)?;
     let identity_path = data_dir.join(IDENTITY_FILE);
     match std::fs::read_to_string(&identity_path) {
         Ok(found) => {
@@ -288,12 +292,31 @@ fn parse_identity(text: &str) -> Option<(String, NodeId)> {
     Some((cluster.to_string(), node.parse().ok()?))
 }
 
+/// Directories in a data dir are the node's user's only (0700), whatever the umask made
+/// them: the log and the snapshot hold every task's environment, and a closed directory
+/// keeps other users from every file in it, including those sled creates later.
+const DIR_MODE: u32 = 0o700;
+
+fn make_private(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|source| StoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
 /// Writes `IDENTITY` atomically and durably: a temp file, fsynced, renamed into place, and
 /// the directory fsynced so the rename itself survives a crash.
 fn write_durably(data_dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp_path = data_dir.join(IDENTITY_TMP_FILE);
-    let mut file = std::fs::File::create(&tmp_path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(snapshot_file::FILE_MODE)
+        .open(&tmp_path)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp_path, data_dir.join(IDENTITY_FILE))?;

@@ -1,11 +1,12 @@
 //! [`StateMachineStore`]: the in-memory scheduler state, applied from the log, with its
-//! last snapshot persisted in sled.
+//! last snapshot persisted in a file of its own ([`SnapshotFile`]).
 //!
 //! Recovery: open loads the last snapshot; openraft then re-applies the log entries after
 //! it up to the saved commit point. The state itself is never written piecemeal, so a
 //! crash can never leave it half-applied.
 
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::RwLock;
@@ -20,9 +21,7 @@ use openraft::storage::RaftSnapshotBuilder;
 use openraft::storage::RaftStateMachine;
 
 use crate::codec::decode;
-use crate::codec::encode;
 use crate::codec::sled_err;
-use crate::flush::Flusher;
 use crate::growth::LogGrowth;
 use crate::raft_types::LogId;
 use crate::raft_types::Snapshot;
@@ -31,11 +30,14 @@ use crate::raft_types::SnapshotMeta;
 use crate::raft_types::StoredMembership;
 use crate::raft_types::TypeConfig;
 use crate::snapshot_envelope;
+use crate::snapshot_file::SnapshotFile;
 use raftsched_core::state::CommandResponse;
 use raftsched_core::state::SchedulerState;
 
-const SNAPSHOT_META_KEY: &[u8] = b"meta";
-const SNAPSHOT_DATA_KEY: &[u8] = b"data";
+/// The keys under which releases before the snapshot file kept the snapshot in sled's
+/// `snapshot` tree; read once, at open, to move it into the file.
+const LEGACY_SNAPSHOT_META_KEY: &[u8] = b"meta";
+const LEGACY_SNAPSHOT_DATA_KEY: &[u8] = b"data";
 
 /// What has been applied, and up to where. One lock covers all three fields so a snapshot
 /// always pairs a state with the log id it reflects.
@@ -74,16 +76,14 @@ pub struct StateMachineStore {
     snapshot_slot: SnapshotSlot,
 }
 
-/// Where the last snapshot lives: meta and data under two keys of one tree, written in one
-/// batch so they always match.
+/// Where the last snapshot lives: its file, and the meta of what the file holds.
 #[derive(Clone)]
 struct SnapshotSlot {
-    flusher: Arc<Flusher>,
-    tree: sled::Tree,
-    /// Serialises the compare-and-write of [`SnapshotSlot::save`]. openraft builds snapshots
-    /// on a task of their own, so a build that read the state before an install may finish
-    /// after it.
-    write_lock: Arc<Mutex<()>>,
+    file: SnapshotFile,
+    /// The meta of the stored snapshot (None: none yet). Its lock serialises the
+    /// compare-and-write of [`SnapshotSlot::save`]: openraft builds snapshots on a task of
+    /// their own, so a build that read the state before an install may finish after it.
+    stored: Arc<Mutex<Option<SnapshotMeta>>>,
     /// Told the size of every snapshot saved or loaded, for the snapshot trigger.
     growth: Arc<LogGrowth>,
 }
@@ -98,57 +98,68 @@ impl SnapshotSlot {
         // Writing a snapshot of a big state takes long: keep it off the async workers, which
         // must go on sending heartbeats meanwhile.
         let (slot, meta) = (self.clone(), meta.clone());
-        let data = tokio::task::spawn_blocking(move || slot.write_if_newer(&meta, &data).map(|()| data))
+        tokio::task::spawn_blocking(move || slot.write_if_newer(&meta, &data).map(|()| data))
             .await
-            .map_err(|e| io::Error::other(format!("snapshot write task: {e}")))??;
-        self.flusher.flush().await?;
-        Ok(data)
+            .map_err(|e| io::Error::other(format!("snapshot write task: {e}")))?
     }
 
     fn write_if_newer(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+        let mut stored = self
+            .stored
+            .lock()
+            .map_err(|_| io::Error::other("a panic while saving a snapshot left the slot locked"))?;
+        if stored
+            .as_ref()
+            .is_none_or(|stored| stored.last_log_id < meta.last_log_id)
         {
-            let _guard = self
-                .write_lock
-                .lock()
-                .map_err(|_| io::Error::other("a panic while saving a snapshot left the slot locked"))?;
-            let stored = match self.tree.get(SNAPSHOT_META_KEY).map_err(sled_err)? {
-                Some(stored) => Some(decode::<SnapshotMeta>(&stored, "snapshot meta")?),
-                None => None,
-            };
-            if stored.is_none_or(|stored| stored.last_log_id < meta.last_log_id) {
-                let mut batch = sled::Batch::default();
-                batch.insert(SNAPSHOT_META_KEY, encode(meta));
-                batch.insert(SNAPSHOT_DATA_KEY, data);
-                self.tree.apply_batch(batch).map_err(sled_err)?;
-                self.growth.set_snapshot(data.len());
-            }
+            self.file.write(meta, data)?;
+            *stored = Some(meta.clone());
+            self.growth.set_snapshot(data.len());
         }
         Ok(())
     }
 
     fn load(&self) -> io::Result<Option<(SnapshotMeta, SnapshotData)>> {
-        let meta = self.tree.get(SNAPSHOT_META_KEY).map_err(sled_err)?;
-        let data = self.tree.get(SNAPSHOT_DATA_KEY).map_err(sled_err)?;
-        match (meta, data) {
-            (Some(meta), Some(data)) => {
-                self.growth.set_snapshot(data.len());
-                Ok(Some((decode(&meta, "snapshot meta")?, data.to_vec())))
-            }
-            (None, None) => Ok(None),
-            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot meta without data")),
+        let loaded = self.file.read()?;
+        if let Some((_, data)) = &loaded {
+            self.growth.set_snapshot(data.len());
         }
+        Ok(loaded)
     }
 }
 
+/// Moves a snapshot that a release before the snapshot file kept in sled into the file: the
+/// file is written durably first, then the tree is cleared, so a crash in between leaves the
+/// snapshot in one place or both (and the file wins).
+fn move_legacy_snapshot(db: &sled::Db, file: &SnapshotFile) -> io::Result<()> {
+    let tree = db.open_tree("snapshot").map_err(sled_err)?;
+    if tree.is_empty() {
+        return Ok(());
+    }
+    if !file.exists()? {
+        let meta = tree.get(LEGACY_SNAPSHOT_META_KEY).map_err(sled_err)?;
+        let data = tree.get(LEGACY_SNAPSHOT_DATA_KEY).map_err(sled_err)?;
+        match (meta, data) {
+            (Some(meta), Some(data)) => file.write(&decode(&meta, "snapshot meta")?, &data)?,
+            _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot meta without data")),
+        }
+    }
+    tree.clear().map_err(sled_err)?;
+    db.flush().map(drop).map_err(sled_err)
+}
+
 impl StateMachineStore {
-    pub(super) fn open(db: &sled::Db, flusher: Arc<Flusher>, growth: Arc<LogGrowth>) -> io::Result<StateMachineStore> {
+    pub(super) fn open(db: &sled::Db, data_dir: &Path, growth: Arc<LogGrowth>) -> io::Result<StateMachineStore> {
+        let file = SnapshotFile::open(data_dir)?;
+        move_legacy_snapshot(db, &file)?;
         let snapshot_slot = SnapshotSlot {
-            flusher,
-            tree: db.open_tree("snapshot").map_err(sled_err)?,
-            write_lock: Arc::new(Mutex::new(())),
+            file,
+            stored: Arc::new(Mutex::new(None)),
             growth,
         };
-        let applied = match snapshot_slot.load()? {
+        let loaded = snapshot_slot.load()?;
+        *snapshot_slot.stored.lock().expect("not shared yet") = loaded.as_ref().map(|(meta, _)| meta.clone());
+        let applied = match loaded {
             Some((meta, data)) => restore(&meta, &data)?,
             None => AppliedState {
                 scheduler: SchedulerState::new(),
@@ -330,11 +341,9 @@ mod tests {
     #[tokio::test]
     async fn an_older_snapshot_never_replaces_a_newer_one() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
         let slot = SnapshotSlot {
-            flusher: Arc::new(Flusher::new(db.clone())),
-            tree: db.open_tree("snapshot").unwrap(),
-            write_lock: Arc::new(Mutex::new(())),
+            file: SnapshotFile::open(dir.path()).unwrap(),
+            stored: Arc::default(),
             growth: Arc::default(),
         };
         slot.save(&meta(Some(log_id(2, 10))), b"newer".to_vec()).await.unwrap();
@@ -374,9 +383,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn apply_proceeds_while_a_snapshot_is_encoded() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let flusher = Arc::new(Flusher::new(db.clone()));
-        let mut store = StateMachineStore::open(&db, flusher, Arc::default()).unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let mut store = StateMachineStore::open(&db, dir.path(), Arc::default()).unwrap();
         apply_all(&mut store, 1..=10).await;
         let digest_at_clone = store.shared().read().scheduler.digest();
 

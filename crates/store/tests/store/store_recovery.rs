@@ -30,6 +30,7 @@ use raftsched_store::raft_types::SnapshotMeta;
 use raftsched_store::raft_types::StoredMembership;
 use raftsched_store::raft_types::TypeConfig;
 use raftsched_store::raft_types::Vote;
+use raftsched_store::snapshot_file::SNAPSHOT_FILE;
 
 const CLUSTER: &str = "test-cluster";
 
@@ -398,11 +399,9 @@ async fn a_snapshot_that_does_not_decode_is_refused() {
 
     // On disk: damage the stored snapshot behind the store's back; open reports it.
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
-        let tree = db.open_tree("snapshot").unwrap();
-        let data = tree.get("data").unwrap().expect("a stored snapshot");
-        tree.insert("data", &data[..data.len() - 1]).unwrap();
-        db.flush().unwrap();
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let file = std::fs::read(&path).expect("a stored snapshot");
+        std::fs::write(&path, &file[..file.len() - 1]).unwrap();
     }
     let err = open_err(dir.path(), CLUSTER, 1);
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
@@ -634,15 +633,16 @@ async fn a_corrupt_snapshot_is_refused_before_install_and_the_state_is_unchanged
 #[tokio::test]
 async fn a_corrupt_stored_snapshot_is_refused_at_open_naming_the_checksums() {
     let (dir, snapshot) = built_snapshot().await;
-    let middle = snapshot.snapshot.len() / 2;
     {
-        let db = raw_db(dir.path());
-        let tree = db.open_tree("snapshot").unwrap();
-        let mut data = tree.get(b"data").unwrap().unwrap().to_vec();
-        assert_eq!(data, snapshot.snapshot);
-        data[middle] ^= 0x80;
-        tree.insert(b"data", data).unwrap();
-        db.flush().unwrap();
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let mut file = std::fs::read(&path).unwrap();
+        assert!(
+            file.ends_with(&snapshot.snapshot),
+            "the file ends with the snapshot data"
+        );
+        let middle = file.len() - snapshot.snapshot.len() / 2;
+        file[middle] ^= 0x80;
+        std::fs::write(&path, file).unwrap();
     }
     let message = open_err(dir.path(), CLUSTER, 1).to_string();
     for needle in ["snapshot checksum mismatch", "expected crc32 0x", "found 0x"] {
@@ -650,23 +650,46 @@ async fn a_corrupt_stored_snapshot_is_refused_at_open_naming_the_checksums() {
     }
 }
 
-/// A snapshot stored by the previous release (the bare image, no envelope) still loads: a
-/// data dir carries over, and its next snapshot is written with a checksum.
+/// A snapshot stored by an earlier release, in sled's `snapshot` tree rather than in the
+/// file, and as the bare image (no envelope) before that, still loads: open moves it into
+/// the file and empties the tree, and the next snapshot is written with a checksum.
 #[tokio::test]
-async fn a_bare_snapshot_of_the_previous_format_still_loads() {
+async fn a_snapshot_an_earlier_release_kept_in_sled_moves_into_the_file() {
     let (dir, snapshot) = built_snapshot().await;
     let image = raftsched_store::snapshot_envelope::open(&snapshot.snapshot)
         .unwrap()
         .to_vec();
-    {
+    for (what, data) in [
+        ("bare image", image.clone()),
+        ("enveloped image", snapshot.snapshot.clone()),
+    ] {
+        std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        {
+            let db = raw_db(dir.path());
+            let tree = db.open_tree("snapshot").unwrap();
+            tree.insert(b"meta", raftsched_core::state::wire::encode_versioned(&snapshot.meta))
+                .unwrap();
+            tree.insert(b"data", data).unwrap();
+            db.flush().unwrap();
+        }
+        let mut store = open(dir.path());
+        assert_eq!(
+            scheduler(&store),
+            SchedulerState::from_snapshot_bytes(&image).unwrap(),
+            "{what}"
+        );
+        let current = store.state_machine.get_current_snapshot().await.unwrap();
+        assert_eq!(
+            current.map(|current| current.meta),
+            Some(snapshot.meta.clone()),
+            "{what}"
+        );
+        assert!(dir.path().join(SNAPSHOT_FILE).exists(), "{what}: moved into the file");
+        drop(store);
         let db = raw_db(dir.path());
-        db.open_tree("snapshot")
-            .unwrap()
-            .insert(b"data", image.clone())
-            .unwrap();
-        db.flush().unwrap();
+        assert!(
+            db.open_tree("snapshot").unwrap().is_empty(),
+            "{what}: the tree is emptied"
+        );
     }
-    let store = open(dir.path());
-    assert_eq!(scheduler(&store), SchedulerState::from_snapshot_bytes(&image).unwrap());
-    assert_eq!(scheduler(&store).task_count(), 3);
 }
