@@ -188,3 +188,80 @@ async fn a_data_dir_alarm_on_one_node_stops_new_work_until_it_clears() {
     })
     .await;
 }
+
+fn wall_ms() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.expect("a clock after 1970").as_millis() as u64
+}
+
+/// Schedule firings create tasks, so at the live-tasks cap they wait: the schedule's cursor
+/// stays put and no task is created while occurrences pass; once room is made, firing
+/// resumes, and the occurrences missed meanwhile go by the schedule's misfire policy
+/// (`skip`: counted skipped, not fired late).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn schedule_firings_wait_at_the_live_tasks_cap_and_resume_after() {
+    bounded(async {
+        let quotas = QuotaConfig {
+            max_live_tasks: 2,
+            ..QuotaConfig::default()
+        };
+        let cluster = TestCluster::start_with_quotas(3, test_tuning(), |_| quotas.clone()).await;
+        let client = cluster.client();
+        let spec = api::ScheduleSpec {
+            recurrence: Some(api::schedule_spec::Recurrence::EveryMs(1000)),
+            template: Some(spec("tick", 1)),
+            misfire: "skip".into(),
+            overlap: "allow".into(),
+            ..api::ScheduleSpec::default()
+        };
+        client
+            .call(|mut c| {
+                let request = api::CreateScheduleRequest {
+                    name: "tick".into(),
+                    spec: Some(spec.clone()),
+                };
+                async move { c.create_schedule(request).await }
+            })
+            .await
+            .expect("create the schedule");
+        let get = || async { client.get_schedule("tick", api::Consistency::Linearizable).await.ok() };
+        let at_cap = wait_until("two firings fill the cap", || async {
+            get().await.filter(|s| s.fired_count == 2)
+        })
+        .await;
+        // Three more occurrences pass while the cap holds: none fires, the cursor stays.
+        let passed_by = at_cap.cursor_ms + 4_000;
+        wait_until("three more occurrences to pass", || async {
+            (wall_ms() > passed_by).then_some(())
+        })
+        .await;
+        let waiting = get().await.expect("the schedule");
+        assert_eq!(
+            (waiting.fired_count, waiting.cursor_ms),
+            (2, at_cap.cursor_ms),
+            "{waiting:?}"
+        );
+        let listed = client
+            .list_tasks(api::ListTasksRequest::default())
+            .await
+            .expect("list tasks");
+        assert_eq!(listed.tasks.len(), 2, "no task was created at the cap");
+
+        for task in &listed.tasks {
+            client
+                .cancel_task(task.id, "make room")
+                .await
+                .expect("a cancel at the cap");
+        }
+        let resumed = wait_until("firing to resume once there is room", || async {
+            get().await.filter(|s| s.fired_count > 2)
+        })
+        .await;
+        assert!(
+            resumed.skipped_count >= 3,
+            "the missed occurrences are skipped: {resumed:?}"
+        );
+        assert!(resumed.cursor_ms >= passed_by, "{resumed:?}");
+    })
+    .await;
+}
