@@ -260,7 +260,12 @@ impl App {
         let CommandResponse::Cancelled(result) = self.write(command).await? else {
             return Err(AppError::Internal("cancel answered with another response".into()));
         };
-        let outcome = result?;
+        let outcome = result.map_err(|error| match error {
+            // Ids are dense: a cancel (or its retry, after an answer lost in transit) of a
+            // task purged since it finished is told so, as a read of it is.
+            StateError::TaskNotFound(id) if self.state.read().scheduler.was_purged(id) => StateError::TaskExpired(id),
+            other => other,
+        })?;
         if let Some((worker_id, token)) = outcome.stopped {
             // Committed: now the worker may hear of it. If the stream is down, its next
             // heartbeat learns the attempt is void.
