@@ -57,12 +57,28 @@ impl From<EnvelopeError> for io::Error {
 /// The image behind a 22-byte header that names its length and checksum. One copy of the
 /// image (into the new buffer).
 pub fn seal(image: &[u8]) -> Vec<u8> {
-    let mut sealed = Vec::with_capacity(HEADER_BYTES + image.len());
-    sealed.extend_from_slice(&MAGIC);
-    sealed.extend_from_slice(&ENVELOPE_VERSION.to_le_bytes());
-    sealed.extend_from_slice(&(image.len() as u64).to_le_bytes());
-    sealed.extend_from_slice(&crc32fast::hash(image).to_le_bytes());
-    sealed.extend_from_slice(image);
+    seal_with(image.len(), |mut sealed| {
+        sealed.extend_from_slice(image);
+        sealed
+    })
+}
+
+/// Seals the image that `encode` appends to the buffer it is given, in place: the header is
+/// reserved first and filled in after, so a snapshot of tens of MB is never copied.
+/// `capacity_bytes` is the expected image size (the last snapshot's): capacity reserved
+/// but not written costs address space, not memory, while a buffer that grows by doubling
+/// copies the image and can hold twice its size.
+pub fn seal_with(capacity_bytes: usize, encode: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(HEADER_BYTES + capacity_bytes);
+    buffer.extend_from_slice(&[0; HEADER_BYTES]);
+    let mut sealed = encode(buffer);
+    let image = &sealed[HEADER_BYTES..];
+    let (len, crc) = (image.len() as u64, crc32fast::hash(image));
+    let header = &mut sealed[..HEADER_BYTES];
+    header[..8].copy_from_slice(&MAGIC);
+    header[8..10].copy_from_slice(&ENVELOPE_VERSION.to_le_bytes());
+    header[10..18].copy_from_slice(&len.to_le_bytes());
+    header[18..22].copy_from_slice(&crc.to_le_bytes());
     sealed
 }
 
@@ -108,6 +124,18 @@ pub fn is_sealed(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealing_in_place_gives_the_same_bytes_whatever_the_capacity() {
+        let image = b"an image of some bytes".to_vec();
+        for capacity_bytes in [0, 1, image.len() - 1, image.len(), 10 * image.len()] {
+            let sealed = seal_with(capacity_bytes, |mut buffer| {
+                buffer.extend_from_slice(&image);
+                buffer
+            });
+            assert_eq!(sealed, seal(&image), "capacity {capacity_bytes}");
+        }
+    }
 
     #[test]
     fn a_sealed_image_opens_to_itself() {

@@ -7,12 +7,17 @@
 //! and stalled log flushes behind its fsync (submit→start p99 0.9–2 s in that interval).
 //! A plain file is written once, fsynced once, and replaced by a rename.
 //!
+//! The data is compressed with zstd at level 1: the image is mostly small integers, ids and
+//! repeated strings, and level 1 made the soak's 19.7 MB snapshot 3.4 MB (17%) in 0.19 s
+//! on one core (lz4 kept 38%). The file is a sixth of the data dir instead of 40%, and while
+//! a new one is written beside the old the dir grows by that much, not by a whole image.
+//!
 //! Layout of `snapshot` (little-endian):
 //! - 8 magic bytes ([`MAGIC`]);
-//! - `u32` length of the meta, `u32` CRC-32 of the meta;
+//! - `u32` length of the meta, `u32` CRC-32 of the meta, `u64` length of the data;
 //! - the meta ([`SnapshotMeta`] in the versioned wire format);
-//! - the data: the checksummed envelope ([`crate::snapshot_envelope`]), which verifies itself
-//!   when the state is restored from it.
+//! - the data as one zstd frame: the checksummed envelope ([`crate::snapshot_envelope`]),
+//!   which verifies itself when the state is restored from it.
 //!
 //! Writes go to `snapshot.tmp` (mode 0600), fsynced, renamed over `snapshot`, then the
 //! directory is fsynced: a crash leaves the old snapshot or the new one, never a mix, and
@@ -38,8 +43,10 @@ pub const SNAPSHOT_FILE: &str = "snapshot";
 pub const SNAPSHOT_TMP_FILE: &str = "snapshot.tmp";
 /// Marks a snapshot file; the first byte has its top bit set, like the envelope's.
 const MAGIC: [u8; 8] = [0xd2, b'r', b's', b's', b'n', b'a', b'p', b'f'];
-/// Magic, meta length, meta checksum.
-const HEADER_BYTES: usize = MAGIC.len() + 4 + 4;
+/// Magic, meta length, meta checksum, data length.
+const HEADER_BYTES: usize = MAGIC.len() + 4 + 4 + 8;
+/// zstd's fastest standard level: see the module's comment for the figures.
+const ZSTD_LEVEL: i32 = 1;
 /// A meta is a log id and a membership of a few nodes: hundreds of bytes. A length past
 /// this is a damaged header, not a meta to allocate for.
 const META_MAX_BYTES: usize = 1024 * 1024;
@@ -89,8 +96,11 @@ impl SnapshotFile {
         file.write_all(&MAGIC)?;
         file.write_all(&meta_len.to_le_bytes())?;
         file.write_all(&crc32fast::hash(&meta_bytes).to_le_bytes())?;
+        file.write_all(&(data.len() as u64).to_le_bytes())?;
         file.write_all(&meta_bytes)?;
-        file.write_all(data)?;
+        let mut encoder = zstd::Encoder::new(file, ZSTD_LEVEL)?;
+        encoder.write_all(data)?;
+        let file = encoder.finish()?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(&tmp_path, self.path())?;
@@ -128,8 +138,20 @@ impl SnapshotFile {
             )));
         }
         let meta = decode::<SnapshotMeta>(&meta_bytes, "snapshot meta")?;
-        let mut data = Vec::new();
-        file.read_to_end(&mut data)?;
+        let data_len = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+        // At most what the header says, plus one byte to tell a longer frame: a damaged length
+        // can neither make this allocate past the file's own data nor hide a cut.
+        let mut data = Vec::with_capacity(usize::try_from(data_len).unwrap_or(0).min(1 << 30));
+        zstd::Decoder::new(file)?
+            .take(data_len.saturating_add(1))
+            .read_to_end(&mut data)
+            .map_err(|e| damaged(format!("data does not decompress: {e}")))?;
+        if data.len() as u64 != data_len {
+            return Err(damaged(format!(
+                "data is {} bytes, the header says {data_len}",
+                data.len()
+            )));
+        }
         Ok(Some((meta, data)))
     }
 }
@@ -173,7 +195,12 @@ mod tests {
         let file = SnapshotFile::open(dir.path()).unwrap();
         file.write(&meta(), b"data").unwrap();
         let good = std::fs::read(file.path()).unwrap();
-        let cases: [(&str, Vec<u8>); 4] = [
+        let patched = |at: std::ops::Range<usize>, bytes: &[u8]| {
+            let mut bad = good.clone();
+            bad[at].copy_from_slice(bytes);
+            bad
+        };
+        let cases: [(&str, Vec<u8>); 6] = [
             ("magic", [&[0_u8][..], &good[1..]].concat()),
             ("header", good[..5].to_vec()),
             ("meta checksum mismatch", {
@@ -181,11 +208,9 @@ mod tests {
                 bad[HEADER_BYTES] ^= 0x01;
                 bad
             }),
-            ("meta length", {
-                let mut bad = good.clone();
-                bad[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-                bad
-            }),
+            ("meta length", patched(8..12, &u32::MAX.to_le_bytes())),
+            ("does not decompress", good[..good.len() - 3].to_vec()),
+            ("the header says 3", patched(16..24, &3_u64.to_le_bytes())),
         ];
         for (needle, bytes) in cases {
             std::fs::write(file.path(), bytes).unwrap();

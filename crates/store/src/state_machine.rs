@@ -300,6 +300,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // the read lock, so apply goes on too. A change apply makes meanwhile copies the
         // touched tree nodes and task; the clone keeps the state as of its log id.
         let shared = self.shared.clone();
+        let growth = Arc::clone(&self.snapshot_slot.growth);
         #[cfg(test)]
         let after_clone = self.after_clone.get_mut().ok().and_then(Option::take);
         let (meta, data) = tokio::task::spawn_blocking(move || {
@@ -308,7 +309,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             if let Some(hook) = after_clone {
                 hook();
             }
-            (meta, snapshot_envelope::seal(&scheduler.to_snapshot_bytes()))
+            // Sized like the last snapshot plus an eighth: the state is bounded by retention,
+            // so the next image is about as big, and one that outgrows it still encodes.
+            let capacity_bytes = growth.snapshot_bytes() as usize;
+            let capacity_bytes = capacity_bytes.saturating_add(capacity_bytes / 8);
+            let sealed = snapshot_envelope::seal_with(capacity_bytes, |buffer| scheduler.append_snapshot_bytes(buffer));
+            (meta, sealed)
         })
         .await
         .map_err(|e| io::Error::other(format!("snapshot encode task: {e}")))?;

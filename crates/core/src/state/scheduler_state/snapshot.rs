@@ -71,6 +71,13 @@ struct SnapshotImageRef<'a> {
 impl SchedulerState {
     /// Serialises the primary state. Indexes are not stored; restore rebuilds them.
     pub fn to_snapshot_bytes(&self) -> Vec<u8> {
+        self.append_snapshot_bytes(Vec::new())
+    }
+
+    /// [`Self::to_snapshot_bytes`] appended to `out`: a caller that frames the image (the
+    /// store's checksummed envelope) reserves its header and the image's size once, instead
+    /// of copying a finished image of tens of MB into a second buffer.
+    pub fn append_snapshot_bytes(&self, out: Vec<u8>) -> Vec<u8> {
         let image = SnapshotImageRef {
             format_version: SNAPSHOT_FORMAT_VERSION,
             next_task_id: self.next_task_id,
@@ -83,7 +90,7 @@ impl SchedulerState {
             schedules: self.schedules.values().collect(),
             workflows: self.workflows.values().map(Arc::as_ref).collect(),
         };
-        postcard::to_allocvec(&image).expect("serialising plain data into memory cannot fail")
+        postcard::to_extend(&image, out).expect("serialising plain data into memory cannot fail")
     }
 
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<SchedulerState, SnapshotDecodeError> {
