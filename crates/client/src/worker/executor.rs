@@ -1,6 +1,6 @@
 //! Runs one task attempt's shell command on a worker.
 //!
-//! The command runs as `sh -c <command_line>` in its own process group so that
+//! The command runs as `sh -c` in its own process group so that
 //! a timeout or cancellation reaches everything it started (pipelines,
 //! background jobs), not just the shell: SIGTERM to the group, then SIGKILL after
 //! the worker's kill grace. Its environment is built from scratch: the worker's
@@ -32,6 +32,15 @@ use raftsched_core::state::limits::truncate_tail;
 /// for chatty commands, small enough to live on the stack of the read loop.
 const READ_CHUNK_BYTES: usize = 8 * 1024;
 
+/// The shell's whole argument: it takes the command line from [`COMMAND_LINE_VARIABLE`], so
+/// the command line (which may hold a secret) is not in the argv every local user's `ps`
+/// lists; the environment is readable only by the worker's user. The variable is unset before
+/// the command runs, so neither the command nor its children see it, and `eval` runs the text
+/// as `sh -c` would (the same shell, `$0`, traps, exit status; 2 on a syntax error).
+const SHELL_SCRIPT: &str = "eval \"unset RAFTSCHED_COMMAND_LINE\n$RAFTSCHED_COMMAND_LINE\"";
+/// Carries the command line from the worker to the shell; see [`SHELL_SCRIPT`].
+const COMMAND_LINE_VARIABLE: &str = "RAFTSCHED_COMMAND_LINE";
+
 /// How long to keep reading output after the process group was killed.
 /// Killed members close their pipe ends at once; only a process that escaped
 /// the group (e.g. via `setsid`) can hold a pipe open, and it must not be able
@@ -40,7 +49,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One attempt's command and its limits.
 pub struct CommandRun<'a> {
-    /// Run as `sh -c <command_line>`.
+    /// Run by `sh -c`, but passed in the environment, not in the argv `ps` shows.
     pub command_line: &'a str,
     /// The task's own env and its attempt's `RAFTSCHED_*` variables, set over the worker's
     /// inherited ones (so a task may set its own `PATH`).
@@ -158,11 +167,13 @@ fn spawn_child(
 ) -> std::io::Result<Child> {
     Command::new("sh")
         .arg("-c")
-        .arg(command_line)
+        .arg(SHELL_SCRIPT)
         // Nothing of the worker's environment but the allowlist: its credentials stay its own.
         .env_clear()
         .envs(execution.inherited())
         .envs(env)
+        // Last, so a task's own env cannot replace the command it runs.
+        .env(COMMAND_LINE_VARIABLE, command_line)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -534,6 +545,17 @@ mod tests {
         format!("{trap}; echo $$ > '{}'; sleep 30", ready.display())
     }
 
+    fn stdout_of_success(outcome: ExecOutcome) -> String {
+        match outcome {
+            ExecOutcome::Exited {
+                exit_code: 0,
+                stdout_tail,
+                ..
+            } => stdout_tail,
+            other => panic!("expected success: {other:?}"),
+        }
+    }
+
     fn cancelled_stop(outcome: &ExecOutcome) -> (Stop, &str) {
         let ExecOutcome::Cancelled { stop, stdout_tail, .. } = outcome else {
             panic!("{outcome:?}")
@@ -566,14 +588,7 @@ mod tests {
         ]);
         let mut run = run_of("env", &env);
         run.execution = &execution;
-        let ExecOutcome::Exited {
-            exit_code: 0,
-            stdout_tail,
-            ..
-        } = run_command(run).await
-        else {
-            panic!("env failed")
-        };
+        let stdout_tail = stdout_of_success(run_command(run).await);
         let seen: BTreeMap<&str, &str> = stdout_tail.lines().filter_map(|line| line.split_once('=')).collect();
         let expected = [
             ("FOO", "bar baz"),
@@ -705,6 +720,36 @@ mod tests {
         let env = BTreeMap::from([("FOO".to_string(), "bar baz".to_string())]);
         let outcome = run_command(run_of(r#"echo "$FOO"; command -v sh >/dev/null && echo path-ok"#, &env)).await;
         assert_eq!(outcome, exited(0, "bar baz\npath-ok\n", ""));
+    }
+
+    #[tokio::test]
+    async fn the_command_line_is_not_in_the_argv_ps_lists_nor_in_the_tasks_env() {
+        // The shell reads its own argv; the word `hush` is only in the command line.
+        let command_line =
+            r#"tr '\0' ' ' < /proc/$$/cmdline; echo; echo "vars: $(env | grep -c '^RAFTSCHED_COMMAND_LINE=')" # hush"#;
+        let stdout_tail = stdout_of_success(run_simple(command_line).await);
+        assert!(stdout_tail.starts_with("sh -c eval "), "{stdout_tail}");
+        assert!(!stdout_tail.contains("hush"), "{stdout_tail}");
+        assert!(stdout_tail.ends_with("\nvars: 0\n"), "{stdout_tail}");
+    }
+
+    #[tokio::test]
+    async fn eval_runs_the_command_line_as_sh_c_would() {
+        assert_eq!(
+            run_simple("cat <<EOF\nhere $((1 + 1))\nEOF").await,
+            exited(0, "here 2\n", "")
+        );
+        assert_eq!(
+            run_simple("echo $0; set -- a b; echo $#").await,
+            exited(0, "sh\n2\n", "")
+        );
+        let ExecOutcome::Exited { exit_code, .. } = run_simple("echo never; if").await else {
+            panic!("a syntax error is an exit")
+        };
+        assert_eq!(exit_code, 2, "a syntax error exits 2, as with sh -c");
+        // A task's own env cannot replace the command.
+        let env = BTreeMap::from([("RAFTSCHED_COMMAND_LINE".to_string(), "echo replaced".to_string())]);
+        assert_eq!(run_command(run_of("echo own", &env)).await, exited(0, "own\n", ""));
     }
 
     #[tokio::test]
