@@ -108,7 +108,9 @@ fn expected_exit_code(command: &str) -> Result<i32, String> {
 /// spaces or quotes: anything more is not an example to copy).
 fn without_assignments(mut command: &str) -> &str {
     while let Some((word, rest)) = command.split_once(' ') {
-        let Some((name, value)) = word.split_once('=') else { break };
+        let Some((name, value)) = word.split_once('=') else {
+            break;
+        };
         let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !name_ok || value.contains(['\'', '"']) {

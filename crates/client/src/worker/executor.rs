@@ -226,7 +226,9 @@ async fn stop_if_running(
     let mut signal = StopSignal::Kill;
     if !grace.is_zero() {
         group.signal(StopSignal::Term);
-        if wait_for_exit(child, capture, capture_done, grace).await {
+        // Nothing cancels this wait: it ends with the shell, or with the grace.
+        let never = CancellationToken::new();
+        if let Ending::Exited(_) = wait_for_ending(child, capture, capture_done, grace, &never).await {
             signal = StopSignal::Term;
         }
     }
@@ -242,25 +244,6 @@ async fn stop_if_running(
         after: started.elapsed(),
         grace,
     })
-}
-
-/// Waits up to `grace` for the child to exit, reading output meanwhile; true if it did.
-async fn wait_for_exit(
-    child: &mut Child,
-    mut capture: std::pin::Pin<&mut impl Future<Output = ()>>,
-    capture_done: &mut bool,
-    grace: Duration,
-) -> bool {
-    let mut deadline = pin!(tokio::time::sleep(grace));
-    loop {
-        tokio::select! {
-            biased;
-            // An error waiting means the child is gone: nothing is left to wait for.
-            _ = child.wait() => return true,
-            () = &mut deadline => return false,
-            () = &mut capture, if !*capture_done => *capture_done = true,
-        }
-    }
 }
 
 fn outcome_from(ended: Ended, timeout: Duration, stdout_tail: String, stderr_tail: String) -> ExecOutcome {
@@ -651,7 +634,8 @@ mod tests {
         assert!(stop.after >= grace && took >= grace, "{stop}, {took:?}");
         assert!(took < grace + PROMPT_LIMIT, "{took:?}");
         assert!(
-            stop.to_string().contains("ignored SIGTERM for the 300ms grace"),
+            stop.to_string()
+                .contains("it ignored SIGTERM for the 300ms grace; SIGKILL ended it"),
             "{stop}"
         );
         wait_until_gone(shell_pid).await;

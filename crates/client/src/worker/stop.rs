@@ -42,19 +42,26 @@ pub struct Stop {
 }
 
 impl fmt::Display for Stop {
-    /// For the attempt's error, e.g. "ended by SIGTERM 12ms after it (grace 3s)".
+    /// For the attempt's error, e.g. "SIGTERM ended it 12ms later (grace 3s)".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Milliseconds are the precision that means something to a reader of a task's error.
-        let after = Duration::from_millis(u64::try_from(self.after.as_millis()).unwrap_or(u64::MAX));
+        let after = shown_ms(self.after);
         match (self.signal, self.grace.is_zero()) {
-            (StopSignal::Term, _) => write!(f, "ended by SIGTERM {after:?} after it (grace {:?})", self.grace),
-            (StopSignal::Kill, true) => write!(f, "ended by SIGKILL at once (grace 0s)"),
+            (StopSignal::Term, _) => write!(f, "SIGTERM ended it {after} later (grace {:?})", self.grace),
+            (StopSignal::Kill, true) => write!(f, "SIGKILL ended it at once (grace 0s)"),
             (StopSignal::Kill, false) => write!(
                 f,
-                "ignored SIGTERM for the {:?} grace, ended by SIGKILL {after:?} after SIGTERM",
+                "it ignored SIGTERM for the {:?} grace; SIGKILL ended it {after} after SIGTERM",
                 self.grace
             ),
         }
+    }
+}
+
+/// Milliseconds are the precision that means something to a reader of a task's error.
+fn shown_ms(duration: Duration) -> String {
+    match u64::try_from(duration.as_millis()).unwrap_or(u64::MAX) {
+        0 => "<1ms".into(),
+        ms => format!("{:?}", Duration::from_millis(ms)),
     }
 }
 
@@ -86,7 +93,12 @@ mod tests {
             after: Duration::from_micros(12_345),
             grace: Duration::from_secs(3),
         };
-        assert_eq!(term.to_string(), "ended by SIGTERM 12ms after it (grace 3s)");
+        assert_eq!(term.to_string(), "SIGTERM ended it 12ms later (grace 3s)");
+        let quick = Stop {
+            after: Duration::from_micros(999),
+            ..term
+        };
+        assert_eq!(quick.to_string(), "SIGTERM ended it <1ms later (grace 3s)");
         let kill = Stop {
             signal: StopSignal::Kill,
             after: Duration::from_millis(3001),
@@ -94,14 +106,14 @@ mod tests {
         };
         assert_eq!(
             kill.to_string(),
-            "ignored SIGTERM for the 3s grace, ended by SIGKILL 3.001s after SIGTERM"
+            "it ignored SIGTERM for the 3s grace; SIGKILL ended it 3.001s after SIGTERM"
         );
         let at_once = Stop {
             signal: StopSignal::Kill,
             after: Duration::from_micros(300),
             grace: Duration::ZERO,
         };
-        assert_eq!(at_once.to_string(), "ended by SIGKILL at once (grace 0s)");
+        assert_eq!(at_once.to_string(), "SIGKILL ended it at once (grace 0s)");
         assert_eq!((StopSignal::Term.number(), StopSignal::Kill.number()), (15, 9));
     }
 }

@@ -107,7 +107,7 @@ async fn timed_out_and_cancelled_tasks_get_sigterm_then_sigkill() {
     let attempt = done.attempts.last().expect("an attempt");
     assert_eq!(attempt.outcome, api::AttemptOutcome::TimedOut as i32, "{attempt:?}");
     // The trap may not be set yet when the timeout fires; either way SIGTERM ends the shell.
-    assert!(attempt.error.contains("ended by SIGTERM"), "{}", attempt.error);
+    assert!(attempt.error.contains("SIGTERM ended it"), "{}", attempt.error);
     wait_until_gone(shell_pid).await;
 
     // Ignores SIGTERM: SIGKILLed after the grace.
@@ -126,7 +126,7 @@ async fn timed_out_and_cancelled_tasks_get_sigterm_then_sigkill() {
     assert!(
         attempt
             .error
-            .contains("ignored SIGTERM for the 500ms grace, ended by SIGKILL"),
+            .contains("it ignored SIGTERM for the 500ms grace; SIGKILL ended it"),
         "{}",
         attempt.error
     );
