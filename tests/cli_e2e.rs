@@ -166,18 +166,30 @@ fn submit(all: &str, extra: &[&str], command: &str) -> u64 {
     task_id(&submitted).unwrap()
 }
 
-/// How many live processes have `marker` in their command line.
+/// How many live processes have `marker` in their command line, or are a task's shell with
+/// `marker` in its command: a worker hands the command line to the shell in the environment
+/// (`RAFTSCHED_COMMAND_LINE`, so other users' `ps` does not list it), which /proc shows this
+/// test, run by the same user. (Every process of a task also has the command in its
+/// `RAFTSCHED_TASK_NAME`, the default name, so only that one variable counts.)
 fn commands_running(marker: &str) -> usize {
     let entries = std::fs::read_dir("/proc").expect("reading /proc");
+    let has_marker = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains(marker);
     entries
         .filter_map(Result::ok)
         .filter(|entry| entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
-        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
-        .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
+        .filter(|entry| {
+            let in_cmdline = std::fs::read(entry.path().join("cmdline")).is_ok_and(|bytes| has_marker(&bytes));
+            let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            let in_command = environ
+                .split(|&byte| byte == 0)
+                .any(|variable| variable.starts_with(b"RAFTSCHED_COMMAND_LINE=") && has_marker(variable));
+            in_cmdline || in_command
+        })
         .count()
 }
 
-/// Waits until exactly `count` live processes have `marker` in their command line.
+/// Waits until exactly `count` live processes have `marker` in their command line or
+/// environment.
 fn wait_for_commands(marker: &str, count: usize, what: &str) {
     wait_for(what, WAIT, || match commands_running(marker) {
         n if n == count => Ok(()),
@@ -273,7 +285,8 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
 
     // Kill the worker that runs a task: once its lease expires, the task runs on the other
     // worker. (The first attempt sleeps long; had it not been stopped, the task would not
-    // finish within the wait.) The marker in the command line finds its shell in /proc.
+    // finish within the wait.) The marker in the command line finds its shell in /proc (in the
+    // shell's environment: see commands_running).
     let marker = format!("cli-e2e-moving-{}", cluster.port_base);
     let id = submit(
         &all,

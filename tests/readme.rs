@@ -4,7 +4,9 @@
 //!   `$ scripts/cluster.sh ` (with `\` continuation lines) is run in order by `bash`, from the
 //!   repository root, against one fresh cluster started by `scripts/cluster.sh start` (the
 //!   test-built binary on `PATH`, a temporary data dir, free ports). Each must exit 0, or with
-//!   the code its trailing comment names: `# exit 1: why`.
+//!   the code its trailing comment names: `# exit 1: why`. Such a line may start with
+//!   `NAME=value` assignments (no spaces or quotes in the value), the environment bash gives
+//!   that one command: `$ RAFTSCHED_WORKER_KILL_GRACE=1s scripts/cluster.sh restart-worker 2`.
 //! - `$ export PATH=$PWD/target/release:$PATH` is the one other `$` line allowed: the test puts
 //!   its own binary on `PATH` instead. Any other `$` line fails the test until it is taught here,
 //!   so no example silently escapes.
@@ -102,6 +104,23 @@ fn expected_exit_code(command: &str) -> Result<i32, String> {
         .map_err(|_| format!("`# exit` must be followed by a number: {command:?}"))
 }
 
+/// `command` without its leading `NAME=value ` environment assignments (values with no
+/// spaces or quotes: anything more is not an example to copy).
+fn without_assignments(mut command: &str) -> &str {
+    while let Some((word, rest)) = command.split_once(' ') {
+        let Some((name, value)) = word.split_once('=') else {
+            break;
+        };
+        let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !name_ok || value.contains(['\'', '"']) {
+            break;
+        }
+        command = rest.trim_start();
+    }
+    command
+}
+
 /// Every `$` example in the README's sh blocks, in order, but the `PATH` line.
 fn examples(markdown: &str) -> Result<Vec<Example>, String> {
     let mut examples = Vec::new();
@@ -122,7 +141,8 @@ fn examples(markdown: &str) -> Result<Vec<Example>, String> {
             if command.trim() == PATH_LINE {
                 continue;
             }
-            if !(command.starts_with("raftsched ") || command.starts_with("scripts/cluster.sh ")) {
+            let program = without_assignments(&command);
+            if !(program.starts_with("raftsched ") || program.starts_with("scripts/cluster.sh ")) {
                 return Err(format!(
                     "README.md:{line}: `$ {command}` is neither `raftsched` nor `scripts/cluster.sh`; \
                      teach tests/readme.rs to run it, or drop the `$ `"
@@ -319,12 +339,14 @@ fn the_readme_node_config_starts_a_node() {
 fn examples_are_extracted_with_continuations_and_exit_markers() {
     let markdown = "text\n```sh\n$ raftsched a 'x # y' \\\n    --b   # exit 3: why\noutput\n\
                     $ export PATH=$PWD/target/release:$PATH\n```\n```text\n$ raftsched not-run\n```\n\
-                    ```sh\n$ scripts/cluster.sh kill 1 # c\n$ raftsched c \"#\" #exit 2\n```\n";
+                    ```sh\n$ scripts/cluster.sh kill 1 # c\n$ raftsched c \"#\" #exit 2\n\
+                    $ A=1 B_2= scripts/cluster.sh d\n```\n";
     let found = examples(markdown).expect("valid examples");
     let expected = [
         (3, "raftsched a 'x # y' --b   # exit 3: why", 3),
         (12, "scripts/cluster.sh kill 1 # c", 0),
         (13, "raftsched c \"#\" #exit 2", 2),
+        (14, "A=1 B_2= scripts/cluster.sh d", 0),
     ];
     let expected: Vec<Example> = expected
         .into_iter()
@@ -337,6 +359,10 @@ fn examples_are_extracted_with_continuations_and_exit_markers() {
     assert_eq!(found, expected);
     let error = examples("```sh\n$ ls\n```\n").expect_err("an unknown command");
     assert!(error.contains("README.md:2"), "{error}");
+    for unknown in ["A=1 ls", "A='x y' raftsched a", "1A=x raftsched a", "A=1"] {
+        let markdown = format!("```sh\n$ {unknown}\n```\n");
+        assert!(examples(&markdown).is_err(), "{unknown}");
+    }
     assert_eq!(
         with_ports_from(
             "a = \"127.0.0.1:50052\"\n1 = \"h:50051\"\n# b = \"10.0.0.5:50051\"\n",

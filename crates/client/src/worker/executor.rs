@@ -1,10 +1,13 @@
 //! Runs one task attempt's shell command on a worker.
 //!
-//! The command runs as `sh -c <command_line>` in its own process group so that
-//! a timeout or cancellation can kill everything it started (pipelines,
-//! background jobs), not just the shell. Output is captured concurrently into
-//! bounded tail buffers so a chatty command never blocks on a full pipe and
-//! never grows the worker's memory without bound.
+//! The command runs as `sh -c` in its own process group so that
+//! a timeout or cancellation reaches everything it started (pipelines,
+//! background jobs), not just the shell: SIGTERM to the group, then SIGKILL after
+//! the worker's kill grace. Its environment is built from scratch: the worker's
+//! allowlisted variables ([`ExecutionOptions`]), the task's own env and its
+//! attempt's variables, never the worker's whole environment. Output is captured
+//! concurrently into bounded tail buffers so a chatty command never blocks on a
+//! full pipe and never grows the worker's memory without bound.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::os::unix::process::ExitStatusExt;
@@ -14,7 +17,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::worker::execution::ExecutionOptions;
+use crate::worker::stop::Stop;
+use crate::worker::stop::StopSignal;
+use crate::worker::stop::signal_group;
 
 use raftsched_core::state::limits::TRUNCATION_MARKER;
 use raftsched_core::state::limits::truncate_tail;
@@ -22,6 +31,15 @@ use raftsched_core::state::limits::truncate_tail;
 /// Bytes read from a pipe per syscall. Large enough to keep syscall count low
 /// for chatty commands, small enough to live on the stack of the read loop.
 const READ_CHUNK_BYTES: usize = 8 * 1024;
+
+/// The shell's whole argument: it takes the command line from [`COMMAND_LINE_VARIABLE`], so
+/// the command line (which may hold a secret) is not in the argv every local user's `ps`
+/// lists; the environment is readable only by the worker's user. The variable is unset before
+/// the command runs, so neither the command nor its children see it, and `eval` runs the text
+/// as `sh -c` would (the same shell, `$0`, traps, exit status; 2 on a syntax error).
+const SHELL_SCRIPT: &str = "eval \"unset RAFTSCHED_COMMAND_LINE\n$RAFTSCHED_COMMAND_LINE\"";
+/// Carries the command line from the worker to the shell; see [`SHELL_SCRIPT`].
+const COMMAND_LINE_VARIABLE: &str = "RAFTSCHED_COMMAND_LINE";
 
 /// How long to keep reading output after the process group was killed.
 /// Killed members close their pipe ends at once; only a process that escaped
@@ -31,10 +49,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One attempt's command and its limits.
 pub struct CommandRun<'a> {
-    /// Run as `sh -c <command_line>`.
+    /// Run by `sh -c`, but passed in the environment, not in the argv `ps` shows.
     pub command_line: &'a str,
-    /// Extra environment, added to the worker's own.
+    /// The task's own env and its attempt's `RAFTSCHED_*` variables, set over the worker's
+    /// inherited ones (so a task may set its own `PATH`).
     pub env: &'a BTreeMap<String, String>,
+    /// What the command inherits from the worker, and its kill grace.
+    pub execution: &'a ExecutionOptions,
     /// Per-attempt timeout, measured from spawn.
     pub timeout: Duration,
     /// Each of stdout and stderr is reported in at most this many bytes, counted after
@@ -60,14 +81,19 @@ pub enum ExecOutcome {
         stdout_tail: String,
         stderr_tail: String,
     },
-    /// The timeout elapsed; the process group was killed. `after` is the configured timeout.
+    /// The timeout elapsed; the process group was stopped. `after` is the configured timeout.
     TimedOut {
         after: Duration,
+        stop: Stop,
         stdout_tail: String,
         stderr_tail: String,
     },
-    /// The cancellation token fired; the process group was killed.
-    Cancelled { stdout_tail: String, stderr_tail: String },
+    /// The cancellation token fired; the process group was stopped.
+    Cancelled {
+        stop: Stop,
+        stdout_tail: String,
+        stderr_tail: String,
+    },
     /// The command could not be started (or, never expected, not waited for).
     SpawnFailed(String),
 }
@@ -79,11 +105,18 @@ enum Ending {
     Cancelled,
 }
 
+/// How the run ended, once a timed-out or cancelled child was stopped.
+enum Ended {
+    Exited(std::io::Result<ExitStatus>),
+    TimedOut(Stop),
+    Cancelled(Stop),
+}
+
 /// Runs the attempt to completion, timeout or cancellation. Never panics; on
 /// return no process of the command's group is left running (except one that
 /// deliberately left the group) and the direct child has been reaped.
 pub async fn run_command(run: CommandRun<'_>) -> ExecOutcome {
-    let mut child = match spawn_child(run.command_line, run.env) {
+    let mut child = match spawn_child(run.command_line, run.env, run.execution) {
         Ok(child) => child,
         Err(error) => return ExecOutcome::SpawnFailed(error.to_string()),
     };
@@ -93,7 +126,7 @@ pub async fn run_command(run: CommandRun<'_>) -> ExecOutcome {
     let mut stdout_tail = TailBuffer::new(run.output_tail_bytes);
     let mut stderr_tail = TailBuffer::new(run.output_tail_bytes);
 
-    let ending = {
+    let ended = {
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let mut capture = pin!(capture_output(stdout, stderr, &mut stdout_tail, &mut stderr_tail));
@@ -106,28 +139,41 @@ pub async fn run_command(run: CommandRun<'_>) -> ExecOutcome {
             &run.cancel,
         )
         .await;
+        let ended = stop_if_running(
+            &mut child,
+            &group,
+            ending,
+            run.execution.kill_grace(),
+            capture.as_mut(),
+            &mut capture_done,
+        )
+        .await;
+        // Also after a normal exit: background jobs it left would outlive the attempt.
         group.kill_and_disarm();
-        let ending = reap_after_kill(&mut child, ending).await;
         // Polling a completed future would panic, hence the flag. Bounded: a
         // process that escaped the group must not hang the outcome.
         if !capture_done {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, capture).await;
         }
-        ending
+        ended
     };
-    outcome_from(
-        ending,
-        run.timeout,
-        stdout_tail.into_string(),
-        stderr_tail.into_string(),
-    )
+    outcome_from(ended, run.timeout, stdout_tail.into_string(), stderr_tail.into_string())
 }
 
-fn spawn_child(command_line: &str, env: &BTreeMap<String, String>) -> std::io::Result<Child> {
+fn spawn_child(
+    command_line: &str,
+    env: &BTreeMap<String, String>,
+    execution: &ExecutionOptions,
+) -> std::io::Result<Child> {
     Command::new("sh")
         .arg("-c")
-        .arg(command_line)
+        .arg(SHELL_SCRIPT)
+        // Nothing of the worker's environment but the allowlist: its credentials stay its own.
+        .env_clear()
+        .envs(execution.inherited())
         .envs(env)
+        // Last, so a task's own env cannot replace the command it runs.
+        .env(COMMAND_LINE_VARIABLE, command_line)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -159,31 +205,62 @@ async fn wait_for_ending(
     }
 }
 
-/// After a timeout or cancel the child is killed but not yet reaped; reap it
-/// so no zombie is left. A child that already exited needs nothing.
-async fn reap_after_kill(child: &mut Child, ending: Ending) -> Ending {
-    if matches!(ending, Ending::TimedOut | Ending::Cancelled) {
-        // killpg already hit the child; start_kill covers a child that moved
-        // itself to another group. Errors mean it is already dead.
+/// After a timeout or cancel, stops the command: SIGTERM to its group, up to `grace` for the
+/// shell to end (output is still read, so a command printing as it cleans up does not block),
+/// then SIGKILL. A zero grace is SIGKILL at once. The child is reaped on return, so no zombie
+/// is left. A child that already exited needs nothing.
+async fn stop_if_running(
+    child: &mut Child,
+    group: &GroupKillGuard,
+    ending: Ending,
+    grace: Duration,
+    capture: std::pin::Pin<&mut impl Future<Output = ()>>,
+    capture_done: &mut bool,
+) -> Ended {
+    let stopped = match ending {
+        Ending::Exited(status) => return Ended::Exited(status),
+        Ending::TimedOut => Ended::TimedOut,
+        Ending::Cancelled => Ended::Cancelled,
+    };
+    let started = Instant::now();
+    let mut signal = StopSignal::Kill;
+    if !grace.is_zero() {
+        group.signal(StopSignal::Term);
+        // Nothing cancels this wait: it ends with the shell, or with the grace.
+        let never = CancellationToken::new();
+        if let Ending::Exited(_) = wait_for_ending(child, capture, capture_done, grace, &never).await {
+            signal = StopSignal::Term;
+        }
+    }
+    if signal == StopSignal::Kill {
+        group.signal(StopSignal::Kill);
+        // killpg already hit the child; start_kill covers a child that moved itself to
+        // another group. Errors mean it is already dead.
         let _ = child.start_kill();
         let _ = child.wait().await;
     }
-    ending
+    stopped(Stop {
+        signal,
+        after: started.elapsed(),
+        grace,
+    })
 }
 
-fn outcome_from(ending: Ending, timeout: Duration, stdout_tail: String, stderr_tail: String) -> ExecOutcome {
-    match ending {
-        Ending::TimedOut => ExecOutcome::TimedOut {
+fn outcome_from(ended: Ended, timeout: Duration, stdout_tail: String, stderr_tail: String) -> ExecOutcome {
+    match ended {
+        Ended::TimedOut(stop) => ExecOutcome::TimedOut {
             after: timeout,
+            stop,
             stdout_tail,
             stderr_tail,
         },
-        Ending::Cancelled => ExecOutcome::Cancelled {
+        Ended::Cancelled(stop) => ExecOutcome::Cancelled {
+            stop,
             stdout_tail,
             stderr_tail,
         },
-        Ending::Exited(Err(error)) => ExecOutcome::SpawnFailed(format!("waiting for command failed: {error}")),
-        Ending::Exited(Ok(status)) => match (status.code(), status.signal()) {
+        Ended::Exited(Err(error)) => ExecOutcome::SpawnFailed(format!("waiting for command failed: {error}")),
+        Ended::Exited(Ok(status)) => match (status.code(), status.signal()) {
             (Some(exit_code), _) => ExecOutcome::Exited {
                 exit_code,
                 stdout_tail,
@@ -240,35 +317,27 @@ impl GroupKillGuard {
         Self { pgid }
     }
 
+    /// Signals the group while armed.
+    fn signal(&self, signal: StopSignal) {
+        if let Some(pgid) = self.pgid {
+            signal_group(pgid, signal);
+        }
+    }
+
+    /// SIGKILL to every process in the group. After a normal exit this also removes
+    /// background processes the command left behind, which would otherwise keep the output
+    /// pipes open and outlive the attempt.
     fn kill_and_disarm(&mut self) {
         if let Some(pgid) = self.pgid.take() {
-            kill_process_group(pgid);
+            signal_group(pgid, StopSignal::Kill);
         }
     }
 }
 
 impl Drop for GroupKillGuard {
+    /// No grace here: a dropped run cannot wait, so its group is SIGKILLed at once.
     fn drop(&mut self) {
         self.kill_and_disarm();
-    }
-}
-
-/// Sends SIGKILL to every process in the group. After a normal exit this also
-/// removes background processes the command left behind, which would otherwise
-/// keep the output pipes open and outlive the attempt.
-///
-/// The leader may already be reaped here; its pgid cannot be reused while any
-/// group member lives, and if none does, ESRCH is the expected result.
-fn kill_process_group(pgid: libc::pid_t) {
-    // killpg(0) or a negative pgid would target the worker's own group.
-    if pgid <= 0 {
-        return;
-    }
-    // SAFETY: killpg only sends a signal; it takes plain integers and touches
-    // no memory of ours. pgid > 0 is the group created for our own child.
-    // Errors (ESRCH: group already gone) need no handling.
-    unsafe {
-        libc::killpg(pgid, libc::SIGKILL);
     }
 }
 
@@ -328,6 +397,7 @@ fn is_utf8_continuation(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::execution::DEFAULT_KILL_GRACE;
     use std::path::Path;
     use std::time::Instant;
 
@@ -340,10 +410,17 @@ mod tests {
         &EMPTY
     }
 
+    /// The test process's allowlisted variables (read, never changed) and the default grace.
+    fn default_execution() -> &'static ExecutionOptions {
+        static DEFAULT: std::sync::OnceLock<ExecutionOptions> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(ExecutionOptions::default)
+    }
+
     fn run_of<'a>(command_line: &'a str, env: &'a BTreeMap<String, String>) -> CommandRun<'a> {
         CommandRun {
             command_line,
             env,
+            execution: default_execution(),
             timeout: Duration::from_secs(60),
             output_tail_bytes: 4096,
             cancel: CancellationToken::new(),
@@ -418,11 +495,245 @@ mod tests {
         assert_eq!(run_simple("echo oops >&2; exit 1").await, exited(1, "", "oops\n"));
     }
 
+    /// Runs `command_line` with `grace` and cancels it once `ready` holds a pid (the command
+    /// writes it after setting its traps). Returns the outcome, the pid written, and how long
+    /// the stop took from the cancel.
+    async fn cancel_when_ready(
+        command_line: String,
+        ready: &Path,
+        grace: Duration,
+    ) -> (ExecOutcome, libc::pid_t, Duration) {
+        let cancel = CancellationToken::new();
+        let run_cancel = cancel.clone();
+        let running = tokio::spawn(async move {
+            let execution = ExecutionOptions::new(std::env::vars_os(), &[], grace).expect("valid grace");
+            let mut run = run_of(&command_line, no_env());
+            run.execution = &execution;
+            run.cancel = run_cancel;
+            run_command(run).await
+        });
+        let pid = read_pid_file(ready).await;
+        let cancelled = Instant::now();
+        cancel.cancel();
+        let outcome = tokio::time::timeout(PROMPT_LIMIT + grace, running)
+            .await
+            .expect("prompt")
+            .expect("join");
+        (outcome, pid, cancelled.elapsed())
+    }
+
+    /// A command that runs `trap`, then writes its pid to `ready` (the sign its trap is set),
+    /// then sleeps.
+    fn trap_then_sleep(trap: &str, ready: &Path) -> String {
+        format!("{trap}; echo $$ > '{}'; sleep 30", ready.display())
+    }
+
+    fn stdout_of_success(outcome: ExecOutcome) -> String {
+        match outcome {
+            ExecOutcome::Exited {
+                exit_code: 0,
+                stdout_tail,
+                ..
+            } => stdout_tail,
+            other => panic!("expected success: {other:?}"),
+        }
+    }
+
+    fn cancelled_stop(outcome: &ExecOutcome) -> (Stop, &str) {
+        let ExecOutcome::Cancelled { stop, stdout_tail, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        (*stop, stdout_tail)
+    }
+
     #[tokio::test]
-    async fn extra_env_is_visible_and_worker_env_is_kept() {
+    async fn a_task_sees_its_env_and_the_allowlist_but_not_the_workers_secrets() {
+        let real_path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+        let parent: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
+            ("HOME", "/home/raftsched-test"),
+            ("LANG", "C.UTF-8"),
+            ("LC_ALL", "C"),
+            ("PASSED_ONE", "passed value"),
+            ("WORKER_SECRET", "s3cret"),
+            ("RAFTSCHED_TLS_DIR", "/etc/raftsched/tls"),
+            ("RAFTSCHED_TOKEN", "the worker's"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.into(), value.into()))
+        .chain([("PATH".into(), real_path.clone())])
+        .collect();
+        let execution =
+            ExecutionOptions::new(parent, &["PASSED_ONE".into()], DEFAULT_KILL_GRACE).expect("valid options");
+        let env = BTreeMap::from([
+            ("FOO".to_string(), "bar baz".to_string()),
+            ("RAFTSCHED_TASK_ID".to_string(), "7".to_string()),
+            ("RAFTSCHED_TOKEN".to_string(), "42".to_string()),
+        ]);
+        let mut run = run_of("env", &env);
+        run.execution = &execution;
+        let stdout_tail = stdout_of_success(run_command(run).await);
+        let seen: BTreeMap<&str, &str> = stdout_tail.lines().filter_map(|line| line.split_once('=')).collect();
+        let expected = [
+            ("FOO", "bar baz"),
+            ("HOME", "/home/raftsched-test"),
+            ("LANG", "C.UTF-8"),
+            ("LC_ALL", "C"),
+            ("PASSED_ONE", "passed value"),
+            ("PATH", real_path.to_str().expect("a UTF-8 PATH")),
+            ("RAFTSCHED_TASK_ID", "7"),
+            ("RAFTSCHED_TOKEN", "42"),
+        ];
+        for (name, value) in expected {
+            assert_eq!(seen.get(name), Some(&value), "{name} in {stdout_tail}");
+        }
+        for name in seen.keys() {
+            // The shell adds its own few (dash: PWD; bash: also SHLVL and _).
+            let shells_own = ["PWD", "OLDPWD", "SHLVL", "_"].contains(name);
+            assert!(
+                shells_own || expected.iter().any(|(allowed, _)| allowed == name),
+                "{name} reached the task: {stdout_tail}"
+            );
+        }
+        assert!(!stdout_tail.contains("s3cret") && !stdout_tail.contains("/etc/raftsched/tls"));
+    }
+
+    #[tokio::test]
+    async fn a_tasks_own_env_overrides_an_inherited_value() {
+        let env = BTreeMap::from([("HOME".to_string(), "/task/home".to_string())]);
+        assert_eq!(
+            run_command(run_of("echo $HOME", &env)).await,
+            exited(0, "/task/home\n", "")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_trapping_sigterm_ends_on_it_within_the_grace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ready = dir.path().join("ready");
+        let command_line = trap_then_sleep("trap 'echo cleaned up; exit 0' TERM", &ready);
+        // A grace far longer than the trap needs: ending on SIGTERM must not wait it out.
+        let (outcome, shell_pid, took) = cancel_when_ready(command_line, &ready, PROMPT_LIMIT).await;
+        let (stop, stdout_tail) = cancelled_stop(&outcome);
+        assert_eq!(stop.signal, StopSignal::Term, "{stop}");
+        assert!(stop.after < PROMPT_LIMIT && took < PROMPT_LIMIT, "{stop}, {took:?}");
+        assert_eq!(stdout_tail, "cleaned up\n", "the trap's output is still captured");
+        wait_until_gone(shell_pid).await;
+    }
+
+    #[tokio::test]
+    async fn a_task_ignoring_sigterm_is_sigkilled_after_the_grace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ready = dir.path().join("ready");
+        // `sleep` inherits the ignored SIGTERM too, so nothing in the group ends on it.
+        let grace = Duration::from_millis(300);
+        let (outcome, shell_pid, took) =
+            cancel_when_ready(trap_then_sleep("trap '' TERM", &ready), &ready, grace).await;
+        let (stop, _) = cancelled_stop(&outcome);
+        assert_eq!(stop.signal, StopSignal::Kill, "{stop}");
+        assert_eq!(stop.grace, grace);
+        assert!(stop.after >= grace && took >= grace, "{stop}, {took:?}");
+        assert!(took < grace + PROMPT_LIMIT, "{took:?}");
+        assert!(
+            stop.to_string()
+                .contains("it ignored SIGTERM for the 300ms grace; SIGKILL ended it"),
+            "{stop}"
+        );
+        wait_until_gone(shell_pid).await;
+    }
+
+    #[tokio::test]
+    async fn kill_grace_zero_is_sigkill_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ready = dir.path().join("ready");
+        let command_line = trap_then_sleep("trap 'echo term' TERM", &ready);
+        let (outcome, shell_pid, took) = cancel_when_ready(command_line, &ready, Duration::ZERO).await;
+        let (stop, stdout_tail) = cancelled_stop(&outcome);
+        assert_eq!((stop.signal, stop.grace), (StopSignal::Kill, Duration::ZERO), "{stop}");
+        assert_eq!(stdout_tail, "", "no SIGTERM was sent, so the trap never ran");
+        assert!(took < PROMPT_LIMIT);
+        wait_until_gone(shell_pid).await;
+    }
+
+    #[tokio::test]
+    async fn a_forked_child_is_gone_after_cancel_even_if_it_ignores_sigterm() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = dir.path().join("plain.pid");
+        let stubborn = dir.path().join("stubborn.pid");
+        let ready = dir.path().join("ready");
+        // Two children: a plain `sleep 1000 &`, and one ignoring SIGTERM, which only the
+        // SIGKILL to the group after the shell ended can stop.
+        let command_line = format!(
+            "sleep 1000 & echo $! > '{plain}'; \
+             sh -c 'trap \"\" TERM; echo $$ > \"$0\"; exec sleep 1000' '{stubborn}' & \
+             until [ -s '{stubborn}' ]; do sleep 0.01; done; echo $$ > '{ready}'; wait",
+            plain = plain.display(),
+            stubborn = stubborn.display(),
+            ready = ready.display(),
+        );
+        let (outcome, shell_pid, _) = cancel_when_ready(command_line, &ready, PROMPT_LIMIT).await;
+        let (stop, _) = cancelled_stop(&outcome);
+        assert_eq!(
+            stop.signal,
+            StopSignal::Term,
+            "the shell itself ends on SIGTERM: {stop}"
+        );
+        for pid in [shell_pid, read_pid_file(&plain).await, read_pid_file(&stubborn).await] {
+            wait_until_gone(pid).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn timeout_sends_sigterm_first() {
+        let mut run = run_of("trap 'exit 0' TERM; sleep 30", no_env());
+        run.timeout = Duration::from_millis(200);
+        let outcome = run_command(run).await;
+        let ExecOutcome::TimedOut { after, stop, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(after, Duration::from_millis(200));
+        // With or without its trap set yet, the shell ends on SIGTERM, within the 3 s grace.
+        assert_eq!(
+            (stop.signal, stop.grace),
+            (StopSignal::Term, DEFAULT_KILL_GRACE),
+            "{stop}"
+        );
+    }
+
+    #[tokio::test]
+    async fn extra_env_is_visible_and_path_is_inherited() {
         let env = BTreeMap::from([("FOO".to_string(), "bar baz".to_string())]);
         let outcome = run_command(run_of(r#"echo "$FOO"; command -v sh >/dev/null && echo path-ok"#, &env)).await;
         assert_eq!(outcome, exited(0, "bar baz\npath-ok\n", ""));
+    }
+
+    #[tokio::test]
+    async fn the_command_line_is_not_in_the_argv_ps_lists_nor_in_the_tasks_env() {
+        // The shell reads its own argv; the word `hush` is only in the command line.
+        let command_line =
+            r#"tr '\0' ' ' < /proc/$$/cmdline; echo; echo "vars: $(env | grep -c '^RAFTSCHED_COMMAND_LINE=')" # hush"#;
+        let stdout_tail = stdout_of_success(run_simple(command_line).await);
+        assert!(stdout_tail.starts_with("sh -c eval "), "{stdout_tail}");
+        assert!(!stdout_tail.contains("hush"), "{stdout_tail}");
+        assert!(stdout_tail.ends_with("\nvars: 0\n"), "{stdout_tail}");
+    }
+
+    #[tokio::test]
+    async fn eval_runs_the_command_line_as_sh_c_would() {
+        assert_eq!(
+            run_simple("cat <<EOF\nhere $((1 + 1))\nEOF").await,
+            exited(0, "here 2\n", "")
+        );
+        assert_eq!(
+            run_simple("echo $0; set -- a b; echo $#").await,
+            exited(0, "sh\n2\n", "")
+        );
+        let ExecOutcome::Exited { exit_code, .. } = run_simple("echo never; if").await else {
+            panic!("a syntax error is an exit")
+        };
+        assert_eq!(exit_code, 2, "a syntax error exits 2, as with sh -c");
+        // A task's own env cannot replace the command.
+        let env = BTreeMap::from([("RAFTSCHED_COMMAND_LINE".to_string(), "echo replaced".to_string())]);
+        assert_eq!(run_command(run_of("echo own", &env)).await, exited(0, "own\n", ""));
     }
 
     #[tokio::test]
@@ -520,13 +831,17 @@ mod tests {
             .await
             .expect("prompt")
             .expect("join");
-        assert_eq!(
-            outcome,
-            ExecOutcome::Cancelled {
-                stdout_tail: "".into(),
-                stderr_tail: "".into()
-            }
-        );
+        let ExecOutcome::Cancelled {
+            stop,
+            stdout_tail,
+            stderr_tail,
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!((stdout_tail.as_str(), stderr_tail.as_str()), ("", ""));
+        // `sleep` does not trap SIGTERM: the whole group ends on it, well within the grace.
+        assert_eq!(stop.signal, StopSignal::Term, "{stop}");
         wait_until_gone(grandchild_pid).await;
     }
 

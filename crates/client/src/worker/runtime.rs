@@ -23,6 +23,7 @@ use crate::ClientError;
 use crate::ClusterClient;
 use crate::ErrorCode;
 use crate::new_request_id;
+use crate::worker::execution::ExecutionOptions;
 use crate::worker::executor;
 use crate::worker::executor::CommandRun;
 use crate::worker::executor::ExecOutcome;
@@ -72,6 +73,9 @@ pub struct WorkerOptions {
     /// On shutdown, how long running attempts may take to finish before they are killed and
     /// handed back.
     pub drain_timeout: Duration,
+    /// What command tasks inherit from this process's environment (`--pass-env`) and their
+    /// kill grace (`--kill-grace`).
+    pub execution: ExecutionOptions,
 }
 
 impl WorkerOptions {
@@ -84,6 +88,7 @@ impl WorkerOptions {
             lease_ms: 5000,
             output_tail_bytes: MAX_OUTPUT_TAIL_BYTES,
             drain_timeout: Duration::from_secs(30),
+            execution: ExecutionOptions::default(),
         }
     }
 }
@@ -479,6 +484,7 @@ impl Shared {
         let outcome = executor::run_command(CommandRun {
             command_line: &command.command_line,
             env: &env,
+            execution: &self.options.execution,
             timeout: Duration::from_millis(spec.attempt_timeout_ms.max(1)),
             output_tail_bytes: self.tail_bytes(),
             cancel,
@@ -669,20 +675,23 @@ fn report_of(outcome: ExecOutcome) -> api::ReportResultRequest {
         },
         ExecOutcome::TimedOut {
             after,
+            stop,
             stdout_tail,
             stderr_tail,
         } => api::ReportResultRequest {
             outcome: api::AttemptOutcome::TimedOut as i32,
-            error: format!("timed out after {after:?}; the process group was killed"),
+            error: format!("timed out after {after:?}; its process group was stopped: {stop}"),
             stdout_tail,
             stderr_tail,
             ..Default::default()
         },
         ExecOutcome::Cancelled {
+            stop,
             stdout_tail,
             stderr_tail,
         } => api::ReportResultRequest {
             outcome: api::AttemptOutcome::Cancelled as i32,
+            error: format!("its process group was stopped: {stop}"),
             stdout_tail,
             stderr_tail,
             ..Default::default()

@@ -278,14 +278,14 @@ async fn failures_retry_with_backoff_until_attempts_run_out() {
 }
 
 /// Waits until the command's pid file exists and returns the pid it holds.
-async fn pid_from(path: &std::path::Path) -> i32 {
+pub(crate) async fn pid_from(path: &std::path::Path) -> i32 {
     wait_until("the command to write its pid", || async {
         std::fs::read_to_string(path).ok()?.trim().parse().ok()
     })
     .await
 }
 
-async fn wait_until_gone(pid: i32) {
+pub(crate) async fn wait_until_gone(pid: i32) {
     wait_until(&format!("process {pid} to be killed"), || async {
         // SAFETY: signal 0 only checks that the process exists.
         let alive = unsafe { libc::kill(pid, 0) } == 0;

@@ -17,3 +17,4 @@ mod quotas;
 mod response_budgets;
 mod retention;
 mod schedules;
+mod worker_hygiene;
