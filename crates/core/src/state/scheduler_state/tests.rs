@@ -357,6 +357,8 @@ fn snapshot_bytes_of_format_4_are_pinned() {
             retryable: false,
             stdout_tail: "out".to_string(),
             stderr_tail: String::new(),
+            worker_id: String::new(),
+            session: String::new(),
         },
         jitter: 0,
     });
