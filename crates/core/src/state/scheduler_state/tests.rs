@@ -26,6 +26,21 @@ fn submit(state: &mut SchedulerState, name: &str) -> Result<SubmitOutcome, State
     outcomes.pop().expect("one outcome per spec")
 }
 
+/// Registers worker `w` in session `s`, one slot.
+fn register_w(state: &mut SchedulerState) {
+    state.apply(Command::RegisterWorker {
+        now_ms: 1,
+        registration: WorkerRegistration {
+            id: "w".to_string(),
+            session: "s".to_string(),
+            slots: 1,
+            labels: BTreeMap::new(),
+            resources: Resources::default(),
+            lease_ms: 1000,
+        },
+    });
+}
+
 fn encode(image: &SnapshotImage) -> Vec<u8> {
     postcard::to_allocvec(image).expect("in-memory encoding")
 }
@@ -77,17 +92,7 @@ fn exhausted_id_space_is_refused_not_wrapped() {
 fn exhausted_token_space_is_refused_not_wrapped() {
     let mut state = SchedulerState::new();
     let task_id = submit(&mut state, "a").unwrap().task_id;
-    state.apply(Command::RegisterWorker {
-        now_ms: 1,
-        registration: WorkerRegistration {
-            id: "w".to_string(),
-            session: "s".to_string(),
-            slots: 1,
-            labels: BTreeMap::new(),
-            resources: Resources::default(),
-            lease_ms: 1000,
-        },
-    });
+    register_w(&mut state);
     state.next_token = u64::MAX;
     let before = state.clone();
     let response = state.apply(Command::AssignTasks {
@@ -110,17 +115,7 @@ fn exhausted_token_space_is_refused_not_wrapped() {
 fn the_leaders_binding_check_leaves_staleness_to_apply() {
     let mut state = SchedulerState::new();
     let task_id = submit(&mut state, "a").unwrap().task_id;
-    state.apply(Command::RegisterWorker {
-        now_ms: 1,
-        registration: WorkerRegistration {
-            id: "w".to_string(),
-            session: "s".to_string(),
-            slots: 1,
-            labels: BTreeMap::new(),
-            resources: Resources::default(),
-            lease_ms: 1000,
-        },
-    });
+    register_w(&mut state);
     let CommandResponse::Assigned(outcomes) = state.apply(Command::AssignTasks {
         now_ms: 2,
         seed: 0,
