@@ -204,6 +204,8 @@ fn apply_benches(c: &mut Criterion) {
             retryable: true,
             stdout_tail: String::new(),
             stderr_tail: String::new(),
+            worker_id: String::new(),
+            session: String::new(),
         },
         jitter: 0,
     };

@@ -551,6 +551,9 @@ impl Shared {
     /// accepted, found void (stale attempt: nothing more to do), or the report deadline
     /// passes. Any other refusal may be passing (a busy or older leader), so it is retried.
     async fn report(&self, mut report: api::ReportResultRequest) {
+        // The leader records a result only from the attempt's own worker and session.
+        report.worker_id = self.options.worker_id.clone();
+        report.session_id = self.session_id.clone();
         let started = Instant::now();
         let mut refused_backoff = REFUSED_BACKOFF_MIN;
         loop {
@@ -709,12 +712,15 @@ fn fit_to_limits(report: &mut api::ReportResultRequest, tail_bytes: usize, error
 }
 
 /// The refusals that are final for a result: the attempt is void (cancelled, timed out,
-/// reassigned: FAILED_PRECONDITION "stale attempt"), or its task does not exist (NOT_FOUND;
-/// tasks are never removed, so no retry can find it).
+/// reassigned: FAILED_PRECONDITION "stale attempt"), its task does not exist (NOT_FOUND;
+/// tasks are never removed, so no retry can find it), or it is not this worker's
+/// (PERMISSION_DENIED).
 fn is_void_attempt(code: ErrorCode, message: &str) -> bool {
     match code {
         ErrorCode::FailedPrecondition => message.contains("stale attempt"),
         ErrorCode::NotFound => true,
+        // Not this worker's attempt (or session): no retry can change who holds it.
+        ErrorCode::PermissionDenied => true,
         _ => false,
     }
 }
@@ -734,6 +740,10 @@ mod tests {
         };
         assert!(is_void_attempt(ErrorCode::FailedPrecondition, &stale.to_string()));
         assert!(is_void_attempt(ErrorCode::NotFound, "task 9 not found"));
+        assert!(is_void_attempt(
+            ErrorCode::PermissionDenied,
+            "task 1's attempt (token 3) is held by worker \"a\""
+        ));
         for (code, message) in [
             (
                 ErrorCode::InvalidArgument,

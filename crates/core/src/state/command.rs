@@ -207,7 +207,11 @@ impl Command {
 }
 
 /// What a worker reports for one attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Deserialised by hand: a log entry of wire format v0-v2 carries no `worker_id` and
+/// `session` (see [`crate::state::wire::decoding_version`]); such a report decodes with both
+/// empty and is applied unbound, as it was accepted then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttemptReport {
     pub task_id: TaskId,
     pub token: u64,
@@ -219,6 +223,65 @@ pub struct AttemptReport {
     pub retryable: bool,
     pub stdout_tail: String,
     pub stderr_tail: String,
+    /// The reporting worker and its session (wire format v3): apply records the report only
+    /// if they are the attempt's own. Both empty only in entries of v0-v2 and in the
+    /// leader's own timeout backstop; the leader refuses a client report without them.
+    pub worker_id: String,
+    pub session: String,
+}
+
+/// The layout of wire formats v0-v2, before a report named its worker.
+#[derive(Deserialize)]
+struct AttemptReportV2 {
+    task_id: TaskId,
+    token: u64,
+    outcome: AttemptOutcome,
+    exit_code: Option<i32>,
+    error: Option<String>,
+    retryable: bool,
+    stdout_tail: String,
+    stderr_tail: String,
+}
+
+impl<'de> Deserialize<'de> for AttemptReport {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<AttemptReport, D::Error> {
+        if matches!(crate::state::wire::decoding_version(), Some(0..=2)) {
+            return Ok(AttemptReportV2::deserialize(deserializer)?.unbound());
+        }
+        // Postcard writes a struct's fields one after the other, like a tuple: the v3 layout
+        // is the v2 one followed by the two strings.
+        let (v2, worker_id, session) = <(AttemptReportV2, String, String)>::deserialize(deserializer)?;
+        Ok(AttemptReport {
+            worker_id,
+            session,
+            ..v2.unbound()
+        })
+    }
+}
+
+impl AttemptReportV2 {
+    fn unbound(self) -> AttemptReport {
+        AttemptReport {
+            task_id: self.task_id,
+            token: self.token,
+            outcome: self.outcome,
+            exit_code: self.exit_code,
+            error: self.error,
+            retryable: self.retryable,
+            stdout_tail: self.stdout_tail,
+            stderr_tail: self.stderr_tail,
+            worker_id: String::new(),
+            session: String::new(),
+        }
+    }
+}
+
+impl AttemptReport {
+    /// True for a report that names no worker: decoded from a v0-v2 entry, or the leader's
+    /// own timeout backstop. Apply records it as before reports were bound.
+    pub fn is_unbound(&self) -> bool {
+        self.worker_id.is_empty() && self.session.is_empty()
+    }
 }
 
 /// What apply answers for one log entry.
@@ -337,6 +400,24 @@ pub enum StateError {
         token: u64,
         current: String,
     },
+    /// A report (or hand-back) for a live attempt from a worker or session that does not
+    /// hold it: a token is no credential. The session itself is never shown (it is the
+    /// worker's secret), only which of the two did not match.
+    #[error(
+        "task {task_id}'s attempt (token {token}) is held by worker {}; a result from {} is refused: \
+         only the worker running an attempt, in the session it registered, may report it \
+         (report with your own worker id and session, for attempts assigned to you)",
+        shown(holder),
+        reporter_shown(reporter, *same_worker)
+    )]
+    NotAttemptHolder {
+        task_id: TaskId,
+        token: u64,
+        holder: String,
+        reporter: String,
+        /// True when the worker id matched and only the session did not.
+        same_worker: bool,
+    },
     #[error("task {task_id} cannot be assigned now: {why}")]
     NotAssignable { task_id: TaskId, why: String },
     #[error("schedule {} not found", shown(.0))]
@@ -369,6 +450,15 @@ pub enum StateError {
          finished and its first task's queue's retention has passed)"
     )]
     WorkflowExpired(WorkflowId),
+}
+
+/// Who sent a refused report, for [`StateError::NotAttemptHolder`].
+fn reporter_shown(reporter: &str, same_worker: bool) -> String {
+    if same_worker {
+        format!("worker {} in another session", shown(reporter))
+    } else {
+        format!("worker {}", shown(reporter))
+    }
 }
 
 /// A one-line summary for openraft's logs; never the payloads.

@@ -733,6 +733,8 @@ mod truncation_tests {
             retryable: true,
             stdout_tail: stdout.into(),
             stderr_tail: stderr.into(),
+            worker_id: String::new(),
+            session: String::new(),
         }
     }
 

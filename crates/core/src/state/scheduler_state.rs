@@ -256,6 +256,9 @@ impl SchedulerState {
                     retryable: true,
                     stdout_tail: String::new(),
                     stderr_tail: String::new(),
+                    // The leader's own backstop: unbound, like a v0-v2 report.
+                    worker_id: String::new(),
+                    session: String::new(),
                 };
                 CommandResponse::Reported(self.report(now_ms, report, jitter))
             }
@@ -621,8 +624,11 @@ impl SchedulerState {
             .unwrap_or_default()
     }
 
-    fn report(&mut self, now_ms: u64, mut report: AttemptReport, jitter: u64) -> Result<TaskStatus, StateError> {
-        limits::validate_report(&mut report)?;
+    /// Whether `report` may be recorded now: its task exists, its token is the running
+    /// attempt's, and (unless it is unbound, see [`AttemptReport::is_unbound`]) it comes
+    /// from the worker holding that attempt in the session it registered. Apply runs it on
+    /// every report; the leader runs [`Self::check_report_holder`] before proposing.
+    pub fn check_report(&self, report: &AttemptReport) -> Result<(), StateError> {
         let task = self
             .tasks
             .get(&report.task_id)
@@ -638,6 +644,49 @@ impl SchedulerState {
                 },
             });
         }
+        self.check_report_holder(report)
+    }
+
+    /// The binding part of [`Self::check_report`] alone: refuses a report whose token is a
+    /// running attempt of its task held by another worker or session, and passes anything
+    /// else. The leader checks only this before proposing: its applied state may lag its log
+    /// just after an election, so a token it does not know yet may still be current when
+    /// the entry applies (apply decides staleness), but a token it knows is held by one
+    /// worker for good (tokens are never reused). The holder's session is the one its
+    /// worker registered: registering a new session voids every attempt of the old one, so
+    /// while an attempt runs its worker's session is the attempt's own.
+    pub fn check_report_holder(&self, report: &AttemptReport) -> Result<(), StateError> {
+        if report.is_unbound() {
+            return Ok(());
+        }
+        let Some(attempt) = self
+            .tasks
+            .get(&report.task_id)
+            .and_then(|task| task.running_attempt())
+            .filter(|attempt| attempt.token == report.token)
+        else {
+            return Ok(());
+        };
+        let same_worker = attempt.worker_id == report.worker_id;
+        let same_session = self
+            .workers
+            .get(&attempt.worker_id)
+            .is_some_and(|worker| worker.session == report.session);
+        if same_worker && same_session {
+            return Ok(());
+        }
+        Err(StateError::NotAttemptHolder {
+            task_id: report.task_id,
+            token: report.token,
+            holder: attempt.worker_id.clone(),
+            reporter: report.worker_id.clone(),
+            same_worker,
+        })
+    }
+
+    fn report(&mut self, now_ms: u64, mut report: AttemptReport, jitter: u64) -> Result<TaskStatus, StateError> {
+        limits::validate_report(&mut report)?;
+        self.check_report(&report)?;
         let error = report.error.clone();
         self.update_task(report.task_id, |task| {
             let attempt = task.attempts.last_mut().expect("a running task has an attempt");

@@ -32,7 +32,11 @@ mod tests;
 /// `PurgeTasks` variant (at the end, so v1 variants keep their indexes). v1 bodies are still
 /// read: the only layout that differs is `QueuePolicy`'s, whose deserializer asks
 /// [`decoding_version`].
-pub const WIRE_FORMAT_VERSION: u16 = 2;
+///
+/// v3 (issue 12, a report binds to its attempt's worker): `AttemptReport` gained `worker_id`
+/// and `session` at its end. v0-v2 bodies are still read: `AttemptReport`'s deserializer asks
+/// [`decoding_version`] and gives them both empty (an unbound report, applied as before).
+pub const WIRE_FORMAT_VERSION: u16 = 3;
 
 /// The oldest enveloped format this binary reads: 1 (the first one). A binary that reads
 /// format N and N-1 keeps a rolling upgrade possible (see ARCHITECTURE.md, Compatibility).
@@ -177,7 +181,8 @@ fn decode_body<T: DeserializeOwned>(version: u16, body: &[u8], what: &str) -> Re
             found: version,
         });
     }
-    // v0/v1 and v2 differ only in `QueuePolicy`, which reads the version being decoded.
+    // The versions differ only in `QueuePolicy` (v0/v1 against v2 on) and `AttemptReport`
+    // (v0-v2 against v3), which read the version being decoded.
     decode_postcard(version, body, what)
 }
 

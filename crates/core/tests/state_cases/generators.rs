@@ -240,19 +240,29 @@ pub(crate) fn random_base_command(rng: &mut Rng, now_ms: u64, state: &SchedulerS
                     jitter: rng.next(),
                 };
             }
+            // The draws in the order they always were (the chosen seeds' streams stay).
+            let exit_code = (outcome == AttemptOutcome::Failed).then_some(1);
+            let error = (rng.below(2) == 0).then(|| "boom".to_string());
+            let retryable = rng.below(4) != 0;
+            let stdout_tail = "o".repeat(rng.below(3) as usize);
+            let stderr_tail = "e".repeat(rng.below(3) as usize);
+            let jitter = rng.next();
+            let (worker_id, session) = reporter_of(state, task_id, token, jitter);
             Command::ReportResult {
                 now_ms,
                 report: AttemptReport {
                     task_id,
                     token,
                     outcome,
-                    exit_code: (outcome == AttemptOutcome::Failed).then_some(1),
-                    error: (rng.below(2) == 0).then(|| "boom".to_string()),
-                    retryable: rng.below(4) != 0,
-                    stdout_tail: "o".repeat(rng.below(3) as usize),
-                    stderr_tail: "e".repeat(rng.below(3) as usize),
+                    exit_code,
+                    error,
+                    retryable,
+                    stdout_tail,
+                    stderr_tail,
+                    worker_id,
+                    session,
                 },
-                jitter: rng.next(),
+                jitter,
             }
         }
         _ => {
@@ -401,6 +411,25 @@ pub(crate) fn random_composite(rng: &mut Rng, now_ms: u64, state: &SchedulerStat
 
 /// A task and a token to report for: mostly a running attempt's own token; sometimes an
 /// earlier token of the same task, another task's token, or any task and number (stale).
+/// Who sends a report, picked by the top bits of `pick` (the report's jitter, so no draw is
+/// added): 2 in 8 unbound (a v0-v2 entry), 4 in 8 the attempt's holder, 1 in 8 another
+/// worker with the holder's session, 1 in 8 the holder in a session it does not have.
+fn reporter_of(state: &SchedulerState, task_id: TaskId, token: u64, pick: u64) -> (String, String) {
+    let holder = state
+        .get(task_id)
+        .and_then(|task| task.running_attempt())
+        .filter(|attempt| attempt.token == token)
+        .and_then(|attempt| state.worker(&attempt.worker_id))
+        .map(|worker| (worker.id.clone(), worker.session.clone()))
+        .unwrap_or_else(|| ("w1".to_string(), "s1".to_string()));
+    match pick >> 61 {
+        0 | 1 => (String::new(), String::new()),
+        6 => (format!("{}-other", holder.0), holder.1),
+        7 => (holder.0, "forged-session".to_string()),
+        _ => holder,
+    }
+}
+
 pub(crate) fn random_target(rng: &mut Rng, state: &SchedulerState, running: &[&Task]) -> (TaskId, u64) {
     if running.is_empty() || rng.below(6) == 0 {
         let task_id = rng.below(state.task_count() as u64 + 2);

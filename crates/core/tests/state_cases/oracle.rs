@@ -258,6 +258,8 @@ pub(crate) fn apply_checked(state: &mut SchedulerState, command: Command) -> Com
                     retryable: true,
                     stdout_tail: String::new(),
                     stderr_tail: String::new(),
+                    worker_id: String::new(),
+                    session: String::new(),
                 };
                 check_report(before, state, &report, *jitter, *status);
             }
@@ -399,6 +401,15 @@ pub(crate) fn check_report(
         Some(report.token),
         "a stale report was accepted"
     );
+    if !report.is_unbound() {
+        let holder = &old.running_attempt().expect("checked above").worker_id;
+        let session = before.worker(holder).map(|w| w.session.as_str());
+        assert_eq!(
+            (holder.as_str(), session),
+            (report.worker_id.as_str(), Some(report.session.as_str())),
+            "a report from another worker or session was accepted"
+        );
+    }
     let task = state.get(report.task_id).expect("a reported task exists");
     assert_eq!(task.status, status);
     assert_eq!(task.attempts.len(), old.attempts.len());

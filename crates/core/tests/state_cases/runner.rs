@@ -453,6 +453,8 @@ pub(crate) fn report(state: &mut SchedulerState, case: &TestCase) -> String {
         retryable: true,
         stdout_tail: String::new(),
         stderr_tail: String::new(),
+        worker_id: String::new(),
+        session: String::new(),
     };
     let mut jitter = 0;
     for (key, value) in all_fields(case) {
@@ -472,6 +474,9 @@ pub(crate) fn report(state: &mut SchedulerState, case: &TestCase) -> String {
             "retryable" => report.retryable = value.parse().expect("retryable=true|false"),
             "stdout" => report.stdout_tail = value.clone(),
             "stderr" => report.stderr_tail = value.clone(),
+            // Unset, the report is unbound (as in a v0-v2 entry): apply checks only its token.
+            "worker" => report.worker_id = value.clone(),
+            "session" => report.session = value.clone(),
             _ => panic!("unknown report field {key:?}"),
         }
     }
@@ -613,6 +618,7 @@ pub(crate) fn fmt_err(e: &StateError) -> String {
             token,
             current,
         } => format!("StaleToken task={task_id} token={token}: {current}"),
+        StateError::NotAttemptHolder { .. } => format!("NotAttemptHolder: {e}"),
         StateError::NotAssignable { task_id, why } => format!("NotAssignable task={task_id}: {why}"),
         StateError::ScheduleNotFound(name) => format!("ScheduleNotFound {name}"),
         StateError::ScheduleExists(name) => format!("ScheduleExists {name}"),

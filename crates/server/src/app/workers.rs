@@ -162,6 +162,11 @@ impl App {
     /// the limits (an older worker's) is cut here, so the log never carries it.
     pub async fn report(&self, mut report: AttemptReport) -> Result<TaskStatus, AppError> {
         limits::validate_report(&mut report)?;
+        // A client report must name its worker: only v0-v2 log entries are unbound.
+        limits::validate_worker_ref(&report.worker_id, &report.session)?;
+        // Refused here, a report from another worker leaves no log entry (an entry apply
+        // refuses still moves the state's clock); apply checks it again.
+        self.state.read().scheduler.check_report_holder(&report)?;
         let command = Command::ReportResult {
             now_ms: now_ms(),
             report,

@@ -426,6 +426,8 @@ pub fn report_from_proto(report: api::ReportResultRequest) -> Result<AttemptRepo
         retryable: !report.non_retryable,
         stdout_tail: report.stdout_tail,
         stderr_tail: report.stderr_tail,
+        worker_id: report.worker_id,
+        session: report.session_id,
     })
 }
 

@@ -10,10 +10,13 @@
 
 pub mod admission;
 mod alarm_poll;
+mod authz;
 mod budget;
 mod convert;
+mod identity;
 mod peer_status;
 mod raft_service;
+mod redact;
 mod scheduler_service;
 mod server;
 mod status;

@@ -9,6 +9,8 @@ use crate::app::Consistency;
 use crate::app::MemberView;
 use crate::grpc::api;
 use crate::grpc::api::scheduler_server::Scheduler;
+use crate::grpc::authz::Rpc;
+use crate::grpc::authz::check;
 use crate::grpc::budget::ByteBudget;
 use crate::grpc::budget::keep_within_budget;
 use crate::grpc::budget::page_within_budget;
@@ -26,6 +28,7 @@ use crate::grpc::convert::workflow_from_proto;
 use crate::grpc::convert::workflow_to_proto;
 use crate::grpc::peer_status::PeerChannels;
 use crate::grpc::peer_status::peer_status;
+use crate::grpc::redact::answer;
 use crate::grpc::status::app_error_to_status;
 use crate::grpc::status::invalid;
 use raftsched_core::state::TaskSpec;
@@ -117,11 +120,11 @@ fn workflow_page_start(page_token: &str) -> Result<usize, Status> {
         })
 }
 
-fn schedule_response(view: &crate::app::ScheduleView) -> Response<api::ScheduleResponse> {
-    Response::new(api::ScheduleResponse {
+fn schedule_response(view: &crate::app::ScheduleView) -> api::ScheduleResponse {
+    api::ScheduleResponse {
         schedule: Some(schedule_to_proto(view)),
         created: false,
-    })
+    }
 }
 
 fn consistency_from_proto(value: i32) -> Result<Consistency, Status> {
@@ -156,6 +159,7 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::SubmitTaskRequest>,
     ) -> Result<Response<api::SubmitTaskResponse>, Status> {
+        let access = check(&request, Rpc::SubmitTask)?;
         let spec = request
             .into_inner()
             .spec
@@ -169,16 +173,20 @@ impl Scheduler for SchedulerService {
             .pop()
             .ok_or_else(|| Status::internal("submit returned no outcome"))?;
         let (task, created) = outcome.map_err(|e| app_error_to_status(e.into()))?;
-        Ok(Response::new(api::SubmitTaskResponse {
-            task: Some(self.task_to_proto(&task)),
-            created,
-        }))
+        Ok(answer(
+            access,
+            api::SubmitTaskResponse {
+                task: Some(self.task_to_proto(&task)),
+                created,
+            },
+        ))
     }
 
     async fn submit_tasks(
         &self,
         request: Request<api::SubmitTasksRequest>,
     ) -> Result<Response<api::SubmitTasksResponse>, Status> {
+        check(&request, Rpc::SubmitTasks)?;
         let specs: Vec<TaskSpec> = specs_from_proto(request.into_inner().specs)?;
         let outcomes = self.app.submit(specs).await.map_err(app_error_to_status)?;
         let results = outcomes
@@ -199,6 +207,7 @@ impl Scheduler for SchedulerService {
     }
 
     async fn get_task(&self, request: Request<api::GetTaskRequest>) -> Result<Response<api::GetTaskResponse>, Status> {
+        let access = check(&request, Rpc::GetTask)?;
         let request = request.into_inner();
         let consistency = consistency_from_proto(request.consistency)?;
         let task = self
@@ -214,13 +223,14 @@ impl Scheduler for SchedulerService {
             .enumerate()
             .map(|(index, shard)| shard_report(index, shard))
             .collect();
-        Ok(Response::new(api::GetTaskResponse { task: Some(proto) }))
+        Ok(answer(access, api::GetTaskResponse { task: Some(proto) }))
     }
 
     async fn list_tasks(
         &self,
         request: Request<api::ListTasksRequest>,
     ) -> Result<Response<api::ListTasksResponse>, Status> {
+        let access = check(&request, Rpc::ListTasks)?;
         let request = request.into_inner();
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE_SIZE,
@@ -242,18 +252,22 @@ impl Scheduler for SchedulerService {
         if keep_within_budget(&mut protos) < tasks.len() {
             next = protos.last().map(|t| t.id);
         }
-        Ok(Response::new(api::ListTasksResponse {
-            tasks: protos,
-            next_page_token: next
-                .map(|id| task_cursor_to_token(id, filter.order))
-                .unwrap_or_default(),
-        }))
+        Ok(answer(
+            access,
+            api::ListTasksResponse {
+                tasks: protos,
+                next_page_token: next
+                    .map(|id| task_cursor_to_token(id, filter.order))
+                    .unwrap_or_default(),
+            },
+        ))
     }
 
     async fn cancel_task(
         &self,
         request: Request<api::CancelTaskRequest>,
     ) -> Result<Response<api::CancelTaskResponse>, Status> {
+        let access = check(&request, Rpc::CancelTask)?;
         let request = request.into_inner();
         let reason = if request.reason.is_empty() {
             "cancelled by request".to_string()
@@ -265,15 +279,19 @@ impl Scheduler for SchedulerService {
             .cancel(request.task_id, reason)
             .await
             .map_err(app_error_to_status)?;
-        Ok(Response::new(api::CancelTaskResponse {
-            task: Some(self.task_to_proto(&task)),
-        }))
+        Ok(answer(
+            access,
+            api::CancelTaskResponse {
+                task: Some(self.task_to_proto(&task)),
+            },
+        ))
     }
 
     async fn cluster_status(
         &self,
-        _request: Request<api::ClusterStatusRequest>,
+        request: Request<api::ClusterStatusRequest>,
     ) -> Result<Response<api::ClusterStatusResponse>, Status> {
+        check(&request, Rpc::ClusterStatus)?;
         let members = self.cluster_members().await;
         Ok(Response::new(api::ClusterStatusResponse { members }))
     }
@@ -282,6 +300,7 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::SetQueuePolicyRequest>,
     ) -> Result<Response<api::SetQueuePolicyResponse>, Status> {
+        check(&request, Rpc::SetQueuePolicy)?;
         let policy = request
             .into_inner()
             .policy
@@ -300,6 +319,7 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::ListQueuesRequest>,
     ) -> Result<Response<api::ListQueuesResponse>, Status> {
+        check(&request, Rpc::ListQueues)?;
         let after = request.into_inner().page_token;
         self.app
             .ensure_consistency(Consistency::Linearizable)
@@ -327,6 +347,7 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::TransferLeaderRequest>,
     ) -> Result<Response<api::TransferLeaderResponse>, Status> {
+        check(&request, Rpc::TransferLeader)?;
         let to = match request.into_inner().node_id {
             0 => None,
             id => Some(id),
@@ -336,6 +357,7 @@ impl Scheduler for SchedulerService {
     }
 
     async fn add_node(&self, request: Request<api::AddNodeRequest>) -> Result<Response<api::AddNodeResponse>, Status> {
+        check(&request, Rpc::AddNode)?;
         let request = request.into_inner();
         self.app
             .add_node(request.node_id, request.address)
@@ -349,6 +371,7 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::RemoveNodeRequest>,
     ) -> Result<Response<api::RemoveNodeResponse>, Status> {
+        check(&request, Rpc::RemoveNode)?;
         self.app
             .remove_node(request.into_inner().node_id)
             .await
@@ -361,6 +384,7 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::CreateScheduleRequest>,
     ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let access = check(&request, Rpc::CreateSchedule)?;
         let request = request.into_inner();
         let spec = schedule_spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
         let (view, created) = self
@@ -368,16 +392,20 @@ impl Scheduler for SchedulerService {
             .create_schedule(request.name, spec)
             .await
             .map_err(app_error_to_status)?;
-        Ok(Response::new(api::ScheduleResponse {
-            schedule: Some(schedule_to_proto(&view)),
-            created,
-        }))
+        Ok(answer(
+            access,
+            api::ScheduleResponse {
+                schedule: Some(schedule_to_proto(&view)),
+                created,
+            },
+        ))
     }
 
     async fn update_schedule(
         &self,
         request: Request<api::UpdateScheduleRequest>,
     ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let access = check(&request, Rpc::UpdateSchedule)?;
         let request = request.into_inner();
         let spec = schedule_spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
         let view = self
@@ -385,13 +413,14 @@ impl Scheduler for SchedulerService {
             .update_schedule(request.name, spec)
             .await
             .map_err(app_error_to_status)?;
-        Ok(schedule_response(&view))
+        Ok(answer(access, schedule_response(&view)))
     }
 
     async fn get_schedule(
         &self,
         request: Request<api::GetScheduleRequest>,
     ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let access = check(&request, Rpc::GetSchedule)?;
         let request = request.into_inner();
         let consistency = consistency_from_proto(request.consistency)?;
         let view = self
@@ -399,13 +428,14 @@ impl Scheduler for SchedulerService {
             .get_schedule(&request.name, consistency)
             .await
             .map_err(app_error_to_status)?;
-        Ok(schedule_response(&view))
+        Ok(answer(access, schedule_response(&view)))
     }
 
     async fn list_schedules(
         &self,
         request: Request<api::ListSchedulesRequest>,
     ) -> Result<Response<api::ListSchedulesResponse>, Status> {
+        let access = check(&request, Rpc::ListSchedules)?;
         let request = request.into_inner();
         let consistency = consistency_from_proto(request.consistency)?;
         let page_size = match request.page_size {
@@ -420,40 +450,46 @@ impl Scheduler for SchedulerService {
             })
             .await
             .map_err(app_error_to_status)?;
-        Ok(Response::new(api::ListSchedulesResponse {
-            schedules: views.iter().map(schedule_to_proto).collect(),
-            next_page_token: next.unwrap_or_default(),
-        }))
+        Ok(answer(
+            access,
+            api::ListSchedulesResponse {
+                schedules: views.iter().map(schedule_to_proto).collect(),
+                next_page_token: next.unwrap_or_default(),
+            },
+        ))
     }
 
     async fn pause_schedule(
         &self,
         request: Request<api::PauseScheduleRequest>,
     ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let access = check(&request, Rpc::PauseSchedule)?;
         let view = self
             .app
             .pause_schedule(request.into_inner().name, true)
             .await
             .map_err(app_error_to_status)?;
-        Ok(schedule_response(&view))
+        Ok(answer(access, schedule_response(&view)))
     }
 
     async fn resume_schedule(
         &self,
         request: Request<api::ResumeScheduleRequest>,
     ) -> Result<Response<api::ScheduleResponse>, Status> {
+        let access = check(&request, Rpc::ResumeSchedule)?;
         let view = self
             .app
             .pause_schedule(request.into_inner().name, false)
             .await
             .map_err(app_error_to_status)?;
-        Ok(schedule_response(&view))
+        Ok(answer(access, schedule_response(&view)))
     }
 
     async fn delete_schedule(
         &self,
         request: Request<api::DeleteScheduleRequest>,
     ) -> Result<Response<api::DeleteScheduleResponse>, Status> {
+        check(&request, Rpc::DeleteSchedule)?;
         self.app
             .delete_schedule(request.into_inner().name)
             .await
@@ -465,20 +501,25 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::TriggerScheduleRequest>,
     ) -> Result<Response<api::TriggerScheduleResponse>, Status> {
+        let access = check(&request, Rpc::TriggerSchedule)?;
         let task = self
             .app
             .trigger_schedule(request.into_inner().name)
             .await
             .map_err(app_error_to_status)?;
-        Ok(Response::new(api::TriggerScheduleResponse {
-            task: Some(self.task_to_proto(&task)),
-        }))
+        Ok(answer(
+            access,
+            api::TriggerScheduleResponse {
+                task: Some(self.task_to_proto(&task)),
+            },
+        ))
     }
 
     async fn submit_workflow(
         &self,
         request: Request<api::SubmitWorkflowRequest>,
     ) -> Result<Response<api::WorkflowResponse>, Status> {
+        let access = check(&request, Rpc::SubmitWorkflow)?;
         let workflow = workflow_from_proto(request.into_inner())?;
         let mut budget = ByteBudget::new();
         let (view, created) = self
@@ -486,13 +527,14 @@ impl Scheduler for SchedulerService {
             .submit_workflow(workflow, |key, task| budget.admit(&workflow_task_proto(key, task)))
             .await
             .map_err(app_error_to_status)?;
-        Ok(Response::new(self.workflow_response(&view, 0, created)))
+        Ok(answer(access, self.workflow_response(&view, 0, created)))
     }
 
     async fn get_workflow(
         &self,
         request: Request<api::GetWorkflowRequest>,
     ) -> Result<Response<api::WorkflowResponse>, Status> {
+        let access = check(&request, Rpc::GetWorkflow)?;
         let request = request.into_inner();
         let consistency = consistency_from_proto(request.consistency)?;
         let from = workflow_page_start(&request.page_token)?;
@@ -504,13 +546,14 @@ impl Scheduler for SchedulerService {
             })
             .await
             .map_err(app_error_to_status)?;
-        Ok(Response::new(self.workflow_response(&view, from, false)))
+        Ok(answer(access, self.workflow_response(&view, from, false)))
     }
 
     async fn submit_broadcast(
         &self,
         request: Request<api::SubmitBroadcastRequest>,
     ) -> Result<Response<api::SubmitTaskResponse>, Status> {
+        let access = check(&request, Rpc::SubmitBroadcast)?;
         let request = request.into_inner();
         let spec = spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
         let (task, created) = self
@@ -526,16 +569,20 @@ impl Scheduler for SchedulerService {
             .enumerate()
             .map(|(index, shard)| shard_report(index, shard))
             .collect();
-        Ok(Response::new(api::SubmitTaskResponse {
-            task: Some(proto),
-            created,
-        }))
+        Ok(answer(
+            access,
+            api::SubmitTaskResponse {
+                task: Some(proto),
+                created,
+            },
+        ))
     }
 
     async fn node_status(
         &self,
-        _request: Request<api::NodeStatusRequest>,
+        request: Request<api::NodeStatusRequest>,
     ) -> Result<Response<api::NodeStatusResponse>, Status> {
+        check(&request, Rpc::NodeStatus)?;
         Ok(Response::new(api::NodeStatusResponse {
             status: Some(member_to_proto(self.app.member_view())),
         }))

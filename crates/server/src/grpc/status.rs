@@ -60,6 +60,11 @@ pub fn state_error_code(error: &StateError) -> Code {
         | StateError::NotAssignable { .. }
         | StateError::AlreadyFired { .. }
         | StateError::ScheduleNotFireable { .. } => Code::FailedPrecondition,
+        // Not FAILED_PRECONDITION like a stale token: that code says "this attempt is void,
+        // stop it" (the worker runtime drops the result on it), while here the attempt is
+        // live and the caller is not its holder. It is a refusal of the caller, the same
+        // code the role policy gives a worker acting as another id.
+        StateError::NotAttemptHolder { .. } => Code::PermissionDenied,
     }
 }
 

@@ -12,6 +12,8 @@ use tonic::Status;
 use crate::app::App;
 use crate::grpc::api;
 use crate::grpc::api::workers_server::Workers;
+use crate::grpc::authz::Rpc;
+use crate::grpc::authz::check;
 use crate::grpc::convert::registration_from_proto;
 use crate::grpc::convert::report_from_proto;
 use crate::grpc::convert::resources_to_proto;
@@ -61,6 +63,12 @@ impl Workers for WorkersService {
         &self,
         request: Request<api::RegisterWorkerRequest>,
     ) -> Result<Response<api::RegisterWorkerResponse>, Status> {
+        check(
+            &request,
+            Rpc::RegisterWorker {
+                worker_id: &request.get_ref().worker_id,
+            },
+        )?;
         let registration = registration_from_proto(request.into_inner())?;
         let lease_ms = self
             .app
@@ -76,6 +84,12 @@ impl Workers for WorkersService {
     type AttachStream = InstructionStream;
 
     async fn attach(&self, request: Request<api::AttachRequest>) -> Result<Response<Self::AttachStream>, Status> {
+        check(
+            &request,
+            Rpc::Attach {
+                worker_id: &request.get_ref().worker_id,
+            },
+        )?;
         let request = request.into_inner();
         let receiver = self
             .app
@@ -89,6 +103,12 @@ impl Workers for WorkersService {
         &self,
         request: Request<api::HeartbeatRequest>,
     ) -> Result<Response<api::HeartbeatResponse>, Status> {
+        check(
+            &request,
+            Rpc::Heartbeat {
+                worker_id: &request.get_ref().worker_id,
+            },
+        )?;
         let request = request.into_inner();
         let void_tokens = self
             .app
@@ -101,6 +121,12 @@ impl Workers for WorkersService {
         &self,
         request: Request<api::ReportResultRequest>,
     ) -> Result<Response<api::ReportResultResponse>, Status> {
+        check(
+            &request,
+            Rpc::ReportResult {
+                worker_id: &request.get_ref().worker_id,
+            },
+        )?;
         let report = report_from_proto(request.into_inner())?;
         let status = self.app.report(report).await.map_err(app_error_to_status)?;
         Ok(Response::new(api::ReportResultResponse {
@@ -112,6 +138,12 @@ impl Workers for WorkersService {
         &self,
         request: Request<api::DrainWorkerRequest>,
     ) -> Result<Response<api::DrainWorkerResponse>, Status> {
+        check(
+            &request,
+            Rpc::DrainWorker {
+                worker_id: &request.get_ref().worker_id,
+            },
+        )?;
         let request = request.into_inner();
         self.app
             .drain_worker(&request.worker_id, &request.session_id)
@@ -124,6 +156,7 @@ impl Workers for WorkersService {
         &self,
         request: Request<api::ListWorkersRequest>,
     ) -> Result<Response<api::ListWorkersResponse>, Status> {
+        check(&request, Rpc::ListWorkers)?;
         self.app.leader_only().map_err(app_error_to_status)?;
         let after = request.into_inner().page_token;
         let statuses = self

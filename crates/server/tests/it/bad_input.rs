@@ -469,6 +469,8 @@ impl RawWorker {
             task_id,
             token,
             outcome,
+            worker_id: self.id.clone(),
+            session_id: self.session.clone(),
             ..Default::default()
         };
         let call = |c| {
@@ -592,6 +594,53 @@ async fn a_restarted_worker_voids_its_attempts_as_worker_restarted() {
         let result = second.report(task.id, assignment.token, outcome).await;
         refused_with(result, Code::InvalidArgument, &["outcome", &outcome.to_string()]);
     }
+    every_node_answers(&cluster).await;
+    cluster.shutdown().await;
+}
+
+/// A report must name its worker and session (a token alone records nothing): missing,
+/// over-long or malformed, each is INVALID_ARGUMENT naming the field, and the attempt
+/// still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_without_its_worker_or_session_is_invalid_naming_the_field() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let client = cluster.client();
+    let worker = RawWorker::register(&cluster, "w", "s1").await;
+    let mut stream = worker.attach(vec![]).await.expect("attach");
+    let task = client.submit_task(command_spec("t", "")).await.unwrap().task.unwrap();
+    let assignment = next_assignment(&mut stream).await;
+    let long_id = "w".repeat(129);
+    let long_session = "s".repeat(129);
+    let cases: [(&str, &str, &[&str]); 6] = [
+        ("", "", &["worker_id", "1..=128 bytes, got 0"]),
+        ("", "s1", &["worker_id", "got 0"]),
+        ("w", "", &["session_id", "1..=128 bytes, got 0"]),
+        (&long_id, "s1", &["worker_id", "got 129"]),
+        ("w", &long_session, &["session_id", "got 129"]),
+        ("w w", "s1", &["worker_id", "[A-Za-z0-9_.-/]"]),
+    ];
+    let report_as = |worker_id: &str, session_id: &str| {
+        let request = api::ReportResultRequest {
+            task_id: task.id,
+            token: assignment.token,
+            outcome: api::AttemptOutcome::Succeeded as i32,
+            worker_id: worker_id.to_string(),
+            session_id: session_id.to_string(),
+            ..Default::default()
+        };
+        client.call_channel(move |c| {
+            let request = request.clone();
+            async move { WorkersClient::new(c).report_result(request).await }
+        })
+    };
+    for (worker_id, session_id, needles) in cases {
+        refused_with(report_as(worker_id, session_id).await, Code::InvalidArgument, needles);
+    }
+    // At the limit (128 bytes) the fields are well formed: refused only as not the holder.
+    let result = report_as(&"w".repeat(128), &"s".repeat(128)).await;
+    refused_with(result, Code::PermissionDenied, &["held by worker \"w\""]);
+    let task = client.get_task(task.id, api::Consistency::Linearizable).await.unwrap();
+    assert_eq!(task.state, api::TaskState::Running as i32, "{task:?}");
     every_node_answers(&cluster).await;
     cluster.shutdown().await;
 }

@@ -123,6 +123,8 @@ fn fail_root_on_small_stack() {
         retryable: false,
         stdout_tail: String::new(),
         stderr_tail: String::new(),
+        worker_id: "w".into(),
+        session: "s".into(),
     };
     let response = state.apply(Command::ReportResult {
         now_ms: 1003,

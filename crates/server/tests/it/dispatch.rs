@@ -83,11 +83,29 @@ impl FakeWorker {
             .expect("attach")
     }
 
+    /// Attaches, submits one task and takes its assignment: the task, the token, and the
+    /// stream (kept open by the caller, as a live worker would).
+    async fn take_one_task(&self, cluster: &TestCluster) -> (api::Task, u64, tonic::Streaming<api::WorkerInstruction>) {
+        let mut stream = self.attach().await;
+        let task = cluster
+            .client()
+            .submit_task(command_spec("t", ""))
+            .await
+            .unwrap()
+            .task
+            .unwrap();
+        let assignment = next_assignment(&mut stream).await;
+        assert_eq!(assignment.task.unwrap().id, task.id);
+        (task, assignment.token, stream)
+    }
+
     async fn report(&self, task_id: u64, token: u64, outcome: api::AttemptOutcome) -> Result<(), ClientError> {
         let request = api::ReportResultRequest {
             task_id,
             token,
             outcome: outcome as i32,
+            worker_id: self.id.clone(),
+            session_id: self.session.clone(),
             ..Default::default()
         };
         self.client
@@ -114,17 +132,7 @@ fn stale(result: Result<(), ClientError>) {
 async fn a_stale_token_is_never_recorded() {
     let cluster = TestCluster::start(3, test_tuning()).await;
     let worker = FakeWorker::register(&cluster, "fake", 60_000).await;
-    let mut stream = worker.attach().await;
-    let task = cluster
-        .client()
-        .submit_task(command_spec("t", ""))
-        .await
-        .unwrap()
-        .task
-        .unwrap();
-    let assignment = next_assignment(&mut stream).await;
-    assert_eq!(assignment.task.unwrap().id, task.id);
-    let token = assignment.token;
+    let (task, token, _stream) = worker.take_one_task(&cluster).await;
 
     stale(worker.report(task.id, token + 1, api::AttemptOutcome::Succeeded).await);
     stale(worker.report(task.id, token - 1, api::AttemptOutcome::Succeeded).await);
@@ -138,6 +146,97 @@ async fn a_stale_token_is_never_recorded() {
     let done = wait_for_finish(&cluster, task.id).await;
     assert_eq!(state_of(&done), api::TaskState::Succeeded);
     assert_eq!(outcomes(&done), [api::AttemptOutcome::Succeeded]);
+    cluster.shutdown().await;
+}
+
+/// The leader's applied index and state digest: a refusal must leave both alone (no log
+/// entry, no change).
+fn applied_and_digest(cluster: &TestCluster, leader: u64) -> (u64, u64) {
+    let state = cluster.node(leader).app().state().read();
+    let index = state.last_applied.as_ref().map_or(0, |log_id| log_id.index);
+    (index, state.scheduler.digest())
+}
+
+fn not_the_holder(result: Result<(), ClientError>, task_id: u64, holder: &str) -> String {
+    match result {
+        Err(ClientError::Rejected { code, message, .. }) => {
+            assert_eq!(code, ErrorCode::PermissionDenied, "{message}");
+            for part in [
+                format!("task {task_id}'s attempt"),
+                format!("held by worker \"{holder}\""),
+                "only the worker running an attempt".to_string(),
+            ] {
+                assert!(message.contains(&part), "{message:?} lacks {part:?}");
+            }
+            message
+        }
+        other => panic!("expected PERMISSION_DENIED, got {other:?}"),
+    }
+}
+
+/// Issue 12: a fencing token is shown in every attempt and given to the task, so it must be
+/// no credential. Worker B reporting worker A's running attempt with A's token is refused
+/// (PERMISSION_DENIED, no log entry, state unchanged), as is A's id with a session A does
+/// not have; the task still runs A's attempt, and A's own report then records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_from_another_worker_or_session_is_refused_and_changes_nothing() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let a = FakeWorker::register(&cluster, "a", 60_000).await;
+    let (task, token, _stream) = a.take_one_task(&cluster).await;
+    // Registered only now, so the dispatcher had no reason to pick it.
+    let b = FakeWorker::register(&cluster, "b", 60_000).await;
+    let a_elsewhere = FakeWorker {
+        client: cluster.client(),
+        id: "a".into(),
+        session: "not-a-session".into(),
+    };
+
+    let leader = cluster.wait_for_leader().await;
+    let before = applied_and_digest(&cluster, leader);
+    let message = not_the_holder(
+        b.report(task.id, token, api::AttemptOutcome::Succeeded).await,
+        task.id,
+        "a",
+    );
+    assert!(message.contains("from worker \"b\""), "{message}");
+    // A hand-back is a report too.
+    not_the_holder(
+        b.report(task.id, token, api::AttemptOutcome::HandedBack).await,
+        task.id,
+        "a",
+    );
+    let message = not_the_holder(
+        a_elsewhere.report(task.id, token, api::AttemptOutcome::Failed).await,
+        task.id,
+        "a",
+    );
+    assert!(message.contains("in another session"), "{message}");
+    assert!(
+        !message.contains("not-a-session") && !message.contains("a-session"),
+        "{message}"
+    );
+    assert_eq!(
+        applied_and_digest(&cluster, leader),
+        before,
+        "a refused report wrote an entry or changed the state"
+    );
+    let running = cluster
+        .client()
+        .get_task(task.id, api::Consistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(state_of(&running), api::TaskState::Running);
+    assert_eq!(running.attempts.len(), 1);
+    assert_eq!(
+        (running.attempts[0].worker_id.as_str(), running.attempts[0].token),
+        ("a", token)
+    );
+
+    a.report(task.id, token, api::AttemptOutcome::Succeeded).await.unwrap();
+    let done = wait_for_finish(&cluster, task.id).await;
+    assert_eq!(state_of(&done), api::TaskState::Succeeded);
+    assert_eq!(outcomes(&done), [api::AttemptOutcome::Succeeded]);
+    cluster.wait_for_identical_replicas().await;
     cluster.shutdown().await;
 }
 

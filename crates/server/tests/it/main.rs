@@ -7,6 +7,7 @@
 //! of this process's resident set, which tests running beside them would add to).
 
 mod adversarial;
+mod authz;
 mod bad_input;
 mod cluster;
 mod deep_workflow;

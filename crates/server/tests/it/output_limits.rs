@@ -276,6 +276,8 @@ async fn over_long_report_from_an_older_worker_is_stored_cut() {
         non_retryable: true,
         stdout_tail: stdout.clone(),
         stderr_tail: stderr.clone(),
+        worker_id: "old-worker".into(),
+        session_id: "old-session".into(),
     };
     let response = client
         .call_channel(|c| {

@@ -84,6 +84,8 @@ fn the_kept_sum_follows_every_change() {
             retryable: false,
             stdout_tail: "x".repeat(1000),
             stderr_tail: String::new(),
+            worker_id: String::new(),
+            session: String::new(),
         },
         jitter: 0,
     });

@@ -26,6 +26,21 @@ fn submit(state: &mut SchedulerState, name: &str) -> Result<SubmitOutcome, State
     outcomes.pop().expect("one outcome per spec")
 }
 
+/// Registers worker `w` in session `s`, one slot.
+fn register_w(state: &mut SchedulerState) {
+    state.apply(Command::RegisterWorker {
+        now_ms: 1,
+        registration: WorkerRegistration {
+            id: "w".to_string(),
+            session: "s".to_string(),
+            slots: 1,
+            labels: BTreeMap::new(),
+            resources: Resources::default(),
+            lease_ms: 1000,
+        },
+    });
+}
+
 fn encode(image: &SnapshotImage) -> Vec<u8> {
     postcard::to_allocvec(image).expect("in-memory encoding")
 }
@@ -77,17 +92,7 @@ fn exhausted_id_space_is_refused_not_wrapped() {
 fn exhausted_token_space_is_refused_not_wrapped() {
     let mut state = SchedulerState::new();
     let task_id = submit(&mut state, "a").unwrap().task_id;
-    state.apply(Command::RegisterWorker {
-        now_ms: 1,
-        registration: WorkerRegistration {
-            id: "w".to_string(),
-            session: "s".to_string(),
-            slots: 1,
-            labels: BTreeMap::new(),
-            resources: Resources::default(),
-            lease_ms: 1000,
-        },
-    });
+    register_w(&mut state);
     state.next_token = u64::MAX;
     let before = state.clone();
     let response = state.apply(Command::AssignTasks {
@@ -101,6 +106,64 @@ fn exhausted_token_space_is_refused_not_wrapped() {
     assert!(matches!(&outcomes[..], [Err(StateError::InvalidArgument { field, .. })] if field == "token"));
     assert_eq!(state, before);
     state.check_invariants().unwrap();
+}
+
+/// The leader's pre-check refuses only a report it can judge from its applied state (a
+/// running token under another holder); a token it does not know is left to apply, which
+/// may run after entries the leader has not applied yet.
+#[test]
+fn the_leaders_binding_check_leaves_staleness_to_apply() {
+    let mut state = SchedulerState::new();
+    let task_id = submit(&mut state, "a").unwrap().task_id;
+    register_w(&mut state);
+    let CommandResponse::Assigned(outcomes) = state.apply(Command::AssignTasks {
+        now_ms: 2,
+        seed: 0,
+        assignments: vec![(task_id, "w".to_string())],
+    }) else {
+        panic!("assign answered with another response");
+    };
+    let token = outcomes[0].as_ref().unwrap().token;
+    let report = |task_id: TaskId, token: u64, worker_id: &str, session: &str| AttemptReport {
+        task_id,
+        token,
+        outcome: AttemptOutcome::Succeeded,
+        exit_code: None,
+        error: None,
+        retryable: true,
+        stdout_tail: String::new(),
+        stderr_tail: String::new(),
+        worker_id: worker_id.to_string(),
+        session: session.to_string(),
+    };
+    for (passes, why) in [
+        (report(task_id, token, "w", "s"), "the holder"),
+        (report(task_id, token, "", ""), "unbound (a v0-v2 entry)"),
+        (report(task_id, token + 1, "x", "s"), "a token not known yet"),
+        (report(task_id + 1, token, "x", "s"), "a task not known yet"),
+    ] {
+        assert_eq!(state.check_report_holder(&passes), Ok(()), "{why}");
+    }
+    assert!(matches!(
+        state.check_report(&report(task_id, token + 1, "w", "s")),
+        Err(StateError::StaleToken { .. })
+    ));
+    let holder_error = |worker_id: &str, same_worker: bool| StateError::NotAttemptHolder {
+        task_id,
+        token,
+        holder: "w".to_string(),
+        reporter: worker_id.to_string(),
+        same_worker,
+    };
+    let other_worker = report(task_id, token, "x", "s");
+    assert_eq!(state.check_report_holder(&other_worker), Err(holder_error("x", false)));
+    let other_session = report(task_id, token, "w", "t");
+    assert_eq!(state.check_report(&other_session), Err(holder_error("w", true)));
+    // Half-bound (a worker id without a session) is bound, and wrong.
+    assert_eq!(
+        state.check_report_holder(&report(task_id, token, "w", "")),
+        Err(holder_error("w", true))
+    );
 }
 
 #[test]
@@ -357,6 +420,8 @@ fn snapshot_bytes_of_format_4_are_pinned() {
             retryable: false,
             stdout_tail: "out".to_string(),
             stderr_tail: String::new(),
+            worker_id: String::new(),
+            session: String::new(),
         },
         jitter: 0,
     });

@@ -101,6 +101,8 @@ fn report() -> AttemptReport {
         retryable: true,
         stdout_tail: "out".to_string(),
         stderr_tail: String::new(),
+        worker_id: "w1".to_string(),
+        session: "s1".to_string(),
     }
 }
 
@@ -465,9 +467,9 @@ fn every_example_round_trips_with_and_without_the_header() {
             "{name}"
         );
         // A data dir from before the header holds bare postcard (format v0), in the v1
-        // layout: a queue policy of today has a field v0 never had (see
-        // `v1_queue_policies_are_read_without_retention`).
-        if name == "SetQueuePolicy" {
+        // layout: a queue policy and a report of today have fields v0 never had (see
+        // `v1_queue_policies_are_read_without_retention` and `v2_entries_still_decode`).
+        if matches!(name, "SetQueuePolicy" | "ReportResult") {
             continue;
         }
         let bare = postcard::to_allocvec(&command).unwrap();
@@ -514,6 +516,46 @@ fn v1_queue_policies_are_read_without_retention() {
     assert_eq!(crate::state::wire::decoding_version(), None);
 }
 
+const V2_GOLDEN_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata/wire/commands.v2.golden");
+
+/// Every line of the v2 golden file (the exact bytes the previous release wrote) still
+/// decodes, to today's example except for what v3 added: a v2 report names no worker or
+/// session, so it decodes unbound (applied on its token alone, as it was accepted then).
+#[test]
+fn v2_entries_still_decode() {
+    let golden = std::fs::read_to_string(V2_GOLDEN_PATH).unwrap_or_else(|e| panic!("{V2_GOLDEN_PATH}: {e}"));
+    let examples: BTreeMap<&str, Command> = examples().into_iter().collect();
+    let mut decoded = 0;
+    for line in golden
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("header-"))
+    {
+        let (name, hex_bytes) = line.split_once(' ').expect("`name hex` lines");
+        let bytes: Vec<u8> = (0..hex_bytes.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex_bytes[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(split_header(&bytes).map(|(v, _)| v), Some(2), "{name}");
+        let mut expected = examples[name].clone();
+        if let Command::ReportResult { report, .. } = &mut expected {
+            report.worker_id.clear();
+            report.session.clear();
+        }
+        let got = decode_versioned::<Command>(&bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, expected, "{name}");
+        if let Command::ReportResult { report, .. } = &got {
+            assert!(report.is_unbound(), "a v2 report is unbound");
+            // The bare (v0) body of the same report reads the same way.
+            let bare = &bytes[WIRE_HEADER_BYTES..];
+            assert_eq!(decode_versioned_or_bare::<Command>(bare, name), Ok(got.clone()));
+        }
+        decoded += 1;
+    }
+    assert_eq!(decoded, examples.len(), "the v2 file has one line per variant");
+    // Outside wire decoding the current layout is read: a v2 report body is short of it.
+    assert_eq!(crate::state::wire::decoding_version(), None);
+}
+
 /// `body` behind a header claiming `version`.
 fn with_version(version: u16, command: &Command) -> Vec<u8> {
     let mut bytes = wire_header(version).to_vec();
@@ -537,7 +579,7 @@ fn a_newer_version_is_refused_with_both_versions_and_what_to_do() {
     for part in [
         "log entry",
         "wire format v99",
-        "reads formats v1 to v2",
+        "reads formats v1 to v3",
         "upgrade this node to a release that reads format v99",
     ] {
         assert!(message.contains(part), "{message:?} lacks {part:?}");
@@ -575,8 +617,8 @@ fn every_truncation_of_every_example_is_an_error() {
             decode_versioned_or_bare::<Command>(&versioned[..cut], name).unwrap_err();
         }
         // Bare bytes are read in the v0 layout, where a v2 queue policy cut before its
-        // retention is a whole v0 value.
-        if name == "SetQueuePolicy" {
+        // retention (or a v3 report before its worker) is a whole v0 value.
+        if matches!(name, "SetQueuePolicy" | "ReportResult") {
             continue;
         }
         for cut in 0..bare.len() {

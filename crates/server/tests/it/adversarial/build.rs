@@ -117,7 +117,7 @@ pub fn register(g: &RegisterGen) -> api::RegisterWorkerRequest {
     }
 }
 
-pub fn report(g: &ReportGen, task_id: u64, token: u64) -> api::ReportResultRequest {
+pub fn report(g: &ReportGen, task_id: u64, token: u64, worker: (String, String)) -> api::ReportResultRequest {
     api::ReportResultRequest {
         task_id,
         token,
@@ -128,5 +128,7 @@ pub fn report(g: &ReportGen, task_id: u64, token: u64) -> api::ReportResultReque
         non_retryable: g.non_retryable,
         stdout_tail: g.stdout_tail.build(),
         stderr_tail: g.stderr_tail.build(),
+        worker_id: worker.0,
+        session_id: worker.1,
     }
 }

@@ -37,6 +37,9 @@ pub struct Pools {
     pub attempts: Vec<(u64, u64)>,
     /// What the last Attach was given.
     pub last_assigned: Vec<(u64, u64)>,
+    /// The worker id and session the last Attach named: reports go out as it, so reports of
+    /// its own attempts are recorded and others' are refused (PERMISSION_DENIED).
+    pub last_attacher: Option<(String, String)>,
     pub workers: Vec<(String, String)>,
     pub schedules: Vec<String>,
     pub workflows: Vec<u64>,

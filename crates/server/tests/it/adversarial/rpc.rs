@@ -82,6 +82,15 @@ impl Harness<'_> {
         }
     }
 
+    /// Who reports: the last worker that attached (it holds what it was given), or a
+    /// made-up one before any did.
+    fn reporter(&self) -> (String, String) {
+        self.pools
+            .last_attacher
+            .clone()
+            .unwrap_or_else(|| ("fz-worker".into(), "fz-session".into()))
+    }
+
     fn attempt(&self, attempt: &AttemptRef) -> (u64, u64) {
         match attempt {
             AttemptRef::Known(n) => pick(&self.pools.attempts, *n).unwrap_or((1, 1)),
@@ -399,14 +408,16 @@ impl Harness<'_> {
             }
             Rpc::ReportResult(attempt, report) => {
                 let (task_id, token) = self.attempt(attempt);
-                let result = bounded(client.report_result(build::report(report, task_id, token))).await;
+                let request = build::report(report, task_id, token, self.reporter());
+                let result = bounded(client.report_result(request)).await;
                 self.check("ReportResult", node, result)?;
             }
             Rpc::ReportAll(report) => {
                 let mut assigned = self.pools.last_assigned.clone();
                 assigned.sort_unstable_by(|a, b| b.cmp(a));
                 for (task_id, token) in assigned.into_iter().take(MAX_REPORTS) {
-                    let result = bounded(client.report_result(build::report(report, task_id, token))).await;
+                    let request = build::report(report, task_id, token, self.reporter());
+                    let result = bounded(client.report_result(request)).await;
                     self.check("ReportResult (assigned)", node, result)?;
                 }
             }
@@ -432,6 +443,7 @@ impl Harness<'_> {
     /// hangs up (the attempts then run out their lease, as with a crashed worker).
     async fn attach(&mut self, node: NodeId, worker: &WorkerRef, tokens: &Tokens) -> Sent {
         let (worker_id, session_id) = self.worker(worker);
+        self.pools.last_attacher = Some((worker_id.clone(), session_id.clone()));
         let request = api::AttachRequest {
             worker_id,
             session_id,

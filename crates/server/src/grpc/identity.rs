@@ -1,0 +1,316 @@
+//! Who is calling: the role and name in the subject of the client's verified certificate
+//! (the certificate identity contract, shared with `raftsched certs`): OU = the role, CN =
+//! the name (`node-<id>` for a node, the worker id for a worker, any name for the others).
+//!
+//! The TLS layer has already verified the chain against the cluster CA before a handler
+//! runs; this module only reads the subject of the leaf. Namespaces are reserved in the
+//! contract and not encoded yet.
+
+use tonic::Request;
+use tonic::Status;
+use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::TlsConnectInfo;
+use x509_parser::prelude::FromDer;
+use x509_parser::prelude::X509Certificate;
+
+use raftsched_core::state::limits::shown;
+
+/// The prefix of a node's CN: `node-<id>`.
+const NODE_NAME_PREFIX: &str = "node-";
+/// A CN longer than this is refused: the longest name a credential needs is a worker id
+/// (`MAX_WORKER_ID_BYTES`, 128 bytes); RFC 5280's upper bound for a CN is 64 characters,
+/// but worker ids may be longer, so the bound is theirs.
+const MAX_NAME_BYTES: usize = raftsched_core::state::limits::MAX_WORKER_ID_BYTES;
+
+/// What a credential may do; see ARCHITECTURE.md, Security model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Role {
+    Node,
+    Admin,
+    Submitter,
+    Reader,
+    Worker,
+}
+
+impl Role {
+    pub(crate) const ALL: [Role; 5] = [Role::Node, Role::Admin, Role::Submitter, Role::Reader, Role::Worker];
+
+    /// The OU that names the role.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Role::Node => "node",
+            Role::Admin => "admin",
+            Role::Submitter => "submitter",
+            Role::Reader => "reader",
+            Role::Worker => "worker",
+        }
+    }
+
+    fn from_ou(ou: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == ou)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A caller: its role and its name (a node's `node-<id>`, a worker's id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub(crate) role: Role,
+    pub(crate) name: String,
+}
+
+impl Identity {
+    /// The node id a node's name carries (`node-2` → 2); `None` for any other role.
+    #[allow(dead_code)] // For the peer port's checks (helper tls); the lead wires it.
+    pub(crate) fn node_id(&self) -> Option<u64> {
+        if self.role != Role::Node {
+            return None;
+        }
+        node_id_of(&self.name)
+    }
+}
+
+/// Why a certificate's subject names no identity of the contract. Every message says what
+/// to do; none quotes more than the first 64 bytes of the certificate's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum IdentityError {
+    #[error("the client certificate is not a readable X.509 certificate ({0})")]
+    NotX509(String),
+    #[error(
+        "the client certificate's subject has no OU (organizationalUnitName); the OU names the role, one of \
+         node, admin, submitter, reader, worker: issue it with `raftsched certs issue --role R --name N`"
+    )]
+    NoRole,
+    #[error(
+        "the client certificate's subject has {0} OUs; exactly one (the role) is accepted: issue it with \
+         `raftsched certs issue --role R --name N`"
+    )]
+    SeveralRoles(usize),
+    #[error(
+        "the client certificate's OU {} is not a role; the roles are node, admin, submitter, reader, worker: \
+         issue it with `raftsched certs issue --role R --name N`",
+        shown(.0)
+    )]
+    UnknownRole(String),
+    #[error(
+        "the client certificate's subject has {0} CNs; exactly one (the name, 1..={MAX_NAME_BYTES} bytes) is \
+         accepted: issue it with `raftsched certs issue --role R --name N`"
+    )]
+    NotOneName(usize),
+    #[error(
+        "the client certificate's CN is {} bytes; a name is 1..={MAX_NAME_BYTES} bytes: issue it with \
+         `raftsched certs issue --role R --name N`",
+        .0
+    )]
+    NameLength(usize),
+    #[error(
+        "the client certificate's {what} is not a text string ({detail}); issue it with \
+         `raftsched certs issue --role R --name N`"
+    )]
+    NotText { what: &'static str, detail: String },
+    #[error(
+        "a node certificate's CN must be node-<id> (e.g. node-2), not {}: issue it with \
+         `raftsched certs issue --role node --name node-<id>`",
+        shown(.0)
+    )]
+    NotANodeName(String),
+}
+
+/// The identity a DER certificate's subject names, by the contract: exactly one OU that is
+/// a role and exactly one CN of 1..=128 bytes (for a node, `node-<id>`).
+pub(crate) fn identity_from_der(der: &[u8]) -> Result<Identity, IdentityError> {
+    let (_, certificate) = X509Certificate::from_der(der).map_err(|e| IdentityError::NotX509(e.to_string()))?;
+    let subject = certificate.subject();
+    let ous: Vec<_> = subject.iter_organizational_unit().collect();
+    let ou = match ous.as_slice() {
+        [] => return Err(IdentityError::NoRole),
+        [one] => text_of(one, "OU")?,
+        several => return Err(IdentityError::SeveralRoles(several.len())),
+    };
+    let role = Role::from_ou(ou).ok_or_else(|| IdentityError::UnknownRole(ou.to_string()))?;
+    let cns: Vec<_> = subject.iter_common_name().collect();
+    let [cn] = cns.as_slice() else {
+        return Err(IdentityError::NotOneName(cns.len()));
+    };
+    let name = text_of(cn, "CN")?;
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(IdentityError::NameLength(name.len()));
+    }
+    if role == Role::Node && node_id_of(name).is_none() {
+        return Err(IdentityError::NotANodeName(name.to_string()));
+    }
+    Ok(Identity {
+        role,
+        name: name.to_string(),
+    })
+}
+
+fn text_of<'a>(
+    attribute: &'a x509_parser::x509::AttributeTypeAndValue<'_>,
+    what: &'static str,
+) -> Result<&'a str, IdentityError> {
+    attribute.as_str().map_err(|e| IdentityError::NotText {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// `node-<id>` with `<id>` a decimal u64 written canonically (no sign, no leading zero), so
+/// one node has one name.
+fn node_id_of(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(NODE_NAME_PREFIX)?;
+    let id: u64 = digits.parse().ok()?;
+    (id.to_string() == digits).then_some(id)
+}
+
+/// The caller of `request`, from the verified leaf certificate of its connection.
+///
+/// `Ok(None)` when the connection is not TLS (the server runs `--insecure`: every call is
+/// allowed). On a TLS connection a missing client certificate, or a leaf whose subject the
+/// contract does not know, is UNAUTHENTICATED with what to do.
+///
+/// TLS is recognised by tonic's `TlsConnectInfo<TcpConnectInfo>` request extension, which
+/// tonic's TLS server puts on every request; a TLS listener serving without it would read as
+/// insecure (allow all), so the TLS wiring must keep it (a test of the lead's, with TLS on,
+/// checks that a submitter is refused AddNode).
+pub(crate) fn identity_of<T>(request: &Request<T>) -> Result<Option<Identity>, Status> {
+    let Some(tls) = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>() else {
+        return Ok(None);
+    };
+    let certificates = tls.peer_certs().unwrap_or_default();
+    let Some(leaf) = certificates.first() else {
+        return Err(Status::unauthenticated(
+            "no client certificate: this node requires one signed by the cluster CA; point RAFTSCHED_TLS_DIR \
+             at the directory `raftsched certs init` wrote",
+        ));
+    };
+    identity_from_der(leaf.as_ref())
+        .map(Some)
+        .map_err(|e| Status::unauthenticated(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::CertificateParams;
+    use rcgen::DistinguishedName;
+    use rcgen::DnType;
+    use rcgen::KeyPair;
+
+    /// The OID of organizationalUnitName (2.5.4.11), to put a second OU in a subject.
+    const OU_OID: [u64; 4] = [2, 5, 4, 11];
+
+    /// A self-signed certificate with exactly these subject attributes. Signing by a CA does
+    /// not matter here: the chain is the TLS layer's to verify.
+    fn cert_with(attributes: &[(DnType, &str)]) -> Vec<u8> {
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let mut subject = DistinguishedName::new();
+        for (kind, value) in attributes {
+            subject.push(kind.clone(), *value);
+        }
+        params.distinguished_name = subject;
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn cert(ou: &str, cn: &str) -> Vec<u8> {
+        cert_with(&[(DnType::OrganizationalUnitName, ou), (DnType::CommonName, cn)])
+    }
+
+    #[test]
+    fn every_role_is_read_with_its_name() {
+        for (ou, cn, role) in [
+            ("node", "node-2", Role::Node),
+            ("admin", "admin", Role::Admin),
+            ("submitter", "client", Role::Submitter),
+            ("reader", "reader", Role::Reader),
+            ("worker", "worker1", Role::Worker),
+        ] {
+            let identity = identity_from_der(&cert(ou, cn)).unwrap();
+            assert_eq!(
+                identity,
+                Identity {
+                    role,
+                    name: cn.to_string()
+                }
+            );
+            assert_eq!(role.as_str(), ou);
+        }
+        let node = identity_from_der(&cert("node", "node-2")).unwrap();
+        assert_eq!(node.node_id(), Some(2));
+        let worker = identity_from_der(&cert("worker", "node-2")).unwrap();
+        assert_eq!(worker.node_id(), None, "only a node's name is a node id");
+    }
+
+    #[test]
+    fn a_subject_without_exactly_one_known_role_is_refused() {
+        let no_ou = cert_with(&[(DnType::CommonName, "admin")]);
+        let error = identity_from_der(&no_ou).unwrap_err();
+        assert_eq!(error, IdentityError::NoRole);
+        assert!(error.to_string().contains("no OU") && error.to_string().contains("certs issue"));
+
+        let error = identity_from_der(&cert("operators", "admin")).unwrap_err();
+        assert_eq!(error, IdentityError::UnknownRole("operators".into()));
+        assert!(error.to_string().contains("\"operators\" is not a role"), "{error}");
+        // Roles are exact: no case folding, no padding.
+        for ou in ["Admin", "admin ", "", "nodes"] {
+            assert!(
+                matches!(identity_from_der(&cert(ou, "x")), Err(IdentityError::UnknownRole(_))),
+                "{ou:?}"
+            );
+        }
+
+        let two_ous = cert_with(&[
+            (DnType::OrganizationalUnitName, "reader"),
+            (DnType::CustomDnType(OU_OID.to_vec()), "admin"),
+            (DnType::CommonName, "r"),
+        ]);
+        assert_eq!(identity_from_der(&two_ous), Err(IdentityError::SeveralRoles(2)));
+    }
+
+    #[test]
+    fn a_name_is_one_cn_of_1_to_128_bytes() {
+        let no_cn = cert_with(&[(DnType::OrganizationalUnitName, "admin")]);
+        assert_eq!(identity_from_der(&no_cn), Err(IdentityError::NotOneName(0)));
+        assert_eq!(identity_from_der(&cert("admin", "")), Err(IdentityError::NameLength(0)));
+        let at_limit = "w".repeat(MAX_NAME_BYTES);
+        assert_eq!(identity_from_der(&cert("worker", &at_limit)).unwrap().name, at_limit);
+        let over = "w".repeat(MAX_NAME_BYTES + 1);
+        let error = identity_from_der(&cert("worker", &over)).unwrap_err();
+        assert_eq!(error, IdentityError::NameLength(MAX_NAME_BYTES + 1));
+        assert!(error.to_string().contains("129 bytes"), "{error}");
+    }
+
+    #[test]
+    fn a_node_name_is_node_dash_a_canonical_id() {
+        for name in ["node-1", "node-3", &format!("node-{}", u64::MAX)] {
+            assert!(identity_from_der(&cert("node", name)).is_ok(), "{name}");
+        }
+        let long = format!("node-{}", "9".repeat(100));
+        for name in [
+            "node", "node-", "node-x", "node-01", "node-+2", "node--2", "Node-2", "2", "worker1", &long,
+        ] {
+            let error = identity_from_der(&cert("node", name)).unwrap_err();
+            assert_eq!(error, IdentityError::NotANodeName(name.to_string()), "{name}");
+            assert!(error.to_string().contains("node-<id>"), "{error}");
+            assert!(error.to_string().len() < 400, "{error}");
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_certificate_are_refused() {
+        for bytes in [&[][..], &[0x30], &[0xff; 64]] {
+            assert!(matches!(identity_from_der(bytes), Err(IdentityError::NotX509(_))));
+        }
+    }
+
+    #[test]
+    fn a_plaintext_request_has_no_identity() {
+        assert_eq!(identity_of(&Request::new(())).unwrap(), None);
+    }
+}
