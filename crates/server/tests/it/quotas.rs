@@ -127,6 +127,18 @@ async fn alarms_of(client: &ClusterClient, node_id: u64) -> Option<Vec<String>> 
     Some(member.alarms)
 }
 
+/// Waits until a submit is refused with RESOURCE_EXHAUSTED (the leader learns of an alarm
+/// within a poll; until then a submit may still pass) and returns the refusal's text.
+async fn wait_for_refusal(client: &ClusterClient) -> String {
+    wait_until("the leader to refuse new work", || async {
+        match submit(client, spec("during", 1)).await {
+            Err(error) if error.code() == Some(Code::ResourceExhausted) => Some(error.to_string()),
+            _ => None,
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_data_dir_alarm_on_one_node_stops_new_work_until_it_clears() {
     bounded(async {
@@ -159,14 +171,7 @@ async fn a_data_dir_alarm_on_one_node_stops_new_work_until_it_clears() {
         let status = client.cluster_status().await.expect("status");
         let node3 = status.members.iter().find(|m| m.node_id == 3).expect("node 3");
         assert!(node3.data_dir_bytes > MARK, "the figure is reported: {node3:?}");
-        // The leader learns it within a poll; until then a submit may still pass.
-        let refusal = wait_until("the leader to refuse new work", || async {
-            match submit(&client, spec("during", 1)).await {
-                Err(error) if error.code() == Some(Code::ResourceExhausted) => Some(error.to_string()),
-                _ => None,
-            }
-        })
-        .await;
+        let refusal = wait_for_refusal(&client).await;
         assert!(refusal.contains("node 3") && refusal.contains("data-dir"), "{refusal}");
         client
             .get_task(before, api::Consistency::Linearizable)
@@ -221,13 +226,7 @@ async fn a_memory_alarm_on_one_node_refuses_new_work_naming_it() {
         for other in status.members.iter().filter(|m| m.node_id != 3) {
             assert!(other.alarms.is_empty(), "only node 3 passed its mark: {other:?}");
         }
-        let refusal = wait_until("the leader to refuse new work", || async {
-            match submit(&client, spec("during", 1)).await {
-                Err(error) if error.code() == Some(Code::ResourceExhausted) => Some(error.to_string()),
-                _ => None,
-            }
-        })
-        .await;
+        let refusal = wait_for_refusal(&client).await;
         assert!(refusal.contains("node 3") && refusal.contains("memory"), "{refusal}");
         client.cluster_status().await.expect("a read under the alarm");
     })
