@@ -609,12 +609,17 @@ impl Shared {
         let _stop_heartbeats = draining.clone().drop_guard();
         let heartbeat_every = Duration::from_millis((self.options.lease_ms / 5).max(50));
         tokio::spawn(self.clone().heartbeat_loop(heartbeat_every, None, draining));
-        let (worker_id, session_id) = (self.options.worker_id.clone(), self.session_id.clone());
+        // The session has ended, so nothing more is taken from the stream: what runs now is
+        // all this worker will run, and the leader hands back anything else it assigned us.
+        let request = api::DrainWorkerRequest {
+            worker_id: self.options.worker_id.clone(),
+            session_id: self.session_id.clone(),
+            holding: Some(api::Holding {
+                running_tokens: self.running_tokens(),
+            }),
+        };
         let drain = self.cluster.call_workers(move |mut c| {
-            let request = api::DrainWorkerRequest {
-                worker_id: worker_id.clone(),
-                session_id: session_id.clone(),
-            };
+            let request = request.clone();
             async move { c.drain_worker(request).await }
         });
         if let Err(e) = tokio::time::timeout(Duration::from_secs(5), drain).await {

@@ -13,6 +13,7 @@ use super::AppError;
 use super::now_ms;
 use crate::hub::Instruction;
 use raftsched_core::scheduling::QueuePolicy;
+use raftsched_core::state::AttemptOutcome;
 use raftsched_core::state::AttemptReport;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;
@@ -179,8 +180,15 @@ impl App {
         Ok(result?)
     }
 
-    pub async fn drain_worker(&self, worker_id: &str, session: &str) -> Result<(), AppError> {
+    /// Marks the worker draining: it gets no new work. With `holding` (the tokens it runs,
+    /// listed after it stopped reading its stream), every attempt assigned to it that it does
+    /// not hold is handed back now: its push was still in flight and will never run there.
+    /// Without this the attempt would wait for the lease and use up one of its tries.
+    pub async fn drain_worker(&self, worker_id: &str, session: &str, holding: Option<&[u64]>) -> Result<(), AppError> {
         limits::validate_worker_ref(worker_id, session)?;
+        if let Some(holding) = holding {
+            limits::validate_running_tokens(holding.len())?;
+        }
         let command = Command::DrainWorker {
             now_ms: now_ms(),
             worker_id: worker_id.to_string(),
@@ -189,7 +197,41 @@ impl App {
         let CommandResponse::Drained(result) = self.write(command).await? else {
             return Err(AppError::Internal("drain answered with another response".into()));
         };
-        Ok(result?)
+        result?;
+        // Committed draining, the worker is assigned nothing more (apply refuses it), so the
+        // attempts read now are all it will ever be given.
+        let Some(holding) = holding else { return Ok(()) };
+        for (task_id, token) in self.not_held(worker_id, holding) {
+            let report = AttemptReport {
+                task_id,
+                token,
+                outcome: AttemptOutcome::HandedBack,
+                exit_code: None,
+                error: Some("assigned while the worker was draining; it never ran".into()),
+                retryable: true,
+                stdout_tail: String::new(),
+                stderr_tail: String::new(),
+                worker_id: worker_id.to_string(),
+                session: session.to_string(),
+            };
+            // Already finished or voided meanwhile: nothing is left to hand back.
+            if let Err(e) = self.report(report).await {
+                tracing::info!(worker = worker_id, task = task_id, "not handed back: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// (task, token) of the attempts the state gives `worker_id` that are not in `holding`.
+    fn not_held(&self, worker_id: &str, holding: &[u64]) -> Vec<(u64, u64)> {
+        let held: BTreeSet<u64> = holding.iter().copied().collect();
+        let state = self.state.read();
+        state
+            .scheduler
+            .running_on(worker_id)
+            .filter_map(|task| task.running_attempt().map(|a| (task.id, a.token)))
+            .filter(|(_, token)| !held.contains(token))
+            .collect()
     }
 
     pub async fn set_queue_policy(&self, queue: String, policy: QueuePolicy) -> Result<(), AppError> {

@@ -146,7 +146,11 @@ impl Workers for WorkersService {
         )?;
         let request = request.into_inner();
         self.app
-            .drain_worker(&request.worker_id, &request.session_id)
+            .drain_worker(
+                &request.worker_id,
+                &request.session_id,
+                request.holding.as_ref().map(|h| h.running_tokens.as_slice()),
+            )
             .await
             .map_err(app_error_to_status)?;
         Ok(Response::new(api::DrainWorkerResponse {}))

@@ -29,6 +29,28 @@ fn state_of(task: &api::Task) -> api::TaskState {
     api::TaskState::try_from(task.state).unwrap()
 }
 
+/// One attempt handed back, not counted against `max_attempts`, then a success on b.
+fn assert_handed_back_then_done_by_b(done: &api::Task) {
+    assert_eq!(state_of(done), api::TaskState::Succeeded, "{done:?}");
+    assert_eq!(
+        outcomes(done),
+        [api::AttemptOutcome::HandedBack, api::AttemptOutcome::Succeeded]
+    );
+    assert_eq!(done.attempts[1].worker_id, "b");
+}
+
+async fn wait_for_running(cluster: &TestCluster, task_id: u64) {
+    wait_until("the task to run", || async {
+        let task = cluster
+            .client()
+            .get_task(task_id, api::Consistency::Linearizable)
+            .await
+            .ok()?;
+        (state_of(&task) == api::TaskState::Running).then_some(())
+    })
+    .await;
+}
+
 fn outcomes(task: &api::Task) -> Vec<api::AttemptOutcome> {
     task.attempts
         .iter()
@@ -565,27 +587,49 @@ async fn a_draining_worker_hands_back_what_it_cannot_finish() {
     );
     spec.max_attempts = 1;
     let task = cluster.client().submit_task(spec).await.unwrap().task.unwrap();
-    wait_until("the task to run on a", || async {
-        let task = cluster
-            .client()
-            .get_task(task.id, api::Consistency::Linearizable)
-            .await
-            .ok()?;
-        (state_of(&task) == api::TaskState::Running).then_some(())
-    })
-    .await;
+    wait_for_running(&cluster, task.id).await;
     let (stop_b, handle_b) = start_worker(&cluster, WorkerOptions::new("b", 1));
     stop_a.cancel();
     handle_a.await.unwrap();
 
     // Handed back, it does not use up its only attempt: b runs it to the end.
     let done = wait_for_finish(&cluster, task.id).await;
-    assert_eq!(state_of(&done), api::TaskState::Succeeded, "{done:?}");
-    assert_eq!(
-        outcomes(&done),
-        [api::AttemptOutcome::HandedBack, api::AttemptOutcome::Succeeded]
-    );
-    assert_eq!(done.attempts[1].worker_id, "b");
+    assert_handed_back_then_done_by_b(&done);
+    stop_b.cancel();
+    handle_b.await.unwrap();
+    cluster.shutdown().await;
+}
+
+/// A worker that stops while an assignment is still on its way (committed, not yet read from
+/// the stream) never runs it. Draining with what it holds, it gets that attempt handed back
+/// at once, without using up the task's only try; before, the task waited out the lease
+/// and failed (the intermittent failure of the test above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_hands_back_an_assignment_still_in_flight() {
+    let cluster = TestCluster::start(3, test_tuning()).await;
+    let fake = FakeWorker::register(&cluster, "fake", 60_000).await;
+    // Attached but never read: the push stays in flight.
+    let _stream = fake.attach().await;
+    let mut spec = shell("t", "true");
+    spec.max_attempts = 1;
+    let task = cluster.client().submit_task(spec).await.unwrap().task.unwrap();
+    wait_for_running(&cluster, task.id).await;
+    let request = api::DrainWorkerRequest {
+        worker_id: fake.id.clone(),
+        session_id: fake.session.clone(),
+        holding: Some(api::Holding { running_tokens: vec![] }),
+    };
+    fake.client
+        .call_channel(|c| {
+            let request = request.clone();
+            async move { WorkersClient::new(c).drain_worker(request).await }
+        })
+        .await
+        .expect("drain");
+
+    let (stop_b, handle_b) = start_worker(&cluster, WorkerOptions::new("b", 1));
+    let done = wait_for_finish(&cluster, task.id).await;
+    assert_handed_back_then_done_by_b(&done);
     stop_b.cancel();
     handle_b.await.unwrap();
     cluster.shutdown().await;

@@ -423,7 +423,11 @@ impl Harness<'_> {
             }
             Rpc::DrainWorker(worker) => {
                 let (worker_id, session_id) = self.worker(worker);
-                let request = api::DrainWorkerRequest { worker_id, session_id };
+                let request = api::DrainWorkerRequest {
+                    worker_id,
+                    session_id,
+                    holding: None,
+                };
                 let result = bounded(client.drain_worker(request)).await;
                 self.check("DrainWorker", node, result)?;
             }
