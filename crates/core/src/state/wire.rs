@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 #[cfg(test)]
 mod tests;
 
-/// The format this binary writes: 2. Bump it whenever the postcard layout of anything
+/// The format this binary writes: 3. Bump it whenever the postcard layout of anything
 /// encoded here changes (a field or an enum variant added, removed or reordered in
 /// [`crate::state::Command`], openraft's entry and RPC types, or a type they contain).
 ///
@@ -32,7 +32,11 @@ mod tests;
 /// `PurgeTasks` variant (at the end, so v1 variants keep their indexes). v1 bodies are still
 /// read: the only layout that differs is `QueuePolicy`'s, whose deserializer asks
 /// [`decoding_version`].
-pub const WIRE_FORMAT_VERSION: u16 = 2;
+///
+/// v3 (issue 12, separate peer port): a member of the membership (raftsched-store's
+/// `MemberNode`) gained `peer_addr` after `addr`; v0-v2 members read with
+/// `peer_addr = addr`, where those nodes served Raft.
+pub const WIRE_FORMAT_VERSION: u16 = 3;
 
 /// The oldest enveloped format this binary reads: 1 (the first one). A binary that reads
 /// format N and N-1 keeps a rolling upgrade possible (see ARCHITECTURE.md, Compatibility).
@@ -177,7 +181,8 @@ fn decode_body<T: DeserializeOwned>(version: u16, body: &[u8], what: &str) -> Re
             found: version,
         });
     }
-    // v0/v1 and v2 differ only in `QueuePolicy`, which reads the version being decoded.
+    // v0/v1 and v2 differ only in `QueuePolicy`, v2 and v3 only in raftsched-store's
+    // `MemberNode`; both read the version being decoded.
     decode_postcard(version, body, what)
 }
 

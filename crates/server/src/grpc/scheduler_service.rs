@@ -338,7 +338,11 @@ impl Scheduler for SchedulerService {
     async fn add_node(&self, request: Request<api::AddNodeRequest>) -> Result<Response<api::AddNodeResponse>, Status> {
         let request = request.into_inner();
         self.app
-            .add_node(request.node_id, request.address)
+            .add_node(
+                request.node_id,
+                request.address,
+                Some(request.peer_address).filter(|peer| !peer.is_empty()),
+            )
             .await
             .map_err(app_error_to_status)?;
         let members = self.cluster_members().await;

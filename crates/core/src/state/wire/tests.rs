@@ -537,7 +537,7 @@ fn a_newer_version_is_refused_with_both_versions_and_what_to_do() {
     for part in [
         "log entry",
         "wire format v99",
-        "reads formats v1 to v2",
+        "reads formats v1 to v3",
         "upgrade this node to a release that reads format v99",
     ] {
         assert!(message.contains(part), "{message:?} lacks {part:?}");
