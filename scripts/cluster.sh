@@ -5,7 +5,9 @@
 # Usage: scripts/cluster.sh COMMAND [ARGS]   (scripts/cluster.sh help for the list)
 #
 # Environment:
-#   RAFTSCHED_PORT_BASE        port of node 1; nodes 2 and 3 use the next two (default 50051)
+#   RAFTSCHED_PORT_BASE        client port of node 1; nodes 2 and 3 use the next two (default 50051)
+#   RAFTSCHED_PEER_PORT_BASE   peer (Raft) port of node 1, likewise (default: RAFTSCHED_PORT_BASE
+#                              + 100, the node's own default: 50151)
 #   RAFTSCHED_DATA             data, logs and pid files (default: data/ in the repository)
 #   RAFTSCHED_BIN              raftsched binary to run; when set, nothing is built
 #   RAFTSCHED_BUILD_PROFILE    cargo profile to build and run: release (default) or debug
@@ -27,6 +29,7 @@ set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 PORT_BASE=${RAFTSCHED_PORT_BASE:-50051}
+PEER_PORT_BASE=${RAFTSCHED_PEER_PORT_BASE:-$((PORT_BASE + 100))}
 DATA=$(realpath -m -- "${RAFTSCHED_DATA:-$ROOT/data}")
 PROFILE=${RAFTSCHED_BUILD_PROFILE:-release}
 WORKERS=${RAFTSCHED_WORKERS:-2}
@@ -47,7 +50,8 @@ usage() {
     cat <<EOF
 Usage: scripts/cluster.sh COMMAND [ARGS]
 
-A three-node raftsched cluster on 127.0.0.1, ports ${PORT_BASE}-$((PORT_BASE + 2)), data in ${DATA},
+A three-node raftsched cluster on 127.0.0.1, client ports ${PORT_BASE}-$((PORT_BASE + 2)), peer ports
+${PEER_PORT_BASE}-$((PEER_PORT_BASE + 2)), data in ${DATA},
 and ${WORKERS} worker(s) for it (worker N has id workerN and label worker=N).
 
 Commands:
@@ -70,7 +74,8 @@ Commands:
   clean              stop, then remove the data dir
   help               this text
 
-Environment: RAFTSCHED_PORT_BASE (default 50051), RAFTSCHED_DATA (default <repo>/data),
+Environment: RAFTSCHED_PORT_BASE (default 50051), RAFTSCHED_PEER_PORT_BASE (default: port base
++ 100), RAFTSCHED_DATA (default <repo>/data),
 RAFTSCHED_BIN (binary to use; no build), RAFTSCHED_BUILD_PROFILE (release or debug),
 RAFTSCHED_WORKERS (workers to start, default 2; 0 for none), RAFTSCHED_WORKER_SLOTS (default 4),
 RAFTSCHED_WORKER_LEASE_MS (default 5000), RAFTSCHED_WORKER_DRAIN_MS (default 10000).
@@ -86,6 +91,7 @@ die() {
 
 port_of() { echo $((PORT_BASE + $1 - 1)); }
 addr_of() { echo "127.0.0.1:$(port_of "$1")"; }
+peer_addr_of() { echo "127.0.0.1:$((PEER_PORT_BASE + $1 - 1))"; }
 pid_file() { echo "$DATA/node$1.pid"; }
 log_file() { echo "$DATA/node$1.log"; }
 data_dir() { echo "$DATA/node$1"; }
@@ -100,10 +106,10 @@ cluster_addrs() {
     (IFS=,; echo "${addrs[*]}")
 }
 
-# 1=host:port,2=host:port,3=host:port — the founding members.
+# 1=host:port/peer_port,2=... — the founding members, client and peer ports.
 initial_members() {
     local n members=()
-    for n in "${NODES[@]}"; do members+=("$n=$(addr_of "$n")"); done
+    for n in "${NODES[@]}"; do members+=("$n=$(addr_of "$n")/$((PEER_PORT_BASE + n - 1))"); done
     (IFS=,; echo "${members[*]}")
 }
 
@@ -518,7 +524,7 @@ start_node() {
     # does not reach it. NO_COLOR: plain text logs.
     (
         set -m
-        NO_COLOR=1 nohup "$bin" node --id "$n" --listen "$(addr_of "$n")" --data-dir "$(data_dir "$n")" \
+        NO_COLOR=1 nohup "$bin" node --id "$n" --listen "$(addr_of "$n")" --peer-listen "$(peer_addr_of "$n")" --data-dir "$(data_dir "$n")" \
             --cluster-id "$cid" --initial-members "$(initial_members)" "${quota_flags[@]}" </dev/null >>"$log" 2>&1 &
         echo "$!" >"$(pid_file "$n")"
     )

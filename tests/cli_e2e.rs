@@ -629,3 +629,64 @@ fn queue_set_refuses_retentions_outside_its_limits() {
         }
     }
 }
+
+/// `certs init` writes the contract's files (keys 0600, dir 0700), refuses to run again
+/// without --force, and `certs issue` adds one credential; bad input names the flag.
+#[test]
+fn certs_init_and_issue_write_private_files_and_never_overwrite_without_force() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().expect("a temp dir");
+    let dir = root.path().join("certs");
+    let certs = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("certs")
+            .args(args)
+            .arg("--dir")
+            .arg(&dir)
+            .output()
+            .expect("running raftsched certs")
+    };
+    let mode = |path: &std::path::Path| std::fs::metadata(path).expect("stat").permissions().mode() & 0o777;
+    let init = certs(&["init", "--nodes", "1,2", "--workers", "w1"]);
+    assert!(init.status.success(), "{}", describe(&init));
+    assert!(
+        text(&init.stderr).contains("export RAFTSCHED_TLS_DIR="),
+        "{}",
+        describe(&init)
+    );
+    assert_eq!(mode(&dir), 0o700);
+    for stem in ["ca", "node-1", "node-2", "w1", "admin", "client", "reader"] {
+        for ext in ["crt", "key"] {
+            assert_eq!(mode(&dir.join(format!("{stem}.{ext}"))), 0o600, "{stem}.{ext}");
+        }
+    }
+    assert!(!dir.join("node-3.crt").exists());
+    let ca = std::fs::read(dir.join("ca.crt")).expect("ca.crt");
+
+    let again = certs(&["init"]);
+    assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
+    let stderr = text(&again.stderr);
+    assert!(
+        stderr.contains("refusing to overwrite") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(dir.join("ca.crt")).expect("ca.crt"), ca, "unchanged");
+
+    let issued = certs(&["issue", "--role", "node", "--name", "node-4"]);
+    assert!(issued.status.success(), "{}", describe(&issued));
+    assert_eq!(mode(&dir.join("node-4.key")), 0o600);
+    for (args, needle) in [
+        (&["issue", "--role", "root", "--name", "x"][..], "--role"),
+        (&["issue", "--role", "node", "--name", "n4"][..], "node-<id>"),
+        (&["issue", "--role", "admin", "--name", "../x"][..], "--name"),
+        (&["issue", "--role", "admin", "--name", "admin"][..], "--force"),
+    ] {
+        let refused = certs(args);
+        assert_eq!(refused.status.code(), Some(1), "{args:?}: {}", describe(&refused));
+        assert!(
+            text(&refused.stderr).contains(needle),
+            "{args:?}: {}",
+            describe(&refused)
+        );
+    }
+}

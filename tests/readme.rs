@@ -183,6 +183,7 @@ fn run_example(cluster: &LocalCluster, command: &str) -> Output {
         .env("RAFTSCHED_BIN", BIN)
         .env("RAFTSCHED_DATA", cluster.data_dir())
         .env("RAFTSCHED_PORT_BASE", cluster.port_base.to_string())
+        .env("RAFTSCHED_PEER_PORT_BASE", cluster.peer_port_base.to_string())
         .env("RAFTSCHED_WORKERS", cluster.workers.to_string())
         .env("RAFTSCHED_WORKER_DRAIN_MS", WORKER_DRAIN_MS.to_string())
         .env_remove("RAFTSCHED_WORKER_SLOTS")
@@ -232,16 +233,20 @@ fn every_shell_example_exits_as_the_readme_says() {
     );
 }
 
-/// `text` with the port of every quoted `"host:port"` replaced: the n-th distinct port (in
-/// ascending order) by `base + n`.
+/// `text` with the port of every quoted `"host:port"` replaced: a port `d` above the lowest
+/// by `base + d` (client ports at most 2 above, peer ports 100 to 102 above).
 fn with_ports_from(text: &str, base: u16) -> String {
-    let mut ports: Vec<&str> = quoted_ports(text).collect();
+    let mut ports: Vec<u16> = quoted_ports(text).map(|p| p.parse().expect("a port")).collect();
     ports.sort_unstable();
     ports.dedup();
-    assert!(ports.len() <= 3, "more distinct ports than free ones: {ports:?}");
+    let lowest = *ports.first().expect("a port");
+    // The client ports (lowest .. lowest + 2) and the peer ports 100 above them keep their
+    // distance from the lowest: the free ports found are base .. base + 2 and 100 above.
+    let in_range = |p: &u16| (0..3).contains(&(p - lowest)) || (100..103).contains(&(p - lowest));
+    assert!(ports.iter().all(in_range), "ports beyond the free ones: {ports:?}");
     let mut rewritten = text.to_string();
-    for (n, port) in ports.iter().enumerate() {
-        let new_port = base + u16::try_from(n).expect("at most three ports");
+    for port in ports {
+        let new_port = base + (port - lowest);
         rewritten = rewritten.replace(&format!(":{port}\""), &format!(":{new_port}\""));
     }
     rewritten
@@ -292,7 +297,7 @@ fn the_readme_node_config_starts_a_node() {
         "README.md should have exactly one toml block: {blocks:?}"
     );
     let (line, lines) = &blocks[0];
-    let base = free_port_base();
+    let base = free_port_base_with_default_peers();
     let config = with_ports_from(&lines.join("\n"), base);
     let listen = format!("127.0.0.1:{base}");
     assert!(

@@ -5,6 +5,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; nothing else reads the environment here.
     unsafe { std::env::set_var("PROTOC", protoc) };
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    // The client API alone first, for the client port's reflection; the second run writes
+    // the same code for it again, plus the Raft proto's.
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("raftsched_v1_descriptor.bin"))
+        .compile_protos(&["../../proto/raftsched.proto"], &["../../proto"])?;
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("raftsched_descriptor.bin"))
         .compile_protos(

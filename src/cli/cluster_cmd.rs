@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use raftsched_api::v1 as api;
 use raftsched_client::ClusterClient;
+use raftsched_server::raft_types::MemberNode;
 use serde_json::json;
 
 use crate::cli::output;
@@ -18,6 +19,8 @@ pub enum ClusterCommand {
     TransferLeader { node_id: Option<u64> },
     /// Add a member: it joins as a learner, catches up, then becomes a voter. Start it first
     /// with `raftsched node --id ID --listen ADDR --data-dir EMPTY_DIR` (no --initial-members).
+    /// ADDRESS is its client port, HOST:PORT, optionally with /PEER_PORT or /PEER_HOST:PORT
+    /// (default: the client port + 100, as `raftsched node` picks).
     AddNode { node_id: u64, address: String },
     /// Remove a member (for example a dead machine) from the cluster.
     RemoveNode { node_id: u64 },
@@ -49,11 +52,13 @@ pub async fn run(command: ClusterCommand, client: &ClusterClient, json: bool) ->
             Ok(())
         }
         ClusterCommand::AddNode { node_id, address } => {
+            let member = MemberNode::parse(&address)?;
             let response = client
                 .call(|mut c| {
                     let request = api::AddNodeRequest {
                         node_id,
-                        address: address.clone(),
+                        address: member.addr.clone(),
+                        peer_address: member.peer_addr.clone(),
                     };
                     async move { c.add_node(request).await }
                 })

@@ -3,6 +3,7 @@
 //! Architecture invariant: the CLI calls the cluster through `raftsched_client`; it builds
 //! `raftsched_api` requests and prints the answers, but never sees `tonic::Status`.
 
+mod certs_cmd;
 mod cluster_cmd;
 mod node_cmd;
 mod output;
@@ -57,6 +58,9 @@ enum Command {
     /// Workflows: tasks with parent -> child edges.
     #[command(subcommand)]
     Workflow(workflow_cmd::WorkflowCommand),
+    /// Create the cluster's CA and credentials (`certs init`), or one more (`certs issue`).
+    #[command(subcommand)]
+    Certs(certs_cmd::CertsCommand),
 }
 
 impl Cli {
@@ -95,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(command) => queue_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
         Command::Schedule(command) => schedule_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
         Command::Workflow(command) => workflow_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
+        Command::Certs(command) => certs_cmd::run(command),
     }
 }
 

@@ -20,16 +20,24 @@ pub struct NodeArgs {
     /// Address to bind, e.g. 127.0.0.1:50051.
     #[arg(long)]
     listen: Option<String>,
-    /// Address peers and clients use to reach this node (default: --listen).
+    /// Address clients use to reach this node (default: --listen).
     #[arg(long)]
     advertise: Option<String>,
+    /// Address the peer (Raft) port binds [default: --listen's port + 100, e.g.
+    /// 127.0.0.1:50151]. Raft is served there only, never on the client port.
+    #[arg(long)]
+    peer_listen: Option<String>,
+    /// Address peers dial for Raft (default: --peer-listen).
+    #[arg(long)]
+    peer_advertise: Option<String>,
     /// Where the log, snapshots and identity file live.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Shared by all members; a node refuses data and peers of another cluster.
     #[arg(long)]
     cluster_id: Option<String>,
-    /// Founding members, ID=HOST:PORT,... The lowest id initialises the cluster on first start.
+    /// Founding members, ID=HOST:PORT[/PEER_PORT],... (peer port default: port + 100). The
+    /// lowest id initialises the cluster on first start.
     #[arg(long)]
     initial_members: Option<String>,
     #[arg(long)]
@@ -68,23 +76,15 @@ impl NodeArgs {
     fn into_config(self) -> anyhow::Result<NodeConfig> {
         let mut config = match &self.config {
             Some(path) => NodeConfig::from_toml_file(path)?,
-            None => NodeConfig {
-                node_id: self.id.context("--id is required (or node_id in --config)")?,
-                listen_addr: self
-                    .listen
+            None => NodeConfig::new(
+                self.id.context("--id is required (or node_id in --config)")?,
+                self.listen
                     .clone()
                     .context("--listen is required (or listen_addr in --config)")?,
-                advertise_addr: None,
-                data_dir: self
-                    .data_dir
+                self.data_dir
                     .clone()
                     .context("--data-dir is required (or data_dir in --config)")?,
-                cluster_id: "raftsched".into(),
-                initial_members: Default::default(),
-                raft: Default::default(),
-                peer_dial_overrides: Default::default(),
-                quotas: Default::default(),
-            },
+            ),
         };
         if let Some(id) = self.id {
             config.node_id = id;
@@ -94,6 +94,12 @@ impl NodeArgs {
         }
         if let Some(advertise) = self.advertise {
             config.advertise_addr = Some(advertise);
+        }
+        if let Some(peer_listen) = self.peer_listen {
+            config.peer_listen_addr = Some(peer_listen);
+        }
+        if let Some(peer_advertise) = self.peer_advertise {
+            config.peer_advertise_addr = Some(peer_advertise);
         }
         if let Some(data_dir) = self.data_dir {
             config.data_dir = data_dir;

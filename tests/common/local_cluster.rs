@@ -53,11 +53,24 @@ pub fn free_port_base() -> u16 {
     raftsched_chaos::procs::free_port_base().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Like [`free_port_base`], with the three ports 100 above free too: the peer ports a node
+/// picks by default (client port + 100), for a config that does not name them.
+pub fn free_port_base_with_default_peers() -> u16 {
+    let peer_ports_free =
+        |base: u16| (100..103).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok());
+    (0..100)
+        .map(|_| free_port_base())
+        .find(|base| peer_ports_free(*base))
+        .expect("three free ports with three free ones 100 above, in 100 tries")
+}
+
 /// A cluster run by `scripts/cluster.sh` in a temporary data dir, with its workers; dropping it
 /// stops them all.
 pub struct LocalCluster {
     pub data: tempfile::TempDir,
     pub port_base: u16,
+    /// RAFTSCHED_PEER_PORT_BASE: the nodes' peer (Raft) ports, searched like the client ones.
+    pub peer_port_base: u16,
     /// RAFTSCHED_WORKERS for the script.
     pub workers: u8,
     /// RAFTSCHED_WORKER_LEASE_MS for the script; None: the script's default.
@@ -74,6 +87,7 @@ impl LocalCluster {
         LocalCluster {
             data: tempfile::tempdir().expect("creating a temporary data dir"),
             port_base: free_port_base(),
+            peer_port_base: free_port_base(),
             workers: 2,
             worker_lease_ms: None,
         }
@@ -110,6 +124,7 @@ impl LocalCluster {
             .env("RAFTSCHED_BIN", BIN)
             .env("RAFTSCHED_DATA", self.data_dir())
             .env("RAFTSCHED_PORT_BASE", self.port_base.to_string())
+            .env("RAFTSCHED_PEER_PORT_BASE", self.peer_port_base.to_string())
             .env("RAFTSCHED_WORKERS", self.workers.to_string())
             .env("RAFTSCHED_WORKER_DRAIN_MS", WORKER_DRAIN_MS.to_string())
             .env_remove("RAFTSCHED_WORKER_SLOTS")

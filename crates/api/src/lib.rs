@@ -24,8 +24,12 @@ pub mod raft {
     tonic::include_proto!("raftsched.raft.v1");
 }
 
-/// For gRPC server reflection, so grpcurl can list and call the API.
+/// Every proto of the workspace (client API and Raft), for tools that decode both.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("raftsched_descriptor");
+
+/// The client API's proto only, for the client port's gRPC server reflection (grpcurl can
+/// list and call the API): the Raft service is not on that port, nor in its reflection.
+pub const CLIENT_API_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("raftsched_v1_descriptor");
 
 /// Largest client request or response: big enough for a batch of 1000 small tasks or one
 /// task with the largest payload, small enough that no client can make a node buffer much.

@@ -407,8 +407,11 @@ struct FaultPhase {
 /// The running processes and proxies of one run.
 struct Cluster<'a> {
     config: &'a ChaosConfig,
+    /// Each node's client port.
     addrs: BTreeMap<u64, SocketAddr>,
-    /// (from, to) → the proxy node `from` dials to reach node `to`.
+    /// Each node's peer (Raft) port, which the proxies forward to.
+    peer_addrs: BTreeMap<u64, SocketAddr>,
+    /// (from, to) → the proxy node `from` dials to reach node `to`'s peer port.
     proxies: BTreeMap<(u64, u64), LinkProxy>,
     processes: Processes,
     history: Arc<History>,
@@ -454,18 +457,21 @@ impl<'a> Cluster<'a> {
         history: Arc<History>,
         progress: Progress,
     ) -> Result<Cluster<'a>, ChaosError> {
-        let base = crate::procs::free_port_base().map_err(ChaosError::Setup)?;
-        let addrs: BTreeMap<u64, SocketAddr> = (1..=NODES)
-            .map(|id| {
-                let port = base + (id - 1) as u16;
-                (id, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)))
-            })
-            .collect();
+        let on_ports = |base: u16| -> BTreeMap<u64, SocketAddr> {
+            (1..=NODES)
+                .map(|id| {
+                    let port = base + (id - 1) as u16;
+                    (id, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)))
+                })
+                .collect()
+        };
+        let addrs = on_ports(crate::procs::free_port_base().map_err(ChaosError::Setup)?);
+        let peer_addrs = on_ports(crate::procs::free_port_base().map_err(ChaosError::Setup)?);
         let mut proxies = BTreeMap::new();
         for from in 1..=NODES {
             for to in 1..=NODES {
                 if from != to {
-                    let proxy = LinkProxy::start(addrs[&to])
+                    let proxy = LinkProxy::start(peer_addrs[&to])
                         .await
                         .map_err(io_error("starting a link proxy"))?;
                     proxies.insert((from, to), proxy);
@@ -479,6 +485,7 @@ impl<'a> Cluster<'a> {
         let cluster = Cluster {
             config,
             addrs,
+            peer_addrs,
             proxies,
             processes,
             history,
@@ -558,7 +565,11 @@ impl<'a> Cluster<'a> {
 
     fn node_spec(&self, id: u64) -> ProcessSpec {
         let config = self.config;
-        let members: Vec<String> = self.addrs.iter().map(|(n, a)| format!("{n}={a}")).collect();
+        let members: Vec<String> = self
+            .addrs
+            .iter()
+            .map(|(n, a)| format!("{n}={a}/{}", self.peer_addrs[n]))
+            .collect();
         let overrides: Vec<String> = self
             .proxies
             .iter()
@@ -573,6 +584,8 @@ impl<'a> Cluster<'a> {
             id.to_string(),
             "--listen".into(),
             self.addrs[&id].to_string(),
+            "--peer-listen".into(),
+            self.peer_addrs[&id].to_string(),
             "--data-dir".into(),
             config.dir.join(node_name(id)).display().to_string(),
             "--cluster-id".into(),

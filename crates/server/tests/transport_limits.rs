@@ -35,7 +35,6 @@ use raftsched_server::node::PortLimits;
 use raftsched_server::node::RunningNode;
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tonic::codegen::Bytes;
@@ -210,7 +209,12 @@ async fn flood_is_refused_within(
     bound: u64,
 ) {
     let leader = cluster.wait_for_leader().await;
-    let addr = cluster.addr(leader);
+    // Raft is served on the peer port only.
+    let addr = if path.starts_with("/raftsched.raft.") {
+        cluster.peer_addr(leader)
+    } else {
+        cluster.addr(leader)
+    };
     let baseline = rss_bytes();
     let (stop_writing, acked, writer) = keep_writing(cluster.client());
     wait_until("a first write", || async {
@@ -302,19 +306,11 @@ const TEST_LIMITS: PortLimits = PortLimits {
 
 /// A one-node cluster with [`TEST_LIMITS`] on its port.
 async fn start_limited_node(root: &tempfile::TempDir) -> RunningNode {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().unwrap().to_string();
-    let config = raftsched_server::node::NodeConfig {
-        node_id: 1,
-        listen_addr: addr.clone(),
-        advertise_addr: None,
-        data_dir: root.path().join("node1"),
-        cluster_id: CLUSTER_ID.into(),
-        initial_members: [(1, addr)].into_iter().collect(),
-        raft: test_tuning(),
-        peer_dial_overrides: Default::default(),
-        quotas: Default::default(),
-    };
+    let listener = raftsched_testkit::bind_ephemeral().await;
+    let member = raftsched_testkit::member_of(&listener);
+    let mut config = raftsched_testkit::node_config(1, &member, root.path().join("node1"));
+    config.initial_members = [(1, member.to_spec())].into_iter().collect();
+    config.raft = test_tuning();
     RunningNode::start_with_port_limits(config, listener, FaultInjector::default(), TEST_LIMITS)
         .await
         .expect("node starts")
@@ -480,7 +476,7 @@ async fn snapshot_streams_that_lie_about_their_size_are_refused_before_buffering
     let _serial = SERIAL.lock().await;
     let root = tempfile::tempdir().unwrap();
     let node = start_limited_node(&root).await;
-    let addr = node.local_addr().to_string();
+    let addr = node.peer_addr().to_string();
     let over = snapshot_answer(&addr, true, vec![snapshot_header(MAX_SNAPSHOT_BYTES + 1)]).await;
     assert_eq!(over.code(), tonic::Code::InvalidArgument, "{over:?}");
     assert!(over.message().contains("total_bytes"), "{over:?}");
@@ -494,7 +490,7 @@ async fn snapshot_streams_that_lie_about_their_size_are_refused_before_buffering
     let stranger = snapshot_answer(&addr, false, vec![snapshot_header(10)]).await;
     assert_eq!(stranger.code(), tonic::Code::FailedPrecondition, "{stranger:?}");
     // The node is still fine.
-    submit_works(&ClusterClient::new(&addr).unwrap()).await;
+    submit_works(&ClusterClient::new(&node.local_addr().to_string()).unwrap()).await;
     node.shutdown().await;
 }
 
@@ -506,7 +502,7 @@ async fn a_raft_message_in_an_unreadable_wire_format_is_failed_precondition() {
     let _serial = SERIAL.lock().await;
     let root = tempfile::tempdir().unwrap();
     let node = start_limited_node(&root).await;
-    let addr = node.local_addr().to_string();
+    let addr = node.peer_addr().to_string();
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -531,7 +527,7 @@ async fn a_raft_message_in_an_unreadable_wire_format_is_failed_precondition() {
         assert!(status.message().contains(&reads), "{status:?}");
     }
     // The node is still fine.
-    submit_works(&ClusterClient::new(&addr).unwrap()).await;
+    submit_works(&ClusterClient::new(&node.local_addr().to_string()).unwrap()).await;
     node.shutdown().await;
 }
 

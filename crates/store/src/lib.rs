@@ -22,6 +22,7 @@ mod flush;
 mod format;
 mod growth;
 mod log_store;
+pub mod member_node;
 pub mod raft_types;
 pub mod snapshot_envelope;
 pub mod snapshot_file;

@@ -1,5 +1,5 @@
 //! The openraft type configuration: our command and response in the log, `u64` node ids,
-//! and [`openraft::BasicNode`] carrying each member's gRPC address.
+//! and [`MemberNode`] carrying each member's client and peer addresses.
 //!
 //! Architecture invariant: members are identified by their stable `NodeId`; the address is
 //! data in the membership, so a member can move without changing identity.
@@ -7,13 +7,15 @@
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;
 
+pub use crate::member_node::MemberNode;
+
 openraft::declare_raft_types!(
     /// The raftsched Raft type configuration.
     pub TypeConfig:
         D = Command,
         R = CommandResponse,
         NodeId = u64,
-        Node = openraft::BasicNode,
+        Node = MemberNode,
 );
 
 pub type NodeId = u64;

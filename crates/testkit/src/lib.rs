@@ -10,11 +10,12 @@ use raftsched_client::ClusterClient;
 use raftsched_server::network::FaultInjector;
 use raftsched_server::network::LinkFault;
 use raftsched_server::node::NodeConfig;
+use raftsched_server::node::NodeListeners;
 use raftsched_server::node::RaftTuning;
 use raftsched_server::node::RunningNode;
 use raftsched_server::quota::QuotaConfig;
+use raftsched_store::raft_types::MemberNode;
 use raftsched_store::raft_types::NodeId;
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 pub mod spec;
@@ -66,27 +67,17 @@ impl TestCluster {
         let root = tempfile::tempdir().expect("temp dir");
         let mut listeners = BTreeMap::new();
         for id in 1..=size {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
-            listeners.insert(id, listener);
+            listeners.insert(id, bind_ephemeral().await);
         }
-        let members: BTreeMap<NodeId, String> = listeners
-            .iter()
-            .map(|(id, l)| (*id, l.local_addr().expect("local addr").to_string()))
-            .collect();
+        let members: BTreeMap<NodeId, MemberNode> = listeners.iter().map(|(id, l)| (*id, member_of(l))).collect();
+        let specs: BTreeMap<NodeId, String> = members.iter().map(|(id, m)| (*id, m.to_spec())).collect();
         let configs: BTreeMap<NodeId, NodeConfig> = members
             .iter()
-            .map(|(id, addr)| {
-                let config = NodeConfig {
-                    node_id: *id,
-                    listen_addr: addr.clone(),
-                    advertise_addr: None,
-                    data_dir: root.path().join(format!("node{id}")),
-                    cluster_id: CLUSTER_ID.into(),
-                    initial_members: members.clone(),
-                    raft: tuning.clone(),
-                    peer_dial_overrides: BTreeMap::new(),
-                    quotas: quotas(*id),
-                };
+            .map(|(id, member)| {
+                let mut config = node_config(*id, member, root.path().join(format!("node{id}")));
+                config.initial_members = specs.clone();
+                config.raft = tuning.clone();
+                config.quotas = quotas(*id);
                 (*id, config)
             })
             .collect();
@@ -110,8 +101,17 @@ impl TestCluster {
         cluster
     }
 
+    /// Node `id`'s client port.
     pub fn addr(&self, id: NodeId) -> String {
         self.configs[&id].listen_addr.clone()
+    }
+
+    /// Node `id`'s peer (Raft) port.
+    pub fn peer_addr(&self, id: NodeId) -> String {
+        self.configs[&id]
+            .peer_listen_addr
+            .clone()
+            .expect("the testkit sets the peer address")
     }
 
     pub fn data_dir(&self, id: NodeId) -> PathBuf {
@@ -138,6 +138,12 @@ impl TestCluster {
     pub fn client(&self) -> ClusterClient {
         let all: Vec<String> = self.configs.values().map(|c| c.listen_addr.clone()).collect();
         ClusterClient::new(&all.join(",")).expect("client")
+    }
+
+    /// A raw gRPC channel to `addr` (a client or peer port), as the cluster's own clients
+    /// connect; for calls the client crate does not make.
+    pub fn channel(&self, addr: &str) -> tonic::transport::Channel {
+        raftsched_api::peer_endpoint(addr).expect("endpoint").connect_lazy()
     }
 
     /// A client that knows only one node; it must follow leader hints from there.
@@ -184,9 +190,9 @@ impl TestCluster {
     pub async fn restart_node(&mut self, id: NodeId) {
         assert!(self.nodes[&id].is_none(), "node {id} is still running");
         let config = self.configs[&id].clone();
-        let node = wait_until("the node's port to be free again", || async {
-            let listener = TcpListener::bind(&config.listen_addr).await.ok()?;
-            Some(listener)
+        let peer = self.peer_addr(id);
+        let node = wait_until("the node's ports to be free again", || async {
+            NodeListeners::bind(&config.listen_addr, &peer).await.ok()
         })
         .await;
         let faults = self.faults.entry(id).or_default().clone();
@@ -197,28 +203,20 @@ impl TestCluster {
     }
 
     /// Starts a brand-new node `id` (empty data dir, no founding members) that waits to be
-    /// added with `add_node`. Returns its address.
-    pub async fn start_new_node(&mut self, id: NodeId) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
-        let addr = listener.local_addr().expect("local addr").to_string();
-        let config = NodeConfig {
-            node_id: id,
-            listen_addr: addr.clone(),
-            advertise_addr: None,
-            data_dir: self._root.path().join(format!("node{id}-{}", self.configs.len())),
-            cluster_id: CLUSTER_ID.into(),
-            initial_members: BTreeMap::new(),
-            raft: self.configs.values().next().expect("a node").raft.clone(),
-            peer_dial_overrides: BTreeMap::new(),
-            quotas: Default::default(),
-        };
+    /// added with `add_node`. Returns its addresses.
+    pub async fn start_new_node(&mut self, id: NodeId) -> MemberNode {
+        let listener = bind_ephemeral().await;
+        let member = member_of(&listener);
+        let data_dir = self._root.path().join(format!("node{id}-{}", self.configs.len()));
+        let mut config = node_config(id, &member, data_dir);
+        config.raft = self.configs.values().next().expect("a node").raft.clone();
         self.configs.insert(id, config.clone());
         let faults = self.faults.entry(id).or_default().clone();
         let node = RunningNode::start_with_faults(config, listener, faults)
             .await
             .expect("new node starts");
         self.nodes.insert(id, Some(node));
-        addr
+        member
     }
 
     /// Forgets a stopped node (its data dir stays until the cluster is dropped).
@@ -290,6 +288,27 @@ impl TestCluster {
         let running: Vec<RunningNode> = self.nodes.values_mut().filter_map(Option::take).collect();
         futures::future::join_all(running.into_iter().map(RunningNode::shutdown)).await;
     }
+}
+
+/// A node's two ports on ephemeral addresses of 127.0.0.1.
+pub async fn bind_ephemeral() -> NodeListeners {
+    NodeListeners::bind("127.0.0.1:0", "127.0.0.1:0")
+        .await
+        .expect("bind two ephemeral ports")
+}
+
+/// The member whose ports `listeners` holds.
+pub fn member_of(listeners: &NodeListeners) -> MemberNode {
+    let (client, peer) = listeners.local_addrs().expect("local addrs");
+    MemberNode::new(client.to_string(), peer.to_string())
+}
+
+/// A test node's config: `member`'s ports, `data_dir`, the test cluster id; no founders.
+pub fn node_config(id: NodeId, member: &MemberNode, data_dir: PathBuf) -> NodeConfig {
+    let mut config = NodeConfig::new(id, member.addr.clone(), data_dir);
+    config.peer_listen_addr = Some(member.peer_addr.clone());
+    config.cluster_id = CLUSTER_ID.into();
+    config
 }
 
 /// Polls `probe` every 20 ms until it returns Some, or panics after [`DEADLINE`].

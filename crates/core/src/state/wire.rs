@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 #[cfg(test)]
 mod tests;
 
-/// The format this binary writes: 2. Bump it whenever the postcard layout of anything
+/// The format this binary writes: 3. Bump it whenever the postcard layout of anything
 /// encoded here changes (a field or an enum variant added, removed or reordered in
 /// [`crate::state::Command`], openraft's entry and RPC types, or a type they contain).
 ///
@@ -33,9 +33,12 @@ mod tests;
 /// read: the only layout that differs is `QueuePolicy`'s, whose deserializer asks
 /// [`decoding_version`].
 ///
-/// v3 (issue 12, a report binds to its attempt's worker): `AttemptReport` gained `worker_id`
-/// and `session` at its end. v0-v2 bodies are still read: `AttemptReport`'s deserializer asks
-/// [`decoding_version`] and gives them both empty (an unbound report, applied as before).
+/// v3 (issue 12): `AttemptReport` gained `worker_id` and `session` at its end (a report
+/// binds to its attempt's worker), and a member of the membership (raftsched-store's
+/// `MemberNode`) gained `peer_addr` after `addr` (a separate peer port). v0-v2 bodies are
+/// still read: both deserializers ask [`decoding_version`]; a v0-v2 report is unbound
+/// (applied as before) and a v0-v2 member has `peer_addr = addr`, where those nodes served
+/// Raft.
 pub const WIRE_FORMAT_VERSION: u16 = 3;
 
 /// The oldest enveloped format this binary reads: 1 (the first one). A binary that reads
@@ -181,8 +184,9 @@ fn decode_body<T: DeserializeOwned>(version: u16, body: &[u8], what: &str) -> Re
             found: version,
         });
     }
-    // The versions differ only in `QueuePolicy` (v0/v1 against v2 on) and `AttemptReport`
-    // (v0-v2 against v3), which read the version being decoded.
+    // The versions differ only in `QueuePolicy` (v0/v1 against v2 on), and in
+    // `AttemptReport` and raftsched-store's `MemberNode` (v0-v2 against v3), which read the
+    // version being decoded.
     decode_postcard(version, body, what)
 }
 

@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use openraft::BasicNode;
 use openraft::ChangeMembers;
 use openraft::Instant;
 use openraft::async_runtime::watch::WatchReceiver;
@@ -12,6 +11,7 @@ use openraft::error::RaftError;
 
 use super::App;
 use super::AppError;
+use crate::raft_types::MemberNode;
 use crate::raft_types::NodeId;
 
 /// How long a leadership transfer may take before the caller is told it did not happen.
@@ -84,26 +84,43 @@ impl App {
         }
     }
 
-    /// Adds `node_id` at `address`: as a learner until it has caught up, then as a voter.
-    pub async fn add_node(&self, node_id: NodeId, address: String) -> Result<(), AppError> {
+    /// Adds `node_id` with client port `address` and peer port `peer_address` (`None`: the
+    /// client port + `PEER_PORT_OFFSET`): as a learner until it has caught up, then as a
+    /// voter.
+    pub async fn add_node(
+        &self,
+        node_id: NodeId,
+        address: String,
+        peer_address: Option<String>,
+    ) -> Result<(), AppError> {
         self.leader_only()?;
         if node_id == 0 {
             return Err(AppError::Membership("node ids start at 1".into()));
         }
         raftsched_core::state::limits::validate_node_address(&address)?;
         crate::network::peer_endpoint(&address).map_err(AppError::Membership)?;
+        let peer_address = match peer_address {
+            Some(peer) => peer,
+            None => raftsched_store::member_node::default_peer_addr(&address).ok_or_else(|| {
+                AppError::Membership(format!(
+                    "address {address}: no room for the default peer port (client port + {}); give \
+                     peer_address",
+                    raftsched_store::member_node::PEER_PORT_OFFSET
+                ))
+            })?,
+        };
+        validate_peer_address(&peer_address)?;
         // openraft takes a member's id again as a no-op, whatever the address: say so
         // rather than answer OK for an address that was never stored.
         if let Some(known) = self.metrics().membership_config.membership().get_node(&node_id)
-            && known.addr != address
+            && (known.addr != address || known.peer_addr != peer_address)
         {
             return Err(AppError::Membership(format!(
-                "node {node_id} is already a member at {}; remove it first to move it, or add the new \
-                 node under a new id",
-                known.addr
+                "node {node_id} is already a member at {known}; remove it first to move it, or add the \
+                 new node under a new id"
             )));
         }
-        let node = BasicNode { addr: address };
+        let node = MemberNode::new(address, peer_address);
         membership_result(self.raft().add_learner(node_id, node, true).await)?;
         let voters = BTreeSet::from([node_id]);
         membership_result(
@@ -133,6 +150,20 @@ impl App {
         };
         membership_result(self.raft().change_membership(change, false).await)
     }
+}
+
+/// The peer address is checked like the client one, under its own field name.
+fn validate_peer_address(peer_address: &str) -> Result<(), AppError> {
+    use raftsched_core::state::StateError;
+    raftsched_core::state::limits::validate_node_address(peer_address).map_err(|e| match e {
+        StateError::InvalidArgument { problem, .. } => StateError::InvalidArgument {
+            field: "peer_address".into(),
+            problem,
+        },
+        other => other,
+    })?;
+    crate::network::peer_endpoint(peer_address).map_err(AppError::Membership)?;
+    Ok(())
 }
 
 fn membership_result<T>(

@@ -1,6 +1,7 @@
-//! The gRPC layer: the client API ([`SchedulerService`], [`WorkersService`]) and
-//! node-to-node Raft traffic ([`RaftGrpcService`]) on one port, plus server reflection;
-//! [`serve`] builds that server with the port's limits ([`transport`]).
+//! The gRPC layer: the client API ([`SchedulerService`], [`WorkersService`]) plus server
+//! reflection on the client port ([`serve`]), and node-to-node Raft traffic
+//! ([`RaftGrpcService`]) on the peer port ([`serve_peer`]), each with the port's limits
+//! ([`transport`]).
 //!
 //! Architecture invariant: with `network` (the client side of Raft RPCs), this is the only
 //! module of the server that sees protobuf types or `tonic::Status`. It converts requests
@@ -32,11 +33,13 @@ pub use raftsched_api::LEADER_HEADER;
 pub use scheduler_service::SchedulerService;
 pub use server::ServeError;
 pub use server::serve;
+pub use server::serve_peer;
 pub use transport::PortLimits;
 pub use wire_errors::WireErrors;
 pub use wire_errors::with_wire_errors;
 pub use workers_service::WorkersService;
 
+pub use raftsched_api::CLIENT_API_DESCRIPTOR_SET;
 pub use raftsched_api::FILE_DESCRIPTOR_SET;
 pub use raftsched_api::MAX_API_MESSAGE_BYTES;
 pub use raftsched_api::raft as raft_proto;

@@ -360,7 +360,11 @@ impl Scheduler for SchedulerService {
         check(&request, Rpc::AddNode)?;
         let request = request.into_inner();
         self.app
-            .add_node(request.node_id, request.address)
+            .add_node(
+                request.node_id,
+                request.address,
+                Some(request.peer_address).filter(|peer| !peer.is_empty()),
+            )
             .await
             .map_err(app_error_to_status)?;
         let members = self.cluster_members().await;

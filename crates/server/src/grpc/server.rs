@@ -1,6 +1,6 @@
-//! [`serve`]: the node's one gRPC port — the Raft service, the client API (Scheduler and
-//! Workers) and server reflection, behind the port's limits (`transport.rs`) and the receive
-//! budgets (`admission.rs`).
+//! [`serve`]: the node's client port — the client API (Scheduler and Workers) and server
+//! reflection; [`serve_peer`]: its peer port — the Raft service only. Both behind the
+//! port's limits (`transport.rs`) and the receive budgets (`admission.rs`).
 //!
 //! Architecture invariant: the node starts this server but never names what it carries;
 //! routes, layers, message limits and tonic's server types stay inside `grpc`.
@@ -13,7 +13,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::app::App;
-use crate::grpc::FILE_DESCRIPTOR_SET;
+use crate::grpc::CLIENT_API_DESCRIPTOR_SET;
 use crate::grpc::MAX_API_MESSAGE_BYTES;
 use crate::grpc::RaftGrpcService;
 use crate::grpc::SchedulerService;
@@ -40,23 +40,21 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Builds the server future on `listener`: it serves until `shutdown` is cancelled. Calls
-/// for this cluster's Raft go to `raft`, client calls to `app`.
+/// Builds the client port's server future on `listener`: the Scheduler and Workers
+/// services and reflection (of those two only), until `shutdown` is cancelled. The Raft
+/// service is never here: a client of the API cannot act as a peer (see [`serve_peer`]).
 pub fn serve(
     listener: TcpListener,
-    raft: Raft,
     app: App,
-    cluster_id: &str,
     port_limits: PortLimits,
     shutdown: CancellationToken,
 ) -> Result<impl Future<Output = Result<(), ServeError>> + use<>, ServeError> {
     let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(CLIENT_API_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let api_budget = admission::node_receive_budget();
     let reflection = Budgeted::with_node_budget(reflection, &api_budget);
-    let raft_service = Budgeted::per_connection(RaftGrpcService::server(raft, cluster_id));
     let workers_service = WorkersServer::new(WorkersService::new(app.clone()))
         .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
@@ -65,11 +63,45 @@ pub fn serve(
         .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
     let scheduler_service = Budgeted::with_node_budget(scheduler_service, &api_budget);
+    let server = server_builder(port_limits)
+        .add_service(with_wire_errors(scheduler_service))
+        .add_service(with_wire_errors(workers_service))
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(limited_incoming(listener, port_limits), shutdown.cancelled_owned());
+    Ok(async move { Ok(server.await?) })
+}
+
+/// Builds the peer port's server future on `listener`: the Raft service for this cluster's
+/// `raft` and nothing else (no reflection), until `shutdown` is cancelled.
+pub fn serve_peer(
+    listener: TcpListener,
+    raft: Raft,
+    cluster_id: &str,
+    port_limits: PortLimits,
+    shutdown: CancellationToken,
+) -> impl Future<Output = Result<(), ServeError>> + use<> {
+    let raft_service = Budgeted::per_connection(RaftGrpcService::server(raft, cluster_id));
+    let server = server_builder(port_limits)
+        .add_service(raft_service)
+        .serve_with_incoming_shutdown(limited_incoming(listener, port_limits), shutdown.cancelled_owned());
+    async move { Ok(server.await?) }
+}
+
+/// The port's accepted connections: no Nagle, TCP keepalive, and the connection cap and
+/// handshake timeout of [`transport`].
+fn limited_incoming(
+    listener: TcpListener,
+    port_limits: PortLimits,
+) -> impl futures::Stream<Item = std::io::Result<transport::LimitedConnection>> {
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(transport::TCP_KEEPALIVE));
-    let incoming = transport::limit_connections(incoming, port_limits);
-    let server = Server::builder()
+    transport::limit_connections(incoming, port_limits)
+}
+
+/// The HTTP/2 limits both ports apply.
+fn server_builder(port_limits: PortLimits) -> Server {
+    Server::builder()
         .timeout(SERVER_REQUEST_TIMEOUT)
         .max_concurrent_streams(transport::MAX_CONCURRENT_STREAMS)
         .initial_stream_window_size(transport::STREAM_WINDOW_BYTES)
@@ -78,10 +110,4 @@ pub fn serve(
         .http2_keepalive_timeout(Some(port_limits.keepalive_timeout))
         .http2_max_header_list_size(transport::MAX_HEADER_LIST_BYTES)
         .http2_max_pending_accept_reset_streams(Some(transport::MAX_PENDING_ACCEPT_RESET_STREAMS))
-        .add_service(raft_service)
-        .add_service(with_wire_errors(scheduler_service))
-        .add_service(with_wire_errors(workers_service))
-        .add_service(reflection)
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned());
-    Ok(async move { Ok(server.await?) })
 }

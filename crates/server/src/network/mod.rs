@@ -18,11 +18,11 @@ use std::sync::Mutex;
 
 pub use fault::FaultInjector;
 pub use fault::LinkFault;
-use openraft::BasicNode;
 use openraft::RaftNetworkFactory;
 pub use peer_client::PeerClient;
 use tonic::transport::Channel;
 
+use crate::raft_types::MemberNode;
 use crate::raft_types::NodeId;
 use crate::raft_types::TypeConfig;
 
@@ -113,10 +113,11 @@ impl NetworkFactory {
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+    /// Raft goes to the member's peer port, never its client port.
+    async fn new_client(&mut self, target: NodeId, node: &MemberNode) -> PeerClient {
         PeerClient::new(
             target,
-            self.channel(target, &node.addr),
+            self.channel(target, &node.peer_addr),
             self.cluster_id.clone(),
             self.faults.clone(),
         )

@@ -8,6 +8,9 @@ use serde::Serialize;
 
 use crate::quota::QuotaConfig;
 use crate::raft_types::NodeId;
+use raftsched_store::member_node::MemberNode;
+use raftsched_store::member_node::PEER_PORT_OFFSET;
+use raftsched_store::member_node::default_peer_addr;
 
 /// A node's configuration. Every field has a default but `node_id`, `listen_addr` and
 /// `data_dir`.
@@ -18,21 +21,32 @@ pub struct NodeConfig {
     pub node_id: NodeId,
     /// Address the gRPC server binds, e.g. `127.0.0.1:50051`.
     pub listen_addr: String,
-    /// Address peers and clients use to reach this node; defaults to `listen_addr`.
+    /// Address clients (and peers asking for status) use to reach this node; defaults to
+    /// `listen_addr`.
     #[serde(default)]
     pub advertise_addr: Option<String>,
+    /// Address the peer (Raft) server binds; defaults to `listen_addr` with the port plus
+    /// `PEER_PORT_OFFSET` (100). The Raft service is served there only, never on the client
+    /// port.
+    #[serde(default)]
+    pub peer_listen_addr: Option<String>,
+    /// Address peers dial for Raft; defaults to `peer_listen_addr`.
+    #[serde(default)]
+    pub peer_advertise_addr: Option<String>,
     pub data_dir: PathBuf,
     /// Name shared by every member; a data dir or peer of another cluster is refused.
     #[serde(default = "default_cluster_id")]
     pub cluster_id: String,
-    /// id → address of every founding member. Only the lowest id initialises the cluster,
-    /// and only on a brand-new data dir; on restart this is ignored.
+    /// id → addresses of every founding member, `CLIENT[/PEER]` (see
+    /// `raftsched_store::member_node`: `127.0.0.1:50051/50151`, or `127.0.0.1:50051` for the
+    /// default peer port). Only the lowest id initialises the cluster, and only on a
+    /// brand-new data dir; on restart this is ignored.
     #[serde(default, with = "node_id_keys")]
     pub initial_members: BTreeMap<NodeId, String>,
     #[serde(default)]
     pub raft: RaftTuning,
-    /// id → address to dial for that peer instead of its membership address (e.g. through a
-    /// proxy, as the chaos tool does). Normally empty.
+    /// id → address to dial for that peer's Raft traffic instead of its membership peer
+    /// address (e.g. through a proxy, as the chaos tool does). Normally empty.
     #[serde(default, with = "node_id_keys")]
     pub peer_dial_overrides: BTreeMap<NodeId, String>,
     /// Caps on new work and high-water marks (`[quotas]` in TOML); defaults in `quota`.
@@ -85,8 +99,60 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
+    /// A config with every optional field at its default.
+    pub fn new(node_id: NodeId, listen_addr: impl Into<String>, data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            node_id,
+            listen_addr: listen_addr.into(),
+            advertise_addr: None,
+            peer_listen_addr: None,
+            peer_advertise_addr: None,
+            data_dir: data_dir.into(),
+            cluster_id: default_cluster_id(),
+            initial_members: BTreeMap::new(),
+            raft: RaftTuning::default(),
+            peer_dial_overrides: BTreeMap::new(),
+            quotas: QuotaConfig::default(),
+        }
+    }
+
     pub fn advertise_addr(&self) -> &str {
         self.advertise_addr.as_deref().unwrap_or(&self.listen_addr)
+    }
+
+    /// Where the peer server binds: `peer_listen_addr`, else the listen port + 100.
+    pub fn peer_listen_addr(&self) -> Result<String, ConfigError> {
+        match &self.peer_listen_addr {
+            Some(addr) => Ok(addr.clone()),
+            None => default_peer_addr(&self.listen_addr).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "listen_addr {:?} has no port below {} to derive the peer port from; set                      peer_listen_addr (--peer-listen)",
+                    self.listen_addr,
+                    u16::MAX - PEER_PORT_OFFSET
+                ))
+            }),
+        }
+    }
+
+    /// This node as a member: its client and peer addresses as others dial them.
+    pub fn member_node(&self) -> Result<MemberNode, ConfigError> {
+        let peer = match &self.peer_advertise_addr {
+            Some(addr) => addr.clone(),
+            None => self.peer_listen_addr()?,
+        };
+        Ok(MemberNode::new(self.advertise_addr(), peer))
+    }
+
+    /// The founding members with both addresses.
+    pub fn initial_member_nodes(&self) -> Result<BTreeMap<NodeId, MemberNode>, ConfigError> {
+        self.initial_members
+            .iter()
+            .map(|(id, spec)| {
+                MemberNode::parse(spec)
+                    .map(|node| (*id, node))
+                    .map_err(|e| ConfigError::Invalid(format!("initial_members: node {id}: {e}")))
+            })
+            .collect()
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -105,6 +171,14 @@ impl NodeConfig {
         }
         if self.initial_members.contains_key(&0) {
             return fail("initial_members: node ids start at 1".into());
+        }
+        self.initial_member_nodes()?;
+        let peer_listen = self.peer_listen_addr()?;
+        if peer_listen == self.listen_addr && !peer_listen.ends_with(":0") {
+            return fail(format!(
+                "peer_listen_addr {peer_listen:?} is the client listen_addr: the Raft service needs a port \
+                 of its own (--peer-listen)"
+            ));
         }
         let raft = &self.raft;
         if raft.heartbeat_interval_ms == 0 || raft.heartbeat_interval_ms >= raft.election_timeout_min_ms {
@@ -222,7 +296,8 @@ mod node_id_keys {
     }
 }
 
-/// Parses `1=127.0.0.1:50051,2=127.0.0.1:50052`.
+/// Parses `1=127.0.0.1:50051,2=127.0.0.1:50052` (each address may carry `/PEER_PORT` or
+/// `/PEER_HOST:PORT`, see [`MemberNode::parse`]).
 pub fn parse_members(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
     text.split(',')
         .filter(|part| !part.trim().is_empty())
@@ -234,6 +309,7 @@ pub fn parse_members(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError
             let id = id
                 .parse()
                 .map_err(|_| ConfigError::Invalid(format!("member {part:?}: {id:?} is not a node id")))?;
+            MemberNode::parse(addr).map_err(|e| ConfigError::Invalid(format!("member {part:?}: {e}")))?;
             Ok((id, addr.to_string()))
         })
         .collect()

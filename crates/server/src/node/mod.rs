@@ -16,7 +16,6 @@ pub use config::ConfigError;
 pub use config::NodeConfig;
 pub use config::RaftTuning;
 pub use config::parse_members;
-use openraft::BasicNode;
 use openraft::SnapshotPolicy;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -52,8 +51,13 @@ pub enum NodeError {
     Config(#[from] ConfigError),
     #[error("refusing to start: {0}")]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    #[error("cannot listen on {addr} ({flag}): {source}")]
+    Bind {
+        addr: String,
+        /// The flag that names this address (`--listen`, `--peer-listen`).
+        flag: &'static str,
+        source: std::io::Error,
+    },
     #[error("raft: {0}")]
     Raft(String),
 }
@@ -63,9 +67,12 @@ pub struct RunningNode {
     node_id: NodeId,
     app: App,
     local_addr: SocketAddr,
-    /// Cancelled once, by shutdown; the gRPC server watches it.
+    peer_addr: SocketAddr,
+    /// Cancelled once, by shutdown; both gRPC servers watch it.
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), grpc::ServeError>>,
+    /// The peer port's server (the Raft service only).
+    peer_server: JoinHandle<Result<(), grpc::ServeError>>,
     /// The leader-only dispatch loop; stops on the same token.
     dispatcher: JoinHandle<()>,
     /// Decides when to snapshot; stops on the same token.
@@ -78,23 +85,56 @@ pub struct RunningNode {
     store_closed: StoreClosed,
 }
 
+/// The node's two bound ports: the client port (Scheduler, Workers, reflection) and the
+/// peer port (Raft only).
+pub struct NodeListeners {
+    pub client: TcpListener,
+    pub peer: TcpListener,
+}
+
+impl NodeListeners {
+    /// Binds `client_addr` and `peer_addr` (port 0: ephemeral).
+    pub async fn bind(client_addr: &str, peer_addr: &str) -> Result<NodeListeners, NodeError> {
+        let bind = |addr: &str, flag: &'static str| {
+            let addr = addr.to_string();
+            async move {
+                TcpListener::bind(&addr)
+                    .await
+                    .map_err(|source| NodeError::Bind { addr, flag, source })
+            }
+        };
+        Ok(NodeListeners {
+            client: bind(client_addr, "--listen").await?,
+            peer: bind(peer_addr, "--peer-listen").await?,
+        })
+    }
+
+    /// The bound client and peer addresses.
+    pub fn local_addrs(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
+        Ok((self.client.local_addr()?, self.peer.local_addr()?))
+    }
+}
+
 impl RunningNode {
-    /// Opens the data dir, binds `config.listen_addr` and starts. The data dir is checked
-    /// first, so a wrong one is reported as such even when the port is also taken.
+    /// Opens the data dir, binds `config.listen_addr` and the peer address, and starts. The
+    /// data dir is checked first, so a wrong one is reported as such even when a port is
+    /// also taken.
     pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         config.validate()?;
         let store = Store::open(&config.data_dir, &config.cluster_id, config.node_id)?;
-        let listener = TcpListener::bind(&config.listen_addr)
-            .await
-            .map_err(|source| NodeError::Bind {
-                addr: config.listen_addr.clone(),
-                source,
-            })?;
-        RunningNode::launch(config, store, listener, FaultInjector::default(), PortLimits::default()).await
+        let listeners = NodeListeners::bind(&config.listen_addr, &config.peer_listen_addr()?).await?;
+        RunningNode::launch(
+            config,
+            store,
+            listeners,
+            FaultInjector::default(),
+            PortLimits::default(),
+        )
+        .await
     }
 
-    /// Starts on an already bound listener (tests bind port 0 first to learn the address).
-    pub async fn start_on(config: NodeConfig, listener: TcpListener) -> Result<RunningNode, NodeError> {
+    /// Starts on already bound listeners (tests bind port 0 first to learn the addresses).
+    pub async fn start_on(config: NodeConfig, listener: NodeListeners) -> Result<RunningNode, NodeError> {
         RunningNode::start_with_faults(config, listener, FaultInjector::default()).await
     }
 
@@ -102,7 +142,7 @@ impl RunningNode {
     /// links (fault tests).
     pub async fn start_with_faults(
         config: NodeConfig,
-        listener: TcpListener,
+        listener: NodeListeners,
         faults: FaultInjector,
     ) -> Result<RunningNode, NodeError> {
         RunningNode::start_with_port_limits(config, listener, faults, PortLimits::default()).await
@@ -113,7 +153,7 @@ impl RunningNode {
     /// file descriptor limit, nor wait out a production timeout quickly).
     pub async fn start_with_port_limits(
         config: NodeConfig,
-        listener: TcpListener,
+        listener: NodeListeners,
         faults: FaultInjector,
         port_limits: PortLimits,
     ) -> Result<RunningNode, NodeError> {
@@ -125,12 +165,13 @@ impl RunningNode {
     async fn launch(
         config: NodeConfig,
         store: Store,
-        listener: TcpListener,
+        listeners: NodeListeners,
         faults: FaultInjector,
         port_limits: PortLimits,
     ) -> Result<RunningNode, NodeError> {
-        let local_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+        let (local_addr, peer_addr) = listeners.local_addrs().map_err(|source| NodeError::Bind {
             addr: config.listen_addr.clone(),
+            flag: "--listen",
             source,
         })?;
         let store_closed = store.closed_signal();
@@ -163,24 +204,27 @@ impl RunningNode {
             config.raft.snapshot_after_entries,
             shutdown.clone(),
         );
-        let server = grpc::serve(
-            listener,
+        let server = grpc::serve(listeners.client, app.clone(), port_limits, shutdown.clone())
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let server = tokio::spawn(server);
+        let peer_server = grpc::serve_peer(
+            listeners.peer,
             raft.clone(),
-            app.clone(),
             &config.cluster_id,
             port_limits,
             shutdown.clone(),
-        )
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let server = tokio::spawn(server);
+        );
+        let peer_server = tokio::spawn(peer_server);
         initialize_if_founder(&raft, &config).await?;
-        tracing::info!(node_id = config.node_id, %local_addr, "node started");
+        tracing::info!(node_id = config.node_id, %local_addr, %peer_addr, "node started");
         Ok(RunningNode {
             node_id: config.node_id,
             app,
             local_addr,
+            peer_addr,
             shutdown,
             server,
+            peer_server,
             dispatcher,
             snapshot_trigger,
             sampler,
@@ -193,8 +237,14 @@ impl RunningNode {
         self.node_id
     }
 
+    /// The client port's bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The peer port's bound address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
     }
 
     pub fn app(&self) -> &App {
@@ -224,10 +274,12 @@ impl RunningNode {
         if let Err(e) = self.app.raft().shutdown().await {
             tracing::warn!(node_id = self.node_id, "raft shutdown: {e}");
         }
-        match self.server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(node_id = self.node_id, "gRPC server stopped with: {e}"),
-            Err(e) => tracing::warn!(node_id = self.node_id, "gRPC server task failed: {e}"),
+        for (port, server) in [("client", self.server), ("peer", self.peer_server)] {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(node_id = self.node_id, "{port} port's gRPC server stopped with: {e}"),
+                Err(e) => tracing::warn!(node_id = self.node_id, "{port} port's gRPC server task failed: {e}"),
+            }
         }
         drop(self.app);
         // Raft's tasks and in-flight flushes drop their storage handles as they wind down;
@@ -296,11 +348,7 @@ async fn initialize_if_founder(raft: &Raft, config: &NodeConfig) -> Result<(), N
     if !founder || initialized {
         return Ok(());
     }
-    let members: std::collections::BTreeMap<NodeId, BasicNode> = config
-        .initial_members
-        .iter()
-        .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
-        .collect();
+    let members = config.initial_member_nodes()?;
     tracing::info!(node_id = config.node_id, ?members, "initialising a new cluster");
     raft.initialize(members)
         .await

@@ -144,6 +144,7 @@ async fn a_submitter_may_submit_but_not_add_a_node() {
         .add_node(api::AddNodeRequest {
             node_id: 9,
             address: "127.0.0.1:1".into(),
+            peer_address: String::new(),
         })
         .await;
     assert_denied(

@@ -365,12 +365,22 @@ async fn queue_retentions_outside_1s_to_3650d_are_refused() {
 }
 
 async fn add_node(client: &ClusterClient, node_id: u64, address: &str) -> Result<api::AddNodeResponse, ClientError> {
-    let address = address.to_string();
+    add_node_with_peer(client, node_id, address, "").await
+}
+
+async fn add_node_with_peer(
+    client: &ClusterClient,
+    node_id: u64,
+    address: &str,
+    peer_address: &str,
+) -> Result<api::AddNodeResponse, ClientError> {
+    let (address, peer_address) = (address.to_string(), peer_address.to_string());
     client
         .call(|mut c| {
             let request = api::AddNodeRequest {
                 node_id,
                 address: address.clone(),
+                peer_address: peer_address.clone(),
             };
             async move { c.add_node(request).await }
         })
@@ -394,7 +404,12 @@ async fn removing_a_node_that_is_not_a_member_is_not_found() {
     for address in ["http://", "127.0.0.1:0", "127.0.0.1:99999", "[::1", "a b:1", "no-port"] {
         let result = add_node(&client, 4, address).await;
         refused_with(result, Code::InvalidArgument, &["address", "host:port"]);
+        let result = add_node_with_peer(&client, 4, "127.0.0.1:7", address).await;
+        refused_with(result, Code::InvalidArgument, &["peer_address", "host:port"]);
     }
+    // No room above the client port for the default peer port (+100).
+    let result = add_node(&client, 4, "127.0.0.1:65500").await;
+    refused_with(result, Code::FailedPrecondition, &["peer_address", "client port + 100"]);
     // A member's id with another address: refused, not a silent no-op.
     let result = add_node(&client, 2, "127.0.0.1:1").await;
     refused_with(result, Code::FailedPrecondition, &["node 2 is already a member at"]);

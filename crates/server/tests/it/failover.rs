@@ -239,8 +239,13 @@ async fn a_member_whose_data_is_gone_is_replaced() {
     cluster.forget_node(lost);
     cluster.node(leader).app().remove_node(lost).await.unwrap();
 
-    let address = cluster.start_new_node(4).await;
-    cluster.node(leader).app().add_node(4, address).await.unwrap();
+    let member = cluster.start_new_node(4).await;
+    cluster
+        .node(leader)
+        .app()
+        .add_node(4, member.addr, Some(member.peer_addr))
+        .await
+        .unwrap();
     let voters: Vec<u64> = cluster
         .node(leader)
         .app()

@@ -14,6 +14,7 @@ mod deep_workflow;
 mod dispatch;
 mod failover;
 mod output_limits;
+mod ports;
 mod quotas;
 mod response_budgets;
 mod retention;

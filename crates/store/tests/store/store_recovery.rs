@@ -64,7 +64,7 @@ fn membership(term: u64, index: u64, voters: &[u64]) -> Entry {
     }
 }
 
-fn membership_of(voters: &[u64]) -> Membership<u64, openraft::BasicNode> {
+fn membership_of(voters: &[u64]) -> Membership<u64, raftsched_store::raft_types::MemberNode> {
     Membership::new_with_defaults(vec![voters.iter().copied().collect::<BTreeSet<_>>()], [])
 }
 

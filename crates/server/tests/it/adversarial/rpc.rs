@@ -244,6 +244,7 @@ impl Harness<'_> {
                 let request = api::AddNodeRequest {
                     node_id: *node_id,
                     address: address.build(),
+                    peer_address: String::new(),
                 };
                 let result = bounded(client.add_node(request)).await;
                 self.check("AddNode", node, result)?;
@@ -252,6 +253,7 @@ impl Harness<'_> {
                 let request = api::AddNodeRequest {
                     node_id: *node_id,
                     address: self.cluster.addr(*node_id),
+                    peer_address: self.cluster.peer_addr(*node_id),
                 };
                 let result = bounded(client.add_node(request)).await;
                 self.check("AddNode (a member)", node, result)?;
