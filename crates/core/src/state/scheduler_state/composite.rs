@@ -151,8 +151,23 @@ impl SchedulerState {
             results: Vec::with_capacity(occurrences.len()),
             stopped: Vec::new(),
         };
+        // A firing is planned as one unbroken run of occurrences from the cursor. After a
+        // refused one, applying a later one would move the cursor over occurrences nobody
+        // decided: a deposed leader's firing, planned from the same cursor and committed
+        // first, once made a new leader's skip refused and its fire applied, so two
+        // occurrences were neither fired nor skipped. The rest is planned again.
+        let mut refused_at = None;
         for occurrence in occurrences {
-            let result = self.decide_occurrence(now_ms, name, occurrence, &mut outcome.stopped);
+            let at = occurrence.scheduled_ms;
+            let result = match refused_at {
+                Some(first) => Err(not_fireable(format!(
+                    "its occurrence at {first} was refused, so the later ones are planned again from the cursor"
+                ))),
+                None => self.decide_occurrence(now_ms, name, occurrence, &mut outcome.stopped),
+            };
+            if result.is_err() && refused_at.is_none() {
+                refused_at = Some(at);
+            }
             outcome.results.push(result);
         }
         Ok(outcome)
