@@ -112,9 +112,12 @@ pub fn validate_name(name: &str) -> Result<(), CertsError> {
     Ok(())
 }
 
+/// The prefix of a node's credential name (and the CN of its certificate): `node-<id>`.
+pub const NODE_NAME_PREFIX: &str = "node-";
+
 /// The file stem of node `id`'s credential: `node-<id>`.
 pub fn node_name(id: u64) -> String {
-    format!("node-{id}")
+    format!("{NODE_NAME_PREFIX}{id}")
 }
 
 pub fn cert_path(dir: &Path, name: &str) -> PathBuf {

@@ -13,49 +13,16 @@ use tonic::transport::server::TlsConnectInfo;
 use x509_parser::prelude::FromDer;
 use x509_parser::prelude::X509Certificate;
 
+/// What a credential may do (the OU of its subject); see ARCHITECTURE.md, Security model.
+/// The contract's one definition, shared with `raftsched certs`, which issues them.
+pub(crate) use raftsched_certs::Role;
+use raftsched_certs::layout::NODE_NAME_PREFIX;
 use raftsched_core::state::limits::shown;
 
-/// The prefix of a node's CN: `node-<id>`.
-const NODE_NAME_PREFIX: &str = "node-";
 /// A CN longer than this is refused: the longest name a credential needs is a worker id
 /// (`MAX_WORKER_ID_BYTES`, 128 bytes); RFC 5280's upper bound for a CN is 64 characters,
 /// but worker ids may be longer, so the bound is theirs.
 const MAX_NAME_BYTES: usize = raftsched_core::state::limits::MAX_WORKER_ID_BYTES;
-
-/// What a credential may do; see ARCHITECTURE.md, Security model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Role {
-    Node,
-    Admin,
-    Submitter,
-    Reader,
-    Worker,
-}
-
-impl Role {
-    pub(crate) const ALL: [Role; 5] = [Role::Node, Role::Admin, Role::Submitter, Role::Reader, Role::Worker];
-
-    /// The OU that names the role.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Role::Node => "node",
-            Role::Admin => "admin",
-            Role::Submitter => "submitter",
-            Role::Reader => "reader",
-            Role::Worker => "worker",
-        }
-    }
-
-    fn from_ou(ou: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|role| role.as_str() == ou)
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A caller: its role and its name (a node's `node-<id>`, a worker's id).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +99,7 @@ pub(crate) fn identity_from_der(der: &[u8]) -> Result<Identity, IdentityError> {
         [one] => text_of(one, "OU")?,
         several => return Err(IdentityError::SeveralRoles(several.len())),
     };
-    let role = Role::from_ou(ou).ok_or_else(|| IdentityError::UnknownRole(ou.to_string()))?;
+    let role = Role::parse(ou).map_err(|_| IdentityError::UnknownRole(ou.to_string()))?;
     let cns: Vec<_> = subject.iter_common_name().collect();
     let [cn] = cns.as_slice() else {
         return Err(IdentityError::NotOneName(cns.len()));
