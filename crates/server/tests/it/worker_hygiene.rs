@@ -84,6 +84,21 @@ async fn a_task_sees_its_env_and_the_allowlist_but_not_the_workers_secrets() {
     cluster.shutdown().await;
 }
 
+/// Runs `trap` then a 30 s sleep as task `name` with a 2 s timeout and one attempt, and
+/// returns its timed-out attempt and the shell's pid.
+async fn time_out(cluster: &TestCluster, dir: &std::path::Path, name: &str, trap: &str) -> (api::Attempt, i32) {
+    let ready = dir.join(format!("{name}.pid"));
+    let mut spec = shell(name, &format!("{trap}; echo $$ > {}; sleep 30", ready.display()));
+    spec.attempt_timeout_ms = 2000;
+    spec.max_attempts = 1;
+    let task = cluster.client().submit_task(spec).await.unwrap().task.unwrap();
+    let shell_pid = pid_from(&ready).await;
+    let done = wait_for_finish(cluster, task.id).await;
+    let attempt = done.attempts.last().expect("an attempt").clone();
+    assert_eq!(attempt.outcome, api::AttemptOutcome::TimedOut as i32, "{attempt:?}");
+    (attempt, shell_pid)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timed_out_and_cancelled_tasks_get_sigterm_then_sigkill() {
     let cluster = TestCluster::start(3, test_tuning()).await;
@@ -91,38 +106,13 @@ async fn timed_out_and_cancelled_tasks_get_sigterm_then_sigkill() {
     let dir = tempfile::tempdir().unwrap();
 
     // Traps SIGTERM, prints and exits: it ends on SIGTERM, and its last words are kept.
-    let ready = dir.path().join("trap.pid");
-    let mut trapping = shell(
-        "trapping",
-        &format!(
-            "trap 'echo cleaned up; exit 0' TERM; echo $$ > {}; sleep 30",
-            ready.display()
-        ),
-    );
-    trapping.attempt_timeout_ms = 2000;
-    trapping.max_attempts = 1;
-    let task = cluster.client().submit_task(trapping).await.unwrap().task.unwrap();
-    let shell_pid = pid_from(&ready).await;
-    let done = wait_for_finish(&cluster, task.id).await;
-    let attempt = done.attempts.last().expect("an attempt");
-    assert_eq!(attempt.outcome, api::AttemptOutcome::TimedOut as i32, "{attempt:?}");
+    let (attempt, shell_pid) = time_out(&cluster, dir.path(), "trapping", "trap 'echo cleaned up; exit 0' TERM").await;
     // The trap may not be set yet when the timeout fires; either way SIGTERM ends the shell.
     assert!(attempt.error.contains("SIGTERM ended it"), "{}", attempt.error);
     wait_until_gone(shell_pid).await;
 
     // Ignores SIGTERM: SIGKILLed after the grace.
-    let ready = dir.path().join("stubborn.pid");
-    let mut stubborn = shell(
-        "stubborn",
-        &format!("trap '' TERM; echo $$ > {}; sleep 30", ready.display()),
-    );
-    stubborn.attempt_timeout_ms = 2000;
-    stubborn.max_attempts = 1;
-    let task = cluster.client().submit_task(stubborn).await.unwrap().task.unwrap();
-    let shell_pid = pid_from(&ready).await;
-    let done = wait_for_finish(&cluster, task.id).await;
-    let attempt = done.attempts.last().expect("an attempt");
-    assert_eq!(attempt.outcome, api::AttemptOutcome::TimedOut as i32, "{attempt:?}");
+    let (attempt, shell_pid) = time_out(&cluster, dir.path(), "stubborn", "trap '' TERM").await;
     assert!(
         attempt
             .error
