@@ -466,6 +466,19 @@ impl RawWorker {
         self.client.call_channel(call).await.map(|r| r.void_tokens)
     }
 
+    async fn drain(&self, running_tokens: Vec<u64>) -> Result<(), ClientError> {
+        let request = api::DrainWorkerRequest {
+            worker_id: self.id.clone(),
+            session_id: self.session.clone(),
+            holding: Some(api::Holding { running_tokens }),
+        };
+        let call = |c| {
+            let request = request.clone();
+            async move { WorkersClient::new(c).drain_worker(request).await }
+        };
+        self.client.call_channel(call).await.map(|_| ())
+    }
+
     async fn attach(&self, running_tokens: Vec<u64>) -> Result<tonic::Streaming<api::WorkerInstruction>, ClientError> {
         let request = api::AttachRequest {
             worker_id: self.id.clone(),
@@ -526,6 +539,15 @@ async fn running_token_lists_are_capped_at_the_slot_limit() {
     let labels = worker.register_with(entries(33)).await;
     refused_with(labels, Code::InvalidArgument, &["labels", "33", "at most 32"]);
     worker.register_with(entries(32)).await.expect("32 labels");
+
+    // What a draining worker holds is a token list too (last: it leaves the worker draining).
+    let over = worker.drain(tokens(10_001)).await;
+    refused_with(
+        over,
+        Code::InvalidArgument,
+        &["running_tokens", "10001", "at most 10000"],
+    );
+    worker.drain(tokens(10_000)).await.expect("drain within the limit");
     every_node_answers(&cluster).await;
     cluster.shutdown().await;
 }
