@@ -13,6 +13,8 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::task::Context;
 use std::task::Poll;
@@ -29,6 +31,7 @@ use tonic::codegen::Service;
 use tonic::codegen::http;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::TlsConnectInfo;
 
 use crate::grpc::MAX_API_MESSAGE_BYTES;
 use crate::network::MAX_RAFT_MESSAGE_BYTES;
@@ -60,22 +63,65 @@ const _: () = assert!(NODE_RECEIVE_BYTES >= 8 * CONNECTION_RECEIVE_BYTES);
 pub const MAX_RAFT_CALLS_PER_CONNECTION: usize = 4;
 const _: () = assert!(4 * MAX_RAFT_CALLS_PER_CONNECTION <= MAX_RAFT_RPCS_IN_FLIGHT);
 
-/// One connection's share of the node's receive budgets; the node's connection type
-/// hands it to every request of the connection (tonic's connect info).
+/// One connection's share of the node's receive budgets, registered for as long as the
+/// connection is open ([`ShareGuard`]) and found from a request by the connection's two
+/// addresses ([`ConnectionShare::of`]). Not tonic's connect info itself: with TLS, tonic
+/// wraps the connect info, and only `TlsConnectInfo<TcpConnectInfo>` gives
+/// `Request::peer_certs()` the client's certificate.
 #[derive(Debug, Clone)]
 pub struct ConnectionShare {
-    tcp: TcpConnectInfo,
     bytes: Arc<Semaphore>,
     pub(super) raft_calls: Arc<Semaphore>,
 }
 
-impl ConnectionShare {
-    pub fn new(tcp: TcpConnectInfo) -> ConnectionShare {
-        ConnectionShare {
-            tcp,
-            bytes: Arc::new(Semaphore::new(CONNECTION_RECEIVE_BYTES)),
-            raft_calls: Arc::new(Semaphore::new(MAX_RAFT_CALLS_PER_CONNECTION)),
+/// (local, remote) address of an open connection: unique among the process's open TCP
+/// connections.
+type ConnectionKey = (SocketAddr, SocketAddr);
+
+/// Every open connection's share, by its addresses. Bounded by the ports' connection caps.
+static SHARES: Mutex<BTreeMap<ConnectionKey, ConnectionShare>> = Mutex::new(BTreeMap::new());
+
+fn shares() -> std::sync::MutexGuard<'static, BTreeMap<ConnectionKey, ConnectionShare>> {
+    SHARES.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Keeps a connection's share registered; dropped with the connection.
+#[derive(Debug)]
+pub struct ShareGuard(Option<ConnectionKey>);
+
+impl Drop for ShareGuard {
+    fn drop(&mut self) {
+        if let Some(key) = self.0 {
+            shares().remove(&key);
         }
+    }
+}
+
+impl ConnectionShare {
+    /// A fresh share for the connection `tcp`, registered until the guard drops. A
+    /// connection without both addresses (not TCP) gets none: its requests are not counted
+    /// per connection (still node-wide).
+    pub fn register(tcp: &TcpConnectInfo) -> ShareGuard {
+        let key = tcp.local_addr().zip(tcp.remote_addr());
+        if let Some(key) = key {
+            let share = ConnectionShare {
+                bytes: Arc::new(Semaphore::new(CONNECTION_RECEIVE_BYTES)),
+                raft_calls: Arc::new(Semaphore::new(MAX_RAFT_CALLS_PER_CONNECTION)),
+            };
+            shares().insert(key, share);
+        }
+        ShareGuard(key)
+    }
+
+    /// The share of the connection a request came on (plaintext or TLS).
+    pub(super) fn of(extensions: &http::Extensions) -> Option<ConnectionShare> {
+        let tcp = extensions.get::<TcpConnectInfo>().or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        })?;
+        let key = tcp.local_addr().zip(tcp.remote_addr())?;
+        shares().get(&key).cloned()
     }
 }
 
@@ -124,12 +170,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let Some(share) = request.extensions().get::<ConnectionShare>().cloned() else {
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let Some(share) = ConnectionShare::of(request.extensions()) else {
             // Not from the node's listener (an in-memory transport): nothing to count.
             return Box::pin(self.inner.call(request));
         };
-        request.extensions_mut().insert(share.tcp.clone());
         // The reservation of the latest message lives as long as the body or the call,
         // whichever is longer: a unary call's body is dropped once decoded, but the decoded
         // message stays in memory until the call is answered.

@@ -134,7 +134,7 @@ where
 /// peer backs off and retries).
 fn admit(request: &http::Request<Body>, in_flight: &Arc<Semaphore>) -> Result<Vec<OwnedSemaphorePermit>, Status> {
     let mut permits = Vec::with_capacity(2);
-    if let Some(share) = request.extensions().get::<ConnectionShare>() {
+    if let Some(share) = ConnectionShare::of(request.extensions()) {
         let permit = Arc::clone(&share.raft_calls).try_acquire_owned().map_err(|_| {
             Status::unavailable(format!(
                 "this connection already has {MAX_RAFT_CALLS_PER_CONNECTION} Raft calls in progress; retry after a \
@@ -152,12 +152,14 @@ fn admit(request: &http::Request<Body>, in_flight: &Arc<Semaphore>) -> Result<Ve
     Ok(permits)
 }
 
-/// Refuses traffic from a node of another cluster (or from no node at all).
+/// Refuses traffic from a node of another cluster: a sanity check against a node pointed at
+/// the wrong cluster, not a gate (the peer's certificate is). Neither side's id is in the
+/// error, so a caller learns nothing it did not send.
 fn check_cluster(headers: &http::HeaderMap, cluster_id: &str) -> Result<(), Status> {
     let theirs = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
     if theirs != Some(cluster_id) {
         return Err(Status::failed_precondition(format!(
-            "peer belongs to cluster {theirs:?}, this node to {cluster_id:?}; check --cluster-id on both"
+            "the peer's cluster id (header {CLUSTER_HEADER}) is not this node's; check --cluster-id on both"
         )));
     }
     Ok(())

@@ -28,6 +28,8 @@ use tonic::transport::server::Connected;
 use tonic::transport::server::TcpIncoming;
 
 use crate::grpc::admission::ConnectionShare;
+use crate::grpc::admission::ShareGuard;
+use tonic::transport::server::TcpConnectInfo;
 use raftsched_core::state::limits::MAX_WORKERS;
 
 /// Concurrent connections a node accepts: 11,024. Every worker holds one connection to the
@@ -138,8 +140,11 @@ pub(super) fn limit_connections(
 pub struct LimitedConnection {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
-    /// This connection's share of the receive budgets, handed to each of its requests.
-    share: ConnectionShare,
+    /// Keeps this connection's share of the receive budgets registered while it is open.
+    _share: ShareGuard,
+    /// The addresses tonic hands to each request (wrapped with the client's certificates
+    /// under TLS).
+    tcp: TcpConnectInfo,
     /// Bytes read so far, counted only until the preface is complete.
     read_so_far: usize,
     handshake_timeout: Duration,
@@ -149,11 +154,12 @@ pub struct LimitedConnection {
 
 impl LimitedConnection {
     fn new(stream: TcpStream, slot: OwnedSemaphorePermit, handshake_timeout: Duration) -> LimitedConnection {
-        let share = ConnectionShare::new(stream.connect_info());
+        let tcp = stream.connect_info();
         LimitedConnection {
+            _share: ConnectionShare::register(&tcp),
+            tcp,
             stream,
             _slot: slot,
-            share,
             read_so_far: 0,
             handshake_timeout,
             handshake_deadline: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
@@ -162,10 +168,10 @@ impl LimitedConnection {
 }
 
 impl Connected for LimitedConnection {
-    type ConnectInfo = ConnectionShare;
+    type ConnectInfo = TcpConnectInfo;
 
-    fn connect_info(&self) -> ConnectionShare {
-        self.share.clone()
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.tcp.clone()
     }
 }
 
