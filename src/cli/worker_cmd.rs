@@ -110,7 +110,8 @@ impl WorkerArgs {
 
     /// The credential a running worker uses by default: its id (`worker list` uses `admin`).
     pub fn default_tls_identity(&self) -> Option<String> {
-        self.is_run().then(|| self.run.id.clone().unwrap_or_else(default_worker_id))
+        self.is_run()
+            .then(|| self.run.id.clone().unwrap_or_else(default_worker_id))
     }
 }
 

@@ -454,7 +454,16 @@ fn make_credentials(config: &ChaosConfig) -> Result<std::path::PathBuf, ChaosErr
     // At least one worker credential: `--workers` takes no empty list.
     let workers: Vec<String> = (1..=config.workers.max(1)).map(worker_name).collect();
     let output = std::process::Command::new(&config.bin)
-        .args(["certs", "init", "--nodes", "1,2,3", "--workers", &workers.join(","), "--force", "--dir"])
+        .args([
+            "certs",
+            "init",
+            "--nodes",
+            "1,2,3",
+            "--workers",
+            &workers.join(","),
+            "--force",
+            "--dir",
+        ])
         .arg(&dir)
         .output()
         .map_err(io_error(format!("running {} certs init", config.bin.display())))?;

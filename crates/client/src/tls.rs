@@ -23,7 +23,9 @@ pub struct TlsSettings {
 
 impl std::fmt::Debug for TlsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsSettings").field("identity", &self.identity).finish_non_exhaustive()
+        f.debug_struct("TlsSettings")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
     }
 }
 

@@ -175,7 +175,9 @@ impl TestCluster {
             let pems = raftsched_certs::Pems::from_dir(dir, identity).expect("test credentials");
             raftsched_api::client_tls_config(&pems, "localhost")
         });
-        raftsched_api::endpoint(addr, tls.as_ref()).expect("endpoint").connect_lazy()
+        raftsched_api::endpoint(addr, tls.as_ref())
+            .expect("endpoint")
+            .connect_lazy()
     }
 
     /// The credentials dir; None for a plaintext cluster.

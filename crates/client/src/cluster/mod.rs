@@ -24,11 +24,11 @@ use tokio::time::Instant;
 use tonic::Status;
 use tonic::transport::Channel;
 
+use crate::TlsSettings;
 pub use code::ErrorCode;
 pub use error::ClientError;
 use raftsched_api::ANSWERED_HEADER;
 use raftsched_api::MAX_API_MESSAGE_BYTES;
-use crate::TlsSettings;
 use raftsched_api::peer_endpoint;
 use raftsched_api::v1 as api;
 use raftsched_api::v1::scheduler_client::SchedulerClient;

@@ -10,11 +10,11 @@
 //! open connection for bytes received and not yet read. One connection can hold at most
 //! [`CONNECTION_RECEIVE_BYTES`] = 32 MiB of the first two.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::task::Context;
 use std::task::Poll;

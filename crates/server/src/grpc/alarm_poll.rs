@@ -16,10 +16,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::network::NodeTls;
-use std::sync::Arc;
 use crate::grpc::peer_status::PeerChannels;
 use crate::grpc::peer_status::peer_status;
+use crate::network::NodeTls;
+use std::sync::Arc;
 
 /// How often the peers are asked.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);

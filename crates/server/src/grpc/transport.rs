@@ -29,8 +29,8 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::grpc::admission::ConnectionShare;
 use crate::grpc::admission::ShareGuard;
-use tonic::transport::server::TcpConnectInfo;
 use raftsched_core::state::limits::MAX_WORKERS;
+use tonic::transport::server::TcpConnectInfo;
 
 /// Concurrent connections a node accepts: 11,024. Every worker holds one connection to the
 /// leader (at most `MAX_WORKERS` = 10,000), and 1024 more are for peers, CLIs and clients.

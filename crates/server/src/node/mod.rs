@@ -217,8 +217,14 @@ impl RunningNode {
             config.raft.snapshot_after_entries,
             shutdown.clone(),
         );
-        let server = grpc::serve(listeners.client, app.clone(), tls.clone(), port_limits, shutdown.clone())
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let server = grpc::serve(
+            listeners.client,
+            app.clone(),
+            tls.clone(),
+            port_limits,
+            shutdown.clone(),
+        )
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
         let server = tokio::spawn(server);
         let peer_server = grpc::serve_peer(
             listeners.peer,

@@ -814,7 +814,13 @@ async fn malformed_and_oversized_bodies_get_client_error_codes() {
     }
     // A message exactly at the limit is decoded: 4 MiB of zero bytes is not valid protobuf
     // (field 0), so it is refused as malformed, not as too large.
-    let status = send_raw(&cluster, &leader, "/raftsched.v1.Workers/Heartbeat", vec![0; 4 * 1024 * 1024]).await;
+    let status = send_raw(
+        &cluster,
+        &leader,
+        "/raftsched.v1.Workers/Heartbeat",
+        vec![0; 4 * 1024 * 1024],
+    )
+    .await;
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     every_node_answers(&cluster).await;
     cluster.shutdown().await;

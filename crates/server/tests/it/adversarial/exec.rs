@@ -110,9 +110,7 @@ impl<'a> Harness<'a> {
         let channels = cluster
             .ids()
             .into_iter()
-            .map(|id| {
-                (id, cluster.channel(&cluster.addr(id)))
-            })
+            .map(|id| (id, cluster.channel(&cluster.addr(id))))
             .collect();
         Harness {
             cluster,
