@@ -201,12 +201,14 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         node: NodeArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     }
 
     fn config(flags: &[&str]) -> anyhow::Result<NodeConfig> {
         let base = ["raftsched", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "d"];
         let cli = Cli::try_parse_from(base.iter().chain(flags))?;
-        cli.node.into_config()
+        cli.node.into_config(&cli.tls)
     }
 
     #[test]

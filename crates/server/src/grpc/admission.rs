@@ -10,9 +10,7 @@
 //! open connection for bytes received and not yet read. One connection can hold at most
 //! [`CONNECTION_RECEIVE_BYTES`] = 32 MiB of the first two.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -63,66 +61,36 @@ const _: () = assert!(NODE_RECEIVE_BYTES >= 8 * CONNECTION_RECEIVE_BYTES);
 pub const MAX_RAFT_CALLS_PER_CONNECTION: usize = 4;
 const _: () = assert!(4 * MAX_RAFT_CALLS_PER_CONNECTION <= MAX_RAFT_RPCS_IN_FLIGHT);
 
-/// One connection's share of the node's receive budgets, registered for as long as the
-/// connection is open ([`ShareGuard`]) and found from a request by the connection's two
-/// addresses ([`ConnectionShare::of`]). Not tonic's connect info itself: with TLS, tonic
-/// wraps the connect info, and only `TlsConnectInfo<TcpConnectInfo>` gives
-/// `Request::peer_certs()` the client's certificate.
+/// One connection's share of the node's receive budgets; the node's connection type
+/// hands it to every request of the connection (tonic's connect info).
 #[derive(Debug, Clone)]
 pub struct ConnectionShare {
+    tcp: TcpConnectInfo,
     bytes: Arc<Semaphore>,
     pub(super) raft_calls: Arc<Semaphore>,
 }
 
-/// (local, remote) address of an open connection: unique among the process's open TCP
-/// connections.
-type ConnectionKey = (SocketAddr, SocketAddr);
-
-/// Every open connection's share, by its addresses. Bounded by the ports' connection caps.
-static SHARES: Mutex<BTreeMap<ConnectionKey, ConnectionShare>> = Mutex::new(BTreeMap::new());
-
-fn shares() -> std::sync::MutexGuard<'static, BTreeMap<ConnectionKey, ConnectionShare>> {
-    SHARES.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Keeps a connection's share registered; dropped with the connection.
-#[derive(Debug)]
-pub struct ShareGuard(Option<ConnectionKey>);
-
-impl Drop for ShareGuard {
-    fn drop(&mut self) {
-        if let Some(key) = self.0 {
-            shares().remove(&key);
-        }
-    }
-}
-
 impl ConnectionShare {
-    /// A fresh share for the connection `tcp`, registered until the guard drops. A
-    /// connection without both addresses (not TCP) gets none: its requests are not counted
-    /// per connection (still node-wide).
-    pub fn register(tcp: &TcpConnectInfo) -> ShareGuard {
-        let key = tcp.local_addr().zip(tcp.remote_addr());
-        if let Some(key) = key {
-            let share = ConnectionShare {
-                bytes: Arc::new(Semaphore::new(CONNECTION_RECEIVE_BYTES)),
-                raft_calls: Arc::new(Semaphore::new(MAX_RAFT_CALLS_PER_CONNECTION)),
-            };
-            shares().insert(key, share);
+    pub fn new(tcp: TcpConnectInfo) -> ConnectionShare {
+        ConnectionShare {
+            tcp,
+            bytes: Arc::new(Semaphore::new(CONNECTION_RECEIVE_BYTES)),
+            raft_calls: Arc::new(Semaphore::new(MAX_RAFT_CALLS_PER_CONNECTION)),
         }
-        ShareGuard(key)
     }
+}
 
-    /// The share of the connection a request came on (plaintext or TLS).
-    pub(super) fn of(extensions: &http::Extensions) -> Option<ConnectionShare> {
-        let tcp = extensions.get::<TcpConnectInfo>().or_else(|| {
-            extensions
-                .get::<TlsConnectInfo<TcpConnectInfo>>()
-                .map(TlsConnectInfo::get_ref)
-        })?;
-        let key = tcp.local_addr().zip(tcp.remote_addr())?;
-        shares().get(&key).cloned()
-    }
+/// How a request's connection came in, as the node's listener saw it: put on every request
+/// by [`Budgeted`], read by `identity::identity_of`. A request without it did not come
+/// through the node's listener and is refused by the role check (fail closed): a TLS port
+/// whose connect info went unrecognised must not read as plaintext, which allows all.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// A `--insecure` node's plaintext port: no identity.
+    Plaintext,
+    /// TLS with the certificate chain the client presented (verified against the cluster CA
+    /// by the handshake), leaf first; None if it presented none.
+    Tls(Option<Arc<Vec<tonic::transport::CertificateDer<'static>>>>),
 }
 
 /// A service whose request messages count against their connection's share and, for the
@@ -170,11 +138,23 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let Some(share) = ConnectionShare::of(request.extensions()) else {
-            // Not from the node's listener (an in-memory transport): nothing to count.
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // Under TLS tonic puts the listener's connect info on the request both bare and
+        // wrapped with the client's certificates, so the wrapped one is looked for first:
+        // looking for the bare one first read every TLS call as plaintext (allow all).
+        let extensions = request.extensions();
+        let (share, transport) = if let Some(tls) = extensions.get::<TlsConnectInfo<ConnectionShare>>() {
+            (tls.get_ref().clone(), Transport::Tls(tls.peer_certs()))
+        } else if let Some(share) = extensions.get::<ConnectionShare>() {
+            (share.clone(), Transport::Plaintext)
+        } else {
+            // Not from the node's listener (an in-memory transport): nothing to count, and
+            // no Transport, so the role check refuses it.
             return Box::pin(self.inner.call(request));
         };
+        let extensions = request.extensions_mut();
+        extensions.insert(share.tcp.clone());
+        extensions.insert(transport);
         // The reservation of the latest message lives as long as the body or the call,
         // whichever is longer: a unary call's body is dropped once decoded, but the decoded
         // message stays in memory until the call is answered.

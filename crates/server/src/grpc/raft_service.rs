@@ -134,7 +134,7 @@ where
 /// peer backs off and retries).
 fn admit(request: &http::Request<Body>, in_flight: &Arc<Semaphore>) -> Result<Vec<OwnedSemaphorePermit>, Status> {
     let mut permits = Vec::with_capacity(2);
-    if let Some(share) = ConnectionShare::of(request.extensions()) {
+    if let Some(share) = request.extensions().get::<ConnectionShare>() {
         let permit = Arc::clone(&share.raft_calls).try_acquire_owned().map_err(|_| {
             Status::unavailable(format!(
                 "this connection already has {MAX_RAFT_CALLS_PER_CONNECTION} Raft calls in progress; retry after a \

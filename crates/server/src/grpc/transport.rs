@@ -28,9 +28,7 @@ use tonic::transport::server::Connected;
 use tonic::transport::server::TcpIncoming;
 
 use crate::grpc::admission::ConnectionShare;
-use crate::grpc::admission::ShareGuard;
 use raftsched_core::state::limits::MAX_WORKERS;
-use tonic::transport::server::TcpConnectInfo;
 
 /// Concurrent connections a node accepts: 11,024. Every worker holds one connection to the
 /// leader (at most `MAX_WORKERS` = 10,000), and 1024 more are for peers, CLIs and clients.
@@ -140,11 +138,8 @@ pub(super) fn limit_connections(
 pub struct LimitedConnection {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
-    /// Keeps this connection's share of the receive budgets registered while it is open.
-    _share: ShareGuard,
-    /// The addresses tonic hands to each request (wrapped with the client's certificates
-    /// under TLS).
-    tcp: TcpConnectInfo,
+    /// This connection's share of the receive budgets, handed to each of its requests.
+    share: ConnectionShare,
     /// Bytes read so far, counted only until the preface is complete.
     read_so_far: usize,
     handshake_timeout: Duration,
@@ -154,12 +149,11 @@ pub struct LimitedConnection {
 
 impl LimitedConnection {
     fn new(stream: TcpStream, slot: OwnedSemaphorePermit, handshake_timeout: Duration) -> LimitedConnection {
-        let tcp = stream.connect_info();
+        let share = ConnectionShare::new(stream.connect_info());
         LimitedConnection {
-            _share: ConnectionShare::register(&tcp),
-            tcp,
             stream,
             _slot: slot,
+            share,
             read_so_far: 0,
             handshake_timeout,
             handshake_deadline: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
@@ -168,10 +162,10 @@ impl LimitedConnection {
 }
 
 impl Connected for LimitedConnection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnectionShare;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.tcp.clone()
+    fn connect_info(&self) -> ConnectionShare {
+        self.share.clone()
     }
 }
 

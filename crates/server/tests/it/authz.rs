@@ -1,13 +1,8 @@
-//! Roles end to end over real mutual TLS (issue 12): a cluster CA and credentials built
-//! with rcgen in the test, the node's real `SchedulerService` and `WorkersService` served
-//! behind tonic's TLS with client certificates required. The product's listeners are not
-//! used: configuring them is the TLS work's (`grpc::serve`); this front serves the same
-//! services, so what is tested is the identity read from the verified certificate, the role
-//! policy and each handler's use of it.
-//!
-//! TODO(lead): once `grpc::serve` serves TLS, run these against the product port too (the
-//! front below can then go): submitter → AddNode, reader → redacted env, worker1's
-//! credential registering as worker2.
+//! Roles end to end over real mutual TLS (issue 12), on the product's client port: the
+//! test cluster runs with the credentials `certs init` made, and this test issues more from
+//! the same CA (credentials the contract does not know) to check what each one may do. What
+//! is tested is the identity read from the verified certificate, the role policy and each
+//! handler's use of it.
 
 use raftsched_testkit as common;
 
@@ -18,26 +13,16 @@ use common::shell;
 use common::test_tuning;
 use raftsched_api::v1 as api;
 use raftsched_api::v1::scheduler_client::SchedulerClient;
-use raftsched_api::v1::scheduler_server::SchedulerServer;
 use raftsched_api::v1::workers_client::WorkersClient;
-use raftsched_api::v1::workers_server::WorkersServer;
-use raftsched_server::app::App;
-use raftsched_server::grpc::SchedulerService;
-use raftsched_server::grpc::WorkersService;
-use rcgen::BasicConstraints;
 use rcgen::CertificateParams;
 use rcgen::DnType;
-use rcgen::IsCa;
 use rcgen::Issuer;
 use rcgen::KeyPair;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Certificate;
 use tonic::transport::Channel;
 use tonic::transport::ClientTlsConfig;
 use tonic::transport::Identity;
-use tonic::transport::Server;
-use tonic::transport::ServerTlsConfig;
 
 /// A cluster CA that issues credentials by the identity contract (OU = role, CN = name).
 struct Pki {
@@ -52,14 +37,13 @@ struct Credential {
 }
 
 impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "raftsched test CA");
-        let key = KeyPair::generate().unwrap();
-        let ca_pem = params.self_signed(&key).unwrap().pem();
+    /// The cluster's own CA, from its credentials dir.
+    fn of(cluster: &TestCluster) -> Pki {
+        let dir = cluster.tls_dir().expect("a TLS cluster");
+        let ca_pem = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+        let key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).unwrap()).unwrap();
         Pki {
-            issuer: Issuer::new(params, key),
+            issuer: Issuer::from_ca_cert_pem(&ca_pem, key).unwrap(),
             ca_pem,
         }
     }
@@ -77,25 +61,6 @@ impl Pki {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         }
-    }
-
-    /// The leader's services behind mTLS on an ephemeral port, until `stop` is cancelled.
-    async fn serve(&self, app: App, stop: CancellationToken) -> SocketAddr {
-        let node = self.issue(Some("node"), "node-1");
-        let tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(&node.cert_pem, &node.key_pem))
-            .client_ca_root(Certificate::from_pem(&self.ca_pem));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let server = Server::builder()
-            .tls_config(tls)
-            .unwrap()
-            .add_service(SchedulerServer::new(SchedulerService::new(app.clone())))
-            .add_service(WorkersServer::new(WorkersService::new(app)))
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
-        tokio::spawn(server);
-        addr
     }
 
     /// A channel to `addr` presenting `credential`, verifying the server as `localhost`.
@@ -116,14 +81,13 @@ impl Pki {
     }
 }
 
-/// A three-node cluster and a TLS front for its leader.
-async fn secured() -> (TestCluster, Pki, SocketAddr, CancellationToken) {
+/// A three-node TLS cluster, its CA, and its leader's client port.
+async fn secured() -> (TestCluster, Pki, SocketAddr) {
     let cluster = TestCluster::start(3, test_tuning()).await;
     let leader = cluster.wait_for_leader().await;
-    let pki = Pki::new();
-    let stop = CancellationToken::new();
-    let addr = pki.serve(cluster.node(leader).app().clone(), stop.clone()).await;
-    (cluster, pki, addr, stop)
+    let pki = Pki::of(&cluster);
+    let addr = cluster.addr(leader).parse().unwrap();
+    (cluster, pki, addr)
 }
 
 fn assert_denied<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, parts: &[&str]) {
@@ -136,7 +100,7 @@ fn assert_denied<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Cod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submitter_may_submit_but_not_add_a_node() {
-    let (cluster, pki, addr, stop) = secured().await;
+    let (cluster, pki, addr) = secured().await;
     let mut submitter = SchedulerClient::new(pki.channel(addr, &pki.issue(Some("submitter"), "client")).await);
     let members_before = cluster.client().cluster_status().await.unwrap().members.len();
 
@@ -174,7 +138,6 @@ async fn a_submitter_may_submit_but_not_add_a_node() {
         .await
         .expect("a submitter submits");
     assert!(submitted.into_inner().task.is_some());
-    stop.cancel();
     cluster.shutdown().await;
 }
 
@@ -197,7 +160,7 @@ async fn token_seen(client: &mut SchedulerClient<Channel>, task_id: u64) -> Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_sees_environment_keys_but_not_values() {
-    let (cluster, pki, addr, stop) = secured().await;
+    let (cluster, pki, addr) = secured().await;
     let mut spec = shell("secretive", "echo $API_TOKEN");
     if let Some(api::task_spec::Payload::Command(command)) = &mut spec.payload {
         command.env.insert("API_TOKEN".into(), "s3cret-value".into());
@@ -237,13 +200,12 @@ async fn a_reader_sees_environment_keys_but_not_values() {
     );
     // The admin sees the value.
     assert_eq!(token_seen(&mut admin, task.id).await, "s3cret-value");
-    stop.cancel();
     cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_credential_registers_only_its_own_id() {
-    let (cluster, pki, addr, stop) = secured().await;
+    let (cluster, pki, addr) = secured().await;
     let mut worker1 = WorkersClient::new(pki.channel(addr, &pki.issue(Some("worker"), "worker1")).await);
     let registration = |worker_id: &str| api::RegisterWorkerRequest {
         worker_id: worker_id.into(),
@@ -274,13 +236,12 @@ async fn a_worker_credential_registers_only_its_own_id() {
     let mut as_scheduler = SchedulerClient::new(pki.channel(addr, &pki.issue(Some("worker"), "worker1")).await);
     let refused = as_scheduler.list_tasks(api::ListTasksRequest::default()).await;
     assert_denied(refused, Code::PermissionDenied, &["role worker may not call ListTasks"]);
-    stop.cancel();
     cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_naming_no_role_is_unauthenticated() {
-    let (cluster, pki, addr, stop) = secured().await;
+    let (cluster, pki, addr) = secured().await;
     for (ou, cn, part) in [
         (None, "client", "no OU"),
         (Some("operators"), "client", "\"operators\" is not a role"),
@@ -301,6 +262,5 @@ async fn a_certificate_naming_no_role_is_unauthenticated() {
         Code::PermissionDenied,
         &["role node may not call ClusterStatus"],
     );
-    stop.cancel();
     cluster.shutdown().await;
 }
