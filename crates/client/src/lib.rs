@@ -15,6 +15,7 @@ pub use cluster::ClusterClient;
 pub use cluster::DEFAULT_CLUSTER;
 pub use cluster::ErrorCode;
 pub use cluster::new_request_id;
+pub use tls::TlsError;
 pub use tls::TlsSettings;
 
 /// Resolves on SIGINT or SIGTERM: how a long-running client (a worker, a load run) stops.

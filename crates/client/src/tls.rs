@@ -12,7 +12,10 @@ use raftsched_certs::TLS_IDENTITY_ENV;
 use raftsched_certs::TLS_SERVER_NAME_ENV;
 use raftsched_certs::layout::DEFAULT_SERVER_NAME;
 
-use crate::ClientError;
+/// Credentials that could not be read: which file and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(String);
 
 /// A client's TLS credentials (see the certificate identity contract).
 #[derive(Clone)]
@@ -31,13 +34,13 @@ impl std::fmt::Debug for TlsSettings {
 
 impl TlsSettings {
     /// `dir/ca.crt` and `dir/<identity>.crt|.key`, checking nodes for `localhost`.
-    pub fn from_dir(dir: &Path, identity: &str) -> Result<TlsSettings, ClientError> {
+    pub fn from_dir(dir: &Path, identity: &str) -> Result<TlsSettings, TlsError> {
         TlsSettings::from_dir_for(dir, identity, DEFAULT_SERVER_NAME)
     }
 
     /// Like [`Self::from_dir`], checking nodes' certificates for `server_name`.
-    pub fn from_dir_for(dir: &Path, identity: &str, server_name: &str) -> Result<TlsSettings, ClientError> {
-        let pems = Pems::from_dir(dir, identity).map_err(|e| ClientError::Tls(e.to_string()))?;
+    pub fn from_dir_for(dir: &Path, identity: &str, server_name: &str) -> Result<TlsSettings, TlsError> {
+        let pems = Pems::from_dir(dir, identity).map_err(|e| TlsError(e.to_string()))?;
         Ok(TlsSettings {
             config: Arc::new(raftsched_api::client_tls_config(&pems, server_name)),
             identity: identity.to_string(),
@@ -47,7 +50,7 @@ impl TlsSettings {
     /// From the environment: `RAFTSCHED_TLS_DIR` (None when unset), the identity
     /// `RAFTSCHED_TLS_IDENTITY` or `default_identity`, the server name
     /// `RAFTSCHED_TLS_SERVER_NAME` or `localhost`.
-    pub fn from_env(default_identity: &str) -> Result<Option<TlsSettings>, ClientError> {
+    pub fn from_env(default_identity: &str) -> Result<Option<TlsSettings>, TlsError> {
         let Some(dir) = std::env::var_os(TLS_DIR_ENV).filter(|d| !d.is_empty()) else {
             return Ok(None);
         };
