@@ -187,8 +187,25 @@ impl TestCluster {
 
     /// `client` with the cluster's `admin` credential (unchanged for a plaintext cluster).
     pub fn with_credentials(&self, client: ClusterClient) -> ClusterClient {
+        self.with_credential(client, "admin")
+    }
+
+    /// A client of every member acting as worker `worker_id`: its own credential (role
+    /// worker, CN = the id), issued on first use, as an operator would issue one per worker.
+    pub fn worker_client(&self, worker_id: &str) -> ClusterClient {
+        if let Some(dir) = &self.tls_dir
+            && !dir.join(format!("{worker_id}.crt")).exists()
+        {
+            let credential = raftsched_certs::issue::Credential::new(raftsched_certs::Role::Worker, worker_id);
+            raftsched_certs::issue::issue(dir, &credential, &[], false).expect("issuing a worker credential");
+        }
+        let all: Vec<String> = self.configs.values().map(|c| c.listen_addr.clone()).collect();
+        self.with_credential(ClusterClient::new(&all.join(",")).expect("client"), worker_id)
+    }
+
+    fn with_credential(&self, client: ClusterClient, identity: &str) -> ClusterClient {
         match &self.tls_dir {
-            Some(dir) => client.with_tls(TlsSettings::from_dir(dir, "admin").expect("test credentials")),
+            Some(dir) => client.with_tls(TlsSettings::from_dir(dir, identity).expect("test credentials")),
             None => client,
         }
     }
@@ -413,7 +430,9 @@ pub fn start_worker(
     cluster: &TestCluster,
     options: raftsched_client::worker::WorkerOptions,
 ) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
-    let client = cluster.client().with_overall_deadline(Duration::from_secs(3600));
+    let client = cluster
+        .worker_client(&options.worker_id)
+        .with_overall_deadline(Duration::from_secs(3600));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let worker = raftsched_client::worker::Worker::new(client, options);
     let stop = shutdown.clone();

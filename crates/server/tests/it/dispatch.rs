@@ -68,7 +68,7 @@ struct FakeWorker {
 impl FakeWorker {
     async fn register(cluster: &TestCluster, id: &str, lease_ms: u64) -> FakeWorker {
         let worker = FakeWorker {
-            client: cluster.client(),
+            client: cluster.worker_client(id),
             id: id.into(),
             session: format!("{id}-session"),
         };
