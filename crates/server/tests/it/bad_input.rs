@@ -425,7 +425,7 @@ struct RawWorker {
 impl RawWorker {
     async fn register(cluster: &TestCluster, id: &str, session: &str) -> RawWorker {
         let worker = RawWorker {
-            client: cluster.client(),
+            client: cluster.worker_client(id),
             id: id.into(),
             session: session.into(),
         };

@@ -492,7 +492,7 @@ async fn placement_honours_labels_and_says_why_a_task_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_run_opaque_tasks_of_their_kind() {
     let cluster = TestCluster::start(3, test_tuning()).await;
-    let client = cluster.client().with_overall_deadline(Duration::from_secs(3600));
+    let client = cluster.worker_client("w").with_overall_deadline(Duration::from_secs(3600));
     let worker = raftsched_client::worker::Worker::new(client, WorkerOptions::new("w", 2)).handle(
         "reverse",
         |task: TaskContext| async move {

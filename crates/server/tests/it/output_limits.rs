@@ -136,7 +136,7 @@ async fn big_and_empty_outputs_and_errors_end_as_their_exit_says() {
     let dir = tempfile::tempdir().expect("temp dir");
     let random_file = dir.path().join("random.bin");
     std::fs::write(&random_file, random_bytes(BIG_BYTES)).expect("write random bytes");
-    let client = cluster.client().with_overall_deadline(Duration::from_secs(3600));
+    let client = cluster.worker_client("w").with_overall_deadline(Duration::from_secs(3600));
     let worker = Worker::new(client, WorkerOptions::new("w", 8))
         .handle("fail-10k", failing_handler)
         .handle("print-100k", chatty_handler);
