@@ -32,7 +32,6 @@ pub(crate) struct Identity {
 
 impl Identity {
     /// The node id a node's name carries (`node-2` → 2); `None` for any other role.
-    #[allow(dead_code)] // For the peer port's checks (helper tls); the lead wires it.
     pub(crate) fn node_id(&self) -> Option<u64> {
         if self.role != Role::Node {
             return None;

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use common::TestCluster;
 use common::shell;
 use common::test_tuning;
+use raftsched_api::raft as raft_proto;
+use raftsched_api::raft::raft_service_client::RaftServiceClient;
 use raftsched_api::v1 as api;
 use raftsched_api::v1::scheduler_client::SchedulerClient;
 use raftsched_api::v1::workers_client::WorkersClient;
@@ -48,13 +50,39 @@ impl Pki {
         }
     }
 
+    /// A CA of its own, which the cluster does not trust.
+    fn new_ca() -> Pki {
+        let mut params = CertificateParams::new(Vec::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "some other CA");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Pki {
+            ca_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
     /// A leaf with this subject (`None` leaves the OU out), valid for `localhost`.
     fn issue(&self, ou: Option<&str>, cn: &str) -> Credential {
+        self.issue_with(ou, cn, |_| {})
+    }
+
+    /// Like [`Self::issue`], but valid only in the year 2000.
+    fn issue_expired(&self, ou: Option<&str>, cn: &str) -> Credential {
+        self.issue_with(ou, cn, |params| {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        })
+    }
+
+    fn issue_with(&self, ou: Option<&str>, cn: &str, adjust: impl FnOnce(&mut CertificateParams)) -> Credential {
         let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         if let Some(ou) = ou {
             params.distinguished_name.push(DnType::OrganizationalUnitName, ou);
         }
         params.distinguished_name.push(DnType::CommonName, cn);
+        adjust(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Credential {
@@ -65,10 +93,25 @@ impl Pki {
 
     /// A channel to `addr` presenting `credential`, verifying the server as `localhost`.
     async fn channel(&self, addr: SocketAddr, credential: &Credential) -> Channel {
-        let tls = ClientTlsConfig::new()
+        self.connect(addr, Some(credential), "localhost")
+            .await
+            .expect("connect over TLS")
+    }
+
+    /// A connection to `addr` trusting this CA, presenting `credential` (or none), checking
+    /// the server's certificate for `server_name`.
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        credential: Option<&Credential>,
+        server_name: &str,
+    ) -> Result<Channel, tonic::transport::Error> {
+        let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .identity(Identity::from_pem(&credential.cert_pem, &credential.key_pem))
-            .domain_name("localhost");
+            .domain_name(server_name);
+        if let Some(credential) = credential {
+            tls = tls.identity(Identity::from_pem(&credential.cert_pem, &credential.key_pem));
+        }
         Channel::from_shared(format!("https://{addr}"))
             .unwrap()
             .tls_config(tls)
@@ -77,7 +120,6 @@ impl Pki {
             .timeout(std::time::Duration::from_secs(10))
             .connect()
             .await
-            .expect("connect over TLS")
     }
 }
 
@@ -262,5 +304,139 @@ async fn a_certificate_naming_no_role_is_unauthenticated() {
         Code::PermissionDenied,
         &["role node may not call ClusterStatus"],
     );
+    cluster.shutdown().await;
+}
+
+/// A Raft message for `method` in `node`'s name at `term`, with the cluster's header.
+fn raft_request(term: u64, node: u64) -> tonic::Request<raft_proto::RaftMessage> {
+    let vote = raftsched_store::raft_types::Vote::new(term, node);
+    let message = openraft::raft::VoteRequest::<raftsched_store::raft_types::TypeConfig>::new(vote, None);
+    let mut request = tonic::Request::new(raft_proto::RaftMessage {
+        data: raftsched_core::state::wire::encode_versioned(&message),
+    });
+    request
+        .metadata_mut()
+        .insert(raftsched_api::CLUSTER_HEADER, common::CLUSTER_ID.parse().unwrap());
+    request
+}
+
+/// The peer port speaks Raft with node credentials only, each in its own name: a worker's
+/// or an admin's certificate from the same CA is PERMISSION_DENIED, and so is node A asking
+/// for votes (or pre-votes) as node B. A Vote at term 1000 from any of them would depose
+/// the leader; none reaches Raft, so the term and the vote stay as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_node_speaks_raft_on_the_peer_port_and_only_in_its_own_name() {
+    let (cluster, pki, _) = secured().await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let other = (1..=3).find(|n| *n != leader && *n != follower).unwrap();
+    let peer: SocketAddr = cluster.peer_addr(follower).parse().unwrap();
+    let before = cluster.node(follower).app().metrics();
+    let term = 1000;
+
+    for (ou, cn, part) in [
+        (
+            "worker",
+            "worker1".to_string(),
+            "role worker may not call the peer port",
+        ),
+        ("admin", "admin".to_string(), "role admin may not call the peer port"),
+        (
+            "submitter",
+            "client".to_string(),
+            "role submitter may not call the peer port",
+        ),
+    ] {
+        let mut raft = RaftServiceClient::new(pki.channel(peer, &pki.issue(Some(ou), &cn)).await);
+        assert_denied(
+            raft.vote(raft_request(term, other)).await,
+            Code::PermissionDenied,
+            &[part],
+        );
+        assert_denied(
+            raft.append_entries(raft_request(term, other)).await,
+            Code::PermissionDenied,
+            &[part],
+        );
+    }
+    let as_other = pki.issue(Some("node"), &format!("node-{other}"));
+    let mut raft = RaftServiceClient::new(pki.channel(peer, &as_other).await);
+    let impersonating = format!("from node {other} carries the vote of node {leader}");
+    assert_denied(
+        raft.vote(raft_request(term, leader)).await,
+        Code::PermissionDenied,
+        &["Raft Vote request", &impersonating],
+    );
+    assert_denied(
+        raft.pre_vote(raft_request(term, leader)).await,
+        Code::PermissionDenied,
+        &["Raft PreVote request", &impersonating],
+    );
+
+    let after = cluster.node(follower).app().metrics();
+    assert_eq!(after.current_term, before.current_term, "a refused vote moved the term");
+    assert_eq!(after.vote, before.vote);
+    assert_eq!(cluster.wait_for_leader().await, leader, "the leader was deposed");
+    // Node `other` asking in its own name is Raft's to answer (it refuses a vote while the
+    // leader's lease holds): past the gate, so no PERMISSION_DENIED.
+    let answered = raft.pre_vote(raft_request(before.current_term, other)).await;
+    assert!(
+        answered
+            .as_ref()
+            .map_or_else(|s| s.code() != Code::PermissionDenied, |_| true),
+        "{answered:?}"
+    );
+    cluster.shutdown().await;
+}
+
+/// Without a certificate of the cluster's CA there is no connection at all, on either port:
+/// none, one from another CA, an expired one, and a client that checks the node for another
+/// name than its certificate's all fail the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_gets_through_without_a_certificate_of_the_cluster_ca() {
+    let (cluster, pki, addr) = secured().await;
+    let leader = cluster.wait_for_leader().await;
+    let peer: SocketAddr = cluster.peer_addr(leader).parse().unwrap();
+    let stranger = Pki::new_ca();
+    let expired = pki.issue_expired(Some("admin"), "admin");
+    let admin = pki.issue(Some("admin"), "admin");
+    for port in [addr, peer] {
+        let attempts = [
+            ("no certificate", pki.connect(port, None, "localhost").await),
+            (
+                "another CA's certificate",
+                pki.connect(port, Some(&stranger.issue(Some("admin"), "admin")), "localhost")
+                    .await,
+            ),
+            (
+                "an expired certificate",
+                pki.connect(port, Some(&expired), "localhost").await,
+            ),
+            (
+                "another server name",
+                pki.connect(port, Some(&admin), "db.example").await,
+            ),
+        ];
+        for (what, connected) in attempts {
+            let answered = match connected {
+                Err(_) => None,
+                Ok(channel) => Some(
+                    SchedulerClient::new(channel)
+                        .node_status(api::NodeStatusRequest {})
+                        .await
+                        .map(|_| ()),
+                ),
+            };
+            assert!(
+                !matches!(answered, Some(Ok(()))),
+                "{what} on port {port} was answered: {answered:?}"
+            );
+        }
+        // And the cluster's own admin credential connects (the control).
+        assert!(
+            pki.connect(port, Some(&admin), "localhost").await.is_ok(),
+            "port {port}"
+        );
+    }
     cluster.shutdown().await;
 }
