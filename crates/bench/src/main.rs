@@ -60,6 +60,7 @@ use tonic::transport::Channel;
 
 use raftsched_client::output;
 
+mod credentials;
 mod plot;
 mod soak;
 
@@ -513,6 +514,8 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     #[command(flatten)]
+    tls: credentials::TlsArgs,
+    #[command(flatten)]
     bench: BenchArgs,
 }
 
@@ -528,7 +531,8 @@ fn main() -> std::process::ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|runtime| {
             runtime.block_on(async {
-                let client = ClusterClient::new(&cli.cluster)?;
+                credentials::init(&cli.tls)?;
+                let client = credentials::client(&cli.cluster)?;
                 run(cli.bench, &client, cli.json).await
             })
         });
@@ -542,7 +546,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn new_client(addresses: &str) -> anyhow::Result<ClusterClient> {
-    Ok(ClusterClient::new(addresses)?.with_overall_deadline(CALL_DEADLINE))
+    Ok(credentials::client(addresses)?.with_overall_deadline(CALL_DEADLINE))
 }
 
 fn check_range<T: PartialOrd + std::fmt::Display>(what: &str, value: T, min: T, max: T) -> anyhow::Result<()> {
@@ -1073,7 +1077,7 @@ impl NoopWorkers {
                 drain_timeout: Duration::from_secs(5),
                 ..WorkerOptions::new(id.clone(), slots)
             };
-            let cluster = ClusterClient::new(addresses)?.with_overall_deadline(Duration::from_secs(3600));
+            let cluster = credentials::worker_client(addresses, &id)?.with_overall_deadline(Duration::from_secs(3600));
             let worker = Worker::new(cluster, options).handle(NOOP_KIND, handler);
             let stop = shutdown.clone();
             joins.spawn(async move {
@@ -1915,18 +1919,21 @@ async fn bench_fill(args: &FillArgs, client: &ClusterClient) -> anyhow::Result<V
     Ok(vec![record])
 }
 
+/// NodeStatus of `address` over a new connection (a new client has its own), or None.
 async fn node_status_fresh(address: &str) -> Option<api::MemberStatus> {
-    let endpoint = peer_endpoint(address).ok()?.connect_timeout(Duration::from_millis(200));
-    let channel = tokio::time::timeout(Duration::from_millis(500), endpoint.connect())
+    let client = credentials::client(address)
+        .ok()?
+        .with_per_call_deadline(Duration::from_secs(2));
+    let call = client.call_node_channel(address, |channel| async move {
+        api::scheduler_client::SchedulerClient::new(channel)
+            .node_status(api::NodeStatusRequest {})
+            .await
+    });
+    tokio::time::timeout(Duration::from_millis(2500), call)
         .await
         .ok()?
-        .ok()?;
-    let mut client = api::scheduler_client::SchedulerClient::new(channel);
-    let response = tokio::time::timeout(Duration::from_secs(2), client.node_status(api::NodeStatusRequest {}))
-        .await
         .ok()?
-        .ok()?;
-    response.into_inner().status
+        .status
 }
 
 async fn bench_restart(args: &RestartArgs, client: &ClusterClient) -> anyhow::Result<Vec<Record>> {
