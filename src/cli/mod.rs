@@ -55,7 +55,7 @@ pub struct TlsArgs {
     pub tls_server_name: Option<String>,
     /// Plaintext, no certificates: for nodes started with --insecure (a node started so
     /// lets anyone who reaches it make any call, and logs a warning).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "RAFTSCHED_INSECURE")]
     pub insecure: bool,
 }
 
