@@ -44,9 +44,11 @@ INSECURE=${RAFTSCHED_INSECURE:-0}
 NODES=(1 2 3)
 START_TIMEOUT_S=30
 STOP_TIMEOUT_S=10
-# A stopping worker first tells the leader (up to 5 s), then drains, then reports what it
-# handed back: its drain time plus this margin before it is killed.
-WORKER_STOP_MARGIN_S=10
+# A stopping worker first tells the leader (up to 5 s), then drains, stops what still runs
+# (SIGTERM, SIGKILL after the kill grace: 3 s by default), then reports what it handed back
+# (up to 5 s): its drain time plus this margin (5 + 3 + 5, and 2 s of slack) before it is
+# killed. A kill grace above 3 s (RAFTSCHED_WORKER_KILL_GRACE) eats into the slack.
+WORKER_STOP_MARGIN_S=15
 # Bounds one client call in a poll loop (the client itself retries for up to 15 s; one
 # attempt on an unresponsive node may take 5 s before it moves on to the next node).
 CLIENT_TIMEOUT_S=10
