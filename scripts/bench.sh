@@ -319,7 +319,12 @@ COMMON=(--pid-dir "$RAFTSCHED_DATA" --save "$RAW")
 ensure_cluster submit
 phase submit submit --clients "$CLIENTS" --duration-ms "$DURATION_MS" --warmup-ms "$WARMUP_MS" \
     --repeat "$REPEAT" --payload-bytes "$PAYLOAD" "${COMMON[@]}"
-ensure_cluster submit-batch
+# The cost of TLS: the same submit runs on a plaintext cluster (RAFTSCHED_INSECURE=1),
+# reported beside the TLS ones (TLS COST); then a TLS cluster again for everything else.
+RAFTSCHED_INSECURE=1 fresh_cluster submit-plaintext
+RAFTSCHED_INSECURE=1 phase submit-plaintext submit --clients "$CLIENTS" --duration-ms "$DURATION_MS" \
+    --warmup-ms "$WARMUP_MS" --repeat "$REPEAT" --payload-bytes "$PAYLOAD" "${COMMON[@]}"
+fresh_cluster submit-batch
 phase submit-batch submit --clients 10,100 --batch 100 --duration-ms "$DURATION_MS" \
     --warmup-ms "$WARMUP_MS" --repeat "$REPEAT" --payload-bytes "$PAYLOAD" "${COMMON[@]}"
 ensure_cluster e2e

@@ -45,6 +45,14 @@ pub fn init(args: &TlsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `system` of this run's results: `raftsched`, or `raftsched-plaintext` without TLS.
+pub fn system() -> &'static str {
+    match tls_dir() {
+        Some(_) => "raftsched",
+        None => crate::tls_cost::PLAINTEXT_SYSTEM,
+    }
+}
+
 fn tls_dir() -> Option<&'static PathBuf> {
     TLS_DIR.get().and_then(Option::as_ref)
 }

@@ -63,6 +63,7 @@ use raftsched_client::output;
 mod credentials;
 mod plot;
 mod soak;
+mod tls_cost;
 
 use soak::verdict::median;
 
@@ -931,7 +932,7 @@ async fn bench_submit(args: &SubmitArgs, client: &ClusterClient) -> anyhow::Resu
         .await?;
         let record = Record {
             bench: if args.batch == 1 { "submit" } else { "submit-batch" }.into(),
-            system: "raftsched".into(),
+            system: credentials::system().into(),
             clients,
             batch: args.batch,
             payload_bytes: args.payload_bytes,
@@ -1357,7 +1358,7 @@ async fn bench_e2e(args: &E2eArgs, client: &ClusterClient) -> anyhow::Result<Vec
     }
     let mut record = Record {
         bench: if args.workers.command { "e2e-command" } else { "e2e" }.into(),
-        system: "raftsched".into(),
+        system: credentials::system().into(),
         clients: args.clients,
         batch: args.batch,
         runs: 1,
@@ -1549,7 +1550,7 @@ async fn bench_rate(args: &RateArgs, client: &ClusterClient) -> anyhow::Result<V
     }
     let mut record = Record {
         bench: if args.workers.command { "rate-command" } else { "rate" }.into(),
-        system: "raftsched".into(),
+        system: credentials::system().into(),
         clients: args.clients,
         batch: 1,
         runs: 1,
@@ -1673,7 +1674,7 @@ async fn bench_failover(args: &FailoverArgs, client: &ClusterClient) -> anyhow::
     let mut to_dispatch_us = Vec::new();
     let mut record = Record {
         bench: "failover".into(),
-        system: "raftsched".into(),
+        system: credentials::system().into(),
         clients: args.clients,
         batch: 1,
         offered_per_s: Some(args.rate as f64),
@@ -1858,7 +1859,7 @@ async fn bench_fill(args: &FillArgs, client: &ClusterClient) -> anyhow::Result<V
     let usage = after.usage_since(&before);
     let mut record = Record {
         bench: "fill".into(),
-        system: "raftsched".into(),
+        system: credentials::system().into(),
         clients: args.clients,
         batch: args.batch,
         payload_bytes: args.payload_bytes,
@@ -1990,7 +1991,7 @@ async fn bench_restart(args: &RestartArgs, client: &ClusterClient) -> anyhow::Re
     let node_name = format!("node{}", target.node_id);
     let mut record = Record {
         bench: "restart".into(),
-        system: "raftsched".into(),
+        system: credentials::system().into(),
         runs: 1,
         ops: 1,
         notes: vec![
@@ -2312,11 +2313,13 @@ struct TargetResult {
     detail: String,
 }
 
+/// The latest result of `bench` (with `clients`); plaintext results are only compared with
+/// TLS ones ([`tls_cost`]), never taken for the targets or the etcd ratios.
 fn find<'a>(records: &'a [Record], bench: &str, clients: Option<usize>) -> Option<&'a Record> {
     records
         .iter()
         .rev()
-        .find(|r| r.bench == bench && clients.is_none_or(|c| r.clients == c))
+        .find(|r| r.bench == bench && clients.is_none_or(|c| r.clients == c) && r.system != tls_cost::PLAINTEXT_SYSTEM)
 }
 
 fn latency(record: Option<&Record>, name: &str) -> Option<Dist> {
@@ -2536,11 +2539,13 @@ fn report(args: &ReportArgs, json: bool) -> anyhow::Result<()> {
     }
     let targets = targets(&records);
     let ratios = ratios(&records);
+    let tls_cost = tls_cost::rows(&records);
     let whole = serde_json::json!({
         "machine": machine(),
         "notes": args.note,
         "targets": targets,
         "etcd_ratios": ratios,
+        "tls_cost": tls_cost,
         "results": records,
     });
     if let Some(path) = &args.out_json {
@@ -2564,6 +2569,7 @@ fn report(args: &ReportArgs, json: bool) -> anyhow::Result<()> {
     }
     println!();
     print_records(&records);
+    tls_cost::print(&tls_cost);
     if !ratios.is_empty() {
         println!();
         let rows: Vec<Vec<String>> = ratios
