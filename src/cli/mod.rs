@@ -76,6 +76,15 @@ impl TlsArgs {
             );
         };
         let identity = self.tls_identity.as_deref().unwrap_or(default_identity);
+        if raftsched_certs::layout::validate_name(identity).is_err() {
+            anyhow::bail!(
+                "credential {identity:?} cannot be read from --tls-dir: a credential is named by a file stem of 1 to \
+                 {} characters of A-Z a-z 0-9 . _ -, not starting with . or -. A worker's credential is named by its \
+                 id, so on a TLS cluster a worker id must be such a name too (--id); other commands take \
+                 --tls-identity",
+                raftsched_certs::layout::MAX_NAME_BYTES
+            );
+        }
         let server_name = self
             .tls_server_name
             .as_deref()
