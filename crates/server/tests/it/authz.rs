@@ -440,3 +440,36 @@ async fn no_call_gets_through_without_a_certificate_of_the_cluster_ca() {
     }
     cluster.shutdown().await;
 }
+
+/// Rotation without downtime: each node in turn is stopped, given a new key and certificate
+/// from the same CA (`certs issue --force`), and restarted; it rejoins (its peers verify the
+/// new certificate, it verifies theirs), the cluster takes a submission after each one, and
+/// every replica ends identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_restarted_with_a_new_certificate_from_the_same_ca_rejoins() {
+    let mut cluster = TestCluster::start(3, test_tuning()).await;
+    let dir = cluster.tls_dir().expect("a TLS cluster").to_path_buf();
+    for id in cluster.ids() {
+        let old = std::fs::read(dir.join(format!("node-{id}.crt"))).unwrap();
+        cluster.stop_node(id).await;
+        let credential = raftsched_certs::issue::Credential::new(raftsched_certs::Role::Node, format!("node-{id}"));
+        raftsched_certs::issue::issue(&dir, &credential, &[], true).expect("a new node certificate");
+        assert_ne!(std::fs::read(dir.join(format!("node-{id}.crt"))).unwrap(), old);
+        cluster.restart_node(id).await;
+        let submitted = cluster
+            .client()
+            .submit_task(shell(&format!("after-rotating-{id}"), "true"))
+            .await
+            .unwrap_or_else(|e| panic!("a submission after node {id} got a new certificate: {e}"));
+        assert!(submitted.task.is_some());
+        cluster.wait_for_identical_replicas().await;
+    }
+    let tasks = cluster
+        .client()
+        .list_tasks(api::ListTasksRequest::default())
+        .await
+        .expect("listing")
+        .tasks;
+    assert_eq!(tasks.len(), 3, "{tasks:?}");
+    cluster.shutdown().await;
+}
