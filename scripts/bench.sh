@@ -165,6 +165,11 @@ export RAFTSCHED_PORT_BASE="$PORT_BASE"
 export RAFTSCHED_WORKERS=2
 export RAFTSCHED_WORKER_SLOTS=4
 export RAFTSCHED_CLUSTER="127.0.0.1:$PORT_BASE,127.0.0.1:$((PORT_BASE + 1)),127.0.0.1:$((PORT_BASE + 2))"
+# The credentials cluster.sh creates on its first start; RAFTSCHED_INSECURE=1: plaintext.
+if [[ ${RAFTSCHED_INSECURE:-0} != 1 ]]; then
+    export RAFTSCHED_TLS_DIR="$RAFTSCHED_DATA/certs"
+    unset RAFTSCHED_TLS_IDENTITY RAFTSCHED_TLS_SERVER_NAME
+fi
 CLUSTER_SH="$ROOT/scripts/cluster.sh"
 
 # Runs one benchmark phase, bounded in time; a failure is noted and the suite goes on.
@@ -314,7 +319,12 @@ COMMON=(--pid-dir "$RAFTSCHED_DATA" --save "$RAW")
 ensure_cluster submit
 phase submit submit --clients "$CLIENTS" --duration-ms "$DURATION_MS" --warmup-ms "$WARMUP_MS" \
     --repeat "$REPEAT" --payload-bytes "$PAYLOAD" "${COMMON[@]}"
-ensure_cluster submit-batch
+# The cost of TLS: the same submit runs on a plaintext cluster (RAFTSCHED_INSECURE=1),
+# reported beside the TLS ones (TLS COST); then a TLS cluster again for everything else.
+RAFTSCHED_INSECURE=1 fresh_cluster submit-plaintext
+RAFTSCHED_INSECURE=1 phase submit-plaintext submit --clients "$CLIENTS" --duration-ms "$DURATION_MS" \
+    --warmup-ms "$WARMUP_MS" --repeat "$REPEAT" --payload-bytes "$PAYLOAD" "${COMMON[@]}"
+fresh_cluster submit-batch
 phase submit-batch submit --clients 10,100 --batch 100 --duration-ms "$DURATION_MS" \
     --warmup-ms "$WARMUP_MS" --repeat "$REPEAT" --payload-bytes "$PAYLOAD" "${COMMON[@]}"
 ensure_cluster e2e

@@ -16,6 +16,9 @@
 #   RAFTSCHED_WORKER_LEASE_MS  a worker not heard from for this long loses its attempts (default 5000)
 #   RAFTSCHED_WORKER_DRAIN_MS  on stop, how long a worker may finish running attempts before it
 #                              hands them back (default 10000)
+#   RAFTSCHED_INSECURE         1: plaintext, no credentials (every node warns that anyone who reaches
+#                              a port may make any call). Default: mutual TLS with the credentials
+#                              `raftsched certs init` creates in $RAFTSCHED_DATA/certs on the first start
 #   RAFTSCHED_MAX_LIVE_TASKS, RAFTSCHED_MAX_STATE_BYTES, RAFTSCHED_MEMORY_HIGH_WATER,
 #   RAFTSCHED_DATA_DIR_HIGH_WATER
 #                              when set, passed to every node as --max-live-tasks,
@@ -23,6 +26,7 @@
 #                              (sizes like 2GiB; unset: the node's defaults)
 #
 # Layout of $RAFTSCHED_DATA: cluster-id (generated on the first start, reused after),
+# certs/ (the cluster's CA and credentials: node-1..3, admin, client, reader, workerN),
 # node1/ node2/ node3/ (data dirs), node1.log ... (each node's stderr), node1.pid ...,
 # worker1.log worker1.pid ... (worker N runs as id workerN with label worker=N).
 set -euo pipefail
@@ -36,12 +40,15 @@ WORKERS=${RAFTSCHED_WORKERS:-2}
 WORKER_SLOTS=${RAFTSCHED_WORKER_SLOTS:-4}
 WORKER_LEASE_MS=${RAFTSCHED_WORKER_LEASE_MS:-5000}
 WORKER_DRAIN_MS=${RAFTSCHED_WORKER_DRAIN_MS:-10000}
+INSECURE=${RAFTSCHED_INSECURE:-0}
 NODES=(1 2 3)
 START_TIMEOUT_S=30
 STOP_TIMEOUT_S=10
-# A stopping worker first tells the leader (up to 5 s), then drains, then reports what it
-# handed back: its drain time plus this margin before it is killed.
-WORKER_STOP_MARGIN_S=10
+# A stopping worker first tells the leader (up to 5 s), then drains, stops what still runs
+# (SIGTERM, SIGKILL after the kill grace: 3 s by default), then reports what it handed back
+# (up to 5 s): its drain time plus this margin (5 + 3 + 5, and 2 s of slack) before it is
+# killed. A kill grace above 3 s (RAFTSCHED_WORKER_KILL_GRACE) eats into the slack.
+WORKER_STOP_MARGIN_S=15
 # Bounds one client call in a poll loop (the client itself retries for up to 15 s; one
 # attempt on an unresponsive node may take 5 s before it moves on to the next node).
 CLIENT_TIMEOUT_S=10
@@ -71,6 +78,8 @@ Commands:
                      the leader hands its attempts to other workers once its lease expires
   restart-worker N   stop worker N (it drains) and start it again
   leader             print the number of the current leader node
+  env                print the exports that point raftsched at this cluster:
+                     eval "\$(scripts/cluster.sh env)"
   clean              stop, then remove the data dir
   help               this text
 
@@ -78,7 +87,9 @@ Environment: RAFTSCHED_PORT_BASE (default 50051), RAFTSCHED_PEER_PORT_BASE (defa
 + 100), RAFTSCHED_DATA (default <repo>/data),
 RAFTSCHED_BIN (binary to use; no build), RAFTSCHED_BUILD_PROFILE (release or debug),
 RAFTSCHED_WORKERS (workers to start, default 2; 0 for none), RAFTSCHED_WORKER_SLOTS (default 4),
-RAFTSCHED_WORKER_LEASE_MS (default 5000), RAFTSCHED_WORKER_DRAIN_MS (default 10000).
+RAFTSCHED_WORKER_LEASE_MS (default 5000), RAFTSCHED_WORKER_DRAIN_MS (default 10000),
+RAFTSCHED_INSECURE (1: plaintext without credentials; default: mutual TLS, credentials in
+${DATA}/certs).
 EOF
 }
 
@@ -98,6 +109,7 @@ data_dir() { echo "$DATA/node$1"; }
 worker_id() { echo "worker$1"; }
 worker_pid_file() { echo "$DATA/worker$1.pid"; }
 worker_log_file() { echo "$DATA/worker$1.log"; }
+certs_dir() { echo "$DATA/certs"; }
 
 # host:port,host:port,host:port — what RAFTSCHED_CLUSTER should be.
 cluster_addrs() {
@@ -132,6 +144,44 @@ check_settings() {
         || die "RAFTSCHED_WORKER_LEASE_MS must be milliseconds, got '$WORKER_LEASE_MS'"
     [[ $WORKER_DRAIN_MS =~ ^[0-9]{1,9}$ ]] \
         || die "RAFTSCHED_WORKER_DRAIN_MS must be milliseconds, got '$WORKER_DRAIN_MS'"
+    [[ $INSECURE =~ ^[01]$ ]] || die "RAFTSCHED_INSECURE must be 1 (plaintext) or 0 (mutual TLS), got '$INSECURE'"
+}
+
+# Every raftsched this script runs finds its credentials in $DATA/certs (or runs plaintext
+# with RAFTSCHED_INSECURE=1): nodes as node-<id>, workers as their id, the rest as admin. An
+# identity or server name from the caller's environment is not this cluster's.
+setup_tls() {
+    unset RAFTSCHED_TLS_IDENTITY RAFTSCHED_TLS_SERVER_NAME
+    if ((INSECURE)); then
+        unset RAFTSCHED_TLS_DIR
+        export RAFTSCHED_INSECURE=1
+    else
+        export RAFTSCHED_TLS_DIR
+        RAFTSCHED_TLS_DIR=$(certs_dir)
+        unset RAFTSCHED_INSECURE
+    fi
+}
+
+# Creates the cluster's CA and credentials on the first start, and a credential for each of
+# the given workers that has none yet (a worker beyond those of the first start).
+ensure_credentials() {
+    local bin=$1 dir n name out
+    shift
+    ((INSECURE)) && return 0
+    dir=$(certs_dir)
+    if [[ ! -e $dir/ca.crt ]]; then
+        mkdir -p -- "$DATA"
+        out=$("$bin" certs init --dir "$dir" --nodes 1,2,3 2>&1) \
+            || die "cannot create the credentials in $dir: $out"
+        echo "credentials created in $dir (CA, node-1..3, admin, client, reader, worker1, worker2)"
+    fi
+    for n in "$@"; do
+        name=$(worker_id "$n")
+        [[ -e $dir/$name.crt ]] && continue
+        out=$("$bin" certs issue --dir "$dir" --role worker --name "$name" 2>&1) \
+            || die "cannot issue a credential for $name in $dir: $out"
+        echo "credential issued for $name"
+    done
 }
 
 # The cluster id, generated on the first start and kept in $DATA/cluster-id.
@@ -586,9 +636,11 @@ start_workers() {
 }
 
 cmd_start() {
-    local bin cid n pid started=() leader=""
+    local bin cid n pid started=() leader="" workers=()
     bin=$(build_bin)
     cid=$(cluster_id)
+    for ((n = 1; n <= WORKERS; n++)); do workers+=("$n"); done
+    ensure_credentials "$bin" "${workers[@]}"
     for n in "${NODES[@]}"; do
         if pid=$(node_pid "$n"); then
             echo "node $n already running (pid $pid)"
@@ -617,7 +669,18 @@ cmd_start() {
         client "$bin" worker list
     fi
     echo
+    cmd_env
+    echo "# or: eval \"\$(scripts/cluster.sh env)\""
+}
+
+# The exports for a shell that talks to this cluster.
+cmd_env() {
     echo "export RAFTSCHED_CLUSTER=$(cluster_addrs)"
+    if ((INSECURE)); then
+        echo "export RAFTSCHED_INSECURE=1"
+    else
+        echo "export RAFTSCHED_TLS_DIR=$(certs_dir)"
+    fi
 }
 
 cmd_stop() {
@@ -727,6 +790,7 @@ cmd_restart_worker() {
     local n=${1:-} bin
     check_worker_arg "$n"
     bin=$(build_bin)
+    ensure_credentials "$bin" "$n"
     stop_workers "$n"
     start_worker "$bin" "$n"
     wait_workers_connected "$bin" "$n"
@@ -753,7 +817,7 @@ cmd_clean() {
         for entry in "$DATA"/* "$DATA"/.[!.]*; do
             [[ -e $entry ]] || continue
             name=$(basename -- "$entry")
-            [[ $name =~ ^(node[0-9]+(\.log|\.pid)?|worker[0-9]+\.(log|pid)|cluster-id(\.tmp)?)$ ]] \
+            [[ $name =~ ^(node[0-9]+(\.log|\.pid)?|worker[0-9]+\.(log|pid)|cluster-id(\.tmp)?|certs)$ ]] \
                 || die "refusing to remove $DATA: it holds $name, which cluster.sh did not create"
         done
     fi
@@ -764,6 +828,7 @@ cmd_clean() {
 
 main() {
     check_settings
+    setup_tls
     local command=${1:-}
     [[ $# -gt 0 ]] && shift
     case $command in
@@ -778,6 +843,7 @@ main() {
         kill-worker) cmd_kill_worker "$@" ;;
         restart-worker) cmd_restart_worker "$@" ;;
         leader) cmd_leader ;;
+        env) cmd_env ;;
         clean) cmd_clean ;;
         help | -h | --help) usage ;;
         "")

@@ -29,7 +29,7 @@ struct Member {
     leader_id: u64,
 }
 
-fn members(cluster: &str) -> Result<Vec<Member>, String> {
+fn members(cluster: &Target) -> Result<Vec<Member>, String> {
     let status = cli_json(cluster, &["cluster", "status"])?;
     let members = status["members"]
         .as_array()
@@ -59,7 +59,7 @@ fn listed_ids(list: &Value) -> Vec<u64> {
 }
 
 /// Submits a task through the CLI, gets it and lists it; returns its id.
-fn submit_get_and_list(all: &str) -> u64 {
+fn submit_get_and_list(all: &Target) -> u64 {
     let submit = [
         "task", "submit", "--name", "first", "--queue", "e2e", "--", "echo", "first",
     ];
@@ -78,7 +78,7 @@ fn submit_get_and_list(all: &str) -> u64 {
 
 /// Waits until cluster status shows one leader other than `old_leader`, and `old_leader`
 /// unreachable; returns the new leader's id.
-fn wait_for_new_leader(all: &str, old_leader: u64) -> u64 {
+fn wait_for_new_leader(all: &Target, old_leader: u64) -> u64 {
     wait_for("cluster status to show a new leader", WAIT, || {
         let members = members(all)?;
         let leaders: Vec<u64> = members
@@ -111,7 +111,7 @@ fn connected_workers(list: &Value) -> Vec<String> {
 }
 
 /// Waits until the leader lists exactly `expected` as connected workers; returns the list.
-fn wait_for_connected_workers(all: &str, expected: &[&str]) -> Value {
+fn wait_for_connected_workers(all: &Target, expected: &[&str]) -> Value {
     wait_for(&format!("workers {expected:?} to be connected"), WAIT, || {
         let list = cli_json(all, &["worker", "list"])?;
         if connected_workers(&list) == expected {
@@ -131,7 +131,7 @@ fn str_field<'a>(value: &'a Value, field: &str) -> &'a str {
 }
 
 /// Waits until task `id` is in `state` and returns it; fails at once if it finishes in another.
-fn wait_for_state(all: &str, id: u64, state: &str) -> Value {
+fn wait_for_state(all: &Target, id: u64, state: &str) -> Value {
     wait_for(&format!("task {id} to be {state}"), WAIT, || {
         let task = cli_json(all, &["task", "get", &id.to_string()])?;
         let now = str_field(&task, "state");
@@ -148,7 +148,7 @@ fn wait_for_state(all: &str, id: u64, state: &str) -> Value {
 
 /// Submits a command (with `extra` flags) through `task submit --wait --json`; returns the
 /// CLI's output and the task it printed.
-fn submit_and_wait(all: &str, extra: &[&str], command: &str) -> (Output, Value) {
+fn submit_and_wait(all: &Target, extra: &[&str], command: &str) -> (Output, Value) {
     let mut args = vec!["task", "submit", "--wait", "--wait-timeout-ms", WAIT_TIMEOUT_MS];
     args.extend_from_slice(extra);
     args.extend(["--", command]);
@@ -158,7 +158,7 @@ fn submit_and_wait(all: &str, extra: &[&str], command: &str) -> (Output, Value) 
 }
 
 /// Submits a command without waiting; returns the task's id.
-fn submit(all: &str, extra: &[&str], command: &str) -> u64 {
+fn submit(all: &Target, extra: &[&str], command: &str) -> u64 {
     let mut args = vec!["task", "submit"];
     args.extend_from_slice(extra);
     args.extend(["--", command]);
@@ -203,7 +203,7 @@ const KILLED_WORKER_LEASE_MS: u64 = 1500;
 #[test]
 fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
     let cluster = LocalCluster::new().with_worker_lease_ms(KILLED_WORKER_LEASE_MS);
-    let all = cluster.addrs();
+    let all = cluster.target();
     let started = cluster.script_ok(&["start"]);
     for n in 1..=2 {
         assert!(started.contains(&format!("worker {n} started")), "{started}");
@@ -349,10 +349,10 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
 #[test]
 fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
     let cluster = LocalCluster::new();
-    let all = cluster.addrs();
+    let all = cluster.target();
     let started = cluster.script_ok(&["start"]);
     assert!(
-        started.contains(&format!("export RAFTSCHED_CLUSTER={all}")),
+        started.contains(&format!("export RAFTSCHED_CLUSTER={}", all.addrs)),
         "start prints the RAFTSCHED_CLUSTER hint: {started}"
     );
     let first = submit_get_and_list(&all);
@@ -442,7 +442,7 @@ fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
 
     // Restart the killed node: it catches up with both tasks, read from it alone.
     cluster.script_ok(&["restart", &old_leader.to_string()]);
-    let restarted = cluster.addr(old_leader);
+    let restarted = cluster.target_of(old_leader);
     for (id, name) in [(first, "first"), (second, "second")] {
         let task = wait_for(&format!("the restarted node to have task {id}"), WAIT, || {
             cli_json(&restarted, &["task", "get", "--stale", &id.to_string()])
@@ -503,7 +503,7 @@ fn start_twice_is_harmless_and_another_clusters_data_dir_is_refused() {
     assert_eq!(again.matches("already running").count(), 4, "{again}");
     assert!(again.contains("worker 1 already running"), "{again}");
     assert_eq!(names.iter().map(|name| cluster.pid(name)).collect::<Vec<_>>(), pids);
-    wait_for_connected_workers(&cluster.addrs(), &["worker1"]);
+    wait_for_connected_workers(&cluster.target(), &["worker1"]);
     let status = cluster.script_ok(&["status"]);
     assert!(status.contains("worker 1 running"), "{status}");
     let logs = cluster.script_ok(&["logs", "worker1"]);
@@ -517,6 +517,8 @@ fn start_twice_is_harmless_and_another_clusters_data_dir_is_refused() {
     let mut child = Command::new(BIN)
         .args(["node", "--id", "1", "--listen", &cluster.addr(1), "--data-dir"])
         .arg(&node1_dir)
+        .arg("--tls-dir")
+        .arg(cluster.tls_dir())
         .args(["--cluster-id", "some-other-cluster", "--initial-members"])
         .arg(format!(
             "1={},2={},3={}",

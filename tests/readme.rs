@@ -7,11 +7,14 @@
 //!   the code its trailing comment names: `# exit 1: why`. Such a line may start with
 //!   `NAME=value` assignments (no spaces or quotes in the value), the environment bash gives
 //!   that one command: `$ RAFTSCHED_WORKER_KILL_GRACE=1s scripts/cluster.sh restart-worker 2`.
-//! - `$ export PATH=$PWD/target/release:$PATH` is the one other `$` line allowed: the test puts
-//!   its own binary on `PATH` instead. Any other `$` line fails the test until it is taught here,
-//!   so no example silently escapes.
+//! - `$ export PATH=$PWD/target/release:$PATH` is one other `$` line allowed: the test puts
+//!   its own binary on `PATH` instead. `$ eval "$(scripts/cluster.sh env)"` is the other: the
+//!   test runs `scripts/cluster.sh env` and gives the later examples the exports it prints
+//!   (and nothing of the cluster before: an example above it would miss the credentials).
+//!   Any other `$` line fails the test until it is taught here, so no example silently escapes.
 //! - The one ```` ```toml ```` block is written to a file with only its ports changed (to free
-//!   ones) and must start a node: `raftsched node --config FILE` answers `NodeStatus`.
+//!   ones) and must start a node, with credentials from `raftsched certs init` in the dir its
+//!   `tls_dir` names: `raftsched node --config FILE` answers `NodeStatus` over mutual TLS.
 
 #[path = "common/local_cluster.rs"]
 mod local_cluster;
@@ -26,6 +29,8 @@ use std::time::Instant;
 
 use local_cluster::*;
 use raftsched_api::v1 as api;
+use raftsched_client::ClusterClient;
+use raftsched_client::TlsSettings;
 
 /// Longest any one example may take before the test gives up on it: the slowest (`--timeout-ms
 /// 500` three times with 1 s and 2 s backoff) takes ~5 s in a debug build.
@@ -34,6 +39,8 @@ const EXAMPLE_TIMEOUT_S: u32 = 60;
 const MIN_EXAMPLES: usize = 10;
 /// The only `$` line that is neither run nor refused (the test provides `PATH` itself).
 const PATH_LINE: &str = "export PATH=$PWD/target/release:$PATH";
+/// The `$` line whose effect the test reproduces: the exports `scripts/cluster.sh env` prints.
+const ENV_LINE: &str = "eval \"$(scripts/cluster.sh env)\"";
 
 fn readme() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
@@ -142,7 +149,8 @@ fn examples(markdown: &str) -> Result<Vec<Example>, String> {
                 continue;
             }
             let program = without_assignments(&command);
-            if !(program.starts_with("raftsched ") || program.starts_with("scripts/cluster.sh ")) {
+            let is_env = without_comment(&command) == ENV_LINE;
+            if !(is_env || program.starts_with("raftsched ") || program.starts_with("scripts/cluster.sh ")) {
                 return Err(format!(
                     "README.md:{line}: `$ {command}` is neither `raftsched` nor `scripts/cluster.sh`; \
                      teach tests/readme.rs to run it, or drop the `$ `"
@@ -159,9 +167,30 @@ fn examples(markdown: &str) -> Result<Vec<Example>, String> {
     Ok(examples)
 }
 
-/// Runs one example in bash from the repository root, with the test's binary first on PATH and
-/// the cluster's settings in the environment, bounded by [`EXAMPLE_TIMEOUT_S`].
-fn run_example(cluster: &LocalCluster, command: &str) -> Output {
+/// `command` without its shell comment and surrounding blanks.
+fn without_comment(command: &str) -> &str {
+    comment_start(command).map_or(command, |at| &command[..at]).trim()
+}
+
+/// The `NAME=value` pairs of the `export NAME=value` lines `scripts/cluster.sh env` printed.
+fn exports(output: &Output) -> Vec<(String, String)> {
+    let exports: Vec<(String, String)> = text(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    assert!(
+        exports.iter().any(|(name, _)| name == "RAFTSCHED_CLUSTER"),
+        "`scripts/cluster.sh env` exported no RAFTSCHED_CLUSTER: {}",
+        describe(output)
+    );
+    exports
+}
+
+/// Runs one example in bash from the repository root, with the test's binary first on PATH,
+/// the script's settings and `exported` (what the README's `eval` line set) in the
+/// environment, bounded by [`EXAMPLE_TIMEOUT_S`].
+fn run_example(cluster: &LocalCluster, exported: &[(String, String)], command: &str) -> Output {
     let bin_dir = Path::new(BIN).parent().expect("the binary is in a directory");
     let path = std::env::join_paths(
         std::iter::once(bin_dir.to_path_buf())
@@ -179,7 +208,10 @@ fn run_example(cluster: &LocalCluster, command: &str) -> Output {
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("PATH", path)
-        .env("RAFTSCHED_CLUSTER", cluster.addrs())
+        .env_remove("RAFTSCHED_CLUSTER")
+        .env_remove("RAFTSCHED_TLS_DIR")
+        .env_remove("RAFTSCHED_INSECURE")
+        .envs(exported.iter().map(|(name, value)| (name, value)))
         .env("RAFTSCHED_BIN", BIN)
         .env("RAFTSCHED_DATA", cluster.data_dir())
         .env("RAFTSCHED_PORT_BASE", cluster.port_base.to_string())
@@ -204,9 +236,19 @@ fn every_shell_example_exits_as_the_readme_says() {
     let cluster = LocalCluster::new();
     cluster.script_ok(&["start"]);
     let mut failures = Vec::new();
+    let mut exported = Vec::new();
     for example in &examples {
         let started = Instant::now();
-        let output = run_example(&cluster, &example.command);
+        let is_env = without_comment(&example.command) == ENV_LINE;
+        let command = if is_env {
+            "scripts/cluster.sh env"
+        } else {
+            &example.command
+        };
+        let output = run_example(&cluster, &exported, command);
+        if is_env && output.status.success() {
+            exported = exports(&output);
+        }
         let code = output.status.code().unwrap_or(-1);
         eprintln!(
             "README.md:{} exit {code} in {:.1} s: $ {}\n{}",
@@ -270,20 +312,23 @@ impl Drop for NodeProcess {
     }
 }
 
-/// Asks `addr` for NodeStatus once.
-fn node_status(runtime: &tokio::runtime::Runtime, addr: &str) -> Result<api::MemberStatus, String> {
+/// Asks `addr` for NodeStatus once, as `admin` from the credentials in `tls_dir`.
+fn node_status(runtime: &tokio::runtime::Runtime, tls_dir: &Path, addr: &str) -> Result<api::MemberStatus, String> {
+    let tls = TlsSettings::from_dir(tls_dir, "admin").map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let mut client = api::scheduler_client::SchedulerClient::connect(format!("http://{addr}"))
+        let client = ClusterClient::new(addr)
+            .map_err(|e| e.to_string())?
+            .with_tls(tls)
+            .with_per_call_deadline(Duration::from_secs(5));
+        let response = client
+            .call_node_channel(addr, |channel| async move {
+                api::scheduler_client::SchedulerClient::new(channel)
+                    .node_status(api::NodeStatusRequest {})
+                    .await
+            })
             .await
-            .map_err(|e| format!("connecting to {addr}: {e}"))?;
-        let response = tokio::time::timeout(Duration::from_secs(5), client.node_status(api::NodeStatusRequest {}))
-            .await
-            .map_err(|_| "NodeStatus took over 5 s".to_string())?
             .map_err(|e| format!("NodeStatus: {e}"))?;
-        response
-            .into_inner()
-            .status
-            .ok_or_else(|| "NodeStatus without a status".to_string())
+        response.status.ok_or_else(|| "NodeStatus without a status".to_string())
     })
 }
 
@@ -306,6 +351,16 @@ fn the_readme_node_config_starts_a_node() {
     );
     let dir = tempfile::tempdir().expect("a temporary dir");
     std::fs::write(dir.path().join("node1.toml"), &config).expect("writing node1.toml");
+    let tls_dir = config
+        .lines()
+        .find_map(|l| l.strip_prefix("tls_dir = \"")?.split('"').next())
+        .unwrap_or_else(|| panic!("README.md:{line}: the config names no tls_dir: {config}"));
+    let init = Command::new(BIN)
+        .args(["certs", "init", "--dir", tls_dir])
+        .current_dir(dir.path())
+        .output()
+        .expect("running raftsched certs init");
+    assert!(init.status.success(), "certs init: {}", describe(&init));
     let log = std::fs::File::create(dir.path().join("node1.log")).expect("creating the log");
     let node = Command::new(BIN)
         .args(["node", "--config", "node1.toml"])
@@ -330,7 +385,7 @@ fn the_readme_node_config_starts_a_node() {
         }
         // It answers before it has initialised the cluster; its address comes from the
         // membership it founds with `[initial_members]`.
-        let status = node_status(&runtime, &listen)?;
+        let status = node_status(&runtime, &dir.path().join(tls_dir), &listen)?;
         if status.address == listen {
             Ok(status)
         } else {

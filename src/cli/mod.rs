@@ -17,6 +17,7 @@ use clap::Parser;
 use clap::Subcommand;
 use raftsched_client::ClusterClient;
 use raftsched_client::DEFAULT_CLUSTER;
+use raftsched_client::TlsSettings;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -32,8 +33,64 @@ pub struct Cli {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where every command finds its TLS credentials (the certificate identity contract).
+#[derive(clap::Args, Debug)]
+pub struct TlsArgs {
+    /// The credentials dir (`raftsched certs init --dir D`; `eval "$(scripts/cluster.sh env)"`
+    /// sets it for the local cluster). Required unless --insecure.
+    #[arg(long, global = true, env = "RAFTSCHED_TLS_DIR")]
+    pub tls_dir: Option<std::path::PathBuf>,
+    /// The credential (file stem) used from --tls-dir [default: node-<id> for `node`, the
+    /// worker id for `worker`, admin for the rest].
+    #[arg(long, global = true, env = "RAFTSCHED_TLS_IDENTITY")]
+    pub tls_identity: Option<String>,
+    /// The name the nodes' certificates are checked for [default: localhost].
+    #[arg(long, global = true, env = "RAFTSCHED_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
+    /// Plaintext, no certificates: for nodes started with --insecure (a node started so
+    /// lets anyone who reaches it make any call, and logs a warning).
+    #[arg(long, global = true, env = "RAFTSCHED_INSECURE")]
+    pub insecure: bool,
+}
+
+impl TlsArgs {
+    /// A client of `cluster` with these credentials (identity `default_identity` unless
+    /// --tls-identity), or plaintext with --insecure; without either, an error saying what
+    /// to set.
+    pub fn client(&self, cluster: &str, default_identity: &str) -> anyhow::Result<ClusterClient> {
+        let client = ClusterClient::new(cluster)?;
+        if self.insecure {
+            return Ok(client);
+        }
+        let Some(dir) = &self.tls_dir else {
+            anyhow::bail!(
+                "no TLS credentials: set RAFTSCHED_TLS_DIR=D (or --tls-dir D) to the dir `raftsched certs init --dir D` \
+                 made (for scripts/cluster.sh: eval \"$(scripts/cluster.sh env)\"), or pass --insecure for a cluster \
+                 started with --insecure"
+            );
+        };
+        let identity = self.tls_identity.as_deref().unwrap_or(default_identity);
+        if raftsched_certs::layout::validate_name(identity).is_err() {
+            anyhow::bail!(
+                "credential {identity:?} cannot be read from --tls-dir: a credential is named by a file stem of 1 to \
+                 {} characters of A-Z a-z 0-9 . _ -, not starting with . or -. A worker's credential is named by its \
+                 id, so on a TLS cluster a worker id must be such a name too (--id); other commands take \
+                 --tls-identity",
+                raftsched_certs::layout::MAX_NAME_BYTES
+            );
+        }
+        let server_name = self
+            .tls_server_name
+            .as_deref()
+            .unwrap_or(raftsched_certs::layout::DEFAULT_SERVER_NAME);
+        Ok(client.with_tls(TlsSettings::from_dir_for(dir, identity, server_name)?))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -87,18 +144,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    let admin = raftsched_certs::layout::DEFAULT_CLIENT_IDENTITY;
+    let client = || cli.tls.client(&cli.cluster, admin);
     match cli.command {
-        Command::Node(args) => node_cmd::run(*args).await,
-        Command::Task(command) => task_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
-        Command::Cluster(command) => cluster_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
+        Command::Node(args) => node_cmd::run(*args, &cli.tls).await,
+        Command::Task(command) => task_cmd::run(command, &client()?, cli.json).await,
+        Command::Cluster(command) => cluster_cmd::run(command, &client()?, cli.json).await,
         Command::Worker(args) => {
+            let identity = args.default_tls_identity().unwrap_or_else(|| admin.to_string());
             // A worker keeps retrying through elections and outages on its own.
-            let client = ClusterClient::new(&cli.cluster)?.with_overall_deadline(std::time::Duration::from_secs(3600));
+            let client = cli
+                .tls
+                .client(&cli.cluster, &identity)?
+                .with_overall_deadline(std::time::Duration::from_secs(3600));
             worker_cmd::run(args, &client, cli.json).await
         }
-        Command::Queue(command) => queue_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
-        Command::Schedule(command) => schedule_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
-        Command::Workflow(command) => workflow_cmd::run(command, &ClusterClient::new(&cli.cluster)?, cli.json).await,
+        Command::Queue(command) => queue_cmd::run(command, &client()?, cli.json).await,
+        Command::Schedule(command) => schedule_cmd::run(command, &client()?, cli.json).await,
+        Command::Workflow(command) => workflow_cmd::run(command, &client()?, cli.json).await,
         Command::Certs(command) => certs_cmd::run(command),
     }
 }

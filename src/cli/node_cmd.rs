@@ -9,6 +9,8 @@ use raftsched_server::node::RunningNode;
 use raftsched_server::node::parse_members;
 use raftsched_server::quota::size::parse_bytes;
 
+use crate::cli::TlsArgs;
+
 #[derive(Args, Debug)]
 pub struct NodeArgs {
     /// TOML file with the node's settings; flags given here override it.
@@ -72,8 +74,8 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
-    /// The config file (if any) with every given flag laid over it.
-    fn into_config(self) -> anyhow::Result<NodeConfig> {
+    /// The config file (if any) with every given flag (and the global TLS flags) laid over it.
+    fn into_config(self, tls: &TlsArgs) -> anyhow::Result<NodeConfig> {
         let mut config = match &self.config {
             Some(path) => NodeConfig::from_toml_file(path)?,
             None => NodeConfig::new(
@@ -101,6 +103,16 @@ impl NodeArgs {
         if let Some(peer_advertise) = self.peer_advertise {
             config.peer_advertise_addr = Some(peer_advertise);
         }
+        if let Some(tls_dir) = &tls.tls_dir {
+            config.tls_dir = Some(tls_dir.clone());
+        }
+        if let Some(identity) = &tls.tls_identity {
+            config.tls_identity = Some(identity.clone());
+        }
+        if let Some(server_name) = &tls.tls_server_name {
+            config.tls_server_name = Some(server_name.clone());
+        }
+        config.insecure |= tls.insecure;
         if let Some(data_dir) = self.data_dir {
             config.data_dir = data_dir;
         }
@@ -142,13 +154,13 @@ impl NodeArgs {
     }
 }
 
-pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+pub async fn run(args: NodeArgs, tls: &TlsArgs) -> anyhow::Result<()> {
     // Everything a node creates is its user's only: the log, the snapshot and sled's own
     // files hold every task's environment. The store closes its directories (0700) too;
     // the mask covers the files sled creates later inside them.
     // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
     unsafe { libc::umask(0o077) };
-    let config = args.into_config()?;
+    let config = args.into_config(tls)?;
     let node = RunningNode::start(config).await?;
     let raft = node.raft().clone();
     tokio::select! {
@@ -189,12 +201,14 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         node: NodeArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     }
 
     fn config(flags: &[&str]) -> anyhow::Result<NodeConfig> {
         let base = ["raftsched", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "d"];
         let cli = Cli::try_parse_from(base.iter().chain(flags))?;
-        cli.node.into_config()
+        cli.node.into_config(&cli.tls)
     }
 
     #[test]

@@ -107,6 +107,12 @@ impl WorkerArgs {
     pub fn is_run(&self) -> bool {
         self.command.is_none()
     }
+
+    /// The credential a running worker uses by default: its id (`worker list` uses `admin`).
+    pub fn default_tls_identity(&self) -> Option<String> {
+        self.is_run()
+            .then(|| self.run.id.clone().unwrap_or_else(default_worker_id))
+    }
 }
 
 pub async fn run(args: WorkerArgs, client: &ClusterClient, json: bool) -> anyhow::Result<()> {

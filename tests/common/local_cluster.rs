@@ -64,6 +64,14 @@ pub fn free_port_base_with_default_peers() -> u16 {
         .expect("three free ports with three free ones 100 above, in 100 tries")
 }
 
+/// Where a CLI call goes: the nodes (`--cluster`) and the credentials (`RAFTSCHED_TLS_DIR`:
+/// the script's `$RAFTSCHED_DATA/certs`); the call uses the `admin` credential.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addrs: String,
+    pub tls_dir: PathBuf,
+}
+
 /// A cluster run by `scripts/cluster.sh` in a temporary data dir, with its workers; dropping it
 /// stops them all.
 pub struct LocalCluster {
@@ -116,6 +124,27 @@ impl LocalCluster {
         (1..=3).map(|n| self.addr(n)).collect::<Vec<_>>().join(",")
     }
 
+    /// The credentials dir `cluster.sh start` creates.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir().join("certs")
+    }
+
+    /// CLI calls to the whole cluster.
+    pub fn target(&self) -> Target {
+        Target {
+            addrs: self.addrs(),
+            tls_dir: self.tls_dir(),
+        }
+    }
+
+    /// CLI calls to node `node` alone.
+    pub fn target_of(&self, node: u8) -> Target {
+        Target {
+            addrs: self.addr(node),
+            tls_dir: self.tls_dir(),
+        }
+    }
+
     pub fn script(&self, args: &[&str]) -> Output {
         let mut command = Command::new("bash");
         command
@@ -130,6 +159,8 @@ impl LocalCluster {
             .env_remove("RAFTSCHED_WORKER_SLOTS")
             .env_remove("RAFTSCHED_WORKER_LEASE_MS")
             .env_remove("RAFTSCHED_CLUSTER")
+            .env_remove("RAFTSCHED_INSECURE")
+            .env_remove("RAFTSCHED_TLS_DIR")
             .stdin(Stdio::null());
         if let Some(lease_ms) = self.worker_lease_ms {
             command.env("RAFTSCHED_WORKER_LEASE_MS", lease_ms.to_string());
@@ -191,15 +222,19 @@ impl Drop for LocalCluster {
     }
 }
 
-/// Runs a client command against `cluster` with `--json`; its output, and what it printed
+/// Runs a client command against `target` with `--json`; its output, and what it printed
 /// parsed, or why not (whether or not it succeeded).
-pub fn cli_json_output(cluster: &str, args: &[&str]) -> (Output, Result<Value, String>) {
+pub fn cli_json_output(target: &Target, args: &[&str]) -> (Output, Result<Value, String>) {
     let output = Command::new(BIN)
         .arg("--cluster")
-        .arg(cluster)
+        .arg(&target.addrs)
         .arg("--json")
         .args(args)
+        .env("RAFTSCHED_TLS_DIR", &target.tls_dir)
         .env_remove("RAFTSCHED_CLUSTER")
+        .env_remove("RAFTSCHED_INSECURE")
+        .env_remove("RAFTSCHED_TLS_IDENTITY")
+        .env_remove("RAFTSCHED_TLS_SERVER_NAME")
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
@@ -208,9 +243,9 @@ pub fn cli_json_output(cluster: &str, args: &[&str]) -> (Output, Result<Value, S
     (output, parsed)
 }
 
-/// Runs a client command against `cluster` with `--json`; the parsed output, or why not.
-pub fn cli_json(cluster: &str, args: &[&str]) -> Result<Value, String> {
-    let (output, parsed) = cli_json_output(cluster, args);
+/// Runs a client command against `target` with `--json`; the parsed output, or why not.
+pub fn cli_json(target: &Target, args: &[&str]) -> Result<Value, String> {
+    let (output, parsed) = cli_json_output(target, args);
     if !output.status.success() {
         return Err(format!("raftsched {args:?} failed: {}", describe(&output)));
     }

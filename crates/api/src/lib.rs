@@ -11,7 +11,11 @@
 
 use std::time::Duration;
 
+use raftsched_certs::Pems;
+use tonic::transport::Certificate;
+pub use tonic::transport::ClientTlsConfig;
 use tonic::transport::Endpoint;
+use tonic::transport::Identity;
 
 /// Generated code of proto/raftsched.proto: the client API (tasks, queues, schedules,
 /// workflows, workers, cluster).
@@ -49,11 +53,35 @@ pub const CLUSTER_HEADER: &str = "raftsched-cluster";
 /// How long a TCP connect to a node may take before it counts as unreachable: 500 ms.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// An endpoint tuned for a low-latency link to a node: no Nagle delay, and HTTP/2 keep-alive
-/// so a dead connection is noticed within about a second even when idle.
+/// A plaintext [`endpoint`] (`--insecure`, and addresses checked before any TLS is known).
 pub fn peer_endpoint(addr: &str) -> Result<Endpoint, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("bad address {}: {e}", raftsched_core::state::limits::shown(addr)))?;
+    endpoint(addr, None)
+}
+
+/// The TLS settings of a client of a node: trust only the cluster CA, present `pems`'
+/// certificate (every port requires one), and check the server's certificate for
+/// `server_name` (`localhost`, a SAN of every node certificate, unless
+/// `RAFTSCHED_TLS_SERVER_NAME` says otherwise).
+pub fn client_tls_config(pems: &Pems, server_name: &str) -> ClientTlsConfig {
+    ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pems.ca_cert))
+        .identity(Identity::from_pem(&pems.cert, &pems.key))
+        .domain_name(server_name)
+}
+
+/// An endpoint tuned for a low-latency link to a node: no Nagle delay, and HTTP/2 keep-alive
+/// so a dead connection is noticed within about a second even when idle; over TLS when
+/// `tls` is given.
+pub fn endpoint(addr: &str, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let shown = || raftsched_core::state::limits::shown(addr);
+    let mut endpoint =
+        Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| format!("bad address {}: {e}", shown()))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| format!("TLS settings for {}: {e}", shown()))?;
+    }
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)

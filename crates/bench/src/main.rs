@@ -60,8 +60,10 @@ use tonic::transport::Channel;
 
 use raftsched_client::output;
 
+mod credentials;
 mod plot;
 mod soak;
+mod tls_cost;
 
 use soak::verdict::median;
 
@@ -513,6 +515,8 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     #[command(flatten)]
+    tls: credentials::TlsArgs,
+    #[command(flatten)]
     bench: BenchArgs,
 }
 
@@ -528,7 +532,8 @@ fn main() -> std::process::ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|runtime| {
             runtime.block_on(async {
-                let client = ClusterClient::new(&cli.cluster)?;
+                credentials::init(&cli.tls)?;
+                let client = credentials::client(&cli.cluster)?;
                 run(cli.bench, &client, cli.json).await
             })
         });
@@ -542,7 +547,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn new_client(addresses: &str) -> anyhow::Result<ClusterClient> {
-    Ok(ClusterClient::new(addresses)?.with_overall_deadline(CALL_DEADLINE))
+    Ok(credentials::client(addresses)?.with_overall_deadline(CALL_DEADLINE))
 }
 
 fn check_range<T: PartialOrd + std::fmt::Display>(what: &str, value: T, min: T, max: T) -> anyhow::Result<()> {
@@ -927,7 +932,7 @@ async fn bench_submit(args: &SubmitArgs, client: &ClusterClient) -> anyhow::Resu
         .await?;
         let record = Record {
             bench: if args.batch == 1 { "submit" } else { "submit-batch" }.into(),
-            system: "raftsched".into(),
+            system: credentials::system().into(),
             clients,
             batch: args.batch,
             payload_bytes: args.payload_bytes,
@@ -1073,7 +1078,7 @@ impl NoopWorkers {
                 drain_timeout: Duration::from_secs(5),
                 ..WorkerOptions::new(id.clone(), slots)
             };
-            let cluster = ClusterClient::new(addresses)?.with_overall_deadline(Duration::from_secs(3600));
+            let cluster = credentials::worker_client(addresses, &id)?.with_overall_deadline(Duration::from_secs(3600));
             let worker = Worker::new(cluster, options).handle(NOOP_KIND, handler);
             let stop = shutdown.clone();
             joins.spawn(async move {
@@ -1353,7 +1358,7 @@ async fn bench_e2e(args: &E2eArgs, client: &ClusterClient) -> anyhow::Result<Vec
     }
     let mut record = Record {
         bench: if args.workers.command { "e2e-command" } else { "e2e" }.into(),
-        system: "raftsched".into(),
+        system: credentials::system().into(),
         clients: args.clients,
         batch: args.batch,
         runs: 1,
@@ -1545,7 +1550,7 @@ async fn bench_rate(args: &RateArgs, client: &ClusterClient) -> anyhow::Result<V
     }
     let mut record = Record {
         bench: if args.workers.command { "rate-command" } else { "rate" }.into(),
-        system: "raftsched".into(),
+        system: credentials::system().into(),
         clients: args.clients,
         batch: 1,
         runs: 1,
@@ -1669,7 +1674,7 @@ async fn bench_failover(args: &FailoverArgs, client: &ClusterClient) -> anyhow::
     let mut to_dispatch_us = Vec::new();
     let mut record = Record {
         bench: "failover".into(),
-        system: "raftsched".into(),
+        system: credentials::system().into(),
         clients: args.clients,
         batch: 1,
         offered_per_s: Some(args.rate as f64),
@@ -1854,7 +1859,7 @@ async fn bench_fill(args: &FillArgs, client: &ClusterClient) -> anyhow::Result<V
     let usage = after.usage_since(&before);
     let mut record = Record {
         bench: "fill".into(),
-        system: "raftsched".into(),
+        system: credentials::system().into(),
         clients: args.clients,
         batch: args.batch,
         payload_bytes: args.payload_bytes,
@@ -1915,18 +1920,21 @@ async fn bench_fill(args: &FillArgs, client: &ClusterClient) -> anyhow::Result<V
     Ok(vec![record])
 }
 
+/// NodeStatus of `address` over a new connection (a new client has its own), or None.
 async fn node_status_fresh(address: &str) -> Option<api::MemberStatus> {
-    let endpoint = peer_endpoint(address).ok()?.connect_timeout(Duration::from_millis(200));
-    let channel = tokio::time::timeout(Duration::from_millis(500), endpoint.connect())
+    let client = credentials::client(address)
+        .ok()?
+        .with_per_call_deadline(Duration::from_secs(2));
+    let call = client.call_node_channel(address, |channel| async move {
+        api::scheduler_client::SchedulerClient::new(channel)
+            .node_status(api::NodeStatusRequest {})
+            .await
+    });
+    tokio::time::timeout(Duration::from_millis(2500), call)
         .await
         .ok()?
-        .ok()?;
-    let mut client = api::scheduler_client::SchedulerClient::new(channel);
-    let response = tokio::time::timeout(Duration::from_secs(2), client.node_status(api::NodeStatusRequest {}))
-        .await
         .ok()?
-        .ok()?;
-    response.into_inner().status
+        .status
 }
 
 async fn bench_restart(args: &RestartArgs, client: &ClusterClient) -> anyhow::Result<Vec<Record>> {
@@ -1983,7 +1991,7 @@ async fn bench_restart(args: &RestartArgs, client: &ClusterClient) -> anyhow::Re
     let node_name = format!("node{}", target.node_id);
     let mut record = Record {
         bench: "restart".into(),
-        system: "raftsched".into(),
+        system: credentials::system().into(),
         runs: 1,
         ops: 1,
         notes: vec![
@@ -2305,11 +2313,13 @@ struct TargetResult {
     detail: String,
 }
 
+/// The latest result of `bench` (with `clients`); plaintext results are only compared with
+/// TLS ones ([`tls_cost`]), never taken for the targets or the etcd ratios.
 fn find<'a>(records: &'a [Record], bench: &str, clients: Option<usize>) -> Option<&'a Record> {
     records
         .iter()
         .rev()
-        .find(|r| r.bench == bench && clients.is_none_or(|c| r.clients == c))
+        .find(|r| r.bench == bench && clients.is_none_or(|c| r.clients == c) && r.system != tls_cost::PLAINTEXT_SYSTEM)
 }
 
 fn latency(record: Option<&Record>, name: &str) -> Option<Dist> {
@@ -2529,11 +2539,13 @@ fn report(args: &ReportArgs, json: bool) -> anyhow::Result<()> {
     }
     let targets = targets(&records);
     let ratios = ratios(&records);
+    let tls_cost = tls_cost::rows(&records);
     let whole = serde_json::json!({
         "machine": machine(),
         "notes": args.note,
         "targets": targets,
         "etcd_ratios": ratios,
+        "tls_cost": tls_cost,
         "results": records,
     });
     if let Some(path) = &args.out_json {
@@ -2557,6 +2569,7 @@ fn report(args: &ReportArgs, json: bool) -> anyhow::Result<()> {
     }
     println!();
     print_records(&records);
+    tls_cost::print(&tls_cost);
     if !ratios.is_empty() {
         println!();
         let rows: Vec<Vec<String>> = ratios

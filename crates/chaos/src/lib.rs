@@ -209,6 +209,7 @@ pub async fn run(config: ChaosConfig, progress: Progress) -> Result<Summary, Cha
         seed: config.seed,
         addresses: cluster.addresses(),
         call_deadline: config.call_deadline,
+        tls: cluster.tls.clone(),
     };
     let stop_clients = CancellationToken::new();
     let mut clients = load::spawn_clients(&load, history.clone(), stop_clients.clone())
@@ -411,6 +412,10 @@ struct Cluster<'a> {
     addrs: BTreeMap<u64, SocketAddr>,
     /// Each node's peer (Raft) port, which the proxies forward to.
     peer_addrs: BTreeMap<u64, SocketAddr>,
+    /// The credentials dir (`raftsched certs init`, once per run) every process uses.
+    certs_dir: std::path::PathBuf,
+    /// The tool's own credential (`admin`).
+    tls: raftsched_client::TlsSettings,
     /// (from, to) → the proxy node `from` dials to reach node `to`'s peer port.
     proxies: BTreeMap<(u64, u64), LinkProxy>,
     processes: Processes,
@@ -440,6 +445,35 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Runs `raftsched certs init` once into the run's dir: the nodes, the workers and the
+/// tool's `admin` credential, as a user would.
+fn make_credentials(config: &ChaosConfig) -> Result<std::path::PathBuf, ChaosError> {
+    let dir = config.dir.join("certs");
+    // At least one worker credential: `--workers` takes no empty list.
+    let workers: Vec<String> = (1..=config.workers.max(1)).map(worker_name).collect();
+    let output = std::process::Command::new(&config.bin)
+        .args([
+            "certs",
+            "init",
+            "--nodes",
+            "1,2,3",
+            "--workers",
+            &workers.join(","),
+            "--force",
+            "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .map_err(io_error(format!("running {} certs init", config.bin.display())))?;
+    if !output.status.success() {
+        return Err(ChaosError::Setup(format!(
+            "`raftsched certs init` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    Ok(dir)
 }
 
 fn node_name(id: u64) -> String {
@@ -478,14 +512,20 @@ impl<'a> Cluster<'a> {
                 }
             }
         }
+        let certs_dir = make_credentials(config)?;
+        let tls = raftsched_client::TlsSettings::from_dir(&certs_dir, "admin")
+            .map_err(|e| ChaosError::Setup(format!("credentials: {e}")))?;
         let addresses: Vec<String> = addrs.values().map(ToString::to_string).collect();
         let direct = ClusterClient::new(&addresses.join(","))
             .map_err(|e| ChaosError::Setup(format!("client: {e}")))?
+            .with_tls(tls.clone())
             .with_overall_deadline(Duration::from_secs(5));
         let cluster = Cluster {
             config,
             addrs,
             peer_addrs,
+            certs_dir,
+            tls,
             proxies,
             processes,
             history,
@@ -586,6 +626,8 @@ impl<'a> Cluster<'a> {
             self.addrs[&id].to_string(),
             "--peer-listen".into(),
             self.peer_addrs[&id].to_string(),
+            "--tls-dir".into(),
+            self.certs_dir.display().to_string(),
             "--data-dir".into(),
             config.dir.join(node_name(id)).display().to_string(),
             "--cluster-id".into(),
@@ -631,6 +673,8 @@ impl<'a> Cluster<'a> {
             self.addresses(),
             "--id".into(),
             worker_name(index),
+            "--tls-dir".into(),
+            self.certs_dir.display().to_string(),
             "--slots".into(),
             config.worker_slots.to_string(),
             "--lease-ms".into(),

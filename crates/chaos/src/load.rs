@@ -40,6 +40,8 @@ pub struct LoadSettings {
     /// How long one submission may keep retrying inside the client before it counts as
     /// unknown.
     pub call_deadline: Duration,
+    /// The credentials the clients call with (the cluster runs TLS).
+    pub tls: raftsched_client::TlsSettings,
 }
 
 /// Starts one task per client loop; they stop (after finishing their current submission)
@@ -51,7 +53,9 @@ pub fn spawn_clients(
 ) -> Result<JoinSet<()>, ClientError> {
     let mut set = JoinSet::new();
     for index in 1..=settings.clients {
-        let client = ClusterClient::new(&settings.addresses)?.with_overall_deadline(settings.call_deadline);
+        let client = ClusterClient::new(&settings.addresses)?
+            .with_tls(settings.tls.clone())
+            .with_overall_deadline(settings.call_deadline);
         let settings = settings.clone();
         let history = history.clone();
         let stop = stop.clone();

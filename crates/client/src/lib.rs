@@ -7,6 +7,7 @@
 
 mod cluster;
 pub mod output;
+mod tls;
 pub mod worker;
 
 pub use cluster::ClientError;
@@ -14,6 +15,8 @@ pub use cluster::ClusterClient;
 pub use cluster::DEFAULT_CLUSTER;
 pub use cluster::ErrorCode;
 pub use cluster::new_request_id;
+pub use tls::TlsError;
+pub use tls::TlsSettings;
 
 /// Resolves on SIGINT or SIGTERM: how a long-running client (a worker, a load run) stops.
 pub async fn wait_for_stop_signal() -> std::io::Result<()> {

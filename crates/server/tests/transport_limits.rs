@@ -265,7 +265,7 @@ async fn flood_is_refused_within(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_maximal_streams_on_one_connection_are_refused_within_bounded_memory() {
     let _serial = SERIAL.lock().await;
-    let cluster = TestCluster::start(3, test_tuning()).await;
+    let cluster = TestCluster::start_insecure(3, test_tuning()).await;
     let append = "/raftsched.raft.v1.RaftService/AppendEntries";
     // Without the header nothing is read: what the connection window lets in, at most.
     flood_is_refused_within(
@@ -310,6 +310,8 @@ async fn start_limited_node(root: &tempfile::TempDir) -> RunningNode {
     let member = raftsched_testkit::member_of(&listener);
     let mut config = raftsched_testkit::node_config(1, &member, root.path().join("node1"));
     config.initial_members = [(1, member.to_spec())].into_iter().collect();
+    // These tests speak raw HTTP/2 and measure the plaintext port.
+    config.insecure = true;
     config.raft = test_tuning();
     RunningNode::start_with_port_limits(config, listener, FaultInjector::default(), TEST_LIMITS)
         .await

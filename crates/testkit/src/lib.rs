@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use raftsched_client::ClusterClient;
+use raftsched_client::TlsSettings;
 use raftsched_server::network::FaultInjector;
 use raftsched_server::network::LinkFault;
 use raftsched_server::node::NodeConfig;
@@ -30,8 +31,10 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 pub const CLUSTER_ID: &str = "test-cluster";
 
 pub struct TestCluster {
-    /// Holds every node's data dir; removed when the cluster is dropped.
+    /// Holds every node's data dir and the credentials; removed when the cluster is dropped.
     _root: tempfile::TempDir,
+    /// The credentials dir (`certs init`); None for a plaintext (`--insecure`) cluster.
+    tls_dir: Option<PathBuf>,
     configs: BTreeMap<NodeId, NodeConfig>,
     /// None while a node is stopped.
     nodes: BTreeMap<NodeId, Option<RunningNode>>,
@@ -63,8 +66,24 @@ impl TestCluster {
         tuning: RaftTuning,
         quotas: impl Fn(NodeId) -> QuotaConfig,
     ) -> TestCluster {
+        TestCluster::start_with(size, tuning, quotas, true).await
+    }
+
+    /// Like [`Self::start`], plaintext (`--insecure`): for the tests of the plaintext
+    /// transport (raw HTTP/2, connection caps) and of what TLS costs.
+    pub async fn start_insecure(size: u64, tuning: RaftTuning) -> TestCluster {
+        TestCluster::start_with(size, tuning, |_| QuotaConfig::default(), false).await
+    }
+
+    async fn start_with(
+        size: u64,
+        tuning: RaftTuning,
+        quotas: impl Fn(NodeId) -> QuotaConfig,
+        tls: bool,
+    ) -> TestCluster {
         init_tracing();
         let root = tempfile::tempdir().expect("temp dir");
+        let tls_dir = tls.then(|| make_credentials(root.path(), size));
         let mut listeners = BTreeMap::new();
         for id in 1..=size {
             listeners.insert(id, bind_ephemeral().await);
@@ -75,6 +94,8 @@ impl TestCluster {
             .iter()
             .map(|(id, member)| {
                 let mut config = node_config(*id, member, root.path().join(format!("node{id}")));
+                config.tls_dir = tls_dir.clone();
+                config.insecure = tls_dir.is_none();
                 config.initial_members = specs.clone();
                 config.raft = tuning.clone();
                 config.quotas = quotas(*id);
@@ -93,6 +114,7 @@ impl TestCluster {
         }
         let cluster = TestCluster {
             _root: root,
+            tls_dir,
             configs,
             nodes,
             faults,
@@ -137,18 +159,60 @@ impl TestCluster {
     /// A client that knows every member's address.
     pub fn client(&self) -> ClusterClient {
         let all: Vec<String> = self.configs.values().map(|c| c.listen_addr.clone()).collect();
-        ClusterClient::new(&all.join(",")).expect("client")
+        self.with_credentials(ClusterClient::new(&all.join(",")).expect("client"))
     }
 
     /// A raw gRPC channel to `addr` (a client or peer port), as the cluster's own clients
-    /// connect; for calls the client crate does not make.
+    /// connect (with the `admin` credential under TLS); for calls the client crate does not
+    /// make.
     pub fn channel(&self, addr: &str) -> tonic::transport::Channel {
-        raftsched_api::peer_endpoint(addr).expect("endpoint").connect_lazy()
+        self.channel_as(addr, "admin")
+    }
+
+    /// Like [`Self::channel`], with credential `identity` (`node-2`, `worker1`, ...).
+    pub fn channel_as(&self, addr: &str, identity: &str) -> tonic::transport::Channel {
+        let tls = self.tls_dir.as_ref().map(|dir| {
+            let pems = raftsched_certs::Pems::from_dir(dir, identity).expect("test credentials");
+            raftsched_api::client_tls_config(&pems, "localhost")
+        });
+        raftsched_api::endpoint(addr, tls.as_ref())
+            .expect("endpoint")
+            .connect_lazy()
+    }
+
+    /// The credentials dir; None for a plaintext cluster.
+    pub fn tls_dir(&self) -> Option<&std::path::Path> {
+        self.tls_dir.as_deref()
+    }
+
+    /// `client` with the cluster's `admin` credential (unchanged for a plaintext cluster).
+    pub fn with_credentials(&self, client: ClusterClient) -> ClusterClient {
+        self.with_credential(client, "admin")
+    }
+
+    /// A client of every member acting as worker `worker_id`: its own credential (role
+    /// worker, CN = the id), issued on first use, as an operator would issue one per worker.
+    pub fn worker_client(&self, worker_id: &str) -> ClusterClient {
+        if let Some(dir) = &self.tls_dir
+            && !dir.join(format!("{worker_id}.crt")).exists()
+        {
+            let credential = raftsched_certs::issue::Credential::new(raftsched_certs::Role::Worker, worker_id);
+            raftsched_certs::issue::issue(dir, &credential, &[], false).expect("issuing a worker credential");
+        }
+        let all: Vec<String> = self.configs.values().map(|c| c.listen_addr.clone()).collect();
+        self.with_credential(ClusterClient::new(&all.join(",")).expect("client"), worker_id)
+    }
+
+    fn with_credential(&self, client: ClusterClient, identity: &str) -> ClusterClient {
+        match &self.tls_dir {
+            Some(dir) => client.with_tls(TlsSettings::from_dir(dir, identity).expect("test credentials")),
+            None => client,
+        }
     }
 
     /// A client that knows only one node; it must follow leader hints from there.
     pub fn client_of(&self, id: NodeId) -> ClusterClient {
-        ClusterClient::new(&self.addr(id)).expect("client")
+        self.with_credentials(ClusterClient::new(&self.addr(id)).expect("client"))
     }
 
     /// Waits until every running node names the same leader, itself running, and returns it.
@@ -210,6 +274,15 @@ impl TestCluster {
         let data_dir = self._root.path().join(format!("node{id}-{}", self.configs.len()));
         let mut config = node_config(id, &member, data_dir);
         config.raft = self.configs.values().next().expect("a node").raft.clone();
+        if let Some(dir) = &self.tls_dir {
+            let node = raftsched_certs::issue::Credential::new(raftsched_certs::Role::Node, format!("node-{id}"));
+            // A node id used before in this cluster already has its credential.
+            if !dir.join(format!("node-{id}.crt")).exists() {
+                raftsched_certs::issue::issue(dir, &node, &[], false).expect("issuing a node credential");
+            }
+        }
+        config.tls_dir = self.tls_dir.clone();
+        config.insecure = self.tls_dir.is_none();
         self.configs.insert(id, config.clone());
         let faults = self.faults.entry(id).or_default().clone();
         let node = RunningNode::start_with_faults(config, listener, faults)
@@ -290,6 +363,19 @@ impl TestCluster {
     }
 }
 
+/// Credentials for nodes 1..=`nodes`, workers worker1..worker4, admin, client, reader in
+/// `root/certs` (rcgen: a few milliseconds each).
+fn make_credentials(root: &std::path::Path, nodes: u64) -> PathBuf {
+    let dir = root.join("certs");
+    let options = raftsched_certs::issue::InitOptions {
+        nodes: (1..=nodes).collect(),
+        workers: (1..=4).map(|n| format!("worker{n}")).collect(),
+        sans: Vec::new(),
+    };
+    raftsched_certs::issue::init(&dir, &options, false).expect("test credentials");
+    dir
+}
+
 /// A node's two ports on ephemeral addresses of 127.0.0.1.
 pub async fn bind_ephemeral() -> NodeListeners {
     NodeListeners::bind("127.0.0.1:0", "127.0.0.1:0")
@@ -344,7 +430,9 @@ pub fn start_worker(
     cluster: &TestCluster,
     options: raftsched_client::worker::WorkerOptions,
 ) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
-    let client = cluster.client().with_overall_deadline(Duration::from_secs(3600));
+    let client = cluster
+        .worker_client(&options.worker_id)
+        .with_overall_deadline(Duration::from_secs(3600));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let worker = raftsched_client::worker::Worker::new(client, options);
     let stop = shutdown.clone();

@@ -286,7 +286,7 @@ fn record(args: &SoakArgs, samples: &[Sample], verdict: &verdict::Verdict, notes
     let window_s = args.duration.as_secs_f64();
     let mut record = Record {
         bench: "soak".into(),
-        system: "raftsched".into(),
+        system: crate::credentials::system().into(),
         clients: args.clients,
         batch: 1,
         runs: 1,

@@ -13,6 +13,11 @@ pub enum ClientError {
     NoEndpoints,
     #[error("bad cluster address: {0}")]
     BadAddress(String),
+    #[error(
+        "TLS credentials: {0} (they come from RAFTSCHED_TLS_DIR or --tls-dir, identity RAFTSCHED_TLS_IDENTITY or \
+         --tls-identity)"
+    )]
+    Tls(#[from] crate::tls::TlsError),
     /// The cluster answered, and the answer is an error (invalid input, not found, ...).
     /// `leader` is the leader a follower named in its refusal, if it named one.
     #[error("{message}")]

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tonic::Status;
 use tonic::transport::Channel;
 
+use crate::TlsSettings;
 pub use code::ErrorCode;
 pub use error::ClientError;
 use raftsched_api::ANSWERED_HEADER;
@@ -76,6 +77,8 @@ pub struct ClusterClient {
     overall_deadline: Duration,
     /// Deadline of one RPC to one node (shorter for a node that lately did not answer).
     per_call_deadline: Duration,
+    /// The credentials every call is made with; None: plaintext (`--insecure` nodes).
+    tls: Option<TlsSettings>,
 }
 
 impl ClusterClient {
@@ -98,7 +101,17 @@ impl ClusterClient {
             silent: Arc::default(),
             overall_deadline: DEFAULT_OVERALL_DEADLINE,
             per_call_deadline: PER_CALL_DEADLINE,
+            tls: None,
         })
+    }
+
+    /// Calls every node over TLS with `tls` (every node port requires a client
+    /// certificate unless it runs `--insecure`).
+    pub fn with_tls(mut self, tls: TlsSettings) -> ClusterClient {
+        self.tls = Some(tls);
+        // Channels made so far are plaintext: this client's (and its clones') start anew.
+        self.channels = Arc::default();
+        self
     }
 
     pub fn with_overall_deadline(mut self, deadline: Duration) -> ClusterClient {
@@ -230,7 +243,7 @@ impl ClusterClient {
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
-        let channel = peer_endpoint(address)?
+        let channel = raftsched_api::endpoint(address, self.tls.as_ref().map(TlsSettings::client_config))?
             .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .connect_lazy();

@@ -29,6 +29,7 @@ use tonic::codegen::Service;
 use tonic::codegen::http;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::TlsConnectInfo;
 
 use crate::grpc::MAX_API_MESSAGE_BYTES;
 use crate::network::MAX_RAFT_MESSAGE_BYTES;
@@ -79,6 +80,19 @@ impl ConnectionShare {
     }
 }
 
+/// How a request's connection came in, as the node's listener saw it: put on every request
+/// by [`Budgeted`], read by `identity::identity_of`. A request without it did not come
+/// through the node's listener and is refused by the role check (fail closed): a TLS port
+/// whose connect info went unrecognised must not read as plaintext, which allows all.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// A `--insecure` node's plaintext port: no identity.
+    Plaintext,
+    /// TLS with the certificate chain the client presented (verified against the cluster CA
+    /// by the handshake), leaf first; None if it presented none.
+    Tls(Option<Arc<Vec<tonic::transport::CertificateDer<'static>>>>),
+}
+
 /// A service whose request messages count against their connection's share and, for the
 /// client API, the node-wide budget.
 #[derive(Clone)]
@@ -125,11 +139,22 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let Some(share) = request.extensions().get::<ConnectionShare>().cloned() else {
-            // Not from the node's listener (an in-memory transport): nothing to count.
+        // Under TLS tonic puts the listener's connect info on the request both bare and
+        // wrapped with the client's certificates, so the wrapped one is looked for first:
+        // looking for the bare one first read every TLS call as plaintext (allow all).
+        let extensions = request.extensions();
+        let (share, transport) = if let Some(tls) = extensions.get::<TlsConnectInfo<ConnectionShare>>() {
+            (tls.get_ref().clone(), Transport::Tls(tls.peer_certs()))
+        } else if let Some(share) = extensions.get::<ConnectionShare>() {
+            (share.clone(), Transport::Plaintext)
+        } else {
+            // Not from the node's listener (an in-memory transport): nothing to count, and
+            // no Transport, so the role check refuses it.
             return Box::pin(self.inner.call(request));
         };
-        request.extensions_mut().insert(share.tcp.clone());
+        let extensions = request.extensions_mut();
+        extensions.insert(share.tcp.clone());
+        extensions.insert(transport);
         // The reservation of the latest message lives as long as the body or the call,
         // whichever is longer: a unary call's body is dropped once decoded, but the decoded
         // message stays in memory until the call is answered.

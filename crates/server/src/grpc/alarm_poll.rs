@@ -18,14 +18,16 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::grpc::peer_status::PeerChannels;
 use crate::grpc::peer_status::peer_status;
+use crate::network::NodeTls;
+use std::sync::Arc;
 
 /// How often the peers are asked.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Polls until `shutdown`.
-pub fn spawn_alarm_poll(app: App, shutdown: CancellationToken) -> JoinHandle<()> {
+/// Polls until `shutdown`, calling peers with `tls` (None: `--insecure`).
+pub fn spawn_alarm_poll(app: App, tls: Option<Arc<NodeTls>>, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let channels = PeerChannels::default();
+        let channels = PeerChannels::new(tls);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,

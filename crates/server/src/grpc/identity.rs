@@ -6,10 +6,9 @@
 //! runs; this module only reads the subject of the leaf. Namespaces are reserved in the
 //! contract and not encoded yet.
 
+use crate::grpc::admission::Transport;
 use tonic::Request;
 use tonic::Status;
-use tonic::transport::server::TcpConnectInfo;
-use tonic::transport::server::TlsConnectInfo;
 use x509_parser::prelude::FromDer;
 use x509_parser::prelude::X509Certificate;
 
@@ -33,7 +32,6 @@ pub(crate) struct Identity {
 
 impl Identity {
     /// The node id a node's name carries (`node-2` → 2); `None` for any other role.
-    #[allow(dead_code)] // For the peer port's checks (helper tls); the lead wires it.
     pub(crate) fn node_id(&self) -> Option<u64> {
         if self.role != Role::Node {
             return None;
@@ -141,15 +139,19 @@ fn node_id_of(name: &str) -> Option<u64> {
 /// allowed). On a TLS connection a missing client certificate, or a leaf whose subject the
 /// contract does not know, is UNAUTHENTICATED with what to do.
 ///
-/// TLS is recognised by tonic's `TlsConnectInfo<TcpConnectInfo>` request extension, which
-/// tonic's TLS server puts on every request; a TLS listener serving without it would read as
-/// insecure (allow all), so the TLS wiring must keep it (a test of the lead's, with TLS on,
-/// checks that a submitter is refused AddNode).
+/// The connection's kind comes from the node's listener ([`Transport`], put on every request
+/// by the admission layer). A request without it is refused: a TLS port whose connect info
+/// went unrecognised would otherwise read as plaintext, which allows all.
 pub(crate) fn identity_of<T>(request: &Request<T>) -> Result<Option<Identity>, Status> {
-    let Some(tls) = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>() else {
-        return Ok(None);
+    let certificates = match request.extensions().get::<Transport>() {
+        Some(Transport::Plaintext) => return Ok(None),
+        Some(Transport::Tls(certificates)) => certificates.clone().unwrap_or_default(),
+        None => {
+            return Err(Status::unauthenticated(
+                "this call did not come through the node's listener, so who made it is unknown",
+            ));
+        }
     };
-    let certificates = tls.peer_certs().unwrap_or_default();
     let Some(leaf) = certificates.first() else {
         return Err(Status::unauthenticated(
             "no client certificate: this node requires one signed by the cluster CA; point RAFTSCHED_TLS_DIR \
@@ -278,6 +280,13 @@ mod tests {
 
     #[test]
     fn a_plaintext_request_has_no_identity() {
-        assert_eq!(identity_of(&Request::new(())).unwrap(), None);
+        let mut plaintext = Request::new(());
+        plaintext.extensions_mut().insert(Transport::Plaintext);
+        assert_eq!(identity_of(&plaintext).unwrap(), None);
+        // Not through the node's listener: who it is cannot be known, so it is refused.
+        assert_eq!(
+            identity_of(&Request::new(())).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 }

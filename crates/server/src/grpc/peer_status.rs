@@ -10,7 +10,9 @@ use tonic::transport::Channel;
 
 use crate::grpc::api;
 use crate::grpc::api::scheduler_client::SchedulerClient;
-use crate::network::peer_endpoint;
+use crate::network::NodeTls;
+use crate::network::endpoint;
+use std::sync::Arc;
 
 /// How long a status call waits for a peer's own view.
 pub const PEER_STATUS_DEADLINE: Duration = Duration::from_millis(1000);
@@ -24,16 +26,25 @@ const MAX_CACHED_PEER_CHANNELS: usize = 16;
 #[derive(Default)]
 pub struct PeerChannels {
     channels: Mutex<BTreeMap<String, Channel>>,
+    /// The node's certificate to call peers' client ports with; None with `--insecure`.
+    tls: Option<Arc<NodeTls>>,
 }
 
 impl PeerChannels {
+    pub fn new(tls: Option<Arc<NodeTls>>) -> PeerChannels {
+        PeerChannels {
+            channels: Mutex::default(),
+            tls,
+        }
+    }
+
     /// The cached channel to a peer, created (without connecting) on first use.
     pub fn get(&self, address: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
-        let channel = peer_endpoint(address)?.connect_lazy();
+        let channel = endpoint(address, self.tls.as_deref())?.connect_lazy();
         // Addresses come from the membership, so the map stays as small as the cluster; a
         // removed member's entry is dropped when the map outgrows it.
         if channels.len() >= MAX_CACHED_PEER_CHANNELS {

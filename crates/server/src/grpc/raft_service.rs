@@ -22,6 +22,7 @@ use tonic::server::NamedService;
 
 use crate::grpc::admission::ConnectionShare;
 use crate::grpc::admission::MAX_RAFT_CALLS_PER_CONNECTION;
+use crate::grpc::identity::identity_of;
 use crate::grpc::raft_proto::RaftMessage;
 use crate::grpc::raft_proto::SnapshotChunk;
 use crate::grpc::raft_proto::raft_service_server::RaftService;
@@ -36,7 +37,12 @@ use crate::network::SNAPSHOT_PREALLOCATE_BYTES;
 use crate::raft_types::Raft;
 use crate::raft_types::Snapshot;
 use crate::raft_types::SnapshotMeta;
+use crate::raft_types::TypeConfig;
 use crate::raft_types::Vote;
+use openraft::raft::AppendEntriesRequest as AppendEntries;
+use openraft::raft::TransferLeaderRequest as TransferLeader;
+use openraft::raft::VoteRequest as VoteMessage;
+use openraft::vote::RaftLeaderId;
 use raftsched_core::state::wire::decode_versioned;
 use raftsched_core::state::wire::encode_versioned;
 use raftsched_store::snapshot_envelope;
@@ -70,6 +76,54 @@ impl RaftGrpcService {
     fn decode<T: DeserializeOwned>(&self, request: Request<RaftMessage>, what: &str) -> Result<T, Status> {
         decode_message(&request.into_inner().data, what)
     }
+
+    /// The sender's node id (from its certificate) and its message, whose vote must be the
+    /// sender's own ([`check_sender`]).
+    fn decode_from_sender<T: DeserializeOwned>(
+        &self,
+        request: Request<RaftMessage>,
+        what: &str,
+        vote_of: impl FnOnce(&T) -> &Vote,
+    ) -> Result<T, Status> {
+        let sender = sender_node(&request)?;
+        let message = self.decode(request, what)?;
+        check_sender(sender, vote_of(&message), what)?;
+        Ok(message)
+    }
+}
+
+/// The node a peer call comes from, by its certificate's `node-<id>`; `None` on a plaintext
+/// (`--insecure`) node. Any other role is refused: the peer port is Raft between the
+/// cluster's nodes, and a worker's or a person's credential from the same CA is no peer.
+fn sender_node<T>(request: &Request<T>) -> Result<Option<u64>, Status> {
+    let Some(identity) = identity_of(request)? else {
+        return Ok(None);
+    };
+    identity.node_id().map(Some).ok_or_else(|| {
+        Status::permission_denied(format!(
+            "role {} may not call the peer port: it carries Raft between the cluster's nodes only; a node uses \
+             its node-<id> credential (`raftsched certs issue --role node --name node-<id>`)",
+            identity.role
+        ))
+    })
+}
+
+/// Refuses a Raft message whose vote names another node than its sender: a node appends and
+/// installs snapshots only as the leader its vote names, asks for votes only for itself, and
+/// hands over only its own leadership. Without this, any node credential could depose the
+/// leader (a Vote with a higher term in another's name) or overwrite a follower's log.
+fn check_sender(sender: Option<u64>, vote: &Vote, what: &str) -> Result<(), Status> {
+    let Some(sender) = sender else {
+        return Ok(());
+    };
+    let claimed = *vote.leader_id().node_id();
+    if claimed == sender {
+        return Ok(());
+    }
+    Err(Status::permission_denied(format!(
+        "{what} from node {sender} carries the vote of node {claimed}; a node sends Raft messages only in its \
+         own name"
+    )))
 }
 
 /// Reads a peer's message in a wire format this node reads. A format it does not read is
@@ -152,12 +206,14 @@ fn admit(request: &http::Request<Body>, in_flight: &Arc<Semaphore>) -> Result<Ve
     Ok(permits)
 }
 
-/// Refuses traffic from a node of another cluster (or from no node at all).
+/// Refuses traffic from a node of another cluster: a sanity check against a node pointed at
+/// the wrong cluster, not a gate (the peer's certificate is). Neither side's id is in the
+/// error, so a caller learns nothing it did not send.
 fn check_cluster(headers: &http::HeaderMap, cluster_id: &str) -> Result<(), Status> {
     let theirs = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
     if theirs != Some(cluster_id) {
         return Err(Status::failed_precondition(format!(
-            "peer belongs to cluster {theirs:?}, this node to {cluster_id:?}; check --cluster-id on both"
+            "the peer's cluster id (header {CLUSTER_HEADER}) is not this node's; check --cluster-id on both"
         )));
     }
     Ok(())
@@ -173,33 +229,38 @@ fn reply<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Result<Res
 #[tonic::async_trait]
 impl RaftService for RaftGrpcService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        reply(
-            self.raft
-                .append_entries(self.decode(request, "Raft AppendEntries request")?)
-                .await,
-        )
+        let append = self.decode_from_sender(
+            request,
+            "Raft AppendEntries request",
+            |r: &AppendEntries<TypeConfig>| &r.vote,
+        )?;
+        reply(self.raft.append_entries(append).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        reply(self.raft.vote(self.decode(request, "Raft Vote request")?).await)
+        let vote = self.decode_from_sender(request, "Raft Vote request", |r: &VoteMessage<TypeConfig>| &r.vote)?;
+        reply(self.raft.vote(vote).await)
     }
 
     async fn pre_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        reply(self.raft.pre_vote(self.decode(request, "Raft PreVote request")?).await)
+        let vote = self.decode_from_sender(request, "Raft PreVote request", |r: &VoteMessage<TypeConfig>| &r.vote)?;
+        reply(self.raft.pre_vote(vote).await)
     }
 
     async fn transfer_leader(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        reply(
-            self.raft
-                .handle_transfer_leader(self.decode(request, "Raft TransferLeader request")?)
-                .await,
-        )
+        let transfer = self.decode_from_sender(
+            request,
+            "Raft TransferLeader request",
+            |r: &TransferLeader<TypeConfig>| r.from_leader(),
+        )?;
+        reply(self.raft.handle_transfer_leader(transfer).await)
     }
 
     async fn install_snapshot(
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
+        let sender = sender_node(&request)?;
         let Ok(_permit) = Arc::clone(&self.snapshots).try_acquire_owned() else {
             return Err(Status::unavailable(format!(
                 "this node already receives {MAX_SNAPSHOTS_IN_FLIGHT} snapshot(s); retry after a backoff"
@@ -212,6 +273,7 @@ impl RaftService for RaftGrpcService {
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let (vote, meta, total_bytes): (Vote, SnapshotMeta, u64) =
             decode_message(&first.header, "InstallSnapshot header")?;
+        check_sender(sender, &vote, "Raft InstallSnapshot request")?;
         let total = checked_total(total_bytes)?;
         // Reserve for the declared size only up to a cap: a declaration is not data.
         let mut data = Vec::with_capacity(total.min(SNAPSHOT_PREALLOCATE_BYTES));

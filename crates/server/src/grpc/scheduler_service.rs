@@ -49,6 +49,12 @@ impl SchedulerService {
         }
     }
 
+    /// Calls peers (ClusterStatus) with the node's certificate; plaintext without one.
+    pub fn with_peer_tls(mut self, tls: Option<std::sync::Arc<crate::network::NodeTls>>) -> SchedulerService {
+        self.peer_channels = PeerChannels::new(tls);
+        self
+    }
+
     /// Every member's own view, asked in parallel; unreachable ones say so.
     async fn cluster_members(&self) -> Vec<api::MemberStatus> {
         let own = self.app.member_view();

@@ -25,7 +25,9 @@ use crate::grpc::api::workers_server::WorkersServer;
 use crate::grpc::transport;
 use crate::grpc::transport::PortLimits;
 use crate::grpc::with_wire_errors;
+use crate::network::NodeTls;
 use crate::raft_types::Raft;
+use std::sync::Arc;
 
 /// The server-side cap on any one RPC, whatever deadline the caller set.
 const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,6 +48,7 @@ pub enum ServeError {
 pub fn serve(
     listener: TcpListener,
     app: App,
+    tls: Option<Arc<NodeTls>>,
     port_limits: PortLimits,
     shutdown: CancellationToken,
 ) -> Result<impl Future<Output = Result<(), ServeError>> + use<>, ServeError> {
@@ -59,11 +62,11 @@ pub fn serve(
         .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
     let workers_service = Budgeted::with_node_budget(workers_service, &api_budget);
-    let scheduler_service = SchedulerServer::new(SchedulerService::new(app))
+    let scheduler_service = SchedulerServer::new(SchedulerService::new(app).with_peer_tls(tls.clone()))
         .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
     let scheduler_service = Budgeted::with_node_budget(scheduler_service, &api_budget);
-    let server = server_builder(port_limits)
+    let server = server_builder(port_limits, tls.as_deref())?
         .add_service(with_wire_errors(scheduler_service))
         .add_service(with_wire_errors(workers_service))
         .add_service(reflection)
@@ -77,14 +80,15 @@ pub fn serve_peer(
     listener: TcpListener,
     raft: Raft,
     cluster_id: &str,
+    tls: Option<Arc<NodeTls>>,
     port_limits: PortLimits,
     shutdown: CancellationToken,
-) -> impl Future<Output = Result<(), ServeError>> + use<> {
+) -> Result<impl Future<Output = Result<(), ServeError>> + use<>, ServeError> {
     let raft_service = Budgeted::per_connection(RaftGrpcService::server(raft, cluster_id));
-    let server = server_builder(port_limits)
+    let server = server_builder(port_limits, tls.as_deref())?
         .add_service(raft_service)
         .serve_with_incoming_shutdown(limited_incoming(listener, port_limits), shutdown.cancelled_owned());
-    async move { Ok(server.await?) }
+    Ok(async move { Ok(server.await?) })
 }
 
 /// The port's accepted connections: no Nagle, TCP keepalive, and the connection cap and
@@ -99,9 +103,14 @@ fn limited_incoming(
     transport::limit_connections(incoming, port_limits)
 }
 
-/// The HTTP/2 limits both ports apply.
-fn server_builder(port_limits: PortLimits) -> Server {
-    Server::builder()
+/// The HTTP/2 limits both ports apply, and TLS with a required client certificate from the
+/// cluster CA unless `--insecure`.
+fn server_builder(port_limits: PortLimits, tls: Option<&NodeTls>) -> Result<Server, ServeError> {
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    Ok(builder
         .timeout(SERVER_REQUEST_TIMEOUT)
         .max_concurrent_streams(transport::MAX_CONCURRENT_STREAMS)
         .initial_stream_window_size(transport::STREAM_WINDOW_BYTES)
@@ -109,5 +118,5 @@ fn server_builder(port_limits: PortLimits) -> Server {
         .http2_keepalive_interval(Some(port_limits.keepalive_interval))
         .http2_keepalive_timeout(Some(port_limits.keepalive_timeout))
         .http2_max_header_list_size(transport::MAX_HEADER_LIST_BYTES)
-        .http2_max_pending_accept_reset_streams(Some(transport::MAX_PENDING_ACCEPT_RESET_STREAMS))
+        .http2_max_pending_accept_reset_streams(Some(transport::MAX_PENDING_ACCEPT_RESET_STREAMS)))
 }

@@ -11,6 +11,7 @@
 
 mod fault;
 mod peer_client;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub use fault::FaultInjector;
 pub use fault::LinkFault;
 use openraft::RaftNetworkFactory;
 pub use peer_client::PeerClient;
+pub use tls::NodeTls;
+pub use tls::endpoint;
 use tonic::transport::Channel;
 
 use crate::raft_types::MemberNode;
@@ -83,15 +86,23 @@ pub struct NetworkFactory {
     /// Addresses to dial instead of the membership's, by node: lets a chaos run route every
     /// peer link through a proxy it controls. Empty normally.
     dial_overrides: Arc<BTreeMap<NodeId, String>>,
+    /// The node's certificate to dial peers with; None with `--insecure`.
+    tls: Option<Arc<NodeTls>>,
 }
 
 impl NetworkFactory {
-    pub fn new(cluster_id: &str, faults: FaultInjector, dial_overrides: BTreeMap<NodeId, String>) -> NetworkFactory {
+    pub fn new(
+        cluster_id: &str,
+        faults: FaultInjector,
+        dial_overrides: BTreeMap<NodeId, String>,
+        tls: Option<Arc<NodeTls>>,
+    ) -> NetworkFactory {
         NetworkFactory {
             cluster_id: cluster_id.into(),
             channels: Arc::default(),
             faults,
             dial_overrides: Arc::new(dial_overrides),
+            tls,
         }
     }
 
@@ -104,7 +115,7 @@ impl NetworkFactory {
         {
             return Ok(channel.clone());
         }
-        let channel = peer_endpoint(addr)?.connect_lazy();
+        let channel = endpoint(addr, self.tls.as_deref())?.connect_lazy();
         channels.insert(target, (addr.to_string(), channel.clone()));
         Ok(channel)
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::network::NodeTls;
 use crate::quota::QuotaConfig;
 use crate::raft_types::NodeId;
 use raftsched_store::member_node::MemberNode;
@@ -52,6 +53,21 @@ pub struct NodeConfig {
     /// Caps on new work and high-water marks (`[quotas]` in TOML); defaults in `quota`.
     #[serde(default)]
     pub quotas: QuotaConfig,
+    /// The credentials dir (`raftsched certs init --dir D`; `--tls-dir`,
+    /// `RAFTSCHED_TLS_DIR`). Required unless `insecure`.
+    #[serde(default)]
+    pub tls_dir: Option<PathBuf>,
+    /// The credential used from `tls_dir` (file stem); default `node-<node_id>`.
+    #[serde(default)]
+    pub tls_identity: Option<String>,
+    /// The name peers' certificates are checked for when this node dials them; default
+    /// `localhost` (a SAN of every node certificate).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// Plaintext on both ports, no client certificates: anyone who reaches a port may make
+    /// any call. Logged as a warning at start.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// Raft timing and log compaction.
@@ -96,6 +112,15 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid: {source}")]
     Parse { path: PathBuf, source: toml::de::Error },
+    #[error(
+        "no TLS credentials: every port of a node requires certificates from the cluster CA. Create them \
+         once with `raftsched certs init --dir D`, then start with `RAFTSCHED_TLS_DIR=D` (or --tls-dir D, or \
+         tls_dir in the config file); or pass --insecure for plaintext, where anyone who reaches a port may \
+         make any call"
+    )]
+    NoTls,
+    #[error("TLS credentials (--tls-dir, --tls-identity): {0}")]
+    Tls(raftsched_certs::CertsError),
 }
 
 impl NodeConfig {
@@ -113,7 +138,32 @@ impl NodeConfig {
             raft: RaftTuning::default(),
             peer_dial_overrides: BTreeMap::new(),
             quotas: QuotaConfig::default(),
+            tls_dir: None,
+            tls_identity: None,
+            tls_server_name: None,
+            insecure: false,
         }
+    }
+
+    /// The node's TLS settings from its credentials; None when `insecure`. Without a
+    /// credentials dir the node refuses to start and says what to run.
+    pub fn tls(&self) -> Result<Option<NodeTls>, ConfigError> {
+        if self.insecure {
+            return Ok(None);
+        }
+        let Some(dir) = &self.tls_dir else {
+            return Err(ConfigError::NoTls);
+        };
+        let identity = self
+            .tls_identity
+            .clone()
+            .unwrap_or_else(|| raftsched_certs::layout::node_name(self.node_id));
+        let pems = raftsched_certs::Pems::from_dir(dir, &identity).map_err(ConfigError::Tls)?;
+        let server_name = self
+            .tls_server_name
+            .as_deref()
+            .unwrap_or(raftsched_certs::layout::DEFAULT_SERVER_NAME);
+        Ok(Some(NodeTls::from_pems(&pems, server_name)))
     }
 
     pub fn advertise_addr(&self) -> &str {

@@ -174,13 +174,26 @@ impl RunningNode {
             flag: "--listen",
             source,
         })?;
+        let tls = config.tls()?.map(Arc::new);
+        if tls.is_none() {
+            tracing::warn!(
+                node_id = config.node_id,
+                "--insecure: both ports are plaintext and take no client certificate; anyone who can reach \
+                 them can run commands on every worker and act as a peer"
+            );
+        }
         let store_closed = store.closed_signal();
         let shared_state = store.state_machine.shared();
         let store_growth = Arc::clone(&store.growth);
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config(&config)?),
-            NetworkFactory::new(&config.cluster_id, faults, config.peer_dial_overrides.clone()),
+            NetworkFactory::new(
+                &config.cluster_id,
+                faults,
+                config.peer_dial_overrides.clone(),
+                tls.clone(),
+            ),
             store.log_store,
             store.state_machine,
         )
@@ -196,7 +209,7 @@ impl RunningNode {
             guard,
             shutdown.clone(),
         );
-        let alarm_poll = grpc::spawn_alarm_poll(app.clone(), shutdown.clone());
+        let alarm_poll = grpc::spawn_alarm_poll(app.clone(), tls.clone(), shutdown.clone());
         let dispatcher = Dispatcher::spawn(app.clone(), shutdown.clone());
         let snapshot_trigger = snapshot_trigger::spawn(
             raft.clone(),
@@ -204,16 +217,24 @@ impl RunningNode {
             config.raft.snapshot_after_entries,
             shutdown.clone(),
         );
-        let server = grpc::serve(listeners.client, app.clone(), port_limits, shutdown.clone())
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let server = grpc::serve(
+            listeners.client,
+            app.clone(),
+            tls.clone(),
+            port_limits,
+            shutdown.clone(),
+        )
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
         let server = tokio::spawn(server);
         let peer_server = grpc::serve_peer(
             listeners.peer,
             raft.clone(),
             &config.cluster_id,
+            tls,
             port_limits,
             shutdown.clone(),
-        );
+        )
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
         let peer_server = tokio::spawn(peer_server);
         initialize_if_founder(&raft, &config).await?;
         tracing::info!(node_id = config.node_id, %local_addr, %peer_addr, "node started");

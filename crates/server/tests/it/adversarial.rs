@@ -3,7 +3,8 @@
 //! generated clients, nothing validated on the client side) to the leader and to followers
 //! of an in-process three-node cluster. After each case every node must answer NodeStatus,
 //! no answer may be UNKNOWN, INTERNAL or a broken connection, and the nodes' state digests
-//! must agree at a common applied index.
+//! must agree at a common applied index. The cluster is plaintext (`--insecure`): what is
+//! fuzzed is validation and apply, which TLS's role checks would stand in front of.
 //!
 //! Seeds: a fixed set always runs, plus one fresh seed per run, printed to stderr.
 //! `RAFTSCHED_FUZZ_SEED=<seed> cargo test -p raftsched-server --test it adversarial` replays one seed alone
@@ -87,7 +88,9 @@ fn runner(seed: u64) -> TestRunner {
 
 /// Runs one seed's cases against a fresh cluster; returns the failure, shrunk.
 fn run_seed(rt: &tokio::runtime::Runtime, seed: u64, last_case: &Path, tally: &mut Tally) -> Result<(), String> {
-    let cluster = rt.block_on(TestCluster::start(3, test_tuning()));
+    // Plaintext, so that generated worker ids reach validation and apply: on TLS every
+    // worker call naming an id other than its credential's stops at authz (it/authz.rs).
+    let cluster = rt.block_on(TestCluster::start_insecure(3, test_tuning()));
     // Lazily connected channels need the runtime to spawn their connection tasks on.
     let _runtime = rt.enter();
     let harness = RefCell::new(Harness::new(&cluster));

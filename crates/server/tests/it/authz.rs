@@ -1,13 +1,8 @@
-//! Roles end to end over real mutual TLS (issue 12): a cluster CA and credentials built
-//! with rcgen in the test, the node's real `SchedulerService` and `WorkersService` served
-//! behind tonic's TLS with client certificates required. The product's listeners are not
-//! used: configuring them is the TLS work's (`grpc::serve`); this front serves the same
-//! services, so what is tested is the identity read from the verified certificate, the role
-//! policy and each handler's use of it.
-//!
-//! TODO(lead): once `grpc::serve` serves TLS, run these against the product port too (the
-//! front below can then go): submitter → AddNode, reader → redacted env, worker1's
-//! credential registering as worker2.
+//! Roles end to end over real mutual TLS (issue 12), on the product's client port: the
+//! test cluster runs with the credentials `certs init` made, and this test issues more from
+//! the same CA (credentials the contract does not know) to check what each one may do. What
+//! is tested is the identity read from the verified certificate, the role policy and each
+//! handler's use of it.
 
 use raftsched_testkit as common;
 
@@ -16,28 +11,20 @@ use std::net::SocketAddr;
 use common::TestCluster;
 use common::shell;
 use common::test_tuning;
+use raftsched_api::raft as raft_proto;
+use raftsched_api::raft::raft_service_client::RaftServiceClient;
 use raftsched_api::v1 as api;
 use raftsched_api::v1::scheduler_client::SchedulerClient;
-use raftsched_api::v1::scheduler_server::SchedulerServer;
 use raftsched_api::v1::workers_client::WorkersClient;
-use raftsched_api::v1::workers_server::WorkersServer;
-use raftsched_server::app::App;
-use raftsched_server::grpc::SchedulerService;
-use raftsched_server::grpc::WorkersService;
-use rcgen::BasicConstraints;
 use rcgen::CertificateParams;
 use rcgen::DnType;
-use rcgen::IsCa;
 use rcgen::Issuer;
 use rcgen::KeyPair;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Certificate;
 use tonic::transport::Channel;
 use tonic::transport::ClientTlsConfig;
 use tonic::transport::Identity;
-use tonic::transport::Server;
-use tonic::transport::ServerTlsConfig;
 
 /// A cluster CA that issues credentials by the identity contract (OU = role, CN = name).
 struct Pki {
@@ -52,25 +39,50 @@ struct Credential {
 }
 
 impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "raftsched test CA");
-        let key = KeyPair::generate().unwrap();
-        let ca_pem = params.self_signed(&key).unwrap().pem();
+    /// The cluster's own CA, from its credentials dir.
+    fn of(cluster: &TestCluster) -> Pki {
+        let dir = cluster.tls_dir().expect("a TLS cluster");
+        let ca_pem = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+        let key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).unwrap()).unwrap();
         Pki {
-            issuer: Issuer::new(params, key),
+            issuer: Issuer::from_ca_cert_pem(&ca_pem, key).unwrap(),
             ca_pem,
+        }
+    }
+
+    /// A CA of its own, which the cluster does not trust.
+    fn new_ca() -> Pki {
+        let mut params = CertificateParams::new(Vec::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "some other CA");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Pki {
+            ca_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
         }
     }
 
     /// A leaf with this subject (`None` leaves the OU out), valid for `localhost`.
     fn issue(&self, ou: Option<&str>, cn: &str) -> Credential {
+        self.issue_with(ou, cn, |_| {})
+    }
+
+    /// Like [`Self::issue`], but valid only in the year 2000.
+    fn issue_expired(&self, ou: Option<&str>, cn: &str) -> Credential {
+        self.issue_with(ou, cn, |params| {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        })
+    }
+
+    fn issue_with(&self, ou: Option<&str>, cn: &str, adjust: impl FnOnce(&mut CertificateParams)) -> Credential {
         let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         if let Some(ou) = ou {
             params.distinguished_name.push(DnType::OrganizationalUnitName, ou);
         }
         params.distinguished_name.push(DnType::CommonName, cn);
+        adjust(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Credential {
@@ -79,31 +91,27 @@ impl Pki {
         }
     }
 
-    /// The leader's services behind mTLS on an ephemeral port, until `stop` is cancelled.
-    async fn serve(&self, app: App, stop: CancellationToken) -> SocketAddr {
-        let node = self.issue(Some("node"), "node-1");
-        let tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(&node.cert_pem, &node.key_pem))
-            .client_ca_root(Certificate::from_pem(&self.ca_pem));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let server = Server::builder()
-            .tls_config(tls)
-            .unwrap()
-            .add_service(SchedulerServer::new(SchedulerService::new(app.clone())))
-            .add_service(WorkersServer::new(WorkersService::new(app)))
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
-        tokio::spawn(server);
-        addr
-    }
-
     /// A channel to `addr` presenting `credential`, verifying the server as `localhost`.
     async fn channel(&self, addr: SocketAddr, credential: &Credential) -> Channel {
-        let tls = ClientTlsConfig::new()
+        self.connect(addr, Some(credential), "localhost")
+            .await
+            .expect("connect over TLS")
+    }
+
+    /// A connection to `addr` trusting this CA, presenting `credential` (or none), checking
+    /// the server's certificate for `server_name`.
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        credential: Option<&Credential>,
+        server_name: &str,
+    ) -> Result<Channel, tonic::transport::Error> {
+        let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .identity(Identity::from_pem(&credential.cert_pem, &credential.key_pem))
-            .domain_name("localhost");
+            .domain_name(server_name);
+        if let Some(credential) = credential {
+            tls = tls.identity(Identity::from_pem(&credential.cert_pem, &credential.key_pem));
+        }
         Channel::from_shared(format!("https://{addr}"))
             .unwrap()
             .tls_config(tls)
@@ -112,18 +120,16 @@ impl Pki {
             .timeout(std::time::Duration::from_secs(10))
             .connect()
             .await
-            .expect("connect over TLS")
     }
 }
 
-/// A three-node cluster and a TLS front for its leader.
-async fn secured() -> (TestCluster, Pki, SocketAddr, CancellationToken) {
+/// A three-node TLS cluster, its CA, and its leader's client port.
+async fn secured() -> (TestCluster, Pki, SocketAddr) {
     let cluster = TestCluster::start(3, test_tuning()).await;
     let leader = cluster.wait_for_leader().await;
-    let pki = Pki::new();
-    let stop = CancellationToken::new();
-    let addr = pki.serve(cluster.node(leader).app().clone(), stop.clone()).await;
-    (cluster, pki, addr, stop)
+    let pki = Pki::of(&cluster);
+    let addr = cluster.addr(leader).parse().unwrap();
+    (cluster, pki, addr)
 }
 
 fn assert_denied<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, parts: &[&str]) {
@@ -136,7 +142,7 @@ fn assert_denied<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Cod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submitter_may_submit_but_not_add_a_node() {
-    let (cluster, pki, addr, stop) = secured().await;
+    let (cluster, pki, addr) = secured().await;
     let mut submitter = SchedulerClient::new(pki.channel(addr, &pki.issue(Some("submitter"), "client")).await);
     let members_before = cluster.client().cluster_status().await.unwrap().members.len();
 
@@ -174,7 +180,6 @@ async fn a_submitter_may_submit_but_not_add_a_node() {
         .await
         .expect("a submitter submits");
     assert!(submitted.into_inner().task.is_some());
-    stop.cancel();
     cluster.shutdown().await;
 }
 
@@ -197,7 +202,7 @@ async fn token_seen(client: &mut SchedulerClient<Channel>, task_id: u64) -> Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_sees_environment_keys_but_not_values() {
-    let (cluster, pki, addr, stop) = secured().await;
+    let (cluster, pki, addr) = secured().await;
     let mut spec = shell("secretive", "echo $API_TOKEN");
     if let Some(api::task_spec::Payload::Command(command)) = &mut spec.payload {
         command.env.insert("API_TOKEN".into(), "s3cret-value".into());
@@ -237,13 +242,12 @@ async fn a_reader_sees_environment_keys_but_not_values() {
     );
     // The admin sees the value.
     assert_eq!(token_seen(&mut admin, task.id).await, "s3cret-value");
-    stop.cancel();
     cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_credential_registers_only_its_own_id() {
-    let (cluster, pki, addr, stop) = secured().await;
+    let (cluster, pki, addr) = secured().await;
     let mut worker1 = WorkersClient::new(pki.channel(addr, &pki.issue(Some("worker"), "worker1")).await);
     let registration = |worker_id: &str| api::RegisterWorkerRequest {
         worker_id: worker_id.into(),
@@ -274,13 +278,12 @@ async fn a_worker_credential_registers_only_its_own_id() {
     let mut as_scheduler = SchedulerClient::new(pki.channel(addr, &pki.issue(Some("worker"), "worker1")).await);
     let refused = as_scheduler.list_tasks(api::ListTasksRequest::default()).await;
     assert_denied(refused, Code::PermissionDenied, &["role worker may not call ListTasks"]);
-    stop.cancel();
     cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_naming_no_role_is_unauthenticated() {
-    let (cluster, pki, addr, stop) = secured().await;
+    let (cluster, pki, addr) = secured().await;
     for (ou, cn, part) in [
         (None, "client", "no OU"),
         (Some("operators"), "client", "\"operators\" is not a role"),
@@ -301,6 +304,172 @@ async fn a_certificate_naming_no_role_is_unauthenticated() {
         Code::PermissionDenied,
         &["role node may not call ClusterStatus"],
     );
-    stop.cancel();
+    cluster.shutdown().await;
+}
+
+/// A Raft message for `method` in `node`'s name at `term`, with the cluster's header.
+fn raft_request(term: u64, node: u64) -> tonic::Request<raft_proto::RaftMessage> {
+    let vote = raftsched_store::raft_types::Vote::new(term, node);
+    let message = openraft::raft::VoteRequest::<raftsched_store::raft_types::TypeConfig>::new(vote, None);
+    let mut request = tonic::Request::new(raft_proto::RaftMessage {
+        data: raftsched_core::state::wire::encode_versioned(&message),
+    });
+    request
+        .metadata_mut()
+        .insert(raftsched_api::CLUSTER_HEADER, common::CLUSTER_ID.parse().unwrap());
+    request
+}
+
+/// The peer port speaks Raft with node credentials only, each in its own name: a worker's
+/// or an admin's certificate from the same CA is PERMISSION_DENIED, and so is node A asking
+/// for votes (or pre-votes) as node B. A Vote at term 1000 from any of them would depose
+/// the leader; none reaches Raft, so the term and the vote stay as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_node_speaks_raft_on_the_peer_port_and_only_in_its_own_name() {
+    let (cluster, pki, _) = secured().await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let other = (1..=3).find(|n| *n != leader && *n != follower).unwrap();
+    let peer: SocketAddr = cluster.peer_addr(follower).parse().unwrap();
+    let before = cluster.node(follower).app().metrics();
+    let term = 1000;
+
+    for (ou, cn, part) in [
+        (
+            "worker",
+            "worker1".to_string(),
+            "role worker may not call the peer port",
+        ),
+        ("admin", "admin".to_string(), "role admin may not call the peer port"),
+        (
+            "submitter",
+            "client".to_string(),
+            "role submitter may not call the peer port",
+        ),
+    ] {
+        let mut raft = RaftServiceClient::new(pki.channel(peer, &pki.issue(Some(ou), &cn)).await);
+        assert_denied(
+            raft.vote(raft_request(term, other)).await,
+            Code::PermissionDenied,
+            &[part],
+        );
+        assert_denied(
+            raft.append_entries(raft_request(term, other)).await,
+            Code::PermissionDenied,
+            &[part],
+        );
+    }
+    let as_other = pki.issue(Some("node"), &format!("node-{other}"));
+    let mut raft = RaftServiceClient::new(pki.channel(peer, &as_other).await);
+    let impersonating = format!("from node {other} carries the vote of node {leader}");
+    assert_denied(
+        raft.vote(raft_request(term, leader)).await,
+        Code::PermissionDenied,
+        &["Raft Vote request", &impersonating],
+    );
+    assert_denied(
+        raft.pre_vote(raft_request(term, leader)).await,
+        Code::PermissionDenied,
+        &["Raft PreVote request", &impersonating],
+    );
+
+    let after = cluster.node(follower).app().metrics();
+    assert_eq!(after.current_term, before.current_term, "a refused vote moved the term");
+    assert_eq!(after.vote, before.vote);
+    assert_eq!(cluster.wait_for_leader().await, leader, "the leader was deposed");
+    // Node `other` asking in its own name is Raft's to answer (it refuses a vote while the
+    // leader's lease holds): past the gate, so no PERMISSION_DENIED.
+    let answered = raft.pre_vote(raft_request(before.current_term, other)).await;
+    assert!(
+        answered
+            .as_ref()
+            .map_or_else(|s| s.code() != Code::PermissionDenied, |_| true),
+        "{answered:?}"
+    );
+    cluster.shutdown().await;
+}
+
+/// Without a certificate of the cluster's CA there is no connection at all, on either port:
+/// none, one from another CA, an expired one, and a client that checks the node for another
+/// name than its certificate's all fail the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_gets_through_without_a_certificate_of_the_cluster_ca() {
+    let (cluster, pki, addr) = secured().await;
+    let leader = cluster.wait_for_leader().await;
+    let peer: SocketAddr = cluster.peer_addr(leader).parse().unwrap();
+    let stranger = Pki::new_ca();
+    let expired = pki.issue_expired(Some("admin"), "admin");
+    let admin = pki.issue(Some("admin"), "admin");
+    for port in [addr, peer] {
+        let attempts = [
+            ("no certificate", pki.connect(port, None, "localhost").await),
+            (
+                "another CA's certificate",
+                pki.connect(port, Some(&stranger.issue(Some("admin"), "admin")), "localhost")
+                    .await,
+            ),
+            (
+                "an expired certificate",
+                pki.connect(port, Some(&expired), "localhost").await,
+            ),
+            (
+                "another server name",
+                pki.connect(port, Some(&admin), "db.example").await,
+            ),
+        ];
+        for (what, connected) in attempts {
+            let answered = match connected {
+                Err(_) => None,
+                Ok(channel) => Some(
+                    SchedulerClient::new(channel)
+                        .node_status(api::NodeStatusRequest {})
+                        .await
+                        .map(|_| ()),
+                ),
+            };
+            assert!(
+                !matches!(answered, Some(Ok(()))),
+                "{what} on port {port} was answered: {answered:?}"
+            );
+        }
+        // And the cluster's own admin credential connects (the control).
+        assert!(
+            pki.connect(port, Some(&admin), "localhost").await.is_ok(),
+            "port {port}"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+/// Rotation without downtime: each node in turn is stopped, given a new key and certificate
+/// from the same CA (`certs issue --force`), and restarted; it rejoins (its peers verify the
+/// new certificate, it verifies theirs), the cluster takes a submission after each one, and
+/// every replica ends identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_restarted_with_a_new_certificate_from_the_same_ca_rejoins() {
+    let mut cluster = TestCluster::start(3, test_tuning()).await;
+    let dir = cluster.tls_dir().expect("a TLS cluster").to_path_buf();
+    for id in cluster.ids() {
+        let old = std::fs::read(dir.join(format!("node-{id}.crt"))).unwrap();
+        cluster.stop_node(id).await;
+        let credential = raftsched_certs::issue::Credential::new(raftsched_certs::Role::Node, format!("node-{id}"));
+        raftsched_certs::issue::issue(&dir, &credential, &[], true).expect("a new node certificate");
+        assert_ne!(std::fs::read(dir.join(format!("node-{id}.crt"))).unwrap(), old);
+        cluster.restart_node(id).await;
+        let submitted = cluster
+            .client()
+            .submit_task(shell(&format!("after-rotating-{id}"), "true"))
+            .await
+            .unwrap_or_else(|e| panic!("a submission after node {id} got a new certificate: {e}"));
+        assert!(submitted.task.is_some());
+        cluster.wait_for_identical_replicas().await;
+    }
+    let tasks = cluster
+        .client()
+        .list_tasks(api::ListTasksRequest::default())
+        .await
+        .expect("listing")
+        .tasks;
+    assert_eq!(tasks.len(), 3, "{tasks:?}");
     cluster.shutdown().await;
 }

@@ -101,11 +101,7 @@ async fn oversized_messages_are_refused_and_the_node_keeps_serving() {
         .build();
     // A raw client without our client's own size limit, so the server's limit is what answers.
     let leader = cluster.wait_for_leader().await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.addr(leader)))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = cluster.channel(&cluster.addr(leader));
     let mut raw = api::scheduler_client::SchedulerClient::new(channel).max_encoding_message_size(usize::MAX);
     let status = raw
         .submit_task(api::SubmitTaskRequest { spec: Some(huge) })
@@ -429,7 +425,7 @@ struct RawWorker {
 impl RawWorker {
     async fn register(cluster: &TestCluster, id: &str, session: &str) -> RawWorker {
         let worker = RawWorker {
-            client: cluster.client(),
+            client: cluster.worker_client(id),
             id: id.into(),
             session: session.into(),
         };
@@ -637,10 +633,11 @@ async fn a_restarted_worker_voids_its_attempts_as_worker_restarted() {
 
 /// A report must name its worker and session (a token alone records nothing): missing,
 /// over-long or malformed, each is INVALID_ARGUMENT naming the field, and the attempt
-/// still runs.
+/// still runs. On a plaintext cluster: with TLS, a worker credential names one worker and
+/// a report naming any other id is refused before its fields are read (it/authz.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_without_its_worker_or_session_is_invalid_naming_the_field() {
-    let cluster = TestCluster::start(3, test_tuning()).await;
+    let cluster = TestCluster::start_insecure(3, test_tuning()).await;
     let client = cluster.client();
     let worker = RawWorker::register(&cluster, "w", "s1").await;
     let mut stream = worker.attach(vec![]).await.expect("attach");
@@ -784,12 +781,8 @@ impl tonic::codec::Decoder for RawBytes {
     }
 }
 
-async fn send_raw(address: &str, path: &'static str, body: Vec<u8>) -> tonic::Status {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+async fn send_raw(cluster: &TestCluster, address: &str, path: &'static str, body: Vec<u8>) -> tonic::Status {
+    let channel = cluster.channel(address);
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
@@ -810,19 +803,25 @@ async fn malformed_and_oversized_bodies_get_client_error_codes() {
         ("/raftsched.v1.Scheduler/SubmitTask", field_zero),
         ("/raftsched.v1.Workers/Heartbeat", truncated),
     ] {
-        let status = send_raw(&leader, path, body).await;
+        let status = send_raw(&cluster, &leader, path, body).await;
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{path}: {status:?}");
         assert!(status.message().contains("protobuf"), "{status:?}");
     }
     for path in ["/raftsched.v1.Workers/Heartbeat", "/raftsched.v1.Scheduler/SubmitTasks"] {
-        let status = send_raw(&leader, path, vec![0; 4 * 1024 * 1024 + 1]).await;
+        let status = send_raw(&cluster, &leader, path, vec![0; 4 * 1024 * 1024 + 1]).await;
         assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{path}: {status:?}");
         assert!(status.message().contains("4194305 bytes"), "{status:?}");
         assert!(status.message().contains("4 MiB"), "{status:?}");
     }
     // A message exactly at the limit is decoded: 4 MiB of zero bytes is not valid protobuf
     // (field 0), so it is refused as malformed, not as too large.
-    let status = send_raw(&leader, "/raftsched.v1.Workers/Heartbeat", vec![0; 4 * 1024 * 1024]).await;
+    let status = send_raw(
+        &cluster,
+        &leader,
+        "/raftsched.v1.Workers/Heartbeat",
+        vec![0; 4 * 1024 * 1024],
+    )
+    .await;
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     every_node_answers(&cluster).await;
     cluster.shutdown().await;

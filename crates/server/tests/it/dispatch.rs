@@ -68,7 +68,7 @@ struct FakeWorker {
 impl FakeWorker {
     async fn register(cluster: &TestCluster, id: &str, lease_ms: u64) -> FakeWorker {
         let worker = FakeWorker {
-            client: cluster.client(),
+            client: cluster.worker_client(id),
             id: id.into(),
             session: format!("{id}-session"),
         };
@@ -207,8 +207,10 @@ async fn a_report_from_another_worker_or_session_is_refused_and_changes_nothing(
     let (task, token, _stream) = a.take_one_task(&cluster).await;
     // Registered only now, so the dispatcher had no reason to pick it.
     let b = FakeWorker::register(&cluster, "b", 60_000).await;
+    // Worker a's own credential (a restarted worker has it too) with a session a does not
+    // have: the credential names the worker, only the session tells which run holds it.
     let a_elsewhere = FakeWorker {
-        client: cluster.client(),
+        client: cluster.worker_client("a"),
         id: "a".into(),
         session: "not-a-session".into(),
     };
@@ -492,7 +494,9 @@ async fn placement_honours_labels_and_says_why_a_task_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_run_opaque_tasks_of_their_kind() {
     let cluster = TestCluster::start(3, test_tuning()).await;
-    let client = cluster.client().with_overall_deadline(Duration::from_secs(3600));
+    let client = cluster
+        .worker_client("w")
+        .with_overall_deadline(Duration::from_secs(3600));
     let worker = raftsched_client::worker::Worker::new(client, WorkerOptions::new("w", 2)).handle(
         "reverse",
         |task: TaskContext| async move {

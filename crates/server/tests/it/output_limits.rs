@@ -136,7 +136,9 @@ async fn big_and_empty_outputs_and_errors_end_as_their_exit_says() {
     let dir = tempfile::tempdir().expect("temp dir");
     let random_file = dir.path().join("random.bin");
     std::fs::write(&random_file, random_bytes(BIG_BYTES)).expect("write random bytes");
-    let client = cluster.client().with_overall_deadline(Duration::from_secs(3600));
+    let client = cluster
+        .worker_client("w")
+        .with_overall_deadline(Duration::from_secs(3600));
     let worker = Worker::new(client, WorkerOptions::new("w", 8))
         .handle("fail-10k", failing_handler)
         .handle("print-100k", chatty_handler);
@@ -251,13 +253,15 @@ async fn register_and_take_one(client: &raftsched_client::ClusterClient) -> api:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_long_report_from_an_older_worker_is_stored_cut() {
     let cluster = TestCluster::start(3, test_tuning()).await;
-    let client = cluster.client();
-    let task = client
+    let task = cluster
+        .client()
         .submit_task(once(shell("old", "true")))
         .await
         .expect("submit")
         .task
         .expect("task");
+    // The worker protocol with the worker's own credential, as an older worker has.
+    let client = cluster.worker_client("old-worker");
     let assignment = register_and_take_one(&client).await;
     assert_eq!(assignment.task.as_ref().map(|t| t.id), Some(task.id));
 

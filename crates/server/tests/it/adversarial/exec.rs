@@ -13,7 +13,6 @@ use tokio::time::Instant;
 use tonic::Code;
 use tonic::Status;
 use tonic::transport::Channel;
-use tonic::transport::Endpoint;
 
 use super::common::TestCluster;
 use super::ops::Op;
@@ -111,10 +110,7 @@ impl<'a> Harness<'a> {
         let channels = cluster
             .ids()
             .into_iter()
-            .map(|id| {
-                let endpoint = Endpoint::from_shared(format!("http://{}", cluster.addr(id))).expect("endpoint");
-                (id, endpoint.connect_lazy())
-            })
+            .map(|id| (id, cluster.channel(&cluster.addr(id))))
             .collect();
         Harness {
             cluster,
