@@ -8,8 +8,8 @@
 //! - `IDENTITY`: `raftsched-data-dir v1 cluster=<id> node=<id>`, written once (through
 //!   `IDENTITY.tmp` and a rename); a node refuses a data dir of another cluster or node, and
 //!   a non-empty dir without this file.
-//! - `db/`: one sled database with the trees `log` (index → entry) and `meta` (vote,
-//!   committed, last purged, format stamp), every value in the versioned wire format
+//! - `db/`: one sled database with the trees `log` (index → entry), `meta` (vote,
+//!   committed, last purged, format stamp) and `removed_peers` ([`removed_peers`]), every value in the versioned wire format
 //!   ([`raftsched_core::state::wire`]). The stamp ([`format`]) says which wire formats the
 //!   db may hold; a node refuses a db stamped newer than it reads. (Releases before the
 //!   snapshot file kept the snapshot in a third tree, `snapshot`; open moves it to the file.)
@@ -24,6 +24,7 @@ mod growth;
 mod log_store;
 pub mod member_node;
 pub mod raft_types;
+pub mod removed_peers;
 pub mod snapshot_envelope;
 pub mod snapshot_file;
 mod state_machine;
@@ -38,6 +39,7 @@ use std::time::Instant;
 pub use codec::encoded_len;
 pub use growth::LogGrowth;
 pub use log_store::LogStore;
+pub use removed_peers::RemovedPeers;
 pub use state_machine::SharedState;
 pub use state_machine::StateMachineStore;
 

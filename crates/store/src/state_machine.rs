@@ -29,6 +29,7 @@ use crate::raft_types::SnapshotData;
 use crate::raft_types::SnapshotMeta;
 use crate::raft_types::StoredMembership;
 use crate::raft_types::TypeConfig;
+use crate::removed_peers::RemovedPeers;
 use crate::snapshot_envelope;
 use crate::snapshot_file::SnapshotFile;
 use raftsched_core::state::CommandResponse;
@@ -74,6 +75,7 @@ impl SharedState {
 pub struct StateMachineStore {
     shared: SharedState,
     snapshot_slot: SnapshotSlot,
+    removed: RemovedPeers,
 }
 
 /// Where the last snapshot lives: its file, and the meta of what the file holds.
@@ -170,11 +172,25 @@ impl StateMachineStore {
         Ok(StateMachineStore {
             shared: SharedState(Arc::new(RwLock::new(applied))),
             snapshot_slot,
+            removed: RemovedPeers::open(db)?,
         })
     }
 
     pub fn shared(&self) -> SharedState {
         self.shared.clone()
+    }
+
+    /// The node ids this node has seen leave the membership (for the peer port).
+    pub fn removed_peers(&self) -> RemovedPeers {
+        self.removed.clone()
+    }
+
+    /// Records a membership change in [`RemovedPeers`]; a failed write is logged, never
+    /// fatal (it only loosens the peer check after a restart).
+    fn note_membership(&self, before: &StoredMembership, after: &StoredMembership) {
+        if let Err(e) = self.removed.update(before, after) {
+            tracing::warn!(error = %e, "could not record the nodes removed from the membership");
+        }
     }
 }
 
@@ -226,7 +242,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Blank => CommandResponse::Empty,
                     EntryPayload::Normal(command) => applied.scheduler.apply(command),
                     EntryPayload::Membership(membership) => {
-                        applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                        let after = StoredMembership::new(Some(entry.log_id), membership);
+                        self.note_membership(&applied.last_membership, &after);
+                        applied.last_membership = after;
                         CommandResponse::Empty
                     }
                 }
@@ -254,6 +272,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         fail::fail_point!("install-snapshot-before-load", |_| Err(io::Error::other(
             "failpoint install-snapshot-before-load"
         )));
+        let before = self.shared.read().last_membership.clone();
+        self.note_membership(&before, &applied.last_membership);
         self.shared.replace(applied);
         Ok(())
     }

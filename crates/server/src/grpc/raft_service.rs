@@ -39,18 +39,22 @@ use crate::raft_types::Snapshot;
 use crate::raft_types::SnapshotMeta;
 use crate::raft_types::TypeConfig;
 use crate::raft_types::Vote;
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::raft::AppendEntriesRequest as AppendEntries;
 use openraft::raft::TransferLeaderRequest as TransferLeader;
 use openraft::raft::VoteRequest as VoteMessage;
 use openraft::vote::RaftLeaderId;
 use raftsched_core::state::wire::decode_versioned;
 use raftsched_core::state::wire::encode_versioned;
+use raftsched_store::RemovedPeers;
 use raftsched_store::snapshot_envelope;
 
 const MIB: usize = 1024 * 1024;
 
 pub struct RaftGrpcService {
     raft: Raft,
+    /// Nodes this node saw leave the membership: refused ([`Self::check_member`]).
+    removed: RemovedPeers,
     /// Permits for InstallSnapshot streams ([`MAX_SNAPSHOTS_IN_FLIGHT`]).
     snapshots: Arc<Semaphore>,
 }
@@ -58,9 +62,10 @@ pub struct RaftGrpcService {
 impl RaftGrpcService {
     /// The Raft service as the node serves it: behind [`RaftGate`] (cluster header and
     /// admission checked before any byte of the body is read) and with the per-message cap.
-    pub fn server(raft: Raft, cluster_id: &str) -> RaftGate<RaftServiceServer<RaftGrpcService>> {
+    pub fn server(raft: Raft, removed: RemovedPeers, cluster_id: &str) -> RaftGate<RaftServiceServer<RaftGrpcService>> {
         let service = RaftGrpcService {
             raft,
+            removed,
             snapshots: Arc::new(Semaphore::new(MAX_SNAPSHOTS_IN_FLIGHT)),
         };
         let server = RaftServiceServer::new(service)
@@ -83,13 +88,49 @@ impl RaftGrpcService {
         &self,
         request: Request<RaftMessage>,
         what: &str,
+        standing: Standing,
         vote_of: impl FnOnce(&T) -> &Vote,
     ) -> Result<T, Status> {
         let sender = sender_node(&request)?;
         let message = self.decode(request, what)?;
-        check_sender(sender, vote_of(&message), what)?;
+        let vote = vote_of(&message);
+        check_sender(sender, vote, what)?;
+        self.check_member(*vote.leader_id().node_id(), what, standing)?;
         Ok(message)
     }
+
+    /// Refuses a message in the name of a node this node saw leave the membership, and a
+    /// request for votes from a node that is no voter of the membership this node knows (when
+    /// it knows one: a node not yet initialised takes the first leader that calls). Checked
+    /// on the vote's node, so plaintext clusters refuse a removed node too. Appends and
+    /// snapshots from a leader this node does not know are taken: a follower that missed the
+    /// membership change that added the leader must still catch up from it.
+    fn check_member(&self, node: u64, what: &str, standing: Standing) -> Result<(), Status> {
+        if self.removed.contains(node) {
+            return Err(Status::permission_denied(format!(
+                "{what} from node {node}, which was removed from this cluster's membership: a removed node is no \
+                 peer; to bring it back, add it again (`raftsched cluster add-node`) with an empty data dir"
+            )));
+        }
+        if standing == Standing::Candidate {
+            let membership = self.raft.metrics().borrow_watched().membership_config.clone();
+            let voters: Vec<u64> = membership.membership().voter_ids().collect();
+            if !voters.is_empty() && !voters.contains(&node) {
+                return Err(Status::permission_denied(format!(
+                    "{what} from node {node}, which is no voter of this node's membership (voters {voters:?}): only \
+                     a voter stands for election; add it with `raftsched cluster add-node` first"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a Raft message's vote claims: candidacy (Vote, PreVote) or leadership (the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Candidate,
+    Leader,
 }
 
 /// The node a peer call comes from, by its certificate's `node-<id>`; `None` on a plaintext
@@ -232,18 +273,29 @@ impl RaftService for RaftGrpcService {
         let append = self.decode_from_sender(
             request,
             "Raft AppendEntries request",
+            Standing::Leader,
             |r: &AppendEntries<TypeConfig>| &r.vote,
         )?;
         reply(self.raft.append_entries(append).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let vote = self.decode_from_sender(request, "Raft Vote request", |r: &VoteMessage<TypeConfig>| &r.vote)?;
+        let vote = self.decode_from_sender(
+            request,
+            "Raft Vote request",
+            Standing::Candidate,
+            |r: &VoteMessage<TypeConfig>| &r.vote,
+        )?;
         reply(self.raft.vote(vote).await)
     }
 
     async fn pre_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let vote = self.decode_from_sender(request, "Raft PreVote request", |r: &VoteMessage<TypeConfig>| &r.vote)?;
+        let vote = self.decode_from_sender(
+            request,
+            "Raft PreVote request",
+            Standing::Candidate,
+            |r: &VoteMessage<TypeConfig>| &r.vote,
+        )?;
         reply(self.raft.pre_vote(vote).await)
     }
 
@@ -251,6 +303,7 @@ impl RaftService for RaftGrpcService {
         let transfer = self.decode_from_sender(
             request,
             "Raft TransferLeader request",
+            Standing::Leader,
             |r: &TransferLeader<TypeConfig>| r.from_leader(),
         )?;
         reply(self.raft.handle_transfer_leader(transfer).await)
@@ -274,6 +327,11 @@ impl RaftService for RaftGrpcService {
         let (vote, meta, total_bytes): (Vote, SnapshotMeta, u64) =
             decode_message(&first.header, "InstallSnapshot header")?;
         check_sender(sender, &vote, "Raft InstallSnapshot request")?;
+        self.check_member(
+            *vote.leader_id().node_id(),
+            "Raft InstallSnapshot request",
+            Standing::Leader,
+        )?;
         let total = checked_total(total_bytes)?;
         // Reserve for the declared size only up to a cap: a declaration is not data.
         let mut data = Vec::with_capacity(total.min(SNAPSHOT_PREALLOCATE_BYTES));

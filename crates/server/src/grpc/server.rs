@@ -27,6 +27,7 @@ use crate::grpc::transport::PortLimits;
 use crate::grpc::with_wire_errors;
 use crate::network::NodeTls;
 use crate::raft_types::Raft;
+use raftsched_store::RemovedPeers;
 use std::sync::Arc;
 
 /// The server-side cap on any one RPC, whatever deadline the caller set.
@@ -79,12 +80,13 @@ pub fn serve(
 pub fn serve_peer(
     listener: TcpListener,
     raft: Raft,
+    removed: RemovedPeers,
     cluster_id: &str,
     tls: Option<Arc<NodeTls>>,
     port_limits: PortLimits,
     shutdown: CancellationToken,
 ) -> Result<impl Future<Output = Result<(), ServeError>> + use<>, ServeError> {
-    let raft_service = Budgeted::per_connection(RaftGrpcService::server(raft, cluster_id));
+    let raft_service = Budgeted::per_connection(RaftGrpcService::server(raft, removed, cluster_id));
     let server = server_builder(port_limits, tls.as_deref())?
         .add_service(raft_service)
         .serve_with_incoming_shutdown(limited_incoming(listener, port_limits), shutdown.cancelled_owned());

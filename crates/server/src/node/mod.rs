@@ -184,6 +184,7 @@ impl RunningNode {
         }
         let store_closed = store.closed_signal();
         let shared_state = store.state_machine.shared();
+        let removed_peers = store.state_machine.removed_peers();
         let store_growth = Arc::clone(&store.growth);
         let raft = Raft::new(
             config.node_id,
@@ -229,6 +230,7 @@ impl RunningNode {
         let peer_server = grpc::serve_peer(
             listeners.peer,
             raft.clone(),
+            removed_peers,
             &config.cluster_id,
             tls,
             port_limits,

@@ -307,17 +307,21 @@ async fn a_certificate_naming_no_role_is_unauthenticated() {
     cluster.shutdown().await;
 }
 
-/// A Raft message for `method` in `node`'s name at `term`, with the cluster's header.
-fn raft_request(term: u64, node: u64) -> tonic::Request<raft_proto::RaftMessage> {
-    let vote = raftsched_store::raft_types::Vote::new(term, node);
-    let message = openraft::raft::VoteRequest::<raftsched_store::raft_types::TypeConfig>::new(vote, None);
+/// `message` as a peer call's request, with the cluster's header.
+fn raft_message(message: &impl serde::Serialize) -> tonic::Request<raft_proto::RaftMessage> {
     let mut request = tonic::Request::new(raft_proto::RaftMessage {
-        data: raftsched_core::state::wire::encode_versioned(&message),
+        data: raftsched_core::state::wire::encode_versioned(message),
     });
     request
         .metadata_mut()
         .insert(raftsched_api::CLUSTER_HEADER, common::CLUSTER_ID.parse().unwrap());
     request
+}
+
+/// A Vote (or PreVote) request in `node`'s name at `term`.
+fn raft_request(term: u64, node: u64) -> tonic::Request<raft_proto::RaftMessage> {
+    let vote = raftsched_store::raft_types::Vote::new(term, node);
+    raft_message(&openraft::raft::VoteRequest::<raftsched_store::raft_types::TypeConfig>::new(vote, None))
 }
 
 /// The peer port speaks Raft with node credentials only, each in its own name: a worker's
@@ -471,5 +475,98 @@ async fn each_node_restarted_with_a_new_certificate_from_the_same_ca_rejoins() {
         .expect("listing")
         .tasks;
     assert_eq!(tasks.len(), 3, "{tasks:?}");
+    cluster.shutdown().await;
+}
+
+/// An empty AppendEntries in `node`'s name at `term` (a heartbeat).
+fn append_request(term: u64, node: u64) -> tonic::Request<raft_proto::RaftMessage> {
+    raft_message(
+        &openraft::raft::AppendEntriesRequest::<raftsched_store::raft_types::TypeConfig> {
+            vote: raftsched_store::raft_types::Vote::new_committed(term, node),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        },
+    )
+}
+
+/// An InstallSnapshot stream of one header chunk in `node`'s name at `term`.
+fn snapshot_request(
+    term: u64,
+    node: u64,
+) -> tonic::Request<futures::stream::Iter<std::vec::IntoIter<raft_proto::SnapshotChunk>>> {
+    let vote = raftsched_store::raft_types::Vote::new(term, node);
+    let meta = raftsched_store::raft_types::SnapshotMeta {
+        last_log_id: None,
+        last_membership: Default::default(),
+    };
+    let chunk = raft_proto::SnapshotChunk {
+        header: raftsched_core::state::wire::encode_versioned(&(vote, meta, 0_u64)),
+        data: Vec::new(),
+    };
+    let mut request = tonic::Request::new(futures::stream::iter(vec![chunk]));
+    request
+        .metadata_mut()
+        .insert(raftsched_api::CLUSTER_HEADER, common::CLUSTER_ID.parse().unwrap());
+    request
+}
+
+/// A peer must be a member: a node credential for an id that is no voter may not ask for
+/// votes, and once a node is removed its credential (still signed by the CA: there is no
+/// revocation) is no peer at all — Vote, AppendEntries and InstallSnapshot in its name are
+/// PERMISSION_DENIED on the nodes that applied the removal, with nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_member_or_a_removed_node_is_no_peer() {
+    let (cluster, pki, _) = secured().await;
+    let leader = cluster.wait_for_leader().await;
+    let removed = (1..=3).find(|n| *n != leader).unwrap();
+    let remaining = (1..=3).find(|n| *n != leader && *n != removed).unwrap();
+    let term = 1000;
+
+    let peer: SocketAddr = cluster.peer_addr(remaining).parse().unwrap();
+    let mut stranger = RaftServiceClient::new(pki.channel(peer, &pki.issue(Some("node"), "node-9")).await);
+    assert_denied(
+        stranger.vote(raft_request(term, 9)).await,
+        Code::PermissionDenied,
+        &["Raft Vote request from node 9, which is no voter"],
+    );
+
+    cluster
+        .node(leader)
+        .app()
+        .remove_node(removed)
+        .await
+        .expect("removing a follower");
+    let as_removed = pki.issue(Some("node"), &format!("node-{removed}"));
+    for target in [leader, remaining] {
+        let peer: SocketAddr = cluster.peer_addr(target).parse().unwrap();
+        let mut raft = RaftServiceClient::new(pki.channel(peer, &as_removed).await);
+        let before = cluster.node(target).app().metrics();
+        // The refusal comes once the removal is applied on `target`.
+        let was_removed = format!("from node {removed}, which was removed");
+        common::wait_until("the removal to be applied", || {
+            let mut raft = raft.clone();
+            let was_removed = was_removed.clone();
+            async move {
+                let status = raft.vote(raft_request(term, removed)).await.err()?;
+                status.message().contains(&was_removed).then_some(())
+            }
+        })
+        .await;
+        assert_denied(
+            raft.append_entries(append_request(term, removed)).await,
+            Code::PermissionDenied,
+            &["Raft AppendEntries request", &was_removed],
+        );
+        assert_denied(
+            raft.install_snapshot(snapshot_request(term, removed)).await,
+            Code::PermissionDenied,
+            &["Raft InstallSnapshot request", &was_removed],
+        );
+        let after = cluster.node(target).app().metrics();
+        assert_eq!(after.current_term, before.current_term, "node {target}: the term moved");
+        assert_eq!(after.vote, before.vote, "node {target}");
+    }
+    assert_eq!(cluster.wait_for_leader().await, leader);
     cluster.shutdown().await;
 }
