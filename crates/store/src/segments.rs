@@ -272,23 +272,22 @@ impl Segments {
         let Some((first, _)) = entries.first() else {
             return Ok(());
         };
-        let mut expected = match self.next_index() {
+        let start = match self.next_index() {
             Some(next) if !self.segments.values().all(|s| s.slots.is_empty()) => next,
             _ => *first,
         };
-        if expected < self.floor {
+        if start < self.floor {
             return Err(io::Error::other(format!(
-                "log append at entry {expected}, below the purge point {}",
+                "log append at entry {start}, below the purge point {}",
                 self.floor
             )));
         }
-        for (index, _) in entries {
+        for (expected, (index, _)) in (start..).zip(entries) {
             if *index != expected {
                 return Err(io::Error::other(format!(
                     "log append out of order: entry {index} where {expected} was expected"
                 )));
             }
-            expected += 1;
         }
         let mut rest = entries;
         while !rest.is_empty() {
