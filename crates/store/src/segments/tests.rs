@@ -1,5 +1,8 @@
 use super::*;
 
+/// A segment's size, to size test entries against.
+const SEG: usize = SEGMENT_BYTES as usize;
+
 fn payload(index: u64, len: usize) -> Vec<u8> {
     (0..len).map(|n| (index as usize + n) as u8).collect()
 }
@@ -28,8 +31,7 @@ fn files(dir: &Path) -> Vec<String> {
 #[test]
 fn appended_entries_read_back_after_a_reopen_across_rolled_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let one_mib = 1024 * 1024;
-    let written = entries(1..21, one_mib);
+    let written = entries(1..21, SEG / 8);
     {
         let mut segments = Segments::open(dir.path()).unwrap();
         for batch in written.chunks(3) {
@@ -41,7 +43,7 @@ fn appended_entries_read_back_after_a_reopen_across_rolled_segments() {
     let segments = Segments::open(dir.path()).unwrap();
     assert_eq!(segments.cut_at_open, 0);
     assert_eq!(read_all(&segments), written);
-    // 20 MiB in segments of at most 8 MiB (plus the record that crosses it): three files.
+    // 20 eighths of a segment, eight to a segment: three files.
     assert_eq!(files(dir.path()).len(), 3, "{:?}", files(dir.path()));
     assert_eq!(segments.locate(5, 8).len(), 3);
 }
@@ -86,7 +88,7 @@ fn damage_anywhere_but_the_last_tail_refuses_the_open() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut segments = Segments::open(dir.path()).unwrap();
-        segments.append(&entries(1..10, 2 * 1024 * 1024)).unwrap();
+        segments.append(&entries(1..10, SEG / 4)).unwrap();
         segments.sync().unwrap();
     }
     let first = dir.path().join(segment_name(1));
@@ -112,7 +114,7 @@ fn a_gap_between_segments_refuses_the_open() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut segments = Segments::open(dir.path()).unwrap();
-        segments.append(&entries(1..6, 5 * 1024 * 1024)).unwrap();
+        segments.append(&entries(1..6, SEG * 5 / 8)).unwrap();
         segments.sync().unwrap();
     }
     let names = files(dir.path());
@@ -126,16 +128,16 @@ fn a_gap_between_segments_refuses_the_open() {
 fn truncation_removes_the_suffix_durably_and_appends_go_on_from_there() {
     let dir = tempfile::tempdir().unwrap();
     let mut segments = Segments::open(dir.path()).unwrap();
-    segments.append(&entries(1..9, 3 * 1024 * 1024)).unwrap();
+    segments.append(&entries(1..9, SEG * 3 / 8)).unwrap();
     // Into the middle of the second segment, deleting the third.
     segments.truncate_from(5).unwrap();
     assert_eq!(segments.bounds(), Some((1, 4)));
     let reopened = Segments::open(dir.path()).unwrap();
-    assert_eq!(read_all(&reopened), entries(1..5, 3 * 1024 * 1024));
+    assert_eq!(read_all(&reopened), entries(1..5, SEG * 3 / 8));
     drop(reopened);
     segments.append(&entries(5..7, 10)).unwrap();
     segments.sync().unwrap();
-    let mut expected = entries(1..5, 3 * 1024 * 1024);
+    let mut expected = entries(1..5, SEG * 3 / 8);
     expected.extend(entries(5..7, 10));
     assert_eq!(read_all(&Segments::open(dir.path()).unwrap()), expected);
     // Everything.
@@ -150,13 +152,13 @@ fn truncation_removes_the_suffix_durably_and_appends_go_on_from_there() {
 fn a_purge_deletes_whole_segments_and_hides_the_purged_part_of_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let mut segments = Segments::open(dir.path()).unwrap();
-    segments.append(&entries(1..13, 3 * 1024 * 1024)).unwrap();
+    segments.append(&entries(1..13, SEG * 3 / 8)).unwrap();
     let before = files(dir.path()).len();
     let freed = segments.purge_through(7).unwrap();
     assert!(freed > 0);
     assert!(files(dir.path()).len() < before);
     assert_eq!(segments.bounds(), Some((8, 12)));
-    assert_eq!(read_all(&segments), entries(8..13, 3 * 1024 * 1024));
+    assert_eq!(read_all(&segments), entries(8..13, SEG * 3 / 8));
     // Past the last entry: every file goes, and the log starts again where Raft says.
     segments.purge_through(20).unwrap();
     assert!(files(dir.path()).is_empty());
