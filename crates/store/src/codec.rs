@@ -32,8 +32,3 @@ pub fn wire_error(error: &io::Error) -> Option<&wire::WireError> {
 pub fn sled_err(e: sled::Error) -> io::Error {
     io::Error::other(format!("sled: {e}"))
 }
-
-/// Log keys sort as big-endian integers, so sled's key order is log order.
-pub fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}

@@ -1,5 +1,6 @@
 //! [`Flusher`]: makes every write made so far durable, one fsync at a time, with concurrent
-//! requests sharing one fsync.
+//! requests sharing one fsync. One flushes sled (the vote, the purge point), one the log's
+//! last segment file.
 //!
 //! sled 0.34's `flush_async` hangs when several calls are in flight at once (sled issues
 //! #1241, #1308, #1357, fixed only on its unreleased main branch): the futures are never
@@ -7,13 +8,15 @@
 //! synchronous `Db::flush` on tokio's blocking pool instead, never more than one at a time.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 
 use crate::codec::sled_err;
 
 pub struct Flusher {
-    db: sled::Db,
+    /// The fsync: run on the blocking pool, one at a time.
+    sync: Arc<dyn Fn() -> io::Result<()> + Send + Sync>,
     /// Flush requests issued so far; a request's ticket is its number.
     requested: AtomicU64,
     /// The highest ticket whose writes a completed fsync covers. Held across the fsync, so
@@ -22,9 +25,15 @@ pub struct Flusher {
 }
 
 impl Flusher {
+    /// Flushes sled's `db`.
     pub fn new(db: sled::Db) -> Flusher {
+        Flusher::with(move || db.flush().map(|_| ()).map_err(sled_err))
+    }
+
+    /// Runs `sync`, which must make every write made before it started durable.
+    pub fn with(sync: impl Fn() -> io::Result<()> + Send + Sync + 'static) -> Flusher {
         Flusher {
-            db,
+            sync: Arc::new(sync),
             requested: AtomicU64::new(0),
             completed: tokio::sync::Mutex::new(0),
         }
@@ -42,11 +51,10 @@ impl Flusher {
             return Ok(());
         }
         let covered = self.requested.load(Ordering::SeqCst);
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
+        let sync = Arc::clone(&self.sync);
+        tokio::task::spawn_blocking(move || sync())
             .await
-            .map_err(|e| io::Error::other(format!("flush task failed: {e}")))?
-            .map_err(sled_err)?;
+            .map_err(|e| io::Error::other(format!("flush task failed: {e}")))??;
         *completed = covered;
         Ok(())
     }
@@ -54,8 +62,6 @@ impl Flusher {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     /// Many flushes at once all return (sled's `flush_async` would leave some pending

@@ -11,8 +11,10 @@ use std::sync::atomic::Ordering;
 pub struct LogGrowth {
     /// Encoded bytes of every entry appended since this process opened the store.
     appended_bytes: AtomicU64,
-    /// Size of the last snapshot saved or loaded.
+    /// Size of the last snapshot saved or loaded (its image: what the next encode reserves).
     snapshot_bytes: AtomicU64,
+    /// Size of its file on disk (compressed): what the log is weighed against.
+    snapshot_file_bytes: AtomicU64,
 }
 
 impl LogGrowth {
@@ -24,11 +26,16 @@ impl LogGrowth {
         self.snapshot_bytes.load(Ordering::Relaxed)
     }
 
+    pub fn snapshot_file_bytes(&self) -> u64 {
+        self.snapshot_file_bytes.load(Ordering::Relaxed)
+    }
+
     pub(super) fn add_appended(&self, bytes: usize) {
         self.appended_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    pub(super) fn set_snapshot(&self, bytes: usize) {
+    pub(super) fn set_snapshot(&self, bytes: usize, file_bytes: u64) {
         self.snapshot_bytes.store(bytes as u64, Ordering::Relaxed);
+        self.snapshot_file_bytes.store(file_bytes, Ordering::Relaxed);
     }
 }

@@ -5,11 +5,16 @@
 //! engine means rewriting this module and nothing else.
 //!
 //! Layout of a data dir:
-//! - `IDENTITY`: `raftsched-data-dir v1 cluster=<id> node=<id>`, written once (through
-//!   `IDENTITY.tmp` and a rename); a node refuses a data dir of another cluster or node, and
+//! - `IDENTITY`: `raftsched-data-dir v2 cluster=<id> node=<id>`, written once (through
+//!   `IDENTITY.tmp` and a rename; `v1`, the layout with the log in sled, is read and
+//!   rewritten as `v2` once the log has moved, so a release before segment files refuses
+//!   the dir instead of starting on an empty log); a node refuses a data dir of another cluster or node, and
 //!   a non-empty dir without this file.
-//! - `db/`: one sled database with the trees `log` (index → entry), `meta` (vote,
-//!   committed, last purged, format stamp) and `removed_peers` ([`removed_peers`]), every value in the versioned wire format
+//! - `log/`: the Raft log's entries in segment files ([`segments`]: append-only, checksummed
+//!   records, each file dropped whole once purged).
+//! - `db/`: one sled database with the trees `meta` (vote, committed, last purged, format
+//!   stamp) and `removed_peers` ([`removed_peers`]) (releases before segment files kept the
+//!   entries in a tree `log`; open moves them into `log/`), every value in the versioned wire format
 //!   ([`raftsched_core::state::wire`]). The stamp ([`format`]) says which wire formats the
 //!   db may hold; a node refuses a db stamped newer than it reads. (Releases before the
 //!   snapshot file kept the snapshot in a third tree, `snapshot`; open moves it to the file.)
@@ -25,6 +30,7 @@ mod log_store;
 pub mod member_node;
 pub mod raft_types;
 pub mod removed_peers;
+mod segments;
 pub mod snapshot_envelope;
 pub mod snapshot_file;
 mod state_machine;
@@ -48,10 +54,14 @@ use raftsched_core::state::wire::BARE_FORMAT_VERSION;
 use raftsched_core::state::wire::WIRE_FORMAT_VERSION;
 
 const IDENTITY_FILE: &str = "IDENTITY";
+/// The log's segment files ([`segments`]).
+const LOG_DIR: &str = "log";
 /// Where the identity is written before it is renamed into place, so a crash can never leave
 /// a half-written `IDENTITY`.
 const IDENTITY_TMP_FILE: &str = "IDENTITY.tmp";
-const IDENTITY_PREFIX: &str = "raftsched-data-dir v1";
+const IDENTITY_PREFIX: &str = "raftsched-data-dir v2";
+/// The identity of a data dir whose log is in sled (releases before segment files).
+const IDENTITY_PREFIX_V1: &str = "raftsched-data-dir v1";
 
 /// Why a data dir cannot be opened. Every variant tells the operator what to do.
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +130,11 @@ impl Store {
         check_format(&db, data_dir, &db_path)?;
         let flusher = Arc::new(flush::Flusher::new(db.clone()));
         let growth = Arc::new(LogGrowth::default());
-        let log_store =
-            LogStore::open(&db, flusher, Arc::clone(&growth)).map_err(|e| unreadable(data_dir, &db_path, e))?;
+        let log_dir = data_dir.join(LOG_DIR);
+        let log_store = LogStore::open(&db, &log_dir, flusher, Arc::clone(&growth))
+            .map_err(|e| unreadable(data_dir, &log_dir, e))?;
+        make_private(&log_dir)?;
+        upgrade_identity(data_dir, cluster_id, node_id)?;
         let state_machine = StateMachineStore::open(&db, data_dir, Arc::clone(&growth))
             .map_err(|e| unreadable(data_dir, &db_path, e))?;
         Ok(Store {
@@ -274,19 +287,19 @@ fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<
                     path: data_dir.to_path_buf(),
                 });
             }
-            let identity = format!("{IDENTITY_PREFIX} cluster={cluster_id} node={node_id}\n");
-            write_durably(data_dir, identity.as_bytes()).map_err(io_err)?;
+            write_identity(data_dir, cluster_id, node_id).map_err(io_err)?;
             Ok(true)
         }
         Err(e) => Err(io_err(e)),
     }
 }
 
-/// `raftsched-data-dir v1 cluster=<id> node=<id>` → (cluster, node).
+/// `raftsched-data-dir v2 cluster=<id> node=<id>` (or `v1`) → (cluster, node).
 fn parse_identity(text: &str) -> Option<(String, NodeId)> {
+    let text = text.strip_suffix('\n')?;
     let rest = text
-        .strip_suffix('\n')?
-        .strip_prefix(IDENTITY_PREFIX)?
+        .strip_prefix(IDENTITY_PREFIX)
+        .or_else(|| text.strip_prefix(IDENTITY_PREFIX_V1))?
         .strip_prefix(" cluster=")?;
     let (cluster, node) = rest.rsplit_once(" node=")?;
     if cluster.is_empty() || cluster.contains(char::is_whitespace) {
@@ -306,6 +319,27 @@ fn make_private(dir: &Path) -> Result<(), StoreError> {
         path: dir.to_path_buf(),
         source,
     })
+}
+
+fn write_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> std::io::Result<()> {
+    let identity = format!("{IDENTITY_PREFIX} cluster={cluster_id} node={node_id}\n");
+    write_durably(data_dir, identity.as_bytes())
+}
+
+/// Marks the dir `v2` once its log is in segment files (a no-op when it already is).
+fn upgrade_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<(), StoreError> {
+    let path = data_dir.join(IDENTITY_FILE);
+    let io_err = |source| StoreError::Io {
+        path: path.clone(),
+        source,
+    };
+    if std::fs::read_to_string(&path)
+        .map_err(io_err)?
+        .starts_with(IDENTITY_PREFIX_V1)
+    {
+        write_identity(data_dir, cluster_id, node_id).map_err(io_err)?;
+    }
+    Ok(())
 }
 
 /// Writes `IDENTITY` atomically and durably: a temp file, fsynced, renamed into place, and

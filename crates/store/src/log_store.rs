@@ -1,10 +1,13 @@
-//! [`LogStore`]: the Raft log, vote and commit point in sled.
+//! [`LogStore`]: the Raft log in segment files ([`Segments`]), the vote, commit point and
+//! purge point in sled's `meta` tree.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::Bound;
 use std::ops::RangeBounds;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use openraft::OptionalSend;
 use openraft::storage::IOFlushed;
@@ -14,7 +17,6 @@ use openraft::storage::RaftLogStorage;
 
 use crate::codec::decode;
 use crate::codec::encode;
-use crate::codec::index_key;
 use crate::codec::sled_err;
 use crate::flush::Flusher;
 use crate::growth::LogGrowth;
@@ -22,18 +24,25 @@ use crate::raft_types::Entry;
 use crate::raft_types::LogId;
 use crate::raft_types::TypeConfig;
 use crate::raft_types::Vote;
+use crate::segments::Segments;
 
 const VOTE_KEY: &[u8] = b"vote";
 const COMMITTED_KEY: &[u8] = b"committed";
 const LAST_PURGED_KEY: &[u8] = b"last_purged";
+/// The sled tree that held the entries before segment files; emptied into them at open.
+const LEGACY_LOG_TREE: &str = "log";
+/// Entries moved from the legacy tree per append.
+const MIGRATION_BATCH: usize = 1024;
 
-/// The Raft log on sled. Cloning is cheap and every clone sees the same trees, so the
+/// The Raft log. Cloning is cheap and every clone sees the same segments and tree, so the
 /// log reader handed to replication tasks is a clone.
 #[derive(Clone)]
 pub struct LogStore {
+    /// Flushes sled: the vote and the purge point.
     flusher: Arc<Flusher>,
-    /// Entries keyed by big-endian index.
-    log: sled::Tree,
+    /// Flushes the log's last segment: appended entries.
+    log_flusher: Arc<Flusher>,
+    segments: Arc<Mutex<Segments>>,
     /// Vote, committed log id and last purged log id.
     meta: sled::Tree,
     /// Counts the bytes appended, for the snapshot trigger.
@@ -45,25 +54,88 @@ impl LogStore {
         Arc::downgrade(&self.flusher)
     }
 
-    /// Opens the trees and decodes what recovery will need, so a corrupt store is found
-    /// at start-up rather than in the middle of an election.
-    pub(super) fn open(db: &sled::Db, flusher: Arc<Flusher>, growth: Arc<LogGrowth>) -> io::Result<LogStore> {
+    /// Opens the segments in `log_dir` (moving entries a release before them left in sled
+    /// into them) and decodes what recovery will need, so a corrupt store is found at
+    /// start-up rather than in the middle of an election.
+    pub(super) fn open(
+        db: &sled::Db,
+        log_dir: &Path,
+        flusher: Arc<Flusher>,
+        growth: Arc<LogGrowth>,
+    ) -> io::Result<LogStore> {
+        let segments = Arc::new(Mutex::new(Segments::open(log_dir)?));
+        let synced = Arc::clone(&segments);
+        let log_flusher = Arc::new(Flusher::with(move || {
+            let file = synced.lock().expect("log lock poisoned").last_file();
+            file.map_or(Ok(()), |file| file.sync_data())
+        }));
         let store = LogStore {
             flusher,
+            log_flusher,
+            segments,
             growth,
-            log: db.open_tree("log").map_err(sled_err)?,
             meta: db.open_tree("meta").map_err(sled_err)?,
         };
+        let cut = store.lock().cut_at_open;
+        if cut > 0 {
+            tracing::warn!(
+                bytes = cut,
+                "cut a torn record off the log's end (an append a crash interrupted)"
+            );
+        }
         store.read_meta::<Vote>(VOTE_KEY)?;
         store.read_meta::<LogId>(COMMITTED_KEY)?;
-        // A crash between recording a purge and removing its entries leaves entries at or
+        store.migrate_legacy_log(db)?;
+        // A crash between recording a purge and removing its segments leaves entries at or
         // below the purge point; finish that purge, so the log is exactly what
         // get_log_state describes.
         if let Some(last_purged) = store.read_meta::<LogId>(LAST_PURGED_KEY)? {
-            store.remove_range(..=index_key(last_purged.index))?;
+            store.lock().purge_through(last_purged.index)?;
         }
         store.last_entry_log_id()?;
         Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Segments> {
+        self.segments.lock().expect("log lock poisoned")
+    }
+
+    /// Moves the entries of the sled tree `log` (releases before segment files) into
+    /// segments, durably, then drops the tree. A crash midway leaves the tree whole, so the
+    /// next open starts the move again from empty segments.
+    fn migrate_legacy_log(&self, db: &sled::Db) -> io::Result<()> {
+        if !db
+            .tree_names()
+            .iter()
+            .any(|name| name.as_ref() == LEGACY_LOG_TREE.as_bytes())
+        {
+            return Ok(());
+        }
+        let tree = db.open_tree(LEGACY_LOG_TREE).map_err(sled_err)?;
+        let mut segments = self.lock();
+        if !tree.is_empty() {
+            segments.clear()?;
+            let mut batch = Vec::with_capacity(MIGRATION_BATCH);
+            for item in tree.iter() {
+                let (key, value) = item.map_err(sled_err)?;
+                let key: [u8; 8] = key
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a log key that is not 8 bytes"))?;
+                batch.push((u64::from_be_bytes(key), value.to_vec()));
+                if batch.len() == MIGRATION_BATCH {
+                    segments.append(&batch)?;
+                    batch.clear();
+                }
+            }
+            segments.append(&batch)?;
+            segments.sync()?;
+            tracing::info!("moved the log from sled into segment files");
+        }
+        drop(tree);
+        db.drop_tree(LEGACY_LOG_TREE).map_err(sled_err)?;
+        db.flush().map_err(sled_err)?;
+        Ok(())
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -79,24 +151,21 @@ impl LogStore {
     }
 
     fn last_entry_log_id(&self) -> io::Result<Option<LogId>> {
-        match self.log.last().map_err(sled_err)? {
-            Some((_, bytes)) => Ok(Some(decode::<Entry>(&bytes, "log entry")?.log_id)),
+        let location = {
+            let segments = self.lock();
+            let Some((_, last)) = segments.bounds() else {
+                return Ok(None);
+            };
+            segments.locate(last, last + 1).pop()
+        };
+        match location {
+            Some(location) => Ok(Some(decode::<Entry>(&location.read()?, "log entry")?.log_id)),
             None => Ok(None),
         }
     }
 
     async fn flush(&self) -> io::Result<()> {
         self.flusher.flush().await
-    }
-
-    /// Removes every entry in `range` of keys.
-    fn remove_range(&self, range: impl RangeBounds<[u8; 8]>) -> io::Result<()> {
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(range) {
-            let (key, _) = key.map_err(sled_err)?;
-            batch.remove(key);
-        }
-        self.log.apply_batch(batch).map_err(sled_err)
     }
 }
 
@@ -105,22 +174,21 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> io::Result<Vec<Entry>> {
-        let start = match range.start_bound() {
-            Bound::Included(&i) => Bound::Included(index_key(i)),
-            Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
-            Bound::Unbounded => Bound::Unbounded,
+        let from = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
         };
-        let end = match range.end_bound() {
-            Bound::Included(&i) => Bound::Included(index_key(i)),
-            Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
-            Bound::Unbounded => Bound::Unbounded,
+        let to = match range.end_bound() {
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
         };
-        self.log
-            .range((start, end))
-            .map(|item| {
-                let (_, bytes) = item.map_err(sled_err)?;
-                decode::<Entry>(&bytes, "log entry")
-            })
+        // Located under the lock, read outside it: appends go on meanwhile.
+        let locations = self.lock().locate(from, to);
+        locations
+            .iter()
+            .map(|location| decode::<Entry>(&location.read()?, "log entry"))
             .collect()
     }
 
@@ -134,8 +202,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let last_purged_log_id: Option<LogId> = self.read_meta(LAST_PURGED_KEY)?;
-        // An entry at or below the purge point (a purge past the last entry, or one whose
-        // removal was interrupted) is not the end of the log: the purge point is.
+        // An entry at or below the purge point (a purge past the last entry) is not the end
+        // of the log: the purge point is.
         let last_log_id = match (self.last_entry_log_id()?, last_purged_log_id) {
             (Some(entry), Some(purged)) if entry.index <= purged.index => Some(purged),
             (Some(entry), _) => Some(entry),
@@ -174,15 +242,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        let mut appended_bytes = 0;
-        for entry in entries {
-            let encoded = encode(&entry);
-            appended_bytes += encoded.len();
-            batch.insert(&index_key(entry.log_id.index), encoded);
-        }
-        self.growth.add_appended(appended_bytes);
-        self.log.apply_batch(batch).map_err(sled_err)?;
+        let records: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|entry| (entry.log_id.index, encode(&entry)))
+            .collect();
+        self.growth
+            .add_appended(records.iter().map(|(_, bytes)| bytes.len()).sum());
+        self.lock().append(&records)?;
         // A crash after the entries are written but before they are flushed.
         fail::fail_point!("append-before-flush", |_| Err(io::Error::other(
             "failpoint append-before-flush"
@@ -190,12 +256,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Report durability only once the entries are on disk, but do not make the next
         // append wait for this fsync: appends pipeline, and one fsync covers every write
         // made before it, so concurrent flushes coalesce.
-        let flusher = Arc::clone(&self.flusher);
+        let log_flusher = Arc::clone(&self.log_flusher);
         tokio::spawn(async move {
-            let flushed = flusher.flush().await;
-            // Release the database before reporting, so that once every callback has run no
-            // task holds it open (sled locks the data dir until the last handle is gone).
-            drop(flusher);
+            let flushed = log_flusher.flush().await;
+            drop(log_flusher);
             callback.io_completed(flushed);
         });
         Ok(())
@@ -209,16 +273,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 None => return Ok(()),
             },
         };
-        self.remove_range(index_key(first_removed)..)?;
-        self.flush().await
+        // Durable when it returns (files cut and unlinked, the directory fsynced).
+        self.lock().truncate_from(first_removed)
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
-        // Record the purge point first: a crash between the two steps leaves entries that
+        // Record the purge point first: a crash between the two steps leaves segments that
         // are merely redundant, never a gap that get_log_state cannot explain.
         self.write_meta(LAST_PURGED_KEY, &log_id)?;
         self.flush().await?;
-        self.remove_range(..=index_key(log_id.index))
+        self.lock().purge_through(log_id.index).map(|_| ())
     }
 }
 
@@ -237,8 +301,8 @@ mod tests {
         )
     }
 
-    fn open(db: &sled::Db) -> LogStore {
-        LogStore::open(db, Arc::new(Flusher::new(db.clone())), Arc::default()).unwrap()
+    fn open(db: &sled::Db, dir: &Path) -> LogStore {
+        LogStore::open(db, &dir.join("log"), Arc::new(Flusher::new(db.clone())), Arc::default()).unwrap()
     }
 
     /// A crash between recording a purge and removing its entries: the purge point is the
@@ -246,8 +310,8 @@ mod tests {
     #[tokio::test]
     async fn an_interrupted_purge_is_finished_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let mut store = open(&db);
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let mut store = open(&db, dir.path());
         let entries = (1..=3).map(|index| Entry {
             log_id: log_id(1, index),
             payload: EntryPayload::Blank,
@@ -260,17 +324,64 @@ mod tests {
         assert_eq!(state.last_purged_log_id, Some(log_id(2, 5)));
         assert_eq!(state.last_log_id, Some(log_id(2, 5)));
 
-        let mut reopened = open(&db);
+        let mut reopened = open(&db, dir.path());
         assert!(reopened.try_get_log_entries(..).await.unwrap().is_empty());
         let state = reopened.get_log_state().await.unwrap();
         assert_eq!(state.last_log_id, Some(log_id(2, 5)));
     }
 
+    /// A log from before segment files moves into them at open, and a move a crash cut
+    /// short (segments written, the tree not yet dropped) is started again from scratch.
+    #[tokio::test]
+    async fn the_legacy_sled_log_moves_into_segments_and_an_interrupted_move_is_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let tree = db.open_tree(LEGACY_LOG_TREE).unwrap();
+        let count = MIGRATION_BATCH as u64 * 2 + 5;
+        for index in 1..=count {
+            let entry = Entry {
+                log_id: log_id(1, index),
+                payload: EntryPayload::Blank,
+            };
+            tree.insert(index.to_be_bytes(), encode(&entry)).unwrap();
+        }
+        // What an interrupted move leaves: some segments, the tree still whole.
+        {
+            let mut partial = Segments::open(&dir.path().join("log")).unwrap();
+            partial
+                .append(&[(
+                    1,
+                    encode(&Entry {
+                        log_id: log_id(1, 1),
+                        payload: EntryPayload::Blank,
+                    }),
+                )])
+                .unwrap();
+        }
+        let mut store = open(&db, dir.path());
+        let entries = store.try_get_log_entries(..).await.unwrap();
+        assert_eq!(entries.len() as u64, count);
+        assert!(
+            entries
+                .iter()
+                .enumerate()
+                .all(|(n, e)| e.log_id == log_id(1, n as u64 + 1))
+        );
+        assert!(
+            !db.tree_names()
+                .iter()
+                .any(|name| name.as_ref() == LEGACY_LOG_TREE.as_bytes())
+        );
+        drop(store);
+        let mut reopened = open(&db, dir.path());
+        assert_eq!(reopened.try_get_log_entries(..).await.unwrap().len() as u64, count);
+    }
+
     #[tokio::test]
     async fn truncate_after_the_largest_index_removes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let mut store = open(&db);
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let mut store = open(&db, dir.path());
         store
             .blocking_append([Entry {
                 log_id: log_id(1, 1),

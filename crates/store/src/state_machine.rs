@@ -116,7 +116,7 @@ impl SnapshotSlot {
         {
             self.file.write(meta, data)?;
             *stored = Some(meta.clone());
-            self.growth.set_snapshot(data.len());
+            self.growth.set_snapshot(data.len(), self.file_bytes());
         }
         Ok(())
     }
@@ -124,9 +124,15 @@ impl SnapshotSlot {
     fn load(&self) -> io::Result<Option<(SnapshotMeta, SnapshotData)>> {
         let loaded = self.file.read()?;
         if let Some((_, data)) = &loaded {
-            self.growth.set_snapshot(data.len());
+            self.growth.set_snapshot(data.len(), self.file_bytes());
         }
         Ok(loaded)
+    }
+
+    /// The snapshot file's size (0 if it cannot be read: the trigger then only counts
+    /// entries).
+    fn file_bytes(&self) -> u64 {
+        std::fs::metadata(self.file.path()).map_or(0, |m| m.len())
     }
 }
 

@@ -4,9 +4,12 @@
 //! written since the last one. Taking one every N entries whatever the state (openraft's own
 //! policy) makes a node holding a million parked tasks write and encode ~160 MB every few
 //! seconds under load. Here a snapshot is due once at least `snapshot_after_entries` entries
-//! were applied since the last one *and* the log written since then has reached a share of
-//! that snapshot's size: the snapshot cost stays proportional to the log, and so does the
-//! log a restart replays after loading it.
+//! were applied since the last one *and* the log written since then has reached a quarter
+//! of that snapshot's file: the snapshot bytes written stay within 4x the log's, and the log
+//! on disk within a quarter of the snapshot (plus a segment), so the data dir stays near
+//! 1.25 snapshots however long the node runs. Weighed against the file (compressed, ~6x
+//! smaller than the image), not the image: with the image, the soak's log grew to 10 MiB
+//! between snapshots of a 3.4 MB file and the data dir swung 10-20 MiB.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +23,8 @@ use raftsched_store::LogGrowth;
 
 /// How often the trigger looks at the counters.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
-/// The log since the last snapshot must reach 1/this of the snapshot's size.
-const SNAPSHOT_TO_LOG_RATIO: u64 = 2;
+/// The log since the last snapshot must reach 1/this of the snapshot file's size.
+const SNAPSHOT_TO_LOG_RATIO: u64 = 4;
 
 /// Starts the trigger; it stops when `shutdown` is cancelled or Raft stops.
 pub(super) fn spawn(
@@ -49,7 +52,7 @@ pub(super) fn spawn(
             let entries_since = applied.saturating_sub(snapshot.max(triggered_at_index));
             let log_bytes_since = growth.appended_bytes().saturating_sub(triggered_at_bytes);
             let due = entries_since >= snapshot_after_entries
-                && log_bytes_since >= growth.snapshot_bytes() / SNAPSHOT_TO_LOG_RATIO;
+                && log_bytes_since >= growth.snapshot_file_bytes() / SNAPSHOT_TO_LOG_RATIO;
             if !due {
                 continue;
             }

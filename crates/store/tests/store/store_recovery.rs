@@ -163,8 +163,8 @@ fn a_garbage_identity_file_is_corrupt() {
     let garbage: [&[u8]; 5] = [
         b"hello\n",
         b"",
-        b"raftsched-data-dir v1 cluster=test-cluster node=one\n",
-        b"raftsched-data-dir v2 cluster=test-cluster node=1\n",
+        b"raftsched-data-dir v2 cluster=test-cluster node=one\n",
+        b"raftsched-data-dir v3 cluster=test-cluster node=1\n",
         b"\xff\xfe\x00binary",
     ];
     for content in garbage {
@@ -184,7 +184,7 @@ fn a_new_or_empty_dir_is_claimed() {
     let dir = parent.path().join("does/not/exist/yet");
     drop(open(&dir));
     let identity = std::fs::read_to_string(dir.join("IDENTITY")).unwrap();
-    assert_eq!(identity, "raftsched-data-dir v1 cluster=test-cluster node=1\n");
+    assert_eq!(identity, "raftsched-data-dir v2 cluster=test-cluster node=1\n");
 
     // A crash before the identity was renamed into place leaves only the temp file; the dir
     // is still ours to claim.
@@ -515,6 +515,10 @@ async fn a_dir_from_before_versioned_values_is_read_and_stamped() {
         let key = entry.log_id.index.to_be_bytes();
         poke(dir.path(), "log", &key, Some(postcard::to_allocvec(&entry).unwrap()));
     }
+    // As the release with the log in sled left it.
+    let identity = dir.path().join("IDENTITY");
+    std::fs::write(&identity, "raftsched-data-dir v1 cluster=test-cluster node=1\n").unwrap();
+    std::fs::remove_dir_all(dir.path().join("log")).unwrap();
 
     {
         let mut store = open(dir.path());
@@ -534,13 +538,30 @@ async fn a_dir_from_before_versioned_values_is_read_and_stamped() {
     let db = sled::open(dir.path().join("db")).unwrap();
     let stamp = db.open_tree("meta").unwrap().get("format_version").unwrap().unwrap();
     assert_eq!(&stamp[..], &wire_header(WIRE_FORMAT_VERSION)[..]);
-    let log = db.open_tree("log").unwrap();
-    let old = log.get(2_u64.to_be_bytes()).unwrap().unwrap();
-    let new = log.get(3_u64.to_be_bytes()).unwrap().unwrap();
-    assert!(!old.starts_with(&WIRE_MAGIC), "the old entry is left as it was");
+    // Marked v2, so that a release from before segment files refuses it.
+    assert_eq!(
+        std::fs::read_to_string(&identity).unwrap(),
+        "raftsched-data-dir v2 cluster=test-cluster node=1\n"
+    );
+    // The entries moved from sled's tree into the log's segment files, the old ones byte
+    // for byte (still bare postcard, read as such), the new one with the header.
     assert!(
-        new.starts_with(&wire_header(WIRE_FORMAT_VERSION)),
-        "new entries carry the header"
+        !db.tree_names().iter().any(|name| name.as_ref() == b"log"),
+        "the legacy tree is dropped"
+    );
+    let segments: Vec<u8> = std::fs::read_dir(dir.path().join("log"))
+        .unwrap()
+        .flat_map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .collect();
+    let contains = |needle: &[u8]| segments.windows(needle.len()).any(|w| w == needle);
+    let old = postcard::to_allocvec(&submit(1, 2, "a")).unwrap();
+    assert!(contains(&old), "the old entry is left as it was");
+    let mut new = wire_header(WIRE_FORMAT_VERSION).to_vec();
+    new.extend(postcard::to_allocvec(&submit(1, 3, "b")).unwrap());
+    assert!(contains(&new), "new entries carry the header");
+    assert!(
+        !contains(&[&WIRE_MAGIC[..], &old[..]].concat()),
+        "the old entry was not re-encoded"
     );
 }
 
