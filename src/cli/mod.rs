@@ -54,8 +54,9 @@ pub struct TlsArgs {
     #[arg(long, global = true, env = "RAFTSCHED_TLS_SERVER_NAME")]
     pub tls_server_name: Option<String>,
     /// Plaintext, no certificates: for nodes started with --insecure (a node started so
-    /// lets anyone who reaches it make any call, and logs a warning).
-    #[arg(long, global = true, env = "RAFTSCHED_INSECURE")]
+    /// lets anyone who reaches it make any call, and logs a warning). RAFTSCHED_INSECURE=1
+    /// (or true, yes, on) sets it; 0, false, no, off or empty leave it off.
+    #[arg(long, global = true, env = "RAFTSCHED_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
     pub insecure: bool,
 }
 

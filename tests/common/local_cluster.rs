@@ -65,11 +65,12 @@ pub fn free_port_base_with_default_peers() -> u16 {
 }
 
 /// Where a CLI call goes: the nodes (`--cluster`) and the credentials (`RAFTSCHED_TLS_DIR`:
-/// the script's `$RAFTSCHED_DATA/certs`); the call uses the `admin` credential.
+/// the script's `$RAFTSCHED_DATA/certs`; None: plaintext, `RAFTSCHED_INSECURE=1`); the call
+/// uses the `admin` credential.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addrs: String,
-    pub tls_dir: PathBuf,
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// A cluster run by `scripts/cluster.sh` in a temporary data dir, with its workers; dropping it
@@ -83,6 +84,8 @@ pub struct LocalCluster {
     pub workers: u8,
     /// RAFTSCHED_WORKER_LEASE_MS for the script; None: the script's default.
     pub worker_lease_ms: Option<u64>,
+    /// RAFTSCHED_INSECURE=1 for the script: a plaintext cluster.
+    pub insecure: bool,
 }
 
 /// How long a stopping worker may finish its attempts (RAFTSCHED_WORKER_DRAIN_MS): short, so
@@ -98,7 +101,14 @@ impl LocalCluster {
             peer_port_base: free_port_base(),
             workers: 2,
             worker_lease_ms: None,
+            insecure: false,
         }
+    }
+
+    /// A plaintext cluster (`RAFTSCHED_INSECURE=1`).
+    pub fn insecure(mut self) -> LocalCluster {
+        self.insecure = true;
+        self
     }
 
     pub fn with_workers(mut self, workers: u8) -> LocalCluster {
@@ -133,7 +143,7 @@ impl LocalCluster {
     pub fn target(&self) -> Target {
         Target {
             addrs: self.addrs(),
-            tls_dir: self.tls_dir(),
+            tls_dir: (!self.insecure).then(|| self.tls_dir()),
         }
     }
 
@@ -141,7 +151,7 @@ impl LocalCluster {
     pub fn target_of(&self, node: u8) -> Target {
         Target {
             addrs: self.addr(node),
-            tls_dir: self.tls_dir(),
+            tls_dir: (!self.insecure).then(|| self.tls_dir()),
         }
     }
 
@@ -164,6 +174,9 @@ impl LocalCluster {
             .stdin(Stdio::null());
         if let Some(lease_ms) = self.worker_lease_ms {
             command.env("RAFTSCHED_WORKER_LEASE_MS", lease_ms.to_string());
+        }
+        if self.insecure {
+            command.env("RAFTSCHED_INSECURE", "1");
         }
         command.output().expect("running scripts/cluster.sh")
     }
@@ -225,14 +238,17 @@ impl Drop for LocalCluster {
 /// Runs a client command against `target` with `--json`; its output, and what it printed
 /// parsed, or why not (whether or not it succeeded).
 pub fn cli_json_output(target: &Target, args: &[&str]) -> (Output, Result<Value, String>) {
-    let output = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    match &target.tls_dir {
+        Some(dir) => command.env("RAFTSCHED_TLS_DIR", dir).env_remove("RAFTSCHED_INSECURE"),
+        None => command.env("RAFTSCHED_INSECURE", "1").env_remove("RAFTSCHED_TLS_DIR"),
+    };
+    let output = command
         .arg("--cluster")
         .arg(&target.addrs)
         .arg("--json")
         .args(args)
-        .env("RAFTSCHED_TLS_DIR", &target.tls_dir)
         .env_remove("RAFTSCHED_CLUSTER")
-        .env_remove("RAFTSCHED_INSECURE")
         .env_remove("RAFTSCHED_TLS_IDENTITY")
         .env_remove("RAFTSCHED_TLS_SERVER_NAME")
         .stdin(Stdio::null())

@@ -20,7 +20,7 @@ pub struct TlsArgs {
     #[arg(long, global = true, env = "RAFTSCHED_TLS_IDENTITY", default_value = "admin")]
     tls_identity: String,
     /// Plaintext, for a cluster started with --insecure.
-    #[arg(long, global = true, env = "RAFTSCHED_INSECURE")]
+    #[arg(long, global = true, env = "RAFTSCHED_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
     insecure: bool,
 }
 
