@@ -66,11 +66,9 @@ pub fn client(addresses: &str) -> anyhow::Result<ClusterClient> {
 /// A client of `addresses` acting as worker `worker_id`: its own credential, issued from
 /// the CA in the credentials dir if it has none yet (as an operator issues one per worker).
 pub fn worker_client(addresses: &str, worker_id: &str) -> anyhow::Result<ClusterClient> {
-    if let Some(dir) = tls_dir()
-        && !dir.join(format!("{worker_id}.crt")).exists()
-    {
+    if let Some(dir) = tls_dir() {
         let credential = raftsched_certs::issue::Credential::new(raftsched_certs::Role::Worker, worker_id);
-        raftsched_certs::issue::issue(dir, &credential, &[], false)
+        raftsched_certs::issue::issue_if_missing(dir, &credential)
             .with_context(|| format!("issuing a worker credential for {worker_id} in {}", dir.display()))?;
     }
     with_credential(ClusterClient::new(addresses)?, worker_id)

@@ -139,6 +139,16 @@ pub fn issue(dir: &Path, credential: &Credential, sans: &[String], force: bool) 
     Ok(paths)
 }
 
+/// `credential` from `dir` if it holds one, else issued now (as an operator issues one per
+/// new worker): the tools and the test harness give each worker its own on first use.
+/// Returns whether it was issued.
+pub fn issue_if_missing(dir: &Path, credential: &Credential) -> Result<bool, CertsError> {
+    if cert_path(dir, &credential.name).exists() {
+        return Ok(false);
+    }
+    issue(dir, credential, &[], false).map(|_| true)
+}
+
 /// A node's name must be `node-<id>` (peers check it against the membership); every name
 /// must be a file stem.
 fn check_credential(credential: &Credential) -> Result<(), CertsError> {
@@ -374,6 +384,30 @@ mod tests {
         let (_, cn, sans, _) = subject(&std::fs::read_to_string(cert_path(dir, "node-4")).unwrap());
         assert_eq!(cn, "node-4");
         assert!(sans.iter().any(|s| s.contains("node4.example")), "{sans:?}");
+    }
+
+    #[test]
+    fn issue_if_missing_issues_once_and_keeps_the_existing_one() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path();
+        init(dir, &InitOptions::default(), false).unwrap();
+        let worker = Credential::new(Role::Worker, "worker9");
+        assert!(issue_if_missing(dir, &worker).unwrap());
+        let first = std::fs::read(cert_path(dir, "worker9")).unwrap();
+        assert!(!issue_if_missing(dir, &worker).unwrap());
+        assert_eq!(
+            std::fs::read(cert_path(dir, "worker9")).unwrap(),
+            first,
+            "kept, not re-issued"
+        );
+        assert!(
+            !issue_if_missing(dir, &Credential::new(Role::Worker, "worker1")).unwrap(),
+            "from init"
+        );
+        assert!(
+            issue_if_missing(dir, &Credential::new(Role::Node, "n9")).is_err(),
+            "still checked"
+        );
     }
 
     #[test]

@@ -193,11 +193,9 @@ impl TestCluster {
     /// A client of every member acting as worker `worker_id`: its own credential (role
     /// worker, CN = the id), issued on first use, as an operator would issue one per worker.
     pub fn worker_client(&self, worker_id: &str) -> ClusterClient {
-        if let Some(dir) = &self.tls_dir
-            && !dir.join(format!("{worker_id}.crt")).exists()
-        {
+        if let Some(dir) = &self.tls_dir {
             let credential = raftsched_certs::issue::Credential::new(raftsched_certs::Role::Worker, worker_id);
-            raftsched_certs::issue::issue(dir, &credential, &[], false).expect("issuing a worker credential");
+            raftsched_certs::issue::issue_if_missing(dir, &credential).expect("issuing a worker credential");
         }
         let all: Vec<String> = self.configs.values().map(|c| c.listen_addr.clone()).collect();
         self.with_credential(ClusterClient::new(&all.join(",")).expect("client"), worker_id)
@@ -277,9 +275,7 @@ impl TestCluster {
         if let Some(dir) = &self.tls_dir {
             let node = raftsched_certs::issue::Credential::new(raftsched_certs::Role::Node, format!("node-{id}"));
             // A node id used before in this cluster already has its credential.
-            if !dir.join(format!("node-{id}.crt")).exists() {
-                raftsched_certs::issue::issue(dir, &node, &[], false).expect("issuing a node credential");
-            }
+            raftsched_certs::issue::issue_if_missing(dir, &node).expect("issuing a node credential");
         }
         config.tls_dir = self.tls_dir.clone();
         config.insecure = self.tls_dir.is_none();
