@@ -2235,6 +2235,47 @@ fn fmt_rate(rate: f64) -> String {
     }
 }
 
+/// How a comparison table shows one field of its rows.
+#[derive(Debug, Clone, Copy)]
+enum Cell {
+    Text,
+    Count,
+    Rate,
+    Ratio,
+    Ms,
+}
+
+/// Prints `rows` (JSON objects, as the report's JSON has them) as a table of `columns`
+/// (header, field, how shown) after a blank line; nothing when there are none. The etcd
+/// ratios and the TLS cost are both such a table.
+fn print_comparison(rows: &[serde_json::Value], columns: &[(&str, &str, Cell)]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .map(|(_, field, cell)| {
+                    let value = &row[*field];
+                    let number = value.as_f64().unwrap_or(0.0);
+                    match cell {
+                        Cell::Text => value.as_str().unwrap_or("").to_string(),
+                        Cell::Count => value.to_string(),
+                        Cell::Rate => fmt_rate(number),
+                        Cell::Ratio => format!("{number:.2}x"),
+                        Cell::Ms => fmt_ms(number),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let headers: Vec<&str> = columns.iter().map(|(header, _, _)| *header).collect();
+    output::print_table(&headers, &table);
+}
+
 fn print_records(records: &[Record]) {
     let header = [
         "BENCH", "SYSTEM", "CLIENTS", "BATCH", "RUNS", "OPS/S", "RANGE", "OPS", "ERRORS", "METRIC", "P50 ms", "P99 ms",
@@ -2570,38 +2611,19 @@ fn report(args: &ReportArgs, json: bool) -> anyhow::Result<()> {
     println!();
     print_records(&records);
     tls_cost::print(&tls_cost);
-    if !ratios.is_empty() {
-        println!();
-        let rows: Vec<Vec<String>> = ratios
-            .iter()
-            .map(|r| {
-                let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
-                vec![
-                    r["bench"].as_str().unwrap_or("").to_string(),
-                    r["clients"].to_string(),
-                    fmt_rate(f("raftsched_ops_per_s")),
-                    fmt_rate(f("etcd_ops_per_s")),
-                    format!("{:.2}x", f("throughput_ratio")),
-                    fmt_ms(f("raftsched_p50_ms")),
-                    fmt_ms(f("etcd_p50_ms")),
-                    format!("{:.2}x", f("p50_ratio")),
-                ]
-            })
-            .collect();
-        output::print_table(
-            &[
-                "RAFTSCHED",
-                "CLIENTS",
-                "RAFTSCHED OPS/S",
-                "ETCD PUTS/S",
-                "RATIO",
-                "RAFTSCHED P50",
-                "ETCD P50",
-                "P50 RATIO",
-            ],
-            &rows,
-        );
-    }
+    print_comparison(
+        &ratios,
+        &[
+            ("RAFTSCHED", "bench", Cell::Text),
+            ("CLIENTS", "clients", Cell::Count),
+            ("RAFTSCHED OPS/S", "raftsched_ops_per_s", Cell::Rate),
+            ("ETCD PUTS/S", "etcd_ops_per_s", Cell::Rate),
+            ("RATIO", "throughput_ratio", Cell::Ratio),
+            ("RAFTSCHED P50", "raftsched_p50_ms", Cell::Ms),
+            ("ETCD P50", "etcd_p50_ms", Cell::Ms),
+            ("P50 RATIO", "p50_ratio", Cell::Ratio),
+        ],
+    );
     println!();
     let rows: Vec<Vec<String>> = targets
         .iter()

@@ -3,11 +3,9 @@
 //! mutual TLS. Plaintext results are recorded as system [`PLAINTEXT_SYSTEM`] and count for
 //! nothing else (targets and etcd ratios use the TLS ones: what a user runs).
 
+use crate::Cell;
 use crate::Record;
-use crate::fmt_ms;
-use crate::fmt_rate;
 use crate::latency;
-use raftsched_client::output;
 
 /// The `system` of a result measured without TLS.
 pub const PLAINTEXT_SYSTEM: &str = "raftsched-plaintext";
@@ -51,39 +49,18 @@ pub fn rows(records: &[Record]) -> Vec<serde_json::Value> {
 
 /// The rows as a table (nothing when there are none).
 pub fn print(rows: &[serde_json::Value]) {
-    if rows.is_empty() {
-        return;
-    }
-    println!();
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
-            vec![
-                r["bench"].as_str().unwrap_or("").to_string(),
-                r["clients"].to_string(),
-                fmt_rate(f("tls_ops_per_s")),
-                fmt_rate(f("plaintext_ops_per_s")),
-                format!("{:.2}x", f("throughput_ratio")),
-                fmt_ms(f("tls_p50_ms")),
-                fmt_ms(f("plaintext_p50_ms")),
-                fmt_ms(f("tls_p99_ms")),
-                fmt_ms(f("plaintext_p99_ms")),
-            ]
-        })
-        .collect();
-    output::print_table(
+    crate::print_comparison(
+        rows,
         &[
-            "TLS COST",
-            "CLIENTS",
-            "TLS OPS/S",
-            "PLAINTEXT OPS/S",
-            "RATIO",
-            "TLS P50",
-            "PLAIN P50",
-            "TLS P99",
-            "PLAIN P99",
+            ("TLS COST", "bench", Cell::Text),
+            ("CLIENTS", "clients", Cell::Count),
+            ("TLS OPS/S", "tls_ops_per_s", Cell::Rate),
+            ("PLAINTEXT OPS/S", "plaintext_ops_per_s", Cell::Rate),
+            ("RATIO", "throughput_ratio", Cell::Ratio),
+            ("TLS P50", "tls_p50_ms", Cell::Ms),
+            ("PLAIN P50", "plaintext_p50_ms", Cell::Ms),
+            ("TLS P99", "tls_p99_ms", Cell::Ms),
+            ("PLAIN P99", "plaintext_p99_ms", Cell::Ms),
         ],
-        &table,
     );
 }
