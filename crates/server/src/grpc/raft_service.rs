@@ -82,8 +82,8 @@ impl RaftGrpcService {
         decode_message(&request.into_inner().data, what)
     }
 
-    /// The sender's node id (from its certificate) and its message, whose vote must be the
-    /// sender's own ([`check_sender`]).
+    /// The sender's node id (from its certificate) and its message, whose vote passes
+    /// [`Self::check_vote`].
     fn decode_from_sender<T: DeserializeOwned>(
         &self,
         request: Request<RaftMessage>,
@@ -93,10 +93,15 @@ impl RaftGrpcService {
     ) -> Result<T, Status> {
         let sender = sender_node(&request)?;
         let message = self.decode(request, what)?;
-        let vote = vote_of(&message);
-        check_sender(sender, vote, what)?;
-        self.check_member(*vote.leader_id().node_id(), what, standing)?;
+        self.check_vote(sender, vote_of(&message), what, standing)?;
         Ok(message)
+    }
+
+    /// Every peer message's vote: its sender's own ([`check_sender`]) and a member's
+    /// ([`Self::check_member`]).
+    fn check_vote(&self, sender: Option<u64>, vote: &Vote, what: &str, standing: Standing) -> Result<(), Status> {
+        check_sender(sender, vote, what)?;
+        self.check_member(*vote.leader_id().node_id(), what, standing)
     }
 
     /// Refuses a message in the name of a node this node saw leave the membership, and a
@@ -326,12 +331,7 @@ impl RaftService for RaftGrpcService {
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let (vote, meta, total_bytes): (Vote, SnapshotMeta, u64) =
             decode_message(&first.header, "InstallSnapshot header")?;
-        check_sender(sender, &vote, "Raft InstallSnapshot request")?;
-        self.check_member(
-            *vote.leader_id().node_id(),
-            "Raft InstallSnapshot request",
-            Standing::Leader,
-        )?;
+        self.check_vote(sender, &vote, "Raft InstallSnapshot request", Standing::Leader)?;
         let total = checked_total(total_bytes)?;
         // Reserve for the declared size only up to a cap: a declaration is not data.
         let mut data = Vec::with_capacity(total.min(SNAPSHOT_PREALLOCATE_BYTES));
