@@ -24,49 +24,47 @@ pub struct TlsArgs {
     insecure: bool,
 }
 
-/// The credentials dir, or None for plaintext.
-static TLS_DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-static IDENTITY: OnceLock<String> = OnceLock::new();
+/// The flags, set once by `main`; read when a client is made.
+static ARGS: OnceLock<TlsArgs> = OnceLock::new();
 
-/// Records the flags; without a credentials dir or --insecure, says what to set. Leaves
-/// the process as it was on an error (the first call's flags stay).
-pub fn init(args: &TlsArgs) -> anyhow::Result<()> {
-    let dir = match (&args.tls_dir, args.insecure) {
-        (_, true) => None,
-        (Some(dir), false) => Some(dir.clone()),
+/// Records the flags. They are checked only when a client is made, so the modes that talk
+/// to no raftsched node (`report`, `etcd`) need no credentials.
+pub fn init(args: TlsArgs) {
+    let _ = ARGS.set(args);
+}
+
+/// The credentials dir, None for plaintext (--insecure), or what to set.
+fn tls_dir() -> anyhow::Result<Option<&'static PathBuf>> {
+    let args = ARGS.get().expect("credentials::init runs first");
+    match (&args.tls_dir, args.insecure) {
+        (_, true) => Ok(None),
+        (Some(dir), false) => Ok(Some(dir)),
         (None, false) => anyhow::bail!(
             "no TLS credentials: set RAFTSCHED_TLS_DIR=D (or --tls-dir D) to the dir `raftsched certs init --dir D` \
              made (scripts/cluster.sh: $RAFTSCHED_DATA/certs), or pass --insecure for a cluster started with \
              --insecure"
         ),
-    };
-    let _ = TLS_DIR.set(dir);
-    let _ = IDENTITY.set(args.tls_identity.clone());
-    Ok(())
-}
-
-/// The `system` of this run's results: `raftsched`, or `raftsched-plaintext` without TLS.
-pub fn system() -> &'static str {
-    match tls_dir() {
-        Some(_) => "raftsched",
-        None => crate::tls_cost::PLAINTEXT_SYSTEM,
     }
 }
 
-fn tls_dir() -> Option<&'static PathBuf> {
-    TLS_DIR.get().and_then(Option::as_ref)
+/// The `system` of this run's results: `raftsched`, or `raftsched-plaintext` with --insecure.
+pub fn system() -> &'static str {
+    match ARGS.get() {
+        Some(args) if args.insecure => crate::tls_cost::PLAINTEXT_SYSTEM,
+        _ => "raftsched",
+    }
 }
 
 /// A client of `addresses` with the tool's own credential.
 pub fn client(addresses: &str) -> anyhow::Result<ClusterClient> {
-    let identity = IDENTITY.get().map_or("admin", String::as_str);
+    let identity = ARGS.get().map_or("admin", |args| args.tls_identity.as_str());
     with_credential(ClusterClient::new(addresses)?, identity)
 }
 
 /// A client of `addresses` acting as worker `worker_id`: its own credential, issued from
 /// the CA in the credentials dir if it has none yet (as an operator issues one per worker).
 pub fn worker_client(addresses: &str, worker_id: &str) -> anyhow::Result<ClusterClient> {
-    if let Some(dir) = tls_dir() {
+    if let Some(dir) = tls_dir()? {
         let credential = raftsched_certs::issue::Credential::new(raftsched_certs::Role::Worker, worker_id);
         raftsched_certs::issue::issue_if_missing(dir, &credential)
             .with_context(|| format!("issuing a worker credential for {worker_id} in {}", dir.display()))?;
@@ -75,7 +73,7 @@ pub fn worker_client(addresses: &str, worker_id: &str) -> anyhow::Result<Cluster
 }
 
 fn with_credential(client: ClusterClient, identity: &str) -> anyhow::Result<ClusterClient> {
-    let Some(dir) = tls_dir() else {
+    let Some(dir) = tls_dir()? else {
         return Ok(client);
     };
     let settings = TlsSettings::from_dir(dir, identity)

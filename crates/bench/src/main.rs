@@ -460,18 +460,20 @@ fn micros(d: Duration) -> u64 {
 
 // --- Entry point -------------------------------------------------------------------------------
 
-pub async fn run(args: BenchArgs, client: &ClusterClient, json: bool) -> anyhow::Result<()> {
+/// Runs one mode. A client of `cluster` (and so its credentials) only for the modes that
+/// talk to raftsched: `etcd` and `report` need none.
+pub async fn run(args: BenchArgs, cluster: &str, json: bool) -> anyhow::Result<()> {
     clock();
-    let client = client.clone().with_overall_deadline(CALL_DEADLINE);
+    let client = || new_client(cluster);
     let (records, common) = match args.mode {
-        Mode::Submit(a) => (bench_submit(&a, &client).await?, a.common),
+        Mode::Submit(a) => (bench_submit(&a, &client()?).await?, a.common),
         Mode::Etcd(a) => (bench_etcd(&a).await?, a.common),
-        Mode::E2e(a) => (bench_e2e(&a, &client).await?, a.common),
-        Mode::Rate(a) => (bench_rate(&a, &client).await?, a.common),
-        Mode::Failover(a) => (bench_failover(&a, &client).await?, a.common),
-        Mode::Fill(a) => (bench_fill(&a, &client).await?, a.common),
-        Mode::Restart(a) => (bench_restart(&a, &client).await?, a.common),
-        Mode::Soak(a) => (soak::bench_soak(&a, &client).await?, a.common),
+        Mode::E2e(a) => (bench_e2e(&a, &client()?).await?, a.common),
+        Mode::Rate(a) => (bench_rate(&a, &client()?).await?, a.common),
+        Mode::Failover(a) => (bench_failover(&a, &client()?).await?, a.common),
+        Mode::Fill(a) => (bench_fill(&a, &client()?).await?, a.common),
+        Mode::Restart(a) => (bench_restart(&a, &client()?).await?, a.common),
+        Mode::Soak(a) => (soak::bench_soak(&a, &client()?).await?, a.common),
         Mode::Report(a) => return report(&a, json),
     };
     if let Some(path) = &common.save {
@@ -531,11 +533,8 @@ fn main() -> std::process::ExitCode {
     let outcome = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| {
-            runtime.block_on(async {
-                credentials::init(&cli.tls)?;
-                let client = credentials::client(&cli.cluster)?;
-                run(cli.bench, &client, cli.json).await
-            })
+            credentials::init(cli.tls);
+            runtime.block_on(run(cli.bench, &cli.cluster, cli.json))
         });
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
