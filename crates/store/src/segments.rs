@@ -283,10 +283,18 @@ impl Segments {
                 self.floor
             )));
         }
-        for (expected, (index, _)) in (start..).zip(entries) {
+        for (expected, (index, payload)) in (start..).zip(entries) {
             if *index != expected {
                 return Err(io::Error::other(format!(
                     "log append out of order: entry {index} where {expected} was expected"
+                )));
+            }
+            // Open would read a longer record as a torn one: never write what cannot be read.
+            if payload.len() > MAX_RECORD_BYTES {
+                return Err(io::Error::other(format!(
+                    "log entry {index} is {} bytes, over the {} MiB a record may hold",
+                    payload.len(),
+                    MAX_RECORD_BYTES >> 20
                 )));
             }
         }

@@ -60,6 +60,24 @@ fn out_of_order_appends_are_refused() {
 }
 
 #[test]
+fn an_entry_over_the_record_limit_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut segments = Segments::open(dir.path()).unwrap();
+    segments.append(&entries(1..2, 10)).unwrap();
+    let at_limit = vec![(2, vec![0_u8; MAX_RECORD_BYTES])];
+    let over = vec![(2, vec![0_u8; MAX_RECORD_BYTES + 1])];
+    let error = segments.append(&over).unwrap_err();
+    assert!(error.to_string().contains("over the 256 MiB"), "{error}");
+    assert_eq!(segments.bounds(), Some((1, 1)), "nothing written");
+    segments.append(&at_limit).unwrap();
+    segments.sync().unwrap();
+    drop(segments);
+    let reopened = Segments::open(dir.path()).unwrap();
+    assert_eq!(reopened.bounds(), Some((1, 2)), "an entry at the limit reads back");
+    assert_eq!(reopened.cut_at_open, 0);
+}
+
+#[test]
 fn a_torn_tail_of_the_last_segment_is_cut_off_at_open() {
     let dir = tempfile::tempdir().unwrap();
     {
