@@ -657,7 +657,7 @@ impl<'a> Cluster<'a> {
         let config = self.config;
         let quote = |text: String| serde_json::to_string(&text).expect("a string serializes");
         format!(
-            "node_id = {id}\nlisten_addr = {}\ndata_dir = {}\n\n[raft]\nsnapshot_after_entries = {}\nentries_kept_after_snapshot = {}\n",
+            "node_id = {id}\nlisten_addr = {}\ndata_dir = {}\n\n[raft]\nsnapshot_after_entries = {}\nsnapshot_min_log_bytes = 0\nentries_kept_after_snapshot = {}\n",
             quote(self.addrs[&id].to_string()),
             quote(config.dir.join(node_name(id)).display().to_string()),
             config.snapshot_after_entries.max(1),

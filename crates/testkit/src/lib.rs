@@ -49,6 +49,9 @@ pub fn test_tuning() -> RaftTuning {
         heartbeat_interval_ms: 50,
         election_timeout_min_ms: 300,
         election_timeout_max_ms: 600,
+        // Tests that lower snapshot_after_entries want a snapshot after that many entries
+        // of a few bytes each, not after 512 KiB of log.
+        snapshot_min_log_bytes: 0,
         ..RaftTuning::default()
     }
 }

@@ -58,6 +58,35 @@ fn percentile_ms(samples: &mut [u64]) -> (Option<f64>, Option<f64>) {
     }
 }
 
+/// The file a node writes its next snapshot to before renaming it over the last one.
+const SNAPSHOT_TMP_FILE: &str = "snapshot.tmp";
+/// How long a sample waits for a snapshot being written to land.
+const SNAPSHOT_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The size of a node's data dir once no snapshot is being written. For the ~100 ms a new
+/// snapshot takes to write, the dir holds it beside the last one (a second snapshot, +50%
+/// in the soak); a sample that lands then would show that transient instead of the level
+/// the target is about, so it waits for the rename (at most 2 s) and says so on stderr,
+/// with the size it saw, so the transient stays on record.
+async fn settled_dir_size(name: &str, dir: &std::path::Path) -> u64 {
+    let seen = crate::dir_size(dir);
+    if !dir.join(SNAPSHOT_TMP_FILE).exists() {
+        return seen;
+    }
+    let started = std::time::Instant::now();
+    while dir.join(SNAPSHOT_TMP_FILE).exists() && started.elapsed() < SNAPSHOT_WRITE_WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let settled = crate::dir_size(dir);
+    eprintln!(
+        "soak: {name} was writing a snapshot: data dir {:.1} MiB with it, {:.1} MiB after ({} ms later)",
+        seen as f64 / 1048576.0,
+        settled as f64 / 1048576.0,
+        started.elapsed().as_millis()
+    );
+    settled
+}
+
 impl Sampler {
     pub async fn new(client: &ClusterClient, pid_dir: PathBuf, data_dirs: Vec<PathBuf>, queue: String) -> Sampler {
         let status = client.cluster_status().await.ok();
@@ -72,7 +101,7 @@ impl Sampler {
         }
     }
 
-    fn nodes(&mut self) -> Vec<NodeSample> {
+    async fn nodes(&mut self) -> Vec<NodeSample> {
         let now = ProcSnapshot::take(Some(&self.pid_dir));
         let usage = now.usage_since(&self.prev);
         let mut nodes: Vec<NodeSample> = now
@@ -89,7 +118,7 @@ impl Sampler {
             .collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         for (node, dir) in nodes.iter_mut().zip(&self.data_dirs) {
-            node.data_mib = crate::dir_size(dir) as f64 / (1024.0 * 1024.0);
+            node.data_mib = settled_dir_size(&node.name, dir).await as f64 / (1024.0 * 1024.0);
         }
         self.prev = now;
         nodes
@@ -98,7 +127,7 @@ impl Sampler {
     /// The sample of the interval that ends now, `t_s` after the load started.
     pub async fn take(&mut self, client: &ClusterClient, tracker: &Tracker, t_s: f64) -> Sample {
         let mut interval = tracker.take_interval();
-        let mut nodes = self.nodes();
+        let mut nodes = self.nodes().await;
         let status = client.cluster_status().await.ok();
         let term = status.as_ref().and_then(|s| s.members.iter().map(|m| m.term).max());
         let leader = status.and_then(|s| s.members.iter().find(|m| m.role == "leader").map(|m| m.node_id));

@@ -6,7 +6,9 @@
 //!   first retention period nothing can be purged, so the state can only grow;
 //! - a series' *level* is the median of its samples in the steady window (the median, not
 //!   the mean, so one snapshot spike does not move it);
-//! - a series is *flat* when every steady sample lies within ±15% of the level;
+//! - a series is *flat* when every steady sample lies within ±15% of the level (a data dir
+//!   sample that finds a snapshot being written waits for it to land, at most 2 s, and
+//!   prints the transient it saw: see `sampler.rs`);
 //! - the p99 *trend* is the least-squares slope of p99 over time in the steady window; it
 //!   fails when the rise it predicts over the whole window exceeds 25% of the p99 level or
 //!   2 ms, whichever is larger. 25% (not 15%): one 10 s interval's p99 rests on its slowest

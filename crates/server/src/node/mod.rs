@@ -215,7 +215,10 @@ impl RunningNode {
         let snapshot_trigger = snapshot_trigger::spawn(
             raft.clone(),
             store_growth,
-            config.raft.snapshot_after_entries,
+            snapshot_trigger::Floors {
+                entries: config.raft.snapshot_after_entries,
+                log_bytes: config.raft.snapshot_min_log_bytes,
+            },
             shutdown.clone(),
         );
         let server = grpc::serve(
