@@ -46,10 +46,31 @@ pub enum CertsCommand {
         /// More names or IPs a node certificate holds. Repeatable.
         #[arg(long = "san")]
         sans: Vec<String>,
+        /// The namespaces the credential may act in, comma-separated (a-z, 0-9 and '-'; `*`
+        /// for every one), at most 16. Left out: the default namespace. An admin acts in all.
+        #[arg(long, value_delimiter = ',')]
+        namespaces: Vec<String>,
         /// Replace NAME.crt and NAME.key if they exist.
         #[arg(long)]
         force: bool,
     },
+}
+
+/// The server refuses a credential whose namespaces break these rules; say so before one
+/// is issued.
+fn check_namespaces(namespaces: &[String]) -> anyhow::Result<()> {
+    use raftsched_core::state::namespace;
+    if namespaces.len() > namespace::MAX_NAMESPACES_PER_CREDENTIAL {
+        anyhow::bail!(
+            "--namespaces names {}; a credential names at most {} (or * for every namespace)",
+            namespaces.len(),
+            namespace::MAX_NAMESPACES_PER_CREDENTIAL
+        );
+    }
+    for name in namespaces.iter().filter(|n| n.as_str() != "*") {
+        namespace::validate_namespace(name).map_err(|e| anyhow::anyhow!("--namespaces: {e}"))?;
+    }
+    Ok(())
 }
 
 pub fn run(command: CertsCommand) -> anyhow::Result<()> {
@@ -70,9 +91,11 @@ pub fn run(command: CertsCommand) -> anyhow::Result<()> {
             role,
             name,
             sans,
+            namespaces,
             force,
         } => {
-            let credential = Credential::new(Role::parse(&role)?, name);
+            check_namespaces(&namespaces)?;
+            let credential = Credential::new(Role::parse(&role)?, name).in_namespaces(namespaces);
             let written = issue::issue(&dir, &credential, &sans, force)?;
             (dir, written)
         }

@@ -33,6 +33,11 @@ pub struct Cli {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// The namespace to act in (a-z, 0-9 and '-'): its tasks, queues, schedules,
+    /// workflows and workers. Left out: "default". A credential acts only in the namespaces
+    /// its certificate names.
+    #[arg(long, global = true, env = "RAFTSCHED_NAMESPACE", default_value = "")]
+    namespace: String,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(subcommand)]
@@ -146,7 +151,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let admin = raftsched_certs::layout::DEFAULT_CLIENT_IDENTITY;
-    let client = || cli.tls.client(&cli.cluster, admin);
+    let client = || {
+        cli.tls
+            .client(&cli.cluster, admin)
+            .map(|c| c.with_namespace(&cli.namespace))
+    };
     match cli.command {
         Command::Node(args) => node_cmd::run(*args, &cli.tls).await,
         Command::Task(command) => task_cmd::run(command, &client()?, cli.json).await,
@@ -157,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = cli
                 .tls
                 .client(&cli.cluster, &identity)?
+                .with_namespace(&cli.namespace)
                 .with_overall_deadline(std::time::Duration::from_secs(3600));
             worker_cmd::run(args, &client, cli.json).await
         }

@@ -59,6 +59,10 @@ pub struct NodeArgs {
     /// tasks, 1 to 100,000,000 [default: 1000000]. The leader's figure counts.
     #[arg(long)]
     max_live_tasks: Option<u64>,
+    /// Refuse new work in a namespace while it holds this many unfinished tasks, 1 to
+    /// 100,000,000 [default: 1000000]: one tenant cannot take the whole cluster's cap.
+    #[arg(long)]
+    max_live_tasks_per_namespace: Option<u64>,
     /// Refuse new work while the tasks' estimated size would pass this, e.g. 512MiB; at most
     /// 2GiB, the largest snapshot a follower can be sent [default: 2GiB].
     #[arg(long, value_parser = parse_bytes)]
@@ -140,6 +144,10 @@ impl NodeArgs {
         let quotas = &mut config.quotas;
         let overrides = [
             (self.max_live_tasks, &mut quotas.max_live_tasks),
+            (
+                self.max_live_tasks_per_namespace,
+                &mut quotas.max_live_tasks_per_namespace,
+            ),
             (self.max_state_bytes, &mut quotas.max_state_bytes),
             (self.memory_high_water, &mut quotas.memory_high_water_bytes),
             (self.data_dir_high_water, &mut quotas.data_dir_high_water_bytes),

@@ -44,6 +44,7 @@ pub async fn run(command: QueueCommand, client: &ClusterClient, json: bool) -> a
                 None => current_retention_ms(client, &queue).await?,
             };
             let policy = api::QueuePolicy {
+                namespace: client.namespace().to_string(),
                 queue,
                 weight,
                 placement,
@@ -104,6 +105,7 @@ async fn list_all(client: &ClusterClient) -> anyhow::Result<api::ListQueuesRespo
     let mut all = api::ListQueuesResponse::default();
     loop {
         let request = api::ListQueuesRequest {
+            namespace: client.namespace().to_string(),
             page_token: all.next_page_token.clone(),
         };
         let page = client

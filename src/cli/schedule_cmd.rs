@@ -114,6 +114,7 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
             let response = client
                 .call(|mut c| {
                     let request = api::CreateScheduleRequest {
+                        namespace: client.namespace().to_string(),
                         name: name.clone(),
                         spec: Some(spec.clone()),
                     };
@@ -135,6 +136,7 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
             let response = client
                 .call(|mut c| {
                     let request = api::UpdateScheduleRequest {
+                        namespace: client.namespace().to_string(),
                         name: name.clone(),
                         spec: Some(spec.clone()),
                     };
@@ -148,6 +150,7 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
             let mut page_token = String::new();
             loop {
                 let request = api::ListSchedulesRequest {
+                    namespace: client.namespace().to_string(),
                     page_size: 1000,
                     page_token: page_token.clone(),
                     consistency: consistency(stale) as i32,
@@ -195,7 +198,10 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
         ScheduleCommand::Pause { name } => {
             let response = client
                 .call(|mut c| {
-                    let request = api::PauseScheduleRequest { name: name.clone() };
+                    let request = api::PauseScheduleRequest {
+                        namespace: client.namespace().to_string(),
+                        name: name.clone(),
+                    };
                     async move { c.pause_schedule(request).await }
                 })
                 .await?;
@@ -204,7 +210,10 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
         ScheduleCommand::Resume { name } => {
             let response = client
                 .call(|mut c| {
-                    let request = api::ResumeScheduleRequest { name: name.clone() };
+                    let request = api::ResumeScheduleRequest {
+                        namespace: client.namespace().to_string(),
+                        name: name.clone(),
+                    };
                     async move { c.resume_schedule(request).await }
                 })
                 .await?;
@@ -213,7 +222,10 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
         ScheduleCommand::Delete { name } => {
             client
                 .call(|mut c| {
-                    let request = api::DeleteScheduleRequest { name: name.clone() };
+                    let request = api::DeleteScheduleRequest {
+                        namespace: client.namespace().to_string(),
+                        name: name.clone(),
+                    };
                     async move { c.delete_schedule(request).await }
                 })
                 .await?;
@@ -226,7 +238,10 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
         ScheduleCommand::Trigger { name } => {
             let response = client
                 .call(|mut c| {
-                    let request = api::TriggerScheduleRequest { name: name.clone() };
+                    let request = api::TriggerScheduleRequest {
+                        namespace: client.namespace().to_string(),
+                        name: name.clone(),
+                    };
                     async move { c.trigger_schedule(request).await }
                 })
                 .await?;

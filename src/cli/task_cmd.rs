@@ -172,6 +172,7 @@ impl TaskArgs {
             (None, true) => bail!("nothing to run: give a command after `--`, or --kind with --data"),
         };
         Ok(api::TaskSpec {
+            namespace: String::new(),
             name: self.name.unwrap_or(default_name),
             queue: self.queue,
             priority: self.priority,
@@ -318,6 +319,7 @@ async fn list(client: &ClusterClient, args: ListArgs, json: bool) -> anyhow::Res
     let mut page_token = String::new();
     while tasks.len() < limit {
         let request = api::ListTasksRequest {
+            namespace: client.namespace().to_string(),
             state: state as i32,
             queue: queue.clone().unwrap_or_default(),
             page_size: (limit - tasks.len()).min(1000) as u32,

@@ -134,6 +134,7 @@ async fn run_worker(args: RunArgs, client: &ClusterClient) -> anyhow::Result<()>
     }
     let id = args.id.unwrap_or_else(default_worker_id);
     let options = WorkerOptions {
+        namespace: client.namespace().to_string(),
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
         resources: api::Resources {
             cpu_millis: args.cpu_millis,
@@ -183,6 +184,7 @@ async fn list_all(client: &ClusterClient) -> anyhow::Result<api::ListWorkersResp
     let mut all = api::ListWorkersResponse::default();
     loop {
         let request = api::ListWorkersRequest {
+            namespace: client.namespace().to_string(),
             page_token: all.next_page_token.clone(),
         };
         let page = client

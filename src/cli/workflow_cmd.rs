@@ -138,6 +138,7 @@ pub async fn run(command: WorkflowCommand, client: &ClusterClient, json: bool) -
                 .map(WorkflowFileTask::into_proto)
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let request = api::SubmitWorkflowRequest {
+                namespace: client.namespace().to_string(),
                 name: workflow.name,
                 tasks,
                 request_id: request_id.unwrap_or_default(),

@@ -1192,6 +1192,7 @@ async fn fetch_tasks(client: &ClusterClient, queue: &str, first: u64, last: u64)
     };
     loop {
         let request = api::ListTasksRequest {
+            namespace: String::new(),
             state: api::TaskState::Unspecified as i32,
             queue: queue.to_string(),
             page_size: 1000,

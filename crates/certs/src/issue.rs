@@ -25,6 +25,7 @@ use rcgen::KeyUsagePurpose;
 
 use crate::layout::CA_STEM;
 use crate::layout::CertsError;
+use crate::layout::NAMESPACE_URI_PREFIX;
 use crate::layout::Role;
 use crate::layout::cert_path;
 use crate::layout::key_path;
@@ -73,6 +74,10 @@ impl Default for InitOptions {
 pub struct Credential {
     pub role: Role,
     pub name: String,
+    /// The namespaces it may act in, each a URI SAN `urn:raftsched:namespace:<name>`
+    /// ([`crate::layout::NAMESPACE_URI_PREFIX`]); none means the default namespace, `*`
+    /// every namespace. An admin acts in all.
+    pub namespaces: Vec<String>,
 }
 
 impl Credential {
@@ -80,7 +85,13 @@ impl Credential {
         Credential {
             role,
             name: name.into(),
+            namespaces: Vec::new(),
         }
+    }
+
+    /// This credential, acting in `namespaces` instead.
+    pub fn in_namespaces(self, namespaces: Vec<String>) -> Credential {
+        Credential { namespaces, ..self }
     }
 }
 
@@ -273,6 +284,16 @@ fn leaf_params(credential: &Credential, extra_sans: &[String]) -> Result<Certifi
     params
         .distinguished_name
         .push(DnType::CommonName, credential.name.as_str());
+    // SANs, not subject attributes: a subject holds one value per attribute type in rcgen,
+    // and a credential may name several namespaces.
+    for namespace in &credential.namespaces {
+        let uri = format!("{NAMESPACE_URI_PREFIX}{namespace}");
+        let uri = rcgen::string::Ia5String::try_from(uri).map_err(|e| CertsError::Generate {
+            what: format!("--namespaces {namespace}"),
+            detail: e.to_string(),
+        })?;
+        params.subject_alt_names.push(rcgen::SanType::URI(uri));
+    }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = match credential.role {
         Role::Node => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],

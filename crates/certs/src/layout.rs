@@ -115,6 +115,10 @@ pub fn validate_name(name: &str) -> Result<(), CertsError> {
 /// The prefix of a node's credential name (and the CN of its certificate): `node-<id>`.
 pub const NODE_NAME_PREFIX: &str = "node-";
 
+/// A credential's namespaces are URI SANs with this prefix and the namespace after it
+/// (`urn:raftsched:namespace:team-a`; `...:*` for every namespace).
+pub const NAMESPACE_URI_PREFIX: &str = "urn:raftsched:namespace:";
+
 /// The file stem of node `id`'s credential: `node-<id>`.
 pub fn node_name(id: u64) -> String {
     format!("{NODE_NAME_PREFIX}{id}")

@@ -12,6 +12,8 @@ use raftsched_core::scheduling::placement::no_fit_reason;
 use raftsched_core::scheduling::placement::place;
 use raftsched_core::scheduling::plan;
 use raftsched_core::scheduling::retry_delay_ms;
+use raftsched_core::state::namespace::DEFAULT_NAMESPACE;
+use raftsched_core::state::namespace::NAMESPACE_LABEL;
 
 fn worker(id: &str, slots: u32, running: u32) -> WorkerView {
     WorkerView {
@@ -37,6 +39,7 @@ const NO_LABELS: &BTreeMap<String, String> = &BTreeMap::new();
 
 fn needs(key: &str) -> TaskNeeds<'_> {
     TaskNeeds {
+        namespace: DEFAULT_NAMESPACE,
         constraints: NO_LABELS,
         resources: Resources::default(),
         affinity_key: key,
@@ -138,6 +141,35 @@ fn bin_pack_fills_the_fullest_fitting_worker_and_spread_the_emptiest() {
 }
 
 #[test]
+fn a_task_goes_only_to_a_worker_of_its_namespace() {
+    let mut team_a = worker("a-box", 8, 0);
+    team_a.labels.insert(NAMESPACE_LABEL.into(), "team-a".into());
+    let plain = worker("plain", 1, 0);
+    let of_a = TaskNeeds {
+        namespace: "team-a",
+        ..needs("k")
+    };
+    // The default namespace's task skips the emptier team-a worker; team-a's skips plain.
+    assert_eq!(
+        pick(Placement::LeastLoaded, &needs("k"), &[team_a.clone(), plain.clone()]).as_deref(),
+        Some("plain")
+    );
+    assert_eq!(
+        pick(Placement::LeastLoaded, &of_a, &[team_a.clone(), plain.clone()]).as_deref(),
+        Some("a-box")
+    );
+    assert_eq!(pick(Placement::RoundRobin, &of_a, std::slice::from_ref(&plain)), None);
+    assert_eq!(
+        no_fit_reason(&of_a, std::slice::from_ref(&plain)),
+        "no worker of namespace team-a is connected"
+    );
+    assert_eq!(
+        no_fit_reason(&needs("k"), std::slice::from_ref(&team_a)),
+        "no worker of namespace default is connected"
+    );
+}
+
+#[test]
 fn label_constraints_must_match_and_unplaceable_tasks_say_why() {
     let mut gpu = worker("gpu-box", 1, 0);
     gpu.labels.insert("gpu".into(), "true".into());
@@ -221,6 +253,7 @@ fn plan_skips_a_task_that_fits_nowhere_without_blocking_the_rest() {
     let workers = vec![worker("w1", 2, 0)];
     let gpu = BTreeMap::from([("gpu".to_string(), "true".to_string())]);
     let needs_of = |id: u64| TaskNeeds {
+        namespace: DEFAULT_NAMESPACE,
         constraints: if id == 1 { &gpu } else { NO_LABELS },
         resources: Resources::default(),
         affinity_key: "k",

@@ -300,6 +300,7 @@ fn plan_benches(c: &mut Criterion) {
             let wants_cpu = |task_id: TaskId| {
                 let spec = &state.get(task_id).expect("exists").spec;
                 TaskNeeds {
+                    namespace: spec.namespace(),
                     constraints: &spec.constraints,
                     resources: Resources {
                         cpu_millis: 1000,

@@ -91,6 +91,7 @@ pub struct SoakArgs {
 async fn set_queue_retention(client: &ClusterClient, queue: &str, retention: Duration) -> anyhow::Result<()> {
     let retention_ms = u64::try_from(retention.as_millis()).context("--retention is too long")?;
     let policy = api::QueuePolicy {
+        namespace: String::new(),
         queue: queue.to_string(),
         weight: 1,
         placement: String::new(),

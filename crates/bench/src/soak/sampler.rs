@@ -29,6 +29,7 @@ async fn live_tasks(client: &ClusterClient, queue: &str) -> Option<(u64, u64)> {
     let mut token = String::new();
     loop {
         let request = api::ListQueuesRequest {
+            namespace: String::new(),
             page_token: token.clone(),
         };
         let page = client

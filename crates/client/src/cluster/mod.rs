@@ -79,6 +79,9 @@ pub struct ClusterClient {
     per_call_deadline: Duration,
     /// The credentials every call is made with; None: plaintext (`--insecure` nodes).
     tls: Option<TlsSettings>,
+    /// The namespace the helpers below act in when a spec or request names none (empty:
+    /// the server's default namespace).
+    namespace: String,
 }
 
 impl ClusterClient {
@@ -102,6 +105,7 @@ impl ClusterClient {
             overall_deadline: DEFAULT_OVERALL_DEADLINE,
             per_call_deadline: PER_CALL_DEADLINE,
             tls: None,
+            namespace: String::new(),
         })
     }
 
@@ -112,6 +116,25 @@ impl ClusterClient {
         // Channels made so far are plaintext: this client's (and its clones') start anew.
         self.channels = Arc::default();
         self
+    }
+
+    /// Acts in `namespace`: every spec and request the helpers send that names no namespace
+    /// is given this one.
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> ClusterClient {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The namespace set by [`Self::with_namespace`] (empty: the default).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `field` if set, else this client's namespace.
+    fn namespace_or_own(&self, field: &mut String) {
+        if field.is_empty() {
+            field.clone_from(&self.namespace);
+        }
     }
 
     pub fn with_overall_deadline(mut self, deadline: Duration) -> ClusterClient {
@@ -304,6 +327,7 @@ impl ClusterClient {
 
     /// Submits one task; fills in a client request id when the spec has none.
     pub async fn submit_task(&self, mut spec: api::TaskSpec) -> Result<api::SubmitTaskResponse, ClientError> {
+        self.namespace_or_own(&mut spec.namespace);
         if spec.client_request_id.is_empty() {
             spec.client_request_id = new_request_id();
         }
@@ -319,6 +343,7 @@ impl ClusterClient {
     /// Submits many tasks in one log entry; fills in request ids like [`Self::submit_task`].
     pub async fn submit_tasks(&self, mut specs: Vec<api::TaskSpec>) -> Result<api::SubmitTasksResponse, ClientError> {
         for spec in &mut specs {
+            self.namespace_or_own(&mut spec.namespace);
             if spec.client_request_id.is_empty() {
                 spec.client_request_id = new_request_id();
             }
@@ -337,6 +362,7 @@ impl ClusterClient {
         mut spec: api::TaskSpec,
         shards: u32,
     ) -> Result<api::SubmitTaskResponse, ClientError> {
+        self.namespace_or_own(&mut spec.namespace);
         if spec.client_request_id.is_empty() {
             spec.client_request_id = new_request_id();
         }
@@ -356,6 +382,7 @@ impl ClusterClient {
         &self,
         mut request: api::SubmitWorkflowRequest,
     ) -> Result<api::WorkflowResponse, ClientError> {
+        self.namespace_or_own(&mut request.namespace);
         if request.request_id.is_empty() {
             request.request_id = new_request_id();
         }
@@ -408,6 +435,7 @@ impl ClusterClient {
                 let request = api::GetScheduleRequest {
                     name: name.to_string(),
                     consistency: consistency as i32,
+                    namespace: self.namespace.clone(),
                 };
                 async move { client.get_schedule(request).await }
             })
@@ -429,7 +457,8 @@ impl ClusterClient {
         response.task.ok_or_else(|| ClientError::empty_response("task"))
     }
 
-    pub async fn list_tasks(&self, request: api::ListTasksRequest) -> Result<api::ListTasksResponse, ClientError> {
+    pub async fn list_tasks(&self, mut request: api::ListTasksRequest) -> Result<api::ListTasksResponse, ClientError> {
+        self.namespace_or_own(&mut request.namespace);
         self.call(|mut client| {
             let request = request.clone();
             async move { client.list_tasks(request).await }
@@ -452,7 +481,8 @@ impl ClusterClient {
 
     /// Sets a queue's whole policy (weight, placement, retention: 0 = the cluster default);
     /// answers the policy as stored.
-    pub async fn set_queue_policy(&self, policy: api::QueuePolicy) -> Result<api::QueuePolicy, ClientError> {
+    pub async fn set_queue_policy(&self, mut policy: api::QueuePolicy) -> Result<api::QueuePolicy, ClientError> {
+        self.namespace_or_own(&mut policy.namespace);
         let response = self
             .call(|mut client| {
                 let request = api::SetQueuePolicyRequest {

@@ -62,6 +62,8 @@ const _: () = assert!(SHRUNK_TAIL_BYTES < MAX_OUTPUT_TAIL_BYTES && SHRUNK_ERROR_
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     pub worker_id: String,
+    /// The namespace whose tasks this worker takes (empty: the default).
+    pub namespace: String,
     pub slots: u32,
     pub labels: BTreeMap<String, String>,
     pub resources: api::Resources,
@@ -82,6 +84,7 @@ impl WorkerOptions {
     pub fn new(worker_id: impl Into<String>, slots: u32) -> WorkerOptions {
         WorkerOptions {
             worker_id: worker_id.into(),
+            namespace: String::new(),
             slots,
             labels: BTreeMap::new(),
             resources: api::Resources::default(),
@@ -307,6 +310,7 @@ impl Shared {
                     labels: options.labels.clone().into_iter().collect(),
                     resources: Some(options.resources),
                     lease_ms: options.lease_ms,
+                    namespace: options.namespace.clone(),
                 };
                 async move { c.register_worker(request).await }
             })

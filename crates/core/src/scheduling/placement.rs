@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::scheduling::Resources;
 pub use crate::state::Placement;
+use crate::state::namespace::DEFAULT_NAMESPACE;
+use crate::state::namespace::NAMESPACE_LABEL;
 
 /// What placement needs to know of a worker, as of this planning round.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,11 +24,20 @@ impl WorkerView {
     pub fn free_slots(&self) -> u32 {
         self.slots.saturating_sub(self.running)
     }
+
+    /// The namespace whose tasks the worker takes ([`NAMESPACE_LABEL`], else the default).
+    pub fn namespace(&self) -> &str {
+        self.labels
+            .get(NAMESPACE_LABEL)
+            .map_or(DEFAULT_NAMESPACE, String::as_str)
+    }
 }
 
 /// What placement needs to know of a task.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskNeeds<'a> {
+    /// The task's namespace: only a worker of the same namespace takes it.
+    pub namespace: &'a str,
     pub constraints: &'a BTreeMap<String, String>,
     pub resources: Resources,
     pub affinity_key: &'a str,
@@ -37,7 +48,11 @@ pub fn no_fit_reason(needs: &TaskNeeds<'_>, workers: &[WorkerView]) -> String {
     if workers.is_empty() {
         return "no worker is connected".into();
     }
-    let labelled: Vec<&WorkerView> = workers.iter().filter(|w| labels_match(needs.constraints, w)).collect();
+    let in_namespace: Vec<&WorkerView> = workers.iter().filter(|w| w.namespace() == needs.namespace).collect();
+    if in_namespace.is_empty() {
+        return format!("no worker of namespace {} is connected", needs.namespace);
+    }
+    let labelled: Vec<&WorkerView> = in_namespace.into_iter().filter(|w| labels_match(needs, w)).collect();
     if labelled.is_empty() {
         let wanted: Vec<String> = needs.constraints.iter().map(|(k, v)| format!("{k}={v}")).collect();
         return format!("no worker with label {}", wanted.join(","));
@@ -48,13 +63,15 @@ pub fn no_fit_reason(needs: &TaskNeeds<'_>, workers: &[WorkerView]) -> String {
     "all matching workers are busy".into()
 }
 
-pub fn labels_match(constraints: &BTreeMap<String, String>, worker: &WorkerView) -> bool {
-    constraints.iter().all(|(k, v)| worker.labels.get(k) == Some(v))
+/// The worker is of the task's namespace and carries every label the task asks for.
+pub fn labels_match(needs: &TaskNeeds<'_>, worker: &WorkerView) -> bool {
+    worker.namespace() == needs.namespace && needs.constraints.iter().all(|(k, v)| worker.labels.get(k) == Some(v))
 }
 
-/// A worker can take the task now: labels match, a slot is free, resources fit.
+/// A worker can take the task now: namespace and labels match, a slot is free, resources
+/// fit.
 pub fn fits(needs: &TaskNeeds<'_>, worker: &WorkerView) -> bool {
-    worker.free_slots() > 0 && labels_match(needs.constraints, worker) && worker.free.covers(&needs.resources)
+    worker.free_slots() > 0 && labels_match(needs, worker) && worker.free.covers(&needs.resources)
 }
 
 /// Picks the index of the worker for a task among `workers` (sorted by id), or None when

@@ -8,6 +8,11 @@ use crate::state::AttemptReport;
 use crate::state::MAX_QUEUE_WEIGHT;
 use crate::state::QueuePolicy;
 use crate::state::StateError;
+use crate::state::namespace::DEFAULT_NAMESPACE;
+use crate::state::namespace::NAMESPACE_LABEL;
+use crate::state::namespace::namespace_of;
+use crate::state::namespace::validate_namespace;
+use crate::state::namespace::validate_qualified;
 use crate::state::schedule::MisfirePolicy;
 use crate::state::schedule::Recurrence;
 use crate::state::schedule::ScheduleSpec;
@@ -135,7 +140,7 @@ const _: () = assert!(MAX_DELAY_MS < u64::MAX / 2);
 /// Checks a spec against every limit. The error names the field and the limit.
 pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
     check_text("name", &spec.name, MAX_NAME_BYTES)?;
-    check_identifier("queue", &spec.queue, MAX_QUEUE_BYTES)?;
+    validate_queue_name(&spec.queue)?;
     validate_payload(&spec.payload)?;
     if spec.labels.len() > MAX_LABELS {
         return invalid("labels", format!("{} labels, at most {MAX_LABELS}", spec.labels.len()));
@@ -183,6 +188,12 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
         );
     }
     check_labels("constraints", &spec.constraints)?;
+    if spec.constraints.contains_key(NAMESPACE_LABEL) {
+        return invalid(
+            "constraints",
+            format!("{NAMESPACE_LABEL} is reserved: a task runs on the workers of its own namespace"),
+        );
+    }
     check_resources(&spec.resources)?;
     if let Some(key) = &spec.affinity_key {
         check_text("affinity_key", key, MAX_AFFINITY_KEY_BYTES)?;
@@ -201,12 +212,38 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
 
 /// A schedule name is its id: an identifier without `/`, so firing keys
 /// (`schedule/<name>/<scheduled_ms>`) stay unambiguous.
+/// In a namespace other than the default, the name is stored qualified (`team-a:nightly`).
 pub fn validate_schedule_name(name: &str) -> Result<(), StateError> {
-    check_identifier("schedule name", name, MAX_SCHEDULE_NAME_BYTES)?;
-    if name.contains('/') {
-        return invalid("schedule name", format!("{} may not contain '/'", shown(name)));
+    validate_qualified("schedule name", name, |bare| {
+        check_identifier("schedule name", bare, MAX_SCHEDULE_NAME_BYTES)?;
+        if bare.contains('/') {
+            return invalid("schedule name", format!("{} may not contain '/'", shown(bare)));
+        }
+        Ok(())
+    })
+}
+
+/// A schedule's name and definition together: its runs are tasks of its own namespace.
+pub fn validate_schedule(name: &str, spec: &ScheduleSpec) -> Result<(), StateError> {
+    validate_schedule_name(name)?;
+    validate_schedule_spec(spec)?;
+    let (namespace, template) = (namespace_of(name), namespace_of(&spec.template.queue));
+    if namespace != template {
+        return invalid(
+            "template",
+            format!(
+                "the schedule is in namespace {} and its task template's queue in {}: a schedule's runs stay in its namespace",
+                shown(namespace),
+                shown(template)
+            ),
+        );
     }
     Ok(())
+}
+
+/// A queue name as stored: bare in the default namespace, `<namespace>:<queue>` in another.
+pub fn validate_queue_name(queue: &str) -> Result<(), StateError> {
+    validate_qualified("queue", queue, |bare| check_identifier("queue", bare, MAX_QUEUE_BYTES))
 }
 
 /// The limits of a schedule. The leader also checks that the cron expression parses and the
@@ -293,6 +330,18 @@ pub fn validate_workflow(workflow: &WorkflowSpec) -> Result<(), StateError> {
                 ),
             );
         }
+    }
+    let namespace = namespace_of(&workflow.tasks[0].spec.queue);
+    if let Some(other) = workflow.tasks.iter().find(|t| namespace_of(&t.spec.queue) != namespace) {
+        return invalid(
+            "workflow",
+            format!(
+                "task {} is in namespace {}, the first task in {}: a workflow lives in one namespace",
+                shown(&other.key),
+                shown(namespace_of(&other.spec.queue)),
+                shown(namespace)
+            ),
+        );
     }
     // Kahn's algorithm: a task is placed once all its parents are; what is left is a cycle.
     let mut waiting_on: Vec<usize> = vec![0; count];
@@ -442,6 +491,17 @@ pub fn validate_registration(registration: &WorkerRegistration) -> Result<(), St
         );
     }
     check_labels("labels", &registration.labels)?;
+    if let Some(namespace) = registration.labels.get(NAMESPACE_LABEL) {
+        validate_namespace(namespace)?;
+        if namespace == DEFAULT_NAMESPACE {
+            return invalid(
+                "labels",
+                format!(
+                    "{NAMESPACE_LABEL}={DEFAULT_NAMESPACE}: a worker of the default namespace carries no such label"
+                ),
+            );
+        }
+    }
     check_resources(&registration.resources)?;
     if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&registration.lease_ms) {
         return invalid(
@@ -530,7 +590,7 @@ fn prefix_within(text: &str, max_bytes: usize) -> &str {
 }
 
 pub fn validate_queue_policy(queue: &str, policy: &QueuePolicy) -> Result<(), StateError> {
-    check_identifier("queue", queue, MAX_QUEUE_BYTES)?;
+    validate_queue_name(queue)?;
     if !(1..=MAX_QUEUE_WEIGHT).contains(&policy.weight) {
         return invalid("weight", format!("{}, must be 1..={MAX_QUEUE_WEIGHT}", policy.weight));
     }

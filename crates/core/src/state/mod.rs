@@ -7,6 +7,7 @@
 
 mod command;
 pub mod limits;
+pub mod namespace;
 mod policy;
 mod schedule;
 mod scheduler_state;

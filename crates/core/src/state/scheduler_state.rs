@@ -92,6 +92,12 @@ pub struct SchedulerState {
     /// Task ids by queue, so that a listing filtered by queue walks that queue's tasks
     /// only. A task's queue never changes, so an entry is made once. No empty sets.
     by_queue: Map<String, Set<TaskId>>,
+    /// Task ids by namespace, for a listing in one namespace, made once like `by_queue`. No
+    /// empty sets.
+    by_namespace: Map<String, Set<TaskId>>,
+    /// Unfinished (pending, running, waiting) tasks per namespace, for the per-namespace
+    /// live-tasks quota in O(log n). No zero counts.
+    live_by_namespace: Map<String, u64>,
     /// Pending tasks whose ready time has come, per queue in dispatch order. No empty queues.
     ready: Map<String, Set<ReadyKey>>,
     /// Pending tasks whose ready time is still ahead, by that time.
@@ -109,8 +115,8 @@ pub struct SchedulerState {
     workflows: Map<WorkflowId, Arc<Workflow>>,
     /// The id apply gives the next accepted workflow.
     next_workflow_id: WorkflowId,
-    /// Workflow request id → the workflow it created.
-    workflow_by_request_id: Map<String, WorkflowId>,
+    /// (namespace, workflow request id) → the workflow it created.
+    workflow_by_request_id: Map<(String, String), WorkflowId>,
     /// Finished purge units by home queue, as (finish time of their last task, unit), so
     /// the leader finds expired ones in O(expired · log n) (see `retention.rs`). No empty
     /// sets.
@@ -165,6 +171,8 @@ impl WorkerLoad {
 /// Which tasks a listing returns, and in which order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
+    /// Only tasks of this namespace (None: every namespace).
+    pub namespace: Option<String>,
     pub status: Option<TaskStatus>,
     pub queue: Option<String>,
     /// Only tasks created at or after this time; 0 lists every task.
@@ -312,7 +320,7 @@ impl SchedulerState {
     fn submit(&mut self, now_ms: u64, spec: TaskSpec) -> Result<SubmitOutcome, StateError> {
         limits::validate_spec(&spec)?;
         if let Some(request_id) = &spec.client_request_id
-            && let Some(task_id) = self.task_by_request_id(request_id)
+            && let Some(task_id) = self.task_by_request_id(spec.namespace(), request_id)
         {
             if self.tasks[&task_id].spec != spec {
                 return Err(StateError::RequestIdConflict {
@@ -329,18 +337,31 @@ impl SchedulerState {
         Ok(SubmitOutcome { task_id, created: true })
     }
 
-    /// The task created with this client request id, if any.
-    fn task_by_request_id(&self, request_id: &str) -> Option<TaskId> {
+    /// The task created with this client request id in this namespace, if any. (The same
+    /// id in two namespaces is two keys: the hash is of the id alone, so they share a
+    /// bucket and are told apart like colliding ids.)
+    fn task_by_request_id(&self, namespace: &str, request_id: &str) -> Option<TaskId> {
         let hash = fnv1a_64(request_id.as_bytes());
         self.by_request_id
             .range((hash, TaskId::MIN)..=(hash, TaskId::MAX))
             .map(|&(_, task_id)| task_id)
             .find(|task_id| {
-                self.tasks
-                    .get(task_id)
-                    .and_then(|task| task.spec.client_request_id.as_deref())
-                    == Some(request_id)
+                self.tasks.get(task_id).is_some_and(|task| {
+                    task.spec.client_request_id.as_deref() == Some(request_id) && task.spec.namespace() == namespace
+                })
             })
+    }
+
+    /// The key of a workflow in `workflow_by_request_id`: its tasks' namespace and its
+    /// request id. Its tasks exist while it does (`check_invariants`).
+    fn workflow_request_key(&self, workflow: &Workflow) -> Option<(String, String)> {
+        let request_id = workflow.request_id.as_ref()?;
+        let namespace = workflow
+            .tasks
+            .first()
+            .and_then(|(_, task_id)| self.tasks.get(task_id))
+            .map_or(crate::state::namespace::DEFAULT_NAMESPACE, |task| task.spec.namespace());
+        Some((namespace.to_string(), request_id.clone()))
     }
 
     /// Creates a task with the next id: validated, indexed, checked. `status` is Pending, or
@@ -564,6 +585,13 @@ impl SchedulerState {
         if running >= worker.slots as usize {
             return Err(not_assignable(format!("worker {worker_id:?} has no free slot")));
         }
+        if worker.namespace() != task.spec.namespace() {
+            return Err(not_assignable(format!(
+                "worker {worker_id:?} is in namespace {:?}, the task in {:?}",
+                worker.namespace(),
+                task.spec.namespace()
+            )));
+        }
         if !task.spec.constraints.iter().all(|(k, v)| {
             if k == limits::PIN_LABEL {
                 v == &worker.id
@@ -768,6 +796,7 @@ impl SchedulerState {
         let task = self.tasks.remove(&task_id)?;
         self.unindex(&task);
         remove_from(&mut self.by_queue, &task.spec.queue, &task.id);
+        remove_from(&mut self.by_namespace, &task.spec.namespace().to_string(), &task.id);
         if let Some(request_id) = &task.spec.client_request_id {
             self.by_request_id.remove(&(fnv1a_64(request_id.as_bytes()), task.id));
         }
@@ -778,6 +807,11 @@ impl SchedulerState {
 
     fn index(&mut self, task: &Task) {
         add_to(&mut self.by_status, task.status, task.id);
+        if task.status.is_live() {
+            let namespace = task.spec.namespace();
+            let count = self.live_by_namespace.get(namespace).copied().unwrap_or(0);
+            self.live_by_namespace.insert(namespace.to_string(), count + 1);
+        }
         if task.status == TaskStatus::Pending {
             if task.ready_at_ms <= self.clock_ms {
                 let key = (Reverse(task.spec.priority), task.id);
@@ -809,15 +843,27 @@ impl SchedulerState {
         }
     }
 
-    /// Indexes a task by its queue, once: its queue never changes.
+    /// Indexes a task by its queue and namespace, once: its queue never changes.
     fn index_queue(&mut self, task: &Task) {
         add_to(&mut self.by_queue, task.spec.queue.clone(), task.id);
+        add_to(&mut self.by_namespace, task.spec.namespace().to_string(), task.id);
     }
 
     /// Removes a task from the indexes that depend on its status (the request id and the
     /// queue stay).
     fn unindex(&mut self, task: &Task) {
         remove_from(&mut self.by_status, &task.status, &task.id);
+        if task.status.is_live() {
+            let namespace = task.spec.namespace();
+            match self.live_by_namespace.get(namespace).copied() {
+                Some(count) if count > 1 => {
+                    self.live_by_namespace.insert(namespace.to_string(), count - 1);
+                }
+                _ => {
+                    self.live_by_namespace.remove(namespace);
+                }
+            }
+        }
         if task.status == TaskStatus::Pending {
             remove_from(
                 &mut self.ready,

@@ -53,6 +53,11 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// The namespace the task belongs to: its queue's.
+    pub fn namespace(&self) -> &str {
+        crate::state::namespace::namespace_of(&self.queue)
+    }
+
     /// The key consistent-hash placement uses.
     pub fn affinity(&self) -> &str {
         self.affinity_key.as_deref().unwrap_or(&self.name)
@@ -114,6 +119,11 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// Not finished: pending, running or waiting (what the live-tasks quota counts).
+    pub fn is_live(self) -> bool {
+        matches!(self, TaskStatus::Pending | TaskStatus::Running | TaskStatus::Waiting)
+    }
+
     pub const ALL: [TaskStatus; 7] = [
         TaskStatus::Pending,
         TaskStatus::Running,

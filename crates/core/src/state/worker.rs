@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::state::namespace::DEFAULT_NAMESPACE;
+use crate::state::namespace::NAMESPACE_LABEL;
 use crate::state::task::Resources;
 
 /// A registered worker. What it runs is an index over the tasks, not stored here.
@@ -22,6 +24,15 @@ pub struct Worker {
     pub registered_at_ms: u64,
     /// A draining worker gets no new assignments.
     pub draining: bool,
+}
+
+impl Worker {
+    /// The namespace whose tasks this worker takes: its [`NAMESPACE_LABEL`], else the default.
+    pub fn namespace(&self) -> &str {
+        self.labels
+            .get(NAMESPACE_LABEL)
+            .map_or(DEFAULT_NAMESPACE, String::as_str)
+    }
 }
 
 /// What a worker declares when it registers.

@@ -21,7 +21,7 @@
 //! - `get task=<id>`: the task, or `not found`. Pending tasks show `ready_at`; the dispatch
 //!   fields of the spec are shown when they differ from the defaults; then one line per
 //!   attempt (number, token, worker, times, outcome, exit code, error, output tails).
-//! - `list [state=<status>] [queue=<q>] [after=<id>] [limit=<n>]`: one line per task, then
+//! - `list [state=<status>] [queue=<q>] [namespace=<n>] [after=<id>] [limit=<n>]`: one line per task, then
 //!   `next=<id>` or `next=none`.
 //! - `ready queue=<q>` or `ready queue=(a,b)`: the ready ids of each queue, dispatch order.
 //! - `counts`: the number of tasks in total and per status.

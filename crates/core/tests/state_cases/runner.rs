@@ -230,6 +230,7 @@ pub(crate) fn get(state: &SchedulerState, case: &TestCase) -> String {
 
 pub(crate) fn list(state: &SchedulerState, case: &TestCase) -> String {
     let filter = ListFilter {
+        namespace: arg(case, "namespace"),
         status: arg(case, "state").map(|s| TaskStatus::parse(&s).unwrap_or_else(|| panic!("unknown state {s:?}"))),
         queue: arg(case, "queue"),
         since_ms: arg_u64(case, "since").unwrap_or(0),

@@ -24,6 +24,7 @@ use raftsched_core::state::WorkflowSpec;
 use raftsched_core::state::WorkflowStatus;
 use raftsched_core::state::estimated_spec_bytes;
 use raftsched_core::state::limits;
+use raftsched_core::state::namespace;
 
 /// Next fire times `schedule get` shows.
 const UPCOMING_SHOWN: usize = 5;
@@ -42,6 +43,8 @@ pub struct ScheduleView {
 #[derive(Debug, Clone)]
 pub struct WorkflowView {
     pub workflow: Workflow,
+    /// Its tasks' namespace.
+    pub namespace: String,
     pub status: WorkflowStatus,
     /// The tasks from `workflow.tasks[start..]` that fit the caller's byte budget.
     pub tasks: Vec<(String, Task)>,
@@ -52,8 +55,7 @@ pub struct WorkflowView {
 
 impl App {
     pub async fn create_schedule(&self, name: String, spec: ScheduleSpec) -> Result<(ScheduleView, bool), AppError> {
-        limits::validate_schedule_name(&name)?;
-        check_schedule_spec(&spec)?;
+        check_schedule(&name, &spec)?;
         let command = Command::CreateSchedule {
             now_ms: now_ms(),
             name: name.clone(),
@@ -71,8 +73,7 @@ impl App {
 
     pub async fn update_schedule(&self, name: String, spec: ScheduleSpec) -> Result<ScheduleView, AppError> {
         // Before the lookup: a not-found answer echoes the name.
-        limits::validate_schedule_name(&name)?;
-        check_schedule_spec(&spec)?;
+        check_schedule(&name, &spec)?;
         let command = Command::UpdateSchedule {
             now_ms: now_ms(),
             name: name.clone(),
@@ -119,10 +120,11 @@ impl App {
             .scheduler
             .schedule(&name)
             .map_or(0, |schedule| estimated_spec_bytes(&schedule.spec.template));
-        let _reservation = self.admit(Cost {
+        let cost = Cost {
             tasks: 1,
             bytes: template_bytes,
-        })?;
+        };
+        let _reservation = self.admit_in(&[(namespace::namespace_of(&name), 1)], cost)?;
         let command = Command::TriggerSchedule { now_ms: now_ms(), name };
         let CommandResponse::ScheduleFired(result) = self.write(command).await? else {
             return Err(AppError::Internal("trigger answered with another response".into()));
@@ -147,6 +149,7 @@ impl App {
     /// taken, so that paging advances).
     pub async fn list_schedules(
         &self,
+        in_namespace: &str,
         after: &str,
         page_size: usize,
         consistency: Consistency,
@@ -155,7 +158,10 @@ impl App {
         self.ensure_consistency(consistency).await?;
         let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
         let state = self.state.read();
-        let matching = state.scheduler.schedules().filter(|s| s.name.as_str() > after);
+        let matching = state
+            .scheduler
+            .schedules()
+            .filter(|s| s.name.as_str() > after && namespace::namespace_of(&s.name) == in_namespace);
         let mut page: Vec<ScheduleView> = Vec::new();
         let mut more = false;
         for schedule in matching {
@@ -220,7 +226,8 @@ impl App {
             tasks: workflow.tasks.len() as u64,
             bytes: workflow.tasks.iter().map(|task| estimated_spec_bytes(&task.spec)).sum(),
         };
-        let _reservation = self.admit(cost)?;
+        let namespace = workflow.tasks[0].spec.namespace().to_string();
+        let _reservation = self.admit_in(&[(&namespace, cost.tasks)], cost)?;
         let command = Command::SubmitWorkflow { now_ms, workflow };
         let CommandResponse::WorkflowSubmitted(result) = self.write(command).await? else {
             return Err(AppError::Internal("workflow answered with another response".into()));
@@ -271,7 +278,14 @@ impl App {
             }
             tasks.push((key.clone(), task.clone()));
         }
+        let namespace = workflow
+            .tasks
+            .first()
+            .and_then(|(_, id)| state.scheduler.get(*id))
+            .map_or(namespace::DEFAULT_NAMESPACE, |task| task.spec.namespace())
+            .to_string();
         Ok(WorkflowView {
+            namespace,
             status: state.scheduler.workflow_status(workflow),
             workflow: workflow.clone(),
             tasks,
@@ -296,7 +310,11 @@ impl App {
             let pins: Vec<Option<String>> = state
                 .scheduler
                 .workers()
-                .filter(|w| !w.draining && spec.constraints.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+                .filter(|w| {
+                    !w.draining
+                        && w.namespace() == spec.namespace()
+                        && spec.constraints.iter().all(|(k, v)| w.labels.get(k) == Some(v))
+                })
                 .map(|w| Some(w.id.clone()))
                 .collect();
             if pins.is_empty() {
@@ -304,7 +322,9 @@ impl App {
                 return Err(StateError::InvalidArgument {
                     field: "broadcast".into(),
                     problem: format!(
-                        "no registered worker matches the selector [{}]; start one, or change the constraints",
+                        "no registered worker of namespace {} matches the selector [{}]; start one, or change the \
+                         constraints",
+                        spec.namespace(),
                         selector.join(",")
                     ),
                 }
@@ -319,10 +339,11 @@ impl App {
         limits::validate_shard_count(pins.len())?;
         // The parent and each shard are a copy of the spec (plus 8 B per link each way).
         let copies = pins.len() as u64 + 1;
-        let _reservation = self.admit(Cost {
+        let cost = Cost {
             tasks: copies,
             bytes: copies * estimated_spec_bytes(&spec) + 16 * pins.len() as u64,
-        })?;
+        };
+        let _reservation = self.admit_in(&[(spec.namespace(), copies)], cost)?;
         let command = Command::SubmitShards { now_ms, spec, pins };
         let CommandResponse::ShardsSubmitted(result) = self.write(command).await? else {
             return Err(AppError::Internal("broadcast answered with another response".into()));
@@ -369,8 +390,8 @@ fn in_workflow_task(key: &str, error: StateError) -> StateError {
 }
 
 /// Limits, plus what only the leader evaluates: the cron expression and time zone.
-fn check_schedule_spec(spec: &ScheduleSpec) -> Result<(), AppError> {
-    limits::validate_schedule_spec(spec)?;
+fn check_schedule(name: &str, spec: &ScheduleSpec) -> Result<(), AppError> {
+    limits::validate_schedule(name, spec)?;
     recurrence::compile(&spec.recurrence, 0).map_err(|problem| StateError::InvalidArgument {
         field: "recurrence".into(),
         problem,

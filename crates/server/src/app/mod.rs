@@ -172,6 +172,21 @@ impl App {
     /// Admits new work of `cost` against the caps and the cluster's alarms; the reservation
     /// is held until the write returns. Only the leader admits: a follower's write is
     /// refused as not the leader's anyway, and its clients go to the leader, which judges.
+    /// [`Self::admit`], after the per-namespace cap of each namespace the work goes to
+    /// (`adding`: new live tasks per namespace).
+    pub(crate) fn admit_in(&self, adding: &[(&str, u64)], cost: Cost) -> Result<Option<Reservation>, AppError> {
+        if self.metrics_state() == ServerState::Leader {
+            let state = self.state.read();
+            for (namespace, count) in adding {
+                let live = state.scheduler.live_tasks_in(namespace);
+                self.guard
+                    .check_namespace(namespace, live, *count)
+                    .map_err(AppError::QuotaExceeded)?;
+            }
+        }
+        self.admit(cost)
+    }
+
     pub(crate) fn admit(&self, cost: Cost) -> Result<Option<Reservation>, AppError> {
         if self.metrics_state() != ServerState::Leader {
             return Ok(None);
@@ -215,22 +230,27 @@ impl App {
         }
         // A spec whose request id is known creates nothing (the retry of a submission that
         // was committed): it costs nothing, so a retry at the cap gets its task back.
-        let cost = {
+        let (cost, per_namespace) = {
             let state = self.state.read();
             let new: Vec<&TaskSpec> = specs
                 .iter()
                 .filter(|spec| {
                     spec.client_request_id
                         .as_deref()
-                        .is_none_or(|id| !state.scheduler.has_request_id(id))
+                        .is_none_or(|id| !state.scheduler.has_request_id(spec.namespace(), id))
                 })
                 .collect();
-            Cost {
+            let mut per_namespace: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+            for spec in &new {
+                *per_namespace.entry(spec.namespace()).or_insert(0) += 1;
+            }
+            let cost = Cost {
                 tasks: new.len() as u64,
                 bytes: new.iter().map(|spec| estimated_spec_bytes(spec)).sum(),
-            }
+            };
+            (cost, per_namespace.into_iter().collect::<Vec<_>>())
         };
-        let _reservation = self.admit(cost)?;
+        let _reservation = self.admit_in(&per_namespace, cost)?;
         let command = Command::SubmitTasks { now_ms, specs };
         let CommandResponse::Submitted(outcomes) = self.write(command).await? else {
             return Err(AppError::Internal("submit answered with another response".into()));
@@ -274,6 +294,16 @@ impl App {
         }
         self.stop_attempts(&outcome.shards_stopped);
         self.read_task(outcome.task_id)
+    }
+
+    /// The namespace of a task this node holds, if it holds it: a namespace check before a
+    /// write (a task's namespace never changes, so a stale read answers the same).
+    pub fn task_namespace(&self, task_id: TaskId) -> Option<String> {
+        let state = self.state.read();
+        state
+            .scheduler
+            .get(task_id)
+            .map(|task| task.spec.namespace().to_string())
     }
 
     pub async fn get(&self, task_id: TaskId, consistency: Consistency) -> Result<Task, AppError> {

@@ -339,6 +339,7 @@ pub fn plan_assignments(
     let needs_of = |task_id: TaskId| {
         let spec = &state.get(task_id).expect("planned tasks exist").spec;
         TaskNeeds {
+            namespace: spec.namespace(),
             constraints: &spec.constraints,
             resources: spec.resources,
             affinity_key: spec.affinity(),

@@ -7,6 +7,7 @@ use tonic::Request;
 use tonic::Status;
 
 use crate::grpc::identity::Identity;
+use crate::grpc::identity::Namespaces;
 use crate::grpc::identity::Role;
 use crate::grpc::identity::identity_of;
 use raftsched_core::state::limits::shown;
@@ -123,16 +124,49 @@ impl Rpc<'_> {
 }
 
 /// What an allowed call may see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Access {
     /// Replace every environment value of every task in the answer by
     /// [`REDACTED_ENV_VALUE`] (keys kept): a reader sees which variables a task sets, not
     /// their values, which are where secrets go.
     pub(crate) redact_env: bool,
+    /// The namespaces the call may act in and see. A request naming another is
+    /// PERMISSION_DENIED ([`Access::require_namespace`]); a task, workflow or schedule of
+    /// another, asked for by id, is NOT_FOUND like one that does not exist
+    /// ([`Access::sees`]): its existence is not told.
+    pub(crate) namespaces: Namespaces,
+    /// Who, for messages: `submitter alice`.
+    pub(crate) caller: String,
 }
 
 impl Access {
-    const FULL: Access = Access { redact_env: false };
+    /// A plaintext server's: everything.
+    pub(crate) fn full() -> Access {
+        Access {
+            redact_env: false,
+            namespaces: Namespaces::All,
+            caller: "this caller".into(),
+        }
+    }
+
+    pub(crate) fn sees(&self, namespace: &str) -> bool {
+        self.namespaces.contains(namespace)
+    }
+
+    /// PERMISSION_DENIED unless the caller acts in `namespace`, naming both and the remedy.
+    pub(crate) fn require_namespace(&self, rpc: &'static str, namespace: &str) -> Result<(), Status> {
+        if self.sees(namespace) {
+            return Ok(());
+        }
+        Err(Status::permission_denied(format!(
+            "{} acts in {}, and this {rpc} names namespace {}: use a credential of that namespace \
+             (`raftsched certs issue --role R --name N --namespaces {}`) or --namespace one of yours",
+            self.caller,
+            self.namespaces,
+            shown(namespace),
+            namespace
+        )))
+    }
 }
 
 /// What a redacted environment value reads as.
@@ -172,7 +206,7 @@ impl From<Denied> for Status {
 /// call is allowed, as before credentials existed.
 pub(crate) fn authorize(identity: Option<&Identity>, rpc: Rpc<'_>) -> Result<Access, Denied> {
     let Some(identity) = identity else {
-        return Ok(Access::FULL);
+        return Ok(Access::full());
     };
     let kind = rpc.kind();
     let allowed = match identity.role {
@@ -200,6 +234,8 @@ pub(crate) fn authorize(identity: Option<&Identity>, rpc: Rpc<'_>) -> Result<Acc
     }
     Ok(Access {
         redact_env: identity.role == Role::Reader,
+        namespaces: identity.namespaces.clone(),
+        caller: format!("{} {}", identity.role, shown(&identity.name)),
     })
 }
 

@@ -32,11 +32,24 @@ use raftsched_core::state::WorkflowSpec;
 use raftsched_core::state::WorkflowStatus;
 use raftsched_core::state::WorkflowTaskSpec;
 use raftsched_core::state::limits;
+use raftsched_core::state::namespace;
 
 /// The number of entries of a repeated field or map, checked before anything is built from
 /// it (the message itself is bounded by the 4 MiB message limit, the domain copy is not).
 fn check_count(field: &str, count: usize, max: usize) -> Result<(), Status> {
     limits::validate_count(field, count, max).map_err(rejected)
+}
+
+/// The namespace a request names (empty: the default), checked.
+pub fn namespace_from_proto(namespace: &str) -> Result<String, Status> {
+    namespace::named_or_default(namespace)
+        .map(str::to_string)
+        .map_err(rejected)
+}
+
+/// The stored name of a queue or schedule a request names bare in `namespace`.
+pub fn qualified_from_proto(field: &'static str, namespace: &str, bare: &str) -> Result<String, Status> {
+    namespace::qualify_bare(field, namespace, bare).map_err(rejected)
 }
 
 pub fn spec_from_proto(spec: api::TaskSpec) -> Result<TaskSpec, Status> {
@@ -56,9 +69,10 @@ pub fn spec_from_proto(spec: api::TaskSpec) -> Result<TaskSpec, Status> {
         },
         None => return Err(invalid("invalid payload: set either command or opaque")),
     };
+    let queue = non_empty(spec.queue).unwrap_or_else(|| limits::DEFAULT_QUEUE.to_string());
     Ok(TaskSpec {
         name: spec.name,
-        queue: non_empty(spec.queue).unwrap_or_else(|| limits::DEFAULT_QUEUE.to_string()),
+        queue: qualified_from_proto("queue", &spec.namespace, &queue)?,
         priority: spec.priority,
         payload,
         labels: spec.labels.into_iter().collect(),
@@ -116,9 +130,11 @@ pub fn spec_to_proto(spec: &TaskSpec) -> api::TaskSpec {
             data: data.clone(),
         }),
     };
+    let (namespace, queue) = namespace::split(&spec.queue);
     api::TaskSpec {
+        namespace: namespace.to_string(),
         name: spec.name.clone(),
-        queue: spec.queue.clone(),
+        queue: queue.to_string(),
         priority: spec.priority,
         payload: Some(payload),
         labels: spec.labels.clone().into_iter().collect(),
@@ -183,7 +199,9 @@ pub fn shard_report(index: usize, shard: &Task) -> api::ShardReport {
     }
 }
 
-pub fn schedule_spec_from_proto(spec: api::ScheduleSpec) -> Result<ScheduleSpec, Status> {
+/// A schedule's definition in the namespace its request names: a template naming no
+/// namespace is in the schedule's (one naming another is refused by the state's checks).
+pub fn schedule_spec_from_proto(spec: api::ScheduleSpec, namespace: &str) -> Result<ScheduleSpec, Status> {
     let recurrence = match spec.recurrence {
         Some(api::schedule_spec::Recurrence::Cron(cron)) => Recurrence::Cron {
             expression: cron.expression,
@@ -192,9 +210,12 @@ pub fn schedule_spec_from_proto(spec: api::ScheduleSpec) -> Result<ScheduleSpec,
         Some(api::schedule_spec::Recurrence::EveryMs(interval_ms)) => Recurrence::Every { interval_ms },
         None => return Err(invalid("invalid recurrence: set either cron or every_ms")),
     };
-    let template = spec
+    let mut template = spec
         .template
         .ok_or_else(|| invalid("invalid template: a schedule needs the task it runs"))?;
+    if template.namespace.is_empty() {
+        template.namespace = namespace.to_string();
+    }
     let misfire = match spec.misfire.as_str() {
         "" | "fire-once" => MisfirePolicy::FireOnce,
         "skip" => MisfirePolicy::Skip,
@@ -295,8 +316,10 @@ pub fn schedule_to_proto(view: &ScheduleView) -> api::Schedule {
             out
         })
         .collect();
+    let (namespace, name) = namespace::split(&schedule.name);
     api::Schedule {
-        name: schedule.name.clone(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
         spec: Some(schedule_spec_to_proto(&schedule.spec)),
         paused: schedule.paused,
         created_at_ms: schedule.created_at_ms,
@@ -323,16 +346,30 @@ pub fn workflow_from_proto(request: api::SubmitWorkflowRequest) -> Result<Workfl
         .iter()
         .fold(0usize, |sum, t| sum.saturating_add(t.after.len()));
     check_count("workflow edges (after)", edges, limits::MAX_WORKFLOW_EDGES)?;
+    let workflow_namespace = namespace_from_proto(&request.namespace)?;
     let tasks = request
         .tasks
         .into_iter()
         .map(|task| {
-            let spec = task.spec.ok_or_else(|| {
+            let mut spec = task.spec.ok_or_else(|| {
                 invalid(format!(
                     "invalid workflow: task {} has no spec",
                     limits::shown(&task.key)
                 ))
             })?;
+            // Each task is in the workflow's namespace: one naming another would put work
+            // where the caller's namespace check did not look.
+            if spec.namespace.is_empty() {
+                spec.namespace = workflow_namespace.clone();
+            } else if namespace_from_proto(&spec.namespace)? != workflow_namespace {
+                return Err(invalid(format!(
+                    "invalid workflow: task {} names namespace {}, the workflow {}; leave the task's namespace \
+                     empty",
+                    limits::shown(&task.key),
+                    limits::shown(&spec.namespace),
+                    limits::shown(&workflow_namespace)
+                )));
+            }
             Ok(WorkflowTaskSpec {
                 spec: spec_from_proto(spec)
                     .map_err(|e| invalid(format!("workflow task {}: {}", limits::shown(&task.key), e.message())))?,
@@ -357,6 +394,7 @@ pub fn workflow_to_proto(view: &WorkflowView, task_to_proto: impl Fn(&Task) -> a
     };
     api::Workflow {
         id: view.workflow.id,
+        namespace: view.namespace.clone(),
         name: view.workflow.name.clone(),
         state: state as i32,
         created_at_ms: view.workflow.created_at_ms,
@@ -431,13 +469,26 @@ pub fn report_from_proto(report: api::ReportResultRequest) -> Result<AttemptRepo
     })
 }
 
+/// A registration; the worker's namespace becomes its [`namespace::NAMESPACE_LABEL`] (none
+/// for the default), which it may not set itself.
 pub fn registration_from_proto(request: api::RegisterWorkerRequest) -> Result<WorkerRegistration, Status> {
     check_count("labels", request.labels.len(), limits::MAX_LABELS)?;
+    if request.labels.contains_key(namespace::NAMESPACE_LABEL) {
+        return Err(invalid(format!(
+            "invalid labels: {} is set from the worker's namespace; use --namespace",
+            namespace::NAMESPACE_LABEL
+        )));
+    }
+    let worker_namespace = namespace_from_proto(&request.namespace)?;
+    let mut labels: std::collections::BTreeMap<String, String> = request.labels.into_iter().collect();
+    if worker_namespace != namespace::DEFAULT_NAMESPACE {
+        labels.insert(namespace::NAMESPACE_LABEL.to_string(), worker_namespace);
+    }
     Ok(WorkerRegistration {
         id: request.worker_id,
         session: request.session_id,
         slots: request.slots,
-        labels: request.labels.into_iter().collect(),
+        labels,
         resources: resources_from_proto(request.resources),
         lease_ms: if request.lease_ms == 0 {
             limits::DEFAULT_LEASE_MS
@@ -448,7 +499,9 @@ pub fn registration_from_proto(request: api::RegisterWorkerRequest) -> Result<Wo
 }
 
 pub fn policy_to_proto(queue: &str, policy: &QueuePolicy) -> api::QueuePolicy {
+    let (namespace, queue) = namespace::split(queue);
     api::QueuePolicy {
+        namespace: namespace.to_string(),
         queue: queue.to_string(),
         weight: policy.weight,
         placement: policy.placement.as_str().to_string(),
@@ -476,7 +529,7 @@ pub fn policy_from_proto(policy: api::QueuePolicy) -> Result<(String, QueuePolic
     // policy's validation (leader and apply), which names the limits in human units.
     let retention_ms = (policy.retention_ms != 0).then_some(policy.retention_ms);
     Ok((
-        policy.queue,
+        qualified_from_proto("queue", &policy.namespace, &policy.queue)?,
         QueuePolicy {
             weight,
             placement,
@@ -520,9 +573,15 @@ pub fn list_request_from_proto(request: api::ListTasksRequest) -> Result<(ListFi
     } else {
         ListOrder::NewestFirst
     };
+    let list_namespace = namespace_from_proto(&request.namespace)?;
+    let queue = match non_empty(request.queue) {
+        Some(queue) => Some(qualified_from_proto("queue", &list_namespace, &queue)?),
+        None => None,
+    };
     let filter = ListFilter {
+        namespace: Some(list_namespace),
         status: status_from_proto(request.state)?,
-        queue: non_empty(request.queue),
+        queue,
         since_ms: request.since_ms,
         order,
     };

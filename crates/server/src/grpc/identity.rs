@@ -2,9 +2,12 @@
 //! (the certificate identity contract, shared with `raftsched certs`): OU = the role, CN =
 //! the name (`node-<id>` for a node, the worker id for a worker, any name for the others).
 //!
+//! Each URI SAN `urn:raftsched:namespace:<name>` names a namespace the credential acts in;
+//! none means the default namespace, `...:*` every namespace; an admin's or node's acts in
+//! every namespace whatever its SANs say.
+//!
 //! The TLS layer has already verified the chain against the cluster CA before a handler
-//! runs; this module only reads the subject of the leaf. Namespaces are reserved in the
-//! contract and not encoded yet.
+//! runs; this module only reads the subject of the leaf.
 
 use crate::grpc::admission::Transport;
 use tonic::Request;
@@ -15,20 +18,54 @@ use x509_parser::prelude::X509Certificate;
 /// What a credential may do (the OU of its subject); see ARCHITECTURE.md, Security model.
 /// The contract's one definition, shared with `raftsched certs`, which issues them.
 pub(crate) use raftsched_certs::Role;
+use raftsched_certs::layout::NAMESPACE_URI_PREFIX;
 use raftsched_certs::layout::NODE_NAME_PREFIX;
 use raftsched_core::state::limits::shown;
+use raftsched_core::state::namespace;
+use raftsched_core::state::namespace::MAX_NAMESPACE_BYTES;
+use raftsched_core::state::namespace::MAX_NAMESPACES_PER_CREDENTIAL;
 
 /// A CN longer than this is refused: the longest name a credential needs is a worker id
 /// (`MAX_WORKER_ID_BYTES`, 128 bytes); RFC 5280's upper bound for a CN is 64 characters,
 /// but worker ids may be longer, so the bound is theirs.
 const MAX_NAME_BYTES: usize = raftsched_core::state::limits::MAX_WORKER_ID_BYTES;
 
-/// A caller: its role and its name (a node's `node-<id>`, a worker's id).
+/// A caller: its role, its name (a node's `node-<id>`, a worker's id) and its namespaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Identity {
     pub(crate) role: Role,
     pub(crate) name: String,
+    pub(crate) namespaces: Namespaces,
 }
+
+/// The namespaces a caller acts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Namespaces {
+    All,
+    /// Sorted, without duplicates, at most [`MAX_NAMESPACES_PER_CREDENTIAL`].
+    Only(Vec<String>),
+}
+
+impl Namespaces {
+    pub(crate) fn contains(&self, namespace: &str) -> bool {
+        match self {
+            Namespaces::All => true,
+            Namespaces::Only(names) => names.binary_search_by(|n| n.as_str().cmp(namespace)).is_ok(),
+        }
+    }
+}
+
+impl std::fmt::Display for Namespaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Namespaces::All => f.write_str("every namespace"),
+            Namespaces::Only(names) => write!(f, "namespace {}", names.join(", ")),
+        }
+    }
+}
+
+/// The O that grants every namespace.
+const EVERY_NAMESPACE: &str = "*";
 
 impl Identity {
     /// The node id a node's name carries (`node-2` → 2); `None` for any other role.
@@ -84,6 +121,19 @@ pub(crate) enum IdentityError {
         shown(.0)
     )]
     NotANodeName(String),
+    #[error(
+        "the client certificate's namespace SAN names {}, not a namespace (1 to {MAX_NAMESPACE_BYTES} characters of \
+         a-z, 0-9 and '-') nor *: issue it with `raftsched certs issue --role R --name N --namespaces NS`",
+        shown(.0)
+    )]
+    BadNamespace(String),
+    #[error(
+        "the client certificate names {0} namespaces; at most {MAX_NAMESPACES_PER_CREDENTIAL}: use * for every \
+         namespace, or issue one credential per group of namespaces"
+    )]
+    TooManyNamespaces(usize),
+    #[error("the client certificate's subject alternative names are not readable ({0})")]
+    BadSans(String),
 }
 
 /// The identity a DER certificate's subject names, by the contract: exactly one OU that is
@@ -109,10 +159,50 @@ pub(crate) fn identity_from_der(der: &[u8]) -> Result<Identity, IdentityError> {
     if role == Role::Node && node_id_of(name).is_none() {
         return Err(IdentityError::NotANodeName(name.to_string()));
     }
+    let namespaces = match role {
+        Role::Admin | Role::Node => Namespaces::All,
+        _ => {
+            let sans = certificate
+                .subject_alternative_name()
+                .map_err(|e| IdentityError::BadSans(e.to_string()))?;
+            let uris = sans
+                .iter()
+                .flat_map(|ext| ext.value.general_names.iter())
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::URI(uri) => uri.strip_prefix(NAMESPACE_URI_PREFIX),
+                    _ => None,
+                });
+            namespaces_of(uris)?
+        }
+    };
     Ok(Identity {
         role,
         name: name.to_string(),
+        namespaces,
     })
+}
+
+/// The namespaces the namespace SANs name: the default namespace when there is none.
+fn namespaces_of<'a>(named: impl Iterator<Item = &'a str>) -> Result<Namespaces, IdentityError> {
+    let mut names = Vec::new();
+    for namespace in named {
+        if namespace == EVERY_NAMESPACE {
+            return Ok(Namespaces::All);
+        }
+        if namespace::validate_namespace(namespace).is_err() {
+            return Err(IdentityError::BadNamespace(namespace.to_string()));
+        }
+        names.push(namespace.to_string());
+        if names.len() > MAX_NAMESPACES_PER_CREDENTIAL {
+            return Err(IdentityError::TooManyNamespaces(names.len()));
+        }
+    }
+    if names.is_empty() {
+        names.push(namespace::DEFAULT_NAMESPACE.to_string());
+    }
+    names.sort_unstable();
+    names.dedup();
+    Ok(Namespaces::Only(names))
 }
 
 fn text_of<'a>(
@@ -201,11 +291,16 @@ mod tests {
             ("worker", "worker1", Role::Worker),
         ] {
             let identity = identity_from_der(&cert(ou, cn)).unwrap();
+            let namespaces = match role {
+                Role::Admin | Role::Node => Namespaces::All,
+                _ => Namespaces::Only(vec!["default".into()]),
+            };
             assert_eq!(
                 identity,
                 Identity {
                     role,
-                    name: cn.to_string()
+                    name: cn.to_string(),
+                    namespaces,
                 }
             );
             assert_eq!(role.as_str(), ou);
@@ -240,6 +335,58 @@ mod tests {
             (DnType::CommonName, "r"),
         ]);
         assert_eq!(identity_from_der(&two_ous), Err(IdentityError::SeveralRoles(2)));
+    }
+
+    #[test]
+    fn each_namespace_san_names_a_namespace_and_star_names_all() {
+        let with_os = |role: &str, namespaces: &[&str]| {
+            let mut uris: Vec<String> = namespaces
+                .iter()
+                .map(|n| format!("{NAMESPACE_URI_PREFIX}{n}"))
+                .collect();
+            uris.push("https://example.com/not-a-namespace".into());
+            let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            for uri in uris {
+                params
+                    .subject_alt_names
+                    .push(rcgen::SanType::URI(uri.try_into().unwrap()));
+            }
+            let mut subject = DistinguishedName::new();
+            subject.push(DnType::OrganizationalUnitName, role);
+            subject.push(DnType::CommonName, "c");
+            params.distinguished_name = subject;
+            let key = KeyPair::generate().unwrap();
+            let der = params.self_signed(&key).unwrap().der().to_vec();
+            identity_from_der(&der).map(|identity| identity.namespaces)
+        };
+        let only = |names: &[&str]| Namespaces::Only(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(
+            with_os("submitter", &["team-b", "team-a", "team-b"]),
+            Ok(only(&["team-a", "team-b"]))
+        );
+        assert_eq!(with_os("reader", &[]), Ok(only(&["default"])));
+        assert_eq!(with_os("reader", &["team-a", "*"]), Ok(Namespaces::All));
+        assert_eq!(
+            with_os("admin", &["team-a"]),
+            Ok(Namespaces::All),
+            "an admin acts in all"
+        );
+        let names: Vec<String> = (0..=MAX_NAMESPACES_PER_CREDENTIAL).map(|i| format!("n{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(
+            with_os("worker", &refs),
+            Err(IdentityError::TooManyNamespaces(MAX_NAMESPACES_PER_CREDENTIAL + 1))
+        );
+        assert_eq!(
+            with_os("worker", &refs[..MAX_NAMESPACES_PER_CREDENTIAL]).map(|n| n.contains("n0")),
+            Ok(true)
+        );
+        for bad in ["Team", "", "a:b", "-a"] {
+            let error = with_os("submitter", &[bad]).unwrap_err();
+            assert_eq!(error, IdentityError::BadNamespace(bad.to_string()));
+            assert!(error.to_string().contains("--namespaces"), "{error}");
+        }
+        assert!(only(&["a", "c"]).contains("c") && !only(&["a", "c"]).contains("b"));
     }
 
     #[test]

@@ -166,7 +166,14 @@ mod tests {
             tasks: vec![task(), task()],
             next_page_token: String::new(),
         };
-        let redacted = answer(Access { redact_env: true }, list.clone()).into_inner();
+        let redacted = answer(
+            Access {
+                redact_env: true,
+                ..Access::full()
+            },
+            list.clone(),
+        )
+        .into_inner();
         for task in &redacted.tasks {
             assert_eq!(env_of(task.spec.as_ref().unwrap()), redacted_env());
             let Some(api::task_spec::Payload::Command(command)) = &task.spec.as_ref().unwrap().payload else {
@@ -174,7 +181,7 @@ mod tests {
             };
             assert_eq!(command.command_line, "echo $TOKEN", "only env values are redacted");
         }
-        assert_eq!(answer(Access { redact_env: false }, list.clone()).into_inner(), list);
+        assert_eq!(answer(Access::full(), list.clone()).into_inner(), list);
 
         let workflow = api::WorkflowResponse {
             workflow: Some(api::Workflow {
@@ -186,7 +193,14 @@ mod tests {
             }),
             ..Default::default()
         };
-        let redacted = answer(Access { redact_env: true }, workflow).into_inner();
+        let redacted = answer(
+            Access {
+                redact_env: true,
+                ..Access::full()
+            },
+            workflow,
+        )
+        .into_inner();
         let spec = redacted.workflow.unwrap().tasks[0].task.clone().unwrap().spec.unwrap();
         assert_eq!(env_of(&spec), redacted_env());
 
@@ -200,11 +214,25 @@ mod tests {
             }),
             created: false,
         };
-        let redacted = answer(Access { redact_env: true }, schedule).into_inner();
+        let redacted = answer(
+            Access {
+                redact_env: true,
+                ..Access::full()
+            },
+            schedule,
+        )
+        .into_inner();
         let template = redacted.schedule.unwrap().spec.unwrap().template.unwrap();
         assert_eq!(env_of(&template), redacted_env());
 
-        let got = answer(Access { redact_env: true }, api::GetTaskResponse { task: Some(task()) }).into_inner();
+        let got = answer(
+            Access {
+                redact_env: true,
+                ..Access::full()
+            },
+            api::GetTaskResponse { task: Some(task()) },
+        )
+        .into_inner();
         assert_eq!(env_of(got.task.unwrap().spec.as_ref().unwrap()), redacted_env());
     }
 }

@@ -9,14 +9,17 @@ use crate::app::Consistency;
 use crate::app::MemberView;
 use crate::grpc::api;
 use crate::grpc::api::scheduler_server::Scheduler;
+use crate::grpc::authz::Access;
 use crate::grpc::authz::Rpc;
 use crate::grpc::authz::check;
 use crate::grpc::budget::ByteBudget;
 use crate::grpc::budget::keep_within_budget;
 use crate::grpc::budget::page_within_budget;
 use crate::grpc::convert::list_request_from_proto;
+use crate::grpc::convert::namespace_from_proto;
 use crate::grpc::convert::policy_from_proto;
 use crate::grpc::convert::policy_to_proto;
+use crate::grpc::convert::qualified_from_proto;
 use crate::grpc::convert::schedule_spec_from_proto;
 use crate::grpc::convert::schedule_to_proto;
 use crate::grpc::convert::shard_report;
@@ -31,7 +34,9 @@ use crate::grpc::peer_status::peer_status;
 use crate::grpc::redact::answer;
 use crate::grpc::status::app_error_to_status;
 use crate::grpc::status::invalid;
+use raftsched_core::state::StateError;
 use raftsched_core::state::TaskSpec;
+use raftsched_core::state::namespace;
 
 const DEFAULT_PAGE_SIZE: usize = 100;
 
@@ -126,6 +131,19 @@ fn workflow_page_start(page_token: &str) -> Result<usize, Status> {
         })
 }
 
+/// NOT_FOUND for a task the caller may not see, worded like one that does not exist: a
+/// credential of another namespace learns nothing of it, not even that it exists.
+fn unseen_task(task_id: u64) -> Status {
+    app_error_to_status(StateError::TaskNotFound(task_id).into())
+}
+
+/// The stored name of the schedule a request names, after the caller's namespace check.
+fn schedule_name(access: &Access, rpc: Rpc<'_>, namespace: &str, name: &str) -> Result<String, Status> {
+    let stored = qualified_from_proto("schedule name", namespace, name)?;
+    access.require_namespace(rpc.name(), namespace::namespace_of(&stored))?;
+    Ok(stored)
+}
+
 fn schedule_response(view: &crate::app::ScheduleView) -> api::ScheduleResponse {
     api::ScheduleResponse {
         schedule: Some(schedule_to_proto(view)),
@@ -170,11 +188,9 @@ impl Scheduler for SchedulerService {
             .into_inner()
             .spec
             .ok_or_else(|| invalid("invalid spec: missing"))?;
-        let mut outcomes = self
-            .app
-            .submit(vec![spec_from_proto(spec)?])
-            .await
-            .map_err(app_error_to_status)?;
+        let spec = spec_from_proto(spec)?;
+        access.require_namespace("SubmitTask", spec.namespace())?;
+        let mut outcomes = self.app.submit(vec![spec]).await.map_err(app_error_to_status)?;
         let outcome = outcomes
             .pop()
             .ok_or_else(|| Status::internal("submit returned no outcome"))?;
@@ -192,8 +208,11 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::SubmitTasksRequest>,
     ) -> Result<Response<api::SubmitTasksResponse>, Status> {
-        check(&request, Rpc::SubmitTasks)?;
+        let access = check(&request, Rpc::SubmitTasks)?;
         let specs: Vec<TaskSpec> = specs_from_proto(request.into_inner().specs)?;
+        for spec in &specs {
+            access.require_namespace("SubmitTasks", spec.namespace())?;
+        }
         let outcomes = self.app.submit(specs).await.map_err(app_error_to_status)?;
         let results = outcomes
             .into_iter()
@@ -221,6 +240,9 @@ impl Scheduler for SchedulerService {
             .get(request.task_id, consistency)
             .await
             .map_err(app_error_to_status)?;
+        if !access.sees(task.spec.namespace()) {
+            return Err(unseen_task(task.id));
+        }
         let mut proto = self.task_to_proto(&task);
         proto.shards = self
             .app
@@ -244,6 +266,9 @@ impl Scheduler for SchedulerService {
         };
         let consistency = consistency_from_proto(request.consistency)?;
         let (filter, cursor) = list_request_from_proto(request)?;
+        if let Some(namespace) = &filter.namespace {
+            access.require_namespace("ListTasks", namespace)?;
+        }
         let mut budget = ByteBudget::new();
         let (tasks, mut next) = self
             .app
@@ -275,6 +300,13 @@ impl Scheduler for SchedulerService {
     ) -> Result<Response<api::CancelTaskResponse>, Status> {
         let access = check(&request, Rpc::CancelTask)?;
         let request = request.into_inner();
+        // A task this node does not hold yet is the app's to answer (not found, or not the
+        // leader); one it holds must be in the caller's namespaces.
+        if let Some(namespace) = self.app.task_namespace(request.task_id)
+            && !access.sees(&namespace)
+        {
+            return Err(unseen_task(request.task_id));
+        }
         let reason = if request.reason.is_empty() {
             "cancelled by request".to_string()
         } else {
@@ -306,12 +338,13 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::SetQueuePolicyRequest>,
     ) -> Result<Response<api::SetQueuePolicyResponse>, Status> {
-        check(&request, Rpc::SetQueuePolicy)?;
+        let access = check(&request, Rpc::SetQueuePolicy)?;
         let policy = request
             .into_inner()
             .policy
             .ok_or_else(|| invalid("invalid policy: missing"))?;
         let (queue, policy) = policy_from_proto(policy)?;
+        access.require_namespace("SetQueuePolicy", namespace::namespace_of(&queue))?;
         self.app
             .set_queue_policy(queue.clone(), policy)
             .await
@@ -325,19 +358,28 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::ListQueuesRequest>,
     ) -> Result<Response<api::ListQueuesResponse>, Status> {
-        check(&request, Rpc::ListQueues)?;
-        let after = request.into_inner().page_token;
+        let access = check(&request, Rpc::ListQueues)?;
+        let request = request.into_inner();
+        let in_namespace = namespace_from_proto(&request.namespace)?;
+        access.require_namespace("ListQueues", &in_namespace)?;
+        // The token is the last queue's bare name; queues compare by their stored names.
+        let after = qualified_from_proto("page_token", &in_namespace, &request.page_token)?;
         self.app
             .ensure_consistency(Consistency::Linearizable)
             .await
             .map_err(app_error_to_status)?;
-        let statuses = self.app.queues().into_iter().filter(|(queue, ..)| *queue > after).map(
-            |(queue, policy, pending, running)| api::QueueStatus {
+        let statuses = self
+            .app
+            .queues()
+            .into_iter()
+            .filter(|(queue, ..)| {
+                namespace::namespace_of(queue) == in_namespace && (after.is_empty() || *queue > after)
+            })
+            .map(|(queue, policy, pending, running)| api::QueueStatus {
                 policy: Some(policy_to_proto(&queue, &policy)),
                 pending,
                 running,
-            },
-        );
+            });
         let (queues, more) = page_within_budget(statuses);
         let next_page_token = match (more, queues.last()) {
             (true, Some(last)) => last.policy.as_ref().map(|p| p.queue.clone()).unwrap_or_default(),
@@ -396,10 +438,12 @@ impl Scheduler for SchedulerService {
     ) -> Result<Response<api::ScheduleResponse>, Status> {
         let access = check(&request, Rpc::CreateSchedule)?;
         let request = request.into_inner();
-        let spec = schedule_spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
+        let name = schedule_name(&access, Rpc::CreateSchedule, &request.namespace, &request.name)?;
+        let spec = request.spec.ok_or_else(|| invalid("invalid spec: missing"))?;
+        let spec = schedule_spec_from_proto(spec, &request.namespace)?;
         let (view, created) = self
             .app
-            .create_schedule(request.name, spec)
+            .create_schedule(name, spec)
             .await
             .map_err(app_error_to_status)?;
         Ok(answer(
@@ -417,10 +461,12 @@ impl Scheduler for SchedulerService {
     ) -> Result<Response<api::ScheduleResponse>, Status> {
         let access = check(&request, Rpc::UpdateSchedule)?;
         let request = request.into_inner();
-        let spec = schedule_spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
+        let name = schedule_name(&access, Rpc::UpdateSchedule, &request.namespace, &request.name)?;
+        let spec = request.spec.ok_or_else(|| invalid("invalid spec: missing"))?;
+        let spec = schedule_spec_from_proto(spec, &request.namespace)?;
         let view = self
             .app
-            .update_schedule(request.name, spec)
+            .update_schedule(name, spec)
             .await
             .map_err(app_error_to_status)?;
         Ok(answer(access, schedule_response(&view)))
@@ -433,9 +479,10 @@ impl Scheduler for SchedulerService {
         let access = check(&request, Rpc::GetSchedule)?;
         let request = request.into_inner();
         let consistency = consistency_from_proto(request.consistency)?;
+        let name = schedule_name(&access, Rpc::GetSchedule, &request.namespace, &request.name)?;
         let view = self
             .app
-            .get_schedule(&request.name, consistency)
+            .get_schedule(&name, consistency)
             .await
             .map_err(app_error_to_status)?;
         Ok(answer(access, schedule_response(&view)))
@@ -452,10 +499,12 @@ impl Scheduler for SchedulerService {
             0 => DEFAULT_PAGE_SIZE,
             n => n as usize,
         };
+        let in_namespace = namespace_from_proto(&request.namespace)?;
+        access.require_namespace("ListSchedules", &in_namespace)?;
         let mut budget = ByteBudget::new();
         let (views, next) = self
             .app
-            .list_schedules(&request.page_token, page_size, consistency, |view| {
+            .list_schedules(&in_namespace, &request.page_token, page_size, consistency, |view| {
                 budget.admit(&schedule_to_proto(view))
             })
             .await
@@ -474,11 +523,9 @@ impl Scheduler for SchedulerService {
         request: Request<api::PauseScheduleRequest>,
     ) -> Result<Response<api::ScheduleResponse>, Status> {
         let access = check(&request, Rpc::PauseSchedule)?;
-        let view = self
-            .app
-            .pause_schedule(request.into_inner().name, true)
-            .await
-            .map_err(app_error_to_status)?;
+        let request = request.into_inner();
+        let name = schedule_name(&access, Rpc::PauseSchedule, &request.namespace, &request.name)?;
+        let view = self.app.pause_schedule(name, true).await.map_err(app_error_to_status)?;
         Ok(answer(access, schedule_response(&view)))
     }
 
@@ -487,9 +534,11 @@ impl Scheduler for SchedulerService {
         request: Request<api::ResumeScheduleRequest>,
     ) -> Result<Response<api::ScheduleResponse>, Status> {
         let access = check(&request, Rpc::ResumeSchedule)?;
+        let request = request.into_inner();
+        let name = schedule_name(&access, Rpc::ResumeSchedule, &request.namespace, &request.name)?;
         let view = self
             .app
-            .pause_schedule(request.into_inner().name, false)
+            .pause_schedule(name, false)
             .await
             .map_err(app_error_to_status)?;
         Ok(answer(access, schedule_response(&view)))
@@ -499,11 +548,10 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<api::DeleteScheduleRequest>,
     ) -> Result<Response<api::DeleteScheduleResponse>, Status> {
-        check(&request, Rpc::DeleteSchedule)?;
-        self.app
-            .delete_schedule(request.into_inner().name)
-            .await
-            .map_err(app_error_to_status)?;
+        let access = check(&request, Rpc::DeleteSchedule)?;
+        let request = request.into_inner();
+        let name = schedule_name(&access, Rpc::DeleteSchedule, &request.namespace, &request.name)?;
+        self.app.delete_schedule(name).await.map_err(app_error_to_status)?;
         Ok(Response::new(api::DeleteScheduleResponse {}))
     }
 
@@ -512,11 +560,9 @@ impl Scheduler for SchedulerService {
         request: Request<api::TriggerScheduleRequest>,
     ) -> Result<Response<api::TriggerScheduleResponse>, Status> {
         let access = check(&request, Rpc::TriggerSchedule)?;
-        let task = self
-            .app
-            .trigger_schedule(request.into_inner().name)
-            .await
-            .map_err(app_error_to_status)?;
+        let request = request.into_inner();
+        let name = schedule_name(&access, Rpc::TriggerSchedule, &request.namespace, &request.name)?;
+        let task = self.app.trigger_schedule(name).await.map_err(app_error_to_status)?;
         Ok(answer(
             access,
             api::TriggerScheduleResponse {
@@ -530,7 +576,9 @@ impl Scheduler for SchedulerService {
         request: Request<api::SubmitWorkflowRequest>,
     ) -> Result<Response<api::WorkflowResponse>, Status> {
         let access = check(&request, Rpc::SubmitWorkflow)?;
-        let workflow = workflow_from_proto(request.into_inner())?;
+        let request = request.into_inner();
+        access.require_namespace("SubmitWorkflow", &namespace_from_proto(&request.namespace)?)?;
+        let workflow = workflow_from_proto(request)?;
         let mut budget = ByteBudget::new();
         let (view, created) = self
             .app
@@ -556,6 +604,11 @@ impl Scheduler for SchedulerService {
             })
             .await
             .map_err(app_error_to_status)?;
+        if !access.sees(&view.namespace) {
+            return Err(app_error_to_status(
+                StateError::WorkflowNotFound(request.workflow_id).into(),
+            ));
+        }
         Ok(answer(access, self.workflow_response(&view, from, false)))
     }
 
@@ -566,6 +619,7 @@ impl Scheduler for SchedulerService {
         let access = check(&request, Rpc::SubmitBroadcast)?;
         let request = request.into_inner();
         let spec = spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
+        access.require_namespace("SubmitBroadcast", spec.namespace())?;
         let (task, created) = self
             .app
             .submit_broadcast(spec, request.shards)

@@ -14,6 +14,7 @@ use crate::grpc::api;
 use crate::grpc::api::workers_server::Workers;
 use crate::grpc::authz::Rpc;
 use crate::grpc::authz::check;
+use crate::grpc::convert::namespace_from_proto;
 use crate::grpc::convert::registration_from_proto;
 use crate::grpc::convert::report_from_proto;
 use crate::grpc::convert::resources_to_proto;
@@ -63,12 +64,14 @@ impl Workers for WorkersService {
         &self,
         request: Request<api::RegisterWorkerRequest>,
     ) -> Result<Response<api::RegisterWorkerResponse>, Status> {
-        check(
+        let access = check(
             &request,
             Rpc::RegisterWorker {
                 worker_id: &request.get_ref().worker_id,
             },
         )?;
+        let namespace = namespace_from_proto(&request.get_ref().namespace)?;
+        access.require_namespace("RegisterWorker", &namespace)?;
         let registration = registration_from_proto(request.into_inner())?;
         let lease_ms = self
             .app
@@ -160,15 +163,19 @@ impl Workers for WorkersService {
         &self,
         request: Request<api::ListWorkersRequest>,
     ) -> Result<Response<api::ListWorkersResponse>, Status> {
-        check(&request, Rpc::ListWorkers)?;
+        let access = check(&request, Rpc::ListWorkers)?;
         self.app.leader_only().map_err(app_error_to_status)?;
-        let after = request.into_inner().page_token;
+        let request = request.into_inner();
+        let in_namespace = namespace_from_proto(&request.namespace)?;
+        access.require_namespace("ListWorkers", &in_namespace)?;
+        let after = request.page_token;
         let statuses = self
             .app
             .workers()
             .into_iter()
-            .filter(|summary| summary.worker.id > after)
+            .filter(|summary| summary.worker.id > after && summary.worker.namespace() == in_namespace)
             .map(|summary| api::WorkerStatus {
+                namespace: summary.worker.namespace().to_string(),
                 worker_id: summary.worker.id.clone(),
                 slots: summary.worker.slots,
                 running: summary.running as u32,

@@ -39,6 +39,10 @@ pub struct QuotaConfig {
     /// New work is refused while the cluster holds this many live (pending, running or
     /// waiting) tasks, counting the ones a request would add.
     pub max_live_tasks: u64,
+    /// New work in a namespace is refused while that namespace holds this many live tasks,
+    /// counting the ones a request would add: one tenant cannot take the whole cluster's
+    /// cap. At most `max_live_tasks` in effect (the cluster's cap also holds).
+    pub max_live_tasks_per_namespace: u64,
     /// New work is refused while the tasks' estimated bytes (`SchedulerState::stored_bytes`)
     /// would pass this.
     pub max_state_bytes: u64,
@@ -52,6 +56,7 @@ impl Default for QuotaConfig {
     fn default() -> QuotaConfig {
         QuotaConfig {
             max_live_tasks: DEFAULT_MAX_LIVE_TASKS,
+            max_live_tasks_per_namespace: DEFAULT_MAX_LIVE_TASKS,
             max_state_bytes: DEFAULT_MAX_STATE_BYTES,
             memory_high_water_bytes: DEFAULT_MEMORY_HIGH_WATER_BYTES,
             data_dir_high_water_bytes: DEFAULT_DATA_DIR_HIGH_WATER_BYTES,
@@ -67,6 +72,15 @@ impl QuotaConfig {
             return Err(format!(
                 "--max-live-tasks (quotas.max_live_tasks) is {}: give 1 to {} (default {}); a cap of 0 would refuse all work",
                 format_count(self.max_live_tasks),
+                format_count(MAX_LIVE_TASKS_CAP),
+                format_count(DEFAULT_MAX_LIVE_TASKS)
+            ));
+        }
+        if self.max_live_tasks_per_namespace == 0 || self.max_live_tasks_per_namespace > MAX_LIVE_TASKS_CAP {
+            return Err(format!(
+                "--max-live-tasks-per-namespace (quotas.max_live_tasks_per_namespace) is {}: give 1 to {} (default {}); \
+                 a cap of 0 would refuse all work",
+                format_count(self.max_live_tasks_per_namespace),
                 format_count(MAX_LIVE_TASKS_CAP),
                 format_count(DEFAULT_MAX_LIVE_TASKS)
             ));
@@ -127,8 +141,13 @@ mod tests {
     #[test]
     fn each_figure_is_checked_at_its_edges() {
         type Field = fn(&mut QuotaConfig) -> &mut u64;
-        let fields: [(Field, u64, &str); 4] = [
+        let fields: [(Field, u64, &str); 5] = [
             (|c| &mut c.max_live_tasks, MAX_LIVE_TASKS_CAP, "--max-live-tasks"),
+            (
+                |c| &mut c.max_live_tasks_per_namespace,
+                MAX_LIVE_TASKS_CAP,
+                "--max-live-tasks-per-namespace",
+            ),
             (|c| &mut c.max_state_bytes, MAX_STATE_BYTES_CAP, "--max-state-bytes"),
             (
                 |c| &mut c.memory_high_water_bytes,

@@ -175,6 +175,24 @@ impl Guard {
     /// Admits a request that adds `cost` to a state holding `live_tasks` and `state_bytes`,
     /// or says which cap (or alarm) refuses it. The reservation counts the cost against
     /// later requests until it is dropped.
+    /// Whether `adding` more live tasks fit `namespace`'s cap, which holds `live_tasks` now.
+    /// Not reserved like the cluster's cap: requests in flight together may pass it by what
+    /// they add (at most a batch each), which the cluster's reserved cap still bounds.
+    pub fn check_namespace(&self, namespace: &str, live_tasks: u64, adding: u64) -> Result<(), String> {
+        let cap = self.inner.config.max_live_tasks_per_namespace;
+        if adding == 0 || live_tasks.saturating_add(adding) <= cap {
+            return Ok(());
+        }
+        Err(format!(
+            "namespace live-tasks cap reached: namespace {namespace} holds {} unfinished tasks and this request adds {}, \
+             over the cap of {} per namespace (--max-live-tasks-per-namespace); wait for tasks to finish, cancel \
+             work, or raise --max-live-tasks-per-namespace",
+            format_count(live_tasks),
+            format_count(adding),
+            format_count(cap)
+        ))
+    }
+
     pub fn admit(&self, live_tasks: u64, state_bytes: u64, cost: Cost) -> Result<Reservation, String> {
         // A request that adds nothing (every spec a retry of a committed one) is never
         // refused: it creates no work, even past a cap overshot after a leader change.
@@ -283,11 +301,33 @@ mod tests {
             1,
             QuotaConfig {
                 max_live_tasks,
+                max_live_tasks_per_namespace: 3,
                 max_state_bytes,
                 memory_high_water_bytes: 1000,
                 data_dir_high_water_bytes: 1000,
             },
         )
+    }
+
+    #[test]
+    fn a_namespace_cap_admits_up_to_its_limit_and_names_the_namespace() {
+        let guard = guard(100, 1 << 20);
+        assert_eq!(guard.check_namespace("team-a", 0, 3), Ok(()));
+        assert_eq!(guard.check_namespace("team-a", 2, 1), Ok(()));
+        assert_eq!(
+            guard.check_namespace("team-a", 3, 0),
+            Ok(()),
+            "nothing added: never refused"
+        );
+        let refusal = guard.check_namespace("team-a", 3, 1).unwrap_err();
+        assert!(
+            refusal.contains("namespace team-a holds 3") && refusal.contains("--max-live-tasks-per-namespace"),
+            "{refusal}"
+        );
+        assert!(
+            guard.check_namespace("team-a", u64::MAX, u64::MAX).is_err(),
+            "no overflow"
+        );
     }
 
     #[test]

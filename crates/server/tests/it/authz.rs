@@ -27,13 +27,13 @@ use tonic::transport::ClientTlsConfig;
 use tonic::transport::Identity;
 
 /// A cluster CA that issues credentials by the identity contract (OU = role, CN = name).
-struct Pki {
+pub(crate) struct Pki {
     issuer: Issuer<'static, KeyPair>,
     ca_pem: String,
 }
 
 /// A certificate and its key, PEM.
-struct Credential {
+pub(crate) struct Credential {
     cert_pem: String,
     key_pem: String,
 }
@@ -64,7 +64,7 @@ impl Pki {
     }
 
     /// A leaf with this subject (`None` leaves the OU out), valid for `localhost`.
-    fn issue(&self, ou: Option<&str>, cn: &str) -> Credential {
+    pub(crate) fn issue(&self, ou: Option<&str>, cn: &str) -> Credential {
         self.issue_with(ou, cn, |_| {})
     }
 
@@ -76,7 +76,12 @@ impl Pki {
         })
     }
 
-    fn issue_with(&self, ou: Option<&str>, cn: &str, adjust: impl FnOnce(&mut CertificateParams)) -> Credential {
+    pub(crate) fn issue_with(
+        &self,
+        ou: Option<&str>,
+        cn: &str,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Credential {
         let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         if let Some(ou) = ou {
             params.distinguished_name.push(DnType::OrganizationalUnitName, ou);
@@ -92,7 +97,7 @@ impl Pki {
     }
 
     /// A channel to `addr` presenting `credential`, verifying the server as `localhost`.
-    async fn channel(&self, addr: SocketAddr, credential: &Credential) -> Channel {
+    pub(crate) async fn channel(&self, addr: SocketAddr, credential: &Credential) -> Channel {
         self.connect(addr, Some(credential), "localhost")
             .await
             .expect("connect over TLS")
@@ -124,7 +129,7 @@ impl Pki {
 }
 
 /// A three-node TLS cluster, its CA, and its leader's client port.
-async fn secured() -> (TestCluster, Pki, SocketAddr) {
+pub(crate) async fn secured() -> (TestCluster, Pki, SocketAddr) {
     let cluster = TestCluster::start(3, test_tuning()).await;
     let leader = cluster.wait_for_leader().await;
     let pki = Pki::of(&cluster);
@@ -132,7 +137,7 @@ async fn secured() -> (TestCluster, Pki, SocketAddr) {
     (cluster, pki, addr)
 }
 
-fn assert_denied<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, parts: &[&str]) {
+pub(crate) fn assert_denied<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, parts: &[&str]) {
     let status = result.expect_err("refused");
     assert_eq!(status.code(), code, "{}", status.message());
     for part in parts {

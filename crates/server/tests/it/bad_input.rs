@@ -255,6 +255,7 @@ async fn run_at_is_bounded_like_delay_and_excludes_it() {
     }
     // The same bound in a workflow and a batch, where nothing of the request is created.
     let workflow = api::SubmitWorkflowRequest {
+        namespace: String::new(),
         name: "wf".into(),
         tasks: vec![api::WorkflowTaskSpec {
             key: "a".into(),
@@ -285,6 +286,7 @@ async fn set_policy_with_retention(
     retention_ms: u64,
 ) -> Result<(), ClientError> {
     let policy = api::QueuePolicy {
+        namespace: String::new(),
         queue: "q".into(),
         weight,
         placement: placement.into(),
@@ -584,6 +586,7 @@ async fn maps_and_lists_of_requests_are_capped_before_conversion() {
         after,
     };
     let workflow = |tasks| api::SubmitWorkflowRequest {
+        namespace: String::new(),
         name: "wf".into(),
         tasks,
         request_id: String::new(),
@@ -727,6 +730,7 @@ async fn unknown_enum_values_are_invalid_argument_naming_the_field() {
         let result = client
             .call(|mut c| {
                 let request = api::CreateScheduleRequest {
+                    namespace: String::new(),
                     name: "s".into(),
                     spec: Some(spec.clone()),
                 };

@@ -13,6 +13,7 @@ mod cluster;
 mod deep_workflow;
 mod dispatch;
 mod failover;
+mod namespaces;
 mod output_limits;
 mod ports;
 mod quotas;

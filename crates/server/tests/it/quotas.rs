@@ -1,7 +1,8 @@
 //! Quotas and the high-water alarm through a real three-node cluster: the live-tasks and
 //! state-bytes caps refuse new work with RESOURCE_EXHAUSTED naming the cap (a sharded submit
 //! counted with its copies) and accept it again once under; a data-dir alarm on one node
-//! stops new work cluster-wide while cancels and reads go on, and clears.
+//! stops new work cluster-wide while cancels and reads go on, and clears. A namespace's cap
+//! refuses work in that namespace only.
 
 use raftsched_testkit as common;
 
@@ -86,6 +87,45 @@ async fn the_live_tasks_cap_refuses_and_recovers() {
             .expect("a cancel at the cap");
         submit(&client, spec("d", 1)).await.expect("room again after a cancel");
         assert_refused(submit(&client, spec("e", 1)).await, &["--max-live-tasks"]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_namespace_cap_refuses_that_namespace_only_and_recovers() {
+    bounded(async {
+        let quotas = QuotaConfig {
+            max_live_tasks_per_namespace: 2,
+            ..QuotaConfig::default()
+        };
+        let cluster = TestCluster::start_with_quotas(3, test_tuning(), |_| quotas.clone()).await;
+        let team_a = cluster.client().with_namespace("team-a");
+        let first = submit(&team_a, spec("a1", 1)).await.expect("1 of 2 in team-a");
+        submit(&team_a, spec("a2", 1)).await.expect("2 of 2 in team-a");
+        assert_refused(
+            submit(&team_a, spec("a3", 1)).await,
+            &[
+                "namespace team-a holds 2",
+                "cap of 2 per namespace",
+                "--max-live-tasks-per-namespace",
+            ],
+        );
+        // A workflow or a sharded run in team-a counts there too.
+        assert_refused(
+            submit_sharded(&team_a, spec("sharded", 1), 1).await,
+            &["namespace team-a"],
+        );
+        // Another namespace has its own count.
+        let default = cluster.client();
+        submit(&default, spec("d1", 1))
+            .await
+            .expect("the default namespace is under its cap");
+        submit(&default, spec("d2", 1)).await.expect("2 of 2 in default");
+        team_a
+            .cancel_task(first, "make room")
+            .await
+            .expect("a cancel at the cap");
+        submit(&team_a, spec("a3", 1)).await.expect("room again in team-a");
     })
     .await;
 }
@@ -261,6 +301,7 @@ async fn schedule_firings_wait_at_the_live_tasks_cap_and_resume_after() {
         client
             .call(|mut c| {
                 let request = api::CreateScheduleRequest {
+                    namespace: String::new(),
                     name: "tick".into(),
                     spec: Some(spec.clone()),
                 };

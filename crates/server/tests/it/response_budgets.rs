@@ -95,6 +95,7 @@ async fn a_workflow_of_big_tasks_is_submitted_and_fetched_in_pages() {
         })
         .collect();
     let request = api::SubmitWorkflowRequest {
+        namespace: String::new(),
         name: "big".into(),
         tasks,
         request_id: String::new(),

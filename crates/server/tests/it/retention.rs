@@ -17,6 +17,7 @@ const QUEUE: &str = "short";
 
 async fn set_retention(client: &ClusterClient, retention_ms: u64) {
     let policy = api::QueuePolicy {
+        namespace: String::new(),
         queue: QUEUE.to_string(),
         weight: 1,
         placement: String::new(),

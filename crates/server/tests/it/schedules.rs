@@ -54,6 +54,7 @@ async fn create(client: &ClusterClient, name: &str, spec: api::ScheduleSpec) -> 
     let response = client
         .call(|mut c| {
             let request = api::CreateScheduleRequest {
+                namespace: String::new(),
                 name: name.into(),
                 spec: Some(spec.clone()),
             };
@@ -68,7 +69,10 @@ async fn create(client: &ClusterClient, name: &str, spec: api::ScheduleSpec) -> 
 async fn pause(client: &ClusterClient, name: &str) {
     client
         .call(|mut c| {
-            let request = api::PauseScheduleRequest { name: name.into() };
+            let request = api::PauseScheduleRequest {
+                namespace: String::new(),
+                name: name.into(),
+            };
             async move { c.pause_schedule(request).await }
         })
         .await
@@ -393,8 +397,11 @@ async fn trigger_and_bad_definitions_body() {
     assert!(created.next_fire_ms.windows(2).all(|w| w[1] > w[0]));
     let triggered = client
         .call(|mut c| async move {
-            c.trigger_schedule(api::TriggerScheduleRequest { name: "nightly".into() })
-                .await
+            c.trigger_schedule(api::TriggerScheduleRequest {
+                namespace: String::new(),
+                name: "nightly".into(),
+            })
+            .await
         })
         .await
         .unwrap()
@@ -413,6 +420,7 @@ async fn trigger_and_bad_definitions_body() {
             client
                 .call(|mut c| {
                     let request = api::CreateScheduleRequest {
+                        namespace: String::new(),
                         name: name.clone(),
                         spec: Some(spec.clone()),
                     };
@@ -486,6 +494,7 @@ async fn workflows_run_in_order_and_skip_after_a_failure_body() {
     let client = cluster.client();
 
     let diamond = api::SubmitWorkflowRequest {
+        namespace: String::new(),
         name: "diamond".into(),
         tasks: vec![
             workflow_task("publish", "echo publish", &["build", "test"]),
@@ -519,6 +528,7 @@ async fn workflows_run_in_order_and_skip_after_a_failure_body() {
     }
 
     let failing = api::SubmitWorkflowRequest {
+        namespace: String::new(),
         name: "failing".into(),
         tasks: vec![
             workflow_task("a", "exit 3", &[]),
@@ -551,6 +561,7 @@ async fn workflows_run_in_order_and_skip_after_a_failure_body() {
     }
 
     let cycle = api::SubmitWorkflowRequest {
+        namespace: String::new(),
         name: "cycle".into(),
         tasks: vec![workflow_task("x", "true", &["y"]), workflow_task("y", "true", &["x"])],
         request_id: String::new(),
@@ -629,7 +640,12 @@ async fn broadcast_over_three_workers_body() {
     nobody.constraints.insert("pool".into(), "gpu".into());
     let error = client.submit_broadcast(nobody, 0).await.unwrap_err();
     assert_eq!(error.code(), Some(Code::InvalidArgument));
-    assert!(error.to_string().contains("no registered worker matches"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("no registered worker of namespace default matches"),
+        "{error}"
+    );
 
     for (stop, handle) in workers {
         stop.cancel();

@@ -34,8 +34,7 @@ impl SchedulerState {
         name: String,
         spec: ScheduleSpec,
     ) -> Result<bool, StateError> {
-        limits::validate_schedule_name(&name)?;
-        limits::validate_schedule_spec(&spec)?;
+        limits::validate_schedule(&name, &spec)?;
         if let Some(existing) = self.schedules.get(&name) {
             if existing.spec == spec {
                 return Ok(false);
@@ -68,7 +67,7 @@ impl SchedulerState {
     }
 
     pub(super) fn update_schedule(&mut self, now_ms: u64, name: &str, spec: ScheduleSpec) -> Result<(), StateError> {
-        limits::validate_schedule_spec(&spec)?;
+        limits::validate_schedule(name, &spec)?;
         let schedule = self.schedule_mut(name)?;
         if schedule.spec == spec {
             return Ok(());
@@ -334,8 +333,11 @@ impl SchedulerState {
         workflow: WorkflowSpec,
     ) -> Result<WorkflowOutcome, StateError> {
         limits::validate_workflow(&workflow)?;
+        let namespace = workflow.tasks[0].spec.namespace().to_string();
         if let Some(request_id) = &workflow.request_id
-            && let Some(&workflow_id) = self.workflow_by_request_id.get(request_id)
+            && let Some(&workflow_id) = self
+                .workflow_by_request_id
+                .get(&(namespace.clone(), request_id.clone()))
         {
             return Ok(WorkflowOutcome {
                 workflow_id,
@@ -401,7 +403,8 @@ impl SchedulerState {
             self.debug_check_task(*task_id);
         }
         if let Some(request_id) = &record.request_id {
-            self.workflow_by_request_id.insert(request_id.clone(), workflow_id);
+            self.workflow_by_request_id
+                .insert((namespace, request_id.clone()), workflow_id);
         }
         self.digest_workflow_in(&record);
         self.workflows.insert(workflow_id, std::sync::Arc::new(record));
@@ -420,7 +423,7 @@ impl SchedulerState {
         limits::validate_spec(&spec)?;
         limits::validate_shard_count(pins.len())?;
         if let Some(request_id) = &spec.client_request_id
-            && let Some(task_id) = self.task_by_request_id(request_id)
+            && let Some(task_id) = self.task_by_request_id(spec.namespace(), request_id)
         {
             if self.tasks[&task_id].spec != spec {
                 return Err(StateError::RequestIdConflict {
@@ -438,8 +441,20 @@ impl SchedulerState {
             let mut shard = spec.clone();
             shard.client_request_id = None;
             if let Some(worker_id) = pin {
-                if !self.workers.contains_key(worker_id) {
-                    return Err(StateError::WorkerNotFound(worker_id.clone()));
+                let worker = self
+                    .workers
+                    .get(worker_id)
+                    .ok_or_else(|| StateError::WorkerNotFound(worker_id.clone()))?;
+                if worker.namespace() != spec.namespace() {
+                    return Err(StateError::InvalidArgument {
+                        field: "shards".into(),
+                        problem: format!(
+                            "worker {} is in namespace {}, the task in {}: a task runs only on its namespace's workers",
+                            limits::shown(worker_id),
+                            limits::shown(worker.namespace()),
+                            limits::shown(spec.namespace())
+                        ),
+                    });
                 }
                 shard
                     .constraints

@@ -53,6 +53,7 @@ impl SchedulerState {
         if self.ready.values().any(Set::is_empty)
             || self.by_status.values().any(Set::is_empty)
             || self.by_queue.values().any(Set::is_empty)
+            || self.by_namespace.values().any(Set::is_empty)
             || self.running_by_worker.values().any(|load| load.tasks.is_empty())
         {
             return Err("an empty set is left in an index".into());
@@ -71,8 +72,8 @@ impl SchedulerState {
             if *id != workflow.id || *id >= self.next_workflow_id {
                 return Err(format!("workflow stored under {id} has id {}", workflow.id));
             }
-            if let Some(request_id) = &workflow.request_id
-                && self.workflow_by_request_id.get(request_id) != Some(id)
+            if let Some(key) = self.workflow_request_key(workflow)
+                && self.workflow_by_request_id.get(&key) != Some(id)
             {
                 return Err(format!("workflow {id}'s request id is not indexed to it"));
             }
@@ -136,18 +137,23 @@ impl SchedulerState {
         }
         // Equal ids hash equally, so only tasks in a run of one hash can share an id.
         for run in expected.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
-            let mut ids: Vec<(&str, TaskId)> = run
+            // (namespace, id, task): the same id in two namespaces is two keys.
+            let mut ids: Vec<(&str, &str, TaskId)> = run
                 .iter()
                 .map(|(_, task_id)| {
-                    let request_id = self.tasks[task_id].spec.client_request_id.as_deref();
-                    (request_id.unwrap_or_default(), *task_id)
+                    let spec = &self.tasks[task_id].spec;
+                    let request_id = spec.client_request_id.as_deref();
+                    (spec.namespace(), request_id.unwrap_or_default(), *task_id)
                 })
                 .collect();
             ids.sort_unstable();
-            if let Some(pair) = ids.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            if let Some(pair) = ids
+                .windows(2)
+                .find(|pair| pair[0].0 == pair[1].0 && pair[0].1 == pair[1].1)
+            {
                 return Err(format!(
                     "request id {:?} is used by tasks {} and {}",
-                    pair[0].0, pair[0].1, pair[1].1
+                    pair[0].1, pair[0].2, pair[1].2
                 ));
             }
         }
@@ -188,6 +194,24 @@ impl SchedulerState {
                 self.tasks.len()
             ));
         }
+        let indexed_by_namespace: usize = self.by_namespace.values().map(Set::len).sum();
+        if indexed_by_namespace != self.tasks.len() {
+            return Err(format!(
+                "{indexed_by_namespace} tasks indexed by namespace, {} tasks exist",
+                self.tasks.len()
+            ));
+        }
+        let mut live: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for task in self.tasks.values().filter(|task| task.status.is_live()) {
+            *live.entry(task.spec.namespace()).or_insert(0) += 1;
+        }
+        if !live
+            .iter()
+            .map(|(n, c)| (*n, *c))
+            .eq(self.live_by_namespace.iter().map(|(n, c)| (n.as_str(), *c)))
+        {
+            return Err("the live tasks per namespace do not match the tasks".into());
+        }
         let mut previous: Option<&Task> = None;
         for task in self.tasks.values() {
             if let Some(before) = previous
@@ -222,6 +246,10 @@ impl SchedulerState {
             .by_queue
             .get(&task.spec.queue)
             .is_some_and(|ids| ids.contains(&task_id))
+            || !self
+                .by_namespace
+                .get(task.spec.namespace())
+                .is_some_and(|ids| ids.contains(&task_id))
         {
             return Err(format!(
                 "task {task_id} is not indexed under its queue {:?}",
@@ -395,7 +423,7 @@ impl SchedulerState {
     /// a request id used twice.
     fn check_request_id_of(&self, task_id: TaskId) -> Result<(), String> {
         if let Some(request_id) = &self.tasks[&task_id].spec.client_request_id
-            && self.task_by_request_id(request_id) != Some(task_id)
+            && self.task_by_request_id(self.tasks[&task_id].spec.namespace(), request_id) != Some(task_id)
         {
             return Err(format!(
                 "task {task_id}'s request id {request_id:?} is not indexed to it"

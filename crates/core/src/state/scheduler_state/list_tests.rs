@@ -1,8 +1,10 @@
-//! Unit tests of task listing: both orders, cursor paging, the queue index, `since`.
+//! Unit tests of task listing: both orders, cursor paging, the queue and namespace
+//! indexes, `since`.
 
 use super::*;
 
-const QUEUES: [&str; 3] = ["a", "b", "c"];
+/// Queues as stored: two in the default namespace, one in team-a, and team-a's own "a".
+const QUEUES: [&str; 4] = ["a", "b", "team-a:c", "team-a:a"];
 
 /// A small deterministic generator; the seed is printed so a failure can be replayed.
 struct Rng(u64);
@@ -25,7 +27,7 @@ fn random_state(seed: u64, count: u64) -> SchedulerState {
     let mut now_ms = 1;
     for _ in 0..count {
         now_ms += rng.below(3);
-        let queue = QUEUES[rng.below(3) as usize];
+        let queue = QUEUES[rng.below(QUEUES.len() as u64) as usize];
         let spec = TaskSpec::builder("t").queue(queue).max_attempts(1).build();
         state.apply(Command::SubmitTasks {
             now_ms,
@@ -74,6 +76,7 @@ fn expected(state: &SchedulerState, filter: &ListFilter) -> Vec<TaskId> {
             let task = state.get(*id).expect("ids are dense");
             filter.status.is_none_or(|s| task.status == s)
                 && filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q)
+                && filter.namespace.as_deref().is_none_or(|n| task.spec.namespace() == n)
                 && task.created_at_ms >= filter.since_ms
         })
         .collect();
@@ -87,14 +90,17 @@ fn filters() -> Vec<ListFilter> {
     let mut filters = Vec::new();
     for order in [ListOrder::NewestFirst, ListOrder::OldestFirst] {
         for status in [None, Some(TaskStatus::Pending), Some(TaskStatus::Cancelled)] {
-            for queue in [None, Some("a"), Some("b"), Some("nosuch")] {
-                for since_ms in [0, 10, 25, 1000] {
-                    filters.push(ListFilter {
-                        status,
-                        queue: queue.map(str::to_string),
-                        since_ms,
-                        order,
-                    });
+            for queue in [None, Some("a"), Some("team-a:a"), Some("nosuch")] {
+                for namespace in [None, Some("default"), Some("team-a"), Some("nosuch")] {
+                    for since_ms in [0, 10, 25, 1000] {
+                        filters.push(ListFilter {
+                            namespace: namespace.map(str::to_string),
+                            status,
+                            queue: queue.map(str::to_string),
+                            since_ms,
+                            order,
+                        });
+                    }
                 }
             }
         }

@@ -154,21 +154,23 @@ impl SchedulerState {
                 self.remove_task(task_id);
             }
             if let PurgeUnit::Workflow(id) = unit {
-                self.remove_workflow(id);
+                self.remove_workflow(id, crate::state::namespace::namespace_of(&finished.queue));
             }
             outcome.purged.push(unit);
         }
         Ok(outcome)
     }
 
-    fn remove_workflow(&mut self, workflow_id: u64) {
+    /// Removes a workflow whose tasks (all in `namespace`) are already gone.
+    fn remove_workflow(&mut self, workflow_id: u64, namespace: &str) {
         let Some(workflow) = self.workflows.remove(&workflow_id) else {
             return;
         };
-        if let Some(request_id) = &workflow.request_id
-            && self.workflow_by_request_id.get(request_id) == Some(&workflow_id)
-        {
-            self.workflow_by_request_id.remove(request_id);
+        if let Some(request_id) = &workflow.request_id {
+            let key = (namespace.to_string(), request_id.clone());
+            if self.workflow_by_request_id.get(&key) == Some(&workflow_id) {
+                self.workflow_by_request_id.remove(&key);
+            }
         }
         self.digest_workflow_out(&workflow);
     }

@@ -125,21 +125,6 @@ impl SchedulerState {
                 return Err(SnapshotDecodeError::Inconsistent("a schedule appears twice".into()));
             }
         }
-        for workflow in image.workflows {
-            if let Some(request_id) = &workflow.request_id
-                && state
-                    .workflow_by_request_id
-                    .insert(request_id.clone(), workflow.id)
-                    .is_some()
-            {
-                return Err(SnapshotDecodeError::Inconsistent(format!(
-                    "workflow request id {request_id:?} is used twice"
-                )));
-            }
-            if state.workflows.insert(workflow.id, Arc::new(workflow)).is_some() {
-                return Err(SnapshotDecodeError::Inconsistent("a workflow appears twice".into()));
-            }
-        }
         for worker in image.workers {
             if state.workers.insert(worker.id.clone(), worker).is_some() {
                 return Err(SnapshotDecodeError::Inconsistent("a worker appears twice".into()));
@@ -164,6 +149,20 @@ impl SchedulerState {
         // Built at once from the sorted entries rather than inserted task by task at random
         // places. A request id used twice is refused by check_invariants.
         state.by_request_id = request_ids.into_iter().collect();
+        // After the tasks: a workflow's request id is keyed by its tasks' namespace.
+        for workflow in image.workflows {
+            if let Some(key) = state.workflow_request_key(&workflow)
+                && state.workflow_by_request_id.insert(key.clone(), workflow.id).is_some()
+            {
+                return Err(SnapshotDecodeError::Inconsistent(format!(
+                    "workflow request id {:?} is used twice in namespace {:?}",
+                    key.1, key.0
+                )));
+            }
+            if state.workflows.insert(workflow.id, Arc::new(workflow)).is_some() {
+                return Err(SnapshotDecodeError::Inconsistent("a workflow appears twice".into()));
+            }
+        }
         state.rebuild_purge_index();
         state.reset_digests();
         state.stored_bytes = state.recomputed_stored_bytes();

@@ -90,6 +90,11 @@ impl SchedulerState {
         self.stored_bytes
     }
 
+    /// Unfinished tasks of one namespace, for its share of the live-tasks quota.
+    pub fn live_tasks_in(&self, namespace: &str) -> u64 {
+        self.live_by_namespace.get(namespace).copied().unwrap_or(0)
+    }
+
     /// Tasks not finished yet (pending, running, waiting): what the live-tasks quota counts.
     pub fn live_tasks(&self) -> u64 {
         use crate::state::TaskStatus;
@@ -101,8 +106,8 @@ impl SchedulerState {
 
     /// Whether a task with this client request id exists: the leader's precheck counts no
     /// cost for a retried submission, which creates nothing.
-    pub fn has_request_id(&self, request_id: &str) -> bool {
-        self.task_by_request_id(request_id).is_some()
+    pub fn has_request_id(&self, namespace: &str, request_id: &str) -> bool {
+        self.task_by_request_id(namespace, request_id).is_some()
     }
 
     /// Counts a task that enters the task map. Wrapping, like the digest sums: a sum of

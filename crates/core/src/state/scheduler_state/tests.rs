@@ -306,13 +306,13 @@ fn request_id_lookup_compares_the_ids_behind_a_hash() {
     first.spec.client_request_id = Some("ra".to_string());
     second.spec.client_request_id = Some("rb".to_string());
     let mut state = SchedulerState::from_snapshot_bytes(&encode(&image_of(vec![first, second]))).unwrap();
-    assert_eq!(state.task_by_request_id("ra"), Some(1));
-    assert_eq!(state.task_by_request_id("rb"), Some(2));
-    assert_eq!(state.task_by_request_id("rc"), None);
+    assert_eq!(state.task_by_request_id("default", "ra"), Some(1));
+    assert_eq!(state.task_by_request_id("default", "rb"), Some(2));
+    assert_eq!(state.task_by_request_id("default", "rc"), None);
     // As if "ra" hashed like "rb": task 1 now comes first under rb's hash.
     state.by_request_id.insert((fnv1a_64(b"rb"), 1));
-    assert_eq!(state.task_by_request_id("rb"), Some(2));
-    assert_eq!(state.task_by_request_id("ra"), Some(1));
+    assert_eq!(state.task_by_request_id("default", "rb"), Some(2));
+    assert_eq!(state.task_by_request_id("default", "ra"), Some(1));
     let err = state.check_invariants().unwrap_err();
     assert!(err.contains("the request id index does not match"), "{err}");
 }

@@ -69,6 +69,7 @@ impl SchedulerState {
                 task.created_at_ms >= filter.since_ms
                     && filter.status.is_none_or(|s| task.status == s)
                     && filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q)
+                    && filter.namespace.as_deref().is_none_or(|n| task.spec.namespace() == n)
             });
         let mut page: Vec<Task> = Vec::new();
         let mut more = false;
@@ -84,9 +85,9 @@ impl SchedulerState {
         (page, next)
     }
 
-    /// The ids a listing walks, past `cursor` in its order: from the smaller of the status
-    /// and queue indexes when it filters by both (the other filter is checked per task), from
-    /// the one it filters by, or every task.
+    /// The ids a listing walks, past `cursor` in its order: from the smallest of the status,
+    /// queue and namespace indexes it filters by (the other filters are checked per task),
+    /// or every task when it filters by none.
     pub(super) fn list_candidates(&self, filter: &ListFilter, cursor: TaskId) -> Box<dyn Iterator<Item = TaskId> + '_> {
         let newest_first = filter.order == ListOrder::NewestFirst;
         let bounds = match (newest_first, cursor) {
@@ -94,22 +95,31 @@ impl SchedulerState {
             (true, _) => (Bound::Unbounded, Bound::Excluded(cursor)),
             (false, _) => (Bound::Excluded(cursor), Bound::Unbounded),
         };
-        let by_status = filter.status.map(|s| self.by_status.get(&s));
-        let by_queue = filter.queue.as_ref().map(|q| self.by_queue.get(q));
-        let set: Option<&Set<TaskId>> = match (by_status, by_queue) {
-            (None, None) => {
-                let ids = self.tasks.range(bounds).map(|(id, _)| *id);
-                return if newest_first {
-                    Box::new(ids.rev())
-                } else {
-                    Box::new(ids)
-                };
-            }
-            (Some(Some(a)), Some(Some(b))) => Some(if a.len() <= b.len() { a } else { b }),
-            (Some(_), Some(_)) => None,
-            (Some(one), None) | (None, Some(one)) => one,
-        };
-        let Some(set) = set else {
+        let filters: Vec<Option<&Set<TaskId>>> = [
+            filter.status.map(|s| self.by_status.get(&s)),
+            filter.queue.as_ref().map(|q| self.by_queue.get(q)),
+            filter.namespace.as_ref().map(|n| self.by_namespace.get(n)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if filters.is_empty() {
+            let ids = self.tasks.range(bounds).map(|(id, _)| *id);
+            return if newest_first {
+                Box::new(ids.rev())
+            } else {
+                Box::new(ids)
+            };
+        }
+        // A filter whose index has no entry matches nothing.
+        let smallest = filters.into_iter().try_fold(None::<&Set<TaskId>>, |best, set| {
+            let set = set?;
+            Some(Some(match best {
+                Some(best) if best.len() <= set.len() => best,
+                _ => set,
+            }))
+        });
+        let Some(Some(set)) = smallest else {
             return Box::new(std::iter::empty());
         };
         let ids = set.range(bounds).copied();

@@ -78,6 +78,7 @@ fn identity(role: Role, name: &str) -> Identity {
     Identity {
         role,
         name: name.to_string(),
+        namespaces: crate::grpc::identity::Namespaces::Only(vec!["default".into()]),
     }
 }
 
@@ -124,7 +125,7 @@ fn every_role_and_rpc_pair_follows_the_table() {
             pairs += 1;
         }
         // Plaintext (`--insecure`): everything, unredacted.
-        assert_eq!(authorize(None, rpc), Ok(Access { redact_env: false }), "{name}");
+        assert_eq!(authorize(None, rpc), Ok(Access::full()), "{name}");
     }
     assert_eq!(pairs, 5 * 29);
 }
@@ -185,4 +186,25 @@ fn a_worker_acts_only_as_the_id_its_credential_names() {
         .unwrap_err()
         .to_string();
     assert!(message.len() < 600, "{} bytes", message.len());
+}
+
+#[test]
+fn a_request_in_another_namespace_is_denied_naming_both() {
+    let submitter = identity(Role::Submitter, "alice");
+    let access = authorize(Some(&submitter), Rpc::ListTasks).unwrap();
+    assert!(access.sees("default") && !access.sees("team-b"));
+    assert!(access.require_namespace("ListTasks", "default").is_ok());
+    let denied = access.require_namespace("ListTasks", "team-b").unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let message = denied.message();
+    assert!(
+        message.contains("submitter \"alice\" acts in namespace default")
+            && message.contains("names namespace \"team-b\"")
+            && message.contains("--namespaces team-b"),
+        "{message}"
+    );
+    assert!(
+        authorize(None, Rpc::ListTasks).unwrap().sees("team-b"),
+        "plaintext sees all"
+    );
 }

@@ -30,6 +30,7 @@ pub fn spec(g: &SpecGen) -> api::TaskSpec {
         })),
     };
     api::TaskSpec {
+        namespace: String::new(),
         name: g.name.build(),
         queue: g.queue.build(),
         priority: g.priority,
@@ -92,6 +93,7 @@ pub fn workflow(g: &WorkflowGen) -> api::SubmitWorkflowRequest {
     let edges = edges(&g.shape);
     let count = copies_within_budget(edges.len(), prost::Message::encoded_len(&task_spec));
     api::SubmitWorkflowRequest {
+        namespace: String::new(),
         name: g.name.build(),
         tasks: edges
             .into_iter()
@@ -108,6 +110,7 @@ pub fn workflow(g: &WorkflowGen) -> api::SubmitWorkflowRequest {
 
 pub fn register(g: &RegisterGen) -> api::RegisterWorkerRequest {
     api::RegisterWorkerRequest {
+        namespace: String::new(),
         worker_id: g.worker_id.build(),
         session_id: g.session_id.build(),
         slots: g.slots,

@@ -182,10 +182,10 @@ impl<'a> Harness<'a> {
     async fn cleanup(&mut self) -> Result<(), String> {
         for name in std::mem::take(&mut self.created_schedules) {
             let leader = self.node_of(Target::Leader).await;
-            let result = bounded(
-                self.scheduler(leader)
-                    .delete_schedule(api::DeleteScheduleRequest { name }),
-            )
+            let result = bounded(self.scheduler(leader).delete_schedule(api::DeleteScheduleRequest {
+                namespace: String::new(),
+                name,
+            }))
             .await;
             self.check("DeleteSchedule (cleanup)", leader, result)?;
         }

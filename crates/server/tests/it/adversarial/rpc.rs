@@ -152,6 +152,7 @@ impl Harness<'_> {
                 oldest_first,
             } => {
                 let request = api::ListTasksRequest {
+                    namespace: String::new(),
                     state: *state,
                     queue: queue.build(),
                     page_size: *page_size,
@@ -220,6 +221,7 @@ impl Harness<'_> {
                 let policy = policy
                     .as_ref()
                     .map(|(queue, weight, placement, retention_ms)| api::QueuePolicy {
+                        namespace: String::new(),
                         queue: queue.build(),
                         weight: *weight,
                         placement: placement.build(),
@@ -230,6 +232,7 @@ impl Harness<'_> {
             }
             Rpc::ListQueues(page_token) => {
                 let request = api::ListQueuesRequest {
+                    namespace: String::new(),
                     page_token: page_token.build(),
                 };
                 let result = bounded(client.list_queues(request)).await;
@@ -274,6 +277,7 @@ impl Harness<'_> {
             Rpc::CreateSchedule(name, spec) => {
                 let name = self.schedule_name(name);
                 let request = api::CreateScheduleRequest {
+                    namespace: String::new(),
                     name: name.clone(),
                     spec: spec.as_ref().map(build::schedule),
                 };
@@ -287,6 +291,7 @@ impl Harness<'_> {
             }
             Rpc::UpdateSchedule(name, spec) => {
                 let request = api::UpdateScheduleRequest {
+                    namespace: String::new(),
                     name: self.schedule_name(name),
                     spec: spec.as_ref().map(build::schedule),
                 };
@@ -295,6 +300,7 @@ impl Harness<'_> {
             }
             Rpc::GetSchedule(name, consistency) => {
                 let request = api::GetScheduleRequest {
+                    namespace: String::new(),
                     name: self.schedule_name(name),
                     consistency: *consistency,
                 };
@@ -307,6 +313,7 @@ impl Harness<'_> {
                 consistency,
             } => {
                 let request = api::ListSchedulesRequest {
+                    namespace: String::new(),
                     page_size: *page_size,
                     page_token: page_token.build(),
                     consistency: *consistency,
@@ -325,22 +332,38 @@ impl Harness<'_> {
         match rpc {
             Rpc::PauseSchedule(name) => {
                 let name = self.schedule_name(name);
-                let result = bounded(client.pause_schedule(api::PauseScheduleRequest { name })).await;
+                let result = bounded(client.pause_schedule(api::PauseScheduleRequest {
+                    namespace: String::new(),
+                    name,
+                }))
+                .await;
                 self.check("PauseSchedule", node, result)?;
             }
             Rpc::ResumeSchedule(name) => {
                 let name = self.schedule_name(name);
-                let result = bounded(client.resume_schedule(api::ResumeScheduleRequest { name })).await;
+                let result = bounded(client.resume_schedule(api::ResumeScheduleRequest {
+                    namespace: String::new(),
+                    name,
+                }))
+                .await;
                 self.check("ResumeSchedule", node, result)?;
             }
             Rpc::DeleteSchedule(name) => {
                 let name = self.schedule_name(name);
-                let result = bounded(client.delete_schedule(api::DeleteScheduleRequest { name })).await;
+                let result = bounded(client.delete_schedule(api::DeleteScheduleRequest {
+                    namespace: String::new(),
+                    name,
+                }))
+                .await;
                 self.check("DeleteSchedule", node, result)?;
             }
             Rpc::TriggerSchedule(name) => {
                 let name = self.schedule_name(name);
-                let result = bounded(client.trigger_schedule(api::TriggerScheduleRequest { name })).await;
+                let result = bounded(client.trigger_schedule(api::TriggerScheduleRequest {
+                    namespace: String::new(),
+                    name,
+                }))
+                .await;
                 if let Some(response) = self.check("TriggerSchedule", node, result)? {
                     self.learn_task(response.task.as_ref());
                 }
@@ -435,6 +458,7 @@ impl Harness<'_> {
             }
             Rpc::ListWorkers(page_token) => {
                 let request = api::ListWorkersRequest {
+                    namespace: String::new(),
                     page_token: page_token.build(),
                 };
                 let result = bounded(client.list_workers(request)).await;
