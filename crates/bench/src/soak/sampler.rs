@@ -70,22 +70,32 @@ const SNAPSHOT_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(
 /// the target is about, so it waits for the rename (at most 2 s) and says so on stderr,
 /// with the size it saw, so the transient stays on record.
 async fn settled_dir_size(name: &str, dir: &std::path::Path) -> u64 {
-    let seen = crate::dir_size(dir);
-    if !dir.join(SNAPSHOT_TMP_FILE).exists() {
-        return seen;
-    }
+    let writing = || dir.join(SNAPSHOT_TMP_FILE).exists();
     let started = std::time::Instant::now();
-    while dir.join(SNAPSHOT_TMP_FILE).exists() && started.elapsed() < SNAPSHOT_WRITE_WAIT {
+    let mut seen = None;
+    loop {
+        // Checked on both sides of the walk: a write that starts or ends during it would
+        // otherwise be counted half or whole without being noticed.
+        if !writing() {
+            let size = crate::dir_size(dir);
+            if !writing() || started.elapsed() >= SNAPSHOT_WRITE_WAIT {
+                if let Some(seen) = seen {
+                    eprintln!(
+                        "soak: {name} was writing a snapshot: data dir {:.1} MiB with it, {:.1} MiB after ({} ms later)",
+                        seen as f64 / 1048576.0,
+                        size as f64 / 1048576.0,
+                        started.elapsed().as_millis()
+                    );
+                }
+                return size;
+            }
+        }
+        seen.get_or_insert_with(|| crate::dir_size(dir));
+        if started.elapsed() >= SNAPSHOT_WRITE_WAIT {
+            return crate::dir_size(dir);
+        }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let settled = crate::dir_size(dir);
-    eprintln!(
-        "soak: {name} was writing a snapshot: data dir {:.1} MiB with it, {:.1} MiB after ({} ms later)",
-        seen as f64 / 1048576.0,
-        settled as f64 / 1048576.0,
-        started.elapsed().as_millis()
-    );
-    settled
 }
 
 impl Sampler {
