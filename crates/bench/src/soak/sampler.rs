@@ -128,8 +128,12 @@ impl Sampler {
             })
             .collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        for (node, dir) in nodes.iter_mut().zip(&self.data_dirs) {
-            node.data_mib = settled_dir_size(&node.name, dir).await as f64 / (1024.0 * 1024.0);
+        // Every node's dir: the one given, else <pid dir>/<node> (scripts/cluster.sh's
+        // layout). (Only given dirs were walked here before, so the soaks of scripts/bench.sh
+        // kept the unsettled size the process sampler took.)
+        for (i, node) in nodes.iter_mut().enumerate() {
+            let dir = self.data_dirs.get(i).cloned().unwrap_or_else(|| self.pid_dir.join(&node.name));
+            node.data_mib = settled_dir_size(&node.name, &dir).await as f64 / (1024.0 * 1024.0);
         }
         self.prev = now;
         nodes
