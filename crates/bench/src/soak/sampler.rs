@@ -132,7 +132,11 @@ impl Sampler {
         // layout). (Only given dirs were walked here before, so the soaks of scripts/bench.sh
         // kept the unsettled size the process sampler took.)
         for (i, node) in nodes.iter_mut().enumerate() {
-            let dir = self.data_dirs.get(i).cloned().unwrap_or_else(|| self.pid_dir.join(&node.name));
+            let dir = self
+                .data_dirs
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| self.pid_dir.join(&node.name));
             node.data_mib = settled_dir_size(&node.name, &dir).await as f64 / (1024.0 * 1024.0);
         }
         self.prev = now;
