@@ -4,8 +4,6 @@ use std::collections::BTreeMap;
 
 use crate::scheduling::Resources;
 pub use crate::state::Placement;
-use crate::state::namespace::DEFAULT_NAMESPACE;
-use crate::state::namespace::NAMESPACE_LABEL;
 
 /// What placement needs to know of a worker, as of this planning round.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,11 +23,9 @@ impl WorkerView {
         self.slots.saturating_sub(self.running)
     }
 
-    /// The namespace whose tasks the worker takes ([`NAMESPACE_LABEL`], else the default).
+    /// The namespace whose tasks the worker takes ([`NAMESPACE_LABEL`](crate::state::namespace::NAMESPACE_LABEL), else the default).
     pub fn namespace(&self) -> &str {
-        self.labels
-            .get(NAMESPACE_LABEL)
-            .map_or(DEFAULT_NAMESPACE, String::as_str)
+        crate::state::namespace::of_worker_labels(&self.labels)
     }
 }
 

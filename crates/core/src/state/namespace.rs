@@ -52,6 +52,12 @@ pub fn validate_namespace(namespace: &str) -> Result<(), StateError> {
     })
 }
 
+/// The namespace a worker with these labels serves: its [`NAMESPACE_LABEL`], else the
+/// default.
+pub fn of_worker_labels(labels: &std::collections::BTreeMap<String, String>) -> &str {
+    labels.get(NAMESPACE_LABEL).map_or(DEFAULT_NAMESPACE, String::as_str)
+}
+
 /// The stored form of `name` in `namespace`: bare in the default namespace.
 pub fn qualify(namespace: &str, name: &str) -> String {
     if namespace == DEFAULT_NAMESPACE {

@@ -352,16 +352,20 @@ impl SchedulerState {
             })
     }
 
-    /// The key of a workflow in `workflow_by_request_id`: its tasks' namespace and its
-    /// request id. Its tasks exist while it does (`check_invariants`).
-    fn workflow_request_key(&self, workflow: &Workflow) -> Option<(String, String)> {
-        let request_id = workflow.request_id.as_ref()?;
-        let namespace = workflow
+    /// A workflow's namespace: its tasks' (one for all, checked at submit). Its tasks exist
+    /// while it does (`check_invariants`).
+    pub fn workflow_namespace(&self, workflow: &Workflow) -> &str {
+        workflow
             .tasks
             .first()
             .and_then(|(_, task_id)| self.tasks.get(task_id))
-            .map_or(crate::state::namespace::DEFAULT_NAMESPACE, |task| task.spec.namespace());
-        Some((namespace.to_string(), request_id.clone()))
+            .map_or(crate::state::namespace::DEFAULT_NAMESPACE, |task| task.spec.namespace())
+    }
+
+    /// The key of a workflow in `workflow_by_request_id`: its namespace and its request id.
+    fn workflow_request_key(&self, workflow: &Workflow) -> Option<(String, String)> {
+        let request_id = workflow.request_id.as_ref()?;
+        Some((self.workflow_namespace(workflow).to_string(), request_id.clone()))
     }
 
     /// Creates a task with the next id: validated, indexed, checked. `status` is Pending, or

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::Serialize;
 
-use crate::state::namespace::DEFAULT_NAMESPACE;
-use crate::state::namespace::NAMESPACE_LABEL;
 use crate::state::task::Resources;
 
 /// A registered worker. What it runs is an index over the tasks, not stored here.
@@ -27,11 +25,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// The namespace whose tasks this worker takes: its [`NAMESPACE_LABEL`], else the default.
+    /// The namespace whose tasks this worker takes: its [`NAMESPACE_LABEL`](crate::state::namespace::NAMESPACE_LABEL), else the default.
     pub fn namespace(&self) -> &str {
-        self.labels
-            .get(NAMESPACE_LABEL)
-            .map_or(DEFAULT_NAMESPACE, String::as_str)
+        crate::state::namespace::of_worker_labels(&self.labels)
     }
 }
 

@@ -278,12 +278,7 @@ impl App {
             }
             tasks.push((key.clone(), task.clone()));
         }
-        let namespace = workflow
-            .tasks
-            .first()
-            .and_then(|(_, id)| state.scheduler.get(*id))
-            .map_or(namespace::DEFAULT_NAMESPACE, |task| task.spec.namespace())
-            .to_string();
+        let namespace = state.scheduler.workflow_namespace(workflow).to_string();
         Ok(WorkflowView {
             namespace,
             status: state.scheduler.workflow_status(workflow),

@@ -372,9 +372,7 @@ impl Scheduler for SchedulerService {
             .app
             .queues()
             .into_iter()
-            .filter(|(queue, ..)| {
-                namespace::namespace_of(queue) == in_namespace && (after.is_empty() || *queue > after)
-            })
+            .filter(|(queue, ..)| namespace::namespace_of(queue) == in_namespace && *queue > after)
             .map(|(queue, policy, pending, running)| api::QueueStatus {
                 policy: Some(policy_to_proto(&queue, &policy)),
                 pending,
