@@ -304,8 +304,29 @@ const TEST_LIMITS: PortLimits = PortLimits {
     keepalive_timeout: Duration::from_millis(300),
 };
 
+/// The cap test's limits: the same cap, but a handshake timeout and keepalive far longer
+/// than the test. A held connection then cannot lose its slot to a ping answered late on a
+/// loaded machine, and an extra connection that was wrongly accepted would stay open for
+/// 30 s, so one closed within [`REFUSAL_BOUND`] was refused, not timed out.
+const CAP_LIMITS: PortLimits = PortLimits {
+    handshake_timeout: Duration::from_secs(30),
+    keepalive_interval: Duration::from_secs(30),
+    keepalive_timeout: Duration::from_secs(30),
+    ..TEST_LIMITS
+};
+
+/// How long a refused connection may take to be closed: a refusal needs no I/O, but a
+/// 2-core CI machine running other test binaries can delay the accept loop by a few hundred
+/// milliseconds. Far below [`CAP_LIMITS`]' handshake timeout, so it still tells the two apart.
+const REFUSAL_BOUND: Duration = Duration::from_secs(5);
+const _: () = assert!(REFUSAL_BOUND.as_millis() * 4 < CAP_LIMITS.handshake_timeout.as_millis());
+
 /// A one-node cluster with [`TEST_LIMITS`] on its port.
 async fn start_limited_node(root: &tempfile::TempDir) -> RunningNode {
+    start_node_with_limits(root, TEST_LIMITS).await
+}
+
+async fn start_node_with_limits(root: &tempfile::TempDir, limits: PortLimits) -> RunningNode {
     let listener = raftsched_testkit::bind_ephemeral().await;
     let member = raftsched_testkit::member_of(&listener);
     let mut config = raftsched_testkit::node_config(1, &member, root.path().join("node1"));
@@ -313,7 +334,7 @@ async fn start_limited_node(root: &tempfile::TempDir) -> RunningNode {
     // These tests speak raw HTTP/2 and measure the plaintext port.
     config.insecure = true;
     config.raft = test_tuning();
-    RunningNode::start_with_port_limits(config, listener, FaultInjector::default(), TEST_LIMITS)
+    RunningNode::start_with_port_limits(config, listener, FaultInjector::default(), limits)
         .await
         .expect("node starts")
 }
@@ -332,6 +353,21 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
+/// An HTTP/2 connection on which the server has answered a call (UNIMPLEMENTED for a path
+/// it does not serve), so the server accepted it and it holds a slot.
+async fn answered_connection(addr: &str) -> h2::client::SendRequest<Bytes> {
+    wait_until("a connection the server answers", || async {
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        let (client, connection) = h2::client::handshake(tcp).await.ok()?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let outcome = h2_call(client.clone(), "/raftsched.v1.Absent/Absent", true, framed(&[])).await;
+        matches!(outcome, Outcome::Code(_)).then_some(client)
+    })
+    .await
+}
+
 async fn submit_works(client: &ClusterClient) {
     wait_until("a submission to succeed", || async {
         client.submit_task(common::command_spec("after", "")).await.ok()
@@ -343,21 +379,24 @@ async fn submit_works(client: &ClusterClient) {
 async fn connections_over_the_cap_are_closed_at_once_and_the_port_recovers() {
     let _serial = SERIAL.lock().await;
     let root = tempfile::tempdir().unwrap();
-    let node = start_limited_node(&root).await;
+    let node = start_node_with_limits(&root, CAP_LIMITS).await;
     let addr = node.local_addr().to_string();
     let client = ClusterClient::new(&addr).unwrap();
     submit_works(&client).await;
     drop(client);
-    // Fill every slot with live HTTP/2 connections (they answer pings, so they stay).
+    // Fill every slot with live HTTP/2 connections. Each is proven to hold a slot by a call
+    // the server answers: an h2 handshake alone completes before the server has accepted,
+    // and the dropped client's slot is freed asynchronously, so a "held" connection could
+    // otherwise be one the server refused, leaving a slot for an extra one.
     let mut held = Vec::new();
-    for _ in 0..TEST_LIMITS.max_connections {
-        held.push(h2_connect(&addr).await);
+    for _ in 0..CAP_LIMITS.max_connections {
+        held.push(answered_connection(&addr).await);
     }
     // The next ones are closed before they could send anything.
     for extra in 0..5 {
         let mut stream = TcpStream::connect(&addr).await.expect("the kernel still accepts");
         assert!(
-            closed_within(&mut stream, Duration::from_millis(200)).await,
+            closed_within(&mut stream, REFUSAL_BOUND).await,
             "extra connection {extra} was not closed at once"
         );
     }
