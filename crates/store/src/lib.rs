@@ -5,19 +5,23 @@
 //! engine means rewriting this module and nothing else.
 //!
 //! Layout of a data dir:
-//! - `IDENTITY`: `raftsched-data-dir v2 cluster=<id> node=<id>`, written once (through
-//!   `IDENTITY.tmp` and a rename; `v1`, the layout with the log in sled, is read and
-//!   rewritten as `v2` once the log has moved, so a release before segment files refuses
-//!   the dir instead of starting on an empty log); a node refuses a data dir of another cluster or node, and
-//!   a non-empty dir without this file.
+//! - `IDENTITY`: `raftsched-data-dir v3 cluster=<id> node=<id>`, written once (through
+//!   `IDENTITY.tmp` and a rename); a node refuses a data dir of another cluster or node, and
+//!   a non-empty dir without this file. Older layouts are read and upgraded, then the
+//!   identity is rewritten as `v3`, so a release from before the upgrade refuses the dir
+//!   instead of starting on an empty log or vote: `v1` had the log in sled, `v2` the vote,
+//!   committed id and purge point.
 //! - `log/`: the Raft log's entries in segment files ([`segments`]: append-only, checksummed
 //!   records, each file dropped whole once purged).
-//! - `db/`: one sled database with the trees `meta` (vote, committed, last purged, format
-//!   stamp) and `removed_peers` ([`removed_peers`]) (releases before segment files kept the
-//!   entries in a tree `log`; open moves them into `log/`), every value in the versioned wire format
-//!   ([`raftsched_core::state::wire`]). The stamp ([`format`]) says which wire formats the
-//!   db may hold; a node refuses a db stamped newer than it reads. (Releases before the
-//!   snapshot file kept the snapshot in a third tree, `snapshot`; open moves it to the file.)
+//! - `meta`: the vote, the committed id and the purge point, in two checksummed slots
+//!   overwritten in turn ([`meta_file`]); 1 KiB, whatever happens.
+//! - `db/`: one sled database with the trees `meta` (the format stamp) and `removed_peers`
+//!   ([`removed_peers`]), every value in the versioned wire format
+//!   ([`raftsched_core::state::wire`]); written only when a peer is removed. The stamp
+//!   ([`format`]) says which wire formats the db may hold; a node refuses a db stamped newer
+//!   than it reads. Releases before the segment files, the meta file and the snapshot file
+//!   kept the log, the vote and the snapshot here (trees `log`, `meta` and `snapshot`); open
+//!   moves each out.
 //! - `snapshot`: the last snapshot, its meta and its image (which carries its own format
 //!   version) in a checksummed envelope ([`snapshot_envelope`]); [`snapshot_file`] says why
 //!   it is a file of its own and how it is replaced atomically.
@@ -28,6 +32,7 @@ mod format;
 mod growth;
 mod log_store;
 pub mod member_node;
+mod meta_file;
 pub mod raft_types;
 pub mod removed_peers;
 mod segments;
@@ -59,7 +64,9 @@ const LOG_DIR: &str = "log";
 /// Where the identity is written before it is renamed into place, so a crash can never leave
 /// a half-written `IDENTITY`.
 const IDENTITY_TMP_FILE: &str = "IDENTITY.tmp";
-const IDENTITY_PREFIX: &str = "raftsched-data-dir v2";
+const IDENTITY_PREFIX: &str = "raftsched-data-dir v3";
+/// The identity of a data dir whose vote is in sled (releases before the meta file).
+const IDENTITY_PREFIX_V2: &str = "raftsched-data-dir v2";
 /// The identity of a data dir whose log is in sled (releases before segment files).
 const IDENTITY_PREFIX_V1: &str = "raftsched-data-dir v1";
 
@@ -125,13 +132,23 @@ impl Store {
                     .into(),
             ));
         }
+        let meta_path = data_dir.join(meta_file::META_FILE);
+        if !fresh && identity_is_current(data_dir)? && !meta_path.exists() {
+            // The same: a v3 dir keeps its vote there, and a new file would hold none.
+            return Err(corrupt(
+                &meta_path,
+                "the meta file is missing (vote and purge point lost); remove the whole data dir and re-add \
+                 this node as a new member"
+                    .into(),
+            ));
+        }
         let db = open_db(&db_path)?;
         make_private(&db_path)?;
         check_format(&db, data_dir, &db_path)?;
         let flusher = Arc::new(flush::Flusher::new(db.clone()));
         let growth = Arc::new(LogGrowth::default());
         let log_dir = data_dir.join(LOG_DIR);
-        let log_store = LogStore::open(&db, &log_dir, flusher, Arc::clone(&growth))
+        let log_store = LogStore::open(&db, &log_dir, data_dir, flusher, Arc::clone(&growth))
             .map_err(|e| unreadable(data_dir, &log_dir, e))?;
         make_private(&log_dir)?;
         upgrade_identity(data_dir, cluster_id, node_id)?;
@@ -294,11 +311,12 @@ fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<
     }
 }
 
-/// `raftsched-data-dir v2 cluster=<id> node=<id>` (or `v1`) → (cluster, node).
+/// `raftsched-data-dir v3 cluster=<id> node=<id>` (or `v2`, `v1`) → (cluster, node).
 fn parse_identity(text: &str) -> Option<(String, NodeId)> {
     let text = text.strip_suffix('\n')?;
     let rest = text
         .strip_prefix(IDENTITY_PREFIX)
+        .or_else(|| text.strip_prefix(IDENTITY_PREFIX_V2))
         .or_else(|| text.strip_prefix(IDENTITY_PREFIX_V1))?
         .strip_prefix(" cluster=")?;
     let (cluster, node) = rest.rsplit_once(" node=")?;
@@ -326,18 +344,21 @@ fn write_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> std::io
     write_durably(data_dir, identity.as_bytes())
 }
 
-/// Marks the dir `v2` once its log is in segment files (a no-op when it already is).
-fn upgrade_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<(), StoreError> {
+/// Whether the identity is of this layout (`v3`), not of an older one still to upgrade.
+fn identity_is_current(data_dir: &Path) -> Result<bool, StoreError> {
     let path = data_dir.join(IDENTITY_FILE);
-    let io_err = |source| StoreError::Io {
-        path: path.clone(),
-        source,
-    };
-    if std::fs::read_to_string(&path)
-        .map_err(io_err)?
-        .starts_with(IDENTITY_PREFIX_V1)
-    {
-        write_identity(data_dir, cluster_id, node_id).map_err(io_err)?;
+    let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io { path, source })?;
+    Ok(text.starts_with(IDENTITY_PREFIX))
+}
+
+/// Marks the dir `v3` once its log is in segment files and its vote in the meta file (a
+/// no-op when it already is), so a release from before either refuses it.
+fn upgrade_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<(), StoreError> {
+    if !identity_is_current(data_dir)? {
+        write_identity(data_dir, cluster_id, node_id).map_err(|source| StoreError::Io {
+            path: data_dir.join(IDENTITY_FILE),
+            source,
+        })?;
     }
     Ok(())
 }

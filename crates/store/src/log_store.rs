@@ -1,5 +1,5 @@
 //! [`LogStore`]: the Raft log in segment files ([`Segments`]), the vote, commit point and
-//! purge point in sled's `meta` tree.
+//! purge point in the meta file ([`MetaFile`]).
 
 use std::fmt::Debug;
 use std::io;
@@ -22,6 +22,8 @@ use crate::codec::encode;
 use crate::codec::sled_err;
 use crate::flush::Flusher;
 use crate::growth::LogGrowth;
+use crate::meta_file::Meta;
+use crate::meta_file::MetaFile;
 use crate::raft_types::Entry;
 use crate::raft_types::LogId;
 use crate::raft_types::TypeConfig;
@@ -31,29 +33,32 @@ use crate::segments::Segments;
 const VOTE_KEY: &[u8] = b"vote";
 const COMMITTED_KEY: &[u8] = b"committed";
 const LAST_PURGED_KEY: &[u8] = b"last_purged";
+/// The sled tree that held the three values above before the meta file; emptied into it at
+/// open. (It still holds the format stamp, [`crate::format`].)
+const LEGACY_META_TREE: &str = "meta";
 /// The sled tree that held the entries before segment files; emptied into them at open.
 const LEGACY_LOG_TREE: &str = "log";
 /// Entries moved from the legacy tree per append.
 const MIGRATION_BATCH: usize = 1024;
-/// The committed id is written to sled at most this often. openraft saves it on every
-/// commit, hundreds of times a second under load, and each save appended to sled's own
-/// log: in the soak sled's file swung 2-6 MB as its segments filled and were cleaned, the
-/// largest swing left in the data dir. An older committed id is still committed (it only
-/// moves forward), so a restart re-applies at most this much less of its own log before
-/// the leader's first heartbeat gives it the rest.
+/// The committed id is written at most this often. openraft saves it on every commit,
+/// hundreds of times a second under load, and each save cost a write (when it was in sled,
+/// one appended to sled's own log, whose file then swung 2-6 MB in the soak). An older
+/// committed id is still committed (it only moves forward), so a restart re-applies at most
+/// this much less of its own log before the leader's first heartbeat gives it the rest.
 const COMMITTED_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The Raft log. Cloning is cheap and every clone sees the same segments and tree, so the
-/// log reader handed to replication tasks is a clone.
+/// The Raft log. Cloning is cheap and every clone sees the same segments and meta file, so
+/// the log reader handed to replication tasks is a clone.
 #[derive(Clone)]
 pub struct LogStore {
-    /// Flushes sled: the vote and the purge point.
+    /// Flushes sled. The log writes nothing to sled after open; it holds this so that
+    /// [`crate::StoreClosed`] sees the database open for as long as a log handle lives.
     flusher: Arc<Flusher>,
     /// Flushes the log's last segment: appended entries.
     log_flusher: Arc<Flusher>,
     segments: Arc<Mutex<Segments>>,
     /// Vote, committed log id and last purged log id.
-    meta: sled::Tree,
+    meta: Arc<Mutex<MetaFile>>,
     /// Counts the bytes appended, for the snapshot trigger.
     growth: Arc<LogGrowth>,
     /// When the committed id was last written (see [`COMMITTED_WRITE_INTERVAL`]).
@@ -65,15 +70,20 @@ impl LogStore {
         Arc::downgrade(&self.flusher)
     }
 
-    /// Opens the segments in `log_dir` (moving entries a release before them left in sled
-    /// into them) and decodes what recovery will need, so a corrupt store is found at
-    /// start-up rather than in the middle of an election.
+    /// Opens the segments in `log_dir` and the meta file in `meta_dir` (moving entries and
+    /// values a release before them left in sled into them) and decodes what recovery will
+    /// need, so a corrupt store is found at start-up rather than in the middle of an election.
     pub(super) fn open(
         db: &sled::Db,
         log_dir: &Path,
+        meta_dir: &Path,
         flusher: Arc<Flusher>,
         growth: Arc<LogGrowth>,
     ) -> io::Result<LogStore> {
+        let legacy_meta = db.open_tree(LEGACY_META_TREE).map_err(sled_err)?;
+        let meta = MetaFile::open(meta_dir, || legacy_values(&legacy_meta))?;
+        // Written durably into the file first, so a crash before this leaves them in both.
+        remove_legacy_values(db, &legacy_meta)?;
         let segments = Arc::new(Mutex::new(Segments::open(log_dir)?));
         let synced = Arc::clone(&segments);
         let log_flusher = Arc::new(Flusher::with(move || {
@@ -85,7 +95,7 @@ impl LogStore {
             log_flusher,
             segments,
             growth,
-            meta: db.open_tree("meta").map_err(sled_err)?,
+            meta: Arc::new(Mutex::new(meta)),
             committed_written_at: Arc::default(),
         };
         let cut = store.lock().cut_at_open;
@@ -95,13 +105,11 @@ impl LogStore {
                 "cut a torn record off the log's end (an append a crash interrupted)"
             );
         }
-        store.read_meta::<Vote>(VOTE_KEY)?;
-        store.read_meta::<LogId>(COMMITTED_KEY)?;
         store.migrate_legacy_log(db)?;
         // A crash between recording a purge and removing its segments leaves entries at or
         // below the purge point; finish that purge, so the log is exactly what
         // get_log_state describes.
-        if let Some(last_purged) = store.read_meta::<LogId>(LAST_PURGED_KEY)? {
+        if let Some(last_purged) = store.read_meta().last_purged {
             store.lock().purge_through(last_purged.index)?;
         }
         store.last_entry_log_id()?;
@@ -150,16 +158,22 @@ impl LogStore {
         Ok(())
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
-        match self.meta.get(key).map_err(sled_err)? {
-            Some(bytes) => decode(&bytes, std::str::from_utf8(key).unwrap_or("meta")).map(Some),
-            None => Ok(None),
-        }
+    fn read_meta(&self) -> Meta {
+        self.meta.lock().expect("meta lock poisoned").meta().clone()
     }
 
-    fn write_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> io::Result<()> {
-        self.meta.insert(key, encode(value)).map_err(sled_err)?;
-        Ok(())
+    /// Replaces the meta record with `change` applied to it, on the blocking pool (a synced
+    /// write is an fdatasync). Callers are openraft's storage calls, one at a time.
+    async fn write_meta(&self, sync: bool, change: impl FnOnce(&mut Meta) + Send + 'static) -> io::Result<()> {
+        let meta = Arc::clone(&self.meta);
+        tokio::task::spawn_blocking(move || {
+            let mut file = meta.lock().expect("meta lock poisoned");
+            let mut next = file.meta().clone();
+            change(&mut next);
+            file.write(next, sync)
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 
     fn last_entry_log_id(&self) -> io::Result<Option<LogId>> {
@@ -175,10 +189,34 @@ impl LogStore {
             None => Ok(None),
         }
     }
+}
 
-    async fn flush(&self) -> io::Result<()> {
-        self.flusher.flush().await
+/// The values a release before the meta file kept in sled's `meta` tree (none in a new dir).
+fn legacy_values(tree: &sled::Tree) -> io::Result<Meta> {
+    fn read<T: serde::de::DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> io::Result<Option<T>> {
+        match tree.get(key).map_err(sled_err)? {
+            Some(bytes) => decode(&bytes, std::str::from_utf8(key).unwrap_or("meta")).map(Some),
+            None => Ok(None),
+        }
     }
+    Ok(Meta {
+        vote: read(tree, VOTE_KEY)?,
+        committed: read(tree, COMMITTED_KEY)?,
+        last_purged: read(tree, LAST_PURGED_KEY)?,
+    })
+}
+
+/// Drops the values [`legacy_values`] read, once the meta file holds them (a no-op after).
+fn remove_legacy_values(db: &sled::Db, tree: &sled::Tree) -> io::Result<()> {
+    let keys = [VOTE_KEY, COMMITTED_KEY, LAST_PURGED_KEY];
+    let mut removed = false;
+    for key in keys {
+        removed |= tree.remove(key).map_err(sled_err)?.is_some();
+    }
+    if removed {
+        db.flush().map_err(sled_err)?;
+    }
+    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -205,7 +243,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
-        self.read_meta(VOTE_KEY)
+        Ok(self.read_meta().vote)
     }
 }
 
@@ -213,7 +251,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
-        let last_purged_log_id: Option<LogId> = self.read_meta(LAST_PURGED_KEY)?;
+        let last_purged_log_id = self.read_meta().last_purged;
         // An entry at or below the purge point (a purge past the last entry) is not the end
         // of the log: the purge point is.
         let last_log_id = match (self.last_entry_log_id()?, last_purged_log_id) {
@@ -232,15 +270,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
-        self.write_meta(VOTE_KEY, vote)?;
-        self.flush().await
+        let vote = *vote;
+        self.write_meta(true, move |meta| meta.vote = Some(vote)).await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        // Not flushed: a committed id lost in a crash is learnt again from the leader; it only
+        // Not synced: a committed id lost in a crash is learnt again from the leader; it only
         // lets a restarted node re-apply its own log without waiting for one.
         let Some(log_id) = committed else {
-            return self.meta.remove(COMMITTED_KEY).map(|_| ()).map_err(sled_err);
+            return self.write_meta(false, |meta| meta.committed = None).await;
         };
         let now = Instant::now();
         {
@@ -250,11 +288,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             *written_at = Some(now);
         }
-        self.write_meta(COMMITTED_KEY, &log_id)
+        self.write_meta(false, move |meta| meta.committed = Some(log_id)).await
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        self.read_meta(COMMITTED_KEY)
+        Ok(self.read_meta().committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
@@ -300,8 +338,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         // Record the purge point first: a crash between the two steps leaves segments that
         // are merely redundant, never a gap that get_log_state cannot explain.
-        self.write_meta(LAST_PURGED_KEY, &log_id)?;
-        self.flush().await?;
+        self.write_meta(true, move |meta| meta.last_purged = Some(log_id))
+            .await?;
         self.lock().purge_through(log_id.index).map(|_| ())
     }
 }
@@ -310,19 +348,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 mod tests {
     use openraft::EntryPayload;
     use openraft::storage::RaftLogStorageExt;
-    use openraft::vote::RaftLeaderIdExt;
 
     use super::*;
 
-    fn log_id(term: u64, index: u64) -> LogId {
-        LogId::new(
-            <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(term, 1),
-            index,
-        )
-    }
+    use crate::raft_types::test_log_id as log_id;
 
     fn open(db: &sled::Db, dir: &Path) -> LogStore {
-        LogStore::open(db, &dir.join("log"), Arc::new(Flusher::new(db.clone())), Arc::default()).unwrap()
+        LogStore::open(
+            db,
+            &dir.join("log"),
+            dir,
+            Arc::new(Flusher::new(db.clone())),
+            Arc::default(),
+        )
+        .unwrap()
     }
 
     /// A crash between recording a purge and removing its entries: the purge point is the
@@ -338,7 +377,10 @@ mod tests {
         });
         store.blocking_append(entries).await.unwrap();
         // What purge(log_id(2, 5)) writes first, without the removal that follows it.
-        store.write_meta(LAST_PURGED_KEY, &log_id(2, 5)).unwrap();
+        store
+            .write_meta(true, |meta| meta.last_purged = Some(log_id(2, 5)))
+            .await
+            .unwrap();
 
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id, Some(log_id(2, 5)));
@@ -348,6 +390,38 @@ mod tests {
         assert!(reopened.try_get_log_entries(..).await.unwrap().is_empty());
         let state = reopened.get_log_state().await.unwrap();
         assert_eq!(state.last_log_id, Some(log_id(2, 5)));
+    }
+
+    /// The vote, committed id and purge point a release before the meta file kept in sled
+    /// move into the file at open and leave sled. Once the file exists it is what counts,
+    /// so a move a crash cut short (file written, sled not yet cleared) is not redone over it.
+    #[tokio::test]
+    async fn the_legacy_sled_values_move_into_the_meta_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let tree = db.open_tree(LEGACY_META_TREE).unwrap();
+        let vote = Vote::new_committed(4, 2);
+        tree.insert(VOTE_KEY, encode(&vote)).unwrap();
+        tree.insert(COMMITTED_KEY, encode(&log_id(4, 9))).unwrap();
+        tree.insert(LAST_PURGED_KEY, encode(&log_id(3, 2))).unwrap();
+        tree.insert(b"format_version", b"kept".to_vec()).unwrap();
+        let mut store = open(&db, dir.path());
+        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+        assert_eq!(store.read_committed().await.unwrap(), Some(log_id(4, 9)));
+        assert_eq!(
+            store.get_log_state().await.unwrap().last_purged_log_id,
+            Some(log_id(3, 2))
+        );
+        for key in [VOTE_KEY, COMMITTED_KEY, LAST_PURGED_KEY] {
+            assert_eq!(tree.get(key).unwrap(), None, "{key:?} left sled");
+        }
+        assert!(tree.get(b"format_version").unwrap().is_some(), "the stamp stays");
+        drop(store);
+        // A stale value in sled beside an existing file (a crash before sled was cleared).
+        tree.insert(VOTE_KEY, encode(&Vote::new_committed(1, 1))).unwrap();
+        let mut store = open(&db, dir.path());
+        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+        assert_eq!(tree.get(VOTE_KEY).unwrap(), None);
     }
 
     /// A log from before segment files moves into them at open, and a move a crash cut

@@ -27,3 +27,13 @@ pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
 /// A snapshot travels and is stored as one encoded [`raftsched_core::state::SchedulerState`].
 pub type SnapshotData = Vec<u8>;
+
+/// The log id of `index` in `term`, led by node 1: what the unit tests' entries carry.
+#[cfg(test)]
+pub(crate) fn test_log_id(term: u64, index: u64) -> LogId {
+    use openraft::vote::RaftLeaderIdExt;
+    LogId::new(
+        <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(term, 1),
+        index,
+    )
+}

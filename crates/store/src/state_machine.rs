@@ -353,13 +353,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 mod tests {
     use super::*;
 
-    fn log_id(term: u64, index: u64) -> LogId {
-        use openraft::vote::RaftLeaderIdExt;
-        LogId::new(
-            <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(term, 1),
-            index,
-        )
-    }
+    use crate::raft_types::test_log_id as log_id;
 
     fn meta(log: Option<LogId>) -> SnapshotMeta {
         SnapshotMeta {

@@ -164,7 +164,7 @@ fn a_garbage_identity_file_is_corrupt() {
         b"hello\n",
         b"",
         b"raftsched-data-dir v2 cluster=test-cluster node=one\n",
-        b"raftsched-data-dir v3 cluster=test-cluster node=1\n",
+        b"raftsched-data-dir v4 cluster=test-cluster node=1\n",
         b"\xff\xfe\x00binary",
     ];
     for content in garbage {
@@ -184,7 +184,7 @@ fn a_new_or_empty_dir_is_claimed() {
     let dir = parent.path().join("does/not/exist/yet");
     drop(open(&dir));
     let identity = std::fs::read_to_string(dir.join("IDENTITY")).unwrap();
-    assert_eq!(identity, "raftsched-data-dir v2 cluster=test-cluster node=1\n");
+    assert_eq!(identity, "raftsched-data-dir v3 cluster=test-cluster node=1\n");
 
     // A crash before the identity was renamed into place leaves only the temp file; the dir
     // is still ours to claim.
@@ -451,6 +451,71 @@ fn concurrent_appends_all_complete() {
 
 // --- (e) wire format of the data dir ---------------------------------------------------
 
+/// Makes a closed data dir look as a release before the meta file left it: no `meta` file,
+/// its `vote` in sled, the identity `v2`.
+fn as_before_the_meta_file(dir: &Path, vote: Option<Vote>) {
+    if let Some(vote) = vote {
+        poke(dir, "meta", b"vote", Some(postcard::to_allocvec(&vote).unwrap()));
+    }
+    std::fs::remove_file(dir.join("meta")).unwrap();
+    std::fs::write(
+        dir.join("IDENTITY"),
+        "raftsched-data-dir v2 cluster=test-cluster node=1\n",
+    )
+    .unwrap();
+}
+
+/// A dir of the release before the meta file: its vote, committed id and purge point move
+/// from sled into the file, and the dir is marked v3 so that release refuses it after.
+#[tokio::test]
+async fn a_dir_from_before_the_meta_file_keeps_its_vote_and_is_marked_v3() {
+    let dir = tempfile::tempdir().unwrap();
+    let vote = Vote::new_committed(6, 1);
+    {
+        let mut store = open(dir.path());
+        store.log_store.save_vote(&vote).await.unwrap();
+    }
+    as_before_the_meta_file(dir.path(), Some(vote));
+    poke(
+        dir.path(),
+        "meta",
+        b"committed",
+        Some(raftsched_core::state::wire::encode_versioned(&log_id(6, 3))),
+    );
+    {
+        let mut store = open(dir.path());
+        assert_eq!(store.log_store.read_vote().await.unwrap(), Some(vote));
+        assert_eq!(store.log_store.read_committed().await.unwrap(), Some(log_id(6, 3)));
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("IDENTITY")).unwrap(),
+        "raftsched-data-dir v3 cluster=test-cluster node=1\n"
+    );
+    let db = sled::open(dir.path().join("db")).unwrap();
+    assert_eq!(
+        db.open_tree("meta").unwrap().get("vote").unwrap(),
+        None,
+        "the vote left sled"
+    );
+    drop(db);
+    let mut store = open(dir.path());
+    assert_eq!(store.log_store.read_vote().await.unwrap(), Some(vote));
+}
+
+/// A v3 dir without its meta file lost its vote: starting on none could vote twice in a
+/// term, so open refuses it and says what to do.
+#[test]
+fn a_dir_whose_meta_file_is_gone_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    std::fs::remove_file(dir.path().join("meta")).unwrap();
+    let err = open_err(dir.path(), CLUSTER, 1);
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("meta file is missing"), "{message}");
+    assert!(message.contains("re-add this node as a new member"), "{message}");
+}
+
 /// Writes `value` under `key` of `tree` in the db of a closed data dir.
 fn poke(dir: &Path, tree: &str, key: &[u8], value: Option<Vec<u8>>) {
     let db = sled::open(dir.join("db")).unwrap();
@@ -493,6 +558,7 @@ fn a_vote_in_a_newer_format_is_refused_at_open() {
     drop(open(dir.path()));
     let mut vote = wire_header(99).to_vec();
     vote.extend(postcard::to_allocvec(&Vote::new(1, 1)).unwrap());
+    as_before_the_meta_file(dir.path(), None);
     poke(dir.path(), "meta", b"vote", Some(vote));
 
     let err = open_err(dir.path(), CLUSTER, 1);
@@ -509,6 +575,7 @@ async fn a_dir_from_before_versioned_values_is_read_and_stamped() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
     let vote = Vote::new_committed(4, 1);
+    as_before_the_meta_file(dir.path(), None);
     poke(dir.path(), "meta", b"format_version", None);
     poke(dir.path(), "meta", b"vote", Some(postcard::to_allocvec(&vote).unwrap()));
     for entry in [blank(1, 1), submit(1, 2, "a")] {
@@ -538,10 +605,10 @@ async fn a_dir_from_before_versioned_values_is_read_and_stamped() {
     let db = sled::open(dir.path().join("db")).unwrap();
     let stamp = db.open_tree("meta").unwrap().get("format_version").unwrap().unwrap();
     assert_eq!(&stamp[..], &wire_header(WIRE_FORMAT_VERSION)[..]);
-    // Marked v2, so that a release from before segment files refuses it.
+    // Marked v3, so that a release from before segment files refuses it.
     assert_eq!(
         std::fs::read_to_string(&identity).unwrap(),
-        "raftsched-data-dir v2 cluster=test-cluster node=1\n"
+        "raftsched-data-dir v3 cluster=test-cluster node=1\n"
     );
     // The entries moved from sled's tree into the log's segment files, the old ones byte
     // for byte (still bare postcard, read as such), the new one with the header.
