@@ -120,9 +120,9 @@ impl Store {
     /// Opens (or creates) the data dir of `node_id` in `cluster_id`, after checking that the
     /// dir is ours and that what it holds can be read.
     pub fn open(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<Store, StoreError> {
-        let fresh = check_identity(data_dir, cluster_id, node_id)?;
+        let identity = check_identity(data_dir, cluster_id, node_id)?;
         let db_path = data_dir.join("db");
-        if !fresh && !db_path.exists() {
+        if identity != Identity::New && !db_path.exists() {
             // Opening an empty log here would forget this node's vote, and it could vote twice
             // in one term.
             return Err(corrupt(
@@ -133,7 +133,7 @@ impl Store {
             ));
         }
         let meta_path = data_dir.join(meta_file::META_FILE);
-        if !fresh && identity_is_current(data_dir)? && !meta_path.exists() {
+        if identity == Identity::Current && !meta_path.exists() {
             // The same: a v3 dir keeps its vote there, and a new file would hold none.
             return Err(corrupt(
                 &meta_path,
@@ -151,7 +151,14 @@ impl Store {
         let log_store = LogStore::open(&db, &log_dir, data_dir, flusher, Arc::clone(&growth))
             .map_err(|e| unreadable(data_dir, &log_dir, e))?;
         make_private(&log_dir)?;
-        upgrade_identity(data_dir, cluster_id, node_id)?;
+        if identity == Identity::Older {
+            // The log is in segment files and the vote in the meta file now: mark the dir
+            // v3, so a release from before either refuses it.
+            write_identity(data_dir, cluster_id, node_id).map_err(|source| StoreError::Io {
+                path: data_dir.join(IDENTITY_FILE),
+                source,
+            })?;
+        }
         let state_machine = StateMachineStore::open(&db, data_dir, Arc::clone(&growth))
             .map_err(|e| unreadable(data_dir, &db_path, e))?;
         Ok(Store {
@@ -262,8 +269,19 @@ fn corrupt(path: &Path, detail: String) -> StoreError {
     }
 }
 
-/// Checks (or, in an empty dir, writes) the identity file. Returns true when the dir was new.
-fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<bool, StoreError> {
+/// What [`check_identity`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Identity {
+    /// An empty dir, now claimed with a `v3` identity.
+    New,
+    /// A `v3` dir.
+    Current,
+    /// A `v1` or `v2` dir, to upgrade (the crate root says what each held where).
+    Older,
+}
+
+/// Checks (or, in an empty dir, writes) the identity file.
+fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<Identity, StoreError> {
     let io_err = |source| StoreError::Io {
         path: data_dir.to_path_buf(),
         source,
@@ -280,7 +298,11 @@ fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<
                 ));
             };
             if found_cluster == cluster_id && found_node == node_id {
-                return Ok(false);
+                return Ok(if found.starts_with(IDENTITY_PREFIX) {
+                    Identity::Current
+                } else {
+                    Identity::Older
+                });
             }
             Err(StoreError::IdentityMismatch {
                 path: data_dir.to_path_buf(),
@@ -305,7 +327,7 @@ fn check_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<
                 });
             }
             write_identity(data_dir, cluster_id, node_id).map_err(io_err)?;
-            Ok(true)
+            Ok(Identity::New)
         }
         Err(e) => Err(io_err(e)),
     }
@@ -342,25 +364,6 @@ fn make_private(dir: &Path) -> Result<(), StoreError> {
 fn write_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> std::io::Result<()> {
     let identity = format!("{IDENTITY_PREFIX} cluster={cluster_id} node={node_id}\n");
     write_durably(data_dir, identity.as_bytes())
-}
-
-/// Whether the identity is of this layout (`v3`), not of an older one still to upgrade.
-fn identity_is_current(data_dir: &Path) -> Result<bool, StoreError> {
-    let path = data_dir.join(IDENTITY_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io { path, source })?;
-    Ok(text.starts_with(IDENTITY_PREFIX))
-}
-
-/// Marks the dir `v3` once its log is in segment files and its vote in the meta file (a
-/// no-op when it already is), so a release from before either refuses it.
-fn upgrade_identity(data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<(), StoreError> {
-    if !identity_is_current(data_dir)? {
-        write_identity(data_dir, cluster_id, node_id).map_err(|source| StoreError::Io {
-            path: data_dir.join(IDENTITY_FILE),
-            source,
-        })?;
-    }
-    Ok(())
 }
 
 /// Writes `IDENTITY` atomically and durably: a temp file, fsynced, renamed into place, and
