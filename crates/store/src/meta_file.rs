@@ -109,7 +109,12 @@ impl MetaFile {
 
     /// Replaces the record with `meta`; durable on return when `sync`.
     pub(crate) fn write(&mut self, meta: Meta, sync: bool) -> io::Result<()> {
-        let seq = self.seq + 1;
+        // One write a second would take 585 billion years to get here; only a hand-made
+        // file starts near it, and it is refused rather than wrapped below the other slot.
+        let seq = self
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| damaged(format!("meta record sequence number {} cannot grow", self.seq)))?;
         let slot = 1 - self.durable_slot;
         let record = record(seq, &meta)?;
         self.file.write_all_at(&record, (slot * SLOT_BYTES) as u64)?;
@@ -278,6 +283,23 @@ mod tests {
         std::fs::write(&path, vec![0; SLOT_BYTES]).unwrap();
         let err = MetaFile::open(dir.path(), none).err().unwrap();
         assert!(err.to_string().contains("shorter than its two slots"), "{err}");
+    }
+
+    /// A slot claiming the largest sequence number (only a hand-made file does): read, but
+    /// the next write is refused instead of wrapping to a number below the other slot's.
+    #[test]
+    fn a_record_at_the_largest_sequence_number_is_not_wrapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(META_FILE);
+        drop(MetaFile::open(dir.path(), none).unwrap());
+        let mut bytes = record(u64::MAX, &meta(9, 9)).unwrap();
+        bytes.resize(SLOT_BYTES * SLOT_COUNT, 0);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut file = MetaFile::open(dir.path(), none).unwrap();
+        assert_eq!(file.meta(), &meta(9, 9));
+        let err = file.write(meta(9, 10), true).err().unwrap();
+        assert!(err.to_string().contains("cannot grow"), "{err}");
+        assert_eq!(MetaFile::open(dir.path(), none).unwrap().meta(), &meta(9, 9));
     }
 
     #[test]
