@@ -50,6 +50,7 @@ impl SchedulerState {
             ));
         }
         self.check_queue_index()?;
+        self.check_queue_status_counts()?;
         if self.ready.values().any(Set::is_empty)
             || self.by_status.values().any(Set::is_empty)
             || self.by_queue.values().any(Set::is_empty)
@@ -177,6 +178,22 @@ impl SchedulerState {
                 "task {last_id} is not below next_task_id {}",
                 self.next_task_id
             ));
+        }
+        Ok(())
+    }
+
+    /// The (queue, status) counts are those of the tasks.
+    fn check_queue_status_counts(&self) -> Result<(), String> {
+        let mut counted: BTreeMap<(&str, TaskStatus), u64> = BTreeMap::new();
+        for task in self.tasks.values() {
+            *counted.entry((task.spec.queue.as_str(), task.status)).or_insert(0) += 1;
+        }
+        let kept = self
+            .by_queue_status
+            .iter()
+            .map(|((queue, status), count)| ((queue.as_str(), *status), *count));
+        if !counted.into_iter().eq(kept) {
+            return Err("the task counts per queue and status do not match the tasks".into());
         }
         Ok(())
     }

@@ -135,6 +135,26 @@ impl SchedulerState {
         self.ready.keys().map(String::as_str)
     }
 
+    /// How many tasks of each queue are in each status, by queue then status; statuses with
+    /// none are left out. O(queues · statuses).
+    pub fn queue_status_counts(&self) -> impl Iterator<Item = (&str, TaskStatus, u64)> {
+        self.by_queue_status
+            .iter()
+            .map(|((queue, status), count)| (queue.as_str(), *status, *count))
+    }
+
+    /// How many pending tasks of `queue` are ready. O(log queues).
+    pub fn ready_count(&self, queue: &str) -> usize {
+        self.ready.get(queue).map_or(0, Set::len)
+    }
+
+    /// The task of `queue` dispatch starts next (the highest priority, then the oldest id),
+    /// if any is ready.
+    pub fn next_ready(&self, queue: &str) -> Option<&Task> {
+        let (_, task_id) = self.ready.get(queue)?.get_min()?;
+        self.get(*task_id)
+    }
+
     /// Pending task ids of `queue` that are ready, in dispatch order.
     pub fn ready_in_queue(&self, queue: &str) -> impl Iterator<Item = TaskId> + '_ {
         self.ready
