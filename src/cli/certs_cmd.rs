@@ -12,7 +12,8 @@ use raftsched_certs::issue::InitOptions;
 #[derive(Subcommand, Debug)]
 pub enum CertsCommand {
     /// Create a new cluster CA in DIR and the credentials of the cluster: node-<id> for each
-    /// of --nodes, one per --workers, admin (role admin), client (submitter), reader. Keys
+    /// of --nodes, one per --workers, admin (role admin), client (submitter), reader,
+    /// prometheus (a reader of every namespace, to scrape /metrics). Keys
     /// are written 0600 and DIR 0700; existing files are never replaced without --force.
     Init {
         #[arg(long)]

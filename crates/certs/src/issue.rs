@@ -96,7 +96,8 @@ impl Credential {
 }
 
 /// The credentials `certs init` makes: nodes, workers, `admin`, `client` (submitter),
-/// `reader`.
+/// `reader` (of the default namespace), and `prometheus`: a reader of every namespace, for
+/// scraping the nodes' `/metrics`.
 pub fn init_credentials(options: &InitOptions) -> Vec<Credential> {
     let nodes = options
         .nodes
@@ -107,6 +108,7 @@ pub fn init_credentials(options: &InitOptions) -> Vec<Credential> {
         Credential::new(Role::Admin, "admin"),
         Credential::new(Role::Submitter, "client"),
         Credential::new(Role::Reader, "reader"),
+        Credential::new(Role::Reader, "prometheus").in_namespaces(vec!["*".to_string()]),
     ];
     nodes.chain(workers).chain(others).collect()
 }
@@ -335,7 +337,16 @@ mod tests {
         let dir = root.path().join("certs");
         let written = init(&dir, &InitOptions::default(), false).unwrap();
         let stems = [
-            "ca", "node-1", "node-2", "node-3", "worker1", "worker2", "admin", "client", "reader",
+            "ca",
+            "node-1",
+            "node-2",
+            "node-3",
+            "worker1",
+            "worker2",
+            "admin",
+            "client",
+            "reader",
+            "prometheus",
         ];
         assert_eq!(written.len(), 2 * stems.len());
         assert_eq!(mode(&dir), 0o700);
@@ -360,6 +371,10 @@ mod tests {
             assert_eq!((ou.as_str(), cn.as_str()), (role, stem));
             assert!(sans.is_empty(), "{stem}: {sans:?}");
         }
+        let (ou, cn, sans, _) = subject(&read("prometheus"));
+        assert_eq!((ou.as_str(), cn.as_str()), ("reader", "prometheus"));
+        assert_eq!(sans.len(), 1, "{sans:?}");
+        assert!(sans[0].contains("urn:raftsched:namespace:*"), "{sans:?}");
         let (_, _, _, ca_days) = subject(&read("ca"));
         assert_eq!(ca_days, 3650);
     }
