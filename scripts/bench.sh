@@ -78,6 +78,9 @@ check_ports_free() {
     done
 }
 check_ports_free "$PORT_BASE" $((PORT_BASE + 1)) $((PORT_BASE + 2))
+# The nodes' HTTP ports (/metrics), clear of a development cluster's 8081-8083.
+HTTP_PORT_BASE=$((PORT_BASE + 200))
+check_ports_free "$HTTP_PORT_BASE" $((HTTP_PORT_BASE + 1)) $((HTTP_PORT_BASE + 2))
 
 # --- Settings per mode ---------------------------------------------------------------------------
 
@@ -162,6 +165,7 @@ BENCH_BIN="$WORK/raftsched-bench"
 export RAFTSCHED_BIN="$BIN"
 export RAFTSCHED_DATA="$WORK/cluster"
 export RAFTSCHED_PORT_BASE="$PORT_BASE"
+export RAFTSCHED_HTTP_PORT_BASE="$HTTP_PORT_BASE"
 export RAFTSCHED_WORKERS=2
 export RAFTSCHED_WORKER_SLOTS=4
 export RAFTSCHED_CLUSTER="127.0.0.1:$PORT_BASE,127.0.0.1:$((PORT_BASE + 1)),127.0.0.1:$((PORT_BASE + 2))"

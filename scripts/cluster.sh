@@ -8,6 +8,8 @@
 #   RAFTSCHED_PORT_BASE        client port of node 1; nodes 2 and 3 use the next two (default 50051)
 #   RAFTSCHED_PEER_PORT_BASE   peer (Raft) port of node 1, likewise (default: RAFTSCHED_PORT_BASE
 #                              + 100, the node's own default: 50151)
+#   RAFTSCHED_HTTP_PORT_BASE   HTTP port of node 1 (/healthz, /readyz, /metrics), likewise
+#                              (default 8081)
 #   RAFTSCHED_DATA             data, logs and pid files (default: data/ in the repository)
 #   RAFTSCHED_BIN              raftsched binary to run; when set, nothing is built
 #   RAFTSCHED_BUILD_PROFILE    cargo profile to build and run: release (default) or debug
@@ -26,7 +28,7 @@
 #                              (sizes like 2GiB; unset: the node's defaults)
 #
 # Layout of $RAFTSCHED_DATA: cluster-id (generated on the first start, reused after),
-# certs/ (the cluster's CA and credentials: node-1..3, admin, client, reader, workerN),
+# certs/ (the cluster's CA and credentials: node-1..3, admin, client, reader, prometheus, workerN),
 # node1/ node2/ node3/ (data dirs), node1.log ... (each node's stderr), node1.pid ...,
 # worker1.log worker1.pid ... (worker N runs as id workerN with label worker=N).
 set -euo pipefail
@@ -34,6 +36,7 @@ set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 PORT_BASE=${RAFTSCHED_PORT_BASE:-50051}
 PEER_PORT_BASE=${RAFTSCHED_PEER_PORT_BASE:-$((PORT_BASE + 100))}
+HTTP_PORT_BASE=${RAFTSCHED_HTTP_PORT_BASE:-8081}
 DATA=$(realpath -m -- "${RAFTSCHED_DATA:-$ROOT/data}")
 PROFILE=${RAFTSCHED_BUILD_PROFILE:-release}
 WORKERS=${RAFTSCHED_WORKERS:-2}
@@ -58,7 +61,7 @@ usage() {
 Usage: scripts/cluster.sh COMMAND [ARGS]
 
 A three-node raftsched cluster on 127.0.0.1, client ports ${PORT_BASE}-$((PORT_BASE + 2)), peer ports
-${PEER_PORT_BASE}-$((PEER_PORT_BASE + 2)), data in ${DATA},
+${PEER_PORT_BASE}-$((PEER_PORT_BASE + 2)), HTTP ports ${HTTP_PORT_BASE}-$((HTTP_PORT_BASE + 2)), data in ${DATA},
 and ${WORKERS} worker(s) for it (worker N has id workerN and label worker=N).
 
 Commands:
@@ -84,7 +87,7 @@ Commands:
   help               this text
 
 Environment: RAFTSCHED_PORT_BASE (default 50051), RAFTSCHED_PEER_PORT_BASE (default: port base
-+ 100), RAFTSCHED_DATA (default <repo>/data),
++ 100), RAFTSCHED_HTTP_PORT_BASE (default 8081), RAFTSCHED_DATA (default <repo>/data),
 RAFTSCHED_BIN (binary to use; no build), RAFTSCHED_BUILD_PROFILE (release or debug),
 RAFTSCHED_WORKERS (workers to start, default 2; 0 for none), RAFTSCHED_WORKER_SLOTS (default 4),
 RAFTSCHED_WORKER_LEASE_MS (default 5000), RAFTSCHED_WORKER_DRAIN_MS (default 10000),
@@ -103,6 +106,11 @@ die() {
 port_of() { echo $((PORT_BASE + $1 - 1)); }
 addr_of() { echo "127.0.0.1:$(port_of "$1")"; }
 peer_addr_of() { echo "127.0.0.1:$((PEER_PORT_BASE + $1 - 1))"; }
+http_addr_of() { echo "127.0.0.1:$((HTTP_PORT_BASE + $1 - 1))"; }
+# The URL of node N's HTTP port (https unless plaintext).
+http_url_of() {
+    if ((INSECURE)); then echo "http://$(http_addr_of "$1")"; else echo "https://$(http_addr_of "$1")"; fi
+}
 pid_file() { echo "$DATA/node$1.pid"; }
 log_file() { echo "$DATA/node$1.log"; }
 data_dir() { echo "$DATA/node$1"; }
@@ -136,6 +144,9 @@ check_worker_arg() {
 check_settings() {
     if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || ((PORT_BASE < 1 || PORT_BASE > 65533)); then
         die "RAFTSCHED_PORT_BASE must be a port number up to 65533, got '$PORT_BASE'"
+    fi
+    if ! [[ $HTTP_PORT_BASE =~ ^[0-9]{1,5}$ ]] || ((HTTP_PORT_BASE < 1 || HTTP_PORT_BASE > 65533)); then
+        die "RAFTSCHED_HTTP_PORT_BASE must be a port number up to 65533, got '$HTTP_PORT_BASE'"
     fi
     [[ $WORKERS =~ ^[0-9]{1,3}$ ]] || die "RAFTSCHED_WORKERS must be a number of workers (0 or more), got '$WORKERS'"
     [[ $WORKER_SLOTS =~ ^[1-9][0-9]{0,5}$ ]] \
@@ -173,7 +184,7 @@ ensure_credentials() {
         mkdir -p -- "$DATA"
         out=$("$bin" certs init --dir "$dir" --nodes 1,2,3 2>&1) \
             || die "cannot create the credentials in $dir: $out"
-        echo "credentials created in $dir (CA, node-1..3, admin, client, reader, worker1, worker2)"
+        echo "credentials created in $dir (CA, node-1..3, admin, client, reader, prometheus, worker1, worker2)"
     fi
     for n in "$@"; do
         name=$(worker_id "$n")
@@ -574,11 +585,12 @@ start_node() {
     # does not reach it. NO_COLOR: plain text logs.
     (
         set -m
-        NO_COLOR=1 nohup "$bin" node --id "$n" --listen "$(addr_of "$n")" --peer-listen "$(peer_addr_of "$n")" --data-dir "$(data_dir "$n")" \
-            --cluster-id "$cid" --initial-members "$(initial_members)" "${quota_flags[@]}" </dev/null >>"$log" 2>&1 &
+        NO_COLOR=1 nohup "$bin" node --id "$n" --listen "$(addr_of "$n")" --peer-listen "$(peer_addr_of "$n")" \
+            --http-listen "$(http_addr_of "$n")" --data-dir "$(data_dir "$n")" --cluster-id "$cid" \
+            --initial-members "$(initial_members)" "${quota_flags[@]}" </dev/null >>"$log" 2>&1 &
         echo "$!" >"$(pid_file "$n")"
     )
-    echo "node $n started (pid $(<"$(pid_file "$n")"), $(addr_of "$n"), log $log)"
+    echo "node $n started (pid $(<"$(pid_file "$n")"), $(addr_of "$n"), $(http_url_of "$n"), log $log)"
 }
 
 start_worker() {
@@ -669,8 +681,22 @@ cmd_start() {
         client "$bin" worker list
     fi
     echo
+    print_http_urls
+    echo
     cmd_env
     echo "# or: eval \"\$(scripts/cluster.sh env)\""
+}
+
+# Where each node's /healthz, /readyz and /metrics are, and how to read them.
+print_http_urls() {
+    local n urls=()
+    for n in "${NODES[@]}"; do urls+=("$(http_url_of "$n")"); done
+    echo "HTTP (/healthz, /readyz, /metrics): ${urls[*]}"
+    if ((!INSECURE)); then
+        local dir
+        dir=$(certs_dir)
+        echo "  e.g. curl --cacert $dir/ca.crt --cert $dir/prometheus.crt --key $dir/prometheus.key $(http_url_of 1)/metrics"
+    fi
 }
 
 # The exports for a shell that talks to this cluster.
@@ -698,7 +724,7 @@ cmd_status() {
             if node_paused "$n"; then
                 echo "node $n paused  (pid $pid, $(addr_of "$n"))"
             else
-                echo "node $n running (pid $pid, $(addr_of "$n"))"
+                echo "node $n running (pid $pid, $(addr_of "$n"), $(http_url_of "$n"))"
                 any=1
             fi
         else

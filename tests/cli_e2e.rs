@@ -682,7 +682,16 @@ fn certs_init_and_issue_write_private_files_and_never_overwrite_without_force() 
         describe(&init)
     );
     assert_eq!(mode(&dir), 0o700);
-    for stem in ["ca", "node-1", "node-2", "w1", "admin", "client", "reader"] {
+    for stem in [
+        "ca",
+        "node-1",
+        "node-2",
+        "w1",
+        "admin",
+        "client",
+        "reader",
+        "prometheus",
+    ] {
         for ext in ["crt", "key"] {
             assert_eq!(mode(&dir.join(format!("{stem}.{ext}"))), 0o600, "{stem}.{ext}");
         }
@@ -716,4 +725,86 @@ fn certs_init_and_issue_write_private_files_and_never_overwrite_without_force() 
             describe(&refused)
         );
     }
+}
+
+/// A lone node started with `--log-format json --http-listen`: every log line is one JSON
+/// object (the start line names the HTTP address), `/healthz` answers at once, and
+/// `/readyz` says 503 and why while the node is in no cluster yet.
+#[test]
+fn a_node_logs_json_and_answers_its_probes_on_the_http_port() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().expect("a temp dir");
+    let mut child = Command::new(BIN)
+        .args([
+            "node",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--peer-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--insecure",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(data.path().join("node1"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting a node");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    let started = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = received.recv_timeout(left) else {
+            let _ = child.kill();
+            panic!("no `node started` line within {WAIT:?}: {seen:#?}");
+        };
+        let event: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(event["level"].is_string() && event["timestamp"].is_string(), "{line}");
+        seen.push(line);
+        if event["message"] == "node started" {
+            break event;
+        }
+    };
+    let http_addr = started["http_addr"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_string();
+    let get = |path: &str| {
+        use std::io::Read;
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(&http_addr).expect("connect to the HTTP port");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read the answer");
+        answer
+    };
+    let live = get("/healthz");
+    let ready = get("/readyz");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.contains("not ready: no leader known"), "{ready}");
+    assert!(
+        seen.iter().all(|line| !line.contains("\"target\":\"openraft")),
+        "openraft's INFO lines are off by default: {seen:#?}"
+    );
 }

@@ -1,7 +1,8 @@
 //! The README is executed, so a README that lies fails CI.
 //!
-//! - Every line of a ```` ```sh ```` block that starts with `$ raftsched ` or
-//!   `$ scripts/cluster.sh ` (with `\` continuation lines) is run in order by `bash`, from the
+//! - Every line of a ```` ```sh ```` block that starts with `$ raftsched `,
+//!   `$ scripts/cluster.sh ` or `$ curl ` (with `\` continuation lines; `curl` examples name
+//!   the script's default HTTP ports, replaced by the test cluster's) is run in order by `bash`, from the
 //!   repository root, against one fresh cluster started by `scripts/cluster.sh start` (the
 //!   test-built binary on `PATH`, a temporary data dir, free ports). Each must exit 0, or with
 //!   the code its trailing comment names: `# exit 1: why`. Such a line may start with
@@ -150,9 +151,10 @@ fn examples(markdown: &str) -> Result<Vec<Example>, String> {
             }
             let program = without_assignments(&command);
             let is_env = without_comment(&command) == ENV_LINE;
-            if !(is_env || program.starts_with("raftsched ") || program.starts_with("scripts/cluster.sh ")) {
+            let runs = ["raftsched ", "scripts/cluster.sh ", "curl "];
+            if !(is_env || runs.iter().any(|prefix| program.starts_with(prefix))) {
                 return Err(format!(
-                    "README.md:{line}: `$ {command}` is neither `raftsched` nor `scripts/cluster.sh`; \
+                    "README.md:{line}: `$ {command}` is neither `raftsched`, `scripts/cluster.sh` nor `curl`; \
                      teach tests/readme.rs to run it, or drop the `$ `"
                 ));
             }
@@ -216,6 +218,7 @@ fn run_example(cluster: &LocalCluster, exported: &[(String, String)], command: &
         .env("RAFTSCHED_DATA", cluster.data_dir())
         .env("RAFTSCHED_PORT_BASE", cluster.port_base.to_string())
         .env("RAFTSCHED_PEER_PORT_BASE", cluster.peer_port_base.to_string())
+        .env("RAFTSCHED_HTTP_PORT_BASE", cluster.http_port_base.to_string())
         .env("RAFTSCHED_WORKERS", cluster.workers.to_string())
         .env("RAFTSCHED_WORKER_DRAIN_MS", WORKER_DRAIN_MS.to_string())
         .env_remove("RAFTSCHED_WORKER_SLOTS")
@@ -241,11 +244,11 @@ fn every_shell_example_exits_as_the_readme_says() {
         let started = Instant::now();
         let is_env = without_comment(&example.command) == ENV_LINE;
         let command = if is_env {
-            "scripts/cluster.sh env"
+            "scripts/cluster.sh env".to_string()
         } else {
-            &example.command
+            with_http_ports(&example.command, &cluster)
         };
-        let output = run_example(&cluster, &exported, command);
+        let output = run_example(&cluster, &exported, &command);
         if is_env && output.status.success() {
             exported = exports(&output);
         }
@@ -273,6 +276,17 @@ fn every_shell_example_exits_as_the_readme_says() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// `command` with the script's default HTTP addresses (`127.0.0.1:8081` to `8083`, the
+/// `curl` examples') replaced by the test cluster's.
+fn with_http_ports(command: &str, cluster: &LocalCluster) -> String {
+    (1..=3).fold(command.to_string(), |command, node| {
+        command.replace(
+            &format!("127.0.0.1:{}", 8080 + u16::from(node)),
+            &cluster.http_addr(node),
+        )
+    })
 }
 
 /// `text` with the port of every quoted `"host:port"` replaced: a port `d` above the lowest

@@ -38,10 +38,27 @@ pub struct Cli {
     /// its certificate names.
     #[arg(long, global = true, env = "RAFTSCHED_NAMESPACE", default_value = "")]
     namespace: String,
+    /// How log lines on stderr are written: text, or json (one object a line: timestamp,
+    /// level, target, message and fields, for Loki, Elasticsearch or `jq`).
+    #[arg(long, global = true, env = "RAFTSCHED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The format of log lines (`--log-format`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The log filter without `RUST_LOG`. openraft logs its whole state at INFO on every change
+/// of role (2 KB a line): its warnings and errors are what an operator needs from it.
+fn default_log_filter(long_running: bool) -> &'static str {
+    if long_running { "info,openraft=warn" } else { "warn" }
 }
 
 /// Where every command finds its TLS credentials (the certificate identity contract).
@@ -143,13 +160,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => args.is_run(),
         _ => false,
     };
-    let default_level = if long_running { "info" } else { "warn" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_log_filter(long_running)));
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
     let admin = raftsched_certs::layout::DEFAULT_CLIENT_IDENTITY;
     let client = || {
         cli.tls

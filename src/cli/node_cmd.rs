@@ -32,6 +32,10 @@ pub struct NodeArgs {
     /// Address peers dial for Raft (default: --peer-listen).
     #[arg(long)]
     peer_advertise: Option<String>,
+    /// Address the HTTP port binds, e.g. 127.0.0.1:8081: /healthz, /readyz and /metrics
+    /// (Prometheus; needs a reader credential unless --insecure) [default: none].
+    #[arg(long)]
+    http_listen: Option<String>,
     /// Where the log, snapshots and identity file live.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -106,6 +110,9 @@ impl NodeArgs {
         }
         if let Some(peer_advertise) = self.peer_advertise {
             config.peer_advertise_addr = Some(peer_advertise);
+        }
+        if let Some(http_listen) = self.http_listen {
+            config.http_listen_addr = Some(http_listen);
         }
         if let Some(tls_dir) = &tls.tls_dir {
             config.tls_dir = Some(tls_dir.clone());

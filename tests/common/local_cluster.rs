@@ -80,6 +80,8 @@ pub struct LocalCluster {
     pub port_base: u16,
     /// RAFTSCHED_PEER_PORT_BASE: the nodes' peer (Raft) ports, searched like the client ones.
     pub peer_port_base: u16,
+    /// RAFTSCHED_HTTP_PORT_BASE: the nodes' HTTP ports, likewise.
+    pub http_port_base: u16,
     /// RAFTSCHED_WORKERS for the script.
     pub workers: u8,
     /// RAFTSCHED_WORKER_LEASE_MS for the script; None: the script's default.
@@ -99,6 +101,7 @@ impl LocalCluster {
             data: tempfile::tempdir().expect("creating a temporary data dir"),
             port_base: free_port_base(),
             peer_port_base: free_port_base(),
+            http_port_base: free_port_base(),
             workers: 2,
             worker_lease_ms: None,
             insecure: false,
@@ -127,6 +130,11 @@ impl LocalCluster {
 
     pub fn addr(&self, node: u8) -> String {
         format!("127.0.0.1:{}", self.port_base + u16::from(node) - 1)
+    }
+
+    /// Node `node`'s HTTP address.
+    pub fn http_addr(&self, node: u8) -> String {
+        format!("127.0.0.1:{}", self.http_port_base + u16::from(node) - 1)
     }
 
     /// All three addresses, as for --cluster.
@@ -164,6 +172,7 @@ impl LocalCluster {
             .env("RAFTSCHED_DATA", self.data_dir())
             .env("RAFTSCHED_PORT_BASE", self.port_base.to_string())
             .env("RAFTSCHED_PEER_PORT_BASE", self.peer_port_base.to_string())
+            .env("RAFTSCHED_HTTP_PORT_BASE", self.http_port_base.to_string())
             .env("RAFTSCHED_WORKERS", self.workers.to_string())
             .env("RAFTSCHED_WORKER_DRAIN_MS", WORKER_DRAIN_MS.to_string())
             .env_remove("RAFTSCHED_WORKER_SLOTS")

@@ -16,20 +16,25 @@
 //! - [`network`]: the client side of Raft traffic to peers (gRPC by nature).
 //! - [`quota`]: the caps on live tasks and state bytes and the high-water alarms the leader
 //!   admits new work against; used by `app`, `dispatch`, `grpc` and `node`, depends on none.
+//! - [`observe`]: the node's metrics (Prometheus, through the `metrics` facade) and its
+//!   readiness rule; `app`, `dispatch` and `grpc` record into it.
+//! - [`http`]: the HTTP port: `/healthz`, `/readyz` and `/metrics`, read-only.
 //!
 //! Architecture invariant: the state changes only by committed commands (`raftsched-core`),
 //! and nothing is told to a worker before the command that decided it is committed.
 //!
 //! Architecture invariant: the modules form no cycle. `grpc` and `node` are on top (node
-//! starts grpc's server, never the reverse); `network` depends on neither; `app`, `dispatch`
-//! and `hub` see domain types only, never protobuf. `tests/architecture.rs` checks it.
+//! starts grpc's and http's servers, never the reverse); `network` depends on neither; `app`,
+//! `dispatch`, `hub` and `observe` see domain types only, never protobuf. `tests/architecture.rs` checks it.
 
 pub mod app;
 pub mod dispatch;
 pub mod grpc;
+pub mod http;
 pub mod hub;
 pub mod network;
 pub mod node;
+pub mod observe;
 pub mod quota;
 pub mod raft_types;
 pub mod recurrence;

@@ -139,6 +139,13 @@ impl TestCluster {
             .expect("the testkit sets the peer address")
     }
 
+    /// Node `id`'s HTTP port (`/healthz`, `/readyz`, `/metrics`); a new one after a restart.
+    pub fn http_addr(&self, id: NodeId) -> std::net::SocketAddr {
+        self.node(id)
+            .http_addr()
+            .expect("the testkit gives every node an HTTP port")
+    }
+
     pub fn data_dir(&self, id: NodeId) -> PathBuf {
         self.configs[&id].data_dir.clone()
     }
@@ -388,10 +395,12 @@ pub fn member_of(listeners: &NodeListeners) -> MemberNode {
     MemberNode::new(client.to_string(), peer.to_string())
 }
 
-/// A test node's config: `member`'s ports, `data_dir`, the test cluster id; no founders.
+/// A test node's config: `member`'s ports, an ephemeral HTTP port, `data_dir`, the test
+/// cluster id; no founders.
 pub fn node_config(id: NodeId, member: &MemberNode, data_dir: PathBuf) -> NodeConfig {
     let mut config = NodeConfig::new(id, member.addr.clone(), data_dir);
     config.peer_listen_addr = Some(member.peer_addr.clone());
+    config.http_listen_addr = Some("127.0.0.1:0".into());
     config.cluster_id = CLUSTER_ID.into();
     config
 }

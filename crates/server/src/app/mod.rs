@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::Instruction;
 use crate::hub::WorkerHub;
+use crate::observe::NodeMetrics;
 use crate::quota::Cost;
 use crate::quota::Guard;
 use crate::quota::Reservation;
@@ -151,18 +152,33 @@ pub struct App {
     proposer: Proposer,
     /// The caps and alarms new work is admitted against.
     guard: Guard,
+    /// What the node records for its operators; never read to decide anything.
+    node_metrics: NodeMetrics,
 }
 
 impl App {
     /// Starts the node's group-commit task, which stops with `shutdown`.
-    pub fn new(raft: Raft, state: SharedState, hub: WorkerHub, guard: Guard, shutdown: CancellationToken) -> App {
+    pub fn new(
+        raft: Raft,
+        state: SharedState,
+        hub: WorkerHub,
+        guard: Guard,
+        node_metrics: NodeMetrics,
+        shutdown: CancellationToken,
+    ) -> App {
         App {
-            proposer: Proposer::spawn(raft.clone(), shutdown),
+            proposer: Proposer::spawn(raft.clone(), node_metrics.clone(), shutdown),
             raft,
             state,
             hub,
             guard,
+            node_metrics,
         }
+    }
+
+    /// The node's counters and histograms (`observe`).
+    pub fn node_metrics(&self) -> &NodeMetrics {
+        &self.node_metrics
     }
 
     pub fn guard(&self) -> &Guard {

@@ -8,6 +8,7 @@
 //! client pays nothing and a busy leader packs many writes into each entry.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::error::ClientWriteError;
 use openraft::error::RaftError;
@@ -18,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::AppError;
+use crate::observe::NodeMetrics;
 use crate::raft_types::Raft;
 use crate::raft_types::TypeConfig;
 use raftsched_core::state::Command;
@@ -45,19 +47,27 @@ struct Proposal {
 #[derive(Clone)]
 pub(crate) struct Proposer {
     queue: mpsc::Sender<Proposal>,
+    metrics: NodeMetrics,
 }
 
 impl Proposer {
     /// Starts the group-commit task; it stops when `shutdown` is cancelled, and writes still
     /// queued or in flight then fail with [`AppError::Stopped`].
-    pub(crate) fn spawn(raft: Raft, shutdown: CancellationToken) -> Proposer {
+    pub(crate) fn spawn(raft: Raft, metrics: NodeMetrics, shutdown: CancellationToken) -> Proposer {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(raft, receiver, shutdown));
-        Proposer { queue }
+        tokio::spawn(run(raft, receiver, metrics.clone(), shutdown));
+        Proposer { queue, metrics }
     }
 
     /// Proposes `command` and waits until it is applied (or fails).
     pub(crate) async fn propose(&self, command: Command) -> Result<CommandResponse, AppError> {
+        let pending = Pending::new(&self.metrics);
+        let result = self.queue_and_wait(command).await;
+        pending.done(result.is_ok());
+        result
+    }
+
+    async fn queue_and_wait(&self, command: Command) -> Result<CommandResponse, AppError> {
         let (reply, answer) = oneshot::channel();
         let proposal = Proposal {
             encoded_bytes: encoded_len(&command),
@@ -71,11 +81,41 @@ impl Proposer {
     }
 }
 
+/// One proposal counted as pending until it is answered; a caller that gives up first (its
+/// client cancelled, the request timed out) drops it, and it counts as failed.
+struct Pending<'a> {
+    metrics: &'a NodeMetrics,
+    answered: bool,
+}
+
+impl<'a> Pending<'a> {
+    fn new(metrics: &'a NodeMetrics) -> Pending<'a> {
+        metrics.proposal_queued();
+        Pending {
+            metrics,
+            answered: false,
+        }
+    }
+
+    fn done(mut self, committed: bool) {
+        self.answered = true;
+        self.metrics.proposal_done(1, committed);
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.metrics.proposal_done(1, false);
+        }
+    }
+}
+
 fn stopped() -> AppError {
     AppError::Stopped("the node is shutting down; retry on another node".into())
 }
 
-async fn run(raft: Raft, mut queue: mpsc::Receiver<Proposal>, shutdown: CancellationToken) {
+async fn run(raft: Raft, mut queue: mpsc::Receiver<Proposal>, metrics: NodeMetrics, shutdown: CancellationToken) {
     let in_flight = Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
     let mut entries = JoinSet::new();
     // A proposal that did not fit the previous entry opens the next one.
@@ -98,8 +138,12 @@ async fn run(raft: Raft, mut queue: mpsc::Receiver<Proposal>, shutdown: Cancella
         let (group, rest) = gather(first, &mut queue);
         carried = rest;
         let raft = raft.clone();
+        let metrics = metrics.clone();
         entries.spawn(async move {
-            propose_group(&raft, group).await;
+            let started = Instant::now();
+            if propose_group(&raft, group).await {
+                metrics.entry_committed(started.elapsed());
+            }
             drop(permit);
         });
         while entries.try_join_next().is_some() {}
@@ -127,12 +171,14 @@ fn gather(first: Proposal, queue: &mut mpsc::Receiver<Proposal>) -> (Vec<Proposa
     (group, None)
 }
 
-async fn propose_group(raft: &Raft, mut group: Vec<Proposal>) {
+/// Proposes `group` as one entry and answers each proposal; whether the entry committed.
+async fn propose_group(raft: &Raft, mut group: Vec<Proposal>) -> bool {
     if group.len() == 1 {
         let proposal = group.pop().expect("one proposal");
         let result = write(raft, proposal.command).await;
+        let committed = result.is_ok();
         let _ = proposal.reply.send(result);
-        return;
+        return committed;
     }
     let (commands, replies): (Vec<Command>, Vec<_>) = group
         .into_iter()
@@ -144,16 +190,21 @@ async fn propose_group(raft: &Raft, mut group: Vec<Proposal>) {
             for (reply, response) in replies.into_iter().zip(responses) {
                 let _ = reply.send(Ok(response));
             }
+            true
         }
         Ok(_) => {
             let error = AppError::Internal(format!("a batch of {count} commands got a mismatched response"));
             replies
                 .into_iter()
                 .for_each(|reply| drop(reply.send(Err(error.clone()))));
+            true
         }
-        Err(error) => replies
-            .into_iter()
-            .for_each(|reply| drop(reply.send(Err(error.clone())))),
+        Err(error) => {
+            replies
+                .into_iter()
+                .for_each(|reply| drop(reply.send(Err(error.clone()))));
+            false
+        }
     }
 }
 

@@ -168,6 +168,7 @@ impl App {
         // Refused here, a report from another worker leaves no log entry (an entry apply
         // refuses still moves the state's clock); apply checks it again.
         self.state.read().scheduler.check_report_holder(&report)?;
+        let task_id = report.task_id;
         let command = Command::ReportResult {
             now_ms: now_ms(),
             report,
@@ -177,7 +178,14 @@ impl App {
             return Err(AppError::Internal("report answered with another response".into()));
         };
         self.hub.wake_dispatcher();
-        Ok(result?)
+        let status = result?;
+        if status.is_terminal()
+            && let Some(task) = self.state.read().scheduler.get(task_id)
+        {
+            let took_ms = task.updated_at_ms.saturating_sub(task.created_at_ms);
+            self.node_metrics.task_finished(took_ms);
+        }
+        Ok(status)
     }
 
     /// Marks the worker draining: it gets no new work. With `holding` (the tokens it runs,

@@ -86,9 +86,11 @@ impl Dispatcher {
         if !self.still_leading().await {
             return;
         }
+        let started = std::time::Instant::now();
         if let Err(e) = self.round().await {
             tracing::debug!("dispatch round stopped: {e}");
         }
+        self.app.node_metrics().dispatch_round(started.elapsed());
     }
 
     /// Tracks leadership. On a new term: catch up with everything committed before it, then
@@ -279,6 +281,11 @@ impl Dispatcher {
                     let Some(task) = state.scheduler.get(assigned.task_id) else {
                         continue;
                     };
+                    if assigned.attempt == 1 {
+                        // Both times are the leader's, from the commands: the wait a user sees.
+                        let waited_ms = task.updated_at_ms.saturating_sub(task.created_at_ms);
+                        self.app.node_metrics().task_started(waited_ms);
+                    }
                     let instruction = Instruction::Assign {
                         task: Box::new(task.clone()),
                         token: assigned.token,

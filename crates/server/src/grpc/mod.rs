@@ -14,6 +14,7 @@ mod alarm_poll;
 mod authz;
 mod budget;
 mod convert;
+mod health;
 mod identity;
 mod peer_status;
 mod raft_service;
@@ -26,7 +27,12 @@ mod wire_errors;
 mod workers_service;
 
 pub use alarm_poll::spawn_alarm_poll;
+// The certificate identity contract, for the HTTP port's credential checks.
 pub use budget::MAX_RESPONSE_ITEMS_BYTES;
+pub(crate) use identity::Identity;
+pub(crate) use identity::Namespaces;
+pub(crate) use identity::Role;
+pub(crate) use identity::identity_from_der;
 pub use raft_service::RaftGrpcService;
 pub use raftsched_api::ANSWERED_HEADER;
 pub use raftsched_api::LEADER_HEADER;

@@ -1,5 +1,5 @@
-//! [`serve`]: the node's client port — the client API (Scheduler and Workers) and server
-//! reflection; [`serve_peer`]: its peer port — the Raft service only. Both behind the
+//! [`serve`]: the node's client port — the client API (Scheduler and Workers), server
+//! reflection and `grpc.health.v1`; [`serve_peer`]: its peer port — the Raft service only. Both behind the
 //! port's limits (`transport.rs`) and the receive budgets (`admission.rs`).
 //!
 //! Architecture invariant: the node starts this server but never names what it carries;
@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -22,10 +23,12 @@ use crate::grpc::admission;
 use crate::grpc::admission::Budgeted;
 use crate::grpc::api::scheduler_server::SchedulerServer;
 use crate::grpc::api::workers_server::WorkersServer;
+use crate::grpc::health;
 use crate::grpc::transport;
 use crate::grpc::transport::PortLimits;
 use crate::grpc::with_wire_errors;
 use crate::network::NodeTls;
+use crate::observe::watch::Readiness;
 use crate::raft_types::Raft;
 use raftsched_store::RemovedPeers;
 use std::sync::Arc;
@@ -49,6 +52,7 @@ pub enum ServeError {
 pub fn serve(
     listener: TcpListener,
     app: App,
+    readiness: watch::Receiver<Readiness>,
     tls: Option<Arc<NodeTls>>,
     port_limits: PortLimits,
     shutdown: CancellationToken,
@@ -59,6 +63,9 @@ pub fn serve(
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let api_budget = admission::node_receive_budget();
     let reflection = Budgeted::with_node_budget(reflection, &api_budget);
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let health_service = Budgeted::with_node_budget(health_service, &api_budget);
+    let metrics = app.node_metrics().clone();
     let workers_service = WorkersServer::new(WorkersService::new(app.clone()))
         .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
@@ -68,11 +75,22 @@ pub fn serve(
         .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
     let scheduler_service = Budgeted::with_node_budget(scheduler_service, &api_budget);
     let server = server_builder(port_limits, tls.as_deref())?
-        .add_service(with_wire_errors(scheduler_service))
-        .add_service(with_wire_errors(workers_service))
+        .add_service(with_wire_errors(scheduler_service, metrics.clone()))
+        .add_service(with_wire_errors(workers_service, metrics))
+        .add_service(health_service)
         .add_service(reflection)
-        .serve_with_incoming_shutdown(limited_incoming(listener, port_limits), shutdown.cancelled_owned());
-    Ok(async move { Ok(server.await?) })
+        .serve_with_incoming_shutdown(
+            limited_incoming(listener, port_limits),
+            shutdown.clone().cancelled_owned(),
+        );
+    let health = health::follow(health_reporter, readiness, shutdown);
+    Ok(async move {
+        // The follower lives exactly as long as the server, whichever way the server ends.
+        let health = tokio::spawn(health);
+        let served = server.await;
+        health.abort();
+        Ok(served?)
+    })
 }
 
 /// Builds the peer port's server future on `listener`: the Raft service for this cluster's

@@ -14,6 +14,7 @@
 use std::convert::Infallible;
 use std::task::Context;
 use std::task::Poll;
+use std::time::Instant;
 
 use tonic::Code;
 use tonic::Status;
@@ -23,6 +24,7 @@ use tonic::codegen::http;
 use tonic::server::NamedService;
 
 use crate::grpc::MAX_API_MESSAGE_BYTES;
+use crate::observe::NodeMetrics;
 use raftsched_api::ANSWERED_HEADER;
 use raftsched_core::state::limits;
 
@@ -43,15 +45,19 @@ const MALFORMED_PREFIXES: [&str; 3] = [
 ];
 
 /// Wraps a generated tonic server (SchedulerServer, WorkersServer) so that its transport
-/// level refusals of bad input carry the codes the API documents. Add the wrapped service
-/// to the server in place of the plain one.
-pub fn with_wire_errors<S>(service: S) -> WireErrors<S> {
-    WireErrors { inner: service }
+/// level refusals of bad input carry the codes the API documents, and every call is
+/// counted in `metrics`. Add the wrapped service to the server in place of the plain one.
+pub fn with_wire_errors<S>(service: S, metrics: NodeMetrics) -> WireErrors<S> {
+    WireErrors {
+        inner: service,
+        metrics,
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct WireErrors<S> {
     inner: S,
+    metrics: NodeMetrics,
 }
 
 impl<S: NamedService> NamedService for WireErrors<S> {
@@ -72,10 +78,21 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let method = request.uri().path().rsplit('/').next().unwrap_or_default().to_string();
+        let metrics = self.metrics.clone();
         let response = self.inner.call(request);
         Box::pin(async move {
             let mut response = response.await?;
             rewrite_headers(response.headers_mut());
+            // A refusal is a trailers-only answer: its status is in the headers. Otherwise the
+            // status follows the body, which for a unary call means OK (tonic sends a
+            // handler's error trailers-only too); a stream is counted when it starts.
+            let code = match Status::from_header_map(response.headers()).map_or(Code::Ok, |status| status.code()) {
+                Code::Ok => "OK".to_string(),
+                other => format!("{other:?}"),
+            };
+            metrics.grpc_request(&method, code, started.elapsed());
             Ok(response)
         })
     }

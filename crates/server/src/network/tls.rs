@@ -18,6 +18,8 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub struct NodeTls {
     server: ServerTlsConfig,
     client: ClientTlsConfig,
+    /// The PEMs themselves, for the HTTP port's rustls config (`crate::http`).
+    pems: Pems,
 }
 
 impl std::fmt::Debug for NodeTls {
@@ -38,6 +40,7 @@ impl NodeTls {
         NodeTls {
             server,
             client: raftsched_api::client_tls_config(pems, server_name),
+            pems: pems.clone(),
         }
     }
 
@@ -47,6 +50,10 @@ impl NodeTls {
 
     pub fn client_config(&self) -> &ClientTlsConfig {
         &self.client
+    }
+
+    pub fn pems(&self) -> &Pems {
+        &self.pems
     }
 }
 

@@ -34,6 +34,11 @@ pub struct NodeConfig {
     /// Address peers dial for Raft; defaults to `peer_listen_addr`.
     #[serde(default)]
     pub peer_advertise_addr: Option<String>,
+    /// Address the HTTP server binds (`/healthz`, `/readyz`, `/metrics`; `--http-listen`,
+    /// `http_listen_addr` in TOML); none by default. TLS like the other ports unless
+    /// `insecure`; `/metrics` then needs a reader, admin or node credential.
+    #[serde(default)]
+    pub http_listen_addr: Option<String>,
     pub data_dir: PathBuf,
     /// Name shared by every member; a data dir or peer of another cluster is refused.
     #[serde(default = "default_cluster_id")]
@@ -143,6 +148,7 @@ impl NodeConfig {
             advertise_addr: None,
             peer_listen_addr: None,
             peer_advertise_addr: None,
+            http_listen_addr: None,
             data_dir: data_dir.into(),
             cluster_id: default_cluster_id(),
             initial_members: BTreeMap::new(),
@@ -239,6 +245,15 @@ impl NodeConfig {
             return fail(format!(
                 "peer_listen_addr {peer_listen:?} is the client listen_addr: the Raft service needs a port \
                  of its own (--peer-listen)"
+            ));
+        }
+        if let Some(http) = &self.http_listen_addr
+            && !http.ends_with(":0")
+            && (*http == self.listen_addr || *http == peer_listen)
+        {
+            return fail(format!(
+                "http_listen_addr {http:?} is also the client or peer port: the HTTP server needs a port of its \
+                 own (--http-listen)"
             ));
         }
         let raft = &self.raft;

@@ -25,9 +25,12 @@ use crate::app::App;
 use crate::dispatch::Dispatcher;
 use crate::grpc;
 pub use crate::grpc::PortLimits;
+use crate::http;
 use crate::hub::WorkerHub;
 use crate::network::FaultInjector;
 use crate::network::NetworkFactory;
+use crate::observe;
+use crate::observe::NodeMetrics;
 use crate::quota;
 use crate::quota::Guard;
 use crate::raft_types::NodeId;
@@ -60,6 +63,8 @@ pub enum NodeError {
     },
     #[error("raft: {0}")]
     Raft(String),
+    #[error(transparent)]
+    HttpTls(#[from] http::HttpTlsError),
 }
 
 /// A started node. Dropping it does not stop it; call [`RunningNode::shutdown`].
@@ -68,6 +73,7 @@ pub struct RunningNode {
     app: App,
     local_addr: SocketAddr,
     peer_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     /// Cancelled once, by shutdown; both gRPC servers watch it.
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), grpc::ServeError>>,
@@ -81,31 +87,38 @@ pub struct RunningNode {
     sampler: JoinHandle<()>,
     /// Asks the peers for their alarms; stops on the same token.
     alarm_poll: JoinHandle<()>,
+    /// Follows Raft for readiness and leader changes; stops on the same token.
+    observer: JoinHandle<()>,
+    /// The HTTP port's server, when `--http-listen` is set; stops on the same token.
+    http_server: Option<JoinHandle<()>>,
     /// Becomes closed when the last storage handle is dropped; shutdown waits for it.
     store_closed: StoreClosed,
 }
 
-/// The node's two bound ports: the client port (Scheduler, Workers, reflection) and the
-/// peer port (Raft only).
+/// The node's bound ports: the client port (Scheduler, Workers, reflection, health), the
+/// peer port (Raft only) and, if configured, the HTTP port.
 pub struct NodeListeners {
     pub client: TcpListener,
     pub peer: TcpListener,
+    /// None: the node binds `http_listen_addr` itself at start, if it has one.
+    pub http: Option<TcpListener>,
+}
+
+async fn bind(addr: &str, flag: &'static str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr).await.map_err(|source| NodeError::Bind {
+        addr: addr.to_string(),
+        flag,
+        source,
+    })
 }
 
 impl NodeListeners {
     /// Binds `client_addr` and `peer_addr` (port 0: ephemeral).
     pub async fn bind(client_addr: &str, peer_addr: &str) -> Result<NodeListeners, NodeError> {
-        let bind = |addr: &str, flag: &'static str| {
-            let addr = addr.to_string();
-            async move {
-                TcpListener::bind(&addr)
-                    .await
-                    .map_err(|source| NodeError::Bind { addr, flag, source })
-            }
-        };
         Ok(NodeListeners {
             client: bind(client_addr, "--listen").await?,
             peer: bind(peer_addr, "--peer-listen").await?,
+            http: None,
         })
     }
 
@@ -182,6 +195,14 @@ impl RunningNode {
                  them can run commands on every worker and act as a peer"
             );
         }
+        // The HTTP port and its TLS before anything starts: a taken port or bad credentials
+        // then stop the node with nothing left running.
+        let http_listener = match (listeners.http, &config.http_listen_addr) {
+            (Some(listener), _) => Some(listener),
+            (None, Some(addr)) => Some(bind(addr, "--http-listen").await?),
+            (None, None) => None,
+        };
+        let http_tls = tls.as_deref().map(http::HttpTls::from_node).transpose()?;
         let store_closed = store.closed_signal();
         let shared_state = store.state_machine.shared();
         let removed_peers = store.state_machine.removed_peers();
@@ -203,11 +224,14 @@ impl RunningNode {
         let shutdown = CancellationToken::new();
         let guard = Guard::new(config.node_id, config.quotas.clone());
         let sampler = quota::sampler::spawn(guard.clone(), config.data_dir.clone(), shutdown.clone());
+        let node_metrics = NodeMetrics::new();
+        let (readiness, observer) = observe::watch::spawn(raft.clone(), node_metrics.clone(), shutdown.clone());
         let app = App::new(
             raft.clone(),
             shared_state,
             WorkerHub::default(),
             guard,
+            node_metrics.clone(),
             shutdown.clone(),
         );
         let alarm_poll = grpc::spawn_alarm_poll(app.clone(), tls.clone(), shutdown.clone());
@@ -221,9 +245,15 @@ impl RunningNode {
             },
             shutdown.clone(),
         );
+        let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let http_server = http_listener.map(|listener| {
+            let state = http::HttpState::new(app.clone(), node_metrics, readiness.clone());
+            tokio::spawn(http::serve(listener, state, http_tls, shutdown.clone()))
+        });
         let server = grpc::serve(
             listeners.client,
             app.clone(),
+            readiness,
             tls.clone(),
             port_limits,
             shutdown.clone(),
@@ -242,12 +272,18 @@ impl RunningNode {
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let peer_server = tokio::spawn(peer_server);
         initialize_if_founder(&raft, &config).await?;
-        tracing::info!(node_id = config.node_id, %local_addr, %peer_addr, "node started");
+        match http_addr {
+            Some(http_addr) => {
+                tracing::info!(node_id = config.node_id, %local_addr, %peer_addr, %http_addr, "node started")
+            }
+            None => tracing::info!(node_id = config.node_id, %local_addr, %peer_addr, "node started"),
+        }
         Ok(RunningNode {
             node_id: config.node_id,
             app,
             local_addr,
             peer_addr,
+            http_addr,
             shutdown,
             server,
             peer_server,
@@ -255,6 +291,8 @@ impl RunningNode {
             snapshot_trigger,
             sampler,
             alarm_poll,
+            observer,
+            http_server,
             store_closed,
         })
     }
@@ -271,6 +309,11 @@ impl RunningNode {
     /// The peer port's bound address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
+    }
+
+    /// The HTTP port's bound address, if the node has one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     pub fn app(&self) -> &App {
@@ -292,7 +335,13 @@ impl RunningNode {
         if let Err(e) = self.snapshot_trigger.await {
             tracing::warn!(node_id = self.node_id, "snapshot trigger task failed: {e}");
         }
-        for (name, task) in [("high-water sampler", self.sampler), ("alarm poll", self.alarm_poll)] {
+        let background = [
+            ("high-water sampler", Some(self.sampler)),
+            ("alarm poll", Some(self.alarm_poll)),
+            ("observer", Some(self.observer)),
+            ("HTTP server", self.http_server),
+        ];
+        for (name, task) in background.into_iter().filter_map(|(name, task)| Some((name, task?))) {
             if let Err(e) = task.await {
                 tracing::warn!(node_id = self.node_id, "{name} task failed: {e}");
             }

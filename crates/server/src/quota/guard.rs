@@ -32,6 +32,18 @@ pub struct Health {
     data_dir_alarm: bool,
 }
 
+impl Health {
+    /// Whether resident memory is past `--memory-high-water`.
+    pub fn memory_alarm(&self) -> bool {
+        self.memory_alarm
+    }
+
+    /// Whether the data dir is past `--data-dir-high-water`.
+    pub fn data_dir_alarm(&self) -> bool {
+        self.data_dir_alarm
+    }
+}
+
 /// Shared by the app (admission), the dispatcher (deferring firings), the sampler and the
 /// alarm poll. Cheap to clone.
 #[derive(Clone)]

@@ -14,6 +14,7 @@ mod deep_workflow;
 mod dispatch;
 mod failover;
 mod namespaces;
+mod observability;
 mod output_limits;
 mod ports;
 mod quotas;
