@@ -15,6 +15,7 @@ use openraft::ServerState;
 use super::HttpState;
 use crate::app::now_ms;
 use crate::observe::NodeMetrics;
+use crate::quota::Health;
 use raftsched_core::state::SchedulerState;
 use raftsched_core::state::TaskStatus;
 
@@ -60,6 +61,8 @@ struct Figures {
     free_slots: u64,
     live_tasks: u64,
     state_bytes: u64,
+    /// This node's latest high-water sample and alarms (`quota::Guard`).
+    health: Health,
 }
 
 struct QueueFigures {
@@ -132,6 +135,7 @@ impl Figures {
             free_slots,
             live_tasks: scheduler.live_tasks(),
             state_bytes: scheduler.stored_bytes(),
+            health: state.app.guard().health(),
         }
     }
 
@@ -190,6 +194,38 @@ impl Figures {
         for (name, unit, help, value) in node_gauges {
             metrics.describe_gauge(name, unit, help);
             metrics.set_gauge(name, Vec::new(), value);
+        }
+        self.set_health(metrics);
+    }
+
+    fn set_health(&self, metrics: &NodeMetrics) {
+        let sampled = [
+            (
+                "raftsched_node_rss_bytes",
+                "Resident memory of this node (0 where it cannot be read).",
+                self.health.rss_bytes,
+            ),
+            (
+                "raftsched_data_dir_bytes",
+                "Bytes in this node's data dir, as the high-water sampler last measured.",
+                self.health.data_dir_bytes,
+            ),
+        ];
+        for (name, help, value) in sampled {
+            metrics.describe_gauge(name, Some(Unit::Bytes), help);
+            metrics.set_gauge(name, Vec::new(), value as f64);
+        }
+        metrics.describe_gauge(
+            "raftsched_alarm",
+            None,
+            "1 while this node's high-water alarm of that kind is up (the cluster then refuses new work).",
+        );
+        let flag = |up: bool| if up { 1.0 } else { 0.0 };
+        for (kind, up) in [
+            ("memory", self.health.memory_alarm()),
+            ("data_dir", self.health.data_dir_alarm()),
+        ] {
+            metrics.set_gauge("raftsched_alarm", vec![Label::new("kind", kind)], flag(up));
         }
     }
 }

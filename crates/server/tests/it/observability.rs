@@ -112,6 +112,34 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// Every metric the shipped Prometheus rules and Grafana dashboard name, with the file: a
+/// histogram's `_bucket`, `_sum` and `_count` series are named by the histogram.
+fn deploy_metric_names() -> Vec<(&'static str, String)> {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let mut names = Vec::new();
+    for file in ["prometheus/alerts.yml", "grafana/raftsched.json"] {
+        let text = std::fs::read_to_string(deploy.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("raftsched_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name)
+                .to_string();
+            if !names.iter().any(|(f, n)| *f == file && *n == name) {
+                names.push((file, name));
+            }
+        }
+    }
+    assert!(names.len() >= 10, "the deploy files name only {names:?}");
+    names
+}
+
 async fn readyz(cluster: &TestCluster, id: u64) -> Answer {
     let tls = cluster.tls_dir().map(|dir| (dir, None));
     get(cluster.http_addr(id), "/readyz", tls).await
@@ -197,6 +225,12 @@ async fn every_node_is_live_and_ready_and_its_metrics_name_the_cluster_state() {
         body.contains("# TYPE raftsched_dispatch_round_duration_seconds histogram"),
         "{body}"
     );
+    for (file, name) in deploy_metric_names() {
+        assert!(
+            body.contains(&format!("# TYPE {name} ")),
+            "{file} names {name}, which the leader does not report"
+        );
+    }
     cluster.shutdown().await;
 }
 
