@@ -808,3 +808,54 @@ fn a_node_logs_json_and_answers_its_probes_on_the_http_port() {
         "openraft's INFO lines are off by default: {seen:#?}"
     );
 }
+
+/// Duration flags take human units or bare milliseconds; anything else is refused before
+/// any call, naming the flag and the units to use (it once said "invalid digit found in
+/// string").
+#[test]
+fn duration_flags_take_human_units_and_name_the_flag_when_wrong() {
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("RAFTSCHED_CLUSTER", "127.0.0.1:1")
+            .env("RAFTSCHED_INSECURE", "1")
+            .env_remove("RAFTSCHED_TLS_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running raftsched")
+    };
+    let wrong = run(&["task", "submit", "--timeout-ms", "5x", "--", "true"]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", describe(&wrong));
+    let stderr = text(&wrong.stderr);
+    for needed in ["--timeout-ms", "\"5x\" is not a duration", "500ms, 5s, 10m, 1h, 7d"] {
+        assert!(stderr.contains(needed), "{needed:?} in {stderr}");
+    }
+    let tiny = run(&["worker", "--lease-ms", "10us"]);
+    assert_eq!(tiny.status.code(), Some(2), "{}", describe(&tiny));
+    assert!(
+        text(&tiny.stderr).contains("under a millisecond"),
+        "{}",
+        describe(&tiny)
+    );
+    // Parsed, so the node goes on to check its config, and refuses node id 0 there: no
+    // cluster, no wait.
+    for good in ["50ms", "1h 30m", "2500"] {
+        let parsed = run(&[
+            "node",
+            "--id",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "unused",
+            "--heartbeat-ms",
+            good,
+        ]);
+        assert_eq!(parsed.status.code(), Some(1), "{good}: {}", describe(&parsed));
+        assert!(
+            text(&parsed.stderr).contains("node_id must be at least 1"),
+            "{good}: {}",
+            describe(&parsed)
+        );
+    }
+}

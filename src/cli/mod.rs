@@ -5,6 +5,7 @@
 
 mod certs_cmd;
 mod cluster_cmd;
+mod duration;
 mod node_cmd;
 mod output;
 mod queue_cmd;

@@ -46,11 +46,14 @@ pub struct NodeArgs {
     /// lowest id initialises the cluster on first start.
     #[arg(long)]
     initial_members: Option<String>,
-    #[arg(long)]
+    /// Leader heartbeat interval (50ms; a bare number is milliseconds).
+    #[arg(long, value_parser = super::duration::millis)]
     heartbeat_ms: Option<u64>,
-    #[arg(long)]
+    /// Shortest election timeout (150ms).
+    #[arg(long, value_parser = super::duration::millis)]
     election_min_ms: Option<u64>,
-    #[arg(long)]
+    /// Longest election timeout, also the leader's lease (300ms).
+    #[arg(long, value_parser = super::duration::millis)]
     election_max_ms: Option<u64>,
     /// Snapshot (and purge the log behind it) after at least this many entries, once the log
     /// since the last snapshot is also half its size.

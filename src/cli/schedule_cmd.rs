@@ -51,8 +51,9 @@ pub struct ScheduleArgs {
     /// IANA time zone the cron expression is read in.
     #[arg(long, default_value = "UTC", requires = "cron")]
     tz: String,
-    /// A fixed interval instead of a cron expression (at least 1000).
-    #[arg(long)]
+    /// A fixed interval instead of a cron expression, at least 1s (10s, 5m, 1h; a bare
+    /// number is milliseconds).
+    #[arg(long, value_parser = super::duration::millis)]
     every_ms: Option<u64>,
     /// For occurrences no leader could fire in time (cluster down, election):
     /// skip, fire-once (run the latest missed one now) or catch-up[:WINDOW_MS].

@@ -75,7 +75,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     wait: bool,
     /// With --wait: give up waiting after this long (the task goes on).
-    #[arg(long, default_value_t = 600_000)]
+    #[arg(long, default_value = "10m", value_parser = super::duration::millis)]
     wait_timeout_ms: u64,
 }
 
@@ -98,8 +98,8 @@ pub struct TaskArgs {
     env: Vec<(String, String)>,
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
-    /// Per-attempt timeout in milliseconds.
-    #[arg(long, default_value_t = 3_600_000)]
+    /// Per-attempt timeout: 100ms to 7d (500ms, 30s, 1h; a bare number is milliseconds).
+    #[arg(long, default_value = "1h", value_parser = super::duration::millis)]
     timeout_ms: u64,
     /// Idempotency key: resubmitting with the same id returns the same task (default: random).
     #[arg(long)]
@@ -125,11 +125,12 @@ pub struct TaskArgs {
     /// Key for consistent-hash placement (default: the name).
     #[arg(long)]
     affinity_key: Option<String>,
-    /// First retry delay; doubles per failed attempt, capped at 100x.
-    #[arg(long, default_value_t = 1000)]
+    /// First retry delay (200ms, 5s; a bare number is milliseconds); doubles per failed
+    /// attempt, capped at 100x.
+    #[arg(long, default_value = "1s", value_parser = super::duration::millis)]
     retry_backoff_ms: u64,
-    /// Run no earlier than this long after the cluster accepts it.
-    #[arg(long, default_value_t = 0, conflicts_with = "run_at_ms")]
+    /// Run no earlier than this long after the cluster accepts it (30s, 2h, 1d).
+    #[arg(long, default_value = "0s", conflicts_with = "run_at_ms", value_parser = super::duration::millis)]
     delay_ms: u64,
     /// Run no earlier than this time (milliseconds since the Unix epoch).
     #[arg(long, default_value_t = 0)]

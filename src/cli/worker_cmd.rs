@@ -53,10 +53,10 @@ struct RunArgs {
     #[arg(long, default_value_t = 0)]
     memory_mb: u32,
     /// Without a heartbeat for this long, the leader voids this worker's attempts.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value = "5s", value_parser = super::duration::millis)]
     lease_ms: u64,
     /// On shutdown, how long running attempts may take before they are handed back.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value = "30s", value_parser = super::duration::millis)]
     drain_timeout_ms: u64,
     /// A variable of this worker's environment that command tasks inherit, besides PATH, HOME,
     /// LANG and LC_* (nothing else of it reaches a task). Repeatable or comma-separated, at

@@ -30,7 +30,7 @@ pub enum WorkflowCommand {
         /// Wait until every task finished; exit non-zero unless the workflow succeeded.
         #[arg(long)]
         wait: bool,
-        #[arg(long, default_value_t = 600_000)]
+        #[arg(long, default_value = "10m", value_parser = super::duration::millis)]
         wait_timeout_ms: u64,
     },
     /// A workflow's overall state and each task's.
