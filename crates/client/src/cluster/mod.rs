@@ -95,6 +95,7 @@ impl ClusterClient {
             .collect();
         let first = endpoints.first().cloned().ok_or(ClientError::NoEndpoints)?;
         for address in &endpoints {
+            check_port(address).map_err(ClientError::BadAddress)?;
             peer_endpoint(address).map_err(ClientError::BadAddress)?;
         }
         Ok(ClusterClient {
@@ -514,6 +515,27 @@ fn jittered(backoff: Duration) -> Duration {
 }
 
 /// A random request id (128 bits, hex).
+/// Refuses an address without a port at once: `127.0.0.1` would otherwise be dialled on
+/// port 80 and retried for the whole deadline (15 s) before the mistake showed.
+fn check_port(address: &str) -> Result<(), String> {
+    let shown: String = address.chars().take(64).collect();
+    let port = match address.rsplit_once(':') {
+        // An IPv6 address without a port ends in its own last group, inside brackets.
+        Some((host, port)) if !host.is_empty() && !port.contains(']') => port,
+        _ => {
+            return Err(format!(
+                "{shown:?} has no port: write HOST:PORT, e.g. 127.0.0.1:50051 (--cluster or RAFTSCHED_CLUSTER)"
+            ));
+        }
+    };
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(()),
+        _ => Err(format!(
+            "{shown:?}: the port must be a number from 1 to 65535 (--cluster or RAFTSCHED_CLUSTER)"
+        )),
+    }
+}
+
 pub fn new_request_id() -> String {
     format!("{:032x}", rand::rng().random::<u128>())
 }
@@ -521,6 +543,29 @@ pub fn new_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_needs_a_port_from_1_to_65535() {
+        for good in ["127.0.0.1:50051", "localhost:1", "[::1]:65535", "a:1,b:2"] {
+            assert!(ClusterClient::new(good).is_ok(), "{good}");
+        }
+        for (bad, says) in [
+            ("127.0.0.1", "has no port"),
+            ("[::1]", "has no port"),
+            (":50051", "has no port"),
+            ("127.0.0.1:0", "from 1 to 65535"),
+            ("127.0.0.1:65536", "from 1 to 65535"),
+            ("127.0.0.1:x", "from 1 to 65535"),
+            ("127.0.0.1:50051,127.0.0.2", "has no port"),
+        ] {
+            let error = ClusterClient::new(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"))
+                .to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+            assert!(error.contains("--cluster"), "{bad}: {error}");
+        }
+    }
 
     #[tokio::test]
     async fn retries_skip_a_node_that_did_not_answer() {
