@@ -859,3 +859,26 @@ fn duration_flags_take_human_units_and_name_the_flag_when_wrong() {
         );
     }
 }
+
+/// `raftsched completions SHELL` prints a completion script that knows the subcommands and
+/// their flags; an unknown shell is refused, naming the ones there are.
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .expect("raftsched completions");
+        assert!(output.status.success(), "{shell}: {}", describe(&output));
+        let script = text(&output.stdout);
+        for word in ["task", "submit", "timeout-ms", "http-listen"] {
+            assert!(script.contains(word), "{shell}: {word} missing");
+        }
+    }
+    let unknown = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("raftsched completions");
+    assert_eq!(unknown.status.code(), Some(2), "{}", describe(&unknown));
+    assert!(text(&unknown.stderr).contains("bash"), "{}", describe(&unknown));
+}

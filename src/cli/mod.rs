@@ -142,6 +142,9 @@ enum Command {
     /// Create the cluster's CA and credentials (`certs init`), or one more (`certs issue`).
     #[command(subcommand)]
     Certs(certs_cmd::CertsCommand),
+    /// Print a shell completion script: `raftsched completions bash > /etc/bash_completion.d/raftsched`,
+    /// or `source <(raftsched completions zsh)` (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 impl Cli {
@@ -195,6 +198,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schedule(command) => schedule_cmd::run(command, &client()?, cli.json).await,
         Command::Workflow(command) => workflow_cmd::run(command, &client()?, cli.json).await,
         Command::Certs(command) => certs_cmd::run(command),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "raftsched", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
