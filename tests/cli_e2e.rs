@@ -219,6 +219,29 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
         assert_eq!(worker["labels"]["worker"], &id["worker".len()..], "{worker}");
     }
 
+    // `queue set` changes only what it is given (`--weight` once reset the placement), and
+    // answers in JSON with --json.
+    let set = cli_json(
+        &all,
+        &["queue", "set", "batch", "--weight", "3", "--placement", "spread"],
+    )
+    .unwrap();
+    assert_eq!(
+        (set["weight"].as_u64(), set["placement"].as_str()),
+        (Some(3), Some("spread")),
+        "{set}"
+    );
+    let kept = cli_json(&all, &["queue", "set", "batch", "--retention", "1h"]).unwrap();
+    assert_eq!(kept["weight"], 3, "{kept}");
+    assert_eq!(kept["placement"], "spread", "{kept}");
+    assert_eq!(kept["retention_ms"], 3_600_000, "{kept}");
+    let reweighted = cli_json(&all, &["queue", "set", "batch", "--weight", "5"]).unwrap();
+    assert_eq!(
+        (reweighted["placement"].as_str(), reweighted["retention_ms"].as_u64()),
+        (Some("spread"), Some(3_600_000)),
+        "{reweighted}"
+    );
+
     // The quick start: a shell command runs on a worker, and --wait prints its outcome.
     let (output, hello) = submit_and_wait(
         &all,

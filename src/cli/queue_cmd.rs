@@ -11,15 +11,17 @@ use crate::cli::output;
 
 #[derive(Subcommand, Debug)]
 pub enum QueueCommand {
-    /// Set a queue's weight, placement strategy and retention of finished tasks.
+    /// Set a queue's weight, placement strategy and retention of finished tasks. What is
+    /// left out keeps the value the queue has (for a new queue: weight 1, least-loaded,
+    /// the default retention).
     Set {
         queue: String,
-        /// Share of running slots relative to other busy queues (1..1000).
-        #[arg(long, default_value_t = 1)]
-        weight: u32,
+        /// Share of running slots relative to other busy queues, 1 to 1000.
+        #[arg(long)]
+        weight: Option<u32>,
         /// round-robin, random, least-loaded, consistent-hash, bin-pack or spread.
-        #[arg(long, default_value = "least-loaded")]
-        placement: String,
+        #[arg(long)]
+        placement: Option<String>,
         /// How long finished tasks are kept before they are purged, like 30s, 10m, 7d
         /// (1s to 3650d; `default` for the cluster default, 7d). Left out: the queue keeps
         /// the retention it has.
@@ -38,19 +40,29 @@ pub async fn run(command: QueueCommand, client: &ClusterClient, json: bool) -> a
             placement,
             retention,
         } => {
+            // The API sets a whole policy: what was not passed comes from the current one.
+            let current = current_policy(client, &queue).await?;
             let retention_ms = match retention {
                 Some(Retention::Default) => 0,
                 Some(Retention::Ms(ms)) => ms,
-                None => current_retention_ms(client, &queue).await?,
+                None => current.as_ref().map_or(0, |p| p.retention_ms),
             };
             let policy = api::QueuePolicy {
                 namespace: client.namespace().to_string(),
+                weight: weight.or(current.as_ref().map(|p| p.weight)).unwrap_or(1),
+                placement: placement
+                    .or(current.map(|p| p.placement))
+                    .unwrap_or_else(|| "least-loaded".to_string()),
                 queue,
-                weight,
-                placement,
                 retention_ms,
             };
             let policy = client.set_queue_policy(policy).await?;
+            if json {
+                output::print_json(&json!({"queue": policy.queue, "weight": policy.weight,
+                    "placement": policy.placement,
+                    "retention_ms": effective_retention_ms(policy.retention_ms)}));
+                return Ok(());
+            }
             println!(
                 "queue {}: weight {}, placement {}, retention {}",
                 policy.queue,
@@ -155,16 +167,15 @@ fn parse_retention(text: &str) -> Result<Retention, String> {
     Ok(Retention::Ms(ms))
 }
 
-/// The retention a queue has now (0: the default), so a `queue set` without `--retention`
-/// keeps it: the API sets a whole policy, so the CLI reads the current one first.
-async fn current_retention_ms(client: &ClusterClient, queue: &str) -> anyhow::Result<u64> {
+/// The policy a queue has now, if it was ever set, so a `queue set` changes only what it
+/// was given.
+async fn current_policy(client: &ClusterClient, queue: &str) -> anyhow::Result<Option<api::QueuePolicy>> {
     let all = list_all(client).await?;
     Ok(all
         .queues
-        .iter()
-        .filter_map(|q| q.policy.as_ref())
-        .find(|p| p.queue == queue)
-        .map_or(0, |p| p.retention_ms))
+        .into_iter()
+        .filter_map(|q| q.policy)
+        .find(|p| p.queue == queue))
 }
 
 fn effective_retention_ms(retention_ms: u64) -> u64 {
