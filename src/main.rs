@@ -27,13 +27,37 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json = args.json();
     match runtime.block_on(cli::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if json => {
+            let error = serde_json::json!({"error": {"code": grpc_code(&e), "message": error_chain(&e)}});
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The gRPC code of a failed call as gRPC names it (`INVALID_ARGUMENT`), for `--json`
+/// errors; None for an error before any call (a bad flag, no credentials).
+fn grpc_code(error: &anyhow::Error) -> Option<String> {
+    let client = error.downcast_ref::<raftsched_client::ClientError>()?;
+    let code = match client {
+        raftsched_client::ClientError::Unavailable { .. } => return Some("UNAVAILABLE".into()),
+        other => other.code()?,
+    };
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    Some(name)
 }
 
 /// The error and its causes, skipping a cause whose text the message already carries (our

@@ -242,6 +242,17 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
         "{reweighted}"
     );
 
+    // With --json an error is JSON too, on stderr, with the gRPC code.
+    let (missing, _) = cli_json_output(&all, &["task", "get", "999999"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", describe(&missing));
+    let error: Value =
+        serde_json::from_slice(&missing.stderr).unwrap_or_else(|e| panic!("{e}: {}", describe(&missing)));
+    assert_eq!(error["error"]["code"], "NOT_FOUND", "{error}");
+    assert!(
+        error["error"]["message"].as_str().is_some_and(|m| m.contains("999999")),
+        "{error}"
+    );
+
     // The quick start: a shell command runs on a worker, and --wait prints its outcome.
     let (output, hello) = submit_and_wait(
         &all,

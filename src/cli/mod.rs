@@ -148,6 +148,11 @@ enum Command {
 }
 
 impl Cli {
+    /// Whether output (errors included) is JSON (`--json`).
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
     /// Commands that print a result and exit (as opposed to nodes, workers and load runs).
     pub fn is_short_lived(&self) -> bool {
         match &self.command {
