@@ -253,6 +253,12 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
         "{error}"
     );
 
+    // `--wait` says the task id first, and Ctrl-C stops the waiting, not the task.
+    let waited = interrupted_wait(&all);
+    let task = cli_json(&all, &["task", "get", &waited.to_string()]).unwrap();
+    assert!(["pending", "running"].contains(&str_field(&task, "state")), "{task:#}");
+    cli_json(&all, &["task", "cancel", &waited.to_string()]).unwrap();
+
     // The quick start: a shell command runs on a worker, and --wait prints its outcome.
     let (output, hello) = submit_and_wait(
         &all,
@@ -915,4 +921,43 @@ fn completions_are_printed_for_each_shell() {
         .expect("raftsched completions");
     assert_eq!(unknown.status.code(), Some(2), "{}", describe(&unknown));
     assert!(text(&unknown.stderr).contains("bash"), "{}", describe(&unknown));
+}
+
+/// Runs `task submit --wait -- sleep 60`, interrupts it with SIGINT once it printed the task
+/// id, and returns that id; asserts it exited saying the task keeps running.
+fn interrupted_wait(target: &Target) -> u64 {
+    use std::io::BufRead;
+    let mut command = Command::new(BIN);
+    match &target.tls_dir {
+        Some(dir) => command.env("RAFTSCHED_TLS_DIR", dir).env_remove("RAFTSCHED_INSECURE"),
+        None => command.env("RAFTSCHED_INSECURE", "1").env_remove("RAFTSCHED_TLS_DIR"),
+    };
+    let mut child = command
+        .args(["--cluster", &target.addrs, "task", "submit", "--wait", "--", "sleep 60"])
+        .env_remove("RAFTSCHED_CLUSTER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("raftsched task submit --wait");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut first = String::new();
+    stderr.read_line(&mut first).expect("the first line on stderr");
+    let id: u64 = first
+        .strip_prefix("submitted task ")
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("the task id first, got {first:?}"));
+    // SAFETY: kill(2) on a child this test spawned and has not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("the rest of stderr");
+    let status = child.wait().expect("the CLI exits");
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(
+        rest.contains(&format!("stopped waiting; task {id} keeps running")),
+        "{rest}"
+    );
+    assert!(rest.contains(&format!("raftsched task cancel {id}")), "{rest}");
+    id
 }

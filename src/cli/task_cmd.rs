@@ -263,6 +263,11 @@ pub async fn wait_for_outcome(
     timeout: Duration,
     json: bool,
 ) -> anyhow::Result<()> {
+    // Listening before saying so: a Ctrl-C right after the line below is ours to handle.
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    // On stderr, so stdout stays the outcome (a table, or one JSON document).
+    eprintln!("submitted task {task_id}; waiting for it to finish (Ctrl-C stops the waiting, not the task)");
     let started = Instant::now();
     let mut poll = Duration::from_millis(50);
     let task = loop {
@@ -278,12 +283,24 @@ pub async fn wait_for_outcome(
             break task;
         }
         if started.elapsed() >= timeout {
+            let why = if task.pending_reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", task.pending_reason)
+            };
             bail!(
-                "task {task_id} is still {} after {timeout:?}",
-                output::state_name(task.state)
+                "task {task_id} is still {}{why} after {}; it goes on: follow it with `raftsched task get {task_id}`",
+                output::state_name(task.state),
+                humantime::format_duration(timeout)
             );
         }
-        tokio::time::sleep(poll).await;
+        tokio::select! {
+            () = tokio::time::sleep(poll) => {}
+            _ = interrupt.recv() => bail!(
+                "stopped waiting; task {task_id} keeps running: follow it with `raftsched task get {task_id}`, \
+                 stop it with `raftsched task cancel {task_id}`"
+            ),
+        }
         poll = (poll * 2).min(Duration::from_millis(500));
     };
     if json {
