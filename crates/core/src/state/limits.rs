@@ -157,15 +157,16 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
     if !(1..=MAX_ATTEMPTS).contains(&spec.max_attempts) {
         return invalid(
             "max_attempts",
-            format!("{}, must be 1..={MAX_ATTEMPTS}", spec.max_attempts),
+            format!("{}, must be from 1 to {MAX_ATTEMPTS}", spec.max_attempts),
         );
     }
     if !(MIN_ATTEMPT_TIMEOUT_MS..=MAX_ATTEMPT_TIMEOUT_MS).contains(&spec.attempt_timeout_ms) {
         return invalid(
             "attempt_timeout_ms",
             format!(
-                "{}, must be {MIN_ATTEMPT_TIMEOUT_MS}..={MAX_ATTEMPT_TIMEOUT_MS}",
-                spec.attempt_timeout_ms
+                "{}, must be {}",
+                human_ms(spec.attempt_timeout_ms),
+                ms_range(MIN_ATTEMPT_TIMEOUT_MS, MAX_ATTEMPT_TIMEOUT_MS)
             ),
         );
     }
@@ -202,8 +203,9 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
         return invalid(
             "retry_backoff_ms",
             format!(
-                "{}, must be {MIN_RETRY_BACKOFF_MS}..={MAX_RETRY_BACKOFF_MS}",
-                spec.retry_backoff_ms
+                "{}, must be {}",
+                human_ms(spec.retry_backoff_ms),
+                ms_range(MIN_RETRY_BACKOFF_MS, MAX_RETRY_BACKOFF_MS)
             ),
         );
     }
@@ -258,7 +260,11 @@ pub fn validate_schedule_spec(spec: &ScheduleSpec) -> Result<(), StateError> {
             if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(interval_ms) {
                 return invalid(
                     "interval_ms",
-                    format!("{interval_ms}, must be {MIN_INTERVAL_MS}..={MAX_INTERVAL_MS}"),
+                    format!(
+                        "{}, must be {}",
+                        human_ms(*interval_ms),
+                        ms_range(MIN_INTERVAL_MS, MAX_INTERVAL_MS)
+                    ),
                 );
             }
         }
@@ -268,7 +274,11 @@ pub fn validate_schedule_spec(spec: &ScheduleSpec) -> Result<(), StateError> {
     {
         return invalid(
             "misfire",
-            format!("catch-up window {window_ms} ms, must be 1..={MAX_CATCH_UP_WINDOW_MS}"),
+            format!(
+                "catch-up window {}, must be {}",
+                human_ms(window_ms),
+                ms_range(1, MAX_CATCH_UP_WINDOW_MS)
+            ),
         );
     }
     if spec.end_ms != 0 && spec.end_ms < spec.start_ms {
@@ -302,7 +312,10 @@ pub fn validate_workflow(workflow: &WorkflowSpec) -> Result<(), StateError> {
     }
     let count = workflow.tasks.len();
     if count == 0 || count > MAX_WORKFLOW_TASKS {
-        return invalid("workflow", format!("{count} tasks, must be 1..={MAX_WORKFLOW_TASKS}"));
+        return invalid(
+            "workflow",
+            format!("{count} tasks, must be from 1 to {MAX_WORKFLOW_TASKS}"),
+        );
     }
     let edges: usize = workflow.tasks.iter().map(|t| t.after.len()).sum();
     if edges > MAX_WORKFLOW_EDGES {
@@ -476,7 +489,7 @@ pub fn validate_node_address(address: &str) -> Result<(), StateError> {
 
 pub fn validate_shard_count(count: usize) -> Result<(), StateError> {
     if count == 0 || count > MAX_SHARDS {
-        return invalid("shards", format!("{count}, must be 1..={MAX_SHARDS}"));
+        return invalid("shards", format!("{count}, must be from 1 to {MAX_SHARDS}"));
     }
     Ok(())
 }
@@ -487,7 +500,7 @@ pub fn validate_registration(registration: &WorkerRegistration) -> Result<(), St
     if !(1..=MAX_WORKER_SLOTS).contains(&registration.slots) {
         return invalid(
             "slots",
-            format!("{}, must be 1..={MAX_WORKER_SLOTS}", registration.slots),
+            format!("{}, must be from 1 to {MAX_WORKER_SLOTS}", registration.slots),
         );
     }
     check_labels("labels", &registration.labels)?;
@@ -506,7 +519,11 @@ pub fn validate_registration(registration: &WorkerRegistration) -> Result<(), St
     if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&registration.lease_ms) {
         return invalid(
             "lease_ms",
-            format!("{}, must be {MIN_LEASE_MS}..={MAX_LEASE_MS}", registration.lease_ms),
+            format!(
+                "{}, must be {}",
+                human_ms(registration.lease_ms),
+                ms_range(MIN_LEASE_MS, MAX_LEASE_MS)
+            ),
         );
     }
     Ok(())
@@ -592,7 +609,10 @@ fn prefix_within(text: &str, max_bytes: usize) -> &str {
 pub fn validate_queue_policy(queue: &str, policy: &QueuePolicy) -> Result<(), StateError> {
     validate_queue_name(queue)?;
     if !(1..=MAX_QUEUE_WEIGHT).contains(&policy.weight) {
-        return invalid("weight", format!("{}, must be 1..={MAX_QUEUE_WEIGHT}", policy.weight));
+        return invalid(
+            "weight",
+            format!("{}, must be from 1 to {MAX_QUEUE_WEIGHT}", policy.weight),
+        );
     }
     if let Some(retention_ms) = policy.retention_ms
         && !(MIN_RETENTION_MS..=MAX_RETENTION_MS).contains(&retention_ms)
@@ -613,6 +633,11 @@ pub fn validate_queue_policy(queue: &str, policy: &QueuePolicy) -> Result<(), St
 
 /// A duration in the largest unit that divides it exactly (`7d`, `10m`, `1500ms`), the
 /// form `--retention` accepts, so an error's limits can be pasted back.
+/// "from 100ms to 7d": a range of durations as people write them, for error messages.
+pub fn ms_range(min_ms: u64, max_ms: u64) -> String {
+    format!("from {} to {}", human_ms(min_ms), human_ms(max_ms))
+}
+
 pub fn human_ms(ms: u64) -> String {
     const UNITS: [(u64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
     if ms == 0 {
@@ -660,7 +685,7 @@ pub fn validate_batch_len(len: usize) -> Result<(), StateError> {
     if len == 0 || len > MAX_BATCH_TASKS {
         return invalid(
             "tasks",
-            format!("{len} tasks in one submission, must be 1..={MAX_BATCH_TASKS}"),
+            format!("{len} tasks in one submission, must be from 1 to {MAX_BATCH_TASKS}"),
         );
     }
     Ok(())
@@ -700,7 +725,7 @@ fn check_env_key(key: &str) -> Result<(), StateError> {
         return invalid(
             "env",
             format!(
-                "bad variable name {}: use 1..={MAX_ENV_KEY_BYTES} of [A-Za-z0-9_], not starting with a digit",
+                "bad variable name {}: use 1 to {MAX_ENV_KEY_BYTES} of [A-Za-z0-9_], not starting with a digit",
                 shown(key)
             ),
         );
@@ -711,7 +736,7 @@ fn check_env_key(key: &str) -> Result<(), StateError> {
 /// Free text: non-empty, bounded, no control characters.
 fn check_text(field: &'static str, text: &str, max_bytes: usize) -> Result<(), StateError> {
     if text.is_empty() || text.len() > max_bytes {
-        return invalid(field, format!("must be 1..={max_bytes} bytes, got {}", text.len()));
+        return invalid(field, format!("must be 1 to {max_bytes} bytes, got {}", text.len()));
     }
     if text.chars().any(char::is_control) {
         return invalid(field, "contains control characters".to_string());
@@ -722,7 +747,7 @@ fn check_text(field: &'static str, text: &str, max_bytes: usize) -> Result<(), S
 /// Names used as keys: [A-Za-z0-9_.-/] only.
 fn check_identifier(field: &'static str, text: &str, max_bytes: usize) -> Result<(), StateError> {
     if text.is_empty() || text.len() > max_bytes {
-        return invalid(field, format!("must be 1..={max_bytes} bytes, got {}", text.len()));
+        return invalid(field, format!("must be 1 to {max_bytes} bytes, got {}", text.len()));
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/');
     if !text.chars().all(allowed) {

@@ -100,12 +100,12 @@ pub(crate) enum IdentityError {
     )]
     UnknownRole(String),
     #[error(
-        "the client certificate's subject has {0} CNs; exactly one (the name, 1..={MAX_NAME_BYTES} bytes) is \
+        "the client certificate's subject has {0} CNs; exactly one (the name, 1 to {MAX_NAME_BYTES} bytes) is \
          accepted: issue it with `raftsched certs issue --role R --name N`"
     )]
     NotOneName(usize),
     #[error(
-        "the client certificate's CN is {} bytes; a name is 1..={MAX_NAME_BYTES} bytes: issue it with \
+        "the client certificate's CN is {} bytes; a name is 1 to {MAX_NAME_BYTES} bytes: issue it with \
          `raftsched certs issue --role R --name N`",
         .0
     )]

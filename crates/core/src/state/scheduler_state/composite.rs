@@ -140,7 +140,7 @@ impl SchedulerState {
             return Err(StateError::InvalidArgument {
                 field: "occurrences".into(),
                 problem: format!(
-                    "{} in one firing, must be 1..={}",
+                    "{} in one firing, must be from 1 to {}",
                     occurrences.len(),
                     limits::MAX_OCCURRENCES_PER_FIRING
                 ),
