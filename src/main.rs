@@ -4,8 +4,6 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// A node frees as much as it allocates for as long as it runs (tasks in, purged out, a
 /// snapshot image per snapshot). glibc's malloc kept the freed memory (RSS rising for
 /// minutes past the state's bounded size, ~200 MB of it returned by `malloc_trim`);
@@ -14,7 +12,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = cli::Cli::parse_with_long_version();
     if args.is_short_lived() {
         // Only for commands that print and exit: a server must survive a peer closing a
         // socket mid-write, which SIGPIPE would turn into a silent death.

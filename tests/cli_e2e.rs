@@ -961,3 +961,20 @@ fn interrupted_wait(target: &Target) -> u64 {
     assert!(rest.contains(&format!("raftsched task cancel {id}")), "{rest}");
     id
 }
+
+/// `--version` names the commit it was built from and the wire format it writes.
+#[test]
+fn version_names_the_commit_and_the_wire_format() {
+    let output = Command::new(BIN)
+        .arg("--version")
+        .output()
+        .expect("raftsched --version");
+    assert!(output.status.success(), "{}", describe(&output));
+    let version = text(&output.stdout);
+    assert!(
+        version.starts_with(&format!("raftsched {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    let format = raftsched_core::state::wire::WIRE_FORMAT_VERSION;
+    assert!(version.contains(&format!("wire format v{format}")), "{version}");
+}

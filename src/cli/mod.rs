@@ -148,6 +148,23 @@ enum Command {
 }
 
 impl Cli {
+    /// Parses the command line; `--version` also names the commit and the formats this
+    /// binary writes, which decide what it can run beside (ARCHITECTURE.md, Compatibility).
+    pub fn parse_with_long_version() -> Cli {
+        use clap::CommandFactory;
+        use clap::FromArgMatches;
+        let long_version = format!(
+            "{} (commit {}; log and snapshot wire format v{}, reads v{} and later)",
+            env!("CARGO_PKG_VERSION"),
+            env!("RAFTSCHED_GIT_COMMIT"),
+            raftsched_core::state::wire::WIRE_FORMAT_VERSION,
+            raftsched_core::state::wire::OLDEST_READABLE_WIRE_VERSION,
+        );
+        // Leaked once per process: clap keeps version texts as &'static str.
+        let matches = Cli::command().long_version(&*long_version.leak()).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     /// Whether output (errors included) is JSON (`--json`).
     pub fn json(&self) -> bool {
         self.json
