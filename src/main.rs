@@ -45,7 +45,9 @@ fn main() -> ExitCode {
 fn grpc_code(error: &anyhow::Error) -> Option<String> {
     let client = error.downcast_ref::<raftsched_client::ClientError>()?;
     let code = match client {
-        raftsched_client::ClientError::Unavailable { .. } => return Some("UNAVAILABLE".into()),
+        raftsched_client::ClientError::Unavailable { .. } | raftsched_client::ClientError::Refused { .. } => {
+            return Some("UNAVAILABLE".into());
+        }
         other => other.code()?,
     };
     let mut name = String::new();

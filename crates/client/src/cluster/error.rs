@@ -26,6 +26,11 @@ pub enum ClientError {
         message: String,
         leader: Option<String>,
     },
+    #[error(
+        "connection refused by every node ({addresses}): is the cluster running (scripts/cluster.sh start), and \
+         are --cluster or RAFTSCHED_CLUSTER its client ports?"
+    )]
+    Refused { addresses: String },
     #[error("no node could serve the request within {deadline:?}; last error: {last_error}")]
     Unavailable { deadline: Duration, last_error: String },
 }

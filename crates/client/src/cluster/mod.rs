@@ -14,6 +14,7 @@ mod error;
 mod status;
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -75,6 +76,10 @@ pub struct ClusterClient {
     /// retries go to the others first, so a paused node is not waited on twice.
     silent: Arc<Mutex<BTreeMap<String, Instant>>>,
     overall_deadline: Duration,
+    /// Give up at once when every node refused the connection in a row (nothing listens:
+    /// the cluster is down or the addresses are wrong) instead of retrying to the overall
+    /// deadline. Off for clients that set their own deadline to wait out outages (workers).
+    fail_fast_when_refused: bool,
     /// Deadline of one RPC to one node (shorter for a node that lately did not answer).
     per_call_deadline: Duration,
     /// The credentials every call is made with; None: plaintext (`--insecure` nodes).
@@ -104,6 +109,7 @@ impl ClusterClient {
             channels: Arc::default(),
             silent: Arc::default(),
             overall_deadline: DEFAULT_OVERALL_DEADLINE,
+            fail_fast_when_refused: true,
             per_call_deadline: PER_CALL_DEADLINE,
             tls: None,
             namespace: String::new(),
@@ -138,8 +144,11 @@ impl ClusterClient {
         }
     }
 
+    /// Retries for up to `deadline`, through a whole cluster being down: a client that sets
+    /// its own deadline does not give up early when every node refuses the connection.
     pub fn with_overall_deadline(mut self, deadline: Duration) -> ClusterClient {
         self.overall_deadline = deadline;
+        self.fail_fast_when_refused = false;
         self
     }
 
@@ -215,6 +224,8 @@ impl ClusterClient {
         let started = Instant::now();
         let mut backoff = BACKOFF_MIN;
         let mut target = self.preferred.lock().expect("client lock poisoned").clone();
+        // Nodes that refused the connection since the last that did not.
+        let mut refused: BTreeSet<String> = BTreeSet::new();
         loop {
             // A node that did not answer lately gets only a short try: it may be back (a
             // restarted leader), or still frozen, and then the call must move on quickly.
@@ -244,6 +255,16 @@ impl ClusterClient {
                 self.mark_silent(&target);
             }
             self.forget_preferred(&target);
+            if connection_refused(&status) {
+                refused.insert(target.clone());
+                if self.fail_fast_when_refused && self.endpoints.iter().all(|e| refused.contains(e)) {
+                    return Err(ClientError::Refused {
+                        addresses: self.endpoints.join(", "),
+                    });
+                }
+            } else {
+                refused.clear();
+            }
             if started.elapsed() + backoff >= self.overall_deadline {
                 return Err(ClientError::Unavailable {
                     deadline: self.overall_deadline,
@@ -515,6 +536,21 @@ fn jittered(backoff: Duration) -> Duration {
 }
 
 /// A random request id (128 bits, hex).
+/// Whether the call failed because nothing listens at the address (ECONNREFUSED), found in
+/// the status's chain of causes.
+fn connection_refused(status: &Status) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// Refuses an address without a port at once: `127.0.0.1` would otherwise be dialled on
 /// port 80 and retried for the whole deadline (15 s) before the mistake showed.
 fn check_port(address: &str) -> Result<(), String> {
@@ -543,6 +579,36 @@ pub fn new_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A port on loopback nothing listens on (bound, then closed).
+    fn closed_port() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn every_node_refusing_fails_at_once_unless_the_client_waits_out_outages() {
+        let addresses = format!("{},{}", closed_port(), closed_port());
+        let started = Instant::now();
+        let error = ClusterClient::new(&addresses)
+            .unwrap()
+            .get_task(1, api::Consistency::Stale)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClientError::Refused { .. }), "{error}");
+        assert!(error.to_string().contains("is the cluster running"), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+
+        let patient = ClusterClient::new(&addresses)
+            .unwrap()
+            .with_overall_deadline(Duration::from_millis(300));
+        let error = patient.get_task(1, api::Consistency::Stale).await.unwrap_err();
+        assert!(matches!(error, ClientError::Unavailable { .. }), "{error}");
+    }
 
     #[test]
     fn an_address_needs_a_port_from_1_to_65535() {
