@@ -253,6 +253,21 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
         "{error}"
     );
 
+    // `task watch` prints a JSON line per change and ends with the task.
+    let watched = submit(&all, &["--name", "watched"], "sleep 1");
+    let (output, _) = cli_json_output(&all, &["task", "watch", &watched.to_string()]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let lines: Vec<Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(lines.len() >= 2, "a line per change: {lines:#?}");
+    assert_eq!(lines.last().unwrap()["state"], "succeeded", "{lines:#?}");
+    assert!(
+        lines.windows(2).all(|pair| pair[0] != pair[1]),
+        "only changes: {lines:#?}"
+    );
+
     // `--wait` says the task id first, and Ctrl-C stops the waiting, not the task.
     let waited = interrupted_wait(&all);
     let task = cli_json(&all, &["task", "get", &waited.to_string()]).unwrap();

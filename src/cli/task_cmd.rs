@@ -30,6 +30,9 @@ pub enum TaskCommand {
     },
     /// List tasks, newest first.
     List(ListArgs),
+    /// Follow a task live: a line per change of state or attempt, until it finishes (exit
+    /// non-zero unless it succeeded). With --json, one JSON object per line (JSON Lines).
+    Watch { id: u64 },
     /// Cancel a task that has not finished.
     Cancel {
         id: u64,
@@ -216,6 +219,7 @@ pub async fn run(command: TaskCommand, client: &ClusterClient, json: bool) -> an
             Ok(())
         }
         TaskCommand::List(args) => list(client, args, json).await,
+        TaskCommand::Watch { id } => watch(client, id, json).await,
         TaskCommand::Cancel { id, reason } => {
             let task = client.cancel_task(id, &reason).await?;
             if json {
@@ -226,6 +230,83 @@ pub async fn run(command: TaskCommand, client: &ClusterClient, json: bool) -> an
             Ok(())
         }
     }
+}
+
+/// How often `task watch` looks: a change shows within this, and a watcher costs its node
+/// four linearizable reads a second at most.
+const WATCH_POLL: Duration = Duration::from_millis(250);
+
+/// What `task watch` prints a line for when it changes: the state, and the latest attempt's
+/// number, worker and outcome.
+fn watched(task: &api::Task) -> (i32, Option<(u32, String, i32)>) {
+    let attempt = task.attempts.last().map(|a| (a.number, a.worker_id.clone(), a.outcome));
+    (task.state, attempt)
+}
+
+fn is_finished(state: i32) -> bool {
+    matches!(
+        api::TaskState::try_from(state),
+        Ok(api::TaskState::Succeeded | api::TaskState::Failed | api::TaskState::Cancelled | api::TaskState::Skipped)
+    )
+}
+
+async fn watch(client: &ClusterClient, task_id: u64, json: bool) -> anyhow::Result<()> {
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    let mut last = None;
+    loop {
+        let task = client.get_task(task_id, api::Consistency::Linearizable).await?;
+        let now = watched(&task);
+        if last.as_ref() != Some(&now) {
+            print_watched(&task, json);
+            last = Some(now);
+        }
+        if is_finished(task.state) {
+            if task.state != api::TaskState::Succeeded as i32 {
+                bail!("task {task_id} {}", output::state_name(task.state));
+            }
+            return Ok(());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(WATCH_POLL) => {}
+            _ = interrupt.recv() => bail!("stopped watching; task {task_id} goes on"),
+        }
+    }
+}
+
+fn print_watched(task: &api::Task, json: bool) {
+    use std::io::Write;
+    let line = if json {
+        output::task_json(task).to_string()
+    } else {
+        let attempt = task.attempts.last().map_or(String::new(), |a| {
+            let worker = if a.worker_id.is_empty() {
+                "-"
+            } else {
+                a.worker_id.as_str()
+            };
+            format!(
+                "  attempt {} on {worker}: {}",
+                a.number,
+                output::outcome_name(a.outcome)
+            )
+        });
+        let pending = if task.pending_reason.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", task.pending_reason)
+        };
+        format!(
+            "{}  task {}  {}{attempt}{pending}",
+            output::format_time_ms(task.updated_at_ms),
+            task.id,
+            output::state_name(task.state)
+        )
+    };
+    let mut stdout = std::io::stdout().lock();
+    // Flushed per line: a watcher piped into another tool sees each change as it happens.
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
 }
 
 async fn submit(args: SubmitArgs, client: &ClusterClient, json: bool) -> anyhow::Result<()> {
@@ -272,14 +353,7 @@ pub async fn wait_for_outcome(
     let mut poll = Duration::from_millis(50);
     let task = loop {
         let task = client.get_task(task_id, api::Consistency::Linearizable).await?;
-        let finished = matches!(
-            api::TaskState::try_from(task.state),
-            Ok(api::TaskState::Succeeded
-                | api::TaskState::Failed
-                | api::TaskState::Cancelled
-                | api::TaskState::Skipped)
-        );
-        if finished {
+        if is_finished(task.state) {
             break task;
         }
         if started.elapsed() >= timeout {
