@@ -95,13 +95,12 @@ pub struct RunningNode {
     store_closed: StoreClosed,
 }
 
-/// The node's bound ports: the client port (Scheduler, Workers, reflection, health), the
-/// peer port (Raft only) and, if configured, the HTTP port.
+/// The node's two bound ports: the client port (Scheduler, Workers, reflection, health) and
+/// the peer port (Raft only). The HTTP port, if configured, is bound at start from
+/// `http_listen_addr` (port 0 for tests: `RunningNode::http_addr` says which).
 pub struct NodeListeners {
     pub client: TcpListener,
     pub peer: TcpListener,
-    /// None: the node binds `http_listen_addr` itself at start, if it has one.
-    pub http: Option<TcpListener>,
 }
 
 async fn bind(addr: &str, flag: &'static str) -> Result<TcpListener, NodeError> {
@@ -118,7 +117,6 @@ impl NodeListeners {
         Ok(NodeListeners {
             client: bind(client_addr, "--listen").await?,
             peer: bind(peer_addr, "--peer-listen").await?,
-            http: None,
         })
     }
 
@@ -197,10 +195,9 @@ impl RunningNode {
         }
         // The HTTP port and its TLS before anything starts: a taken port or bad credentials
         // then stop the node with nothing left running.
-        let http_listener = match (listeners.http, &config.http_listen_addr) {
-            (Some(listener), _) => Some(listener),
-            (None, Some(addr)) => Some(bind(addr, "--http-listen").await?),
-            (None, None) => None,
+        let http_listener = match &config.http_listen_addr {
+            Some(addr) => Some(bind(addr, "--http-listen").await?),
+            None => None,
         };
         let http_tls = tls.as_deref().map(http::HttpTls::from_node).transpose()?;
         let store_closed = store.closed_signal();
