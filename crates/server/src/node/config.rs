@@ -426,6 +426,20 @@ data_dir = "data/node1"
     }
 
     #[test]
+    fn the_http_port_must_be_a_port_of_its_own() {
+        let mut config: NodeConfig = toml::from_str(MEMBERS_TOML).expect("parses");
+        for taken in ["127.0.0.1:50051", "127.0.0.1:50151"] {
+            config.http_listen_addr = Some(taken.into());
+            let error = config.validate().expect_err(taken).to_string();
+            assert!(error.contains("--http-listen"), "{taken}: {error}");
+        }
+        for free in ["127.0.0.1:8081", "127.0.0.1:0"] {
+            config.http_listen_addr = Some(free.into());
+            config.validate().unwrap_or_else(|e| panic!("{free}: {e}"));
+        }
+    }
+
+    #[test]
     fn a_key_that_is_not_a_node_id_is_refused_with_its_text() {
         for (key, expected) in [
             ("one", "\"one\" is not a node id"),
