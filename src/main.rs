@@ -42,22 +42,12 @@ fn main() -> ExitCode {
 
 /// The gRPC code of a failed call as gRPC names it (`INVALID_ARGUMENT`), for `--json`
 /// errors; None for an error before any call (a bad flag, no credentials).
-fn grpc_code(error: &anyhow::Error) -> Option<String> {
-    let client = error.downcast_ref::<raftsched_client::ClientError>()?;
-    let code = match client {
-        raftsched_client::ClientError::Unavailable { .. } | raftsched_client::ClientError::Refused { .. } => {
-            return Some("UNAVAILABLE".into());
-        }
-        other => other.code()?,
-    };
-    let mut name = String::new();
-    for (i, c) in format!("{code:?}").chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(c.to_ascii_uppercase());
+fn grpc_code(error: &anyhow::Error) -> Option<&'static str> {
+    use raftsched_client::ClientError;
+    match error.downcast_ref::<ClientError>()? {
+        ClientError::Unavailable { .. } | ClientError::Refused { .. } => Some("UNAVAILABLE"),
+        other => other.code().map(raftsched_client::ErrorCode::as_str),
     }
-    Some(name)
 }
 
 /// The error and its causes, skipping a cause whose text the message already carries (our

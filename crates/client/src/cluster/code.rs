@@ -23,3 +23,28 @@ pub enum ErrorCode {
     DataLoss,
     Unauthenticated,
 }
+
+impl ErrorCode {
+    /// The code's name as gRPC spells it (`NOT_FOUND`): what `--json` errors carry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Ok => "OK",
+            ErrorCode::Cancelled => "CANCELLED",
+            ErrorCode::Unknown => "UNKNOWN",
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::AlreadyExists => "ALREADY_EXISTS",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            ErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
+            ErrorCode::Aborted => "ABORTED",
+            ErrorCode::OutOfRange => "OUT_OF_RANGE",
+            ErrorCode::Unimplemented => "UNIMPLEMENTED",
+            ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::DataLoss => "DATA_LOSS",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
+}

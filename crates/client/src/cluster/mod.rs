@@ -535,7 +535,6 @@ fn jittered(backoff: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
 }
 
-/// A random request id (128 bits, hex).
 /// Whether the call failed because nothing listens at the address (ECONNREFUSED), found in
 /// the status's chain of causes.
 fn connection_refused(status: &Status) -> bool {
@@ -572,6 +571,7 @@ fn check_port(address: &str) -> Result<(), String> {
     }
 }
 
+/// A random request id (128 bits, hex).
 pub fn new_request_id() -> String {
     format!("{:032x}", rand::rng().random::<u128>())
 }
