@@ -942,15 +942,8 @@ fn completions_are_printed_for_each_shell() {
 /// id, and returns that id; asserts it exited saying the task keeps running.
 fn interrupted_wait(target: &Target) -> u64 {
     use std::io::BufRead;
-    let mut command = Command::new(BIN);
-    match &target.tls_dir {
-        Some(dir) => command.env("RAFTSCHED_TLS_DIR", dir).env_remove("RAFTSCHED_INSECURE"),
-        None => command.env("RAFTSCHED_INSECURE", "1").env_remove("RAFTSCHED_TLS_DIR"),
-    };
-    let mut child = command
-        .args(["--cluster", &target.addrs, "task", "submit", "--wait", "--", "sleep 60"])
-        .env_remove("RAFTSCHED_CLUSTER")
-        .stdin(Stdio::null())
+    let mut child = cli_command(target)
+        .args(["task", "submit", "--wait", "--", "sleep 60"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -243,6 +243,22 @@ fn watched(task: &api::Task) -> (i32, Option<(u32, String, i32)>) {
     (task.state, attempt)
 }
 
+/// `(why it waits)` after `separator`, for a task that says why it is not running; else
+/// nothing.
+fn pending_note(task: &api::Task, separator: &str) -> String {
+    if task.pending_reason.is_empty() {
+        String::new()
+    } else {
+        format!("{separator}({})", task.pending_reason)
+    }
+}
+
+/// Listens for Ctrl-C from now on: created before anything says "Ctrl-C stops...", so a
+/// Ctrl-C right after is ours to handle instead of killing the process.
+fn listen_for_ctrl_c() -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listening for Ctrl-C")
+}
+
 fn is_finished(state: i32) -> bool {
     matches!(
         api::TaskState::try_from(state),
@@ -251,8 +267,7 @@ fn is_finished(state: i32) -> bool {
 }
 
 async fn watch(client: &ClusterClient, task_id: u64, json: bool) -> anyhow::Result<()> {
-    let mut interrupt =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    let mut interrupt = listen_for_ctrl_c()?;
     let mut last = None;
     loop {
         let task = client.get_task(task_id, api::Consistency::Linearizable).await?;
@@ -291,16 +306,12 @@ fn print_watched(task: &api::Task, json: bool) {
                 output::outcome_name(a.outcome)
             )
         });
-        let pending = if task.pending_reason.is_empty() {
-            String::new()
-        } else {
-            format!("  ({})", task.pending_reason)
-        };
         format!(
-            "{}  task {}  {}{attempt}{pending}",
+            "{}  task {}  {}{attempt}{}",
             output::format_time_ms(task.updated_at_ms),
             task.id,
-            output::state_name(task.state)
+            output::state_name(task.state),
+            pending_note(task, "  ")
         )
     };
     let mut stdout = std::io::stdout().lock();
@@ -344,9 +355,7 @@ pub async fn wait_for_outcome(
     timeout: Duration,
     json: bool,
 ) -> anyhow::Result<()> {
-    // Listening before saying so: a Ctrl-C right after the line below is ours to handle.
-    let mut interrupt =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    let mut interrupt = listen_for_ctrl_c()?;
     // On stderr, so stdout stays the outcome (a table, or one JSON document).
     eprintln!("submitted task {task_id}; waiting for it to finish (Ctrl-C stops the waiting, not the task)");
     let started = Instant::now();
@@ -357,14 +366,10 @@ pub async fn wait_for_outcome(
             break task;
         }
         if started.elapsed() >= timeout {
-            let why = if task.pending_reason.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", task.pending_reason)
-            };
             bail!(
-                "task {task_id} is still {}{why} after {}; it goes on: follow it with `raftsched task get {task_id}`",
+                "task {task_id} is still {}{} after {}; it goes on: follow it with `raftsched task get {task_id}`",
                 output::state_name(task.state),
+                pending_note(&task, " "),
                 humantime::format_duration(timeout)
             );
         }

@@ -244,23 +244,30 @@ impl Drop for LocalCluster {
     }
 }
 
-/// Runs a client command against `target` with `--json`; its output, and what it printed
-/// parsed, or why not (whether or not it succeeded).
-pub fn cli_json_output(target: &Target, args: &[&str]) -> (Output, Result<Value, String>) {
+/// The CLI aimed at `target` (`--cluster`, its credentials or plaintext) with nothing of
+/// this process's RAFTSCHED_* settings, and no stdin.
+pub fn cli_command(target: &Target) -> Command {
     let mut command = Command::new(BIN);
     match &target.tls_dir {
         Some(dir) => command.env("RAFTSCHED_TLS_DIR", dir).env_remove("RAFTSCHED_INSECURE"),
         None => command.env("RAFTSCHED_INSECURE", "1").env_remove("RAFTSCHED_TLS_DIR"),
     };
-    let output = command
+    command
         .arg("--cluster")
         .arg(&target.addrs)
-        .arg("--json")
-        .args(args)
         .env_remove("RAFTSCHED_CLUSTER")
         .env_remove("RAFTSCHED_TLS_IDENTITY")
         .env_remove("RAFTSCHED_TLS_SERVER_NAME")
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs a client command against `target` with `--json`; its output, and what it printed
+/// parsed, or why not (whether or not it succeeded).
+pub fn cli_json_output(target: &Target, args: &[&str]) -> (Output, Result<Value, String>) {
+    let output = cli_command(target)
+        .arg("--json")
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
     let parsed = serde_json::from_slice(&output.stdout)

@@ -81,6 +81,11 @@ pub(super) struct Reported {
     peers: BTreeSet<u64>,
 }
 
+/// A yes/no gauge's value.
+fn flag(yes: bool) -> f64 {
+    if yes { 1.0 } else { 0.0 }
+}
+
 /// Sets the mirrored gauges and renders every metric of the node. One scrape at a time,
 /// reading and setting under the lock, so a slower scrape never sets older figures over a
 /// newer one's.
@@ -107,7 +112,6 @@ impl Figures {
             .filter(|(id, _)| **id != raft.id)
             .map(|(id, matched)| (*id, last_log.saturating_sub(matched.as_ref().map_or(0, |m| m.index))))
             .collect();
-        let flag = |yes: bool| if yes { 1.0 } else { 0.0 };
         let raft_figures = [
             flag(raft.current_leader.is_some()),
             flag(raft.state == ServerState::Leader),
@@ -220,7 +224,6 @@ impl Figures {
             None,
             "1 while this node's high-water alarm of that kind is up (the cluster then refuses new work).",
         );
-        let flag = |up: bool| if up { 1.0 } else { 0.0 };
         for (kind, up) in [
             ("memory", self.health.memory_alarm()),
             ("data_dir", self.health.data_dir_alarm()),
