@@ -33,7 +33,8 @@ pub struct NodeArgs {
     #[arg(long)]
     peer_advertise: Option<String>,
     /// Address the HTTP port binds, e.g. 127.0.0.1:8081: /healthz, /readyz and /metrics
-    /// (Prometheus; needs a reader credential unless --insecure) [default: none].
+    /// (Prometheus; over TLS it needs a reader-of-every-namespace credential such as
+    /// `prometheus`, or an admin or node one) [default: none].
     #[arg(long)]
     http_listen: Option<String>,
     /// Where the log, snapshots and identity file live.
