@@ -48,6 +48,12 @@ pub struct ListArgs {
     state: Option<String>,
     #[arg(long)]
     queue: Option<String>,
+    /// Only tasks whose name contains this text (case-sensitive).
+    #[arg(long)]
+    name: Option<String>,
+    /// Only the task submitted with this client request id.
+    #[arg(long)]
+    request_id: Option<String>,
     /// Only tasks created since then: a time ago (`90s`, `10m`, `2h`, `7d`) or an RFC 3339
     /// time (`2026-01-02T03:04:05Z`).
     #[arg(long, value_parser = parse_since_now)]
@@ -397,6 +403,8 @@ async fn list(client: &ClusterClient, args: ListArgs, json: bool) -> anyhow::Res
     let ListArgs {
         state,
         queue,
+        name,
+        request_id,
         since,
         oldest_first,
         limit,
@@ -424,6 +432,8 @@ async fn list(client: &ClusterClient, args: ListArgs, json: bool) -> anyhow::Res
             consistency: consistency(stale) as i32,
             since_ms: since.unwrap_or(0),
             oldest_first,
+            name_contains: name.clone().unwrap_or_default(),
+            client_request_id: request_id.clone().unwrap_or_default(),
         };
         let response = client.list_tasks(request).await?;
         tasks.extend(response.tasks);

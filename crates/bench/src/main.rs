@@ -1200,6 +1200,7 @@ async fn fetch_tasks(client: &ClusterClient, queue: &str, first: u64, last: u64)
             consistency: api::Consistency::Linearizable as i32,
             since_ms: 0,
             oldest_first: true,
+            ..api::ListTasksRequest::default()
         };
         let page = client.list_tasks(request).await?;
         let past_end = page.tasks.last().is_none_or(|t| t.id >= last);

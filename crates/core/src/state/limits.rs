@@ -428,6 +428,18 @@ pub fn validate_run_at(spec: &TaskSpec, now_ms: u64) -> Result<(), StateError> {
     Ok(())
 }
 
+/// A task listing's text filters: a name part and a request id no longer than a stored
+/// name or request id could be (longer ones would match nothing, and say so).
+pub fn validate_list_filter(filter: &crate::state::ListFilter) -> Result<(), StateError> {
+    if let Some(text) = &filter.name_contains {
+        check_text("name_contains", text, MAX_NAME_BYTES)?;
+    }
+    if let Some(request_id) = &filter.request_id {
+        check_text("client_request_id", request_id, MAX_REQUEST_ID_BYTES)?;
+    }
+    Ok(())
+}
+
 /// The length of a repeated field or map from the wire, checked before anything is built
 /// from it.
 pub fn validate_count(field: &str, count: usize, max: usize) -> Result<(), StateError> {

@@ -47,6 +47,7 @@ pub use schedule::WorkflowSpec;
 pub use schedule::WorkflowTaskSpec;
 pub use scheduler_state::ListFilter;
 pub use scheduler_state::ListOrder;
+pub use scheduler_state::MAX_LIST_SCANNED;
 pub use scheduler_state::SchedulerState;
 pub use scheduler_state::SnapshotDecodeError;
 pub use scheduler_state::WorkflowStatus;

@@ -171,6 +171,12 @@ impl WorkerLoad {
     }
 }
 
+/// Tasks one listing page examines at most: 10,000, about 1 ms of filtering. A filter no
+/// index serves (a name, or a status within a queue) may match few of the tasks it walks;
+/// past this many the page ends, short or empty, with a cursor to go on from, so no call
+/// costs O(tasks).
+pub const MAX_LIST_SCANNED: usize = 10_000;
+
 /// Which tasks a listing returns, and in which order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
@@ -181,6 +187,30 @@ pub struct ListFilter {
     /// Only tasks created at or after this time; 0 lists every task.
     pub since_ms: u64,
     pub order: ListOrder,
+    /// Only tasks whose name contains this text (case-sensitive). No index serves it: the
+    /// tasks the other filters pick are checked one by one, at most
+    /// [`MAX_LIST_SCANNED`](crate::state::MAX_LIST_SCANNED) per page.
+    pub name_contains: Option<String>,
+    /// Only the task submitted with this client request id (served by its index).
+    pub request_id: Option<String>,
+}
+
+impl ListFilter {
+    /// Whether `task` passes every part of the filter.
+    pub fn matches(&self, task: &Task) -> bool {
+        task.created_at_ms >= self.since_ms
+            && self.status.is_none_or(|s| task.status == s)
+            && self.queue.as_ref().is_none_or(|q| &task.spec.queue == q)
+            && self.namespace.as_deref().is_none_or(|n| task.spec.namespace() == n)
+            && self
+                .name_contains
+                .as_deref()
+                .is_none_or(|text| task.spec.name.contains(text))
+            && self
+                .request_id
+                .as_deref()
+                .is_none_or(|id| task.spec.client_request_id.as_deref() == Some(id))
+    }
 }
 
 /// The order of a listing. Newest first by default: people look for what they just

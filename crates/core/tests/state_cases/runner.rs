@@ -241,6 +241,8 @@ pub(crate) fn list(state: &SchedulerState, case: &TestCase) -> String {
             Some("newest") => ListOrder::NewestFirst,
             Some(other) => panic!("unknown order {other:?}: use oldest or newest"),
         },
+        name_contains: arg(case, "name"),
+        request_id: arg(case, "request_id"),
     };
     let after = arg_u64(case, "after").unwrap_or(0);
     let limit = arg_u64(case, "limit").unwrap_or(100) as usize;

@@ -584,7 +584,10 @@ pub fn list_request_from_proto(request: api::ListTasksRequest) -> Result<(ListFi
         queue,
         since_ms: request.since_ms,
         order,
+        name_contains: non_empty(request.name_contains),
+        request_id: non_empty(request.client_request_id),
     };
+    limits::validate_list_filter(&filter).map_err(rejected)?;
     let cursor = task_cursor_from_token(&request.page_token, order)?;
     Ok((filter, cursor))
 }

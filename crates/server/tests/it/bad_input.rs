@@ -81,6 +81,64 @@ async fn invalid_requests_get_precise_codes() {
     let (code, _) = rejection(client.list_tasks(bad_state).await);
     assert_eq!(code, Code::InvalidArgument);
 
+    // Text filters longer than any stored name or request id, or with control characters.
+    for (request, field) in [
+        (
+            api::ListTasksRequest {
+                name_contains: "n".repeat(257),
+                ..Default::default()
+            },
+            "name_contains",
+        ),
+        (
+            api::ListTasksRequest {
+                client_request_id: "r".repeat(129),
+                ..Default::default()
+            },
+            "client_request_id",
+        ),
+        (
+            api::ListTasksRequest {
+                name_contains: "a\nb".into(),
+                ..Default::default()
+            },
+            "name_contains",
+        ),
+    ] {
+        let (code, message) = rejection(client.list_tasks(request).await);
+        assert_eq!(code, Code::InvalidArgument, "{message}");
+        assert!(message.contains(field), "{message}");
+    }
+    // At the limit they are accepted, and find the task by its request id or name part.
+    let found = |request: api::ListTasksRequest| {
+        let client = client.clone();
+        async move {
+            client
+                .list_tasks(request)
+                .await
+                .unwrap()
+                .tasks
+                .iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let by_request = api::ListTasksRequest {
+        client_request_id: "same".into(),
+        ..Default::default()
+    };
+    assert_eq!(found(by_request).await, vec![task.id]);
+    let longest = api::ListTasksRequest {
+        name_contains: "n".repeat(256),
+        ..Default::default()
+    };
+    assert_eq!(found(longest).await, Vec::<u64>::new());
+    let by_name = api::ListTasksRequest {
+        name_contains: "x".into(),
+        ..Default::default()
+    };
+    assert_eq!(found(by_name).await, vec![task.id]);
+
     let (code, message) = rejection(client.submit_tasks(vec![]).await);
     assert_eq!(code, Code::InvalidArgument);
     assert!(message.contains("tasks"), "{message}");

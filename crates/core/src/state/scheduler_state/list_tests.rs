@@ -78,6 +78,11 @@ fn expected(state: &SchedulerState, filter: &ListFilter) -> Vec<TaskId> {
                 && filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q)
                 && filter.namespace.as_deref().is_none_or(|n| task.spec.namespace() == n)
                 && task.created_at_ms >= filter.since_ms
+                && filter
+                    .name_contains
+                    .as_deref()
+                    .is_none_or(|text| task.spec.name.contains(text))
+                && (filter.request_id.is_none() || task.spec.client_request_id == filter.request_id)
         })
         .collect();
     if filter.order == ListOrder::NewestFirst {
@@ -99,6 +104,7 @@ fn filters() -> Vec<ListFilter> {
                             queue: queue.map(str::to_string),
                             since_ms,
                             order,
+                            ..ListFilter::default()
                         });
                     }
                 }
@@ -170,4 +176,98 @@ fn a_task_missing_from_the_queue_index_breaks_the_invariants() {
     let first = *ids.get_min().expect("not empty");
     ids.remove(&first);
     assert!(state.check_invariants().is_err());
+}
+
+/// Tasks named `job-<i % 5>`, every third with the request id `req-<i>`, the 7th and the
+/// 8th sharing the name `needle`.
+fn named_state(count: u64) -> SchedulerState {
+    let mut state = SchedulerState::new();
+    for i in 1..=count {
+        let name = if i == 7 || i == 8 {
+            "needle".to_string()
+        } else {
+            format!("job-{}", i % 5)
+        };
+        let mut spec = TaskSpec::builder(&name).queue("a").max_attempts(1).build();
+        if i % 3 == 0 {
+            spec.client_request_id = Some(format!("req-{i}"));
+        }
+        state.apply(Command::SubmitTasks {
+            now_ms: i,
+            specs: vec![spec],
+        });
+    }
+    state.check_invariants().expect("invariants hold");
+    state
+}
+
+#[test]
+fn name_and_request_id_filters_match_looking_at_every_task() {
+    let state = named_state(60);
+    for order in [ListOrder::NewestFirst, ListOrder::OldestFirst] {
+        for name_contains in [
+            None,
+            Some("needle"),
+            Some("job-3"),
+            Some("job"),
+            Some(""),
+            Some("nosuch"),
+        ] {
+            for request_id in [None, Some("req-9"), Some("req-10"), Some("nosuch")] {
+                let filter = ListFilter {
+                    order,
+                    name_contains: name_contains.map(str::to_string),
+                    request_id: request_id.map(str::to_string),
+                    ..ListFilter::default()
+                };
+                for limit in [1, 2, 100] {
+                    assert_eq!(
+                        all_pages(&state, &filter, limit),
+                        expected(&state, &filter),
+                        "{filter:?}, limit {limit}"
+                    );
+                }
+            }
+        }
+    }
+    let by_request = ListFilter {
+        request_id: Some("req-9".into()),
+        ..ListFilter::default()
+    };
+    assert_eq!(
+        state.list_candidates(&by_request, 0).count(),
+        1,
+        "the request id index serves it"
+    );
+}
+
+/// A filter that matches only old tasks walks at most MAX_LIST_SCANNED per page: the pages
+/// before come back empty, with a cursor that goes on where they stopped.
+#[test]
+fn a_page_examines_at_most_max_list_scanned_tasks() {
+    let count = 2 * MAX_LIST_SCANNED as u64 + 10;
+    let state = named_state(count);
+    for order in [ListOrder::NewestFirst, ListOrder::OldestFirst] {
+        let filter = ListFilter {
+            order,
+            name_contains: Some("needle".into()),
+            ..ListFilter::default()
+        };
+        let mut found = Vec::new();
+        let mut pages = 0;
+        let mut cursor = 0;
+        loop {
+            pages += 1;
+            let (page, next) = state.list(&filter, cursor, 100);
+            found.extend(page.iter().map(|t| t.id));
+            match next {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        assert_eq!(found, expected(&state, &filter), "{order:?}");
+        // Newest first walks 20,010 ids down to the needles (3 pages); oldest first finds
+        // both on the first page, then walks the rest for nothing (3 pages).
+        assert_eq!(pages, 3, "{order:?}");
+    }
 }

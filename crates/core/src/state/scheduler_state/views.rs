@@ -1,12 +1,15 @@
 //! Read-only views of [`SchedulerState`] for the API and the dispatcher.
 
 use std::ops::Bound;
+use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use super::ListFilter;
 use super::ListOrder;
+use super::MAX_LIST_SCANNED;
 use super::SchedulerState;
 use super::collections::Set;
+use super::fnv1a_64;
 use crate::state::QueuePolicy;
 use crate::state::schedule::Schedule;
 use crate::state::schedule::Workflow;
@@ -50,7 +53,8 @@ impl SchedulerState {
 
     /// [`Self::list`], where `fits` is asked about each task before it joins the page and a
     /// task it refuses ends the page early (the caller's byte budget). The first task is
-    /// taken whatever `fits` says, so that paging always advances.
+    /// taken whatever `fits` says, so that paging always advances. A page also ends after
+    /// [`MAX_LIST_SCANNED`] candidates, with the last one examined as its cursor.
     pub fn list_within(
         &self,
         filter: &ListFilter,
@@ -59,30 +63,30 @@ impl SchedulerState {
         mut fits: impl FnMut(&Task) -> bool,
     ) -> (Vec<Task>, Option<TaskId>) {
         let newest_first = filter.order == ListOrder::NewestFirst;
-        let matching = self
+        let candidates = self
             .list_candidates(filter, cursor)
             .map(|id| &*self.tasks[&id])
             // Creation times grow with ids (check_invariants holds apply to it), so newest
             // first ends at the first task older than `since`.
-            .take_while(|task| !newest_first || task.created_at_ms >= filter.since_ms)
-            .filter(|task| {
-                task.created_at_ms >= filter.since_ms
-                    && filter.status.is_none_or(|s| task.status == s)
-                    && filter.queue.as_ref().is_none_or(|q| &task.spec.queue == q)
-                    && filter.namespace.as_deref().is_none_or(|n| task.spec.namespace() == n)
-            });
+            .take_while(|task| !newest_first || task.created_at_ms >= filter.since_ms);
         let mut page: Vec<Task> = Vec::new();
-        let mut more = false;
-        for task in matching {
-            let fitting = fits(task);
-            if page.len() >= limit || (!fitting && !page.is_empty()) {
-                more = true;
-                break;
+        let mut examined = None;
+        for (scanned, task) in candidates.enumerate() {
+            if scanned == MAX_LIST_SCANNED {
+                // Every candidate up to the last examined is settled; go on after it.
+                return (page, examined);
+            }
+            examined = Some(task.id);
+            if !filter.matches(task) {
+                continue;
+            }
+            if page.len() >= limit || (!fits(task) && !page.is_empty()) {
+                let next = page.last().map(|task| task.id);
+                return (page, next);
             }
             page.push(task.clone());
         }
-        let next = if more { page.last().map(|task| task.id) } else { None };
-        (page, next)
+        (page, None)
     }
 
     /// The ids a listing walks, past `cursor` in its order: from the smallest of the status,
@@ -95,6 +99,19 @@ impl SchedulerState {
             (true, _) => (Bound::Unbounded, Bound::Excluded(cursor)),
             (false, _) => (Bound::Excluded(cursor), Bound::Unbounded),
         };
+        if let Some(request_id) = &filter.request_id {
+            // A bucket of the request id index holds the tasks whose ids hash alike: a few.
+            let hash = fnv1a_64(request_id.as_bytes());
+            let bucket = self.by_request_id.range((hash, TaskId::MIN)..=(hash, TaskId::MAX));
+            let mut ids: Vec<TaskId> = bucket
+                .map(|&(_, id)| id)
+                .filter(|id| (bounds.0, bounds.1).contains(id))
+                .collect();
+            if newest_first {
+                ids.reverse();
+            }
+            return Box::new(ids.into_iter());
+        }
         let filters: Vec<Option<&Set<TaskId>>> = [
             filter.status.map(|s| self.by_status.get(&s)),
             filter.queue.as_ref().map(|q| self.by_queue.get(q)),

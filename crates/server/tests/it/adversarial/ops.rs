@@ -163,6 +163,8 @@ pub enum Rpc {
         consistency: i32,
         since_ms: u64,
         oldest_first: bool,
+        name_contains: Text,
+        request_id: Text,
     },
     CancelTask(Id, Text),
     ClusterStatus,
@@ -639,16 +641,22 @@ fn task_rpc() -> BoxedStrategy<Rpc> {
         enum_value(2),
         u64s(0, &[]),
         any::<bool>(),
+        text("t", l::MAX_NAME_BYTES),
+        text("r", l::MAX_REQUEST_ID_BYTES),
     )
         .prop_map(
-            |(state, queue, page_size, page_token, consistency, since_ms, oldest_first)| Rpc::ListTasks {
-                state,
-                queue,
-                page_size,
-                page_token,
-                consistency,
-                since_ms,
-                oldest_first,
+            |(state, queue, page_size, page_token, consistency, since_ms, oldest_first, name_contains, request_id)| {
+                Rpc::ListTasks {
+                    state,
+                    queue,
+                    page_size,
+                    page_token,
+                    consistency,
+                    since_ms,
+                    oldest_first,
+                    name_contains,
+                    request_id,
+                }
             },
         );
     let batch_sizes = select(vec![1, 2, l::MAX_BATCH_TASKS, l::MAX_BATCH_TASKS + 1]);

@@ -150,6 +150,8 @@ impl Harness<'_> {
                 consistency,
                 since_ms,
                 oldest_first,
+                name_contains,
+                request_id,
             } => {
                 let request = api::ListTasksRequest {
                     namespace: String::new(),
@@ -160,6 +162,8 @@ impl Harness<'_> {
                     consistency: *consistency,
                     since_ms: *since_ms,
                     oldest_first: *oldest_first,
+                    name_contains: name_contains.build(),
+                    client_request_id: request_id.build(),
                 };
                 let result = bounded(client.list_tasks(request)).await;
                 for task in self.check("ListTasks", node, result)?.map_or(vec![], |r| r.tasks) {
