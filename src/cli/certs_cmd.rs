@@ -13,8 +13,9 @@ use raftsched_certs::issue::InitOptions;
 pub enum CertsCommand {
     /// Create a new cluster CA in DIR and the credentials of the cluster: node-<id> for each
     /// of --nodes, one per --workers, admin (role admin), client (submitter), reader,
-    /// prometheus (a reader of every namespace, to scrape /metrics). Keys
-    /// are written 0600 and DIR 0700; existing files are never replaced without --force.
+    /// prometheus (a reader of every namespace, to scrape /metrics), and console.token (the
+    /// secret that signs a browser in to the nodes' web console). Keys and the token are
+    /// written 0600 and DIR 0700; existing files are never replaced without --force.
     Init {
         #[arg(long)]
         dir: PathBuf,
@@ -52,6 +53,16 @@ pub enum CertsCommand {
         #[arg(long, value_delimiter = ',')]
         namespaces: Vec<String>,
         /// Replace NAME.crt and NAME.key if they exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write a new console token to DIR/console.token (64 random hex digits, 0600): the
+    /// secret a browser signs in to the web console with, as a reader of every namespace.
+    /// Nodes read it when they start: restart them after replacing it.
+    ConsoleToken {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Replace an existing token (browsers signed in with the old one must sign in again).
         #[arg(long)]
         force: bool,
     },
@@ -99,6 +110,10 @@ pub fn run(command: CertsCommand) -> anyhow::Result<()> {
             let credential = Credential::new(Role::parse(&role)?, name).in_namespaces(namespaces);
             let written = issue::issue(&dir, &credential, &sans, force)?;
             (dir, written)
+        }
+        CertsCommand::ConsoleToken { dir, force } => {
+            let written = issue::write_console_token(&dir, force)?;
+            (dir, vec![written])
         }
     };
     for path in &written {

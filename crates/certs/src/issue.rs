@@ -24,6 +24,7 @@ use rcgen::KeyPair;
 use rcgen::KeyUsagePurpose;
 
 use crate::layout::CA_STEM;
+use crate::layout::CONSOLE_TOKEN_FILE;
 use crate::layout::CertsError;
 use crate::layout::NAMESPACE_URI_PREFIX;
 use crate::layout::Role;
@@ -123,8 +124,10 @@ pub fn init(dir: &Path, options: &InitOptions, force: bool) -> Result<Vec<PathBu
     for credential in &credentials {
         paths.extend([cert_path(dir, &credential.name), key_path(dir, &credential.name)]);
     }
+    paths.push(dir.join(CONSOLE_TOKEN_FILE));
     refuse_existing(&paths, force)?;
     create_dir(dir)?;
+    write_console_token(dir, true)?;
     let ca_key = generate_key("the CA key")?;
     let ca_params = ca_params()?;
     let ca_cert = ca_params
@@ -150,6 +153,17 @@ pub fn issue(dir: &Path, credential: &Credential, sans: &[String], force: bool) 
     let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key).map_err(generate_error("reading ca.crt"))?;
     write_credential(dir, &issuer, credential, sans)?;
     Ok(paths)
+}
+
+/// A new console token in `dir` (64 hex digits from the OS's random source, mode 0600).
+/// Returns the file written.
+pub fn write_console_token(dir: &Path, force: bool) -> Result<PathBuf, CertsError> {
+    let path = dir.join(CONSOLE_TOKEN_FILE);
+    refuse_existing(std::slice::from_ref(&path), force)?;
+    let bytes: [u8; 32] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &format!("{token}\n"))?;
+    Ok(path)
 }
 
 /// `credential` from `dir` if it holds one, else issued now (as an operator issues one per
@@ -348,8 +362,18 @@ mod tests {
             "reader",
             "prometheus",
         ];
-        assert_eq!(written.len(), 2 * stems.len());
+        assert_eq!(
+            written.len(),
+            2 * stems.len() + 1,
+            "every .crt and .key, and console.token"
+        );
         assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(CONSOLE_TOKEN_FILE)), 0o600);
+        let token = crate::layout::read_console_token(&dir)
+            .unwrap()
+            .expect("init writes a console token");
+        assert_eq!(token.len(), 64);
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
         for stem in stems {
             for ext in ["crt", "key"] {
                 assert_eq!(mode(&dir.join(format!("{stem}.{ext}"))), 0o600, "{stem}.{ext}");
@@ -377,6 +401,40 @@ mod tests {
         assert!(sans[0].contains("urn:raftsched:namespace:*"), "{sans:?}");
         let (_, _, _, ca_days) = subject(&read("ca"));
         assert_eq!(ca_days, 3650);
+    }
+
+    #[test]
+    fn console_tokens_are_random_and_checked_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = || crate::layout::read_console_token(dir.path());
+        assert_eq!(read().unwrap(), None, "no file: no token");
+        write_console_token(dir.path(), false).unwrap();
+        let first = read().unwrap().unwrap();
+        assert!(
+            write_console_token(dir.path(), false).is_err(),
+            "not replaced without force"
+        );
+        write_console_token(dir.path(), true).unwrap();
+        assert_ne!(read().unwrap().unwrap(), first);
+        let path = dir.path().join(CONSOLE_TOKEN_FILE);
+        let min = crate::layout::MIN_CONSOLE_TOKEN_CHARS;
+        let max = crate::layout::MAX_CONSOLE_TOKEN_CHARS;
+        for (text, ok) in [
+            (String::new(), false),
+            ("a".repeat(min - 1), false),
+            (format!("  {}\n", "a".repeat(min)), true),
+            ("a".repeat(max), true),
+            ("a".repeat(max + 1), false),
+            (format!("{} {}", "a".repeat(min), "b"), false),
+            (format!("{}\u{e9}", "a".repeat(min)), false),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            let result = read();
+            assert_eq!(result.is_ok(), ok, "{text:?}: {result:?}");
+            if let Err(e) = result {
+                assert!(e.to_string().contains("console-token --dir"), "{e}");
+            }
+        }
     }
 
     #[test]

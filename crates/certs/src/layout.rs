@@ -20,6 +20,14 @@ pub const DEFAULT_CLIENT_IDENTITY: &str = "admin";
 /// The CA's file stem: `ca.crt`, `ca.key`. Not a credential name.
 pub const CA_STEM: &str = "ca";
 
+/// The console token's file in the credentials dir: the secret a browser signs in to a
+/// node's web console with (`Authorization: Bearer`), as a reader of every namespace.
+pub const CONSOLE_TOKEN_FILE: &str = "console.token";
+/// A console token is 32 to 256 characters of `A-Z a-z 0-9 . _ - ~ + /` (`certs init` writes
+/// 64 hex digits: 256 random bits). 32 characters of hex are 128 bits: no shorter guess.
+pub const MIN_CONSOLE_TOKEN_CHARS: usize = 32;
+pub const MAX_CONSOLE_TOKEN_CHARS: usize = 256;
+
 /// A credential name is a file stem: 1 to 64 of `A-Z a-z 0-9 . _ -`, not starting with `.`
 /// or `-` (no hidden files, no flag look-alikes, no path separators).
 pub const MAX_NAME_BYTES: usize = 64;
@@ -84,6 +92,28 @@ pub enum CertsError {
     Exists { paths: Vec<PathBuf> },
     #[error("{what}: {detail}")]
     Generate { what: String, detail: String },
+    #[error(
+        "{path}: a console token is {MIN_CONSOLE_TOKEN_CHARS} to {MAX_CONSOLE_TOKEN_CHARS} characters of A-Z a-z \
+         0-9 . _ - ~ + / on one line; write a new one with `raftsched certs console-token --dir {dir} --force`",
+        dir = .path.parent().map_or_else(|| ".".into(), |p| p.display().to_string())
+    )]
+    BadConsoleToken { path: PathBuf },
+}
+
+/// The console token of the credentials dir `dir`; None if it has none.
+pub fn read_console_token(dir: &Path) -> Result<Option<String>, CertsError> {
+    let path = dir.join(CONSOLE_TOKEN_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(CertsError::Read { path, source }),
+    };
+    let token = text.trim();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '~' | '+' | '/');
+    if !(MIN_CONSOLE_TOKEN_CHARS..=MAX_CONSOLE_TOKEN_CHARS).contains(&token.len()) || !token.chars().all(allowed) {
+        return Err(CertsError::BadConsoleToken { path });
+    }
+    Ok(Some(token.to_string()))
 }
 
 /// Checks a credential name (a file stem).
