@@ -184,7 +184,13 @@ ensure_credentials() {
         mkdir -p -- "$DATA"
         out=$("$bin" certs init --dir "$dir" --nodes 1,2,3 2>&1) \
             || die "cannot create the credentials in $dir: $out"
-        echo "credentials created in $dir (CA, node-1..3, admin, client, reader, prometheus, worker1, worker2)"
+        echo "credentials created in $dir (CA, node-1..3, admin, client, reader, prometheus, worker1, worker2, console.token)"
+    fi
+    if [[ ! -e $dir/console.token ]]; then
+        # A credentials dir from before the web console: give it the console's token.
+        out=$("$bin" certs console-token --dir "$dir" 2>&1) \
+            || die "cannot write the console token in $dir: $out"
+        echo "console token written to $dir/console.token"
     fi
     for n in "$@"; do
         name=$(worker_id "$n")
@@ -687,16 +693,21 @@ cmd_start() {
     echo "# or: eval \"\$(scripts/cluster.sh env)\""
 }
 
-# Where each node's /healthz, /readyz and /metrics are, and how to read them.
+# Where each node's dashboard, /healthz, /readyz and /metrics are, and how to read them.
 print_http_urls() {
     local n urls=()
     for n in "${NODES[@]}"; do urls+=("$(http_url_of "$n")"); done
     echo "HTTP (/healthz, /readyz, /metrics): ${urls[*]}"
-    if ((!INSECURE)); then
-        local dir
-        dir=$(certs_dir)
-        echo "  e.g. curl --cacert $dir/ca.crt --cert $dir/prometheus.crt --key $dir/prometheus.key $(http_url_of 1)/metrics"
+    if ((INSECURE)); then
+        echo "Dashboard: $(http_url_of 1)/"
+        return 0
     fi
+    local dir token
+    dir=$(certs_dir)
+    echo "  e.g. curl --cacert $dir/ca.crt --cert $dir/prometheus.crt --key $dir/prometheus.key $(http_url_of 1)/metrics"
+    token=$(<"$dir/console.token")
+    echo "Dashboard: $(http_url_of 1)/#token=$token"
+    echo "  (signs in with $dir/console.token; the browser does not know the cluster's CA: trust $dir/ca.crt or accept its warning)"
 }
 
 # The exports for a shell that talks to this cluster.

@@ -16,6 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &["../../proto/raftsched.proto", "../../proto/raft.proto"],
             &["../../proto"],
         )?;
+    // serde impls in the proto3 JSON mapping for the client API's messages, for the
+    // console's HTTP API (the Raft proto stays binary-only).
+    let descriptors = std::fs::read(out_dir.join("raftsched_v1_descriptor.bin"))?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .build(&[".raftsched.v1"])?;
     println!("cargo:rerun-if-changed=../../proto");
     Ok(())
 }

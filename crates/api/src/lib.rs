@@ -21,6 +21,7 @@ use tonic::transport::Identity;
 /// workflows, workers, cluster).
 pub mod v1 {
     tonic::include_proto!("raftsched.v1");
+    include!(concat!(env!("OUT_DIR"), "/raftsched.v1.serde.rs"));
 }
 
 /// Generated code of proto/raft.proto: node-to-node Raft traffic.

@@ -353,13 +353,7 @@ impl App {
             .get_node(&node_id)
             .map(|node| node.addr.clone())
             .unwrap_or_default();
-        let role = match metrics.state {
-            ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
-        };
+        let role = role_name(metrics.state);
         let (state_digest, digest_applied_index) = self.state_digest();
         let health = self.guard.health();
         MemberView {
@@ -490,4 +484,15 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A Raft role as the API and the console name it.
+pub fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
 }

@@ -91,6 +91,9 @@ pub enum Transport {
     /// TLS with the certificate chain the client presented (verified against the cluster CA
     /// by the handshake), leaf first; None if it presented none.
     Tls(Option<Arc<Vec<tonic::transport::CertificateDer<'static>>>>),
+    /// The HTTP port's console, signed in with the node's console token (`grpc::gateway`):
+    /// a reader of every namespace. Never put on a request of the gRPC ports.
+    Console,
 }
 
 /// A service whose request messages count against their connection's share and, for the

@@ -14,6 +14,7 @@ mod alarm_poll;
 mod authz;
 mod budget;
 mod convert;
+pub mod gateway;
 mod health;
 mod identity;
 mod peer_status;

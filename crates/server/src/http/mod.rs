@@ -1,14 +1,19 @@
 //! The node's HTTP port (`--http-listen`): `/healthz`, `/readyz` and `/metrics` for probes
-//! and Prometheus ([`routes`]), over TLS with the node's certificate unless `--insecure`.
+//! and Prometheus ([`routes`]), and the web console ([`console`]), over TLS with the node's
+//! certificate unless `--insecure`.
 //!
 //! The port is bounded like the gRPC ports: at most [`MAX_HTTP_CONNECTIONS`] connections
 //! (one over is closed at once), a TLS handshake within [`TLS_HANDSHAKE_TIMEOUT`], request
 //! headers within [`HEADER_READ_TIMEOUT`], and no connection older than
-//! [`MAX_CONNECTION_AGE`]. Nothing it serves reads a request body.
+//! [`MAX_CONNECTION_AGE`]. Only the console's API reads a request body, of at most
+//! [`MAX_API_BODY_BYTES`].
 //!
 //! Architecture invariant: this module only reads. It never proposes, and every page costs
-//! O(queues) at most, never O(tasks): a scrape every second must not slow dispatch.
+//! O(queues + workers) at most, never O(tasks): a scrape or a dashboard poll every second
+//! must not slow dispatch. (The console's task listing is a paged client API call, bounded
+//! as on the gRPC port.)
 
+mod console;
 mod routes;
 mod scrape;
 mod tls;
@@ -30,6 +35,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+pub use console::MAX_API_BODY_BYTES;
+pub use console::MAX_OVERVIEW_WORKERS;
 pub use routes::HttpState;
 pub use scrape::MAX_REPORTED_QUEUES;
 pub use tls::HttpTlsError;

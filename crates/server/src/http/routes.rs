@@ -6,6 +6,7 @@
 //! - `/metrics`: Prometheus text. Over TLS it needs a client certificate of the cluster CA
 //!   that is a node, an admin, or a reader of every namespace: its figures cover every
 //!   namespace's queues.
+//! - `/`, `/assets/*` and `/api/v1/*`: the web console (`console`).
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -22,12 +23,15 @@ use axum::routing::get;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 
+use super::console;
 use super::scrape;
 use crate::app::App;
 use crate::grpc::Identity;
 use crate::grpc::Namespaces;
 use crate::grpc::Role;
+use crate::grpc::gateway::Gateway;
 use crate::grpc::identity_from_der;
+use crate::network::NodeTls;
 use crate::observe::NodeMetrics;
 use crate::observe::watch::Readiness;
 
@@ -45,20 +49,41 @@ pub struct HttpState {
     /// concurrent scrapes cannot render each other's half-set gauges. Holds what the last
     /// scrape reported.
     pub(super) scrape_lock: Arc<Mutex<scrape::Reported>>,
+    /// The console's calls into the client API.
+    pub(super) gateway: Arc<Gateway>,
+    /// The console token a browser signs in with (TLS only); None: client certificates only.
+    pub(super) console_token: Option<Arc<str>>,
 }
 
 impl HttpState {
-    pub fn new(app: App, metrics: NodeMetrics, readiness: watch::Receiver<Readiness>) -> HttpState {
+    /// `tls`: the node's credentials, which the console's calls forward with to the leader.
+    pub fn new(
+        app: App,
+        metrics: NodeMetrics,
+        readiness: watch::Receiver<Readiness>,
+        tls: Option<Arc<NodeTls>>,
+        console_token: Option<String>,
+    ) -> HttpState {
         HttpState {
+            gateway: Arc::new(Gateway::new(app.clone(), tls)),
             app,
             metrics,
             readiness,
             scrape_lock: Arc::default(),
+            console_token: console_token.map(Arc::from),
         }
     }
 
     pub(super) fn is_ready(&self) -> bool {
         self.readiness.borrow().is_ok()
+    }
+
+    /// Why the node is not ready; empty while it is.
+    pub(super) fn not_ready(&self) -> String {
+        match &*self.readiness.borrow() {
+            Ok(()) => String::new(),
+            Err(why) => why.to_string(),
+        }
     }
 }
 
@@ -69,7 +94,12 @@ pub(crate) enum Caller {
     Insecure,
     /// TLS without a client certificate.
     Anonymous,
-    Credential(Identity),
+    /// A certificate of the cluster CA naming `identity`; the verified chain, leaf first,
+    /// for the console's calls into the client API.
+    Credential {
+        identity: Identity,
+        chain: Arc<Vec<CertificateDer<'static>>>,
+    },
     /// A certificate of the cluster CA whose subject names no identity; why.
     Unreadable(String),
 }
@@ -78,22 +108,26 @@ impl Caller {
     /// The caller of a TLS connection whose client sent `chain` (verified against the
     /// cluster CA by the handshake), or none.
     pub(super) fn of_certificate(chain: Option<&[CertificateDer<'_>]>) -> Caller {
-        match chain.and_then(<[_]>::first) {
-            None => Caller::Anonymous,
-            Some(leaf) => match identity_from_der(leaf) {
-                Ok(identity) => Caller::Credential(identity),
-                Err(e) => Caller::Unreadable(e.to_string()),
+        let Some(chain) = chain.filter(|chain| !chain.is_empty()) else {
+            return Caller::Anonymous;
+        };
+        match identity_from_der(&chain[0]) {
+            Ok(identity) => Caller::Credential {
+                identity,
+                chain: Arc::new(chain.iter().map(|der| der.clone().into_owned()).collect()),
             },
+            Err(e) => Caller::Unreadable(e.to_string()),
         }
     }
 
-    /// Whether the caller may read `/metrics`; the refusal says what credential to use.
-    fn may_read_metrics(&self) -> Result<(), (StatusCode, String)> {
+    /// Whether the caller may read what covers every namespace (`/metrics`, the console's
+    /// overview); the refusal ends with `how`, what credential to use.
+    pub(super) fn may_read_all(&self, how: &str) -> Result<(), (StatusCode, String)> {
         let identity = match self {
             Caller::Insecure => return Ok(()),
-            Caller::Anonymous => return Err((StatusCode::UNAUTHORIZED, format!("no client certificate. {HOW}"))),
-            Caller::Unreadable(why) => return Err((StatusCode::UNAUTHORIZED, format!("{why}. {HOW}"))),
-            Caller::Credential(identity) => identity,
+            Caller::Anonymous => return Err((StatusCode::UNAUTHORIZED, format!("no client certificate. {how}"))),
+            Caller::Unreadable(why) => return Err((StatusCode::UNAUTHORIZED, format!("{why}. {how}"))),
+            Caller::Credential { identity, .. } => identity,
         };
         match identity.role {
             Role::Node | Role::Admin => Ok(()),
@@ -101,14 +135,14 @@ impl Caller {
             Role::Reader => Err((
                 StatusCode::FORBIDDEN,
                 format!(
-                    "the reader credential {:?} acts in {}, and the metrics cover every namespace. {HOW}",
+                    "the reader credential {:?} acts in {}, and this covers every namespace. {how}",
                     identity.name, identity.namespaces
                 ),
             )),
             Role::Submitter | Role::Worker => Err((
                 StatusCode::FORBIDDEN,
                 format!(
-                    "a {} credential ({:?}) may not read the metrics. {HOW}",
+                    "a {} credential ({:?}) may not read what covers every namespace. {how}",
                     identity.role.as_str(),
                     identity.name
                 ),
@@ -128,6 +162,7 @@ pub(super) fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(console::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -144,7 +179,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>, Extension(caller): Extension<Caller>) -> Response {
-    if let Err(refusal) = caller.may_read_metrics() {
+    if let Err(refusal) = caller.may_read_all(HOW) {
         return refusal.into_response();
     }
     let body = scrape::render(&state);
@@ -155,6 +190,8 @@ async fn not_found(uri: Uri) -> (StatusCode, String) {
     let path: String = uri.path().chars().take(128).collect();
     (
         StatusCode::NOT_FOUND,
-        format!("no page {path:?} on this port; it serves /healthz, /readyz and /metrics\n"),
+        format!(
+            "no page {path:?} on this port; it serves the dashboard at /, /healthz, /readyz, /metrics and /api/v1/\n"
+        ),
     )
 }

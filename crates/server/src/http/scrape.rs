@@ -65,12 +65,12 @@ struct Figures {
     health: Health,
 }
 
-struct QueueFigures {
-    name: String,
-    by_state: [u64; TaskStatus::ALL.len()],
-    ready: usize,
+pub(super) struct QueueFigures {
+    pub(super) name: String,
+    pub(super) by_state: [u64; TaskStatus::ALL.len()],
+    pub(super) ready: usize,
     /// How long the next task dispatch would start has been ready, in seconds.
-    backlog_age_seconds: f64,
+    pub(super) backlog_age_seconds: f64,
 }
 
 /// What the last scrape reported per queue and per peer: a series no longer there is set to
@@ -234,7 +234,7 @@ impl Figures {
 }
 
 /// The first [`MAX_REPORTED_QUEUES`] queues by name that hold tasks, and how many more do.
-fn queue_figures(scheduler: &SchedulerState, now_ms: u64) -> (Vec<QueueFigures>, usize) {
+pub(super) fn queue_figures(scheduler: &SchedulerState, now_ms: u64) -> (Vec<QueueFigures>, usize) {
     let mut queues: Vec<QueueFigures> = Vec::new();
     let mut omitted = 0;
     let mut last_omitted = None;

@@ -183,6 +183,16 @@ impl NodeConfig {
         Ok(Some(NodeTls::from_pems(&pems, server_name)))
     }
 
+    /// The console token browsers sign in to the web console with (`console.token` in the
+    /// credentials dir); None when `insecure` (the console is open) or the dir has none
+    /// (client certificates only).
+    pub fn console_token(&self) -> Result<Option<String>, ConfigError> {
+        match (&self.tls_dir, self.insecure) {
+            (Some(dir), false) => raftsched_certs::layout::read_console_token(dir).map_err(ConfigError::Tls),
+            _ => Ok(None),
+        }
+    }
+
     pub fn advertise_addr(&self) -> &str {
         self.advertise_addr.as_deref().unwrap_or(&self.listen_addr)
     }

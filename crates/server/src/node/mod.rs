@@ -200,6 +200,12 @@ impl RunningNode {
             None => None,
         };
         let http_tls = tls.as_deref().map(http::HttpTls::from_node).transpose()?;
+        let console_token = config.console_token()?;
+        if tls.is_some() && http_listener.is_some() && console_token.is_none() {
+            tracing::info!(
+                "no console.token in the credentials dir: the web console takes client certificates only;                  `raftsched certs console-token --dir DIR` writes one"
+            );
+        }
         let store_closed = store.closed_signal();
         let shared_state = store.state_machine.shared();
         let removed_peers = store.state_machine.removed_peers();
@@ -244,7 +250,7 @@ impl RunningNode {
         );
         let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
         let http_server = http_listener.map(|listener| {
-            let state = http::HttpState::new(app.clone(), node_metrics, readiness.clone());
+            let state = http::HttpState::new(app.clone(), node_metrics, readiness.clone(), tls.clone(), console_token);
             tokio::spawn(http::serve(listener, state, http_tls, shutdown.clone()))
         });
         let server = grpc::serve(

@@ -10,6 +10,7 @@ mod adversarial;
 mod authz;
 mod bad_input;
 mod cluster;
+mod console;
 mod deep_workflow;
 mod dispatch;
 mod failover;

@@ -28,23 +28,30 @@ use tonic_health::pb::health_client::HealthClient;
 
 /// An HTTP answer: status code and body.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: String,
 }
 
 /// GET `path` from `addr`: plaintext when `tls` is None, else TLS trusting the cluster CA in
 /// the credentials dir, presenting credential `identity` if one is named.
 async fn get(addr: SocketAddr, path: &str, tls: Option<(&Path, Option<&str>)>) -> Answer {
-    let tcp = TcpStream::connect(addr).await.expect("connect to the HTTP port");
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    send(addr, &request, tls).await
+}
+
+/// Sends the whole HTTP/1.1 `request` (which asks for `Connection: close`) to `addr`, as
+/// [`get`] does, and reads the answer.
+pub(crate) async fn send(addr: SocketAddr, request: &str, tls: Option<(&Path, Option<&str>)>) -> Answer {
+    let tcp = TcpStream::connect(addr).await.expect("connect to the HTTP port");
     let raw = match tls {
-        None => exchange(tcp, &request).await,
+        None => exchange(tcp, request).await,
         Some((dir, identity)) => {
             let connector = tokio_rustls::TlsConnector::from(client_config(dir, identity));
             let name = ServerName::try_from("localhost").expect("a DNS name");
             let stream = connector.connect(name, tcp).await.expect("TLS handshake");
-            exchange(stream, &request).await
+            exchange(stream, request).await
         }
     };
     parse(&raw)
@@ -76,6 +83,7 @@ fn parse(raw: &[u8]) -> Answer {
     );
     Answer {
         status,
+        head: head.to_string(),
         body: body.to_string(),
     }
 }
@@ -273,7 +281,7 @@ async fn metrics_need_a_credential_for_every_namespace_and_say_which() {
     let missing = get(addr, "/nothing-here", Some((&dir, None))).await;
     assert_eq!(missing.status, 404);
     assert!(
-        missing.body.contains("/healthz, /readyz and /metrics"),
+        missing.body.contains("the dashboard at /, /healthz, /readyz, /metrics"),
         "{}",
         missing.body
     );
