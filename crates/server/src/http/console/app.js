@@ -25,7 +25,7 @@ function h(tag, attrs, ...children) {
     if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -228,13 +228,22 @@ async function schedulesView() {
 
 async function scheduleView(name) {
   const { schedule } = await call("GetSchedule", { ...stale, namespace: namespace(), name });
+  const spec = schedule.spec || {};
   const runs = (schedule.runs || []).slice().reverse();
-  const runCells = (r) => Object.entries(r).map(([k, v]) => `${k}: ${k.endsWith("Ms") ? when(v) : v}`).join(", ");
   return [
     section(`Schedule ${schedule.name}`, schedule.paused ? "paused" : "active",
-      h("h2", {}, "next fire times"), h("ul", {}, (schedule.nextFireMs || []).map((ms) => h("li", {}, when(ms))))),
-    section("Recent runs", "newest first", runs.length ? h("ul", {}, runs.map((r) => h("li", {},
-      r.taskId ? h("a", { href: `#/task/${r.taskId}` }, `task ${r.taskId}`) : null, " ", runCells(r)))) : h("p", { class: "muted" }, "no run yet")),
+      h("dl", {}, h("dt", {}, "recurrence"),
+        h("dd", {}, spec.cron ? `cron ${spec.cron.expression} (${spec.cron.timeZone || "UTC"})` : `every ${ago(num(spec.everyMs))}`),
+        h("dt", {}, "command"), h("dd", {}, spec.template?.command?.commandLine || ""),
+        h("dt", {}, "fired"), h("dd", {}, num(schedule.firedCount)), h("dt", {}, "skipped"), h("dd", {}, num(schedule.skippedCount)),
+        h("dt", {}, "next fire times"), h("dd", {}, (schedule.nextFireMs || []).map(when).join(" · ") || "—"))),
+    section("Recent runs", "newest first", table(["occurrence", "outcome", "task", "task state", "why"],
+      runs.map((r) => h("tr", { "data-run": r.outcome || "" },
+        h("td", {}, when(r.scheduledMs)), h("td", {}, r.outcome || ""),
+        h("td", {}, num(r.taskId) ? h("a", { href: `#/task/${r.taskId}` }, r.taskId) : "—"),
+        h("td", {}, num(r.taskId) ? pill(taskState(r.taskState)) : ""),
+        h("td", {}, r.skippedCount ? `${r.skippedCount} skipped since ${when(r.firstSkippedMs)}: ${r.reason || ""}` : r.reason || ""))),
+      "no run yet")),
   ];
 }
 
@@ -283,12 +292,13 @@ function dag(tasks) {
 async function workflowView(id) {
   const { workflow, nextPageToken } = await call("GetWorkflow", { ...stale, workflowId: id });
   const tasks = workflow.tasks || [];
+  const byKey = new Map(tasks.map((t) => [String(t.task.id), t.key]));
   return [
     section(`Workflow ${workflow.id}`, `${workflow.name || ""} · ${enumName(workflow.state, "WORKFLOW_STATE_")} · ${workflow.taskCount || 0} tasks`,
       h("div", { id: "dag" }, dag(tasks)), nextPageToken ? h("p", { class: "muted" }, `the first ${tasks.length} tasks are drawn`) : null),
     section("Tasks", "", table(["key", "task", "state", "after"], tasks.map((t) => h("tr", {},
       h("td", {}, t.key), h("td", {}, h("a", { href: `#/task/${t.task.id}` }, t.task.id)), h("td", {}, pill(taskState(t.task.state))),
-      h("td", {}, (t.task.dependsOn || []).join(", ")))), "")),
+      h("td", {}, (t.task.dependsOn || []).map((id) => byKey.get(String(id)) || id).join(", ")))), "")),
   ];
 }
 
