@@ -405,6 +405,16 @@ pub fn node_config(id: NodeId, member: &MemberNode, data_dir: PathBuf) -> NodeCo
     config
 }
 
+/// The one slot for tests that load the machine on purpose (300,000 tasks filled in
+/// batches, a thousand tasks through three workers). Each asserts what its own load does
+/// (no election, every task done within its wait); two of them at once on CI's 2 cores
+/// measured each other instead: a 1000-task batch went unanswered for 15 s while the other
+/// ran. A test that takes the slot holds it to its end.
+pub async fn heavy_load_slot() -> tokio::sync::MutexGuard<'static, ()> {
+    static SLOT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SLOT.lock().await
+}
+
 /// Polls `probe` every 20 ms until it returns Some, or panics after [`DEADLINE`].
 pub async fn wait_until<T, F, Fut>(what: &str, mut probe: F) -> T
 where

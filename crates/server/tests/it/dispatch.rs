@@ -301,6 +301,7 @@ async fn a_silent_worker_loses_its_lease_and_its_task_completes_elsewhere_once()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_tasks_over_three_workers_each_complete_once() {
+    let _slot = common::heavy_load_slot().await;
     let cluster = TestCluster::start(3, test_tuning()).await;
     let workers: Vec<_> = (1..=3)
         .map(|i| start_worker(&cluster, WorkerOptions::new(format!("w{i}"), 8)))

@@ -253,6 +253,7 @@ async fn fill(client: &ClusterClient, tasks: usize) {
 /// election happens and no submission waits a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_and_list_loops_at_300k_tasks_neither_stall_apply_nor_cause_an_election() {
+    let _slot = common::heavy_load_slot().await;
     let cluster = TestCluster::start(3, test_tuning()).await;
     let client = cluster.client();
     let fill_started = Instant::now();
