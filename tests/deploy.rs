@@ -118,3 +118,101 @@ fn the_sample_config_starts_a_node_that_answers_its_readiness_probe() {
         }
     }
 }
+
+/// The settings `raftsched node --check-config` prints for `file`, the variables `env` and
+/// the flags `flags`, parsed back; or its stderr.
+fn checked_config(file: &Path, env: &[(&str, &str)], flags: &[&str]) -> Result<toml::Table, String> {
+    let mut command = Command::new(BIN);
+    command
+        .args(["node", "--check-config", "--config"])
+        .arg(file)
+        .args(flags);
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("RAFTSCHED_")) {
+        command.env_remove(name);
+    }
+    let output = command.envs(env.iter().copied()).stdin(Stdio::null()).output().unwrap();
+    if !output.status.success() {
+        return Err(text(&output.stderr));
+    }
+    text(&output.stdout)
+        .parse()
+        .map_err(|e| format!("not TOML ({e}): {}", text(&output.stdout)))
+}
+
+#[test]
+fn a_flag_beats_its_variable_which_beats_the_config_file_which_beats_the_default() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("node.toml");
+    let data = root.path().join("data");
+    std::fs::write(
+        &file,
+        format!(
+            "node_id = 1\nlisten_addr = \"127.0.0.1:7001\"\ndata_dir = {data:?}\ninsecure = true\n\
+             http_listen_addr = \"127.0.0.1:8001\"\n[raft]\nheartbeat_interval_ms = 70\nelection_timeout_min_ms = 200\n\
+             election_timeout_max_ms = 400\n"
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("RAFTSCHED_NODE_HTTP_LISTEN", "127.0.0.1:8002"),
+        ("RAFTSCHED_NODE_HEARTBEAT_MS", "60ms"),
+        ("RAFTSCHED_NODE_MAX_LIVE_TASKS", "5000"),
+    ];
+    let config = checked_config(&file, &env, &["--http-listen", "127.0.0.1:8003"]).unwrap();
+    assert_eq!(
+        config["http_listen_addr"].as_str(),
+        Some("127.0.0.1:8003"),
+        "the flag wins over its variable"
+    );
+    let raft = config["raft"].as_table().unwrap();
+    assert_eq!(
+        raft["heartbeat_interval_ms"].as_integer(),
+        Some(60),
+        "the variable wins over the file"
+    );
+    assert_eq!(
+        raft["election_timeout_min_ms"].as_integer(),
+        Some(200),
+        "the file wins over the default"
+    );
+    assert_eq!(
+        raft["snapshot_after_entries"].as_integer(),
+        Some(1000),
+        "the default, unset anywhere"
+    );
+    assert_eq!(config["quotas"]["max_live_tasks"].as_integer(), Some(5000));
+    assert_eq!(config["listen_addr"].as_str(), Some("127.0.0.1:7001"));
+
+    // A bad value in a variable is refused like the flag's, naming the flag.
+    let error = checked_config(&file, &[("RAFTSCHED_NODE_HEARTBEAT_MS", "soon")], &[]).unwrap_err();
+    assert!(error.contains("--heartbeat-ms"), "{error}");
+    // The settings are checked as a whole: a variable that breaks a relation is refused.
+    let error = checked_config(&file, &[("RAFTSCHED_NODE_HEARTBEAT_MS", "10s")], &[]).unwrap_err();
+    assert!(error.contains("heartbeat"), "{error}");
+}
+
+#[test]
+fn man_pages_cover_every_command_and_name_each_flags_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN).arg("man").arg(dir.path()).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(text(&output.stdout).contains("man pages to"), "{}", describe(&output));
+    let page = |name: &str| {
+        std::fs::read_to_string(dir.path().join(format!("{name}.1"))).unwrap_or_else(|e| panic!("{name}.1: {e}"))
+    };
+    for name in [
+        "raftsched",
+        "raftsched-node",
+        "raftsched-worker",
+        "raftsched-cluster-status",
+        "raftsched-certs-console-token",
+    ] {
+        assert!(page(name).starts_with(".ie"), "{name}.1 is roff: {}", &page(name)[..80]);
+    }
+    let submit = page("raftsched-task-submit");
+    // roff escapes each '-' of a flag.
+    for needed in [r"\-\-queue", "RAFTSCHED_TASK_SUBMIT_QUEUE", "RAFTSCHED_CLUSTER"] {
+        assert!(submit.contains(needed), "{needed} in raftsched-task-submit.1");
+    }
+    assert!(page("raftsched-node").contains("RAFTSCHED_NODE_DATA_DIR"));
+}

@@ -145,6 +145,9 @@ enum Command {
     /// Print a shell completion script: `raftsched completions bash > /etc/bash_completion.d/raftsched`,
     /// or `source <(raftsched completions zsh)` (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+    /// Write the man pages, one per command (raftsched.1, raftsched-task-submit.1, ...), into
+    /// DIR: `raftsched man /usr/local/share/man/man1`, then `man raftsched-task-submit`.
+    Man { dir: std::path::PathBuf },
 }
 
 impl Cli {
@@ -161,7 +164,8 @@ impl Cli {
             raftsched_core::state::wire::OLDEST_READABLE_WIRE_VERSION,
         );
         // Leaked once per process: clap keeps version texts as &'static str.
-        let matches = Cli::command().long_version(&*long_version.leak()).get_matches();
+        let command = with_env_for_every_flag(Cli::command(), ENV_PREFIX);
+        let matches = command.long_version(&*long_version.leak()).get_matches();
         Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 
@@ -225,7 +229,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut command, "raftsched", &mut std::io::stdout());
             Ok(())
         }
+        Command::Man { dir } => write_man_pages(&dir),
     }
+}
+
+/// Every flag's environment variable starts with this.
+const ENV_PREFIX: &str = "RAFTSCHED";
+
+/// Gives every flag that has no environment variable of its own one named after its command
+/// path and its long name: `--json` is RAFTSCHED_JSON, `node --data-dir`
+/// RAFTSCHED_NODE_DATA_DIR, `task submit --queue` RAFTSCHED_TASK_SUBMIT_QUEUE. Precedence is
+/// flag > variable > config file (`node --config`) > default: clap reads a variable only
+/// for a flag not given, and the node lays flags and variables alike over its file.
+/// A switch's variable is set by 1, true, yes or on. Positional arguments, --help and
+/// --version get none.
+pub(crate) fn with_env_for_every_flag(command: clap::Command, prefix: &str) -> clap::Command {
+    let prefix = prefix.to_string();
+    let command = command.mut_args(|arg| {
+        let Some(long) = arg.get_long().filter(|long| !matches!(*long, "help" | "version")) else {
+            return arg;
+        };
+        if arg.get_env().is_some() || arg.is_positional() {
+            return arg;
+        }
+        let name = format!("{prefix}_{}", long.replace('-', "_").to_ascii_uppercase());
+        // Leaked once per flag and process: clap keeps env names as &'static str.
+        let arg = arg.env(&*name.leak());
+        // A switch reads 1, true, yes or on as set; 0, false, no, off or empty as not.
+        match arg.get_action() {
+            clap::ArgAction::SetTrue => arg.value_parser(clap::builder::FalseyValueParser::new()),
+            _ => arg,
+        }
+    });
+    command.mut_subcommands(move |sub| {
+        let sub_prefix = format!("{prefix}_{}", sub.get_name().replace('-', "_").to_ascii_uppercase());
+        with_env_for_every_flag(sub, &sub_prefix)
+    })
+}
+
+/// The man pages of every command into `dir` (created if missing), each flag with its
+/// variable.
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let command = with_env_for_every_flag(<Cli as clap::CommandFactory>::command(), ENV_PREFIX);
+    clap_mangen::generate_to(command, dir).with_context(|| format!("writing the man pages to {}", dir.display()))?;
+    let pages = std::fs::read_dir(dir)?
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "1")))
+        .count();
+    println!("wrote {pages} man pages to {}", dir.display());
+    Ok(())
 }
 
 /// `KEY=VALUE` for repeatable flags.
@@ -241,4 +294,60 @@ pub async fn wait_for_stop_signal() -> anyhow::Result<()> {
     raftsched_client::wait_for_stop_signal()
         .await
         .context("waiting for SIGINT or SIGTERM")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flag: its command path ("" for a global one, which every subcommand repeats), its
+    /// long name and its variable.
+    type Flag = (String, String, Option<String>);
+
+    fn flags(command: &clap::Command, path: &str, out: &mut Vec<Flag>) {
+        for arg in command.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+                let path = if arg.is_global_set() { "" } else { path };
+                out.push((path.to_string(), long.to_string(), env));
+            }
+        }
+        for sub in command.get_subcommands() {
+            flags(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_has_one_raftsched_variable_of_its_own() {
+        let mut command = with_env_for_every_flag(<Cli as clap::CommandFactory>::command(), ENV_PREFIX);
+        command.build();
+        let mut all = Vec::new();
+        flags(&command, "raftsched", &mut all);
+        assert!(all.len() > 100, "{} flags found", all.len());
+        let mut owner: std::collections::BTreeMap<String, (String, String)> = Default::default();
+        for (path, long, env) in all {
+            if matches!(long.as_str(), "help" | "version") {
+                assert_eq!(env, None, "{path} --{long}");
+                continue;
+            }
+            let env = env.unwrap_or_else(|| panic!("{path} --{long} has no environment variable"));
+            assert!(env.starts_with("RAFTSCHED_"), "{path} --{long}: {env}");
+            let claimed = owner.entry(env.clone()).or_insert((path.clone(), long.clone()));
+            assert!(
+                *claimed == (path.clone(), long.clone()),
+                "{env} names both {} --{} and {path} --{long}",
+                claimed.0,
+                claimed.1
+            );
+        }
+        for (env, flag) in [
+            ("RAFTSCHED_JSON", "json"),
+            ("RAFTSCHED_NODE_DATA_DIR", "data-dir"),
+            ("RAFTSCHED_TASK_SUBMIT_QUEUE", "queue"),
+            ("RAFTSCHED_WORKER_SLOTS", "slots"),
+            ("RAFTSCHED_WORKER_KILL_GRACE", "kill-grace"),
+        ] {
+            assert_eq!(owner.get(env).map(|o| o.1.as_str()), Some(flag), "{env}");
+        }
+    }
 }

@@ -13,9 +13,14 @@ use crate::cli::TlsArgs;
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// TOML file with the node's settings; flags given here override it.
+    /// TOML file with the node's settings. Each flag's RAFTSCHED_NODE_* variable overrides
+    /// it, and the flag overrides both.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Check the settings (the --config file, the variables and the flags, laid over each
+    /// other in that order), print them as TOML and exit without starting the node.
+    #[arg(long)]
+    check_config: bool,
     /// This member's stable id (1, 2, 3, ...).
     #[arg(long)]
     id: Option<u64>,
@@ -179,7 +184,15 @@ pub async fn run(args: NodeArgs, tls: &TlsArgs) -> anyhow::Result<()> {
     // the mask covers the files sled creates later inside them.
     // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
     unsafe { libc::umask(0o077) };
+    let check_only = args.check_config;
     let config = args.into_config(tls)?;
+    if check_only {
+        print!(
+            "{}",
+            toml::to_string(&config).context("rendering the settings as TOML")?
+        );
+        return Ok(());
+    }
     let node = RunningNode::start(config).await?;
     let raft = node.raft().clone();
     tokio::select! {
