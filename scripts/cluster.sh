@@ -475,8 +475,9 @@ client() {
 # NODE_ID ROLE LEADER_ID TERM. Plain bash: the JSON is pretty-printed, one field a line.
 parse_members() {
     local line node="" role="" leader="" term=""
-    local re_node='"node_id": *([0-9]+)' re_role='"role": *"([a-z]*)"'
-    local re_leader='"leader_id": *([0-9]+)' re_term='"term": *([0-9]+)' re_end='^[[:space:]]*\}'
+    # The API's JSON mapping: camelCase names, 64-bit integers as strings.
+    local re_node='"nodeId": *"([0-9]+)"' re_role='"role": *"([a-z]*)"'
+    local re_leader='"leaderId": *"([0-9]+)"' re_term='"term": *"([0-9]+)"' re_end='^[[:space:]]*\}'
     while IFS= read -r line; do
         if [[ $line =~ $re_node ]]; then
             node=${BASH_REMATCH[1]}

@@ -29,6 +29,28 @@ struct Member {
     leader_id: u64,
 }
 
+/// A 64-bit integer of the CLI's JSON: the API's JSON mapping writes it as a string.
+fn int(value: &Value) -> Option<u64> {
+    value.as_str().and_then(|text| text.parse().ok())
+}
+
+/// A task's state by its short name (`TASK_STATE_SUCCEEDED` is `succeeded`).
+fn state(task: &Value) -> String {
+    task["state"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("TASK_STATE_")
+        .to_ascii_lowercase()
+}
+
+/// An attempt's outcome as the CLI's table shows it (`ATTEMPT_OUTCOME_TIMED_OUT` is `timed-out`).
+fn outcome(attempt: &Value) -> String {
+    let name = attempt["outcome"].as_str().unwrap_or_default();
+    name.trim_start_matches("ATTEMPT_OUTCOME_")
+        .to_ascii_lowercase()
+        .replace('_', "-")
+}
+
 fn members(cluster: &Target) -> Result<Vec<Member>, String> {
     let status = cli_json(cluster, &["cluster", "status"])?;
     let members = status["members"]
@@ -37,15 +59,18 @@ fn members(cluster: &Target) -> Result<Vec<Member>, String> {
     Ok(members
         .iter()
         .map(|m| Member {
-            node_id: m["node_id"].as_u64().unwrap_or(0),
+            node_id: int(&m["nodeId"]).unwrap_or(0),
             role: m["role"].as_str().unwrap_or_default().to_string(),
-            leader_id: m["leader_id"].as_u64().unwrap_or(0),
+            leader_id: int(&m["leaderId"]).unwrap_or(0),
         })
         .collect())
 }
 
+/// The id of a task, or of the task in a response (`task submit` prints `{"task": ...,
+/// "created": ...}`).
 fn task_id(task: &Value) -> Result<u64, String> {
-    task["id"].as_u64().ok_or_else(|| format!("no task id in {task}"))
+    let task_itself = task.get("task").unwrap_or(task);
+    int(&task_itself["id"]).ok_or_else(|| format!("no task id in {task}"))
 }
 
 /// The ids in `task list --json` output.
@@ -54,7 +79,7 @@ fn listed_ids(list: &Value) -> Vec<u64> {
         .as_array()
         .expect("task list --json prints {\"tasks\": [...]}")
         .iter()
-        .filter_map(|t| t["id"].as_u64())
+        .filter_map(|t| int(&t["id"]))
         .collect()
 }
 
@@ -67,10 +92,10 @@ fn submit_get_and_list(all: &Target) -> u64 {
     assert_eq!(submitted["created"], Value::Bool(true), "{submitted}");
     let id = task_id(&submitted).unwrap();
     let fetched = cli_json(all, &["task", "get", &id.to_string()]).expect("getting the task");
-    assert_eq!(fetched["id"].as_u64(), Some(id), "{fetched}");
-    assert_eq!(fetched["name"], "first", "{fetched}");
-    assert_eq!(fetched["queue"], "e2e", "{fetched}");
-    assert_eq!(fetched["payload"]["command"], "echo first", "{fetched}");
+    assert_eq!(int(&fetched["id"]), Some(id), "{fetched}");
+    assert_eq!(fetched["spec"]["name"], "first", "{fetched}");
+    assert_eq!(fetched["spec"]["queue"], "e2e", "{fetched}");
+    assert_eq!(fetched["spec"]["command"]["commandLine"], "echo first", "{fetched}");
     let listed = cli_json(all, &["task", "list", "--queue", "e2e"]).expect("listing tasks");
     assert_eq!(listed_ids(&listed), vec![id], "{listed}");
     id
@@ -104,7 +129,7 @@ fn connected_workers(list: &Value) -> Vec<String> {
         .unwrap_or_default()
         .iter()
         .filter(|w| w["connected"] == Value::Bool(true))
-        .filter_map(|w| w["worker_id"].as_str().map(String::from))
+        .filter_map(|w| w["workerId"].as_str().map(String::from))
         .collect();
     ids.sort();
     ids
@@ -134,12 +159,12 @@ fn str_field<'a>(value: &'a Value, field: &str) -> &'a str {
 fn wait_for_state(all: &Target, id: u64, state: &str) -> Value {
     wait_for(&format!("task {id} to be {state}"), WAIT, || {
         let task = cli_json(all, &["task", "get", &id.to_string()])?;
-        let now = str_field(&task, "state");
+        let now = self::state(&task);
         if now == state {
             return Ok(task);
         }
         assert!(
-            !["succeeded", "failed", "cancelled"].contains(&now),
+            !["succeeded", "failed", "cancelled"].contains(&now.as_str()),
             "task {id} finished {now}, not {state}: {task:#}"
         );
         Err(format!("task {id} is {now}"))
@@ -213,7 +238,7 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
     // `worker list` shows both workers, as the script started them.
     let list = wait_for_connected_workers(&all, &["worker1", "worker2"]);
     for worker in list["workers"].as_array().unwrap() {
-        let id = str_field(worker, "worker_id");
+        let id = str_field(worker, "workerId");
         assert_eq!(worker["slots"], 4, "{worker}");
         assert_eq!(worker["draining"], false, "{worker}");
         assert_eq!(worker["labels"]["worker"], &id["worker".len()..], "{worker}");
@@ -226,18 +251,21 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
         &["queue", "set", "batch", "--weight", "3", "--placement", "spread"],
     )
     .unwrap();
+    let set = &set["policy"];
     assert_eq!(
         (set["weight"].as_u64(), set["placement"].as_str()),
         (Some(3), Some("spread")),
         "{set}"
     );
     let kept = cli_json(&all, &["queue", "set", "batch", "--retention", "1h"]).unwrap();
+    let kept = &kept["policy"];
     assert_eq!(kept["weight"], 3, "{kept}");
     assert_eq!(kept["placement"], "spread", "{kept}");
-    assert_eq!(kept["retention_ms"], 3_600_000, "{kept}");
+    assert_eq!(int(&kept["retentionMs"]), Some(3_600_000), "{kept}");
     let reweighted = cli_json(&all, &["queue", "set", "batch", "--weight", "5"]).unwrap();
+    let reweighted = &reweighted["policy"];
     assert_eq!(
-        (reweighted["placement"].as_str(), reweighted["retention_ms"].as_u64()),
+        (reweighted["placement"].as_str(), int(&reweighted["retentionMs"])),
         (Some("spread"), Some(3_600_000)),
         "{reweighted}"
     );
@@ -262,7 +290,7 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
     assert!(lines.len() >= 2, "a line per change: {lines:#?}");
-    assert_eq!(lines.last().unwrap()["state"], "succeeded", "{lines:#?}");
+    assert_eq!(state(lines.last().unwrap()), "succeeded", "{lines:#?}");
     assert!(
         lines.windows(2).all(|pair| pair[0] != pair[1]),
         "only changes: {lines:#?}"
@@ -271,7 +299,7 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
     // `--wait` says the task id first, and Ctrl-C stops the waiting, not the task.
     let waited = interrupted_wait(&all);
     let task = cli_json(&all, &["task", "get", &waited.to_string()]).unwrap();
-    assert!(["pending", "running"].contains(&str_field(&task, "state")), "{task:#}");
+    assert!(["pending", "running"].contains(&state(&task).as_str()), "{task:#}");
     cli_json(&all, &["task", "cancel", &waited.to_string()]).unwrap();
 
     // The quick start: a shell command runs on a worker, and --wait prints its outcome.
@@ -282,16 +310,16 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
     );
     assert!(output.status.success(), "{}", describe(&output));
     let id = task_id(&hello).unwrap();
-    assert_eq!(hello["state"], "succeeded", "{hello:#}");
+    assert_eq!(state(&hello), "succeeded", "{hello:#}");
     let [attempt] = attempts(&hello) else {
         panic!("one attempt expected: {hello:#}")
     };
-    let worker = str_field(attempt, "worker_id");
+    let worker = str_field(attempt, "workerId");
     assert!(["worker1", "worker2"].contains(&worker), "{hello:#}");
-    assert_eq!(attempt["outcome"], "succeeded", "{hello:#}");
-    assert_eq!(attempt["exit_code"], 0, "{hello:#}");
+    assert_eq!(outcome(attempt), "succeeded", "{hello:#}");
+    assert_eq!(attempt["exitCode"], 0, "{hello:#}");
     assert_eq!(
-        str_field(attempt, "stdout_tail"),
+        str_field(attempt, "stdoutTail"),
         format!("hello-{id} from {worker}\n"),
         "{hello:#}"
     );
@@ -309,25 +337,25 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
         "{}",
         describe(&output)
     );
-    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert_eq!(state(&failed), "failed", "{failed:#}");
     let tries = attempts(&failed);
     assert_eq!(tries.len(), 2, "{failed:#}");
     for (number, attempt) in (1..).zip(tries) {
         assert_eq!(attempt["number"], number, "{failed:#}");
-        assert_eq!(attempt["outcome"], "failed", "{failed:#}");
-        assert_eq!(attempt["exit_code"], 3, "{failed:#}");
+        assert_eq!(outcome(attempt), "failed", "{failed:#}");
+        assert_eq!(attempt["exitCode"], 3, "{failed:#}");
     }
     // Only the latest attempt keeps its output.
-    assert_eq!(str_field(&tries[1], "stderr_tail"), "broken\n", "{failed:#}");
+    assert_eq!(str_field(&tries[1], "stderrTail"), "broken\n", "{failed:#}");
 
     // An attempt that outlives --timeout-ms is timed out.
     let (output, slow) = submit_and_wait(&all, &["--timeout-ms", "500", "--max-attempts", "1"], "sleep 10");
     assert!(!output.status.success(), "{}", describe(&output));
-    assert_eq!(slow["state"], "failed", "{slow:#}");
+    assert_eq!(state(&slow), "failed", "{slow:#}");
     let [attempt] = attempts(&slow) else {
         panic!("one attempt expected: {slow:#}")
     };
-    assert_eq!(attempt["outcome"], "timed-out", "{slow:#}");
+    assert_eq!(outcome(attempt), "timed-out", "{slow:#}");
 
     // Cancelling a running task kills its command on the worker.
     let marker = format!("cli-e2e-cancelled-{}", cluster.port_base);
@@ -335,7 +363,7 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
     wait_for_state(&all, id, "running");
     wait_for_commands(&marker, 1, "the cancelled task's shell to run");
     let cancelled = cli_json(&all, &["task", "cancel", &id.to_string()]).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(cancelled["state"], "cancelled", "{cancelled:#}");
+    assert_eq!(state(&cancelled["task"]), "cancelled", "{cancelled:#}");
     wait_for_commands(&marker, 0, "the cancelled task's command to be killed");
 
     // Kill the worker that runs a task: once its lease expires, the task runs on the other
@@ -351,7 +379,7 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
         ),
     );
     let running = wait_for_state(&all, id, "running");
-    let victim = str_field(&attempts(&running)[0], "worker_id").to_string();
+    let victim = str_field(&attempts(&running)[0], "workerId").to_string();
     let (victim_number, survivor) = match victim.as_str() {
         "worker1" => ("1", "worker2"),
         "worker2" => ("2", "worker1"),
@@ -366,12 +394,12 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
     let [first, second] = attempts(&moved) else {
         panic!("two attempts expected: {moved:#}")
     };
-    assert_eq!(first["worker_id"], victim.as_str(), "{moved:#}");
-    assert_eq!(first["outcome"], "lease-expired", "{moved:#}");
-    assert_eq!(second["worker_id"], survivor, "{moved:#}");
-    assert_eq!(second["outcome"], "succeeded", "{moved:#}");
+    assert_eq!(first["workerId"], victim.as_str(), "{moved:#}");
+    assert_eq!(outcome(first), "lease-expired", "{moved:#}");
+    assert_eq!(second["workerId"], survivor, "{moved:#}");
+    assert_eq!(outcome(second), "succeeded", "{moved:#}");
     assert_eq!(
-        str_field(second, "stdout_tail"),
+        str_field(second, "stdoutTail"),
         format!("ran on {survivor}\n"),
         "{moved:#}"
     );
@@ -393,9 +421,9 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
     let [attempt] = attempts(&back) else {
         panic!("one attempt expected: {back:#}")
     };
-    assert_eq!(attempt["worker_id"], victim.as_str(), "{back:#}");
+    assert_eq!(attempt["workerId"], victim.as_str(), "{back:#}");
     assert_eq!(
-        str_field(attempt, "stdout_tail"),
+        str_field(attempt, "stdoutTail"),
         format!("back on {victim}\n"),
         "{back:#}"
     );
@@ -433,7 +461,7 @@ fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
     let refetched = wait_for("the first task to be readable after the leader died", WAIT, || {
         cli_json(&all, &["task", "get", &first.to_string()])
     });
-    assert_eq!(refetched["name"], "first", "{refetched}");
+    assert_eq!(refetched["spec"]["name"], "first", "{refetched}");
     // A fixed request id: a retry after an answer lost in the failover cannot make a second task.
     let second_args = [
         "task",
@@ -461,10 +489,10 @@ fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
     let [attempt] = attempts(&finished) else {
         panic!("one attempt expected: {finished:#}")
     };
-    assert_eq!(attempt["worker_id"], running_attempt["worker_id"], "{finished:#}");
+    assert_eq!(attempt["workerId"], running_attempt["workerId"], "{finished:#}");
     assert_eq!(attempt["token"], running_attempt["token"], "{finished:#}");
-    assert_eq!(attempt["outcome"], "succeeded", "{finished:#}");
-    assert!(str_field(attempt, "stdout_tail").contains("survived"), "{finished:#}");
+    assert_eq!(outcome(attempt), "succeeded", "{finished:#}");
+    assert!(str_field(attempt, "stdoutTail").contains("survived"), "{finished:#}");
     // And new work runs under the new leader. A fixed request id: a retry waits for the same
     // task.
     let after = wait_for("a --wait task to succeed under the new leader", WAIT, || {
@@ -488,9 +516,9 @@ fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
             Err(describe(&output))
         }
     });
-    assert_eq!(after["state"], "succeeded", "{after:#}");
+    assert_eq!(state(&after), "succeeded", "{after:#}");
     assert_eq!(
-        attempts(&after).last().map(|a| str_field(a, "stdout_tail")),
+        attempts(&after).last().map(|a| str_field(a, "stdoutTail")),
         Some("after-failover\n"),
         "{after:#}"
     );
@@ -502,7 +530,7 @@ fn failover_to_a_new_leader_and_catch_up_of_the_restarted_node() {
         let task = wait_for(&format!("the restarted node to have task {id}"), WAIT, || {
             cli_json(&restarted, &["task", "get", "--stale", &id.to_string()])
         });
-        assert_eq!(task["name"], name, "{task}");
+        assert_eq!(task["spec"]["name"], name, "{task}");
     }
     let stale_list = cli_json(
         &restarted,
@@ -630,7 +658,7 @@ fn an_insecure_cluster_runs_in_plaintext_when_asked_and_says_so() {
     );
     let all = cluster.target();
     let (output, task) = submit_and_wait(&all, &["--name", "plain"], "echo plaintext");
-    assert_eq!(task["state"], "succeeded", "{task:#} {}", describe(&output));
+    assert_eq!(state(&task), "succeeded", "{task:#} {}", describe(&output));
     for node in 1..=3 {
         let log = std::fs::read_to_string(cluster.data_dir().join(format!("node{node}.log"))).unwrap();
         assert!(

@@ -91,9 +91,9 @@ fn a_browser_finds_a_task_on_a_followers_dashboard_and_sees_the_new_leader_after
         ],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let task_id = submitted["id"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no id in {submitted}"));
+    // The API's JSON mapping writes 64-bit integers as strings.
+    let id_of = |value: &serde_json::Value| value["id"].as_str().and_then(|id| id.parse::<u64>().ok());
+    let task_id = id_of(&submitted).unwrap_or_else(|| panic!("no id in {submitted}"));
     let workflow_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/workflow.toml");
     let workflow = cli_json(
         &target,
@@ -106,7 +106,7 @@ fn a_browser_finds_a_task_on_a_followers_dashboard_and_sees_the_new_leader_after
         ],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let workflow_id = workflow["id"].as_u64().unwrap_or_else(|| panic!("no id in {workflow}"));
+    let workflow_id = id_of(&workflow).unwrap_or_else(|| panic!("no id in {workflow}"));
     let workflow_tasks = workflow["tasks"].as_array().map_or(0, Vec::len);
     assert_eq!(workflow_tasks, 4, "{workflow}");
 

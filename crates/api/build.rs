@@ -19,8 +19,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // serde impls in the proto3 JSON mapping for the client API's messages, for the
     // console's HTTP API (the Raft proto stays binary-only).
     let descriptors = std::fs::read(out_dir.join("raftsched_v1_descriptor.bin"))?;
+    // Fields at their default value are written too (`"created": false`, `"leaderId": "0"`):
+    // scripts reading the CLI's JSON find every field, as the table shows every column.
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
+        .emit_fields()
         .build(&[".raftsched.v1"])?;
     println!("cargo:rerun-if-changed=../../proto");
     Ok(())

@@ -6,7 +6,6 @@ use clap::Subcommand;
 use raftsched_api::v1 as api;
 use raftsched_client::ClusterClient;
 use raftsched_server::raft_types::MemberNode;
-use serde_json::json;
 
 use crate::cli::output;
 
@@ -89,25 +88,10 @@ pub async fn run(command: ClusterCommand, client: &ClusterClient, json: bool) ->
 
 fn print_members(members: &[api::MemberStatus], json: bool) {
     if json {
-        let members: Vec<_> = members
-            .iter()
-            .map(|m| {
-                json!({
-                    "node_id": m.node_id,
-                    "address": m.address,
-                    "role": m.role,
-                    "term": m.term,
-                    "leader_id": m.leader_id,
-                    "last_log_index": m.last_log_index,
-                    "last_applied_index": m.last_applied_index,
-                    "error": m.error,
-                    "rss_bytes": m.rss_bytes,
-                    "data_dir_bytes": m.data_dir_bytes,
-                    "alarms": m.alarms,
-                })
-            })
-            .collect();
-        output::print_json(&json!({ "members": members }));
+        let status = api::ClusterStatusResponse {
+            members: members.to_vec(),
+        };
+        output::print_json(&output::json_of(&status));
     } else {
         let rows: Vec<Vec<String>> = members
             .iter()

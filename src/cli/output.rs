@@ -2,7 +2,6 @@
 
 use raftsched_api::v1 as api;
 use serde_json::Value;
-use serde_json::json;
 
 pub use raftsched_client::output::print_json;
 pub use raftsched_client::output::print_table;
@@ -37,63 +36,12 @@ fn payload_summary(spec: &api::TaskSpec) -> String {
     }
 }
 
-pub fn task_json(task: &api::Task) -> Value {
-    let spec = task.spec.clone().unwrap_or_default();
-    let payload = match &spec.payload {
-        Some(api::task_spec::Payload::Command(command)) => {
-            json!({"command": command.command_line, "env": command.env})
-        }
-        Some(api::task_spec::Payload::Opaque(opaque)) => json!({"kind": opaque.kind, "data_len": opaque.data.len()}),
-        None => Value::Null,
-    };
-    json!({
-        "id": task.id,
-        "state": state_name(task.state),
-        "name": spec.name,
-        "queue": spec.queue,
-        "priority": spec.priority,
-        "labels": spec.labels,
-        "payload": payload,
-        "max_attempts": spec.max_attempts,
-        "attempt_timeout_ms": spec.attempt_timeout_ms,
-        "client_request_id": spec.client_request_id,
-        "created_at_ms": task.created_at_ms,
-        "updated_at_ms": task.updated_at_ms,
-        "ready_at_ms": task.ready_at_ms,
-        "reason": task.reason,
-        "pending_reason": task.pending_reason,
-        "attempts": task.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
-        "origin": task.origin,
-        "parent_task_id": task.parent_task_id,
-        "shard_index": task.shard_index,
-        "shard_total": task.shard_total,
-        "depends_on": task.depends_on,
-        "dependents": task.dependents,
-        "workflow_id": task.workflow_id,
-        "shards": task.shards.iter().map(|s| json!({
-            "index": s.index,
-            "task_id": s.task_id,
-            "state": state_name(s.state),
-            "worker_id": s.worker_id,
-            "exit_code": s.has_exit_code.then_some(s.exit_code),
-            "reason": s.reason,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn attempt_json(attempt: &api::Attempt) -> Value {
-    json!({
-        "number": attempt.number,
-        "token": attempt.token,
-        "worker_id": attempt.worker_id,
-        "outcome": outcome_name(attempt.outcome),
-        "started_at_ms": attempt.started_at_ms,
-        "ended_at_ms": attempt.ended_at_ms,
-        "exit_code": attempt.has_exit_code.then_some(attempt.exit_code),
-        "error": attempt.error,
-        "stdout_tail": attempt.stdout_tail,
-        "stderr_tail": attempt.stderr_tail,
-    })
+/// `message` in the proto3 JSON mapping of the API (pbjson): lowerCamelCase names, 64-bit
+/// integers as strings, enums by name, every field present. The JSON the CLI prints is
+/// always a message of the API, so it reads like the console's `/api/v1` answers.
+pub fn json_of<T: serde::Serialize>(message: &T) -> Value {
+    // pbjson's impls write no map with non-string keys, the one thing serde_json refuses.
+    serde_json::to_value(message).unwrap_or(Value::Null)
 }
 
 pub fn outcome_name(outcome: i32) -> &'static str {

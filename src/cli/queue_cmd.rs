@@ -5,7 +5,6 @@ use raftsched_api::v1 as api;
 use raftsched_client::ClusterClient;
 use raftsched_core::state::limits;
 use raftsched_core::state::limits::human_ms;
-use serde_json::json;
 
 use crate::cli::output;
 
@@ -58,9 +57,8 @@ pub async fn run(command: QueueCommand, client: &ClusterClient, json: bool) -> a
             };
             let policy = client.set_queue_policy(policy).await?;
             if json {
-                output::print_json(&json!({"queue": policy.queue, "weight": policy.weight,
-                    "placement": policy.placement,
-                    "retention_ms": effective_retention_ms(policy.retention_ms)}));
+                let answer = api::SetQueuePolicyResponse { policy: Some(policy) };
+                output::print_json(&output::json_of(&answer));
                 return Ok(());
             }
             println!(
@@ -75,17 +73,7 @@ pub async fn run(command: QueueCommand, client: &ClusterClient, json: bool) -> a
         QueueCommand::List => {
             let response = list_all(client).await?;
             if json {
-                let queues: Vec<_> = response
-                    .queues
-                    .iter()
-                    .map(|q| {
-                        let p = q.policy.clone().unwrap_or_default();
-                        json!({"queue": p.queue, "weight": p.weight, "placement": p.placement,
-                               "retention_ms": effective_retention_ms(p.retention_ms),
-                               "pending": q.pending, "running": q.running})
-                    })
-                    .collect();
-                output::print_json(&json!({ "queues": queues }));
+                output::print_json(&output::json_of(&response));
                 return Ok(());
             }
             let rows: Vec<Vec<String>> = response

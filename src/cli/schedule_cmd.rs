@@ -7,8 +7,6 @@ use clap::Args;
 use clap::Subcommand;
 use raftsched_api::v1 as api;
 use raftsched_client::ClusterClient;
-use serde_json::Value;
-use serde_json::json;
 
 use crate::cli::output;
 use crate::cli::task_cmd::TaskArgs;
@@ -122,12 +120,10 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
                     async move { c.create_schedule(request).await }
                 })
                 .await?;
-            let schedule = response.schedule.context("the cluster answered without a schedule")?;
             if json {
-                let mut value = schedule_json(&schedule);
-                value["created"] = json!(response.created);
-                output::print_json(&value);
+                output::print_json(&output::json_of(&response));
             } else {
+                let schedule = response.schedule.context("the cluster answered without a schedule")?;
                 let verb = if response.created { "created" } else { "already exists:" };
                 println!("schedule {} {verb} next at {}", schedule.name, next_fire(&schedule));
             }
@@ -169,7 +165,11 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
                 page_token = response.next_page_token;
             }
             if json {
-                output::print_json(&json!({ "schedules": schedules.iter().map(schedule_json).collect::<Vec<_>>() }));
+                let listed = api::ListSchedulesResponse {
+                    schedules,
+                    next_page_token: String::new(),
+                };
+                output::print_json(&output::json_of(&listed));
             } else {
                 let rows: Vec<Vec<String>> = schedules
                     .iter()
@@ -191,7 +191,7 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
         ScheduleCommand::Get { name, stale } => {
             let schedule = client.get_schedule(&name, consistency(stale)).await?;
             if json {
-                output::print_json(&schedule_json(&schedule));
+                output::print_json(&output::json_of(&schedule));
             } else {
                 print_schedule(&schedule);
             }
@@ -221,17 +221,19 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
             print_changed(response, "resumed", json)?;
         }
         ScheduleCommand::Delete { name } => {
+            let request = api::DeleteScheduleRequest {
+                namespace: client.namespace().to_string(),
+                name: name.clone(),
+            };
             client
                 .call(|mut c| {
-                    let request = api::DeleteScheduleRequest {
-                        namespace: client.namespace().to_string(),
-                        name: name.clone(),
-                    };
+                    let request = request.clone();
                     async move { c.delete_schedule(request).await }
                 })
                 .await?;
             if json {
-                output::print_json(&json!({ "deleted": name }));
+                // The answer is empty: what was deleted, as the request named it.
+                output::print_json(&output::json_of(&request));
             } else {
                 println!("schedule {name} deleted");
             }
@@ -246,10 +248,10 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
                     async move { c.trigger_schedule(request).await }
                 })
                 .await?;
-            let task = response.task.context("the cluster answered without a task")?;
             if json {
-                output::print_json(&output::task_json(&task));
+                output::print_json(&output::json_of(&response));
             } else {
+                let task = response.task.context("the cluster answered without a task")?;
                 println!("schedule {name} triggered: task {}", task.id);
             }
         }
@@ -258,10 +260,10 @@ pub async fn run(command: ScheduleCommand, client: &ClusterClient, json: bool) -
 }
 
 fn print_changed(response: api::ScheduleResponse, verb: &str, json: bool) -> anyhow::Result<()> {
-    let schedule = response.schedule.context("the cluster answered without a schedule")?;
     if json {
-        output::print_json(&schedule_json(&schedule));
+        output::print_json(&output::json_of(&response));
     } else {
+        let schedule = response.schedule.context("the cluster answered without a schedule")?;
         println!("schedule {} {verb}; next at {}", schedule.name, next_fire(&schedule));
     }
     Ok(())
@@ -289,60 +291,6 @@ fn misfire_text(spec: &api::ScheduleSpec) -> String {
     } else {
         spec.misfire.clone()
     }
-}
-
-fn run_json(run: &api::ScheduleRun) -> Value {
-    json!({
-        "scheduled_ms": run.scheduled_ms,
-        "decided_at_ms": run.decided_at_ms,
-        "outcome": run.outcome,
-        "task_id": (run.task_id != 0).then_some(run.task_id),
-        "task_state": (run.task_id != 0).then(|| output::state_name(run.task_state)),
-        "replaced_task_id": (run.replaced_task_id != 0).then_some(run.replaced_task_id),
-        "skipped_count": run.skipped_count,
-        "first_skipped_ms": run.first_skipped_ms,
-        "reason": run.reason,
-    })
-}
-
-fn schedule_json(schedule: &api::Schedule) -> Value {
-    let spec = schedule.spec.clone().unwrap_or_default();
-    let template = api::Task {
-        spec: spec.template.clone(),
-        ..api::Task::default()
-    };
-    let recurrence = match &spec.recurrence {
-        Some(api::schedule_spec::Recurrence::Cron(cron)) => {
-            json!({"cron": cron.expression, "time_zone": cron.time_zone})
-        }
-        Some(api::schedule_spec::Recurrence::EveryMs(ms)) => json!({"every_ms": ms}),
-        None => Value::Null,
-    };
-    let template = output::task_json(&template);
-    json!({
-        "name": schedule.name,
-        "recurrence": recurrence,
-        "misfire": misfire_text(&spec),
-        "overlap": spec.overlap,
-        "start_ms": spec.start_ms,
-        "end_ms": spec.end_ms,
-        "paused": schedule.paused,
-        "revision": schedule.revision,
-        "created_at_ms": schedule.created_at_ms,
-        "updated_at_ms": schedule.updated_at_ms,
-        "cursor_ms": schedule.cursor_ms,
-        "next_fire_ms": schedule.next_fire_ms,
-        "fired_count": schedule.fired_count,
-        "skipped_count": schedule.skipped_count,
-        "template": {
-            "name": template["name"],
-            "queue": template["queue"],
-            "payload": template["payload"],
-            "max_attempts": template["max_attempts"],
-            "attempt_timeout_ms": template["attempt_timeout_ms"],
-        },
-        "runs": schedule.runs.iter().map(run_json).collect::<Vec<_>>(),
-    })
 }
 
 fn print_schedule(schedule: &api::Schedule) {

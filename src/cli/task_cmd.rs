@@ -12,7 +12,6 @@ use clap::Args;
 use clap::Subcommand;
 use raftsched_api::v1 as api;
 use raftsched_client::ClusterClient;
-use serde_json::json;
 
 use crate::cli::output;
 use crate::cli::parse_pair;
@@ -218,7 +217,7 @@ pub async fn run(command: TaskCommand, client: &ClusterClient, json: bool) -> an
         TaskCommand::Get { id, stale } => {
             let task = client.get_task(id, consistency(stale)).await?;
             if json {
-                output::print_json(&output::task_json(&task));
+                output::print_json(&output::json_of(&task));
             } else {
                 output::print_task_details(&task);
             }
@@ -229,7 +228,8 @@ pub async fn run(command: TaskCommand, client: &ClusterClient, json: bool) -> an
         TaskCommand::Cancel { id, reason } => {
             let task = client.cancel_task(id, &reason).await?;
             if json {
-                output::print_json(&output::task_json(&task));
+                let answer = api::CancelTaskResponse { task: Some(task) };
+                output::print_json(&output::json_of(&answer));
             } else {
                 println!("task {} {}", task.id, output::state_name(task.state));
             }
@@ -298,7 +298,7 @@ async fn watch(client: &ClusterClient, task_id: u64, json: bool) -> anyhow::Resu
 fn print_watched(task: &api::Task, json: bool) {
     use std::io::Write;
     let line = if json {
-        output::task_json(task).to_string()
+        output::json_of(task).to_string()
     } else {
         let attempt = task.attempts.last().map_or(String::new(), |a| {
             let worker = if a.worker_id.is_empty() {
@@ -338,14 +338,12 @@ async fn submit(args: SubmitArgs, client: &ClusterClient, json: bool) -> anyhow:
         Some(shards) => client.submit_broadcast(spec, shards).await?,
         None => client.submit_task(spec).await?,
     };
-    let task = response.task.context("the cluster answered without a task")?;
+    let task = response.task.clone().context("the cluster answered without a task")?;
     if wait {
         return wait_for_outcome(client, task.id, wait_timeout, json).await;
     }
     if json {
-        let mut value = output::task_json(&task);
-        value["created"] = json!(response.created);
-        output::print_json(&value);
+        output::print_json(&output::json_of(&response));
     } else if response.created {
         println!("submitted task {}", task.id);
     } else {
@@ -389,7 +387,7 @@ pub async fn wait_for_outcome(
         poll = (poll * 2).min(Duration::from_millis(500));
     };
     if json {
-        output::print_json(&output::task_json(&task));
+        output::print_json(&output::json_of(&task));
     } else {
         output::print_task_details(&task);
     }
@@ -437,13 +435,18 @@ async fn list(client: &ClusterClient, args: ListArgs, json: bool) -> anyhow::Res
         };
         let response = client.list_tasks(request).await?;
         tasks.extend(response.tasks);
-        if response.next_page_token.is_empty() {
+        page_token = response.next_page_token;
+        if page_token.is_empty() {
             break;
         }
-        page_token = response.next_page_token;
     }
     if json {
-        output::print_json(&json!({ "tasks": tasks.iter().map(output::task_json).collect::<Vec<_>>() }));
+        let listed = api::ListTasksResponse {
+            tasks,
+            // Where a listing past --limit would go on; empty when every task was listed.
+            next_page_token: page_token,
+        };
+        output::print_json(&output::json_of(&listed));
     } else {
         let rows: Vec<Vec<String>> = tasks.iter().map(output::task_row).collect();
         output::print_table(&output::TASK_HEADER, &rows);

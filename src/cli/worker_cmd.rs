@@ -13,7 +13,6 @@ use raftsched_client::worker::ExecutionOptions;
 use raftsched_client::worker::Worker;
 use raftsched_client::worker::WorkerOptions;
 use raftsched_client::worker::execution::MAX_KILL_GRACE;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::output;
@@ -206,22 +205,7 @@ async fn list_all(client: &ClusterClient) -> anyhow::Result<api::ListWorkersResp
 async fn list(client: &ClusterClient, json: bool) -> anyhow::Result<()> {
     let response = list_all(client).await?;
     if json {
-        let workers: Vec<_> = response
-            .workers
-            .iter()
-            .map(|w| {
-                json!({
-                    "worker_id": w.worker_id,
-                    "slots": w.slots,
-                    "running": w.running,
-                    "labels": w.labels,
-                    "draining": w.draining,
-                    "connected": w.connected,
-                    "last_heartbeat_age_ms": w.last_heartbeat_age_ms,
-                })
-            })
-            .collect();
-        output::print_json(&json!({ "workers": workers }));
+        output::print_json(&crate::cli::output::json_of(&response));
         return Ok(());
     }
     let rows: Vec<Vec<String>> = response

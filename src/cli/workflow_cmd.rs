@@ -10,8 +10,6 @@ use clap::Subcommand;
 use raftsched_api::v1 as api;
 use raftsched_client::ClusterClient;
 use serde::Deserialize;
-use serde_json::Value;
-use serde_json::json;
 use tokio::time::Instant;
 
 use crate::cli::output;
@@ -153,9 +151,12 @@ pub async fn run(command: WorkflowCommand, client: &ClusterClient, json: bool) -
                 return wait_for_workflow(client, workflow.id, Duration::from_millis(wait_timeout_ms), json).await;
             }
             if json {
-                let mut value = workflow_json(&workflow);
-                value["created"] = json!(response.created);
-                output::print_json(&value);
+                let answer = api::WorkflowResponse {
+                    workflow: Some(workflow),
+                    created: response.created,
+                    next_page_token: String::new(),
+                };
+                output::print_json(&output::json_of(&answer));
             } else if response.created {
                 println!("submitted workflow {} ({} tasks)", workflow.id, workflow.task_count);
             } else {
@@ -166,7 +167,7 @@ pub async fn run(command: WorkflowCommand, client: &ClusterClient, json: bool) -
         WorkflowCommand::Get { id, stale } => {
             let workflow = client.get_workflow(id, consistency(stale)).await?;
             if json {
-                output::print_json(&workflow_json(&workflow));
+                output::print_json(&output::json_of(&workflow));
             } else {
                 print_workflow(&workflow);
             }
@@ -207,7 +208,7 @@ async fn wait_for_workflow(client: &ClusterClient, id: u64, timeout: Duration, j
         poll = (poll * 2).min(Duration::from_millis(500));
     };
     if json {
-        output::print_json(&workflow_json(&workflow));
+        output::print_json(&output::json_of(&workflow));
     } else {
         print_workflow(&workflow);
     }
@@ -215,21 +216,6 @@ async fn wait_for_workflow(client: &ClusterClient, id: u64, timeout: Duration, j
         bail!("workflow {id} {}", workflow_state_name(workflow.state));
     }
     Ok(())
-}
-
-fn workflow_json(workflow: &api::Workflow) -> Value {
-    json!({
-        "id": workflow.id,
-        "name": workflow.name,
-        "state": workflow_state_name(workflow.state),
-        "created_at_ms": workflow.created_at_ms,
-        "tasks": workflow.tasks.iter().map(|t| {
-            let task = t.task.clone().unwrap_or_default();
-            let mut value = output::task_json(&task);
-            value["key"] = json!(t.key);
-            value
-        }).collect::<Vec<_>>(),
-    })
 }
 
 fn print_workflow(workflow: &api::Workflow) {
