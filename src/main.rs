@@ -25,12 +25,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let json = args.json();
+    let format = args.format();
     match runtime.block_on(cli::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if json => {
+        Err(e) if format != cli::output::Format::Table => {
             let error = serde_json::json!({"error": {"code": grpc_code(&e), "message": error_chain(&e)}});
-            eprintln!("{error}");
+            match format {
+                cli::output::Format::Yaml => eprint!("{}", cli::output::render(&error, format)),
+                // One line, for json too: a script reads stderr's last line.
+                _ => eprintln!("{error}"),
+            }
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -281,6 +281,26 @@ fn quick_start_runs_tasks_on_the_workers_and_a_killed_workers_task_moves_on() {
         "{error}"
     );
 
+    // -o jsonl prints a list a line per item, -o yaml the same message in YAML, errors too.
+    let run = |args: &[&str]| cli_command(&all).args(args).output().unwrap();
+    let jsonl = run(&["-o", "jsonl", "worker", "list"]);
+    assert!(jsonl.status.success(), "{}", describe(&jsonl));
+    let lines: Vec<Value> = text(&jsonl.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "a line per worker: {}", describe(&jsonl));
+    assert!(lines.iter().all(|worker| worker["workerId"].is_string()), "{lines:?}");
+    let yaml = run(&["-o", "yaml", "queue", "list"]);
+    assert!(yaml.status.success(), "{}", describe(&yaml));
+    let queues: Value = serde_yaml_ng::from_slice(&yaml.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&yaml)));
+    assert!(queues["queues"].as_array().is_some_and(|q| !q.is_empty()), "{queues}");
+    let yaml_error = run(&["-o", "yaml", "task", "get", "999999"]);
+    assert_eq!(yaml_error.status.code(), Some(1), "{}", describe(&yaml_error));
+    let error: Value =
+        serde_yaml_ng::from_slice(&yaml_error.stderr).unwrap_or_else(|e| panic!("{e}: {}", describe(&yaml_error)));
+    assert_eq!(error["error"]["code"], "NOT_FOUND", "{error}");
+
     // `task watch` prints a JSON line per change and ends with the task.
     let watched = submit(&all, &["--name", "watched"], "sleep 1");
     let (output, _) = cli_json_output(&all, &["task", "watch", &watched.to_string()]);

@@ -7,7 +7,7 @@ mod certs_cmd;
 mod cluster_cmd;
 mod duration;
 mod node_cmd;
-mod output;
+pub(crate) mod output;
 mod queue_cmd;
 mod schedule_cmd;
 mod task_cmd;
@@ -31,9 +31,14 @@ pub struct Cli {
     /// Cluster nodes to talk to (any of them; the leader is found on its own).
     #[arg(long, global = true, env = "RAFTSCHED_CLUSTER", default_value = DEFAULT_CLUSTER)]
     cluster: String,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (the same as `-o json`).
     #[arg(long, global = true)]
     json: bool,
+    /// What results (and errors) are printed as: table (for people), json (the API's
+    /// message, pretty-printed), jsonl (one compact JSON object a line; a list a line per
+    /// item) or yaml.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = output::Format::Table)]
+    output: output::Format,
     /// The namespace to act in (a-z, 0-9 and '-'): its tasks, queues, schedules,
     /// workflows and workers. Left out: "default". A credential acts only in the namespaces
     /// its certificate names.
@@ -169,9 +174,17 @@ impl Cli {
         Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 
-    /// Whether output (errors included) is JSON (`--json`).
+    /// How results and errors are printed: `-o`, or json with `--json`.
+    pub fn format(&self) -> output::Format {
+        match self.output {
+            output::Format::Table if self.json => output::Format::Json,
+            format => format,
+        }
+    }
+
+    /// Whether output (errors included) is for machines (`--json`, `-o json|jsonl|yaml`).
     pub fn json(&self) -> bool {
-        self.json
+        self.format() != output::Format::Table
     }
 
     /// Commands that print a result and exit (as opposed to nodes, workers and load runs).
@@ -185,6 +198,11 @@ impl Cli {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    output::set_format(cli.format());
+    let cli = Cli {
+        json: cli.json(),
+        ..cli
+    };
     let long_running = match &cli.command {
         Command::Node(_) => true,
         Command::Worker(args) => args.is_run(),

@@ -3,8 +3,55 @@
 use raftsched_api::v1 as api;
 use serde_json::Value;
 
-pub use raftsched_client::output::print_json;
 pub use raftsched_client::output::print_table;
+
+/// How the CLI prints results (`-o`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Jsonl,
+    Yaml,
+}
+
+static FORMAT: std::sync::OnceLock<Format> = std::sync::OnceLock::new();
+
+/// Set once, before a command prints anything.
+pub fn set_format(format: Format) {
+    let _ = FORMAT.set(format);
+}
+
+pub fn format() -> Format {
+    FORMAT.get().copied().unwrap_or(Format::Json)
+}
+
+/// Prints a machine-readable result in the chosen format: JSON pretty-printed, YAML, or
+/// JSON Lines, where a list (an object whose one array field holds the items, such as
+/// `{"tasks": [...], "nextPageToken": ""}`) is a line per item, as Temporal's `-o jsonl`.
+pub fn print_json(value: &Value) {
+    print!("{}", render(value, format()));
+}
+
+/// `value` as `format` writes it, ending in a newline.
+pub fn render(value: &Value, format: Format) -> String {
+    match format {
+        Format::Table | Format::Json => {
+            format!("{}\n", serde_json::to_string_pretty(value).unwrap_or_default())
+        }
+        Format::Yaml => serde_yaml_ng::to_string(value).unwrap_or_default(),
+        Format::Jsonl => {
+            let items = value.as_object().and_then(|object| {
+                let mut arrays = object.values().filter_map(Value::as_array);
+                let items = arrays.next()?;
+                arrays.next().is_none().then_some(items)
+            });
+            match items {
+                Some(items) => items.iter().map(|item| format!("{item}\n")).collect(),
+                None => format!("{value}\n"),
+            }
+        }
+    }
+}
 
 /// `2026-11-27T16:48:09.123Z`, or `-` for 0.
 pub fn format_time_ms(ms: u64) -> String {
@@ -183,4 +230,40 @@ pub fn print_task_details(task: &api::Task) {
 
 fn join_ids(ids: &[u64]) -> String {
     ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_format_renders_a_list_and_a_message() {
+        let list = json!({"tasks": [{"id": "1"}, {"id": "2"}], "nextPageToken": ""});
+        assert_eq!(
+            render(&list, Format::Jsonl),
+            "{\"id\":\"1\"}\n{\"id\":\"2\"}\n",
+            "a line per item"
+        );
+        let one = json!({"task": {"id": "3"}, "created": true});
+        assert_eq!(
+            render(&one, Format::Jsonl),
+            "{\"created\":true,\"task\":{\"id\":\"3\"}}\n"
+        );
+        let two_lists = json!({"a": [1], "b": [2]});
+        assert_eq!(
+            render(&two_lists, Format::Jsonl).lines().count(),
+            1,
+            "not a list: one line"
+        );
+        let yaml: Value = serde_yaml_ng::from_str(&render(&list, Format::Yaml)).unwrap();
+        assert_eq!(yaml, list, "YAML reads back as the same value");
+        let pretty: Value = serde_json::from_str(&render(&one, Format::Json)).unwrap();
+        assert_eq!(pretty, one);
+        assert_eq!(
+            render(&json!({"tasks": []}), Format::Jsonl),
+            "",
+            "an empty list prints nothing"
+        );
+    }
 }

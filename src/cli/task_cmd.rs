@@ -298,7 +298,13 @@ async fn watch(client: &ClusterClient, task_id: u64, json: bool) -> anyhow::Resu
 fn print_watched(task: &api::Task, json: bool) {
     use std::io::Write;
     let line = if json {
-        output::json_of(task).to_string()
+        match output::format() {
+            // A YAML document per change.
+            output::Format::Yaml => format!("---\n{}", output::render(&output::json_of(task), output::Format::Yaml))
+                .trim_end()
+                .to_string(),
+            _ => output::json_of(task).to_string(),
+        }
     } else {
         let attempt = task.attempts.last().map_or(String::new(), |a| {
             let worker = if a.worker_id.is_empty() {
