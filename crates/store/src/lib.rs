@@ -27,6 +27,7 @@
 //!   it is a file of its own and how it is replaced atomically.
 
 mod codec;
+mod events;
 mod flush;
 mod format;
 mod growth;
@@ -48,6 +49,8 @@ use std::time::Duration;
 use std::time::Instant;
 
 pub use codec::encoded_len;
+pub use events::StoreEvent;
+pub use events::StoreEvents;
 pub use growth::LogGrowth;
 pub use log_store::LogStore;
 pub use removed_peers::RemovedPeers;
@@ -114,6 +117,8 @@ pub struct Store {
     pub state_machine: StateMachineStore,
     /// Log written since the last snapshot, and that snapshot's size.
     pub growth: Arc<LogGrowth>,
+    /// Fsync and snapshot timings, for the node's metrics.
+    pub events: Arc<StoreEvents>,
 }
 
 impl Store {
@@ -147,9 +152,17 @@ impl Store {
         check_format(&db, data_dir, &db_path)?;
         let flusher = Arc::new(flush::Flusher::new(db.clone()));
         let growth = Arc::new(LogGrowth::default());
+        let events = Arc::new(StoreEvents::default());
         let log_dir = data_dir.join(LOG_DIR);
-        let log_store = LogStore::open(&db, &log_dir, data_dir, flusher, Arc::clone(&growth))
-            .map_err(|e| unreadable(data_dir, &log_dir, e))?;
+        let log_store = LogStore::open(
+            &db,
+            &log_dir,
+            data_dir,
+            flusher,
+            Arc::clone(&growth),
+            Arc::clone(&events),
+        )
+        .map_err(|e| unreadable(data_dir, &log_dir, e))?;
         make_private(&log_dir)?;
         if identity == Identity::Older {
             // The log is in segment files and the vote in the meta file now: mark the dir
@@ -159,12 +172,13 @@ impl Store {
                 source,
             })?;
         }
-        let state_machine = StateMachineStore::open(&db, data_dir, Arc::clone(&growth))
+        let state_machine = StateMachineStore::open(&db, data_dir, Arc::clone(&growth), Arc::clone(&events))
             .map_err(|e| unreadable(data_dir, &db_path, e))?;
         Ok(Store {
             log_store,
             state_machine,
             growth,
+            events,
         })
     }
 

@@ -20,6 +20,8 @@ use openraft::storage::RaftLogStorage;
 use crate::codec::decode;
 use crate::codec::encode;
 use crate::codec::sled_err;
+use crate::events::StoreEvent;
+use crate::events::StoreEvents;
 use crate::flush::Flusher;
 use crate::growth::LogGrowth;
 use crate::meta_file::Meta;
@@ -79,6 +81,7 @@ impl LogStore {
         meta_dir: &Path,
         flusher: Arc<Flusher>,
         growth: Arc<LogGrowth>,
+        events: Arc<StoreEvents>,
     ) -> io::Result<LogStore> {
         let legacy_meta = db.open_tree(LEGACY_META_TREE).map_err(sled_err)?;
         let meta = MetaFile::open(meta_dir, || legacy_values(&legacy_meta))?;
@@ -88,7 +91,12 @@ impl LogStore {
         let synced = Arc::clone(&segments);
         let log_flusher = Arc::new(Flusher::with(move || {
             let file = synced.lock().expect("log lock poisoned").last_file();
-            file.map_or(Ok(()), |file| file.sync_data())
+            let started = Instant::now();
+            let synced = file.map_or(Ok(()), |file| file.sync_data());
+            events.emit(StoreEvent::LogFsync {
+                took: started.elapsed(),
+            });
+            synced
         }));
         let store = LogStore {
             flusher,
@@ -359,6 +367,7 @@ mod tests {
             &dir.join("log"),
             dir,
             Arc::new(Flusher::new(db.clone())),
+            Arc::default(),
             Arc::default(),
         )
         .unwrap()

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::RwLock;
 use std::sync::RwLockReadGuard;
+use std::time::Instant;
 
 use futures::Stream;
 use futures::StreamExt;
@@ -22,6 +23,8 @@ use openraft::storage::RaftStateMachine;
 
 use crate::codec::decode;
 use crate::codec::sled_err;
+use crate::events::StoreEvent;
+use crate::events::StoreEvents;
 use crate::growth::LogGrowth;
 use crate::raft_types::LogId;
 use crate::raft_types::Snapshot;
@@ -88,6 +91,8 @@ struct SnapshotSlot {
     stored: Arc<Mutex<Option<SnapshotMeta>>>,
     /// Told the size of every snapshot saved or loaded, for the snapshot trigger.
     growth: Arc<LogGrowth>,
+    /// Told how long each snapshot took to build or install.
+    events: Arc<StoreEvents>,
 }
 
 impl SnapshotSlot {
@@ -157,13 +162,19 @@ fn move_legacy_snapshot(db: &sled::Db, file: &SnapshotFile) -> io::Result<()> {
 }
 
 impl StateMachineStore {
-    pub(super) fn open(db: &sled::Db, data_dir: &Path, growth: Arc<LogGrowth>) -> io::Result<StateMachineStore> {
+    pub(super) fn open(
+        db: &sled::Db,
+        data_dir: &Path,
+        growth: Arc<LogGrowth>,
+        events: Arc<StoreEvents>,
+    ) -> io::Result<StateMachineStore> {
         let file = SnapshotFile::open(data_dir)?;
         move_legacy_snapshot(db, &file)?;
         let snapshot_slot = SnapshotSlot {
             file,
             stored: Arc::new(Mutex::new(None)),
             growth,
+            events,
         };
         let loaded = snapshot_slot.load()?;
         *snapshot_slot.stored.lock().expect("not shared yet") = loaded.as_ref().map(|(meta, _)| meta.clone());
@@ -272,6 +283,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
+        let started = Instant::now();
+        let image_bytes = snapshot.len() as u64;
         let applied = restore(meta, &snapshot)?;
         self.snapshot_slot.save(meta, snapshot).await?;
         // A crash after the snapshot is durable but before the state in memory is replaced.
@@ -281,6 +294,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let before = self.shared.read().last_membership.clone();
         self.note_membership(&before, &applied.last_membership);
         self.shared.replace(applied);
+        let took = started.elapsed();
+        self.snapshot_slot
+            .events
+            .emit(StoreEvent::SnapshotInstalled { took, image_bytes });
         Ok(())
     }
 
@@ -325,6 +342,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // so the async workers go on with heartbeats and RPCs, and from a clone taken under
         // the read lock, so apply goes on too. A change apply makes meanwhile copies the
         // touched tree nodes and task; the clone keeps the state as of its log id.
+        let started = Instant::now();
         let shared = self.shared.clone();
         let growth = Arc::clone(&self.snapshot_slot.growth);
         #[cfg(test)]
@@ -345,6 +363,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .map_err(|e| io::Error::other(format!("snapshot encode task: {e}")))?;
         let data = self.snapshot_slot.save(&meta, data).await?;
+        let (took, image_bytes) = (started.elapsed(), data.len() as u64);
+        self.snapshot_slot
+            .events
+            .emit(StoreEvent::SnapshotBuilt { took, image_bytes });
         Ok(Snapshot { meta, snapshot: data })
     }
 }
@@ -371,6 +393,7 @@ mod tests {
             file: SnapshotFile::open(dir.path()).unwrap(),
             stored: Arc::default(),
             growth: Arc::default(),
+            events: Arc::default(),
         };
         slot.save(&meta(Some(log_id(2, 10))), b"newer".to_vec()).await.unwrap();
         slot.save(&meta(Some(log_id(1, 5))), b"older".to_vec()).await.unwrap();
@@ -410,7 +433,7 @@ mod tests {
     async fn apply_proceeds_while_a_snapshot_is_encoded() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path().join("db")).unwrap();
-        let mut store = StateMachineStore::open(&db, dir.path(), Arc::default()).unwrap();
+        let mut store = StateMachineStore::open(&db, dir.path(), Arc::default(), Arc::default()).unwrap();
         apply_all(&mut store, 1..=10).await;
         let digest_at_clone = store.shared().read().scheduler.digest();
 

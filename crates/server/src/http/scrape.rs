@@ -194,6 +194,12 @@ impl Figures {
                 "Writes waiting for their log entry or its commit on this node.",
                 metrics.proposals_pending() as f64,
             ),
+            (
+                "raftsched_snapshot_image_bytes",
+                Some(Unit::Bytes),
+                "Size of the last snapshot this node built or installed, before compression (0: none since it started).",
+                metrics.last_snapshot_bytes() as f64,
+            ),
         ];
         for (name, unit, help, value) in node_gauges {
             metrics.describe_gauge(name, unit, help);

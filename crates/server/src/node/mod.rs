@@ -210,6 +210,7 @@ impl RunningNode {
         let shared_state = store.state_machine.shared();
         let removed_peers = store.state_machine.removed_peers();
         let store_growth = Arc::clone(&store.growth);
+        let store_events = Arc::clone(&store.events);
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config(&config)?),
@@ -228,6 +229,8 @@ impl RunningNode {
         let guard = Guard::new(config.node_id, config.quotas.clone());
         let sampler = quota::sampler::spawn(guard.clone(), config.data_dir.clone(), shutdown.clone());
         let node_metrics = NodeMetrics::new();
+        let to_metrics = node_metrics.clone();
+        store_events.set_sink(move |event| to_metrics.store_event(event));
         let (readiness, observer) = observe::watch::spawn(raft.clone(), node_metrics.clone(), shutdown.clone());
         let app = App::new(
             raft.clone(),

@@ -9,6 +9,7 @@
 //! on counters, labels of bounded cardinality only (method, code, queue; never a task id).
 //! Gauges that mirror the state are set at scrape time (`http/scrape.rs`).
 
+use raftsched_store::StoreEvent;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
@@ -65,6 +66,11 @@ struct Inner {
     submit_to_start_seconds: Histogram,
     submit_to_finish_seconds: Histogram,
     leader_changes: Counter,
+    log_fsync_seconds: Histogram,
+    snapshot_build_seconds: Histogram,
+    snapshot_install_seconds: Histogram,
+    /// Set into `raftsched_snapshot_image_bytes` at scrape time, like `proposals_pending`.
+    last_snapshot_bytes: AtomicU64,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -129,6 +135,19 @@ impl NodeMetrics {
                 "raftsched_leader_changes_seen_total",
                 "Times this node learned of a new leader (the first one included).",
             ),
+            log_fsync_seconds: histogram(
+                "raftsched_disk_log_fsync_duration_seconds",
+                "One fsync of the log (making every append before it durable): what a commit waits for on each node.",
+            ),
+            snapshot_build_seconds: histogram(
+                "raftsched_snapshot_build_duration_seconds",
+                "Encoding and saving one snapshot of the state (it runs beside apply, off the async workers).",
+            ),
+            snapshot_install_seconds: histogram(
+                "raftsched_snapshot_install_duration_seconds",
+                "Saving and loading one snapshot received from the leader.",
+            ),
+            last_snapshot_bytes: AtomicU64::new(0),
             recorder,
             handle,
         };
@@ -188,6 +207,27 @@ impl NodeMetrics {
     /// A task finished `took_ms` after it was accepted.
     pub fn task_finished(&self, took_ms: u64) {
         self.inner.submit_to_finish_seconds.record(took_ms as f64 / 1000.0);
+    }
+
+    /// What the store reports: fsyncs of the log, snapshots built and installed.
+    pub fn store_event(&self, event: StoreEvent) {
+        let (histogram, took, image_bytes) = match event {
+            StoreEvent::LogFsync { took } => (&self.inner.log_fsync_seconds, took, None),
+            StoreEvent::SnapshotBuilt { took, image_bytes } => {
+                (&self.inner.snapshot_build_seconds, took, Some(image_bytes))
+            }
+            StoreEvent::SnapshotInstalled { took, image_bytes } => {
+                (&self.inner.snapshot_install_seconds, took, Some(image_bytes))
+            }
+        };
+        histogram.record(took.as_secs_f64());
+        if let Some(bytes) = image_bytes {
+            self.inner.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
+        }
+    }
+
+    pub fn last_snapshot_bytes(&self) -> u64 {
+        self.inner.last_snapshot_bytes.load(Ordering::Relaxed)
     }
 
     pub fn leader_changed(&self) {

@@ -233,6 +233,29 @@ async fn every_node_is_live_and_ready_and_its_metrics_name_the_cluster_state() {
         body.contains("# TYPE raftsched_dispatch_round_duration_seconds histogram"),
         "{body}"
     );
+    // Every node fsyncs its log for the task's entry; a snapshot reports its duration and size.
+    for id in cluster.ids() {
+        let answer = get(cluster.http_addr(id), "/metrics", Some((&dir, Some("prometheus")))).await;
+        let fsyncs = sample(&answer.body, "raftsched_disk_log_fsync_duration_seconds_count");
+        assert!(fsyncs.unwrap_or(0.0) >= 1.0, "node {id}: {fsyncs:?}");
+    }
+    cluster
+        .node(leader)
+        .raft()
+        .trigger()
+        .snapshot()
+        .await
+        .expect("asking for a snapshot");
+    let snapshotted = wait_until("the leader's metrics to show the snapshot", || async {
+        let answer = get(cluster.http_addr(leader), "/metrics", Some((&dir, Some("prometheus")))).await;
+        let built = sample(&answer.body, "raftsched_snapshot_build_duration_seconds_count").unwrap_or(0.0);
+        (built >= 1.0).then_some(answer.body)
+    })
+    .await;
+    assert!(
+        sample(&snapshotted, "raftsched_snapshot_image_bytes").unwrap_or(0.0) > 0.0,
+        "{snapshotted}"
+    );
     for (file, name) in deploy_metric_names() {
         assert!(
             body.contains(&format!("# TYPE {name} ")),
