@@ -251,6 +251,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+use raftsched_client::worker::execution::TASK_VARIABLES;
+
 /// Every flag's environment variable starts with this.
 const ENV_PREFIX: &str = "RAFTSCHED";
 
@@ -260,7 +262,9 @@ const ENV_PREFIX: &str = "RAFTSCHED";
 /// flag > variable > config file (`node --config`) > default: clap reads a variable only
 /// for a flag not given, and the node lays flags and variables alike over its file.
 /// A switch's variable is set by 1, true, yes or on. Positional arguments, --help and
-/// --version get none.
+/// --version get none, nor does a flag whose name would be one of the variables a worker
+/// sets for its tasks (`TASK_VARIABLES`): `worker --id` would be RAFTSCHED_WORKER_ID, which
+/// every task sees, and a task that starts a worker would take its own worker's id.
 pub(crate) fn with_env_for_every_flag(command: clap::Command, prefix: &str) -> clap::Command {
     let prefix = prefix.to_string();
     let command = command.mut_args(|arg| {
@@ -271,6 +275,9 @@ pub(crate) fn with_env_for_every_flag(command: clap::Command, prefix: &str) -> c
             return arg;
         }
         let name = format!("{prefix}_{}", long.replace('-', "_").to_ascii_uppercase());
+        if TASK_VARIABLES.contains(&name.as_str()) {
+            return arg;
+        }
         // Leaked once per flag and process: clap keeps env names as &'static str.
         let arg = arg.env(&*name.leak());
         // A switch reads 1, true, yes or on as set; 0, false, no, off or empty as not.
@@ -344,12 +351,16 @@ mod tests {
         assert!(all.len() > 100, "{} flags found", all.len());
         let mut owner: std::collections::BTreeMap<String, (String, String)> = Default::default();
         for (path, long, env) in all {
-            if matches!(long.as_str(), "help" | "version") {
+            if matches!(long.as_str(), "help" | "version") || (path == "raftsched worker" && long == "id") {
                 assert_eq!(env, None, "{path} --{long}");
                 continue;
             }
             let env = env.unwrap_or_else(|| panic!("{path} --{long} has no environment variable"));
             assert!(env.starts_with("RAFTSCHED_"), "{path} --{long}: {env}");
+            assert!(
+                !TASK_VARIABLES.contains(&env.as_str()),
+                "{path} --{long}: {env} is a task's variable"
+            );
             let claimed = owner.entry(env.clone()).or_insert((path.clone(), long.clone()));
             assert!(
                 *claimed == (path.clone(), long.clone()),
