@@ -81,6 +81,10 @@ Commands:
                      the leader hands its attempts to other workers once its lease expires
   restart-worker N   stop worker N (it drains) and start it again
   leader             print the number of the current leader node
+  backup FILE        save a consistent snapshot of the whole state from the leader to FILE
+  restore FILE       seed new data dirs for all three nodes from a snapshot FILE (every node
+                     stopped and its data dir absent: remove ${DATA}/node1..3 first); then
+                     \`start\` runs the restored cluster
   env                print the exports that point raftsched at this cluster:
                      eval "\$(scripts/cluster.sh env)"
   clean              stop, then remove the data dir
@@ -864,6 +868,31 @@ cmd_clean() {
     echo "removed $DATA"
 }
 
+cmd_backup() {
+    local file=${1:-} bin
+    [[ -n $file ]] || die "backup needs a FILE to write"
+    bin=$(client_bin)
+    "$bin" --cluster "$(cluster_addrs)" cluster snapshot save "$file"
+}
+
+cmd_restore() {
+    local file=${1:-} bin cid n
+    [[ -n $file ]] || die "restore needs a snapshot FILE (scripts/cluster.sh backup FILE writes one)"
+    [[ -r $file ]] || die "cannot read $file"
+    for n in "${NODES[@]}"; do
+        if node_pid "$n" >/dev/null; then die "node $n runs: scripts/cluster.sh stop first"; fi
+        [[ ! -e $(data_dir "$n") ]] ||
+            die "$(data_dir "$n") exists: restore seeds new data dirs; remove ${DATA}/node1..3 (after copying what you need)"
+    done
+    bin=$(client_bin)
+    cid=$(cluster_id)
+    for n in "${NODES[@]}"; do
+        "$bin" cluster restore "$file" --id "$n" --data-dir "$(data_dir "$n")" --cluster-id "$cid" \
+            --initial-members "$(initial_members)" >/dev/null
+    done
+    echo "seeded $(data_dir 1), $(data_dir 2) and $(data_dir 3) from $file; scripts/cluster.sh start runs them"
+}
+
 main() {
     check_settings
     setup_tls
@@ -881,6 +910,8 @@ main() {
         kill-worker) cmd_kill_worker "$@" ;;
         restart-worker) cmd_restart_worker "$@" ;;
         leader) cmd_leader ;;
+        backup) cmd_backup "$@" ;;
+        restore) cmd_restore "$@" ;;
         env) cmd_env ;;
         clean) cmd_clean ;;
         help | -h | --help) usage ;;

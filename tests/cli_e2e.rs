@@ -1034,3 +1034,106 @@ fn version_names_the_commit_and_the_wire_format() {
     let format = raftsched_core::state::wire::WIRE_FORMAT_VERSION;
     assert!(version.contains(&format!("wire format v{format}")), "{version}");
 }
+
+/// Every task's (id, state, name) in `task list --json`, sorted by id.
+fn every_task(all: &Target) -> Vec<(u64, String, String)> {
+    let listed = cli_json(all, &["task", "list", "--limit", "1000"]).expect("listing every task");
+    let mut tasks: Vec<(u64, String, String)> = listed["tasks"]
+        .as_array()
+        .expect("task list --json prints {\"tasks\": [...]}")
+        .iter()
+        .map(|t| {
+            let name = t["spec"]["name"].as_str().unwrap_or_default().to_string();
+            (int(&t["id"]).unwrap_or(0), state(t), name)
+        })
+        .collect();
+    tasks.sort();
+    tasks
+}
+
+/// Backup and restore as an operator runs them: save a snapshot from the running cluster,
+/// destroy every node's data dir, seed new ones from the file, start — and every task is
+/// there in the state it had, and the restored cluster goes on scheduling with new ids. A
+/// damaged copy of the file and a used data dir are refused with what to do.
+#[test]
+fn a_saved_snapshot_restores_every_task_into_new_data_dirs() {
+    let cluster = LocalCluster::new().with_workers(1);
+    cluster.script_ok(&["start"]);
+    let all = cluster.target();
+    let done: Vec<Value> = (0..2)
+        .map(|n| submit_and_wait(&all, &["--name", &format!("done-{n}")], "echo done").1)
+        .collect();
+    assert!(done.iter().all(|task| state(task) == "succeeded"), "{done:?}");
+    // Delayed by an hour: still waiting after the restore.
+    for n in 0..10 {
+        submit(
+            &all,
+            &["--name", &format!("later-{n}"), "--delay-ms", "1h"],
+            "echo later",
+        );
+    }
+    let before = every_task(&all);
+    assert_eq!(before.len(), 12, "{before:?}");
+
+    let backup = cluster.data_dir().join("backup.snap");
+    let saved = cluster.script_ok(&["backup", backup.to_str().unwrap()]);
+    assert!(
+        saved.contains("Snapshot saved to") && saved.contains("12 tasks"),
+        "{saved}"
+    );
+    let status = cli_json(&all, &["cluster", "snapshot", "status", backup.to_str().unwrap()]).unwrap();
+    assert_eq!(int(&status["tasks"]), Some(12), "{status}");
+    assert_eq!(status["sha256"].as_str().map(str::len), Some(64), "{status}");
+    assert!(saved.contains(status["sha256"].as_str().unwrap()), "{saved}\n{status}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&backup).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "a backup holds every task's environment: {mode:o}");
+
+    // Refused while the nodes run, and over existing data dirs.
+    let running = cluster.script(&["restore", backup.to_str().unwrap()]);
+    assert!(
+        !running.status.success() && text(&running.stderr).contains("stop first"),
+        "{}",
+        describe(&running)
+    );
+    cluster.script_ok(&["stop"]);
+    let used = cluster.script(&["restore", backup.to_str().unwrap()]);
+    assert!(
+        !used.status.success() && text(&used.stderr).contains("exists"),
+        "{}",
+        describe(&used)
+    );
+
+    let mut damaged = std::fs::read(&backup).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x10;
+    let damaged_path = cluster.data_dir().join("damaged.snap");
+    std::fs::write(&damaged_path, damaged).unwrap();
+    let new_dir = cluster.data_dir().join("scratch");
+    let refused = cli_command(&all)
+        .args(["cluster", "restore"])
+        .arg(&damaged_path)
+        .args(["--id", "1", "--data-dir"])
+        .arg(&new_dir)
+        .args(["--initial-members", &format!("1={}", cluster.addr(1))])
+        .output()
+        .unwrap();
+    let stderr = text(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("is not a usable backup"),
+        "{stderr}"
+    );
+    assert!(!new_dir.exists(), "nothing was seeded from a damaged file");
+
+    for n in 1..=3 {
+        std::fs::remove_dir_all(cluster.data_dir().join(format!("node{n}"))).unwrap();
+    }
+    let restored = cluster.script_ok(&["restore", backup.to_str().unwrap()]);
+    assert!(restored.contains("seeded"), "{restored}");
+    cluster.script_ok(&["start"]);
+    assert_eq!(every_task(&all), before, "every task is back, in the state it had");
+
+    let (_, after) = submit_and_wait(&all, &["--name", "after-restore"], "echo after");
+    assert_eq!(state(&after), "succeeded", "{after}");
+    let newest = before.iter().map(|(id, ..)| *id).max().unwrap();
+    assert!(task_id(&after).unwrap() > newest, "{after} reuses an id of the backup");
+}

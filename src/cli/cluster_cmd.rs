@@ -7,6 +7,9 @@ use raftsched_api::v1 as api;
 use raftsched_client::ClusterClient;
 use raftsched_server::raft_types::MemberNode;
 
+use crate::cli::backup_cmd;
+use crate::cli::backup_cmd::RestoreArgs;
+use crate::cli::backup_cmd::SnapshotCommand;
 use crate::cli::output;
 
 #[derive(Subcommand, Debug)]
@@ -15,31 +18,44 @@ pub enum ClusterCommand {
     Status,
     /// Hand leadership to node N (default: the most up-to-date follower), e.g. before
     /// restarting the leader.
-    TransferLeader { node_id: Option<u64> },
+    TransferLeader {
+        node_id: Option<u64>,
+    },
     /// Add a member: it joins as a learner, catches up, then becomes a voter. Start it first
     /// with `raftsched node --id ID --listen ADDR --data-dir EMPTY_DIR` (no --initial-members).
     /// ADDRESS is its client port, HOST:PORT, optionally with /PEER_PORT or /PEER_HOST:PORT
     /// (default: the client port + 100, as `raftsched node` picks).
-    AddNode { node_id: u64, address: String },
+    AddNode {
+        node_id: u64,
+        address: String,
+    },
     /// Remove a member (for example a dead machine) from the cluster.
-    RemoveNode { node_id: u64 },
+    RemoveNode {
+        node_id: u64,
+    },
+    /// Backups: `save FILE` from the leader, `status FILE` to check one.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    Restore(RestoreArgs),
 }
 
 /// Per-call deadline of membership changes: a hand-over waits for the target to take over,
 /// and adding a node waits for it to catch up as a learner (a large state takes a while).
 const MEMBERSHIP_CALL_DEADLINE: Duration = Duration::from_secs(300);
 
-pub async fn run(command: ClusterCommand, client: &ClusterClient, json: bool) -> anyhow::Result<()> {
-    let membership_client = client.clone().with_per_call_deadline(MEMBERSHIP_CALL_DEADLINE);
-    let client = match command {
-        ClusterCommand::TransferLeader { .. } | ClusterCommand::AddNode { .. } | ClusterCommand::RemoveNode { .. } => {
-            &membership_client
-        }
-        _ => client,
-    };
+/// `client` is called only by the commands that talk to the cluster (`restore` and
+/// `snapshot status` work on files alone).
+pub async fn run(
+    command: ClusterCommand,
+    client: impl FnOnce() -> anyhow::Result<ClusterClient>,
+    json: bool,
+) -> anyhow::Result<()> {
     match command {
         ClusterCommand::TransferLeader { node_id } => {
-            let response = client
+            let response = client()?
+                .with_per_call_deadline(MEMBERSHIP_CALL_DEADLINE)
                 .call(|mut c| async move {
                     let request = api::TransferLeaderRequest {
                         node_id: node_id.unwrap_or(0),
@@ -52,7 +68,8 @@ pub async fn run(command: ClusterCommand, client: &ClusterClient, json: bool) ->
         }
         ClusterCommand::AddNode { node_id, address } => {
             let member = MemberNode::parse(&address)?;
-            let response = client
+            let response = client()?
+                .with_per_call_deadline(MEMBERSHIP_CALL_DEADLINE)
                 .call(|mut c| {
                     let request = api::AddNodeRequest {
                         node_id,
@@ -66,14 +83,15 @@ pub async fn run(command: ClusterCommand, client: &ClusterClient, json: bool) ->
             Ok(())
         }
         ClusterCommand::RemoveNode { node_id } => {
-            let response = client
+            let response = client()?
+                .with_per_call_deadline(MEMBERSHIP_CALL_DEADLINE)
                 .call(|mut c| async move { c.remove_node(api::RemoveNodeRequest { node_id }).await })
                 .await?;
             print_members(&response.members, json);
             Ok(())
         }
         ClusterCommand::Status => {
-            let status = client.cluster_status().await?;
+            let status = client()?.cluster_status().await?;
             if status.members.is_empty() {
                 anyhow::bail!(
                     "the node answering knows no members yet: it has not joined a cluster \
@@ -83,6 +101,8 @@ pub async fn run(command: ClusterCommand, client: &ClusterClient, json: bool) ->
             print_members(&status.members, json);
             Ok(())
         }
+        ClusterCommand::Snapshot { command } => backup_cmd::run(command, client, json).await,
+        ClusterCommand::Restore(args) => backup_cmd::restore(args, json).await,
     }
 }
 

@@ -3,6 +3,7 @@
 //! Architecture invariant: the CLI calls the cluster through `raftsched_client`; it builds
 //! `raftsched_api` requests and prints the answers, but never sees `tonic::Status`.
 
+mod backup_cmd;
 mod certs_cmd;
 mod cluster_cmd;
 mod duration;
@@ -227,7 +228,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Node(args) => node_cmd::run(*args, &cli.tls).await,
         Command::Task(command) => task_cmd::run(command, &client()?, cli.json).await,
-        Command::Cluster(command) => cluster_cmd::run(command, &client()?, cli.json).await,
+        Command::Cluster(command) => cluster_cmd::run(command, client, cli.json).await,
         Command::Worker(args) => {
             let identity = args.default_tls_identity().unwrap_or_else(|| admin.to_string());
             // A worker keeps retrying through elections and outages on its own.

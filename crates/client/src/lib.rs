@@ -14,6 +14,7 @@ pub use cluster::ClientError;
 pub use cluster::ClusterClient;
 pub use cluster::DEFAULT_CLUSTER;
 pub use cluster::ErrorCode;
+pub use cluster::SavedSnapshot;
 pub use cluster::new_request_id;
 pub use tls::TlsError;
 pub use tls::TlsSettings;

@@ -25,7 +25,11 @@
 //! - `snapshot`: the last snapshot, its meta and its image (which carries its own format
 //!   version) in a checksummed envelope ([`snapshot_envelope`]); [`snapshot_file`] says why
 //!   it is a file of its own and how it is replaced atomically.
+//!
+//! A backup ([`backup`]) is a snapshot file taken on demand from the leader's applied state;
+//! restore seeds new data dirs with one.
 
+pub mod backup;
 mod codec;
 mod events;
 mod flush;
@@ -48,6 +52,9 @@ use std::sync::Weak;
 use std::time::Duration;
 use std::time::Instant;
 
+pub use backup::Backup;
+pub use backup::BackupError;
+pub use backup::BackupSummary;
 pub use codec::encoded_len;
 pub use events::StoreEvent;
 pub use events::StoreEvents;

@@ -81,26 +81,14 @@ impl SnapshotFile {
     /// Replaces the stored snapshot, durably: it is on disk, and so is its name, when this
     /// returns. Blocking: call it off the async workers.
     pub fn write(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
-        let meta_bytes = encode(meta);
-        let meta_len = u32::try_from(meta_bytes.len())
-            .ok()
-            .filter(|&len| len as usize <= META_MAX_BYTES)
-            .ok_or_else(|| io::Error::other(format!("snapshot meta of {} bytes", meta_bytes.len())))?;
         let tmp_path = self.dir.join(SNAPSHOT_TMP_FILE);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(FILE_MODE)
             .open(&tmp_path)?;
-        file.write_all(&MAGIC)?;
-        file.write_all(&meta_len.to_le_bytes())?;
-        file.write_all(&crc32fast::hash(&meta_bytes).to_le_bytes())?;
-        file.write_all(&(data.len() as u64).to_le_bytes())?;
-        file.write_all(&meta_bytes)?;
-        let mut encoder = zstd::Encoder::new(file, ZSTD_LEVEL)?;
-        encoder.write_all(data)?;
-        let file = encoder.finish()?;
+        let file = encode_into(file, meta, data)?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(&tmp_path, self.path())?;
@@ -110,50 +98,75 @@ impl SnapshotFile {
     /// The stored snapshot, if there is one. The meta is verified by its checksum here; the
     /// data by its envelope when the state is restored from it.
     pub fn read(&self) -> io::Result<Option<(SnapshotMeta, SnapshotData)>> {
-        let mut file = match File::open(self.path()) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let mut header = [0_u8; HEADER_BYTES];
-        file.read_exact(&mut header)
-            .map_err(|e| damaged(format!("header: {e}")))?;
-        if header[..MAGIC.len()] != MAGIC {
-            return Err(damaged("it does not start with the snapshot file's magic bytes".into()));
+        match File::open(self.path()) {
+            Ok(file) => decode_from(file).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-        let meta_len = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
-        let meta_crc = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
-        if meta_len > META_MAX_BYTES {
-            return Err(damaged(format!(
-                "meta length {meta_len} bytes (at most {META_MAX_BYTES})"
-            )));
-        }
-        let mut meta_bytes = vec![0_u8; meta_len];
-        file.read_exact(&mut meta_bytes)
-            .map_err(|e| damaged(format!("meta cut short: {e}")))?;
-        let found = crc32fast::hash(&meta_bytes);
-        if found != meta_crc {
-            return Err(damaged(format!(
-                "meta checksum mismatch: expected crc32 {meta_crc:#010x}, found {found:#010x}"
-            )));
-        }
-        let meta = decode::<SnapshotMeta>(&meta_bytes, "snapshot meta")?;
-        let data_len = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
-        // At most what the header says, plus one byte to tell a longer frame: a damaged length
-        // can neither make this allocate past the file's own data nor hide a cut.
-        let mut data = Vec::with_capacity(usize::try_from(data_len).unwrap_or(0).min(1 << 30));
-        zstd::Decoder::new(file)?
-            .take(data_len.saturating_add(1))
-            .read_to_end(&mut data)
-            .map_err(|e| damaged(format!("data does not decompress: {e}")))?;
-        if data.len() as u64 != data_len {
-            return Err(damaged(format!(
-                "data is {} bytes, the header says {data_len}",
-                data.len()
-            )));
-        }
-        Ok(Some((meta, data)))
     }
+}
+
+/// Writes a snapshot in this file's layout to `out`, and gives `out` back (to be synced).
+/// A backup file is the same bytes ([`crate::backup`]).
+pub(crate) fn encode_into<W: Write>(mut out: W, meta: &SnapshotMeta, data: &[u8]) -> io::Result<W> {
+    let meta_bytes = encode(meta);
+    let meta_len = u32::try_from(meta_bytes.len())
+        .ok()
+        .filter(|&len| len as usize <= META_MAX_BYTES)
+        .ok_or_else(|| io::Error::other(format!("snapshot meta of {} bytes", meta_bytes.len())))?;
+    out.write_all(&MAGIC)?;
+    out.write_all(&meta_len.to_le_bytes())?;
+    out.write_all(&crc32fast::hash(&meta_bytes).to_le_bytes())?;
+    out.write_all(&(data.len() as u64).to_le_bytes())?;
+    out.write_all(&meta_bytes)?;
+    let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL)?;
+    encoder.write_all(data)?;
+    encoder.finish()
+}
+
+/// Reads a snapshot in this file's layout. The meta is verified by its checksum here; the
+/// data by its envelope when the state is restored from it.
+pub(crate) fn decode_from<R: Read>(mut input: R) -> io::Result<(SnapshotMeta, SnapshotData)> {
+    let mut header = [0_u8; HEADER_BYTES];
+    input
+        .read_exact(&mut header)
+        .map_err(|e| damaged(format!("header: {e}")))?;
+    if header[..MAGIC.len()] != MAGIC {
+        return Err(damaged("it does not start with the snapshot file's magic bytes".into()));
+    }
+    let meta_len = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
+    let meta_crc = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
+    if meta_len > META_MAX_BYTES {
+        return Err(damaged(format!(
+            "meta length {meta_len} bytes (at most {META_MAX_BYTES})"
+        )));
+    }
+    let mut meta_bytes = vec![0_u8; meta_len];
+    input
+        .read_exact(&mut meta_bytes)
+        .map_err(|e| damaged(format!("meta cut short: {e}")))?;
+    let found = crc32fast::hash(&meta_bytes);
+    if found != meta_crc {
+        return Err(damaged(format!(
+            "meta checksum mismatch: expected crc32 {meta_crc:#010x}, found {found:#010x}"
+        )));
+    }
+    let meta = decode::<SnapshotMeta>(&meta_bytes, "snapshot meta")?;
+    let data_len = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+    // At most what the header says, plus one byte to tell a longer frame: a damaged length
+    // can neither make this allocate past the file's own data nor hide a cut.
+    let mut data = Vec::with_capacity(usize::try_from(data_len).unwrap_or(0).min(1 << 30));
+    zstd::Decoder::new(input)?
+        .take(data_len.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(|e| damaged(format!("data does not decompress: {e}")))?;
+    if data.len() as u64 != data_len {
+        return Err(damaged(format!(
+            "data is {} bytes, the header says {data_len}",
+            data.len()
+        )));
+    }
+    Ok((meta, data))
 }
 
 fn damaged(detail: String) -> io::Error {

@@ -65,6 +65,18 @@ impl SharedState {
             .expect("a panic while applying left the scheduler state unusable")
     }
 
+    /// The state, its log id and membership, taken together under the read lock. The state
+    /// is a clone whose collections share every node with the live one (imbl), so this
+    /// holds the lock for microseconds (a few dozen root pointers), not for the encoding.
+    pub(crate) fn capture(&self) -> (SnapshotMeta, SchedulerState) {
+        let applied = self.read();
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.last_membership.clone(),
+        };
+        (meta, applied.scheduler.clone())
+    }
+
     fn replace(&self, applied: AppliedState) {
         *self
             .0
@@ -320,20 +332,6 @@ pub struct SnapshotBuilder {
     after_clone: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
-impl SnapshotBuilder {
-    /// The state, its log id and membership, taken together under the read lock. The state
-    /// is a clone whose collections share every node with the live one (imbl), so this
-    /// holds the lock for microseconds (a few dozen root pointers), not for the encoding.
-    fn capture(shared: &SharedState) -> (SnapshotMeta, SchedulerState) {
-        let applied = shared.read();
-        let meta = SnapshotMeta {
-            last_log_id: applied.last_applied,
-            last_membership: applied.last_membership.clone(),
-        };
-        (meta, applied.scheduler.clone())
-    }
-}
-
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
@@ -348,7 +346,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         #[cfg(test)]
         let after_clone = self.after_clone.get_mut().ok().and_then(Option::take);
         let (meta, data) = tokio::task::spawn_blocking(move || {
-            let (meta, scheduler) = SnapshotBuilder::capture(&shared);
+            let (meta, scheduler) = shared.capture();
             #[cfg(test)]
             if let Some(hook) = after_clone {
                 hook();

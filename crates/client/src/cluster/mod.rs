@@ -11,6 +11,7 @@
 
 mod code;
 mod error;
+mod snapshot;
 mod status;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ use raftsched_api::peer_endpoint;
 use raftsched_api::v1 as api;
 use raftsched_api::v1::scheduler_client::SchedulerClient;
 use raftsched_api::v1::workers_client::WorkersClient;
+pub use snapshot::SavedSnapshot;
 use status::is_retryable;
 use status::leader_hint;
 use status::rejected;

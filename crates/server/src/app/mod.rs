@@ -7,11 +7,13 @@
 //! Architecture invariant: domain types only — no protobuf type, no `tonic::Status`; it
 //! uses `hub`, `network`, `quota`, `raft_types` and `recurrence`, never `dispatch`, `grpc` or `node`.
 
+mod backup;
 mod composite;
 mod membership;
 mod proposer;
 mod workers;
 
+pub use backup::SavedBackup;
 pub use composite::ScheduleView;
 pub use composite::WorkflowView;
 pub use workers::WorkerSummary;
@@ -154,6 +156,8 @@ pub struct App {
     guard: Guard,
     /// What the node records for its operators; never read to decide anything.
     node_metrics: NodeMetrics,
+    /// Taken by a snapshot save ([`backup::MAX_CONCURRENT_BACKUPS`]).
+    backup_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -173,6 +177,7 @@ impl App {
             hub,
             guard,
             node_metrics,
+            backup_slots: backup::backup_slots(),
         }
     }
 

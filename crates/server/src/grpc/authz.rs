@@ -29,6 +29,7 @@ pub(crate) enum Rpc<'a> {
     TransferLeader,
     AddNode,
     RemoveNode,
+    SaveSnapshot,
     CreateSchedule,
     UpdateSchedule,
     GetSchedule,
@@ -102,6 +103,9 @@ impl Rpc<'_> {
             Rpc::TransferLeader => ("TransferLeader", Kind::Operate),
             Rpc::AddNode => ("AddNode", Kind::Operate),
             Rpc::RemoveNode => ("RemoveNode", Kind::Operate),
+            // A backup holds every task of every namespace, environments unredacted; the
+            // handler also requires a credential of every namespace.
+            Rpc::SaveSnapshot => ("SaveSnapshot", Kind::Operate),
             Rpc::CreateSchedule => ("CreateSchedule", Kind::Submit),
             Rpc::UpdateSchedule => ("UpdateSchedule", Kind::Submit),
             Rpc::GetSchedule => ("GetSchedule", Kind::Read),

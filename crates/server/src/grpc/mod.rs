@@ -12,6 +12,7 @@
 pub mod admission;
 mod alarm_poll;
 mod authz;
+mod backup_stream;
 mod budget;
 mod convert;
 pub mod gateway;

@@ -12,6 +12,8 @@ use crate::grpc::api::scheduler_server::Scheduler;
 use crate::grpc::authz::Access;
 use crate::grpc::authz::Rpc;
 use crate::grpc::authz::check;
+use crate::grpc::backup_stream::SaveSnapshotStream;
+use crate::grpc::backup_stream::backup_stream;
 use crate::grpc::budget::ByteBudget;
 use crate::grpc::budget::keep_within_budget;
 use crate::grpc::budget::page_within_budget;
@@ -29,6 +31,7 @@ use crate::grpc::convert::task_cursor_to_token;
 use crate::grpc::convert::task_to_proto;
 use crate::grpc::convert::workflow_from_proto;
 use crate::grpc::convert::workflow_to_proto;
+use crate::grpc::identity::Namespaces;
 use crate::grpc::peer_status::PeerChannels;
 use crate::grpc::peer_status::peer_status;
 use crate::grpc::redact::answer;
@@ -179,6 +182,8 @@ fn member_to_proto(view: MemberView) -> api::MemberStatus {
 
 #[tonic::async_trait]
 impl Scheduler for SchedulerService {
+    type SaveSnapshotStream = SaveSnapshotStream;
+
     async fn submit_task(
         &self,
         request: Request<api::SubmitTaskRequest>,
@@ -428,6 +433,22 @@ impl Scheduler for SchedulerService {
             .map_err(app_error_to_status)?;
         let members = self.cluster_members().await;
         Ok(Response::new(api::RemoveNodeResponse { members }))
+    }
+
+    async fn save_snapshot(
+        &self,
+        request: Request<api::SaveSnapshotRequest>,
+    ) -> Result<Response<SaveSnapshotStream>, Status> {
+        let access = check(&request, Rpc::SaveSnapshot)?;
+        if access.namespaces != Namespaces::All {
+            return Err(Status::permission_denied(format!(
+                "{} acts in {}, and a snapshot holds every namespace: use an admin credential of every namespace \
+                 (`raftsched certs issue --role admin --name N`, without --namespaces)",
+                access.caller, access.namespaces
+            )));
+        }
+        let saved = self.app.backup().await.map_err(app_error_to_status)?;
+        Ok(Response::new(backup_stream(saved)))
     }
 
     async fn create_schedule(
