@@ -277,16 +277,25 @@ impl App {
     }
 
     pub fn workers(&self) -> Vec<WorkerSummary> {
+        self.workers_limited(usize::MAX).0
+    }
+
+    /// The first `limit` workers in id order, and how many more there are: a page that
+    /// shows 500 clones 500, whatever the number of workers.
+    pub fn workers_limited(&self, limit: usize) -> (Vec<WorkerSummary>, usize) {
         let state = self.state.read();
-        state
+        let total = state.scheduler.workers().count();
+        let shown = state
             .scheduler
             .workers()
+            .take(limit)
             .map(|worker| WorkerSummary {
                 worker: worker.clone(),
                 running: state.scheduler.running_count(&worker.id),
                 connected: self.hub.is_connected(&worker.id),
                 silence: self.hub.silence(&worker.id),
             })
-            .collect()
+            .collect();
+        (shown, total.saturating_sub(limit))
     }
 }

@@ -237,9 +237,7 @@ fn read_overview(state: &HttpState) -> Overview {
             name: queue.name,
         })
         .collect();
-    let mut workers = state.app.workers();
-    let workers_omitted = workers.len().saturating_sub(MAX_OVERVIEW_WORKERS);
-    workers.truncate(MAX_OVERVIEW_WORKERS);
+    let (workers, workers_omitted) = state.app.workers_limited(MAX_OVERVIEW_WORKERS);
     let workers = workers
         .into_iter()
         .map(|summary| WorkerView {
