@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use clap::Subcommand;
 use raftsched_client::ClusterClient;
+use raftsched_client::sha256_hex;
 use raftsched_server::node::parse_members;
 use raftsched_server::quota::size::format_bytes;
 use raftsched_server::raft_types::MemberNode;
@@ -194,9 +195,4 @@ pub async fn restore(args: RestoreArgs, json: bool) -> anyhow::Result<()> {
         args.cluster_id
     );
     Ok(())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    format!("{:x}", sha2::Sha256::digest(bytes))
 }

@@ -16,6 +16,7 @@ pub use cluster::DEFAULT_CLUSTER;
 pub use cluster::ErrorCode;
 pub use cluster::SavedSnapshot;
 pub use cluster::new_request_id;
+pub use cluster::sha256_hex;
 pub use tls::TlsError;
 pub use tls::TlsSettings;
 

@@ -89,7 +89,9 @@ impl Backup {
     pub fn capture(shared: &SharedState) -> Option<Backup> {
         let (meta, scheduler) = shared.capture();
         let last_log_id = meta.last_log_id?;
-        let data = snapshot_envelope::seal(&scheduler.to_snapshot_bytes());
+        // Encoded straight behind the envelope's header, as a snapshot build does: no second
+        // copy of the image.
+        let data = snapshot_envelope::seal_with(0, |buffer| scheduler.append_snapshot_bytes(buffer));
         Some(Backup {
             meta,
             data,

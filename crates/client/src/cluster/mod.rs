@@ -36,6 +36,7 @@ use raftsched_api::v1 as api;
 use raftsched_api::v1::scheduler_client::SchedulerClient;
 use raftsched_api::v1::workers_client::WorkersClient;
 pub use snapshot::SavedSnapshot;
+pub use snapshot::sha256_hex;
 use status::is_retryable;
 use status::leader_hint;
 use status::rejected;

@@ -49,6 +49,11 @@ impl ClusterClient {
     }
 }
 
+/// The SHA-256 of a backup file as the summary and the CLI write it: lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
 /// DATA_LOSS unless `bytes` are the file `summary` describes.
 fn check_received(summary: &api::SnapshotSummary, bytes: &[u8]) -> Result<(), Status> {
     if bytes.len() as u64 != summary.size_bytes {
@@ -58,7 +63,7 @@ fn check_received(summary: &api::SnapshotSummary, bytes: &[u8]) -> Result<(), St
             summary.size_bytes
         )));
     }
-    let found = format!("{:x}", Sha256::digest(bytes));
+    let found = sha256_hex(bytes);
     if found != summary.sha256 {
         return Err(Status::data_loss(format!(
             "the snapshot received has SHA-256 {found}, the leader sent {}; retry the save",
