@@ -12,6 +12,7 @@ pub(crate) mod output;
 mod queue_cmd;
 mod schedule_cmd;
 mod task_cmd;
+mod telemetry;
 mod worker_cmd;
 mod workflow_cmd;
 
@@ -49,18 +50,18 @@ pub struct Cli {
     /// level, target, message and fields, for Loki, Elasticsearch or `jq`).
     #[arg(long, global = true, env = "RAFTSCHED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// For `node` and `worker`: export the spans of each task's path (submit, propose,
+    /// commit, apply, assign, push, run, report) to this OpenTelemetry collector over
+    /// OTLP/gRPC, such as http://127.0.0.1:4317. Off when left out.
+    #[arg(long, global = true, env = "RAFTSCHED_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(subcommand)]
     command: Command,
 }
 
-/// The format of log lines (`--log-format`).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum LogFormat {
-    Text,
-    Json,
-}
+use telemetry::LogFormat;
 
 /// The log filter without `RUST_LOG`. openraft logs its whole state at INFO on every change
 /// of role (2 KB a line): its warnings and errors are what an operator needs from it.
@@ -210,15 +211,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => false,
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_log_filter(long_running)));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
-    }
+    let service = match &cli.command {
+        Command::Node(_) => "raftsched-node",
+        _ => "raftsched-worker",
+    };
+    // Only a node and a running worker have spans to export.
+    let otlp_endpoint = cli.otlp_endpoint.as_deref().filter(|_| long_running);
+    let telemetry = telemetry::init(cli.log_format, filter, otlp_endpoint, service)?;
+    let result = run_command(cli).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     let admin = raftsched_certs::layout::DEFAULT_CLIENT_IDENTITY;
     let client = || {
         cli.tls
@@ -354,6 +359,12 @@ mod tests {
         for (path, long, env) in all {
             if matches!(long.as_str(), "help" | "version") || (path == "raftsched worker" && long == "id") {
                 assert_eq!(env, None, "{path} --{long}");
+                continue;
+            }
+            // OpenTelemetry's own variable, as a traced script or a task has it (a schedule
+            // drops it: each run is a trace of its own).
+            if long == "trace-parent" {
+                assert_eq!(env.as_deref(), Some("TRACEPARENT"), "{path} --{long}");
                 continue;
             }
             let env = env.unwrap_or_else(|| panic!("{path} --{long} has no environment variable"));

@@ -92,7 +92,9 @@ impl ScheduleArgs {
         };
         let mut task = self.task;
         task.name.get_or_insert_with(|| self.schedule.clone());
-        let template = task.into_spec()?;
+        let mut template = task.into_spec()?;
+        // Each run is a trace of its own, not part of the shell's that created the schedule.
+        template.trace_parent.clear();
         let spec = api::ScheduleSpec {
             recurrence: Some(recurrence),
             template: Some(template),

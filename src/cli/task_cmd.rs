@@ -143,6 +143,11 @@ pub struct TaskArgs {
     /// Run no earlier than this time (milliseconds since the Unix epoch).
     #[arg(long, default_value_t = 0)]
     run_at_ms: u64,
+    /// The W3C trace context the task joins (00-<trace id>-<parent id>-<flags>); by
+    /// default TRACEPARENT's, as a traced script or a task's own command has it. The worker
+    /// hands the task its run's context as TRACEPARENT.
+    #[arg(long, env = "TRACEPARENT")]
+    trace_parent: Option<String>,
     /// The command line to run, after `--`.
     #[arg(last = true)]
     command: Vec<String>,
@@ -199,6 +204,7 @@ impl TaskArgs {
             retry_backoff_ms: self.retry_backoff_ms,
             run_at_ms: self.run_at_ms,
             delay_ms: self.delay_ms,
+            trace_parent: self.trace_parent.unwrap_or_default(),
         })
     }
 }

@@ -88,6 +88,8 @@ pub struct LocalCluster {
     pub worker_lease_ms: Option<u64>,
     /// RAFTSCHED_INSECURE=1 for the script: a plaintext cluster.
     pub insecure: bool,
+    /// More environment for the script, and so for its nodes and workers.
+    pub env: Vec<(String, String)>,
 }
 
 /// How long a stopping worker may finish its attempts (RAFTSCHED_WORKER_DRAIN_MS): short, so
@@ -105,7 +107,14 @@ impl LocalCluster {
             workers: 2,
             worker_lease_ms: None,
             insecure: false,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets `name` to `value` in the environment of the script, its nodes and workers.
+    pub fn with_env(mut self, name: &str, value: &str) -> LocalCluster {
+        self.env.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// A plaintext cluster (`RAFTSCHED_INSECURE=1`).
@@ -180,6 +189,7 @@ impl LocalCluster {
             .env_remove("RAFTSCHED_CLUSTER")
             .env_remove("RAFTSCHED_INSECURE")
             .env_remove("RAFTSCHED_TLS_DIR")
+            .env_remove("RAFTSCHED_OTLP_ENDPOINT")
             .stdin(Stdio::null());
         if let Some(lease_ms) = self.worker_lease_ms {
             command.env("RAFTSCHED_WORKER_LEASE_MS", lease_ms.to_string());
@@ -187,6 +197,7 @@ impl LocalCluster {
         if self.insecure {
             command.env("RAFTSCHED_INSECURE", "1");
         }
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
         command.output().expect("running scripts/cluster.sh")
     }
 
@@ -258,6 +269,7 @@ pub fn cli_command(target: &Target) -> Command {
         .env_remove("RAFTSCHED_CLUSTER")
         .env_remove("RAFTSCHED_TLS_IDENTITY")
         .env_remove("RAFTSCHED_TLS_SERVER_NAME")
+        .env_remove("TRACEPARENT")
         .stdin(Stdio::null());
     command
 }

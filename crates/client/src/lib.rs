@@ -8,6 +8,7 @@
 mod cluster;
 pub mod output;
 mod tls;
+pub mod trace;
 pub mod worker;
 
 pub use cluster::ClientError;

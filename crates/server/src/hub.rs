@@ -24,8 +24,17 @@ const MAX_PENDING_REASONS: usize = 10_000;
 /// What the leader tells a worker on its stream, once the change is committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Instruction {
-    Assign { task: Box<Task>, token: u64, attempt: u32 },
-    Cancel { task_id: TaskId, token: u64 },
+    /// `trace_parent`: the context the worker's run joins (the push's span, else the task's).
+    Assign {
+        task: Box<Task>,
+        token: u64,
+        attempt: u32,
+        trace_parent: Option<String>,
+    },
+    Cancel {
+        task_id: TaskId,
+        token: u64,
+    },
 }
 
 struct Connection {

@@ -1,9 +1,13 @@
 //! [`StoreEvents`]: timings the store reports to whoever watches it (the node's metrics):
 //! each fsync of the log, each snapshot built or installed. The store links no metrics
 //! library; the node hands it a sink once it has one, and events before that are dropped.
+//! Likewise it exports no traces: a node that does hands it an apply tracer, which opens
+//! the "apply" span of each traced submission around its apply.
 
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use raftsched_core::state::Command;
 
 /// One thing the store did, and how long it took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,17 +22,21 @@ pub enum StoreEvent {
 }
 
 type Sink = Box<dyn Fn(StoreEvent) + Send + Sync>;
+type ApplyTracer = Box<dyn Fn(&Command) -> Vec<tracing::Span> + Send + Sync>;
 
 /// Where the store's events go: nowhere until [`StoreEvents::set_sink`].
 #[derive(Default)]
 pub struct StoreEvents {
     sink: OnceLock<Sink>,
+    /// Opens the "apply" spans of a command's traced tasks (see [`StoreEvents::set_apply_tracer`]).
+    apply_tracer: OnceLock<ApplyTracer>,
 }
 
 impl std::fmt::Debug for StoreEvents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreEvents")
             .field("has_sink", &self.sink.get().is_some())
+            .field("has_apply_tracer", &self.apply_tracer.get().is_some())
             .finish()
     }
 }
@@ -39,6 +47,21 @@ impl StoreEvents {
     /// nothing, if a sink was set already.
     pub fn set_sink(&self, sink: impl Fn(StoreEvent) + Send + Sync + 'static) -> bool {
         self.sink.set(Box::new(sink)).is_ok()
+    }
+
+    /// Has `tracer` open spans for each command about to be applied; they close when it
+    /// has been. The store exports no traces itself: the node sets a tracer only when it
+    /// does (`--otlp-endpoint`). Returns false, and changes nothing, if one was set already.
+    pub fn set_apply_tracer(&self, tracer: impl Fn(&Command) -> Vec<tracing::Span> + Send + Sync + 'static) -> bool {
+        self.apply_tracer.set(Box::new(tracer)).is_ok()
+    }
+
+    /// The spans to hold while `command` is applied: none without a tracer.
+    pub(crate) fn trace_apply(&self, command: &Command) -> Vec<tracing::Span> {
+        self.apply_tracer
+            .get()
+            .map(|tracer| tracer(command))
+            .unwrap_or_default()
     }
 
     pub(crate) fn emit(&self, event: StoreEvent) {

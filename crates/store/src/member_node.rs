@@ -130,6 +130,7 @@ impl<'de> Deserialize<'de> for MemberNode {
 
 #[cfg(test)]
 mod tests {
+    use raftsched_core::state::wire::WIRE_FORMAT_VERSION;
     use raftsched_core::state::wire::decode_versioned;
     use raftsched_core::state::wire::decode_versioned_or_bare;
     use raftsched_core::state::wire::encode_versioned;
@@ -178,7 +179,11 @@ mod tests {
     fn a_v3_member_round_trips_and_keeps_both_addresses() {
         let node = MemberNode::new("10.0.0.1:50051", "10.0.0.1:50151");
         let bytes = encode_versioned(&node);
-        assert_eq!(&bytes[..12], &wire_header(3)[..]);
+        // Written in today's format (4), with the v3 layout, which v4 left as it was.
+        assert_eq!(&bytes[..12], &wire_header(WIRE_FORMAT_VERSION)[..]);
+        let mut v3 = wire_header(3).to_vec();
+        v3.extend_from_slice(&bytes[12..]);
+        assert_eq!(decode_versioned::<MemberNode>(&v3, "member"), Ok(node.clone()));
         assert_eq!(decode_versioned::<MemberNode>(&bytes, "member"), Ok(node));
     }
 }

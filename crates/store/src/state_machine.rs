@@ -269,7 +269,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 applied.last_applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => CommandResponse::Empty,
-                    EntryPayload::Normal(command) => applied.scheduler.apply(command),
+                    EntryPayload::Normal(command) => {
+                        let _spans = self.snapshot_slot.events.trace_apply(&command);
+                        applied.scheduler.apply(command)
+                    }
                     EntryPayload::Membership(membership) => {
                         let after = StoredMembership::new(Some(entry.log_id), membership);
                         self.note_membership(&applied.last_membership, &after);

@@ -18,11 +18,14 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::ClientError;
 use crate::ClusterClient;
 use crate::ErrorCode;
 use crate::new_request_id;
+use crate::task_span;
+use crate::trace;
 use crate::worker::execution::ExecutionOptions;
 use crate::worker::executor;
 use crate::worker::executor::CommandRun;
@@ -106,6 +109,9 @@ pub struct TaskContext {
     pub kind: String,
     pub data: Vec<u8>,
     pub labels: BTreeMap<String, String>,
+    /// The W3C trace context of this run (a command gets it as `TRACEPARENT`), when the
+    /// task is traced.
+    pub trace_parent: Option<String>,
     /// Cancelled when the task is cancelled, the attempt is void, or the worker hands it back.
     pub cancel: CancellationToken,
 }
@@ -443,15 +449,27 @@ impl Shared {
         let Ok(_slot) = self.slots.acquire().await else { return };
         let task = assignment.task.clone().unwrap_or_default();
         let spec = task.spec.clone().unwrap_or_default();
-        let mut report = match spec.payload {
-            Some(api::task_spec::Payload::Command(command)) => {
-                self.run_command(&task, &assignment, command, cancel).await
+        // The push's context, else the task's (an assignment re-sent on attach has none).
+        let parent = [&assignment.trace_parent, &spec.trace_parent]
+            .into_iter()
+            .find(|context| !context.is_empty())
+            .map(String::as_str);
+        let span = task_span!("run", parent, task.id);
+        let trace_parent = trace::traceparent_of(&span, parent);
+        let run = async {
+            match spec.payload {
+                Some(api::task_spec::Payload::Command(command)) => {
+                    self.run_command(&task, &assignment, command, trace_parent.as_deref(), cancel)
+                        .await
+                }
+                Some(api::task_spec::Payload::Opaque(opaque)) => {
+                    self.run_handler(&task, &assignment, opaque, spec.labels, trace_parent.clone(), cancel)
+                        .await
+                }
+                None => failure("task has no payload", false),
             }
-            Some(api::task_spec::Payload::Opaque(opaque)) => {
-                self.run_handler(&task, &assignment, opaque, spec.labels, cancel).await
-            }
-            None => failure("task has no payload", false),
         };
+        let mut report = run.instrument(span).await;
         if report.outcome == api::AttemptOutcome::Cancelled as i32
             && *stop_reason.lock().expect("worker lock poisoned") == Some(StopReason::HandedBack)
         {
@@ -460,7 +478,7 @@ impl Shared {
         report.task_id = task.id;
         report.token = assignment.token;
         fit_to_limits(&mut report, self.tail_bytes(), MAX_ERROR_BYTES);
-        self.report(report).await;
+        self.report(report, trace_parent.as_deref()).await;
     }
 
     async fn run_command(
@@ -468,10 +486,14 @@ impl Shared {
         task: &api::Task,
         assignment: &api::Assignment,
         command: api::CommandPayload,
+        trace_parent: Option<&str>,
         cancel: CancellationToken,
     ) -> api::ReportResultRequest {
         let spec = task.spec.clone().unwrap_or_default();
         let mut env: BTreeMap<String, String> = command.env.into_iter().collect();
+        if let Some(trace_parent) = trace_parent {
+            env.insert(trace::TRACEPARENT_VARIABLE.into(), trace_parent.to_string());
+        }
         env.insert("RAFTSCHED_TASK_ID".into(), task.id.to_string());
         env.insert("RAFTSCHED_TASK_NAME".into(), spec.name.clone());
         env.insert("RAFTSCHED_ATTEMPT".into(), assignment.attempt.to_string());
@@ -503,6 +525,7 @@ impl Shared {
         assignment: &api::Assignment,
         opaque: api::OpaquePayload,
         labels: std::collections::HashMap<String, String>,
+        trace_parent: Option<String>,
         cancel: CancellationToken,
     ) -> api::ReportResultRequest {
         let Some(handler) = self.handlers.get(&opaque.kind).cloned() else {
@@ -522,6 +545,7 @@ impl Shared {
             kind: opaque.kind,
             data: opaque.data,
             labels: labels.into_iter().collect(),
+            trace_parent,
             cancel: cancel.clone(),
         };
         let run = handler.handle(context);
@@ -554,7 +578,7 @@ impl Shared {
     /// Delivers a result to the leader, retrying through failovers and refusals until it is
     /// accepted, found void (stale attempt: nothing more to do), or the report deadline
     /// passes. Any other refusal may be passing (a busy or older leader), so it is retried.
-    async fn report(&self, mut report: api::ReportResultRequest) {
+    async fn report(&self, mut report: api::ReportResultRequest, trace_parent: Option<&str>) {
         // The leader records a result only from the attempt's own worker and session.
         report.worker_id = self.options.worker_id.clone();
         report.session_id = self.session_id.clone();
@@ -565,7 +589,11 @@ impl Shared {
             let result = self
                 .cluster
                 .call_workers(move |mut c| {
-                    let request = request.clone();
+                    let mut request = tonic::Request::new(request.clone());
+                    // The leader's "report" span joins the run's trace.
+                    if let Some(value) = trace_parent.and_then(|t| tonic::metadata::MetadataValue::try_from(t).ok()) {
+                        request.metadata_mut().insert(trace::TRACEPARENT_HEADER, value);
+                    }
                     async move { c.report_result(request).await }
                 })
                 .await;

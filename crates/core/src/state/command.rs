@@ -179,6 +179,36 @@ fn deserialize_batch<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Resul
 }
 
 impl Command {
+    /// Every task spec the command carries (a batch's, in order): for what reads or clears
+    /// their trace contexts outside apply.
+    pub fn specs_mut(&mut self) -> Vec<&mut TaskSpec> {
+        match self {
+            Command::SubmitTasks { specs, .. } => specs.iter_mut().collect(),
+            Command::SubmitShards { spec, .. } => vec![spec],
+            Command::SubmitWorkflow { workflow, .. } => workflow.tasks.iter_mut().map(|t| &mut t.spec).collect(),
+            Command::CreateSchedule { spec, .. } | Command::UpdateSchedule { spec, .. } => vec![&mut spec.template],
+            Command::Batch { commands } => commands.iter_mut().flat_map(Command::specs_mut).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The trace contexts of the tasks the command submits (a batch's, in order): what the
+    /// store opens an `apply` span under. Schedules are left out: their template's context
+    /// is the schedule's creator's, not a submission's.
+    pub fn trace_parents(&self) -> Vec<&str> {
+        match self {
+            Command::SubmitTasks { specs, .. } => specs.iter().filter_map(|s| s.trace_parent.as_deref()).collect(),
+            Command::SubmitShards { spec, .. } => spec.trace_parent.as_deref().into_iter().collect(),
+            Command::SubmitWorkflow { workflow, .. } => workflow
+                .tasks
+                .iter()
+                .filter_map(|t| t.spec.trace_parent.as_deref())
+                .collect(),
+            Command::Batch { commands } => commands.iter().flat_map(Command::trace_parents).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The leader time stamped into the command.
     pub fn now_ms(&self) -> u64 {
         match self {

@@ -36,6 +36,9 @@ pub const MAX_ATTEMPTS: u32 = 100;
 pub const MIN_ATTEMPT_TIMEOUT_MS: u64 = 100;
 pub const MAX_ATTEMPT_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
 pub const MAX_REQUEST_ID_BYTES: usize = 128;
+/// A W3C `traceparent` of version 00: `00-` 32 hex digits `-` 16 hex digits `-` 2 hex digits.
+pub const TRACE_PARENT_BYTES: usize = 55;
+const _: () = assert!(TRACE_PARENT_BYTES == 2 + 1 + 32 + 1 + 16 + 1 + 2);
 pub const MAX_REASON_BYTES: usize = 1024;
 /// Tasks in one submission (one log entry).
 pub const MAX_BATCH_TASKS: usize = 1000;
@@ -172,6 +175,9 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), StateError> {
     }
     if let Some(request_id) = &spec.client_request_id {
         check_text("client_request_id", request_id, MAX_REQUEST_ID_BYTES)?;
+    }
+    if let Some(trace_parent) = &spec.trace_parent {
+        check_trace_parent(trace_parent)?;
     }
     if spec.delay_ms > MAX_DELAY_MS {
         return invalid(
@@ -468,6 +474,35 @@ pub fn validate_running_tokens(count: usize) -> Result<(), StateError> {
 pub fn validate_worker_ref(worker_id: &str, session: &str) -> Result<(), StateError> {
     check_identifier("worker_id", worker_id, MAX_WORKER_ID_BYTES)?;
     check_text("session_id", session, MAX_REQUEST_ID_BYTES)
+}
+
+/// A W3C trace context of version 00 with a trace id and a parent id that are not all
+/// zeros (https://www.w3.org/TR/trace-context/#traceparent-header).
+pub fn check_trace_parent(trace_parent: &str) -> Result<(), StateError> {
+    let fields: Vec<&str> = trace_parent.split('-').collect();
+    let hex = |field: &str, len: usize| {
+        field.len() == len && field.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let nonzero = |field: &str| field.bytes().any(|b| b != b'0');
+    let well_formed = trace_parent.len() == TRACE_PARENT_BYTES
+        && fields.len() == 4
+        && fields[0] == "00"
+        && hex(fields[1], 32)
+        && nonzero(fields[1])
+        && hex(fields[2], 16)
+        && nonzero(fields[2])
+        && hex(fields[3], 2);
+    if well_formed {
+        return Ok(());
+    }
+    let shown: String = trace_parent.chars().take(TRACE_PARENT_BYTES + 5).collect();
+    invalid(
+        "trace_parent",
+        format!(
+            "{shown:?} is not a W3C traceparent: it must be {TRACE_PARENT_BYTES} characters such as \
+             00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 (version 00, lowercase hex ids, not all zeros)"
+        ),
+    )
 }
 
 /// A member's address for AddNode.
@@ -781,6 +816,39 @@ mod truncation_tests {
     use crate::state::task::AttemptOutcome;
 
     const M: &str = TRUNCATION_MARKER;
+
+    #[test]
+    fn trace_parents_must_be_w3c_version_00() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(check_trace_parent(good), Ok(()));
+        assert_eq!(check_trace_parent(&good.replace("-01", "-00")), Ok(()), "unsampled");
+        let long = format!("{good}-");
+        let huge = "0".repeat(1 << 20);
+        for bad in [
+            "",
+            &good[..TRACE_PARENT_BYTES - 1],
+            &long,
+            &huge,
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47é-00f067aa0ba902b7-01",
+        ] {
+            let error = check_trace_parent(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("trace_parent") && error.contains("W3C traceparent"),
+                "{error}"
+            );
+            assert!(
+                error.len() < 400,
+                "the message quotes at most a prefix: {} bytes",
+                error.len()
+            );
+        }
+    }
 
     #[test]
     fn node_addresses_must_be_host_and_port() {

@@ -22,7 +22,10 @@ pub enum Payload {
 
 /// A task as submitted by a client. Validated by [`crate::state::limits::validate_spec`]
 /// on the leader before proposing, and again inside apply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Deserialised by hand: a value of wire format v0-v3 has no `trace_parent` (see
+/// [`crate::state::wire::decoding_version`]) and decodes with none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskSpec {
     pub name: String,
     pub queue: String,
@@ -50,6 +53,67 @@ pub struct TaskSpec {
     /// How long after acceptance the task becomes ready. Kept as a duration, not a time, so
     /// a retried submission stays identical to the first.
     pub delay_ms: u64,
+    /// The W3C trace context (`traceparent`) of the submission, carried to the worker, which
+    /// hands it to the task as `TRACEPARENT` (wire format v4). Not part of the task's
+    /// identity: a retried submission with another trace is the same submission
+    /// ([`TaskSpec::same_submission`]).
+    pub trace_parent: Option<String>,
+}
+
+/// The layout of wire formats v0-v3, before a spec carried its trace context.
+#[derive(Deserialize)]
+struct TaskSpecV3 {
+    name: String,
+    queue: String,
+    priority: i32,
+    payload: Payload,
+    labels: BTreeMap<String, String>,
+    max_attempts: u32,
+    attempt_timeout_ms: u64,
+    client_request_id: Option<String>,
+    constraints: BTreeMap<String, String>,
+    resources: Resources,
+    affinity_key: Option<String>,
+    retry_backoff_ms: u64,
+    not_before_ms: u64,
+    delay_ms: u64,
+}
+
+impl<'de> Deserialize<'de> for TaskSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TaskSpec, D::Error> {
+        if matches!(crate::state::wire::decoding_version(), Some(0..=3)) {
+            return Ok(TaskSpecV3::deserialize(deserializer)?.untraced());
+        }
+        // Postcard writes a struct's fields one after the other, like a tuple: the v4 layout
+        // is the v3 one followed by the trace context.
+        let (v3, trace_parent) = <(TaskSpecV3, Option<String>)>::deserialize(deserializer)?;
+        Ok(TaskSpec {
+            trace_parent,
+            ..v3.untraced()
+        })
+    }
+}
+
+impl TaskSpecV3 {
+    fn untraced(self) -> TaskSpec {
+        TaskSpec {
+            name: self.name,
+            queue: self.queue,
+            priority: self.priority,
+            payload: self.payload,
+            labels: self.labels,
+            max_attempts: self.max_attempts,
+            attempt_timeout_ms: self.attempt_timeout_ms,
+            client_request_id: self.client_request_id,
+            constraints: self.constraints,
+            resources: self.resources,
+            affinity_key: self.affinity_key,
+            retry_backoff_ms: self.retry_backoff_ms,
+            not_before_ms: self.not_before_ms,
+            delay_ms: self.delay_ms,
+            trace_parent: None,
+        }
+    }
 }
 
 impl TaskSpec {
@@ -61,6 +125,16 @@ impl TaskSpec {
     /// The key consistent-hash placement uses.
     pub fn affinity(&self) -> &str {
         self.affinity_key.as_deref().unwrap_or(&self.name)
+    }
+
+    /// True when `other` asks for the same task: every field but the trace context, which
+    /// differs between a submission and its retry by a traced client.
+    pub fn same_submission(&self, other: &TaskSpec) -> bool {
+        let untraced = |spec: &TaskSpec| TaskSpec {
+            trace_parent: None,
+            ..spec.clone()
+        };
+        self == other || untraced(self) == untraced(other)
     }
 }
 

@@ -1,5 +1,5 @@
 //! A chainable builder for [`TaskSpec`], so tests (and any caller) name only the fields that
-//! matter to them instead of spelling out all fourteen.
+//! matter to them instead of spelling out all fifteen.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +36,7 @@ impl TaskSpec {
                 retry_backoff_ms: DEFAULT_RETRY_BACKOFF_MS,
                 not_before_ms: 0,
                 delay_ms: 0,
+                trace_parent: None,
             },
         }
     }
@@ -127,6 +128,11 @@ impl TaskSpecBuilder {
 
     pub fn delay_ms(mut self, delay_ms: u64) -> Self {
         self.spec.delay_ms = delay_ms;
+        self
+    }
+
+    pub fn trace_parent(mut self, trace_parent: impl Into<String>) -> Self {
+        self.spec.trace_parent = Some(trace_parent.into());
         self
     }
 

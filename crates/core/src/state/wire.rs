@@ -39,7 +39,11 @@ mod tests;
 /// still read: both deserializers ask [`decoding_version`]; a v0-v2 report is unbound
 /// (applied as before) and a v0-v2 member has `peer_addr = addr`, where those nodes served
 /// Raft.
-pub const WIRE_FORMAT_VERSION: u16 = 3;
+///
+/// v4 (issue 13, tracing): `TaskSpec` gained `trace_parent` at its end (the W3C trace
+/// context the worker hands to the task). v0-v3 bodies are still read: its deserializer
+/// asks [`decoding_version`], and a v0-v3 spec has no trace context.
+pub const WIRE_FORMAT_VERSION: u16 = 4;
 
 /// The oldest enveloped format this binary reads: 1 (the first one). A binary that reads
 /// format N and N-1 keeps a rolling upgrade possible (see ARCHITECTURE.md, Compatibility).

@@ -12,11 +12,13 @@ use std::time::Instant;
 
 use openraft::error::ClientWriteError;
 use openraft::error::RaftError;
+use raftsched_client::trace;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::AppError;
 use crate::observe::NodeMetrics;
@@ -40,6 +42,9 @@ const MAX_GROUPED_BYTES: usize = 1024 * 1024;
 struct Proposal {
     command: Command,
     encoded_bytes: usize,
+    /// The "propose" span of a traced submission (else `Span::none()`): its entry's
+    /// "commit" span is opened under it.
+    span: tracing::Span,
     reply: oneshot::Sender<Result<CommandResponse, AppError>>,
 }
 
@@ -62,16 +67,24 @@ impl Proposer {
     /// Proposes `command` and waits until it is applied (or fails).
     pub(crate) async fn propose(&self, command: Command) -> Result<CommandResponse, AppError> {
         let pending = Pending::new(&self.metrics);
-        let result = self.queue_and_wait(command).await;
+        // Under the caller's "submit" span; only submissions are traced this way (an
+        // assignment or a report has its own span around its write).
+        let span = if trace::exporting() && !command.trace_parents().is_empty() {
+            tracing::info_span!(target: trace::TARGET, "propose")
+        } else {
+            tracing::Span::none()
+        };
+        let result = self.queue_and_wait(command, span.clone()).instrument(span).await;
         pending.done(result.is_ok());
         result
     }
 
-    async fn queue_and_wait(&self, command: Command) -> Result<CommandResponse, AppError> {
+    async fn queue_and_wait(&self, command: Command, span: tracing::Span) -> Result<CommandResponse, AppError> {
         let (reply, answer) = oneshot::channel();
         let proposal = Proposal {
             encoded_bytes: encoded_len(&command),
             command,
+            span,
             reply,
         };
         if self.queue.send(proposal).await.is_err() {
@@ -173,6 +186,12 @@ fn gather(first: Proposal, queue: &mut mpsc::Receiver<Proposal>) -> (Vec<Proposa
 
 /// Proposes `group` as one entry and answers each proposal; whether the entry committed.
 async fn propose_group(raft: &Raft, mut group: Vec<Proposal>) -> bool {
+    // From the entry's proposal to its commit and apply on this node, per traced proposal.
+    let _commits: Vec<tracing::Span> = group
+        .iter()
+        .filter(|proposal| !proposal.span.is_disabled())
+        .map(|proposal| tracing::info_span!(target: trace::TARGET, parent: &proposal.span, "commit", commands = group.len()))
+        .collect();
     if group.len() == 1 {
         let proposal = group.pop().expect("one proposal");
         let result = write(raft, proposal.command).await;

@@ -135,6 +135,7 @@ impl App {
                 let attempt = task.running_attempt()?;
                 let old_enough = attempt.started_at_ms.saturating_add(min_age_ms) <= now;
                 (!listed.contains(&attempt.token) && old_enough).then(|| Instruction::Assign {
+                    trace_parent: task.spec.trace_parent.clone(),
                     task: Box::new(task.clone()),
                     token: attempt.token,
                     attempt: attempt.number,

@@ -11,6 +11,7 @@
 
 pub mod decide;
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use decide::FiringCache;
 use decide::Liveness;
 use decide::WorkerLiveness;
 use openraft::ServerState;
+use raftsched_client::task_span;
+use raftsched_client::trace;
 use rand::Rng;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +34,7 @@ use raftsched_core::scheduling::placement::splitmix64;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;
 use raftsched_core::state::SchedulerState;
+use raftsched_core::state::TaskId;
 use raftsched_core::state::limits;
 
 /// How often the loop looks at leases, timeouts and delayed tasks when nothing wakes it.
@@ -269,6 +273,7 @@ impl Dispatcher {
         let Some(command) = assignments.command else {
             return Ok(0);
         };
+        let mut spans = self.assign_spans(&command);
         let CommandResponse::Assigned(outcomes) = self.app.write(command).await? else {
             return Err(AppError::Internal("assign answered with another response".into()));
         };
@@ -286,17 +291,44 @@ impl Dispatcher {
                         let waited_ms = task.updated_at_ms.saturating_sub(task.created_at_ms);
                         self.app.node_metrics().task_started(waited_ms);
                     }
+                    let assign = spans.remove(&assigned.task_id).unwrap_or_else(tracing::Span::none);
+                    let push = if assign.is_disabled() {
+                        tracing::Span::none()
+                    } else {
+                        tracing::info_span!(target: trace::TARGET, parent: &assign, "push", task_id = assigned.task_id)
+                    };
+                    drop(assign);
                     let instruction = Instruction::Assign {
+                        trace_parent: trace::traceparent_of(&push, task.spec.trace_parent.as_deref()),
                         task: Box::new(task.clone()),
                         token: assigned.token,
                         attempt: assigned.attempt,
                     };
-                    self.app.hub().send(&assigned.worker_id, instruction);
+                    push.in_scope(|| self.app.hub().send(&assigned.worker_id, instruction));
                 }
                 Err(refused) => tracing::debug!("assignment refused by apply: {refused}"),
             }
         }
         Ok(accepted)
+    }
+
+    /// An "assign" span per traced task of an `AssignTasks` command, open until its
+    /// assignment is committed; none unless this node exports traces.
+    fn assign_spans(&self, command: &Command) -> BTreeMap<TaskId, tracing::Span> {
+        let Command::AssignTasks { assignments, .. } = command else {
+            return BTreeMap::new();
+        };
+        if !trace::exporting() {
+            return BTreeMap::new();
+        }
+        let state = self.app.state().read();
+        assignments
+            .iter()
+            .filter_map(|(task_id, _)| {
+                let parent = state.scheduler.get(*task_id)?.spec.trace_parent.as_deref()?;
+                Some((*task_id, task_span!("assign", Some(parent), *task_id)))
+            })
+            .collect()
     }
 
     /// The leader's time, never behind the state's.

@@ -97,6 +97,7 @@ pub fn spec_from_proto(spec: api::TaskSpec) -> Result<TaskSpec, Status> {
         },
         not_before_ms: spec.run_at_ms,
         delay_ms: spec.delay_ms,
+        trace_parent: non_empty(spec.trace_parent),
     })
 }
 
@@ -147,6 +148,7 @@ pub fn spec_to_proto(spec: &TaskSpec) -> api::TaskSpec {
         retry_backoff_ms: spec.retry_backoff_ms,
         run_at_ms: spec.not_before_ms,
         delay_ms: spec.delay_ms,
+        trace_parent: spec.trace_parent.clone().unwrap_or_default(),
     }
 }
 

@@ -3,6 +3,7 @@
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::app::Consistency;
@@ -37,6 +38,9 @@ use crate::grpc::peer_status::peer_status;
 use crate::grpc::redact::answer;
 use crate::grpc::status::app_error_to_status;
 use crate::grpc::status::invalid;
+use crate::grpc::trace_context::request_trace_parent;
+use crate::grpc::trace_context::submit_span;
+use crate::grpc::trace_context::submit_span_of_one;
 use raftsched_core::state::StateError;
 use raftsched_core::state::TaskSpec;
 use raftsched_core::state::namespace;
@@ -189,17 +193,25 @@ impl Scheduler for SchedulerService {
         request: Request<api::SubmitTaskRequest>,
     ) -> Result<Response<api::SubmitTaskResponse>, Status> {
         let access = check(&request, Rpc::SubmitTask)?;
+        let traced = request_trace_parent(&request);
         let spec = request
             .into_inner()
             .spec
             .ok_or_else(|| invalid("invalid spec: missing"))?;
-        let spec = spec_from_proto(spec)?;
+        let mut spec = spec_from_proto(spec)?;
         access.require_namespace("SubmitTask", spec.namespace())?;
-        let mut outcomes = self.app.submit(vec![spec]).await.map_err(app_error_to_status)?;
+        let span = submit_span_of_one(traced, &mut spec)?;
+        let mut outcomes = self
+            .app
+            .submit(vec![spec])
+            .instrument(span.clone())
+            .await
+            .map_err(app_error_to_status)?;
         let outcome = outcomes
             .pop()
             .ok_or_else(|| Status::internal("submit returned no outcome"))?;
         let (task, created) = outcome.map_err(|e| app_error_to_status(e.into()))?;
+        span.record("task_id", task.id);
         Ok(answer(
             access,
             api::SubmitTaskResponse {
@@ -214,11 +226,18 @@ impl Scheduler for SchedulerService {
         request: Request<api::SubmitTasksRequest>,
     ) -> Result<Response<api::SubmitTasksResponse>, Status> {
         let access = check(&request, Rpc::SubmitTasks)?;
-        let specs: Vec<TaskSpec> = specs_from_proto(request.into_inner().specs)?;
+        let traced = request_trace_parent(&request);
+        let mut specs: Vec<TaskSpec> = specs_from_proto(request.into_inner().specs)?;
         for spec in &specs {
             access.require_namespace("SubmitTasks", spec.namespace())?;
         }
-        let outcomes = self.app.submit(specs).await.map_err(app_error_to_status)?;
+        let span = submit_span(traced.as_deref(), &mut specs);
+        let outcomes = self
+            .app
+            .submit(specs)
+            .instrument(span)
+            .await
+            .map_err(app_error_to_status)?;
         let results = outcomes
             .into_iter()
             .map(|outcome| match outcome {
@@ -595,13 +614,16 @@ impl Scheduler for SchedulerService {
         request: Request<api::SubmitWorkflowRequest>,
     ) -> Result<Response<api::WorkflowResponse>, Status> {
         let access = check(&request, Rpc::SubmitWorkflow)?;
+        let traced = request_trace_parent(&request);
         let request = request.into_inner();
         access.require_namespace("SubmitWorkflow", &namespace_from_proto(&request.namespace)?)?;
-        let workflow = workflow_from_proto(request)?;
+        let mut workflow = workflow_from_proto(request)?;
+        let span = submit_span(traced.as_deref(), workflow.tasks.iter_mut().map(|t| &mut t.spec));
         let mut budget = ByteBudget::new();
         let (view, created) = self
             .app
             .submit_workflow(workflow, |key, task| budget.admit(&workflow_task_proto(key, task)))
+            .instrument(span)
             .await
             .map_err(app_error_to_status)?;
         Ok(answer(access, self.workflow_response(&view, 0, created)))
@@ -636,14 +658,18 @@ impl Scheduler for SchedulerService {
         request: Request<api::SubmitBroadcastRequest>,
     ) -> Result<Response<api::SubmitTaskResponse>, Status> {
         let access = check(&request, Rpc::SubmitBroadcast)?;
+        let traced = request_trace_parent(&request);
         let request = request.into_inner();
-        let spec = spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
+        let mut spec = spec_from_proto(request.spec.ok_or_else(|| invalid("invalid spec: missing"))?)?;
         access.require_namespace("SubmitBroadcast", spec.namespace())?;
+        let span = submit_span_of_one(traced, &mut spec)?;
         let (task, created) = self
             .app
             .submit_broadcast(spec, request.shards)
+            .instrument(span.clone())
             .await
             .map_err(app_error_to_status)?;
+        span.record("task_id", task.id);
         let mut proto = self.task_to_proto(&task);
         proto.shards = self
             .app

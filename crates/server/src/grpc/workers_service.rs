@@ -21,7 +21,10 @@ use crate::grpc::convert::resources_to_proto;
 use crate::grpc::convert::status_to_proto;
 use crate::grpc::convert::task_to_proto;
 use crate::grpc::status::app_error_to_status;
+use crate::grpc::trace_context::request_trace_parent;
 use crate::hub::Instruction;
+use raftsched_client::task_span;
+use tracing::Instrument;
 
 /// How often a worker heartbeats, as a fraction of its lease: several beats may be lost
 /// before the lease runs out.
@@ -42,10 +45,16 @@ impl WorkersService {
 
 fn instruction_to_proto(instruction: Instruction) -> api::WorkerInstruction {
     let instruction = match instruction {
-        Instruction::Assign { task, token, attempt } => api::worker_instruction::Instruction::Assign(api::Assignment {
+        Instruction::Assign {
+            task,
+            token,
+            attempt,
+            trace_parent,
+        } => api::worker_instruction::Instruction::Assign(api::Assignment {
             task: Some(task_to_proto(&task, None)),
             token,
             attempt,
+            trace_parent: trace_parent.unwrap_or_default(),
         }),
         Instruction::Cancel { task_id, token } => {
             api::worker_instruction::Instruction::Cancel(api::CancelAttempt { task_id, token })
@@ -130,8 +139,15 @@ impl Workers for WorkersService {
                 worker_id: &request.get_ref().worker_id,
             },
         )?;
+        let traced = request_trace_parent(&request);
         let report = report_from_proto(request.into_inner())?;
-        let status = self.app.report(report).await.map_err(app_error_to_status)?;
+        let span = task_span!("report", traced.as_deref(), report.task_id);
+        let status = self
+            .app
+            .report(report)
+            .instrument(span)
+            .await
+            .map_err(app_error_to_status)?;
         Ok(Response::new(api::ReportResultResponse {
             state: status_to_proto(status) as i32,
         }))

@@ -35,6 +35,8 @@ use crate::quota;
 use crate::quota::Guard;
 use crate::raft_types::NodeId;
 use crate::raft_types::Raft;
+use raftsched_client::trace;
+use raftsched_core::state::Command;
 use raftsched_store::Store;
 use raftsched_store::StoreClosed;
 use raftsched_store::StoreError;
@@ -231,6 +233,10 @@ impl RunningNode {
         let node_metrics = NodeMetrics::new();
         let to_metrics = node_metrics.clone();
         store_events.set_sink(move |event| to_metrics.store_event(event));
+        if trace::exporting() {
+            let node_id = config.node_id;
+            store_events.set_apply_tracer(move |command| apply_spans(node_id, command));
+        }
         let (readiness, observer) = observe::watch::spawn(raft.clone(), node_metrics.clone(), shutdown.clone());
         let app = App::new(
             raft.clone(),
@@ -434,4 +440,18 @@ async fn initialize_if_founder(raft: &Raft, config: &NodeConfig) -> Result<(), N
     raft.initialize(members)
         .await
         .map_err(|e| NodeError::Raft(format!("initialise: {e}")))
+}
+
+/// The "apply" span of each traced submission in `command`, on this node (every node
+/// applies every entry: a trace shows all three).
+fn apply_spans(node_id: NodeId, command: &Command) -> Vec<tracing::Span> {
+    command
+        .trace_parents()
+        .into_iter()
+        .map(|parent| {
+            let span = tracing::info_span!(target: trace::TARGET, "apply", node_id);
+            trace::set_parent(&span, parent);
+            span
+        })
+        .collect()
 }

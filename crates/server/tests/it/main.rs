@@ -22,4 +22,5 @@ mod quotas;
 mod response_budgets;
 mod retention;
 mod schedules;
+mod trace_context;
 mod worker_hygiene;

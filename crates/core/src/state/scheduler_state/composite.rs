@@ -425,7 +425,7 @@ impl SchedulerState {
         if let Some(request_id) = &spec.client_request_id
             && let Some(task_id) = self.task_by_request_id(spec.namespace(), request_id)
         {
-            if self.tasks[&task_id].spec != spec {
+            if !self.tasks[&task_id].spec.same_submission(&spec) {
                 return Err(StateError::RequestIdConflict {
                     request_id: request_id.clone(),
                     task_id,

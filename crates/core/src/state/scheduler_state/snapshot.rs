@@ -19,9 +19,11 @@ use crate::state::worker::Worker;
 /// Bumped when the snapshot layout changes; a node refuses a snapshot of a version outside
 /// [`OLDEST_SNAPSHOT_FORMAT_VERSION`]..=this.
 /// 4: queue policies carry `retention_ms` (issue 11).
-pub(super) const SNAPSHOT_FORMAT_VERSION: u32 = 4;
-/// Still read, so data dirs and followers of the previous release carry over: version 3
-/// differs from 4 only in the queue policy, whose layout then was wire format 1's.
+/// 5: task specs carry `trace_parent` (issue 13).
+pub(super) const SNAPSHOT_FORMAT_VERSION: u32 = 5;
+/// Still read, so data dirs and followers of the previous releases carry over: version 3
+/// differs from 5 in the queue policy and the task spec, whose layouts then were wire
+/// format 1's; version 4 only in the task spec, whose layout then was wire format 3's.
 pub(super) const OLDEST_SNAPSHOT_FORMAT_VERSION: u32 = 3;
 const _: () = assert!(OLDEST_SNAPSHOT_FORMAT_VERSION <= SNAPSHOT_FORMAT_VERSION);
 
@@ -100,10 +102,10 @@ impl SchedulerState {
         if !(OLDEST_SNAPSHOT_FORMAT_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&found) {
             return Err(SnapshotDecodeError::UnsupportedVersion { found });
         }
-        let layout = if found == 3 {
-            1
-        } else {
-            crate::state::wire::WIRE_FORMAT_VERSION
+        let layout = match found {
+            3 => 1,
+            4 => 3,
+            _ => crate::state::wire::WIRE_FORMAT_VERSION,
         };
         let (image, rest): (SnapshotImage, &[u8]) =
             crate::state::wire::with_decoding_version(layout, || postcard::take_from_bytes(bytes))?;

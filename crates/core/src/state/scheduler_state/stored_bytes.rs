@@ -56,6 +56,7 @@ fn spec_heap_bytes(spec: &TaskSpec) -> u64 {
         + map_bytes(&spec.constraints)
         + opt_len(spec.client_request_id.as_deref())
         + opt_len(spec.affinity_key.as_deref())
+        + opt_len(spec.trace_parent.as_deref())
 }
 
 fn attempt_bytes(attempt: &Attempt) -> u64 {

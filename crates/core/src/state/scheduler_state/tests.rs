@@ -342,13 +342,9 @@ fn worker_load_sums_past_u32_and_back() {
     assert_eq!(load, WorkerLoad::default());
 }
 
-/// Snapshots are stored and shipped to other nodes: their bytes must not change unless
-/// SNAPSHOT_FORMAT_VERSION does. This state has a worker, a request id, workflow links,
-/// shards, running and finished attempts, and a queue policy with a retention (format 4). Length and digest were taken before the task
-/// map, request id index and links changed their in-memory layout, which must not show
-/// in the bytes. A change here needs a version bump.
-#[test]
-fn snapshot_bytes_of_format_4_are_pinned() {
+/// The state the pinned snapshot tests encode: a worker, a request id, workflow links,
+/// shards, running and finished attempts, and a queue policy with a retention (format 4).
+fn pinned_state() -> SchedulerState {
     let mut state = SchedulerState::new();
     state.apply(Command::SetQueuePolicy {
         now_ms: 5,
@@ -427,16 +423,55 @@ fn snapshot_bytes_of_format_4_are_pinned() {
     });
     state.check_invariants().unwrap();
     assert_eq!(state.running_count("w1"), 1);
+    state
+}
+
+const FORMAT_4_SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata/snapshot/format4.hex");
+
+/// The exact bytes the previous release encoded for [`pinned_state`] (format 4, task specs
+/// without a trace context) still load, to that state.
+#[test]
+fn format_4_snapshot_bytes_still_load() {
+    let hex = std::fs::read_to_string(FORMAT_4_SNAPSHOT).unwrap_or_else(|e| panic!("{FORMAT_4_SNAPSHOT}: {e}"));
+    let hex = hex.trim();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(bytes[0], 4, "the file holds a format 4 image");
+    let restored = SchedulerState::from_snapshot_bytes(&bytes).expect("format 4 loads");
+    assert_eq!(restored, pinned_state());
+    restored.check_invariants().unwrap();
+    // The digest hashes each element's encoding, so it moved with the format (it was
+    // 13_616_690_114_095_539_056 in format 4): nodes of two releases report different
+    // digests of the same state until every node runs the new one.
+    assert_eq!(restored.digest(), 3_640_232_143_983_833_439, "the state digest changed");
+}
+
+/// Snapshots are stored and shipped to other nodes: their bytes must not change unless
+/// SNAPSHOT_FORMAT_VERSION does. [`pinned_state`] and a task with a trace context (format
+/// 5). Length and digest were taken before the task map, request id index and links
+/// changed their in-memory layout, which must not show in the bytes. A change here needs a
+/// version bump.
+#[test]
+fn snapshot_bytes_of_format_5_are_pinned() {
+    let mut state = pinned_state();
+    let mut traced = spec("traced");
+    traced.trace_parent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string());
+    state.apply(Command::SubmitTasks {
+        now_ms: 70,
+        specs: vec![traced],
+    });
     let bytes = state.to_snapshot_bytes();
     assert_eq!(
         (bytes.len(), super::fnv1a_64(&bytes)),
-        (423, 14_952_114_716_732_205_507),
+        (528, 6_705_210_311_656_820_793),
         "the snapshot encoding changed; bump SNAPSHOT_FORMAT_VERSION"
     );
     // The digest, too, must not change between builds: nodes of two versions compare it
     // during a rolling upgrade.
     assert_eq!(state.digest(), state.digest_from_scratch());
-    assert_eq!(state.digest(), 13_616_690_114_095_539_056, "the state digest changed");
+    assert_eq!(state.digest(), 6_155_857_639_665_606_294, "the state digest changed");
 }
 
 /// Links read, compare, print and encode as the `TaskLinks` they hold; empty ones are not
@@ -460,4 +495,44 @@ fn links_behave_as_task_links() {
         assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
         assert_eq!(&postcard::from_bytes::<Links>(&bytes).unwrap(), links);
     }
+}
+
+/// A retried submission is the same submission whatever trace it is part of: the retry
+/// answers the first task (its trace context the first one's); any other difference is a
+/// conflict.
+#[test]
+fn a_retry_with_another_trace_context_is_the_same_submission() {
+    let mut state = SchedulerState::new();
+    let traced = |span: &str| {
+        let mut spec = spec("t");
+        spec.client_request_id = Some("r1".to_string());
+        spec.trace_parent = Some(format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{span}-01"));
+        spec
+    };
+    let submit = |state: &mut SchedulerState, spec: TaskSpec| match state.apply(Command::SubmitTasks {
+        now_ms: 10,
+        specs: vec![spec],
+    }) {
+        CommandResponse::Submitted(mut outcomes) => outcomes.remove(0),
+        other => panic!("submit answered {other:?}"),
+    };
+    let first = submit(&mut state, traced("00f067aa0ba902b7")).unwrap();
+    assert!(first.created);
+    let retry = submit(&mut state, traced("1111111111111111")).unwrap();
+    assert_eq!((retry.task_id, retry.created), (first.task_id, false));
+    let mut untraced = traced("00f067aa0ba902b7");
+    untraced.trace_parent = None;
+    assert_eq!(submit(&mut state, untraced).unwrap().task_id, first.task_id);
+    let mut other = traced("00f067aa0ba902b7");
+    other.priority = 9;
+    assert!(matches!(
+        submit(&mut state, other),
+        Err(StateError::RequestIdConflict { .. })
+    ));
+    let task = state.get(first.task_id).unwrap();
+    assert_eq!(
+        task.spec.trace_parent.as_deref(),
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    );
+    state.check_invariants().unwrap();
 }

@@ -54,6 +54,7 @@ fn spec(name: &str) -> TaskSpec {
         retry_backoff_ms: 1_000,
         not_before_ms: 0,
         delay_ms: 5,
+        trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string()),
     }
 }
 
@@ -467,9 +468,9 @@ fn every_example_round_trips_with_and_without_the_header() {
             "{name}"
         );
         // A data dir from before the header holds bare postcard (format v0), in the v1
-        // layout: a queue policy and a report of today have fields v0 never had (see
-        // `v1_queue_policies_are_read_without_retention` and `v2_entries_still_decode`).
-        if matches!(name, "SetQueuePolicy" | "ReportResult") {
+        // layout: a queue policy, a report and a task spec of today have fields v0 never
+        // had (see `v1_queue_policies_are_read_without_retention` and the golden files).
+        if matches!(name, "SetQueuePolicy" | "ReportResult") || !command.clone().specs_mut().is_empty() {
             continue;
         }
         let bare = postcard::to_allocvec(&command).unwrap();
@@ -517,15 +518,47 @@ fn v1_queue_policies_are_read_without_retention() {
 }
 
 const V2_GOLDEN_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata/wire/commands.v2.golden");
+const V3_GOLDEN_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata/wire/commands.v3.golden");
 
-/// Every line of the v2 golden file (the exact bytes the previous release wrote) still
-/// decodes, to today's example except for what v3 added: a v2 report names no worker or
-/// session, so it decodes unbound (applied on its token alone, as it was accepted then).
+/// Every line of the v2 golden file (the exact bytes of the release before v3) still
+/// decodes, to today's example except for what v3 and v4 added: a v2 report names no
+/// worker or session, so it decodes unbound (applied on its token alone, as it was accepted
+/// then), and no v2 spec has a trace context.
 #[test]
 fn v2_entries_still_decode() {
-    let golden = std::fs::read_to_string(V2_GOLDEN_PATH).unwrap_or_else(|e| panic!("{V2_GOLDEN_PATH}: {e}"));
+    let decoded = older_entries_decode(V2_GOLDEN_PATH, 2, |expected| {
+        if let Command::ReportResult { report, .. } = expected {
+            report.worker_id.clear();
+            report.session.clear();
+        }
+    });
+    for got in decoded {
+        if let (bytes, Command::ReportResult { report, .. }) = &got {
+            assert!(report.is_unbound(), "a v2 report is unbound");
+            // The bare (v0) body of the same report reads the same way.
+            let bare = &bytes[WIRE_HEADER_BYTES..];
+            assert_eq!(
+                decode_versioned_or_bare::<Command>(bare, "v0 report"),
+                Ok(got.1.clone())
+            );
+        }
+    }
+}
+
+/// Every line of the v3 golden file (the exact bytes the previous release wrote) still
+/// decodes, to today's example but for what v4 added: a trace context on a task's spec.
+#[test]
+fn v3_entries_still_decode() {
+    older_entries_decode(V3_GOLDEN_PATH, 3, |_| {});
+}
+
+/// Decodes every line of the golden file of `version` at `path` and compares it with
+/// today's example of its variant, untraced and adjusted by `adjust`. Returns the bytes
+/// and commands decoded.
+fn older_entries_decode(path: &str, version: u16, adjust: impl Fn(&mut Command)) -> Vec<(Vec<u8>, Command)> {
+    let golden = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let examples: BTreeMap<&str, Command> = examples().into_iter().collect();
-    let mut decoded = 0;
+    let mut decoded = Vec::new();
     for line in golden
         .lines()
         .filter(|l| !l.starts_with('#') && !l.starts_with("header-"))
@@ -535,25 +568,25 @@ fn v2_entries_still_decode() {
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex_bytes[i..i + 2], 16).unwrap())
             .collect();
-        assert_eq!(split_header(&bytes).map(|(v, _)| v), Some(2), "{name}");
-        let mut expected = examples[name].clone();
-        if let Command::ReportResult { report, .. } = &mut expected {
-            report.worker_id.clear();
-            report.session.clear();
-        }
+        assert_eq!(split_header(&bytes).map(|(v, _)| v), Some(version), "{name}");
+        let expected = untraced(examples[name].clone(), &adjust);
         let got = decode_versioned::<Command>(&bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(got, expected, "{name}");
-        if let Command::ReportResult { report, .. } = &got {
-            assert!(report.is_unbound(), "a v2 report is unbound");
-            // The bare (v0) body of the same report reads the same way.
-            let bare = &bytes[WIRE_HEADER_BYTES..];
-            assert_eq!(decode_versioned_or_bare::<Command>(bare, name), Ok(got.clone()));
-        }
-        decoded += 1;
+        decoded.push((bytes, got));
     }
-    assert_eq!(decoded, examples.len(), "the v2 file has one line per variant");
-    // Outside wire decoding the current layout is read: a v2 report body is short of it.
+    assert_eq!(decoded.len(), examples.len(), "{path} has one line per variant");
+    // Outside wire decoding the current layout is read.
     assert_eq!(crate::state::wire::decoding_version(), None);
+    decoded
+}
+
+/// `command` as written before specs carried a trace context, adjusted by `adjust`.
+fn untraced(mut command: Command, adjust: impl Fn(&mut Command)) -> Command {
+    for spec in command.specs_mut() {
+        spec.trace_parent = None;
+    }
+    adjust(&mut command);
+    command
 }
 
 /// `body` behind a header claiming `version`.
@@ -579,7 +612,7 @@ fn a_newer_version_is_refused_with_both_versions_and_what_to_do() {
     for part in [
         "log entry",
         "wire format v99",
-        "reads formats v1 to v3",
+        "reads formats v1 to v4",
         "upgrade this node to a release that reads format v99",
     ] {
         assert!(message.contains(part), "{message:?} lacks {part:?}");

@@ -45,6 +45,7 @@ pub fn spec(g: &SpecGen) -> api::TaskSpec {
         retry_backoff_ms: g.retry_backoff_ms,
         run_at_ms: g.run_at_ms,
         delay_ms: g.delay_ms,
+        trace_parent: String::new(),
     }
 }
 
