@@ -13,9 +13,9 @@ use clap::Args;
 use clap::Subcommand;
 use raftsched_client::ClusterClient;
 use raftsched_client::sha256_hex;
+use raftsched_server::node::member_nodes;
 use raftsched_server::node::parse_members;
 use raftsched_server::quota::size::format_bytes;
-use raftsched_server::raft_types::MemberNode;
 use raftsched_store::Backup;
 use raftsched_store::BackupSummary;
 use serde_json::json;
@@ -159,11 +159,8 @@ fn print_summary(file: &Path, summary: &BackupSummary, size_bytes: u64, sha256: 
 }
 
 pub async fn restore(args: RestoreArgs, json: bool) -> anyhow::Result<()> {
-    let members = parse_members(&args.initial_members).context("--initial-members")?;
-    let members: std::collections::BTreeMap<u64, MemberNode> = members
-        .iter()
-        .map(|(id, spec)| MemberNode::parse(spec).map(|node| (*id, node)))
-        .collect::<Result<_, _>>()
+    let members = parse_members(&args.initial_members)
+        .and_then(|members| member_nodes(&members))
         .context("--initial-members")?;
     let backup = Backup::read(&args.file)?;
     backup.seed(&args.data_dir, &args.cluster_id, args.id, &members).await?;

@@ -180,7 +180,11 @@ struct Overview {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct QueueView {
+    /// As stored: `namespace/queue`, or the bare queue of the default namespace.
     name: String,
+    /// The queue's namespace and its name within it: what a task search asks for.
+    namespace: String,
+    queue: String,
     /// Tasks held by state name (`pending`, `running`, ...).
     tasks: std::collections::BTreeMap<&'static str, u64>,
     ready: usize,
@@ -230,11 +234,16 @@ fn read_overview(state: &HttpState) -> Overview {
     };
     let queues = queues
         .into_iter()
-        .map(|queue| QueueView {
-            tasks: TaskStatus::ALL.iter().map(|s| s.as_str()).zip(queue.by_state).collect(),
-            ready: queue.ready,
-            backlog_age_ms: (queue.backlog_age_seconds * 1000.0) as u64,
-            name: queue.name,
+        .map(|queue| {
+            let (namespace, name) = raftsched_core::state::namespace::split(&queue.name);
+            QueueView {
+                tasks: TaskStatus::ALL.iter().map(|s| s.as_str()).zip(queue.by_state).collect(),
+                ready: queue.ready,
+                backlog_age_ms: (queue.backlog_age_seconds * 1000.0) as u64,
+                namespace: namespace.to_string(),
+                queue: name.to_string(),
+                name: queue.name,
+            }
         })
         .collect();
     let (workers, workers_omitted) = state.app.workers_limited(MAX_OVERVIEW_WORKERS);

@@ -222,14 +222,7 @@ impl NodeConfig {
 
     /// The founding members with both addresses.
     pub fn initial_member_nodes(&self) -> Result<BTreeMap<NodeId, MemberNode>, ConfigError> {
-        self.initial_members
-            .iter()
-            .map(|(id, spec)| {
-                MemberNode::parse(spec)
-                    .map(|node| (*id, node))
-                    .map_err(|e| ConfigError::Invalid(format!("initial_members: node {id}: {e}")))
-            })
-            .collect()
+        member_nodes(&self.initial_members)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -403,6 +396,19 @@ pub fn parse_members(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError
                 .map_err(|_| ConfigError::Invalid(format!("member {part:?}: {id:?} is not a node id")))?;
             MemberNode::parse(addr).map_err(|e| ConfigError::Invalid(format!("member {part:?}: {e}")))?;
             Ok((id, addr.to_string()))
+        })
+        .collect()
+}
+
+/// Members as [`parse_members`] gives them, with both their addresses (`client` or
+/// `client/peer`): what a founding node and `cluster restore` seed the membership with.
+pub fn member_nodes(members: &BTreeMap<NodeId, String>) -> Result<BTreeMap<NodeId, MemberNode>, ConfigError> {
+    members
+        .iter()
+        .map(|(id, spec)| {
+            MemberNode::parse(spec)
+                .map(|node| (*id, node))
+                .map_err(|e| ConfigError::Invalid(format!("initial_members: node {id}: {e}")))
         })
         .collect()
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 pub use config::ConfigError;
 pub use config::NodeConfig;
 pub use config::RaftTuning;
+pub use config::member_nodes;
 pub use config::parse_members;
 use openraft::SnapshotPolicy;
 use tokio::net::TcpListener;

@@ -165,6 +165,12 @@ async fn the_api_answers_reads_in_proto3_json_and_refuses_the_rest_plainly() {
         Some(1.into()),
         "{overview}"
     );
+    // What the queue's link searches for: the queue within its namespace.
+    assert_eq!(
+        queue.map(|q| (q["namespace"].clone(), q["queue"].clone())),
+        Some(("default".into(), "console-q".into())),
+        "{overview}"
+    );
     let status = json(&console(addr, &dir, who, "POST", "/api/v1/ClusterStatus", "").await);
     assert_eq!(status["members"].as_array().map(Vec::len), Some(3), "{status}");
 

@@ -124,7 +124,9 @@ async function overviewView() {
     lastFinished.set(q.name, { finished, atMs: now });
     const rate = before && now > before.atMs ? Math.max(0, ((finished - before.finished) * 1000) / (now - before.atMs)) : null;
     return h("tr", { "data-queue": q.name },
-      h("td", {}, h("a", { href: `#/tasks?queue=${encodeURIComponent(q.name)}` }, q.name)),
+      // The search runs in the namespace box's namespace: the queue's, from this link.
+      h("td", {}, h("a", { href: `#/tasks?queue=${encodeURIComponent(q.queue)}`,
+        onclick: () => { document.getElementById("namespace").value = q.namespace; } }, q.name)),
       TASK_STATES.map((s) => h("td", { class: "num" }, num(t[s]))),
       h("td", { class: "num" }, num(q.ready)), h("td", { class: "num" }, ago(num(q.backlogAgeMs))),
       h("td", { class: "num" }, rate === null ? "…" : `${rate.toFixed(1)}/s`));
