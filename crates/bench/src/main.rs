@@ -747,19 +747,45 @@ struct RunOutcome {
     window_s: f64,
     stats: LoopStats,
     usage: Vec<ProcUsage>,
-    /// Leader elections during the run (raftsched only).
-    elections: Option<u64>,
+    /// Leader elections and quorum losses during the run (raftsched only).
+    elections: Option<RaftCounters>,
 }
 
-/// The highest Raft term any member reports: elections are its increments.
-async fn raft_term(client: &ClusterClient) -> Option<u64> {
+/// What a run must not change without a fault: the highest Raft term any member reports
+/// (elections are its increments) and the members' quorum losses, summed.
+#[derive(Debug, Clone, Copy, Default)]
+struct RaftCounters {
+    term: u64,
+    quorum_losses: u64,
+}
+
+impl RaftCounters {
+    fn since(self, before: RaftCounters) -> RaftCounters {
+        RaftCounters {
+            term: self.term.saturating_sub(before.term),
+            quorum_losses: self.quorum_losses.saturating_sub(before.quorum_losses),
+        }
+    }
+}
+
+async fn raft_term(client: &ClusterClient) -> Option<RaftCounters> {
     let status = client.cluster_status().await.ok()?;
-    status.members.iter().map(|m| m.term).max()
+    Some(RaftCounters {
+        term: status.members.iter().map(|m| m.term).max()?,
+        quorum_losses: status.members.iter().map(|m| m.quorum_losses).sum(),
+    })
 }
 
-fn note_elections(record: &mut Record, before: Option<u64>, after: Option<u64>) {
+/// Adds a run's elections and quorum losses to `record` (`leader_elections`,
+/// `leader_quorum_losses`).
+fn add_elections(record: &mut Record, during: RaftCounters) {
+    *record.extra.entry("leader_elections".into()).or_default() += during.term as f64;
+    *record.extra.entry("leader_quorum_losses".into()).or_default() += during.quorum_losses as f64;
+}
+
+fn note_elections(record: &mut Record, before: Option<RaftCounters>, after: Option<RaftCounters>) {
     if let (Some(before), Some(after)) = (before, after) {
-        *record.extra.entry("leader_elections".into()).or_default() += after.saturating_sub(before) as f64;
+        add_elections(record, after.since(before));
     }
 }
 
@@ -793,7 +819,7 @@ where
             window_s: duration.as_secs_f64(),
             stats,
             usage,
-            elections: term_before.zip(term_after).map(|(b, a)| a.saturating_sub(b)),
+            elections: term_before.zip(term_after).map(|(b, a)| a.since(b)),
         });
     }
     Ok(runs)
@@ -825,7 +851,7 @@ fn summarize(mut record: Record, runs: Vec<RunOutcome>) -> Record {
         }
         merge_usage(&mut usage, run.usage);
         if let Some(elections) = run.elections {
-            *record.extra.entry("leader_elections".into()).or_default() += elections as f64;
+            add_elections(&mut record, elections);
         }
     }
     record.ops_per_s = median(&rates);

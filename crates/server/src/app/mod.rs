@@ -139,6 +139,8 @@ pub struct MemberView {
     pub rss_bytes: u64,
     pub data_dir_bytes: u64,
     pub alarms: Vec<String>,
+    /// Times this node, leading, went past its lease without a majority's acknowledgement.
+    pub quorum_losses: u64,
 }
 
 /// A node's client-facing operations. Cheap to clone; every clone shares the same Raft and
@@ -365,6 +367,7 @@ impl App {
             rss_bytes: health.rss_bytes,
             data_dir_bytes: health.data_dir_bytes,
             alarms: self.guard.own_alarms(),
+            quorum_losses: self.node_metrics.quorum_losses(),
             state_digest,
             digest_applied_index,
             node_id,

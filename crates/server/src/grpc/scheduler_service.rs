@@ -181,6 +181,7 @@ fn member_to_proto(view: MemberView) -> api::MemberStatus {
         rss_bytes: view.rss_bytes,
         data_dir_bytes: view.data_dir_bytes,
         alarms: view.alarms,
+        quorum_losses: view.quorum_losses,
     }
 }
 

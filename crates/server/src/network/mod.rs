@@ -20,6 +20,7 @@ use std::sync::Mutex;
 pub use fault::FaultInjector;
 pub use fault::LinkFault;
 use openraft::RaftNetworkFactory;
+pub(crate) use peer_client::MIN_APPEND_DEADLINE;
 pub use peer_client::PeerClient;
 pub use tls::NodeTls;
 pub use tls::endpoint;

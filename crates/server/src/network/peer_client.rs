@@ -40,6 +40,22 @@ use raftsched_core::state::wire::encode_versioned;
 
 /// Added to an append's deadline per MiB it carries: time to send, write and fsync it.
 const APPEND_DEADLINE_PER_MIB: Duration = Duration::from_millis(100);
+/// No append (a heartbeat included) is given up on sooner. openraft proposes the heartbeat
+/// interval (50 ms by default) as every append's deadline; with both cores saturated a
+/// healthy follower's answer took longer, both followers' appends timed out together, and
+/// after the leader lease (the election timeout's maximum, 300 ms by default) without an
+/// acknowledgement the leader declared "no quorum", closed every worker stream and answered
+/// in-flight writes "outcome unknown" although nothing had failed (issue 14: twice in six
+/// runs). An answer that comes late is still an acknowledgement; giving up early only
+/// throws it away and sends the append again onto the busy machine. Below the default
+/// lease, so a follower that answers within the floor keeps the leader's quorum.
+pub(crate) const MIN_APPEND_DEADLINE: Duration = Duration::from_millis(250);
+
+/// The deadline of an append carrying `sent_bytes` whose proposed deadline is `hard_ttl`.
+fn append_deadline(hard_ttl: Duration, sent_bytes: usize) -> Duration {
+    let per_mib = APPEND_DEADLINE_PER_MIB.saturating_mul(u32::try_from(sent_bytes / (1024 * 1024)).unwrap_or(u32::MAX));
+    hard_ttl.max(MIN_APPEND_DEADLINE).saturating_add(per_mib)
+}
 
 /// Keeps the longest prefix of `entries` (at least one) whose encoding fits `max_bytes`.
 /// Returns the kept bytes and whether any entry was dropped.
@@ -194,7 +210,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let (sent_bytes, held_back) = keep_within_bytes(&mut rpc.entries, MAX_APPEND_BYTES);
         let last_sent = rpc.entries.last().map(|entry| entry.log_id);
-        let deadline = option.hard_ttl() + APPEND_DEADLINE_PER_MIB * (sent_bytes / (1024 * 1024)) as u32;
+        let deadline = append_deadline(option.hard_ttl(), sent_bytes);
         let reply = self
             .unary(&rpc, deadline, |mut c, r| async move { c.append_entries(r).await })
             .await
@@ -269,7 +285,22 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::MIN_APPEND_DEADLINE;
+    use super::append_deadline;
     use super::keep_within_bytes;
+
+    #[test]
+    fn an_append_has_at_least_the_floor_and_more_per_mib() {
+        let ms = Duration::from_millis;
+        assert_eq!(append_deadline(ms(50), 0), MIN_APPEND_DEADLINE);
+        assert_eq!(append_deadline(ms(0), 1024 * 1024 - 1), MIN_APPEND_DEADLINE);
+        assert_eq!(append_deadline(ms(50), 4 * 1024 * 1024), MIN_APPEND_DEADLINE + ms(400));
+        // A configured heartbeat above the floor keeps its own deadline.
+        assert_eq!(append_deadline(ms(1000), 0), ms(1000));
+        assert_eq!(append_deadline(Duration::MAX, usize::MAX), Duration::MAX);
+    }
 
     #[test]
     fn an_append_keeps_a_prefix_within_the_byte_bound_and_at_least_one_entry() {

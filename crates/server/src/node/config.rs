@@ -100,13 +100,17 @@ pub struct RaftTuning {
 
 /// A log of a gigabyte between snapshots is a restart replaying it: no more.
 const MAX_SNAPSHOT_MIN_LOG_BYTES: u64 = 1024 * 1024 * 1024;
+/// The default longest election timeout, which is also the leader's lease.
+const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 300;
+// An append answered within its deadline floor must count within the default lease.
+const _: () = assert!(crate::network::MIN_APPEND_DEADLINE.as_millis() < DEFAULT_ELECTION_TIMEOUT_MAX_MS as u128);
 
 impl Default for RaftTuning {
     fn default() -> RaftTuning {
         RaftTuning {
             heartbeat_interval_ms: 50,
             election_timeout_min_ms: 150,
-            election_timeout_max_ms: 300,
+            election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MAX_MS,
             // The log bytes decide in practice; this floor only spares a burst of tiny
             // entries a snapshot (10,000 let the soak's log reach 4 MiB, 3x its byte rule).
             snapshot_after_entries: 1_000,

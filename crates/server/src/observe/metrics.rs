@@ -66,6 +66,9 @@ struct Inner {
     submit_to_start_seconds: Histogram,
     submit_to_finish_seconds: Histogram,
     leader_changes: Counter,
+    quorum_losses: Counter,
+    /// What `quorum_losses` counted, for NodeStatus (a counter handle cannot be read).
+    quorum_losses_seen: AtomicU64,
     log_fsync_seconds: Histogram,
     snapshot_build_seconds: Histogram,
     snapshot_install_seconds: Histogram,
@@ -135,6 +138,11 @@ impl NodeMetrics {
                 "raftsched_leader_changes_seen_total",
                 "Times this node learned of a new leader (the first one included).",
             ),
+            quorum_losses: counter(
+                "raftsched_leader_quorum_losses_total",
+                "Times this node, leading, went longer than its lease without a majority's acknowledgement.",
+            ),
+            quorum_losses_seen: AtomicU64::new(0),
             log_fsync_seconds: histogram(
                 "raftsched_disk_log_fsync_duration_seconds",
                 "One fsync of the log (making every append before it durable): what a commit waits for on each node.",
@@ -232,6 +240,18 @@ impl NodeMetrics {
 
     pub fn leader_changed(&self) {
         self.inner.leader_changes.increment(1);
+    }
+
+    /// This node leads but no majority acknowledged it within its lease (a partition, or
+    /// followers too slow to answer): it stops dispatching until one does.
+    pub fn quorum_lost(&self) {
+        self.inner.quorum_losses.increment(1);
+        self.inner.quorum_losses_seen.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times [`Self::quorum_lost`] was counted since the node started.
+    pub fn quorum_losses(&self) -> u64 {
+        self.inner.quorum_losses_seen.load(Ordering::Relaxed)
     }
 
     /// One gRPC call answered with `code`, after `took`. `method` is the last part of the

@@ -54,6 +54,14 @@ impl RaftView {
             committed_index: committed.map_or(0, |log_id| log_id.index),
         }
     }
+
+    /// A leader of several voters that a majority has not acknowledged within its lease
+    /// (the rule of `App::check_quorum_contact`).
+    pub fn leads_without_quorum(&self) -> bool {
+        self.state == ServerState::Leader
+            && self.voters > 1
+            && self.quorum_silence.is_some_and(|silence| silence > self.lease)
+    }
 }
 
 /// Why a node is not ready. The text is what `/readyz` answers and the node logs.
@@ -100,7 +108,7 @@ pub fn readiness(view: &RaftView) -> Result<(), NotReady> {
         let Some(silence) = view.quorum_silence else {
             return Err(NotReady::LeaderNotYetAcknowledged);
         };
-        if silence > view.lease {
+        if view.leads_without_quorum() {
             return Err(NotReady::LeaderWithoutQuorum {
                 silence,
                 lease: view.lease,

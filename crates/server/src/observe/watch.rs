@@ -40,6 +40,7 @@ async fn run(raft: Raft, metrics: NodeMetrics, publish: watch::Sender<Readiness>
     let lease = Duration::from_millis(raft.config().election_timeout_max);
     let mut changes = raft.metrics();
     let mut leader = None;
+    let mut quorum_lost = false;
     let mut upkeep = tokio::time::interval(UPKEEP_INTERVAL);
     // Once Raft has stopped its metrics never change again (and `changed` returns at once):
     // from then on only the recheck interval wakes the loop.
@@ -55,6 +56,14 @@ async fn run(raft: Raft, metrics: NodeMetrics, publish: watch::Sender<Readiness>
             metrics.leader_changed();
             leader = view.leader;
         }
+        // Counted once per episode: from the lease running out to an acknowledgement (or
+        // the end of this node's leadership).
+        let without_quorum = view.leads_without_quorum();
+        if without_quorum && !quorum_lost {
+            metrics.quorum_lost();
+            tracing::warn!("leading without a majority's acknowledgement for longer than the {lease:?} lease");
+        }
+        quorum_lost = without_quorum;
         let now = readiness(&view);
         publish.send_if_modified(|before| {
             if *before == now {

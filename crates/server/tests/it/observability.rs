@@ -392,6 +392,11 @@ async fn readiness_and_grpc_health_follow_a_leader_cut_off_and_the_failover() {
         .expect_err("an unknown service");
     assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown}");
 
+    let losses = |id: u64| cluster.node(id).app().member_view().quorum_losses;
+    for id in cluster.ids() {
+        assert_eq!(losses(id), 0, "node {id} lost its quorum without a fault");
+    }
+
     // The old leader, cut off from both followers, stops being ready once its quorum has
     // been silent for a lease, and says why.
     for other in cluster.ids().into_iter().filter(|id| *id != old) {
@@ -404,6 +409,8 @@ async fn readiness_and_grpc_health_follow_a_leader_cut_off_and_the_failover() {
     })
     .await;
     assert!(why.starts_with("not ready: "), "{why}");
+    // One episode, counted once (NodeStatus and raftsched_leader_quorum_losses_total).
+    wait_until("the quorum loss counted", || async { (losses(old) == 1).then_some(()) }).await;
     wait_until("the cut-off leader not serving over gRPC", || async {
         (health(&cluster, old, "").await.ok() == Some(ServingStatus::NotServing as i32)).then_some(())
     })
@@ -425,5 +432,7 @@ async fn readiness_and_grpc_health_follow_a_leader_cut_off_and_the_failover() {
         })
         .await;
     }
+    assert_eq!(losses(old), 1, "one episode is one loss");
+    assert_eq!(losses(new), 0, "the new leader kept its quorum");
     cluster.shutdown().await;
 }
