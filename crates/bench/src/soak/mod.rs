@@ -1,6 +1,6 @@
 //! `soak`: a steady offered rate of no-op tasks for a long time, sampled every interval —
 //! memory and data dir of every node, disk bytes written per task, submit→start p50/p99,
-//! elections, live tasks — written to bench/results/<date>-soak.{json,csv,png}, with a
+//! elections and leader quorum losses, live tasks — written to bench/results/<date>-soak.{json,csv,png}, with a
 //! verdict on the bounded-state targets (flat resources, no upward p99 trend).
 
 mod chart;
@@ -320,6 +320,10 @@ fn record(args: &SoakArgs, samples: &[Sample], verdict: &verdict::Verdict, notes
     record.extra.insert(
         "leader_elections".into(),
         samples.iter().map(|s| s.elections).sum::<u64>() as f64,
+    );
+    record.extra.insert(
+        "leader_quorum_losses".into(),
+        samples.iter().map(|s| s.quorum_losses).sum::<u64>() as f64,
     );
     record
 }

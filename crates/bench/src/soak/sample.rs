@@ -41,6 +41,8 @@ pub struct Sample {
     /// Term increments and changes of the leader's id since the previous sample.
     pub elections: u64,
     pub leader_changes: u64,
+    /// The members' leader quorum losses since the previous sample (0 without a fault).
+    pub quorum_losses: u64,
     pub nodes: Vec<NodeSample>,
     /// Sum of the nodes' write_bytes ÷ completed.
     pub write_bytes_per_task: Option<f64>,

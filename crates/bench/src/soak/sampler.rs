@@ -20,6 +20,8 @@ pub struct Sampler {
     prev: ProcSnapshot,
     prev_term: Option<u64>,
     prev_leader: Option<u64>,
+    /// The members' quorum losses summed at the previous sample.
+    prev_quorum_losses: Option<u64>,
     prev_completed_total: u64,
 }
 
@@ -107,6 +109,7 @@ impl Sampler {
             data_dirs,
             queue,
             prev_term: status.as_ref().and_then(|s| s.members.iter().map(|m| m.term).max()),
+            prev_quorum_losses: status.as_ref().map(|s| s.members.iter().map(|m| m.quorum_losses).sum()),
             prev_leader: status.and_then(|s| s.members.iter().find(|m| m.role == "leader").map(|m| m.node_id)),
             prev_completed_total: 0,
         }
@@ -149,6 +152,15 @@ impl Sampler {
         let mut nodes = self.nodes().await;
         let status = client.cluster_status().await.ok();
         let term = status.as_ref().and_then(|s| s.members.iter().map(|m| m.term).max());
+        // A member restarted since starts again from 0: the sum may drop; no loss then.
+        let losses = status
+            .as_ref()
+            .map(|s| s.members.iter().map(|m| m.quorum_losses).sum::<u64>());
+        let quorum_losses = match (self.prev_quorum_losses, losses) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => 0,
+        };
+        self.prev_quorum_losses = losses.or(self.prev_quorum_losses);
         let leader = status.and_then(|s| s.members.iter().find(|m| m.role == "leader").map(|m| m.node_id));
         let live = live_tasks(client, &self.queue).await;
         // Finished so far = acknowledged minus what the leader still holds live in the queue.
@@ -184,6 +196,7 @@ impl Sampler {
             term,
             elections,
             leader_changes,
+            quorum_losses,
             write_bytes_per_task: per_task(nodes.iter().map(|n| n.write_bytes).sum()),
             nodes,
         }

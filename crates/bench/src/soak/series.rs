@@ -35,7 +35,7 @@ pub fn to_csv(samples: &[Sample]) -> String {
     let names = node_names(samples);
     let mut out = String::from(
         "t_s,submitted,submit_errors,completed,live_tasks,start_p50_ms,start_p99_ms,ack_p99_ms,\
-         term,elections,leader_changes,write_bytes_per_task",
+         term,elections,leader_changes,quorum_losses,write_bytes_per_task",
     );
     for name in &names {
         let _ = write!(
@@ -47,7 +47,7 @@ pub fn to_csv(samples: &[Sample]) -> String {
     for s in samples {
         let _ = write!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
             float(s.t_s),
             s.submitted,
             s.submit_errors,
@@ -59,6 +59,7 @@ pub fn to_csv(samples: &[Sample]) -> String {
             opt(s.term),
             s.elections,
             s.leader_changes,
+            s.quorum_losses,
             opt(s.write_bytes_per_task.map(float)),
         );
         for name in &names {
@@ -135,12 +136,12 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 3);
         let header: Vec<&str> = lines[0].split(',').collect();
-        assert_eq!(header.len(), 12 + 2 * 4);
-        assert_eq!(header[12], "node1_rss_mib");
-        assert_eq!(header[16], "node2_rss_mib");
+        assert_eq!(header.len(), 13 + 2 * 4);
+        assert_eq!(header[13], "node1_rss_mib");
+        assert_eq!(header[17], "node2_rss_mib");
         assert_eq!(
             lines[1],
-            "10.000,10,0,10,3,1.250,,,4,0,0,819.200,10.000,2.500,4096,409.600,20.000,2.500,4096,409.600"
+            "10.000,10,0,10,3,1.250,,,4,0,0,0,819.200,10.000,2.500,4096,409.600,20.000,2.500,4096,409.600"
         );
         assert!(lines[2].ends_with(",11.000,2.500,4096,409.600,,,,"), "{}", lines[2]);
         for line in &lines {
