@@ -67,7 +67,7 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<()> {
     match command {
-        SnapshotCommand::Save { file } => save(&file, &client()?, json).await,
+        SnapshotCommand::Save { file } => save(&file, client()?, json).await,
         SnapshotCommand::Status { file } => {
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let backup = Backup::from_file_bytes(&file, &bytes)?;
@@ -78,8 +78,8 @@ pub async fn run(
     }
 }
 
-async fn save(file: &Path, client: &ClusterClient, json: bool) -> anyhow::Result<()> {
-    let client = client.clone().with_per_call_deadline(SAVE_CALL_DEADLINE);
+async fn save(file: &Path, client: ClusterClient, json: bool) -> anyhow::Result<()> {
+    let client = client.with_per_call_deadline(SAVE_CALL_DEADLINE);
     let saved = client.save_snapshot().await?;
     // The client checked the length and SHA-256; this checks that the file restores.
     let backup = Backup::from_file_bytes(file, &saved.file_bytes)?;

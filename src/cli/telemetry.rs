@@ -66,23 +66,23 @@ pub fn init(
             .boxed(),
         LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).boxed(),
     };
-    let Some(endpoint) = otlp_endpoint else {
-        tracing_subscriber::registry().with(logs.with_filter(filter)).init();
-        return Ok(Telemetry { provider: None });
-    };
-    let provider = tracer_provider(endpoint, service)?;
-    let spans = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("raftsched"))
-        .with_filter(Targets::new().with_target(trace::TARGET, tracing::Level::INFO));
+    let provider = otlp_endpoint
+        .map(|endpoint| tracer_provider(endpoint, service))
+        .transpose()?;
+    let spans = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("raftsched"))
+            .with_filter(Targets::new().with_target(trace::TARGET, tracing::Level::INFO))
+    });
     tracing_subscriber::registry()
         .with(logs.with_filter(filter))
         .with(spans)
         .init();
-    trace::set_exporting();
-    tracing::info!(endpoint, service, "exporting the spans of each task's path over OTLP");
-    Ok(Telemetry {
-        provider: Some(provider),
-    })
+    if let Some(endpoint) = otlp_endpoint {
+        trace::set_exporting();
+        tracing::info!(endpoint, service, "exporting the spans of each task's path over OTLP");
+    }
+    Ok(Telemetry { provider })
 }
 
 fn tracer_provider(endpoint: &str, service: &str) -> anyhow::Result<SdkTracerProvider> {

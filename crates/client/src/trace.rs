@@ -48,7 +48,7 @@ pub fn exporting() -> bool {
 macro_rules! task_span {
     ($name:literal, $parent:expr, $task_id:expr) => {{
         if $crate::trace::exporting() {
-            let span = ::tracing::info_span!(target: "raftsched::task", $name, task_id = $task_id);
+            let span = ::tracing::info_span!(target: $crate::trace::TARGET, $name, task_id = $task_id);
             if let Some(parent) = $parent {
                 $crate::trace::set_parent(&span, parent);
             }

@@ -179,19 +179,6 @@ fn deserialize_batch<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Resul
 }
 
 impl Command {
-    /// Every task spec the command carries (a batch's, in order): for what reads or clears
-    /// their trace contexts outside apply.
-    pub fn specs_mut(&mut self) -> Vec<&mut TaskSpec> {
-        match self {
-            Command::SubmitTasks { specs, .. } => specs.iter_mut().collect(),
-            Command::SubmitShards { spec, .. } => vec![spec],
-            Command::SubmitWorkflow { workflow, .. } => workflow.tasks.iter_mut().map(|t| &mut t.spec).collect(),
-            Command::CreateSchedule { spec, .. } | Command::UpdateSchedule { spec, .. } => vec![&mut spec.template],
-            Command::Batch { commands } => commands.iter_mut().flat_map(Command::specs_mut).collect(),
-            _ => Vec::new(),
-        }
-    }
-
     /// The trace contexts of the tasks the command submits (a batch's, in order): what the
     /// store opens an `apply` span under. Schedules are left out: their template's context
     /// is the schedule's creator's, not a submission's.

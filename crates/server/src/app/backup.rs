@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use sha2::Digest;
-use sha2::Sha256;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::Semaphore;
 
@@ -58,7 +56,7 @@ impl App {
         let (summary, file_bytes) = encoded
             .ok_or_else(|| AppError::Internal("nothing is applied yet on the leader".into()))?
             .map_err(|e| AppError::Internal(format!("encoding the snapshot: {e}")))?;
-        let sha256_hex = format!("{:x}", Sha256::digest(&file_bytes));
+        let sha256_hex = raftsched_client::sha256_hex(&file_bytes);
         Ok(SavedBackup {
             summary,
             file_bytes,

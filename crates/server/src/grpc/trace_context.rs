@@ -42,7 +42,5 @@ pub(crate) fn submit_span_of_one(metadata: Option<String>, spec: &mut TaskSpec) 
         limits::check_trace_parent(own).map_err(|e| app_error_to_status(e.into()))?;
     }
     let parent = spec.trace_parent.take().or(metadata);
-    let span = task_span!("submit", parent.as_deref(), tracing::field::Empty);
-    spec.trace_parent = traceparent_of(&span, parent.as_deref());
-    Ok(span)
+    Ok(submit_span(parent.as_deref(), [spec]))
 }

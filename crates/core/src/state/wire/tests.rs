@@ -470,7 +470,7 @@ fn every_example_round_trips_with_and_without_the_header() {
         // A data dir from before the header holds bare postcard (format v0), in the v1
         // layout: a queue policy, a report and a task spec of today have fields v0 never
         // had (see `v1_queue_policies_are_read_without_retention` and the golden files).
-        if matches!(name, "SetQueuePolicy" | "ReportResult") || !command.clone().specs_mut().is_empty() {
+        if matches!(name, "SetQueuePolicy" | "ReportResult") || !specs_mut(&mut command.clone()).is_empty() {
             continue;
         }
         let bare = postcard::to_allocvec(&command).unwrap();
@@ -580,9 +580,21 @@ fn older_entries_decode(path: &str, version: u16, adjust: impl Fn(&mut Command))
     decoded
 }
 
+/// Every task spec `command` carries (a batch's, in order), schedule templates included.
+fn specs_mut(command: &mut Command) -> Vec<&mut TaskSpec> {
+    match command {
+        Command::SubmitTasks { specs, .. } => specs.iter_mut().collect(),
+        Command::SubmitShards { spec, .. } => vec![spec],
+        Command::SubmitWorkflow { workflow, .. } => workflow.tasks.iter_mut().map(|t| &mut t.spec).collect(),
+        Command::CreateSchedule { spec, .. } | Command::UpdateSchedule { spec, .. } => vec![&mut spec.template],
+        Command::Batch { commands } => commands.iter_mut().flat_map(specs_mut).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// `command` as written before specs carried a trace context, adjusted by `adjust`.
 fn untraced(mut command: Command, adjust: impl Fn(&mut Command)) -> Command {
-    for spec in command.specs_mut() {
+    for spec in specs_mut(&mut command) {
         spec.trace_parent = None;
     }
     adjust(&mut command);
