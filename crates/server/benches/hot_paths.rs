@@ -36,11 +36,11 @@ use raftsched_core::state::TaskId;
 use raftsched_core::state::TaskSpec;
 use raftsched_core::state::WorkerRegistration;
 use raftsched_core::state::limits;
-use raftsched_server::dispatch::decide::FiringCache;
-use raftsched_server::dispatch::decide::Liveness;
-use raftsched_server::dispatch::decide::SCAN_PER_QUEUE;
-use raftsched_server::dispatch::decide::WorkerLiveness;
-use raftsched_server::dispatch::decide::decide;
+use raftsched_server::decide::FiringCache;
+use raftsched_server::decide::Liveness;
+use raftsched_server::decide::SCAN_PER_QUEUE;
+use raftsched_server::decide::WorkerLiveness;
+use raftsched_server::decide::decide;
 
 const BATCH: usize = 1000;
 const MILLION: usize = 1_000_000;

@@ -107,6 +107,22 @@ impl WorkerHub {
             .is_some_and(|c| !c.sender.is_closed())
     }
 
+    /// Whether any worker's stream is open here: without one, nothing can be placed.
+    pub fn any_connected(&self) -> bool {
+        self.lock().connections.values().any(|c| !c.sender.is_closed())
+    }
+
+    /// The workers whose streams are open here, in id order; one lock, O(connections).
+    pub fn connected(&self) -> Vec<String> {
+        let inner = self.lock();
+        inner
+            .connections
+            .iter()
+            .filter(|(_, c)| !c.sender.is_closed())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     pub fn heard_from(&self, worker_id: &str) {
         self.lock().last_heard.insert(worker_id.to_string(), Instant::now());
     }

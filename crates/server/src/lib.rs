@@ -5,6 +5,9 @@
 //!   down.
 //! - [`app`]: the domain operations (submit, cancel, report, membership...) over Raft: the
 //!   leader proposes commands, every node applies them through `raftsched-store`.
+//! - [`decide`]: the leader's decisions as pure functions of the state, the workers' liveness,
+//!   the time and a seed (assignments, expiries, timeouts, firings, purges, a submission's
+//!   placement); used by `app` and `dispatch`, depends on neither.
 //! - [`dispatch`]: the leader's loop: expiries, timeouts, schedule firings and assignments,
 //!   committed and then pushed to workers through the worker hub.
 //! - [`hub`]: the leader's live, unreplicated view of its workers (open streams, when each
@@ -28,6 +31,7 @@
 //! `dispatch`, `hub` and `observe` see domain types only, never protobuf. `tests/architecture.rs` checks it.
 
 pub mod app;
+pub mod decide;
 pub mod dispatch;
 pub mod grpc;
 pub mod http;

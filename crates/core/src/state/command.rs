@@ -127,6 +127,20 @@ pub enum Command {
     /// units; apply re-checks each one and skips those that do not qualify (yet). Added
     /// after `Batch` so that every v1 variant keeps its index on the wire.
     PurgeTasks { now_ms: u64, units: Vec<PurgeUnit> },
+    /// Create tasks and start them at once: the leader saw a connected worker with a free
+    /// slot for spec `i` and no backlog to wait behind, and names it in `workers[i]`, so a
+    /// task waits for one commit before its worker hears of it, not two (issue 14). Apply
+    /// submits each spec as [`Command::SubmitTasks`] does, then assigns it as
+    /// [`Command::AssignTasks`] would, re-checking everything; an assignment it refuses (the
+    /// slot taken meanwhile, the worker gone) leaves the task pending for the dispatcher. A
+    /// spec without a worker (`None`, or past the end of `workers`) is only submitted.
+    /// `seed` is the planner's, recorded like `AssignTasks`'s. Added last (wire format v5).
+    SubmitAndAssign {
+        now_ms: u64,
+        seed: u64,
+        specs: Vec<TaskSpec>,
+        workers: Vec<Option<String>>,
+    },
 }
 
 /// What is purged as a whole: a task with its shards (a plain task has none), or a
@@ -184,7 +198,9 @@ impl Command {
     /// is the schedule's creator's, not a submission's.
     pub fn trace_parents(&self) -> Vec<&str> {
         match self {
-            Command::SubmitTasks { specs, .. } => specs.iter().filter_map(|s| s.trace_parent.as_deref()).collect(),
+            Command::SubmitTasks { specs, .. } | Command::SubmitAndAssign { specs, .. } => {
+                specs.iter().filter_map(|s| s.trace_parent.as_deref()).collect()
+            }
             Command::SubmitShards { spec, .. } => spec.trace_parent.as_deref().into_iter().collect(),
             Command::SubmitWorkflow { workflow, .. } => workflow
                 .tasks
@@ -216,7 +232,8 @@ impl Command {
             | Command::TriggerSchedule { now_ms, .. }
             | Command::SubmitWorkflow { now_ms, .. }
             | Command::SubmitShards { now_ms, .. }
-            | Command::PurgeTasks { now_ms, .. } => *now_ms,
+            | Command::PurgeTasks { now_ms, .. }
+            | Command::SubmitAndAssign { now_ms, .. } => *now_ms,
             // The clock after the batch: each member advances it when applied.
             Command::Batch { commands } => commands.iter().map(Command::now_ms).max().unwrap_or(0),
         }
@@ -331,6 +348,9 @@ pub enum CommandResponse {
     /// One response per command of a [`Command::Batch`], in order.
     Batch(Vec<CommandResponse>),
     Purged(Result<PurgeOutcome, StateError>),
+    /// Per spec of a [`Command::SubmitAndAssign`], in order: its submission's outcome, and
+    /// its assignment's when the leader named a worker and the task was created.
+    SubmittedAndAssigned(Vec<PlacedOutcome>),
 }
 
 /// What a purge removed: the units that qualified (the others were skipped) and their tasks.
@@ -362,6 +382,13 @@ pub struct WorkflowOutcome {
     /// False when the request id matched an earlier submission.
     pub created: bool,
 }
+
+/// One spec of a [`Command::SubmitAndAssign`]: its submission's outcome, and its
+/// assignment's when a worker was named and the task was created.
+pub type PlacedOutcome = (
+    Result<SubmitOutcome, StateError>,
+    Option<Result<AssignOutcome, StateError>>,
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitOutcome {
@@ -507,6 +534,12 @@ impl std::fmt::Display for Command {
             Command::SubmitShards { pins, .. } => write!(f, "SubmitShards(n={})", pins.len()),
             Command::Batch { commands } => write!(f, "Batch(n={})", commands.len()),
             Command::PurgeTasks { units, .. } => write!(f, "PurgeTasks(n={})", units.len()),
+            Command::SubmitAndAssign { specs, workers, .. } => write!(
+                f,
+                "SubmitAndAssign(n={}, assigned={})",
+                specs.len(),
+                workers.iter().flatten().count()
+            ),
         }
     }
 }

@@ -22,6 +22,7 @@ pub use command::CancelOutcome;
 pub use command::Command;
 pub use command::CommandResponse;
 pub use command::FireOutcome;
+pub use command::PlacedOutcome;
 pub use command::PurgeOutcome;
 pub use command::PurgeUnit;
 pub use command::StateError;

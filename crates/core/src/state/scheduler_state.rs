@@ -18,6 +18,7 @@ use crate::state::AttemptReport;
 use crate::state::CancelOutcome;
 use crate::state::Command;
 use crate::state::CommandResponse;
+use crate::state::PlacedOutcome;
 use crate::state::PurgeUnit;
 use crate::state::QueuePolicy;
 use crate::state::StateError;
@@ -276,6 +277,9 @@ impl SchedulerState {
             Command::ExpireWorker { worker_id, session, .. } => {
                 CommandResponse::Expired(self.expire_worker(now_ms, &worker_id, &session))
             }
+            Command::SubmitAndAssign { specs, workers, .. } => {
+                CommandResponse::SubmittedAndAssigned(self.submit_and_assign(now_ms, specs, workers))
+            }
             Command::AssignTasks { assignments, .. } => CommandResponse::Assigned(
                 assignments
                     .into_iter()
@@ -368,6 +372,31 @@ impl SchedulerState {
         }
         let task_id = self.create_task(now_ms, spec, TaskLinks::default(), TaskStatus::Pending)?;
         Ok(SubmitOutcome { task_id, created: true })
+    }
+
+    /// Submits each spec, then assigns it to its worker when the leader named one and the
+    /// task is new (a retried submission's task already has its own history).
+    fn submit_and_assign(
+        &mut self,
+        now_ms: u64,
+        specs: Vec<TaskSpec>,
+        workers: Vec<Option<String>>,
+    ) -> Vec<PlacedOutcome> {
+        let mut workers = workers.into_iter();
+        specs
+            .into_iter()
+            .map(|spec| {
+                let worker = workers.next().flatten();
+                let submitted = self.submit(now_ms, spec);
+                let assigned = match (&submitted, worker) {
+                    (Ok(outcome), Some(worker)) if outcome.created => {
+                        Some(self.assign(now_ms, outcome.task_id, worker))
+                    }
+                    _ => None,
+                };
+                (submitted, assigned)
+            })
+            .collect()
     }
 
     /// The task created with this client request id in this namespace, if any. (The same

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 #[cfg(test)]
 mod tests;
 
-/// The format this binary writes: 3. Bump it whenever the postcard layout of anything
+/// The format this binary writes: 5. Bump it whenever the postcard layout of anything
 /// encoded here changes (a field or an enum variant added, removed or reordered in
 /// [`crate::state::Command`], openraft's entry and RPC types, or a type they contain).
 ///
@@ -43,7 +43,11 @@ mod tests;
 /// v4 (issue 13, tracing): `TaskSpec` gained `trace_parent` at its end (the W3C trace
 /// context the worker hands to the task). v0-v3 bodies are still read: its deserializer
 /// asks [`decoding_version`], and a v0-v3 spec has no trace context.
-pub const WIRE_FORMAT_VERSION: u16 = 4;
+///
+/// v5 (issue 14, one commit from submit to start): `Command` gained `SubmitAndAssign` at its
+/// end, so every v1-v4 variant keeps its index and v1-v4 bodies read as before. A v4 binary
+/// refuses a v5 entry by its header, naming the version, rather than failing on the variant.
+pub const WIRE_FORMAT_VERSION: u16 = 5;
 
 /// The oldest enveloped format this binary reads: 1 (the first one). A binary that reads
 /// format N and N-1 keeps a rolling upgrade possible (see ARCHITECTURE.md, Compatibility).

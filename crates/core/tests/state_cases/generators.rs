@@ -118,7 +118,33 @@ pub(crate) fn random_command(rng: &mut Rng, now_ms: u64, state: &SchedulerState)
     if rng.below(15) == 0 {
         return random_purge(rng, now_ms, state);
     }
+    if rng.below(12) == 0 {
+        return random_submit_and_assign(rng, now_ms, state);
+    }
     random_base_command(rng, now_ms, state)
+}
+
+/// A submission with the leader's pick of worker for some specs: mostly registered workers
+/// (full, draining or not), sometimes unknown ones, sometimes fewer or more picks than specs.
+fn random_submit_and_assign(rng: &mut Rng, now_ms: u64, state: &SchedulerState) -> Command {
+    let registered: Vec<&str> = state.workers().map(|w| w.id.as_str()).collect();
+    let count = 1 + rng.below(3) as usize;
+    let specs: Vec<TaskSpec> = (0..count).map(|_| random_spec(rng)).collect();
+    let picks = count + rng.below(3) as usize - 1;
+    let workers = (0..picks)
+        .map(|_| match rng.below(5) {
+            0 => None,
+            1 => Some(rng.pick(&["w1", "nobody"]).to_string()),
+            _ if registered.is_empty() => None,
+            _ => Some(rng.pick(&registered).to_string()),
+        })
+        .collect();
+    Command::SubmitAndAssign {
+        now_ms,
+        seed: rng.next(),
+        specs,
+        workers,
+    }
 }
 
 /// [`random_command`] without purges: the command stream the seeds of

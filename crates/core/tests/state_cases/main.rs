@@ -40,6 +40,10 @@
 //!   removed (an unknown worker or another session is ignored).
 //! - `assign at=<ms> [seed=<n>]` with input lines `task=<id> worker=<id>` (one log entry):
 //!   one line per pair, `task <id> -> <worker> attempt=<n> token=<t>` or the error.
+//! - `submit-assign at=<ms> [seed=<n>]` with input lines `worker=<id> <spec fields>` (or
+//!   `worker=-` for none): the leader's submission with its pick of worker per spec, one log
+//!   entry. One line per spec: `task <id> created`, with `-> <worker> attempt=<n> token=<t>`
+//!   or `unassigned: <error>` when a worker was named, `task <id> existing`, or the error.
 //! - `report at=<ms> task=<id> token=<t> [outcome=<o>] [exit=<n>] [error=<text>]
 //!   [retryable=true|false] [jitter=<n>] [stdout=<text>] [stderr=<text>]`, fields also accepted
 //!   on an input line (for quoted text). Defaults: succeeded, retryable, jitter 0. Prints the
@@ -307,6 +311,16 @@ fn response_kinds(response: &CommandResponse) -> Vec<&'static str> {
         CommandResponse::Expired(voided) if voided.is_empty() => vec!["expired"],
         CommandResponse::Expired(_) => vec!["expired-voided"],
         CommandResponse::Assigned(outcomes) => outcomes.iter().map(|o| kind(o.as_ref().map(|_| "assigned"))).collect(),
+        CommandResponse::SubmittedAndAssigned(outcomes) => outcomes
+            .iter()
+            .map(|(submitted, assigned)| match (submitted, assigned) {
+                (Err(_), _) => kind(submitted.as_ref().map(|_| "")),
+                (Ok(_), Some(Ok(_))) => "created-assigned",
+                (Ok(_), Some(Err(_))) => "created-unassigned",
+                (Ok(o), None) if o.created => "created",
+                (Ok(_), None) => "existing",
+            })
+            .collect(),
         CommandResponse::Reported(result) => vec![kind(result.as_ref().map(|status| match status {
             TaskStatus::Pending => "reported-pending",
             TaskStatus::Succeeded => "reported-succeeded",

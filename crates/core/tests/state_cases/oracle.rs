@@ -6,6 +6,7 @@ use raftsched_core::state::AttemptOutcome;
 use raftsched_core::state::AttemptReport;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;
+use raftsched_core::state::PlacedOutcome;
 use raftsched_core::state::PurgeOutcome;
 use raftsched_core::state::PurgeUnit;
 use raftsched_core::state::RunOutcome;
@@ -105,6 +106,18 @@ pub(crate) fn apply_checked(state: &mut SchedulerState, command: Command) -> Com
                 &outcomes.iter().flatten().map(|o| o.task_id).collect(),
                 &[],
             );
+        }
+        (Command::SubmitAndAssign { .. }, CommandResponse::SubmittedAndAssigned(outcomes)) => {
+            let (decomposed, expected) = submit_then_assign(&baseline, command.clone());
+            assert_eq!(
+                outcomes, &expected,
+                "submit-and-assign answered unlike a submit then an assign"
+            );
+            assert_eq!(
+                *state, decomposed,
+                "submit-and-assign left another state than a submit then an assign"
+            );
+            assert_eq!(state.digest(), decomposed.digest());
         }
         (Command::CancelTask { task_id, .. }, CommandResponse::Cancelled(result)) => match result {
             Err(_) => refused(state, "cancel"),
@@ -561,4 +574,51 @@ fn check_purge(before: &SchedulerState, state: &SchedulerState, units: &[PurgeUn
         }
     }
     assert_only_changed(state, before, &gone, &[]);
+}
+
+/// What a `SubmitAndAssign` must do, one spec at a time through the plain commands (each
+/// checked by [`apply_checked`]): a `SubmitTasks` of the spec, then, for a created task with
+/// a worker named, an `AssignTasks` of it to that worker at the same time.
+fn submit_then_assign(before: &SchedulerState, command: Command) -> (SchedulerState, Vec<PlacedOutcome>) {
+    let Command::SubmitAndAssign {
+        now_ms,
+        seed,
+        specs,
+        workers,
+    } = command
+    else {
+        unreachable!("only called for SubmitAndAssign");
+    };
+    let mut state = before.clone();
+    let mut workers = workers.into_iter();
+    let mut outcomes = Vec::new();
+    for spec in specs {
+        let worker = workers.next().flatten();
+        let CommandResponse::Submitted(mut submitted) = apply_checked(
+            &mut state,
+            Command::SubmitTasks {
+                now_ms,
+                specs: vec![spec],
+            },
+        ) else {
+            panic!("submit answered with another response");
+        };
+        let submitted = submitted.remove(0);
+        let assigned = match (&submitted, worker) {
+            (Ok(outcome), Some(worker_id)) if outcome.created => {
+                let assign = Command::AssignTasks {
+                    now_ms,
+                    seed,
+                    assignments: vec![(outcome.task_id, worker_id)],
+                };
+                let CommandResponse::Assigned(mut assigned) = apply_checked(&mut state, assign) else {
+                    panic!("assign answered with another response");
+                };
+                Some(assigned.remove(0))
+            }
+            _ => None,
+        };
+        outcomes.push((submitted, assigned));
+    }
+    (state, outcomes)
 }

@@ -52,6 +52,7 @@ pub(crate) fn run_directive(state: &mut SchedulerState, case: &TestCase) -> Stri
         "drain" => drain(state, case),
         "expire" => expire(state, case),
         "assign" => assign(state, case),
+        "submit-assign" => submit_assign(state, case),
         "report" => report(state, case),
         "timeout" => timeout(state, case),
         "queue-policy" => queue_policy(state, case),
@@ -441,6 +442,41 @@ pub(crate) fn assign(state: &mut SchedulerState, case: &TestCase) -> String {
                 o.task_id, o.worker_id, o.attempt, o.token
             ),
             Err(e) => format!("{}\n", fmt_err(e)),
+        })
+        .collect()
+}
+
+pub(crate) fn submit_assign(state: &mut SchedulerState, case: &TestCase) -> String {
+    let (workers, specs): (Vec<Option<String>>, Vec<TaskSpec>) = case
+        .input
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let (worker, fields): (Vec<_>, Vec<_>) = tokenize(line).into_iter().partition(|(k, _)| k == "worker");
+            let worker = worker.into_iter().next().map(|(_, w)| w).filter(|w| w != "-");
+            (worker, parse_spec(fields))
+        })
+        .unzip();
+    let command = Command::SubmitAndAssign {
+        now_ms: arg_u64(case, "at").unwrap_or(0),
+        seed: arg_u64(case, "seed").unwrap_or(0),
+        specs,
+        workers,
+    };
+    let CommandResponse::SubmittedAndAssigned(outcomes) = apply_checked(state, command) else {
+        panic!("submit-assign answered with another response");
+    };
+    outcomes
+        .iter()
+        .map(|(submitted, assigned)| match (submitted, assigned) {
+            (Err(e), _) => format!("{}\n", fmt_err(e)),
+            (Ok(o), _) if !o.created => format!("task {} existing\n", o.task_id),
+            (Ok(o), None) => format!("task {} created\n", o.task_id),
+            (Ok(o), Some(Ok(a))) => format!(
+                "task {} created -> {} attempt={} token={}\n",
+                o.task_id, a.worker_id, a.attempt, a.token
+            ),
+            (Ok(o), Some(Err(e))) => format!("task {} created unassigned: {}\n", o.task_id, fmt_err(e)),
         })
         .collect()
 }

@@ -7,6 +7,7 @@
 //! Architecture invariant: domain types only — no protobuf type, no `tonic::Status`; it
 //! uses `hub`, `network`, `quota`, `raft_types` and `recurrence`, never `dispatch`, `grpc` or `node`.
 
+mod assign;
 mod backup;
 mod composite;
 mod membership;
@@ -274,11 +275,16 @@ impl App {
             (cost, per_namespace.into_iter().collect::<Vec<_>>())
         };
         let _reservation = self.admit_in(&per_namespace, cost)?;
-        let command = Command::SubmitTasks { now_ms, specs };
-        let CommandResponse::Submitted(outcomes) = self.write(command).await? else {
-            return Err(AppError::Internal("submit answered with another response".into()));
+        let command = self.submission(specs, now_ms);
+        let spans = App::submission_assign_spans(&command);
+        let (outcomes, all_started) = match self.write(command).await? {
+            CommandResponse::Submitted(outcomes) => (outcomes, false),
+            CommandResponse::SubmittedAndAssigned(placed) => self.started_at_submit(placed, spans),
+            _ => return Err(AppError::Internal("submit answered with another response".into())),
         };
-        self.hub.wake_dispatcher();
+        if !all_started {
+            self.hub.wake_dispatcher();
+        }
         let state = self.state.read();
         outcomes
             .into_iter()

@@ -5,19 +5,14 @@
 //! of it; a deposed leader's writes fail to commit, so two leaders can never both record an
 //! assignment of the same attempt.
 //!
-//! The decisions themselves are [`decide::decide`], a pure function of the state, the hub's
+//! The decisions themselves are [`crate::decide::decide`], a pure function of the state, the hub's
 //! view of the workers, the time and one random seed per round; this loop only builds those
 //! inputs, commits the commands in order and tells the workers.
-
-pub mod decide;
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use decide::FiringCache;
-use decide::Liveness;
-use decide::WorkerLiveness;
 use openraft::ServerState;
 use raftsched_client::task_span;
 use raftsched_client::trace;
@@ -29,7 +24,10 @@ use crate::app::App;
 use crate::app::AppError;
 use crate::app::Consistency;
 use crate::app::now_ms;
-use crate::hub::Instruction;
+use crate::decide;
+use crate::decide::FiringCache;
+use crate::decide::Liveness;
+use crate::decide::WorkerLiveness;
 use raftsched_core::scheduling::placement::splitmix64;
 use raftsched_core::state::Command;
 use raftsched_core::state::CommandResponse;
@@ -273,42 +271,19 @@ impl Dispatcher {
         let Some(command) = assignments.command else {
             return Ok(0);
         };
-        let mut spans = self.assign_spans(&command);
+        let spans = self.assign_spans(&command);
         let CommandResponse::Assigned(outcomes) = self.app.write(command).await? else {
             return Err(AppError::Internal("assign answered with another response".into()));
         };
-        let state = self.app.state().read();
-        let mut accepted = 0;
+        let mut assigned = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             match outcome {
-                Ok(assigned) => {
-                    accepted += 1;
-                    let Some(task) = state.scheduler.get(assigned.task_id) else {
-                        continue;
-                    };
-                    if assigned.attempt == 1 {
-                        // Both times are the leader's, from the commands: the wait a user sees.
-                        let waited_ms = task.updated_at_ms.saturating_sub(task.created_at_ms);
-                        self.app.node_metrics().task_started(waited_ms);
-                    }
-                    let assign = spans.remove(&assigned.task_id).unwrap_or_else(tracing::Span::none);
-                    let push = if assign.is_disabled() {
-                        tracing::Span::none()
-                    } else {
-                        tracing::info_span!(target: trace::TARGET, parent: &assign, "push", task_id = assigned.task_id)
-                    };
-                    drop(assign);
-                    let instruction = Instruction::Assign {
-                        trace_parent: trace::traceparent_of(&push, task.spec.trace_parent.as_deref()),
-                        task: Box::new(task.clone()),
-                        token: assigned.token,
-                        attempt: assigned.attempt,
-                    };
-                    push.in_scope(|| self.app.hub().send(&assigned.worker_id, instruction));
-                }
+                Ok(outcome) => assigned.push(outcome),
                 Err(refused) => tracing::debug!("assignment refused by apply: {refused}"),
             }
         }
+        let accepted = assigned.len();
+        self.app.push_assigned(assigned, spans);
         Ok(accepted)
     }
 

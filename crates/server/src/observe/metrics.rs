@@ -65,6 +65,7 @@ struct Inner {
     dispatch_round_seconds: Histogram,
     submit_to_start_seconds: Histogram,
     submit_to_finish_seconds: Histogram,
+    started_at_submit: Counter,
     leader_changes: Counter,
     quorum_losses: Counter,
     /// What `quorum_losses` counted, for NodeStatus (a counter handle cannot be read).
@@ -133,6 +134,10 @@ impl NodeMetrics {
             submit_to_finish_seconds: histogram(
                 "raftsched_task_submit_to_finish_seconds",
                 "From a task's acceptance to the commit of the report that finished it.",
+            ),
+            started_at_submit: counter(
+                "raftsched_tasks_started_at_submit_total",
+                "Tasks whose first attempt was assigned in their submission's own log entry (one commit from submit to start).",
             ),
             leader_changes: counter(
                 "raftsched_leader_changes_seen_total",
@@ -210,6 +215,11 @@ impl NodeMetrics {
     /// A task's first attempt was committed `waited_ms` after the task was accepted.
     pub fn task_started(&self, waited_ms: u64) {
         self.inner.submit_to_start_seconds.record(waited_ms as f64 / 1000.0);
+    }
+
+    /// Tasks started in their submission's own entry (`Command::SubmitAndAssign`).
+    pub fn tasks_started_at_submit(&self, count: u64) {
+        self.inner.started_at_submit.increment(count);
     }
 
     /// A task finished `took_ms` after it was accepted.

@@ -23,6 +23,7 @@ use raftsched_core::state::Recurrence;
 use raftsched_core::state::Schedule;
 use raftsched_core::state::SchedulerState;
 use raftsched_core::state::TaskId;
+use raftsched_core::state::TaskSpec;
 use raftsched_core::state::limits;
 
 #[cfg(test)]
@@ -317,24 +318,7 @@ pub fn plan_assignments(
     now_ms: u64,
     seed: u64,
 ) -> Assignments {
-    let workers: Vec<WorkerView> = state
-        .workers()
-        .filter(|w| !w.draining && liveness.is_connected(&w.id) && !excluded.contains(w.id.as_str()))
-        .map(|w| WorkerView {
-            id: w.id.clone(),
-            labels: {
-                // Every worker matches the pin of its own id (broadcast shards), whatever
-                // labels it declared.
-                let mut labels = w.labels.clone();
-                labels.insert(limits::PIN_LABEL.to_string(), w.id.clone());
-                labels
-            },
-            slots: w.slots,
-            running: state.running_count(&w.id) as u32,
-            free: state.free_resources(&w.id),
-            total: w.resources,
-        })
-        .collect();
+    let workers = worker_views(state, liveness, excluded);
     let queues = candidate_queues(state, now_ms);
     let needs_of = |task_id: TaskId| {
         let spec = &state.get(task_id).expect("planned tasks exist").spec;
@@ -355,6 +339,94 @@ pub fn plan_assignments(
         command,
         unplaced: plan.unplaced,
     }
+}
+
+/// The connected workers that are not draining and not in `excluded`, as the planner sees
+/// them, sorted by id (the state's order).
+fn worker_views(state: &SchedulerState, liveness: &Liveness, excluded: &BTreeSet<&str>) -> Vec<WorkerView> {
+    state
+        .workers()
+        .filter(|w| !w.draining && liveness.is_connected(&w.id) && !excluded.contains(w.id.as_str()))
+        .map(|w| WorkerView {
+            id: w.id.clone(),
+            labels: {
+                // Every worker matches the pin of its own id (broadcast shards), whatever
+                // labels it declared.
+                let mut labels = w.labels.clone();
+                labels.insert(limits::PIN_LABEL.to_string(), w.id.clone());
+                labels
+            },
+            slots: w.slots,
+            running: state.running_count(&w.id) as u32,
+            free: state.free_resources(&w.id),
+            total: w.resources,
+        })
+        .collect()
+}
+
+/// The leader's pick of a worker for each spec of a submission, so that a task that can start
+/// at once starts in its submission's own log entry (`Command::SubmitAndAssign`): one commit
+/// from submit to push instead of two in a row plus a dispatch round (issue 14). `None` for
+/// a spec that waits for the dispatcher.
+///
+/// Only while nothing waits: with a ready task or a due delayed one in any queue, every spec
+/// gets `None`, so a new task never overtakes older ones or another queue's fair share; the
+/// dispatcher's round decides as it always did. A spec not ready at `now_ms` (a delay, a
+/// not-before) waits too. The picks are the planner's own on the specs alone (constraints,
+/// resources, affinity, the queue's placement), and apply checks each again: two
+/// submissions that picked the same last slot leave the later task pending, not refused.
+///
+/// O(workers) to find no free slot; O(workers · labels + specs · workers) when there is one.
+pub fn place_submissions(
+    state: &SchedulerState,
+    liveness: &Liveness,
+    specs: &[TaskSpec],
+    now_ms: u64,
+    seed: u64,
+) -> Vec<Option<String>> {
+    let mut picks = vec![None; specs.len()];
+    let backlog = state.ready_queues().next().is_some() || state.due_delayed(now_ms).next().is_some();
+    let free_slot = state
+        .workers()
+        .any(|w| !w.draining && (state.running_count(&w.id) as u32) < w.slots && liveness.is_connected(&w.id));
+    if backlog || !free_slot {
+        return picks;
+    }
+    // Each spec is named by its index in `specs` (the tasks have no ids before apply).
+    let mut by_queue: BTreeMap<&str, Vec<TaskId>> = BTreeMap::new();
+    for (index, spec) in specs.iter().enumerate() {
+        if spec.delay_ms == 0 && spec.not_before_ms <= now_ms {
+            by_queue.entry(spec.queue.as_str()).or_default().push(index as TaskId);
+        }
+    }
+    let queues = by_queue
+        .into_iter()
+        .map(|(queue, mut ready)| {
+            ready.sort_by_key(|&index| (Reverse(specs[index as usize].priority), index));
+            QueueInput {
+                name: queue,
+                policy: state.queue_policy(queue),
+                // No queue has work waiting, so shares are even: only these specs compete.
+                running: 0,
+                ready,
+            }
+        })
+        .collect();
+    let needs_of = |index: TaskId| {
+        let spec = &specs[index as usize];
+        TaskNeeds {
+            namespace: spec.namespace(),
+            constraints: &spec.constraints,
+            resources: spec.resources,
+            affinity_key: spec.affinity(),
+        }
+    };
+    let workers = worker_views(state, liveness, &BTreeSet::new());
+    let plan = scheduling::plan(queues, workers, &needs_of, limits::MAX_ASSIGNMENTS_PER_ENTRY, seed);
+    for (index, worker_id) in plan.assignments {
+        picks[index as usize] = Some(worker_id);
+    }
+    picks
 }
 
 /// Per queue, the first [`SCAN_PER_QUEUE`] ready tasks and the due delayed ones, in dispatch

@@ -16,6 +16,9 @@
 //! - `drain id=<w> at=<ms>`.
 //! - `submit at=<ms> [count=<n>] [name=<n>] [queue=<q>] [priority=<p>] [timeout=<ms>]
 //!   [delay=<ms>] [cpu=<m>] [mem=<MiB>] [constraint.<k>=<v>]`: prints the ids created.
+//! - `place at=<ms> [seed=<n>] [apply=true]` with the arguments of `submit`: the leader's
+//!   pick of worker per spec at submission (`place_submissions`, `-` for none); with
+//!   `apply`, the `SubmitAndAssign` applied, one line per spec.
 //! - `assign at=<ms>` with input lines `<task> <worker>`: starts attempts directly.
 //! - `schedule at=<ms> name=<n> (every=<ms> | cron tz=<zone>) [misfire=skip|fire-once|
 //!   catch-up] [window=<ms>] [start=<ms>] [end=<ms>]`: with `cron`, the expression is the
@@ -106,6 +109,7 @@ impl World {
                 response(&self.state.apply(command))
             }
             "submit" => self.submit(case, at),
+            "place" => self.place(case, at),
             "assign" => {
                 let assignments = case
                     .input
@@ -240,18 +244,42 @@ impl World {
         if out.is_empty() { "ok".into() } else { out }
     }
 
+    /// The leader's picks for a submission of the `submit` arguments, then (with
+    /// `apply=true`) the `SubmitAndAssign` of them applied.
+    fn place(&mut self, case: &TestCase, at: u64) -> String {
+        let specs = submitted_specs(case);
+        let workers = place_submissions(&self.state, &self.liveness, &specs, at, num(case, "seed", 0));
+        let mut out: String = workers
+            .iter()
+            .map(|w| w.as_deref().unwrap_or("-"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.insert_str(0, "picks: ");
+        if arg(case, "apply") == Some("true") {
+            let command = Command::SubmitAndAssign {
+                now_ms: at,
+                seed: num(case, "seed", 0),
+                specs,
+                workers,
+            };
+            let CommandResponse::SubmittedAndAssigned(outcomes) = self.state.apply(command) else {
+                panic!("submit-and-assign answered another response")
+            };
+            for (submitted, assigned) in outcomes {
+                let line = match (submitted, assigned) {
+                    (Err(e), _) => e.to_string(),
+                    (Ok(o), None) => format!("task {} pending", o.task_id),
+                    (Ok(o), Some(Ok(a))) => format!("task {} -> {} token={}", o.task_id, a.worker_id, a.token),
+                    (Ok(o), Some(Err(e))) => format!("task {} pending: {e}", o.task_id),
+                };
+                write!(out, "\n{line}").unwrap();
+            }
+        }
+        out
+    }
+
     fn submit(&mut self, case: &TestCase, at: u64) -> String {
-        let name = arg(case, "name").unwrap_or("t");
-        let mut spec = TaskSpec::builder(name)
-            .queue(arg(case, "queue").unwrap_or(limits::DEFAULT_QUEUE))
-            .priority(arg(case, "priority").map_or(0, |p| p.parse().expect("a priority")))
-            .max_attempts(num(case, "attempts", limits::DEFAULT_MAX_ATTEMPTS.into()) as u32)
-            .attempt_timeout_ms(num(case, "timeout", limits::DEFAULT_ATTEMPT_TIMEOUT_MS))
-            .delay_ms(num(case, "delay", 0))
-            .build();
-        spec.constraints = prefixed(case, "constraint.");
-        spec.resources = resources(case);
-        let specs = vec![spec; num(case, "count", 1) as usize];
+        let specs = submitted_specs(case);
         let CommandResponse::Submitted(outcomes) = self.state.apply(Command::SubmitTasks { now_ms: at, specs }) else {
             panic!("submit answered another response")
         };
@@ -458,4 +486,19 @@ fn response(response: &CommandResponse) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+/// The specs of a `submit` or `place` directive: `count` of the same one.
+fn submitted_specs(case: &TestCase) -> Vec<TaskSpec> {
+    let name = arg(case, "name").unwrap_or("t");
+    let mut spec = TaskSpec::builder(name)
+        .queue(arg(case, "queue").unwrap_or(limits::DEFAULT_QUEUE))
+        .priority(arg(case, "priority").map_or(0, |p| p.parse().expect("a priority")))
+        .max_attempts(num(case, "attempts", limits::DEFAULT_MAX_ATTEMPTS.into()) as u32)
+        .attempt_timeout_ms(num(case, "timeout", limits::DEFAULT_ATTEMPT_TIMEOUT_MS))
+        .delay_ms(num(case, "delay", 0))
+        .build();
+    spec.constraints = prefixed(case, "constraint.");
+    spec.resources = resources(case);
+    vec![spec; num(case, "count", 1) as usize]
 }
