@@ -24,6 +24,7 @@ mod redact;
 mod scheduler_service;
 mod server;
 mod status;
+mod tls_incoming;
 mod trace_context;
 pub mod transport;
 mod wire_errors;

@@ -5,12 +5,15 @@
 //! Architecture invariant: the node starts this server but never names what it carries;
 //! routes, layers, message limits and tonic's server types stay inside `grpc`.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::transport::Server;
+use tonic::transport::server::Router;
 use tonic::transport::server::TcpIncoming;
 
 use crate::app::App;
@@ -24,10 +27,14 @@ use crate::grpc::admission::Budgeted;
 use crate::grpc::api::scheduler_server::SchedulerServer;
 use crate::grpc::api::workers_server::WorkersServer;
 use crate::grpc::health;
+use crate::grpc::tls_incoming::tls_incoming;
 use crate::grpc::transport;
 use crate::grpc::transport::PortLimits;
 use crate::grpc::with_wire_errors;
+use crate::network::ClientCerts;
+use crate::network::Handshakes;
 use crate::network::NodeTls;
+use crate::network::TlsSetupError;
 use crate::observe::watch::Readiness;
 use crate::raft_types::Raft;
 use raftsched_store::RemovedPeers;
@@ -42,9 +49,14 @@ const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum ServeError {
     #[error("reflection: {0}")]
     Reflection(String),
+    #[error("the gRPC ports' TLS from the node's credentials: {0}")]
+    Tls(#[from] TlsSetupError),
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
 }
+
+/// A server future, whichever connections (plaintext or TLS) it serves.
+type Served = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
 /// Builds the client port's server future on `listener`: the Scheduler and Workers
 /// services and reflection (of those two only), until `shutdown` is cancelled. The Raft
@@ -74,15 +86,19 @@ pub fn serve(
         .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
     let scheduler_service = Budgeted::with_node_budget(scheduler_service, &api_budget);
-    let server = server_builder(port_limits, tls.as_deref())?
+    let handshakes = grpc_handshakes(tls.as_deref())?;
+    let router = server_builder(port_limits)
         .add_service(with_wire_errors(scheduler_service, metrics.clone()))
         .add_service(with_wire_errors(workers_service, metrics))
         .add_service(health_service)
-        .add_service(reflection)
-        .serve_with_incoming_shutdown(
-            limited_incoming(listener, port_limits),
-            shutdown.clone().cancelled_owned(),
-        );
+        .add_service(reflection);
+    let server = serve_on(
+        router,
+        listener,
+        port_limits,
+        handshakes,
+        shutdown.clone().cancelled_owned(),
+    );
     let health = health::follow(health_reporter, readiness, shutdown);
     Ok(async move {
         // The follower lives exactly as long as the server, whichever way the server ends.
@@ -105,10 +121,33 @@ pub fn serve_peer(
     shutdown: CancellationToken,
 ) -> Result<impl Future<Output = Result<(), ServeError>> + use<>, ServeError> {
     let raft_service = Budgeted::per_connection(RaftGrpcService::server(raft, removed, cluster_id));
-    let server = server_builder(port_limits, tls.as_deref())?
-        .add_service(raft_service)
-        .serve_with_incoming_shutdown(limited_incoming(listener, port_limits), shutdown.cancelled_owned());
+    let handshakes = grpc_handshakes(tls.as_deref())?;
+    let router = server_builder(port_limits).add_service(raft_service);
+    let server = serve_on(router, listener, port_limits, handshakes, shutdown.cancelled_owned());
     Ok(async move { Ok(server.await?) })
+}
+
+/// The handshakes of a gRPC port: the node's certificate, a client certificate from the
+/// cluster CA required, HTTP/2 only; None with `--insecure`.
+fn grpc_handshakes(tls: Option<&NodeTls>) -> Result<Option<Handshakes>, ServeError> {
+    let Some(tls) = tls else { return Ok(None) };
+    let config = crate::network::server_config(tls.pems(), ClientCerts::Required, &[b"h2"])?;
+    Ok(Some(tls.handshakes(config)))
+}
+
+/// `router` on the port's connections until `shutdown`, over TLS when `handshakes` is given.
+fn serve_on(
+    router: Router,
+    listener: TcpListener,
+    port_limits: PortLimits,
+    handshakes: Option<Handshakes>,
+    shutdown: WaitForCancellationFutureOwned,
+) -> Served {
+    let incoming = limited_incoming(listener, port_limits);
+    match handshakes {
+        Some(handshakes) => Box::pin(router.serve_with_incoming_shutdown(tls_incoming(incoming, handshakes), shutdown)),
+        None => Box::pin(router.serve_with_incoming_shutdown(incoming, shutdown)),
+    }
 }
 
 /// The port's accepted connections: no Nagle, TCP keepalive, and the connection cap and
@@ -123,14 +162,10 @@ fn limited_incoming(
     transport::limit_connections(incoming, port_limits)
 }
 
-/// The HTTP/2 limits both ports apply, and TLS with a required client certificate from the
-/// cluster CA unless `--insecure`.
-fn server_builder(port_limits: PortLimits, tls: Option<&NodeTls>) -> Result<Server, ServeError> {
-    let mut builder = Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls.server_config())?;
-    }
-    Ok(builder
+/// The HTTP/2 limits both ports apply (TLS is done before tonic sees a connection:
+/// `tls_incoming`).
+fn server_builder(port_limits: PortLimits) -> Server {
+    Server::builder()
         .timeout(SERVER_REQUEST_TIMEOUT)
         .max_concurrent_streams(transport::MAX_CONCURRENT_STREAMS)
         .initial_stream_window_size(transport::STREAM_WINDOW_BYTES)
@@ -138,5 +173,5 @@ fn server_builder(port_limits: PortLimits, tls: Option<&NodeTls>) -> Result<Serv
         .http2_keepalive_interval(Some(port_limits.keepalive_interval))
         .http2_keepalive_timeout(Some(port_limits.keepalive_timeout))
         .http2_max_header_list_size(transport::MAX_HEADER_LIST_BYTES)
-        .http2_max_pending_accept_reset_streams(Some(transport::MAX_PENDING_ACCEPT_RESET_STREAMS)))
+        .http2_max_pending_accept_reset_streams(Some(transport::MAX_PENDING_ACCEPT_RESET_STREAMS))
 }

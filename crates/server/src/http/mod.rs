@@ -31,7 +31,6 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -41,6 +40,7 @@ pub use routes::HttpState;
 pub use scrape::MAX_REPORTED_QUEUES;
 pub use tls::HttpTlsError;
 
+use crate::network::Handshakes;
 use crate::network::NodeTls;
 use routes::Caller;
 
@@ -48,7 +48,7 @@ use routes::Caller;
 /// operator's port is not a public web server.
 pub const MAX_HTTP_CONNECTIONS: usize = 256;
 /// A TLS client must finish its handshake within 5 s of connecting (as on the gRPC ports).
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub use crate::network::TLS_HANDSHAKE_TIMEOUT;
 /// An HTTP/1 client must send a request's headers within 10 s: a connection that says
 /// nothing does not hold a slot for ever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,11 +66,11 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// The HTTP port's TLS from the node's credentials, built before the node starts anything
 /// so that bad credentials stop it at once.
 #[derive(Clone)]
-pub struct HttpTls(TlsAcceptor);
+pub struct HttpTls(Handshakes);
 
 impl HttpTls {
     pub fn from_node(tls: &NodeTls) -> Result<HttpTls, HttpTlsError> {
-        Ok(HttpTls(TlsAcceptor::from(tls::server_config(tls.pems())?)))
+        Ok(HttpTls(tls.handshakes(tls::server_config(tls.pems())?)))
     }
 }
 
@@ -88,7 +88,7 @@ pub fn serve(
 async fn accept_loop(
     listener: TcpListener,
     router: axum::Router,
-    acceptor: Option<TlsAcceptor>,
+    acceptor: Option<Handshakes>,
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
@@ -132,7 +132,7 @@ async fn accept_loop(
 /// One accepted connection and the slot it holds until it closes.
 struct Connection {
     router: axum::Router,
-    acceptor: Option<TlsAcceptor>,
+    acceptor: Option<Handshakes>,
     shutdown: CancellationToken,
     remote: SocketAddr,
     _slot: OwnedSemaphorePermit,
@@ -144,11 +144,9 @@ impl Connection {
         match self.acceptor.clone() {
             None => self.serve(TokioIo::new(stream), Caller::Insecure).await,
             Some(acceptor) => {
-                let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-                let stream = match handshake {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => return tracing::debug!(remote = %self.remote, "HTTP port: TLS handshake: {e}"),
-                    Err(_) => return tracing::debug!(remote = %self.remote, "HTTP port: TLS handshake timed out"),
+                let stream = match acceptor.accept(stream).await {
+                    Ok(stream) => stream,
+                    Err(e) => return tracing::debug!(remote = %self.remote, "HTTP port: TLS handshake: {e}"),
                 };
                 let caller = Caller::of_certificate(stream.get_ref().1.peer_certificates());
                 self.serve(TokioIo::new(stream), caller).await;

@@ -2,7 +2,8 @@
 //!
 //! [`NetworkFactory`] keeps one lazily connected channel per peer (HTTP/2 multiplexes every
 //! RPC to that peer over it); [`PeerClient`] sends openraft's RPCs on it, each with the
-//! deadline openraft gives.
+//! deadline openraft gives. The node's TLS lives here too: [`NodeTls`] (its certificate, as
+//! server and as client) and [`Handshakes`] (every port's handshakes, taking turns).
 //!
 //! Architecture invariant: this is the client side of Raft RPCs, gRPC by nature, so with
 //! `grpc` it is the one place of the server that sees protobuf types (`raftsched_api::raft`)
@@ -10,6 +11,7 @@
 //! (`grpc`) reads its limits from here, never the reverse.
 
 mod fault;
+mod handshakes;
 mod peer_client;
 mod tls;
 
@@ -19,11 +21,17 @@ use std::sync::Mutex;
 
 pub use fault::FaultInjector;
 pub use fault::LinkFault;
+pub use handshakes::HANDSHAKES_ON_CPU;
+pub use handshakes::Handshakes;
+pub use handshakes::TLS_HANDSHAKE_TIMEOUT;
 use openraft::RaftNetworkFactory;
 pub(crate) use peer_client::MIN_APPEND_DEADLINE;
 pub use peer_client::PeerClient;
+pub use tls::ClientCerts;
 pub use tls::NodeTls;
+pub use tls::TlsSetupError;
 pub use tls::endpoint;
+pub use tls::server_config;
 use tonic::transport::Channel;
 
 use crate::raft_types::MemberNode;
