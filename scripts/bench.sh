@@ -12,9 +12,9 @@
 #   --keep     keep the temporary directory (data dirs, logs, raw results)
 #
 # It starts a fresh three-node cluster with two shell workers in a temporary directory, on
-# its own ports (RAFTSCHED_BENCH_PORT_BASE, default 56051), runs `raftsched-bench` against
+# its own ports (RAFTSCHED_BENCH_PORT_BASE, default 31051), runs `raftsched-bench` against
 # it, and — when `etcd` is installed (Debian: apt-get install etcd-server etcd-client) — a
-# three-member etcd on loopback (RAFTSCHED_BENCH_ETCD_PORT_BASE, default 56379), measured
+# three-member etcd on loopback (RAFTSCHED_BENCH_ETCD_PORT_BASE, default 31379), measured
 # with the same client counts and payload size. Nothing is ever run without fsync or
 # replication. Everything it started is stopped on exit.
 #
@@ -342,6 +342,10 @@ done
 fresh_cluster failover
 phase failover failover --trials "$FAILOVER_TRIALS" --cluster-script "$CLUSTER_SH" "${COMMON[@]}"
 # A fresh cluster: the restart measures a node holding the million tasks and little else.
+# A million is also the nodes' default cap on live tasks (cluster-wide and per namespace), and
+# each restart phase submits one marker task on top: the fill's cluster gets room for them
+# (exported, so a node the restart phase starts again keeps the same caps).
+export RAFTSCHED_MAX_LIVE_TASKS=$((FILL_TASKS + 1000)) RAFTSCHED_MAX_LIVE_TASKS_PER_NAMESPACE=$((FILL_TASKS + 1000))
 fresh_cluster fill
 phase fill fill --tasks "$FILL_TASKS" --payload-bytes "$PAYLOAD" "${COMMON[@]}"
 for node in $RESTART_NODES; do

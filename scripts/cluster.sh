@@ -21,10 +21,11 @@
 #   RAFTSCHED_INSECURE         1: plaintext, no credentials (every node warns that anyone who reaches
 #                              a port may make any call). Default: mutual TLS with the credentials
 #                              `raftsched certs init` creates in $RAFTSCHED_DATA/certs on the first start
-#   RAFTSCHED_MAX_LIVE_TASKS, RAFTSCHED_MAX_STATE_BYTES, RAFTSCHED_MEMORY_HIGH_WATER,
-#   RAFTSCHED_DATA_DIR_HIGH_WATER
+#   RAFTSCHED_MAX_LIVE_TASKS, RAFTSCHED_MAX_LIVE_TASKS_PER_NAMESPACE, RAFTSCHED_MAX_STATE_BYTES,
+#   RAFTSCHED_MEMORY_HIGH_WATER, RAFTSCHED_DATA_DIR_HIGH_WATER
 #                              when set, passed to every node as --max-live-tasks,
-#                              --max-state-bytes, --memory-high-water, --data-dir-high-water
+#                              --max-live-tasks-per-namespace, --max-state-bytes,
+#                              --memory-high-water, --data-dir-high-water
 #                              (sizes like 2GiB; unset: the node's defaults)
 #
 # Layout of $RAFTSCHED_DATA: cluster-id (generated on the first start, reused after),
@@ -586,6 +587,8 @@ start_node() {
     local bin=$1 n=$2 cid=$3 log
     local quota_flags=()
     [[ -n ${RAFTSCHED_MAX_LIVE_TASKS:-} ]] && quota_flags+=(--max-live-tasks "$RAFTSCHED_MAX_LIVE_TASKS")
+    [[ -n ${RAFTSCHED_MAX_LIVE_TASKS_PER_NAMESPACE:-} ]] &&
+        quota_flags+=(--max-live-tasks-per-namespace "$RAFTSCHED_MAX_LIVE_TASKS_PER_NAMESPACE")
     [[ -n ${RAFTSCHED_MAX_STATE_BYTES:-} ]] && quota_flags+=(--max-state-bytes "$RAFTSCHED_MAX_STATE_BYTES")
     [[ -n ${RAFTSCHED_MEMORY_HIGH_WATER:-} ]] && quota_flags+=(--memory-high-water "$RAFTSCHED_MEMORY_HIGH_WATER")
     [[ -n ${RAFTSCHED_DATA_DIR_HIGH_WATER:-} ]] && quota_flags+=(--data-dir-high-water "$RAFTSCHED_DATA_DIR_HIGH_WATER")
