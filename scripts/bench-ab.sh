@@ -2,31 +2,33 @@
 # A/B of one lever: the same short load on a fresh cluster of each build, in alternation, so
 # both see the same machine. Usage:
 #
-#   scripts/bench-ab.sh [--rounds N] LABEL=BIN_DIR LABEL=BIN_DIR ...
+#   scripts/bench-ab.sh [--rounds N] [--clients N] LABEL=BIN_DIR LABEL=BIN_DIR ...
 #
 # BIN_DIR holds `raftsched` and `raftsched-bench` (a release build: `cargo build --release
 # -p raftsched -p raftsched-bench`, copied away before the other build). Each round starts a
 # fresh three-node cluster per build with scripts/cluster.sh (2 shell workers, 4 slots), runs
-# 1000-client single submits (3 runs of 3 s: where both cores saturate), then submit→start at
-# 250/s and 1000/s offered (5 s each), and counts the leader's quorum losses in the node logs
-# ("no majority has answered": writes failed as "outcome unknown") and the worker streams it
-# closed for them. Results: bench/results/<date>-ab-<label>-<round>.jsonl, and a summary on
+# single submits from --clients clients (default 1000, where both cores saturate; 3 runs of
+# 3 s), then submit→start at 250/s and 1000/s offered (5 s each), and counts the leader's
+# quorum losses in the node logs ("no majority has answered": writes failed as "outcome
+# unknown") and the worker streams it closed for them. Results: bench/results/<date>-ab-<label>-<round>.jsonl, and a summary on
 # stdout. Ports: RAFTSCHED_BENCH_PORT_BASE (default 32051) and the two hundreds above it.
 # RAFTSCHED_AB_KEEP=1 keeps each run's data dirs and node logs (their path is printed).
 set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=1
+CLIENTS=1000
 BUILDS=()
 while (($#)); do
     case $1 in
         --rounds) ROUNDS=$2; shift ;;
+        --clients) CLIENTS=$2; shift ;;
         *=*) BUILDS+=("$1") ;;
-        *) echo "bench-ab.sh: unknown argument $1 (want LABEL=BIN_DIR or --rounds N)" >&2; exit 2 ;;
+        *) echo "bench-ab.sh: unknown argument $1 (want LABEL=BIN_DIR, --rounds N or --clients N)" >&2; exit 2 ;;
     esac
     shift
 done
-((${#BUILDS[@]})) || { echo "usage: scripts/bench-ab.sh [--rounds N] LABEL=BIN_DIR ..." >&2; exit 2; }
+((${#BUILDS[@]})) || { echo "usage: scripts/bench-ab.sh [--rounds N] [--clients N] LABEL=BIN_DIR ..." >&2; exit 2; }
 PORT_BASE=${RAFTSCHED_BENCH_PORT_BASE:-32051}
 STAMP=$(date -u +%Y-%m-%d-%H%M)
 mkdir -p "$ROOT/bench/results"
@@ -50,7 +52,7 @@ one_run() {
         "$ROOT/scripts/cluster.sh" start >"$work/start.log" 2>&1 || { cat "$work/start.log" >&2; exit 1; }
         local bench=$dir/raftsched-bench
         for _ in 1 2 3; do
-            "$bench" submit --clients 1000 --duration-ms 3000 --warmup-ms 500 --repeat 1 --payload-bytes 64 \
+            "$bench" submit --clients "$CLIENTS" --duration-ms 3000 --warmup-ms 500 --repeat 1 --payload-bytes 64 \
                 --pid-dir "$work/cluster" --save "$out" >/dev/null 2>&1 || echo "$label: a submit run failed" >&2
         done
         for rate in 250 1000; do
@@ -79,7 +81,7 @@ ops = "/".join(f"{r['ops_per_s']:.0f}" for r in subs)
 p99 = "/".join(f"{r['latencies']['ack']['p99_ms']:.0f}" for r in subs)
 elections = sum(r.get("extra", {}).get("leader_elections", 0) for r in subs)
 rate_text = "  ".join(f"{k}/s p50 {v['p50_ms']:.1f} p99 {v['p99_ms']:.1f} ms" for k, v in sorted(rates.items()))
-print(f"{label} #{round_}: 1000 clients {ops} submits/s (ack p99 {p99} ms), elections {elections:.0f}, "
+print(f"{label} #{round_}: {subs[0]['clients'] if subs else '?'} clients {ops} submits/s (ack p99 {p99} ms), elections {elections:.0f}, "
       f"quorum-loss lines {logs.get('quorum_loss_lines')}, streams closed {logs.get('worker_streams_closed')}; "
       f"submit→start {rate_text}")
 PY

@@ -32,6 +32,7 @@ use tonic::transport::server::TcpConnectInfo;
 use tonic::transport::server::TlsConnectInfo;
 
 use crate::grpc::MAX_API_MESSAGE_BYTES;
+use crate::grpc::identity::IdentityCache;
 use crate::network::MAX_RAFT_MESSAGE_BYTES;
 use crate::network::MAX_RAFT_RPCS_IN_FLIGHT;
 use crate::network::MAX_SNAPSHOT_CHUNK_BYTES;
@@ -68,6 +69,8 @@ pub struct ConnectionShare {
     tcp: TcpConnectInfo,
     bytes: Arc<Semaphore>,
     pub(super) raft_calls: Arc<Semaphore>,
+    /// Who the connection's client certificate names, read on its first call.
+    identity: IdentityCache,
 }
 
 impl ConnectionShare {
@@ -76,6 +79,7 @@ impl ConnectionShare {
             tcp,
             bytes: Arc::new(Semaphore::new(CONNECTION_RECEIVE_BYTES)),
             raft_calls: Arc::new(Semaphore::new(MAX_RAFT_CALLS_PER_CONNECTION)),
+            identity: IdentityCache::default(),
         }
     }
 }
@@ -85,12 +89,16 @@ impl ConnectionShare {
 /// through the node's listener and is refused by the role check (fail closed): a TLS port
 /// whose connect info went unrecognised must not read as plaintext, which allows all.
 #[derive(Debug, Clone)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// A `--insecure` node's plaintext port: no identity.
     Plaintext,
     /// TLS with the certificate chain the client presented (verified against the cluster CA
-    /// by the handshake), leaf first; None if it presented none.
-    Tls(Option<Arc<Vec<tonic::transport::CertificateDer<'static>>>>),
+    /// by the handshake), leaf first, None if it presented none; and the identity its leaf
+    /// names once read (one cache per connection).
+    Tls(
+        Option<Arc<Vec<tonic::transport::CertificateDer<'static>>>>,
+        IdentityCache,
+    ),
     /// The HTTP port's console, signed in with the node's console token (`grpc::gateway`):
     /// a reader of every namespace. Never put on a request of the gRPC ports.
     Console,
@@ -147,7 +155,9 @@ where
         // looking for the bare one first read every TLS call as plaintext (allow all).
         let extensions = request.extensions();
         let (share, transport) = if let Some(tls) = extensions.get::<TlsConnectInfo<ConnectionShare>>() {
-            (tls.get_ref().clone(), Transport::Tls(tls.peer_certs()))
+            let share = tls.get_ref().clone();
+            let identity = share.identity.clone();
+            (share, Transport::Tls(tls.peer_certs(), identity))
         } else if let Some(share) = extensions.get::<ConnectionShare>() {
             (share.clone(), Transport::Plaintext)
         } else {

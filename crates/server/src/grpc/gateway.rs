@@ -23,6 +23,7 @@ use tonic::transport::CertificateDer;
 use super::SchedulerService;
 use super::admission::Transport;
 use super::api::scheduler_server::Scheduler;
+use super::identity::IdentityCache;
 use crate::app::App;
 use crate::network::NodeTls;
 
@@ -120,7 +121,8 @@ fn request<T: DeserializeOwned + Default>(body: &[u8], caller: &GatewayCaller) -
     request.set_timeout(GATEWAY_DEADLINE);
     let transport = match caller {
         GatewayCaller::Plaintext => Transport::Plaintext,
-        GatewayCaller::Certificate(chain) => Transport::Tls(Some(Arc::clone(chain))),
+        // One request per HTTP call here: a cache of its own, read once.
+        GatewayCaller::Certificate(chain) => Transport::Tls(Some(Arc::clone(chain)), IdentityCache::default()),
         GatewayCaller::ConsoleToken => Transport::Console,
     };
     request.extensions_mut().insert(transport);
